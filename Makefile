@@ -1,0 +1,56 @@
+# Stage Bridge: `make run` to play, `make test` to check everything.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CONFIG ?= config/default.toml
+DEB_PACKAGES := jackd2 liblo-tools chromium
+# Commands each Debian package provides, to tell whether it is missing.
+DEB_COMMANDS := jackd oscsend oscdump chromium
+
+.PHONY: run test lint unit deps system-deps bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m bridge --config $(CONFIG)
+
+system-deps:
+	@missing=""; \
+	for c in $(DEB_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages for:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
+	  else \
+	    echo "missing system commands:$$missing (apt-get install $(DEB_PACKAGES))"; \
+	    if [ "$${CI:-}" = true ]; then exit 1; fi; \
+	  fi; \
+	fi
+
+deps: system-deps $(VENV)/.test-installed
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check bridge tests bench
+	$(VENV)/bin/ruff format --check bridge tests bench
+	$(VENV)/bin/mypy
+
+test: deps lint
+	$(PY) -m pytest -q
+
+unit: $(VENV)/.test-installed
+	$(PY) -m pytest -q -m "not slow" tests/test_config.py tests/test_validation.py tests/test_hub.py
+
+bench: deps
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

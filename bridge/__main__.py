@@ -1,0 +1,103 @@
+"""``python -m bridge --config FILE [--host H] [--port P]``: start the bridge."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+
+from bridge.app import Bridge
+from bridge.config import DEFAULT_CONFIG, Config, load_config
+from bridge.errors import ConfigError
+
+log = logging.getLogger("bridge")
+
+EXIT_CONFIG = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge", description="Stage Bridge: browser controls bridged to OSC and MIDI."
+    )
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="TOML config file (default: %(default)s)")
+    parser.add_argument("--host", help="interface to serve on (overrides [server] host)")
+    parser.add_argument("--port", type=int, help="HTTP port (overrides [server] port)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def lan_address() -> str | None:
+    """This machine's address on the LAN, or None.
+
+    Connecting a UDP socket only asks the kernel for a route: no packet is sent.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("10.255.255.255", 1))
+            address: str = sock.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
+
+
+def urls(host: str, port: int) -> list[str]:
+    """The URLs a person can open for a server bound to ``host``."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        found = [f"http://localhost:{port}/"]
+        lan = lan_address()
+        if lan:
+            found.append(f"http://{lan}:{port}/")
+        return found
+    return [f"http://{host}:{port}/"]
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        config: Config = load_config(args.config)
+        if args.port is not None and not 0 < args.port <= 65535:
+            raise ConfigError(args.config, "--port", f"expected 1-65535, got {args.port}")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)  # noqa: T201 - the one line a user reads
+        return EXIT_CONFIG
+    server = dataclasses.replace(
+        config.server,
+        host=args.host if args.host is not None else config.server.host,
+        port=args.port if args.port is not None else config.server.port,
+    )
+    config = dataclasses.replace(config, server=server)
+
+    bridge = Bridge(config)
+    signal.signal(signal.SIGTERM, _terminate)
+    bridge.start()
+    try:
+        log.info("Stage Bridge serving %s with config %s", ", ".join(urls(server.host, server.port)), config.path)
+        for url in urls(server.host, server.port):
+            print(f"  open {url}", flush=True)  # noqa: T201
+        bridge.socketio.run(
+            bridge.app,
+            host=server.host,
+            port=server.port,
+            use_reloader=False,
+            log_output=False,
+            allow_unsafe_werkzeug=True,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bridge.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Adapters around the hub: each one speaks one transport."""

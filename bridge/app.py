@@ -1,0 +1,98 @@
+"""The application factory. It builds everything and opens nothing.
+
+Ports, threads and files open in :meth:`Bridge.start`, which ``python -m
+bridge`` calls; a test can build as many apps as it likes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from bridge.adapters.web import WebAdapter
+from bridge.config import Config
+from bridge.hub import Adapter, Hub
+from bridge.state import StateStore, load_state
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Pinned, not guessed from what is installed. Threading is the only mode in
+#: which python-osc's server threads and rtmidi's callback threads are plain
+#: OS threads that need no monkey-patching; eventlet is deprecated and both
+#: green-thread modes would need rtmidi's C threads to cooperate with them.
+ASYNC_MODE = "threading"
+
+
+class Bridge:
+    """The running parts of one bridge: the Flask app, the hub, the adapters."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+        self.app.config["JSON_SORT_KEYS"] = False
+        self.app.json.sort_keys = False  # type: ignore[attr-defined]
+        self.socketio = SocketIO(self.app, async_mode=ASYNC_MODE, cors_allowed_origins=None)
+        self.hub = Hub(config.controls)
+        self.state: StateStore | None = None
+        if config.server.state_file is not None:
+            self.state = StateStore(self.hub, config.server.state_file)
+        self.web = WebAdapter(self.hub, self.socketio, self.status)
+        self.web.register(self.app)
+        for adapter in self._transport_adapters():
+            self.hub.add_adapter(adapter)
+        self.app.extensions["stage_bridge"] = self
+        self._started = False
+
+    def _transport_adapters(self) -> list[Adapter]:
+        adapters: list[Adapter] = [self.web]
+        if self.state is not None:
+            adapters.append(self.state)
+        return adapters
+
+    def start(self) -> None:
+        """Restore the saved values, then open every adapter's ports and threads."""
+        if self.state is not None:
+            restored = load_state(self.state.path, self.hub.controls)
+            self.hub.restore(restored)
+            if restored:
+                log.info("restored %d values from %s", len(restored), self.state.path)
+        for adapter in self.hub.adapters:
+            adapter.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Close every adapter (the state is saved one last time)."""
+        if not self._started:
+            return
+        self._started = False
+        for adapter in reversed(self.hub.adapters):
+            try:
+                adapter.stop()
+            except Exception:  # keep closing the others
+                log.exception("adapter %s failed to stop", adapter.name)
+
+    def status(self) -> dict[str, Any]:
+        """The document ``/healthz`` serves."""
+        adapters: dict[str, Any] = {}
+        for adapter in self.hub.adapters:
+            describe = getattr(adapter, "describe", None)
+            if describe is not None:
+                adapters[adapter.name] = describe()
+        return {"status": "ok", "controls": len(self.hub.controls), "adapters": adapters}
+
+
+def create_app(config: Config) -> Flask:
+    """Build the Flask app for ``config``; ``get_bridge(app)`` gives its parts."""
+    return Bridge(config).app
+
+
+def get_bridge(app: Flask) -> Bridge:
+    """The :class:`Bridge` that ``create_app`` built around ``app``."""
+    bridge: Bridge = app.extensions["stage_bridge"]
+    return bridge

@@ -1,0 +1,137 @@
+"""The hub: the one owner of the current values.
+
+Every change, from any source, goes through :meth:`Hub.set`: it is checked
+against its control, stored under a lock, and handed to every adapter with
+its origin. Adapters are called outside the value lock but one change at a
+time and in the order the values were stored, so no adapter ever ends on a
+value older than the store's. The hub imports no transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.errors import UnknownControl
+from bridge.model import Change, Control, Origin, Value
+from bridge.validation import normalize
+
+log = logging.getLogger(__name__)
+
+
+class Adapter(Protocol):
+    """What the hub needs of an adapter. Each applies its own no-echo rule."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def send(self, change: Change) -> None: ...
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What :meth:`Hub.set` did: the value now stored and whether it changed."""
+
+    control: Control
+    value: Value
+    changed: bool
+
+
+class Hub:
+    """Owns the values; validates, stores and fans out every change."""
+
+    def __init__(self, controls: Iterable[Control], values: Mapping[str, Value] | None = None) -> None:
+        self.controls: dict[str, Control] = {c.id: c for c in controls}
+        self._values: dict[str, Value] = {cid: c.default for cid, c in self.controls.items()}
+        if values:
+            self.restore(values)
+        self._adapters: list[Adapter] = []
+        self._lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
+        self._outbox: deque[Change] = deque()
+        self.version = 0
+
+    # -- adapters --------------------------------------------------------
+    def add_adapter(self, adapter: Adapter) -> None:
+        self._adapters.append(adapter)
+
+    @property
+    def adapters(self) -> tuple[Adapter, ...]:
+        return tuple(self._adapters)
+
+    # -- values ------------------------------------------------------------
+    def control(self, control_id: object) -> Control:
+        """The control called ``control_id``, or :class:`UnknownControl`."""
+        if not isinstance(control_id, str) or control_id not in self.controls:
+            raise UnknownControl(control_id)
+        return self.controls[control_id]
+
+    def get(self, control_id: str) -> Value:
+        with self._lock:
+            return self._values[self.control(control_id).id]
+
+    def values(self) -> dict[str, Value]:
+        """A copy of every current value, in config order."""
+        with self._lock:
+            return dict(self._values)
+
+    def restore(self, values: Mapping[str, Value]) -> None:
+        """Load already checked values (saved state) without fanning them out."""
+        with self._lock:
+            for cid, value in values.items():
+                if cid in self._values:
+                    self._values[cid] = value
+
+    def with_values(self, use: Callable[[dict[str, Value]], None]) -> None:
+        """Call ``use`` with every current value, in dispatch order.
+
+        No change is handed to an adapter while ``use`` runs, so a client
+        sent these values as a snapshot cannot miss a later change.
+        """
+        with self._dispatch_lock:
+            use(self.values())
+
+    def set(self, control_id: object, raw: object, origin: Origin) -> Applied:
+        """Check ``raw``, store it and hand it to every adapter.
+
+        Raises :class:`UnknownControl` or :class:`InvalidValue`; nothing is
+        stored then. A value equal to the stored one is not fanned out.
+        """
+        control = self.control(control_id)
+        value = normalize(control, raw)
+        with self._lock:
+            if _same(self._values[control.id], value):
+                return Applied(control, self._values[control.id], changed=False)
+            self._values[control.id] = value
+            self.version += 1
+            self._outbox.append(Change(control, value, origin))
+        self._dispatch()
+        return Applied(control, value, changed=True)
+
+    def _dispatch(self) -> None:
+        # Whoever holds the dispatch lock drains the outbox in store order,
+        # including changes queued by other threads meanwhile.
+        with self._dispatch_lock:
+            while True:
+                try:
+                    change = self._outbox.popleft()
+                except IndexError:
+                    return
+                for adapter in self._adapters:
+                    try:
+                        adapter.send(change)
+                    except Exception:  # an adapter's fault must not stop the others
+                        log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
+
+
+def _same(a: Value, b: Value) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return type(a) is type(b) and a == b
+    return a == b

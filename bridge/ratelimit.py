@@ -1,0 +1,38 @@
+"""Rate-limited warnings, so that a flood of junk cannot fill the log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+
+class LogLimiter:
+    """Lets one message per key through every ``interval`` seconds.
+
+    The count of messages held back is added to the next one let through.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 5.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[object, float] = {}
+        self._held: dict[object, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, key: object, msg: str, *args: object) -> bool:
+        """Log ``msg`` at warning unless ``key`` was logged within the interval."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False
+            held = self._held.pop(key, 0)
+            self._last[key] = now
+            if len(self._last) > 10_000:  # junk with random addresses must not grow this forever
+                self._last.clear()
+        if held:
+            msg += f" ({held} more like it held back)"
+        self.logger.warning(msg, *args)
+        return True

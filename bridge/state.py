@@ -1,0 +1,174 @@
+"""The saved state: every value written atomically soon after it changes.
+
+The store is an adapter like the others: each change marks it dirty and a
+writer thread saves the hub's values (temporary file, fsync, rename) within
+:data:`SAVE_DELAY` seconds. A failed write is reported once and retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge.errors import InvalidValue
+from bridge.model import Change, Control, Value
+from bridge.validation import normalize
+
+if TYPE_CHECKING:
+    from bridge.hub import Hub
+
+log = logging.getLogger(__name__)
+
+#: Longest a change waits before it is on disk (the budget is 1 s).
+SAVE_DELAY = 0.2
+#: How long a failed write waits before the next try.
+RETRY_DELAY = 1.0
+FORMAT_VERSION = 1
+
+
+def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
+    """Read saved values; a corrupt file is moved aside and ``{}`` returned.
+
+    A value that no longer fits its control (the config changed) is left out,
+    so its control starts at its default, with a warning.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        log.warning("state file %s cannot be read (%s); starting from defaults", path, err.strerror)
+        return {}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
+            raise ValueError("no 'values' object")
+    except ValueError as err:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            path.replace(aside)
+            where = f"moved to {aside}"
+        except OSError as move_err:
+            where = f"could not be moved aside ({move_err.strerror})"
+        log.warning("state file %s is corrupt (%s); %s; starting from defaults", path, err, where)
+        return {}
+    values: dict[str, Value] = {}
+    for cid, raw in data["values"].items():
+        control = controls.get(cid)
+        if control is None:
+            log.info("state file %s: control %r is no longer in the config; ignored", path, cid)
+            continue
+        try:
+            value = normalize(control, raw)
+        except InvalidValue as err:
+            log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
+            continue
+        if value != raw:
+            log.warning(
+                "state file %s: %s=%r no longer fits its control; reset to its default %r",
+                path,
+                cid,
+                raw,
+                control.default,
+            )
+            continue
+        values[cid] = value
+    return values
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that a reader sees the old or the new file, whole."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    # The rename itself is durable only once the folder is synced.
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """Adapter that saves the hub's values to ``path`` soon after each change."""
+
+    name = "state"
+
+    def __init__(self, hub: Hub, path: Path) -> None:
+        self.hub = hub
+        self.path = path
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self.saved_version = -1
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.save()
+
+    def send(self, change: Change) -> None:
+        self._dirty.set()
+
+    def save(self) -> bool:
+        """Write the current values now; True when they are on disk."""
+        version = self.hub.version
+        if version == self.saved_version:
+            return True
+        body = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": self.hub.values()}
+        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, payload)
+        except OSError as err:
+            if not self._failing:
+                log.warning("cannot save state to %s (%s); values keep flowing, retrying", self.path, err.strerror)
+            self._failing = True
+            return False
+        if self._failing:
+            log.warning("state saved to %s again", self.path)
+            self._failing = False
+        self.saved_version = version
+        return True
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait()
+            if self._stopping.is_set():
+                return
+            self._dirty.clear()
+            if not self.save():
+                self._dirty.set()
+                self._stopping.wait(RETRY_DELAY)
+                continue
+            # Throttle: a flood of changes costs at most one write per SAVE_DELAY.
+            self._stopping.wait(SAVE_DELAY)

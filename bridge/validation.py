@@ -1,0 +1,59 @@
+"""Checks a raw value against its control and returns the value to store.
+
+Pure functions: no I/O, no locks. Ranges are clamped to their bounds and
+snapped to their step (the caller tells the sender when that changed the
+value); every other misfit raises :class:`InvalidValue`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bridge.errors import InvalidValue
+from bridge.model import MAX_TEXT_LENGTH, Control, Value
+
+
+def normalize(control: Control, raw: object) -> Value:
+    """Return ``raw`` as ``control`` stores it, or raise :class:`InvalidValue`."""
+    if control.type == "range":
+        return _range_value(control, raw)
+    if control.type in ("toggle", "button"):
+        return _switch_value(control, raw)
+    return _text_value(control, raw)
+
+
+def snap(control: Control, number: float) -> float | int:
+    """Clamp ``number`` to the control's bounds and snap it to its step."""
+    lo, hi = control.min, control.max
+    value = min(max(number, lo), hi)
+    if control.step > 0:
+        steps = round((value - lo) / control.step)
+        value = min(lo + steps * control.step, hi)
+        # 0.1 * 3 is 0.30000000000000004; keep what a person would write.
+        value = round(value, 12)
+    if control.integral:
+        return int(round(value))
+    return float(value)
+
+
+def _range_value(control: Control, raw: object) -> float | int:
+    # bool is an int in Python, but True is not a fader position.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise InvalidValue(control.id, raw, "expected a number")
+    if not math.isfinite(raw):
+        raise InvalidValue(control.id, raw, "expected a finite number")
+    return snap(control, float(raw))
+
+
+def _switch_value(control: Control, raw: object) -> int:
+    if isinstance(raw, bool):
+        return int(raw)
+    if isinstance(raw, int | float) and raw in (0, 1):
+        return int(raw)
+    raise InvalidValue(control.id, raw, "expected 0 or 1 (or true/false)")
+
+
+def _text_value(control: Control, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise InvalidValue(control.id, raw, "expected a string")
+    return raw[:MAX_TEXT_LENGTH]

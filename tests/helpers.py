@@ -1,0 +1,252 @@
+"""Shared test tools: free ports, config files, a real bridge process, Socket.IO clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 15.0
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that nothing on 127.0.0.1 uses right now."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    end = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+CONTROLS_TOML = """
+[[controls]]
+id = "slider1"
+type = "range"
+label = "Slider 1"
+min = 0
+max = 50
+step = 1
+value = 25
+midi = { channel = 1, cc = 1 }
+
+[[controls]]
+id = "slider2"
+type = "range"
+label = "Slider 2"
+min = 0
+max = 50
+step = 1
+value = 0
+midi = { channel = 1, cc = 2 }
+
+[[controls]]
+id = "fine"
+type = "range"
+label = "Fine"
+min = -1.0
+max = 1.0
+value = 0.0
+midi = { channel = 2, cc = 7, hires = true }
+
+[[controls]]
+id = "bend"
+type = "range"
+label = "Bend"
+min = 0
+max = 1
+value = 0.5
+midi = { channel = 3, pitchbend = true }
+
+[[controls]]
+id = "txt1"
+type = "text"
+label = "Text"
+value = ""
+
+[[controls]]
+id = "toggle1"
+type = "toggle"
+label = "Toggle"
+midi = { channel = 1, note = 60 }
+
+[[controls]]
+id = "button1"
+type = "button"
+label = "Button"
+midi = { channel = 1, note = 61 }
+"""
+
+
+def write_config(folder: Path, extra: str = "", controls: str = CONTROLS_TOML, state_file: str = "state.json") -> Path:
+    """A config file in ``folder`` with the test controls and any extra tables."""
+    path = folder / "bridge.toml"
+    path.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = 5000\nstate_file = "{state_file}"\n{extra}\n{controls}',
+        encoding="utf-8",
+    )
+    return path
+
+
+class BridgeProcess:
+    """``python -m bridge`` in a subprocess on a free port."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = config.parent / f"bridge-{self.port}.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> BridgeProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bridge exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                    return bool(resp.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_until(ready, what="the bridge to serve /healthz")
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: no chance to save anything
+        self.proc.wait(timeout=10)
+
+    # -- HTTP ------------------------------------------------------------------
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def put_json(self, path: str, body: object) -> tuple[int, Any]:
+        data = json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data=data, method="PUT", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+
+class Client:
+    """A real python-socketio client that records every event it gets."""
+
+    def __init__(self, url: str) -> None:
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
+        self.events: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+        for name in ("update value", "snapshot", "rejected", "midi status"):
+            self.sio.on(name, self._recorder(name))
+        self.sio.connect(url, wait_timeout=10)
+
+    def _recorder(self, name: str) -> Callable[[Any], None]:
+        def record(data: Any = None) -> None:
+            with self._lock:
+                self.events.append((name, data))
+
+        return record
+
+    def of(self, name: str) -> list[Any]:
+        with self._lock:
+            return [data for event, data in self.events if event == name]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+
+    def send(self, who: Any, data: Any) -> None:
+        self.sio.emit("value changed", {"who": who, "data": data})
+
+    def wait_event(self, name: str, match: Callable[[Any], bool] = lambda _: True, timeout: float = DEADLINE) -> Any:
+        def found() -> Any:
+            for data in self.of(name):
+                if match(data):
+                    return {"hit": data}
+            return None
+
+        return wait_until(found, timeout, what=f"event {name!r}")["hit"]
+
+    def wait_value(self, who: str, data: Any, timeout: float = DEADLINE) -> None:
+        """Wait until an ``update value`` (or ``snapshot``) shows ``who`` at ``data``."""
+
+        def shows() -> bool:
+            for event, payload in reversed(self.events_copy()):
+                if event == "update value" and payload["who"] == who:
+                    return bool(payload["data"] == data)
+                if event == "snapshot" and who in payload["values"]:
+                    return bool(payload["values"][who] == data)
+            return False
+
+        wait_until(shows, timeout, what=f"{who} == {data!r} at a client")
+
+    def events_copy(self) -> list[tuple[str, Any]]:
+        with self._lock:
+            return list(self.events)
+
+    def close(self) -> None:
+        self.sio.disconnect()

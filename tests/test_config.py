@@ -1,0 +1,124 @@
+"""Config checks: each rule broken gives one message naming file, key and fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.config import DEFAULT_CONFIG, load_config
+from bridge.errors import ConfigError
+from tests.helpers import ROOT, write_config
+
+
+def control(body: str) -> str:
+    return f"[[controls]]\n{body}\n"
+
+
+def test_default_config_is_the_classic_recipe() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    ids = [c.id for c in config.controls]
+    assert ids[:3] == ["slider1", "slider2", "txt1"]
+    s1, s2 = config.control("slider1"), config.control("slider2")
+    assert (s1.min, s1.max, s1.default) == (0, 50, 25)
+    assert (s2.min, s2.max, s2.default) == (0, 50, 0)
+    assert {c.type for c in config.controls} == {"range", "text", "toggle", "button"}
+    assert all(c.osc for c in config.controls)
+    assert all(c.midi for c in config.controls if c.type != "text")
+    assert config.osc is not None and config.midi is not None
+    assert config.server.port == 5000
+
+
+def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    assert config.server.state_file == tmp_path / "state.json"
+
+
+@pytest.mark.parametrize(
+    ("controls", "key", "words"),
+    [
+        (
+            control('id = "a"\ntype = "range"') + control('id = "a"\ntype = "toggle"\nosc = "/b"'),
+            "controls[1].id",
+            "duplicate id",
+        ),
+        (control('id = "a"\ntype = "range"\nmin = 5\nmax = 5'), "controls[0] (a).min", "less than max"),
+        (control('id = "a"\ntype = "range"\nmin = 0\nmax = 10\nvalue = 11'), "controls[0] (a).value", "within min-max"),
+        (control('id = "a"\ntype = "knob"'), "controls[0] (a).type", "range, toggle, button, text"),
+        (control('id = "a"\ntype = "range"\ncolour = "red"'), "controls[0] (a).colour", "unknown key"),
+        (
+            control('id = "a"\ntype = "range"\nosc = "/x"') + control('id = "b"\ntype = "range"\nosc = "/x"'),
+            "controls[1] (b).osc",
+            "already used by 'a'",
+        ),
+        (
+            control('id = "a"\ntype = "range"\nmidi = { channel = 2, cc = 7 }')
+            + control('id = "b"\ntype = "range"\nmidi = { channel = 2, cc = 7 }'),
+            "controls[1] (b).midi",
+            "channel 2 cc 7",
+        ),
+        (
+            control('id = "a"\ntype = "range"\nmidi = { channel = 1, cc = 7, hires = true }')
+            + control('id = "b"\ntype = "range"\nmidi = { channel = 1, cc = 39 }'),
+            "controls[1] (b).midi",
+            "cc 39",
+        ),
+        (control('id = "a"\ntype = "range"\nmidi = { channel = 17, cc = 7 }'), "controls[0] (a).midi.channel", "1-16"),
+        (control('id = "a"\ntype = "range"\nmin = "zero"'), "controls[0] (a).min", "expected"),
+        (control('id = "a"\ntype = "toggle"\nvalue = 2'), "controls[0] (a).value", "0 or 1"),
+        (control('id = "a"\ntype = "text"\nmidi = { cc = 1 }'), "controls[0] (a).midi", "no MIDI"),
+        (control('id = "a b"\ntype = "range"'), "controls[0].id", "letters"),
+        (control('id = "a"\ntype = "range"\nosc = "/bridge/sync"'), "controls[0] (a).osc", "/bridge"),
+        ("", "controls", "at least one"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, controls: str, key: str, words: str) -> None:
+    path = write_config(tmp_path, controls=controls)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key
+    assert words in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(write_config(tmp_path, extra="[lights]\nx = 1"))
+    with pytest.raises(ConfigError, match=r"osc\.targets\[0\]"):
+        load_config(write_config(tmp_path, extra='[osc]\ntargets = ["localhost"]'))
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport = 1", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("controls", "expected"),
+    [
+        (control('id = "a"\ntype = "range"\nmin = 3\nmax = 1'), "controls[0] (a).min: must be less than max"),
+        (control('id = "a"\ntype = "slider"'), "controls[0] (a).type: expected one of range"),
+        (control('id = "a"\ntype = "range"') * 2, "controls[1].id: duplicate id 'a'"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path, controls: str, expected: str) -> None:
+    path = write_config(tmp_path, controls=controls)
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "--config", str(path), "--port", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and expected in lines[0]

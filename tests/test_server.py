@@ -1,0 +1,118 @@
+"""The real server in a subprocess, driven by real python-socketio clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers import BridgeProcess, Client, wait_until
+
+Connect = Callable[[str], Client]
+
+
+def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_factory: Connect) -> None:
+    a, b = client_factory(server.url), client_factory(server.url)
+    a.wait_event("snapshot")
+    b.wait_event("snapshot")
+    a.send("slider1", 40)
+    b.wait_value("slider1", 40)
+    b.send("slider2", 7)
+    a.wait_value("slider2", 7)
+    b.send("txt1", "hello")
+    a.wait_value("txt1", "hello")
+    # A marker sent after everything: once B has it, A's echo would have arrived too.
+    a.send("toggle1", 1)
+    b.wait_value("toggle1", 1)
+    b.send("slider2", 8)
+    a.wait_value("slider2", 8)
+    assert [u for u in a.of("update value") if u["who"] in ("slider1", "toggle1")] == []
+    assert [u for u in b.of("update value") if u["who"] in ("slider2", "txt1")] == [] or all(
+        u["who"] not in ("slider2", "txt1") for u in b.of("update value")
+    )
+
+
+def test_late_joiner_and_reconnecting_client_get_snapshot(server: BridgeProcess, client_factory: Connect) -> None:
+    a = client_factory(server.url)
+    a.send("slider1", 12)
+    a.send("txt1", "cue 3")
+    wait_until(lambda: server.get_json("/api/values")["txt1"] == "cue 3", what="cue 3 stored")
+    late = client_factory(server.url)
+    snap = late.wait_event("snapshot")["values"]
+    assert snap["slider1"] == 12 and snap["txt1"] == "cue 3"
+    a.close()
+    late.send("slider1", 13)
+    again = client_factory(server.url)
+    assert again.wait_event("snapshot")["values"]["slider1"] == 13
+
+
+def test_clamped_and_stepped_values_come_back_to_the_sender(server: BridgeProcess, client_factory: Connect) -> None:
+    a, b = client_factory(server.url), client_factory(server.url)
+    a.wait_event("snapshot")
+    a.send("slider1", 75)
+    a.wait_value("slider1", 50)
+    b.wait_value("slider1", 50)
+    a.send("slider1", 10.4)
+    a.wait_value("slider1", 10)
+    b.wait_value("slider1", 10)
+    a.send("fine", -7)
+    a.wait_value("fine", -1.0)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"who": "nope", "data": 1}, "unknown control"),
+        ({"who": "slider1", "data": "abc"}, "expected a number"),
+        ({"who": "slider1", "data": None}, "expected a number"),
+        ({"who": "slider1", "data": True}, "expected a number"),
+        ({"who": "toggle1", "data": 5}, "expected 0 or 1"),
+        ({"who": "txt1", "data": 12}, "expected a string"),
+        ({"who": "slider1"}, "missing field 'data'"),
+        ({"data": 3}, "missing field 'who'"),
+        ("slider1=3", "payload must be an object"),
+        ([1, 2], "payload must be an object"),
+    ],
+)
+def test_bad_input_is_rejected_and_changes_nothing(
+    server: BridgeProcess, client_factory: Connect, payload: object, reason: str
+) -> None:
+    a, b = client_factory(server.url), client_factory(server.url)
+    a.wait_event("snapshot")
+    before = server.get_json("/api/values")
+    a.sio.emit("value changed", payload)
+    rejected = a.wait_event("rejected")
+    assert reason in rejected["reason"]
+    assert server.get_json("/api/values") == before
+    a.send("slider2", 33)  # the server still serves the next good change
+    b.wait_value("slider2", 33)
+    assert all(u["who"] != "slider1" for u in b.of("update value"))
+
+
+def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_factory: Connect) -> None:
+    a = client_factory(server.url)
+    a.wait_event("snapshot")
+    status, body = server.put_json("/api/values/slider1", {"value": 44})
+    assert (status, body) == (200, {"id": "slider1", "value": 44})
+    a.wait_value("slider1", 44)
+    a.send("slider2", 5)
+    wait_until(lambda: server.get_json("/api/values")["slider2"] == 5, what="slider2 via socket")
+    values = server.get_json("/api/values")
+    assert values["slider1"] == 44 and list(values)[:2] == ["slider1", "slider2"]
+    assert server.put_json("/api/values/nope", {"value": 1})[0] == 404
+    status, body = server.put_json("/api/values/slider1", {"value": "loud"})
+    assert status == 400 and "expected a number" in body["error"]
+    assert server.put_json("/api/values/slider1", [44])[0] == 400
+    assert server.get_json("/api/values")["slider1"] == 44
+    health = server.get_json("/healthz")
+    assert health["status"] == "ok"
+
+
+def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
+    import urllib.request
+
+    server.put_json("/api/values/slider1", {"value": 31})
+    with urllib.request.urlopen(server.url + "/", timeout=5) as resp:
+        html = resp.read().decode()
+    assert 'id="slider1"' in html and 'value="31"' in html
+    assert "socket.io" in html and "cdn" not in html.lower()

@@ -1,0 +1,132 @@
+"""Saved state: restart keeps values, kill -9 loses at most a second, corrupt files are moved aside."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config
+from bridge.state import load_state, write_atomic
+from tests.helpers import BridgeProcess, Client, wait_until, write_config
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+
+def saved_values(path: Path) -> dict[str, object]:
+    return dict(json.loads(path.read_text(encoding="utf-8"))["values"])
+
+
+def test_restart_keeps_values(tmp_path: Path, bridge_factory: Start, client_factory: Connect) -> None:
+    config = write_config(tmp_path)
+    first = bridge_factory(config)
+    a = client_factory(first.url)
+    a.send("slider1", 42)
+    a.send("txt1", "after the break")
+    wait_until(lambda: first.get_json("/api/values")["txt1"] == "after the break", what="values applied")
+    assert first.stop() == 0
+    second = bridge_factory(config)
+    values = second.get_json("/api/values")
+    assert values["slider1"] == 42 and values["txt1"] == "after the break"
+    b = client_factory(second.url)
+    assert b.wait_event("snapshot")["values"]["slider1"] == 42
+
+
+def test_kill_9_after_a_burst_loses_at_most_the_last_second(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    proc = bridge_factory(config)
+    a = client_factory(proc.url)
+    for i in range(500):
+        a.send("slider2", i % 50)
+        a.send("txt1", f"burst {i}")
+    wait_until(lambda: proc.get_json("/api/values")["txt1"] == "burst 499", what="burst applied")
+    # Saved within SAVE_DELAY (0.2 s) of the last change; the deadline is generous for a loaded machine.
+    wait_until(lambda: state.exists() and saved_values(state).get("txt1") == "burst 499", what="state saved")
+    proc.kill()
+    values = saved_values(state)  # a whole JSON document, never half-written
+    assert values["txt1"] == "burst 499" and values["slider2"] == 499 % 50
+    restarted = bridge_factory(config)
+    assert restarted.get_json("/api/values")["txt1"] == "burst 499"
+
+
+def test_kill_9_during_a_flood_never_leaves_a_broken_file(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    for round_ in range(3):
+        proc = bridge_factory(config)
+        a = client_factory(proc.url)
+        for i in range(300):
+            a.send("txt1", f"round {round_} change {i} " + "x" * 200)
+        wait_until(lambda: state.exists(), what="a first save")
+        proc.kill()  # mid-flood, mid-write perhaps
+        values = saved_values(state)
+        assert isinstance(values["txt1"], str)
+
+
+def test_corrupt_state_file_is_moved_aside(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    state.write_text('{"values": {"slider1": 4', encoding="utf-8")
+    proc = bridge_factory(config)
+    assert proc.get_json("/api/values")["slider1"] == 25  # the default
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == '{"values": {"slider1": 4'
+    assert "corrupt" in proc.output() and "WARNING" in proc.output()
+
+
+def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = load_config(write_config(tmp_path))
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps({"version": 1, "values": {"slider1": 80, "slider2": 9, "toggle1": "on", "gone": 3}}),
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.WARNING):
+        values = load_state(state, {c.id: c for c in config.controls})
+    assert values == {"slider2": 9}
+    assert "slider1=80 no longer fits" in caplog.text and "toggle1" in caplog.text
+
+
+def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "s.json"
+    write_atomic(target, b"one")
+    write_atomic(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+def test_unwritable_folder_warns_and_values_keep_flowing(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    config = write_config(tmp_path, state_file="ro/state.json")
+    proc = bridge_factory(config)
+    a, b = client_factory(proc.url), client_factory(proc.url)
+    a.send("slider1", 1)
+    wait_until(lambda: (folder / "state.json").exists(), what="first save")
+    # Replace the folder by a file: every write fails, whoever runs the test (root included).
+    (folder / "state.json").unlink()
+    folder.rmdir()
+    folder.write_text("not a folder", encoding="utf-8")
+    a.send("slider1", 2)
+    b.wait_value("slider1", 2)
+    wait_until(lambda: "cannot save state" in proc.output(), what="the warning")
+    a.send("slider1", 3)
+    b.wait_value("slider1", 3)
+    folder.unlink()
+    folder.mkdir()
+    wait_until(
+        lambda: (folder / "state.json").exists() and saved_values(folder / "state.json")["slider1"] == 3,
+        what="saving to resume",
+    )
+    assert proc.output().count("cannot save state") == 1
