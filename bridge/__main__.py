@@ -6,13 +6,13 @@ import argparse
 import dataclasses
 import logging
 import signal
-import socket
 import sys
 from types import FrameType
 
 from bridge.app import Bridge
 from bridge.config import DEFAULT_CONFIG, Config, load_config
 from bridge.errors import ConfigError
+from bridge.net import urls
 
 log = logging.getLogger("bridge")
 
@@ -28,31 +28,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="HTTP port (overrides [server] port)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
-
-
-def lan_address() -> str | None:
-    """This machine's address on the LAN, or None.
-
-    Connecting a UDP socket only asks the kernel for a route: no packet is sent.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("10.255.255.255", 1))
-            address: str = sock.getsockname()[0]
-        except OSError:
-            return None
-    return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
-
-
-def urls(host: str, port: int) -> list[str]:
-    """The URLs a person can open for a server bound to ``host``."""
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104
-        found = [f"http://localhost:{port}/"]
-        lan = lan_address()
-        if lan:
-            found.append(f"http://{lan}:{port}/")
-        return found
-    return [f"http://{host}:{port}/"]
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

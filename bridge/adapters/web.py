@@ -8,15 +8,18 @@ The protocol is the classic Flask-SocketIO slider recipe's, kept compatible:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, render_template, request
+import segno
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask_socketio import SocketIO, emit
 
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Origin, Value
+from bridge.net import lan_address
 from bridge.ratelimit import LogLimiter
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ class WebAdapter:
         self.socketio = socketio
         self.status = status
         self._warn = LogLimiter(log)
+        self._pushed: dict[str, Any] = {}
+        self._pushed_lock = threading.Lock()
 
     def start(self) -> None:
         """Nothing to open: the Socket.IO server is the web server's."""
@@ -43,6 +48,12 @@ class WebAdapter:
         """Broadcast ``change``, skipping the browser it came from."""
         skip = change.origin.ident if change.origin.kind == "web" else None
         self.socketio.emit("update value", {"who": change.control.id, "data": change.value}, skip_sid=skip)
+
+    def push(self, event: str, payload: Any) -> None:
+        """Send a status event to every browser; new browsers get the latest one on connect."""
+        with self._pushed_lock:
+            self._pushed[event] = payload
+        self.socketio.emit(event, payload)
 
     # -- Socket.IO -----------------------------------------------------------
     def register(self, app: Flask) -> None:
@@ -56,6 +67,10 @@ class WebAdapter:
         # Under the hub's dispatch order, so no update can slip between the
         # values read here and the snapshot sent with them.
         self.hub.with_values(lambda values: emit("snapshot", {"values": values}))
+        with self._pushed_lock:
+            pushed = list(self._pushed.items())
+        for event, payload in pushed:
+            emit(event, payload)
 
     def _on_ping(self, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
@@ -110,11 +125,29 @@ class WebAdapter:
                 return jsonify(error=str(err)), 400
             return jsonify(id=control_id, value=applied.value)
 
+        @bp.get("/join")
+        def join() -> Any:
+            return jsonify(url=join_url())
+
+        @bp.get("/qr.svg")
+        def qr_svg() -> Response:
+            svg = segno.make(join_url(), error="m").svg_inline(scale=6, dark="#000", light="#fff", border=2)
+            return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
+
         @bp.get("/healthz")
         def healthz() -> Any:
             return jsonify(self.status())
 
         return bp
+
+
+def join_url() -> str:
+    """The address a phone on the LAN opens: this machine's LAN address, else the one asked for."""
+    port = request.host.rsplit(":", 1)[1] if ":" in request.host.rsplit("]", 1)[-1] else ""
+    lan = lan_address()
+    if lan is None or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
+        return request.host_url
+    return f"http://{lan}:{port}/" if port else f"http://{lan}/"
 
 
 def _same_json(stored: Value, sent: object) -> bool:
