@@ -11,12 +11,13 @@ from types import FrameType
 
 from bridge.app import Bridge
 from bridge.config import DEFAULT_CONFIG, Config, load_config
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
 from bridge.net import urls
 
 log = logging.getLogger("bridge")
 
 EXIT_CONFIG = 2
+EXIT_START = 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
     bridge = Bridge(config)
     signal.signal(signal.SIGTERM, _terminate)
-    bridge.start()
+    try:
+        bridge.start()
+    except BridgeError as err:
+        bridge.stop()
+        print(f"error: {err}", file=sys.stderr)  # noqa: T201
+        return EXIT_START
     try:
         log.info("Stage Bridge serving %s with config %s", ", ".join(urls(server.host, server.port)), config.path)
         for url in urls(server.host, server.port):

@@ -53,6 +53,10 @@ class Bridge:
         adapters: list[Adapter] = [self.web]
         if self.state is not None:
             adapters.append(self.state)
+        if self.config.osc is not None:
+            from bridge.adapters.osc import OscAdapter
+
+            adapters.append(OscAdapter(self.hub, self.config.osc))
         return adapters
 
     def start(self) -> None:
@@ -62,9 +66,9 @@ class Bridge:
             self.hub.restore(restored)
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
+        self._started = True
         for adapter in self.hub.adapters:
             adapter.start()
-        self._started = True
 
     def stop(self) -> None:
         """Close every adapter (the state is saved one last time)."""

@@ -1,0 +1,299 @@
+"""OSC over UDP: every change mirrored to the targets, every message in applied.
+
+One UDP socket listens on ``[osc] listen`` and also sends the replies to
+``/bridge/sync``. Each target has a connected socket of its own, so that the
+kernel tells us when nothing listens there (ICMP port unreachable) and one
+broken target never delays another. Host names are resolved off the send
+path, by a thread that retries every second until they resolve.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pythonosc.osc_message import OscMessage
+
+from bridge.config import OscConfig, OscTarget
+from bridge.errors import BridgeError, InvalidValue, UnknownControl
+from bridge.hub import Hub
+from bridge.model import Change, Control, Origin
+from bridge.osc_codec import MalformedPacket, check_packet, encode, is_pattern, messages, pattern_regex, value_from_args
+from bridge.ratelimit import LogLimiter
+
+log = logging.getLogger(__name__)
+
+SYNC_ADDRESS = "/bridge/sync"
+RESOLVE_INTERVAL = 1.0
+#: A target that refused nothing for this long is reported as reachable again.
+RECOVERY_QUIET = 5.0
+_MAX_DATAGRAM = 65535
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+@dataclass
+class _Target:
+    config: OscTarget
+    sock: socket.socket | None = None
+    ip: str | None = None
+    state: str = "resolving"  # resolving | ok | unresolved | unreachable
+    last_error: float = 0.0
+    sent: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "address": self.config.label,
+            "ip": self.ip,
+            "state": self.state,
+            "sent": self.sent,
+            "errors": self.errors,
+        }
+
+
+class OscAdapter:
+    """python-osc for decoding and encoding; plain UDP sockets for transport."""
+
+    name = "osc"
+
+    def __init__(self, hub: Hub, config: OscConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.by_address: dict[str, Control] = {c.osc: c for c in hub.controls.values()}
+        self._targets = [_Target(t) for t in config.targets]
+        self._warn = LogLimiter(log, interval=5.0)
+        self._sock: socket.socket | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.received = 0
+        self.dropped = 0
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the listening socket and start the receive and resolve threads."""
+        family = socket.AF_INET6 if ":" in self.config.listen_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # Room for a burst (a desk recalling a cue, a fast fader) while a change is being fanned out.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        try:
+            sock.bind((self.config.listen_host, self.config.listen_port))
+        except OSError as err:
+            sock.close()
+            raise BridgeError(
+                f"cannot listen for OSC on {self.config.listen_host}:{self.config.listen_port}: "
+                f"{err.strerror} (change [osc] listen)"
+            ) from err
+        # A short timeout lets the thread notice stop() without closing under its feet.
+        sock.settimeout(0.25)
+        self._sock = sock
+        self._stopping.clear()
+        for target in self._targets:
+            self._resolve(target)
+        self._threads = [
+            threading.Thread(target=self._receive_loop, name="osc-in", daemon=True),
+            threading.Thread(target=self._resolve_loop, name="osc-resolve", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        host, port = sock.getsockname()[:2]
+        targets = ", ".join(t.config.label for t in self._targets) or "none"
+        log.info("OSC listening on %s:%d; targets: %s", host, port, targets)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        for target in self._targets:
+            with target.lock:
+                if target.sock is not None:
+                    target.sock.close()
+                    target.sock = None
+
+    @property
+    def port(self) -> int:
+        """The UDP port actually bound (useful with port 0)."""
+        assert self._sock is not None  # noqa: S101
+        return int(self._sock.getsockname()[1])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "listen": f"{self.config.listen_host}:{self.config.listen_port}",
+            "received": self.received,
+            "dropped": self.dropped,
+            "targets": [t.describe() for t in self._targets],
+        }
+
+    # -- out ---------------------------------------------------------------------
+    def send(self, change: Change) -> None:
+        """Mirror ``change`` to every target but the exact host:port it came from."""
+        source = change.origin.ident if change.origin.kind == "osc" else None
+        for target in self._targets:
+            if source is not None and source == f"{target.ip}:{target.config.port}":
+                continue  # no echo to the peer that sent it
+            address = target.config.prefix + change.control.osc
+            self._send_to(target, encode(address, change.control, change.value, target.config.arg_type))
+
+    def _send_to(self, target: _Target, payload: bytes) -> None:
+        with target.lock:
+            sock = target.sock
+            if sock is None:
+                return  # not resolved yet; reported by the resolver
+            try:
+                sock.send(payload)
+            except OSError as err:
+                target.errors += 1
+                target.last_error = time.monotonic()
+                if target.state != "unreachable":
+                    target.state = "unreachable"
+                    log.warning(
+                        "OSC target %s (%s) unreachable: %s; still sending, other targets unaffected",
+                        target.config.label,
+                        target.ip,
+                        err.strerror or err,
+                    )
+                return
+            target.sent += 1
+            if target.state == "unreachable" and time.monotonic() - target.last_error > RECOVERY_QUIET:
+                target.state = "ok"
+                log.info("OSC target %s reachable again", target.config.label)
+
+    def _resolve(self, target: _Target) -> None:
+        host, port = target.config.host, target.config.port
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except OSError as err:
+            if target.state != "unresolved":
+                target.state = "unresolved"
+                log.warning(
+                    "OSC target %s: cannot resolve %r (%s); retrying every second", target.config.label, host, err
+                )
+            return
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.connect(sockaddr)
+        except OSError as err:
+            sock.close()
+            if target.state != "unreachable":
+                target.state = "unreachable"
+                log.warning("OSC target %s: %s; retrying every second", target.config.label, err.strerror)
+            return
+        with target.lock:
+            target.sock = sock
+            target.ip = str(sockaddr[0])
+            if target.state == "unresolved":
+                log.info("OSC target %s resolved to %s", target.config.label, target.ip)
+            target.state = "ok"
+
+    def _resolve_loop(self) -> None:
+        while not self._stopping.wait(RESOLVE_INTERVAL):
+            for target in self._targets:
+                if target.sock is None:
+                    self._resolve(target)
+
+    # -- in ----------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None  # noqa: S101
+        while not self._stopping.is_set():
+            try:
+                data, sender = sock.recvfrom(_MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError as err:
+                if self._stopping.is_set():
+                    return
+                # ICMP errors from earlier replies surface here on some systems; keep listening.
+                if err.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    self._warn.warning(("recv", err.errno), "OSC receive error: %s", err)
+                continue
+            self.received += 1
+            try:
+                self.handle_datagram(data, (str(sender[0]), int(sender[1])))
+            except Exception:  # the listener must survive anything a datagram does
+                self.dropped += 1
+                log.exception("OSC datagram from %s:%s crashed its handler; dropped", sender[0], sender[1])
+
+    def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
+        """Check, unpack and apply one datagram from ``sender``."""
+        peer = f"{sender[0]}:{sender[1]}"
+        try:
+            check_packet(data)
+            found = list(messages(data))
+        except (MalformedPacket, ValueError, IndexError) as err:
+            self._drop(("malformed", sender[0]), "OSC from %s: malformed packet dropped (%s)", peer, err)
+            return
+        except Exception as err:  # python-osc's own parse errors, whatever their class
+            self._drop(("malformed", sender[0]), "OSC from %s: packet not decodable, dropped (%s)", peer, err)
+            return
+        for message in found:
+            self._apply(message, sender, peer)
+
+    def _apply(self, message: OscMessage, sender: tuple[str, int], peer: str) -> None:
+        address = message.address
+        args = list(message.params)
+        if address == SYNC_ADDRESS:
+            self._sync(args, sender, peer)
+            return
+        if is_pattern(address):
+            try:
+                regex = pattern_regex(address)
+            except MalformedPacket as err:
+                self._drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
+                return
+            controls = [c for a, c in self.by_address.items() if regex.match(a)]
+        else:
+            control = self.by_address.get(address)
+            controls = [control] if control is not None else []
+        if not controls:
+            self._drop((address, "unknown"), "OSC %s from %s: no control at this address; dropped", address, peer)
+            return
+        origin = Origin("osc", peer)
+        for control in controls:
+            try:
+                self.hub.set(control.id, value_from_args(control, args), origin)
+            except (InvalidValue, UnknownControl) as err:
+                reason = err.reason if isinstance(err, InvalidValue) else str(err)
+                self._drop((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
+
+    def _sync(self, args: list[object], sender: tuple[str, int], peer: str) -> None:
+        dest: tuple[str, int] = sender
+        if args:
+            text = args[0]
+            host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+            if len(args) != 1 or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                self._drop(
+                    (SYNC_ADDRESS, "args"),
+                    'OSC %s from %s: expected no argument or one "host:port"',
+                    SYNC_ADDRESS,
+                    peer,
+                )
+                return
+            dest = (host.strip("[]"), int(port))
+        target = next((t for t in self._targets if (t.ip, t.config.port) == dest), None)
+        prefix, arg_type = (target.config.prefix, target.config.arg_type) if target else ("", "auto")
+        sock = self._sock
+        if sock is None:
+            return
+        values = self.hub.values()
+        log.info("OSC %s from %s: sending %d values to %s:%d", SYNC_ADDRESS, peer, len(values), dest[0], dest[1])
+        for cid, value in values.items():
+            control = self.hub.controls[cid]
+            try:
+                sock.sendto(encode(prefix + control.osc, control, value, arg_type), dest)
+            except OSError as err:
+                self._drop((SYNC_ADDRESS, "send"), "OSC sync to %s:%d failed: %s", dest[0], dest[1], err)
+                return
+
+    def _drop(self, key: object, msg: str, *args: object) -> None:
+        self.dropped += 1
+        self._warn.warning(key, msg, *args)

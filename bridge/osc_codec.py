@@ -1,0 +1,205 @@
+"""OSC at the edge: packet checks, address patterns, arguments <-> values.
+
+Pure functions, no sockets. python-osc decodes the packets; what it lets
+through silently (a float argument cut off at the end of a datagram is read
+as 0.0 by python-osc 1.10) is caught here first, so that a fader never jumps
+because a packet was cut short.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from collections.abc import Iterator
+from functools import lru_cache
+
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from bridge.errors import BridgeError, InvalidValue
+from bridge.model import Control, Value
+
+BUNDLE_TAG = b"#bundle\x00"
+#: Bundles nested deeper than this are refused: no datagram may recurse forever.
+MAX_BUNDLE_DEPTH = 8
+_FIXED_SIZES = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
+_NO_DATA = "TFNI[]"
+
+
+class MalformedPacket(BridgeError):
+    """A datagram that is not a whole, well-formed OSC packet."""
+
+
+def _padded_string_end(data: bytes, start: int, what: str) -> int:
+    end = data.find(b"\x00", start)
+    if end < 0:
+        raise MalformedPacket(f"{what} has no terminating NUL")
+    return (end // 4 + 1) * 4
+
+
+def check_packet(data: bytes, depth: int = 0) -> None:
+    """Raise :class:`MalformedPacket` unless ``data`` is one whole OSC packet."""
+    if not data or len(data) % 4:
+        raise MalformedPacket(f"length {len(data)} is not a positive multiple of 4")
+    if data.startswith(BUNDLE_TAG):
+        _check_bundle(data, depth)
+    elif data.startswith(b"/"):
+        _check_message(data)
+    else:
+        raise MalformedPacket("neither a message (starts with /) nor a bundle (#bundle)")
+
+
+def _check_bundle(data: bytes, depth: int) -> None:
+    if depth >= MAX_BUNDLE_DEPTH:
+        raise MalformedPacket(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
+    pos = len(BUNDLE_TAG) + 8  # time tag
+    if len(data) < pos:
+        raise MalformedPacket("bundle cut short in its time tag")
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise MalformedPacket("bundle element size cut short")
+        (size,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if size <= 0 or pos + size > len(data):
+            raise MalformedPacket(f"bundle element of size {size} does not fit the datagram")
+        check_packet(data[pos : pos + size], depth + 1)
+        pos += size
+
+
+def _check_message(data: bytes) -> None:
+    pos = _padded_string_end(data, 0, "address")
+    if pos > len(data):
+        raise MalformedPacket("address cut short")
+    if pos == len(data):
+        return  # no type tag string: an old-style message without arguments
+    if data[pos : pos + 1] != b",":
+        raise MalformedPacket("type tag string does not start with ','")
+    tags_end = _padded_string_end(data, pos, "type tag string")
+    tags = data[pos + 1 : data.find(b"\x00", pos)].decode("ascii", errors="replace")
+    pos = tags_end
+    for tag in tags:
+        if tag in _FIXED_SIZES:
+            pos += _FIXED_SIZES[tag]
+        elif tag in "sS":
+            pos = _padded_string_end(data, pos, "string argument")
+        elif tag == "b":
+            if pos + 4 > len(data):
+                raise MalformedPacket("blob size cut short")
+            (size,) = struct.unpack_from(">i", data, pos)
+            if size < 0:
+                raise MalformedPacket("negative blob size")
+            pos += 4 + (size + 3) // 4 * 4
+        elif tag not in _NO_DATA:
+            raise MalformedPacket(f"unknown type tag {tag!r}")
+        if pos > len(data):
+            raise MalformedPacket(f"argument {tag!r} cut short")
+    if pos != len(data):
+        raise MalformedPacket(f"{len(data) - pos} bytes after the last argument")
+
+
+def messages(data: bytes) -> Iterator[OscMessage]:
+    """Every message in a checked packet, bundles unpacked depth-first, in order.
+
+    Time tags are not waited for: a bundle's messages are applied on arrival.
+    """
+    if data.startswith(BUNDLE_TAG):
+        for element in OscBundle(data):
+            if isinstance(element, OscBundle):
+                yield from messages(element.dgram)
+            else:
+                yield element
+    else:
+        yield OscMessage(data)
+
+
+_PATTERN_CHARS = re.compile(r"[*?\[\]{}]")
+
+
+def is_pattern(address: str) -> bool:
+    return bool(_PATTERN_CHARS.search(address))
+
+
+@lru_cache(maxsize=1024)
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regex for an OSC 1.0 address pattern (``*``, ``?``, ``[a-z]``, ``[!a-z]``, ``{a,b}``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise MalformedPacket(f"unclosed [ in address pattern {pattern!r}")
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            if negate:
+                body = body[1:]
+            # Keep ranges (a-z), escape everything else.
+            parts = [re.escape(c) if c != "-" else "-" for c in body]
+            if parts and parts[0] == "-":
+                parts[0] = r"\-"
+            if parts and parts[-1] == "-" and len(parts) > 1:
+                parts[-1] = r"\-"
+            out.append(("[^" if negate else "[") + "".join(parts) + "]")
+            i = end
+        elif ch == "{":
+            end = pattern.find("}", i + 1)
+            if end < 0:
+                raise MalformedPacket(f"unclosed {{ in address pattern {pattern!r}")
+            choices = pattern[i + 1 : end].split(",")
+            out.append("(?:" + "|".join(re.escape(c) for c in choices) + ")")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as err:
+        raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
+
+
+def value_from_args(control: Control, args: list[object]) -> object:
+    """The raw value one OSC argument list carries for ``control`` (checked later by the hub).
+
+    Raises :class:`InvalidValue` when the arguments cannot fit the control's type.
+    """
+    if len(args) != 1:
+        raise InvalidValue(control.id, args, f"expected one argument, got {len(args)}")
+    (arg,) = args
+    if control.type == "range":
+        if isinstance(arg, bool) or not isinstance(arg, int | float):
+            raise InvalidValue(control.id, arg, "expected an int or float argument")
+        return arg
+    if control.type in ("toggle", "button"):
+        if isinstance(arg, bool | int | float):
+            return arg  # T/F, 0/1, 0.0/1.0: the hub refuses anything else
+        raise InvalidValue(control.id, arg, "expected 0, 1, T or F")
+    if not isinstance(arg, str):
+        raise InvalidValue(control.id, arg, "expected a string argument")
+    return arg
+
+
+def encode(address: str, control: Control, value: Value, arg_type: str = "auto") -> bytes:
+    """One OSC message carrying ``value`` with the type a target asked for.
+
+    ``auto``: float for a range, int 0/1 for a toggle or button, string for text.
+    ``float`` or ``int`` force the numeric type (text stays a string).
+    """
+    builder = OscMessageBuilder(address=address)
+    if control.type == "text":
+        builder.add_arg(str(value), OscMessageBuilder.ARG_TYPE_STRING)
+    else:
+        number = float(value)
+        wanted = arg_type if arg_type != "auto" else ("float" if control.type == "range" else "int")
+        if wanted == "int":
+            # Round half away from zero, as a person reading a desk would.
+            builder.add_arg(int(math.floor(abs(number) + 0.5) * (1 if number >= 0 else -1)), "i")
+        else:
+            builder.add_arg(number, OscMessageBuilder.ARG_TYPE_FLOAT)
+    return bytes(builder.build().dgram)

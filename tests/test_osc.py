@@ -1,0 +1,234 @@
+"""OSC end to end: real UDP on 127.0.0.1, liblo's oscsend/oscdump, a real server process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.osc_tools import OscDump, OscPeer, oscsend
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+
+@pytest.fixture
+def dump() -> Iterator[OscDump]:
+    d = OscDump()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[], OscPeer]]:
+    made: list[OscPeer] = []
+
+    def make() -> OscPeer:
+        peer = OscPeer()
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()
+
+
+def osc_bridge(tmp_path: Path, start: Start, targets: list[str]) -> tuple[BridgeProcess, int]:
+    port = free_port(socket.SOCK_DGRAM)
+    listed = ", ".join(targets)
+    config = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\ntargets = [{listed}]\n')
+    return start(config), port
+
+
+def test_oscsend_sets_controls_and_clients_see_it(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    a = client_factory(proc.url)
+    oscsend(port, "/slider1", "i", 30)
+    a.wait_value("slider1", 30)
+    oscsend(port, "/slider2", "f", 12.4)
+    a.wait_value("slider2", 12)  # stepped to the control's grid
+    oscsend(port, "/txt1", "s", "from the desk")
+    a.wait_value("txt1", "from the desk")
+    oscsend(port, "/toggle1", "T")
+    a.wait_value("toggle1", 1)
+    oscsend(port, "/toggle1", "F")
+    a.wait_value("toggle1", 0)
+    values = proc.get_json("/api/values")
+    assert (values["slider1"], values["slider2"], values["txt1"]) == (30, 12, "from the desk")
+
+
+def test_socket_change_reaches_oscdump_and_python_osc(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump, peers: Callable[[], OscPeer]
+) -> None:
+    peer = peers()
+    proc, _ = osc_bridge(tmp_path, bridge_factory, [f'"127.0.0.1:{dump.port}"', f'"127.0.0.1:{peer.port}"'])
+    a = client_factory(proc.url)
+    a.send("slider1", 17)
+    dump.wait_for("/slider1 f 17.000000")
+    assert peer.wait_for("/slider1") == [17.0]
+    a.send("txt1", "hello")
+    dump.wait_for('/txt1 s "hello"')
+    a.send("toggle1", 1)
+    dump.wait_for("/toggle1 i 1")
+    assert peer.wait_for("/toggle1") == [1]
+    proc.put_json("/api/values/button1", {"value": 1})
+    dump.wait_for("/button1 i 1")
+
+
+def test_no_echo_to_the_sending_peer_but_other_targets_hear_it(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, peers: Callable[[], OscPeer]
+) -> None:
+    desk, other = peers(), peers()
+    proc, port = osc_bridge(tmp_path, bridge_factory, [f'"127.0.0.1:{desk.port}"', f'"127.0.0.1:{other.port}"'])
+    a = client_factory(proc.url)
+    desk.send(port, "/slider1", 8.0)  # from the port the desk also listens on
+    a.wait_value("slider1", 8)
+    assert other.wait_for("/slider1") == [8.0]
+    a.send("slider2", 3)  # a later change both hear: the echo would have come before it
+    desk.wait_for("/slider2")
+    other.wait_for("/slider2")
+    assert desk.got("/slider1") == []
+
+
+def test_nested_bundles_and_patterns(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, peers: Callable[[], OscPeer]
+) -> None:
+    peer = peers()
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    a = client_factory(proc.url)
+
+    def msg(address: str, arg: object) -> bytes:
+        builder = OscMessageBuilder(address=address)
+        builder.add_arg(arg)
+        return bytes(builder.build().dgram)
+
+    def bundle(*contents: bytes) -> bytes:
+        body = b"".join(struct.pack(">i", len(c)) + c for c in contents)
+        return b"#bundle\x00" + struct.pack(">q", 1) + body
+
+    inner = bundle(msg("/slider2", 5), msg("/slider1", 6))
+    peer.send_raw(port, bundle(msg("/slider1", 1), inner, msg("/txt1", "bundled")))
+    a.wait_value("txt1", "bundled")
+    values = proc.get_json("/api/values")
+    assert (values["slider1"], values["slider2"]) == (6, 5)  # applied in order: the inner 6 came after 1
+
+    oscsend(port, "/slider[12]", "i", 42)
+    wait_until(lambda: [proc.get_json("/api/values")[k] for k in ("slider1", "slider2")] == [42, 42], what="pattern")
+    oscsend(port, "/{slider1,txt1}", "s", "both?")  # only the text control takes a string
+    a.wait_value("txt1", "both?")
+    assert proc.get_json("/api/values")["slider1"] == 42
+
+
+def test_sync_to_sender_and_to_a_named_address(
+    tmp_path: Path, bridge_factory: Start, peers: Callable[[], OscPeer], dump: OscDump
+) -> None:
+    desk = peers()
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    proc.put_json("/api/values/slider1", {"value": 11})
+    proc.put_json("/api/values/txt1", {"value": "cue 7"})
+    desk.send(port, "/bridge/sync")
+    assert desk.wait_for("/slider1") == [11.0]
+    assert desk.wait_for("/txt1") == ["cue 7"]
+    assert desk.wait_for("/toggle1") == [0]
+    desk.send(port, "/bridge/sync", f"127.0.0.1:{dump.port}")
+    dump.wait_for("/slider1 f 11.000000")
+    dump.wait_for('/txt1 s "cue 7"')
+
+
+def test_junk_never_stops_the_listener(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, peers: Callable[[], OscPeer]
+) -> None:
+    peer = peers()
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    a = client_factory(proc.url)
+    good = OscMessageBuilder(address="/slider1")
+    good.add_arg(44.0)
+    whole = bytes(good.build().dgram)
+    rng = __import__("random").Random(1234)
+    for i in range(3000):
+        kind = i % 4
+        if kind == 0:
+            data = os.urandom(rng.randrange(1, 200))
+        elif kind == 1:
+            data = whole[: rng.randrange(0, len(whole))]  # truncated, the float cut off
+        elif kind == 2:
+            data = b"/slider1\x00\x00\x00\x00,z\x00\x00" + os.urandom(4)  # unknown type tag
+        else:
+            data = b"/nowhere\x00\x00\x00\x00,i\x00\x00\x00\x00\x00\x01"
+        peer.send_raw(port, data)
+    peer.send(port, "/slider2", 3)  # handled after every datagram above: one socket, in order
+    a.wait_value("slider2", 3)
+    assert proc.get_json("/api/values")["slider1"] == 25  # a cut-off float never read as 0.0
+    peer.send_raw(port, whole)
+    a.wait_value("slider1", 44)
+    a.send("slider2", 9)
+    wait_until(lambda: proc.get_json("/api/values")["slider2"] == 9, what="sockets still served")
+    health = proc.get_json("/healthz")["adapters"]["osc"]
+    # The kernel may drop some of a burst; everything that arrived but the two good ones was dropped.
+    assert health["received"] > 2 and health["dropped"] == health["received"] - 2
+    warnings = [line for line in proc.output().splitlines() if "WARNING" in line and "OSC" in line]
+    assert 0 < len(warnings) < 50  # rate-limited per address and reason, not one per datagram
+
+
+def test_unreachable_and_named_targets_do_not_disturb_the_rest(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump, peers: Callable[[], OscPeer]
+) -> None:
+    named = peers()
+    closed = free_port(socket.SOCK_DGRAM)  # nothing listens: ICMP port unreachable
+    proc, _ = osc_bridge(
+        tmp_path,
+        bridge_factory,
+        [f'"127.0.0.1:{closed}"', f'"localhost:{named.port}"', f'"127.0.0.1:{dump.port}"'],
+    )
+    a = client_factory(proc.url)
+    for value in range(1, 6):
+        a.send("slider1", value)
+        dump.wait_for(f"/slider1 f {value}.000000")
+        assert named.wait_for("/slider1", lambda args, v=value: args == [float(v)]) == [float(value)]
+    targets = {t["address"]: t for t in proc.get_json("/healthz")["adapters"]["osc"]["targets"]}
+    assert targets[f"127.0.0.1:{closed}"]["state"] == "unreachable"
+    assert targets[f"localhost:{named.port}"]["state"] == "ok"
+    assert proc.output().count(") unreachable: ") == 1, proc.output()  # reported once, not per send
+
+
+def test_per_target_type_and_prefix(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    target = f'{{ address = "127.0.0.1:{dump.port}", type = "int", prefix = "/stage" }}'
+    proc, _ = osc_bridge(tmp_path, bridge_factory, [target])
+    a = client_factory(proc.url)
+    a.send("slider1", 33)
+    dump.wait_for("/stage/slider1 i 33")
+    a.send("toggle1", 1)
+    dump.wait_for("/stage/toggle1 i 1")
+
+
+def test_listen_port_in_use_is_said_clearly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\n')
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "--config", str(config), "--port", str(free_port())],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"cannot listen for OSC on 127.0.0.1:{port}" in result.stderr and "[osc] listen" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,123 @@
+"""OSC packet checks, patterns and argument rules, without sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from bridge.errors import InvalidValue
+from bridge.model import Control
+from bridge.osc_codec import MalformedPacket, check_packet, encode, messages, pattern_regex, value_from_args
+
+RANGE = Control("r", "range", "R", 0.0, "/r", min=0, max=1)
+TEXT = Control("x", "text", "X", "", "/x")
+TOGGLE = Control("t", "toggle", "T", 0, "/t")
+
+
+def msg(address: str, *args: object) -> bytes:
+    builder = OscMessageBuilder(address=address)
+    for arg in args:
+        builder.add_arg(arg)
+    return bytes(builder.build().dgram)
+
+
+def test_whole_messages_pass() -> None:
+    for data in (msg("/a"), msg("/a", 1), msg("/a", 1.5), msg("/a", "text"), msg("/a", True), msg("/a", b"\x01\x02")):
+        check_packet(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (msg("/slider1", 0.5)[:-4], "cut short"),  # the float is missing: python-osc would read 0.0
+        (msg("/slider1", "abcdefgh")[:-4], "no terminating NUL"),
+        (b"", "multiple of 4"),
+        (b"/ab", "multiple of 4"),
+        (b"junk", "neither a message"),
+        (b"/a\x00\x00,x\x00\x00", "unknown type tag"),
+        (b"/a\x00\x00i\x00\x00\x00", "does not start with ','"),
+        (msg("/a", 1) + b"\x00\x00\x00\x00", "bytes after"),
+        (b"#bundle\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x40" + msg("/a", 1), "does not fit"),
+    ],
+)
+def test_broken_packets_are_refused(data: bytes, words: str) -> None:
+    with pytest.raises(MalformedPacket, match=words):
+        check_packet(data)
+
+
+def bundle(*contents: bytes) -> bytes:
+    out = b"#bundle\x00" + struct.pack(">q", 1)
+    for content in contents:
+        out += struct.pack(">i", len(content)) + content
+    return out
+
+
+def test_nested_bundles_unpack_in_order() -> None:
+    inner = bundle(msg("/b", 2), msg("/c", 3))
+    data = bundle(msg("/a", 1), inner, msg("/d", 4))
+    check_packet(data)
+    assert [(m.address, m.params) for m in messages(data)] == [("/a", [1]), ("/b", [2]), ("/c", [3]), ("/d", [4])]
+
+
+def test_too_deep_bundles_are_refused() -> None:
+    data = msg("/a", 1)
+    for _ in range(20):
+        data = bundle(data)
+    with pytest.raises(MalformedPacket, match="nested deeper"):
+        check_packet(data)
+
+
+def test_bundle_from_python_osc_builder() -> None:
+    builder = OscBundleBuilder(IMMEDIATELY)
+    builder.add_content(OscMessage(msg("/a", 1)))
+    data = bytes(builder.build().dgram)
+    check_packet(data)
+    assert [m.address for m in messages(data)] == ["/a"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches", "misses"),
+    [
+        ("/slider*", ["/slider1", "/slider22", "/slider"], ["/slider1/x", "/txt1"]),
+        ("/slider?", ["/slider1", "/slider2"], ["/slider12"]),
+        ("/slider[1-3]", ["/slider1", "/slider3"], ["/slider4"]),
+        ("/slider[!1-3]", ["/slider4"], ["/slider1"]),
+        ("/{slider1,txt1}", ["/slider1", "/txt1"], ["/slider2"]),
+        ("/*/level", ["/mix/level"], ["/level", "/a/b/level"]),
+        ("/a.b", ["/a.b"], ["/axb"]),
+    ],
+)
+def test_address_patterns(pattern: str, matches: list[str], misses: list[str]) -> None:
+    regex = pattern_regex(pattern)
+    assert all(regex.match(a) for a in matches)
+    assert not any(regex.match(a) for a in misses)
+
+
+def test_arguments_fit_the_control_type() -> None:
+    assert value_from_args(RANGE, [3]) == 3
+    assert value_from_args(RANGE, [0.5]) == 0.5
+    assert value_from_args(TOGGLE, [True]) is True
+    assert value_from_args(TEXT, ["hi"]) == "hi"
+    for control, args in (
+        (RANGE, ["0.5"]),
+        (RANGE, [True]),
+        (RANGE, []),
+        (RANGE, [1, 2]),
+        (TEXT, [3]),
+        (TOGGLE, ["1"]),
+    ):
+        with pytest.raises(InvalidValue):
+            value_from_args(control, args)
+
+
+def test_encode_types() -> None:
+    assert OscMessage(encode("/r", RANGE, 0.25)).params == [0.25]
+    assert OscMessage(encode("/r", RANGE, 0.6, "int")).params == [1]
+    assert OscMessage(encode("/t", TOGGLE, 1)).params == [1]
+    assert OscMessage(encode("/t", TOGGLE, 1, "float")).params == [1.0]
+    assert OscMessage(encode("/x", TEXT, "héllo")).params == ["héllo"]
+    assert OscMessage(encode("/stage/r", RANGE, 1)).address == "/stage/r"
