@@ -9,8 +9,8 @@ path, by a thread that retries every second until they resolve.
 
 from __future__ import annotations
 
-import errno
 import logging
+import select
 import socket
 import threading
 import time
@@ -25,6 +25,7 @@ from bridge.hub import Hub
 from bridge.model import Change, Control, Origin
 from bridge.osc_codec import MalformedPacket, check_packet, encode, is_pattern, messages, pattern_regex, value_from_args
 from bridge.ratelimit import LogLimiter
+from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ RESOLVE_INTERVAL = 1.0
 RECOVERY_QUIET = 5.0
 _MAX_DATAGRAM = 65535
 RECEIVE_BUFFER = 4 * 1024 * 1024
+#: At most this many queued datagrams are applied as one batch.
+DRAIN_LIMIT = 1024
 
 
 @dataclass
@@ -89,8 +92,7 @@ class OscAdapter:
                 f"cannot listen for OSC on {self.config.listen_host}:{self.config.listen_port}: "
                 f"{err.strerror} (change [osc] listen)"
             ) from err
-        # A short timeout lets the thread notice stop() without closing under its feet.
-        sock.settimeout(0.25)
+        sock.setblocking(False)
         self._sock = sock
         self._stopping.clear()
         for target in self._targets:
@@ -205,45 +207,61 @@ class OscAdapter:
         sock = self._sock
         assert sock is not None  # noqa: S101
         while not self._stopping.is_set():
-            try:
-                data, sender = sock.recvfrom(_MAX_DATAGRAM)
-            except TimeoutError:
+            # Wait with a timeout so that stop() is noticed, then take whatever
+            # has arrived: a burst is applied as one batch in which the latest
+            # value per control wins.
+            ready, _, _ = select.select([sock], [], [], 0.25)
+            if not ready:
                 continue
-            except OSError as err:
-                if self._stopping.is_set():
-                    return
-                # ICMP errors from earlier replies surface here on some systems; keep listening.
-                if err.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+            batch: list[tuple[bytes, Any]] = []
+            while len(batch) < DRAIN_LIMIT:
+                try:
+                    batch.append(sock.recvfrom(_MAX_DATAGRAM))
+                except BlockingIOError:
+                    break
+                except OSError as err:
+                    if self._stopping.is_set():
+                        return
                     self._warn.warning(("recv", err.errno), "OSC receive error: %s", err)
+                    break
+            if not batch:
                 continue
-            self.received += 1
+            self.received += len(batch)
             try:
-                self.handle_datagram(data, (str(sender[0]), int(sender[1])))
+                self.handle_datagrams([(data, (str(s[0]), int(s[1]))) for data, s in batch])
             except Exception:  # the listener must survive anything a datagram does
-                self.dropped += 1
-                log.exception("OSC datagram from %s:%s crashed its handler; dropped", sender[0], sender[1])
+                self.dropped += len(batch)
+                log.exception("OSC datagrams crashed their handler; dropped")
 
     def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
         """Check, unpack and apply one datagram from ``sender``."""
-        peer = f"{sender[0]}:{sender[1]}"
-        try:
-            check_packet(data)
-            found = list(messages(data))
-        except (MalformedPacket, ValueError, IndexError) as err:
-            self._drop(("malformed", sender[0]), "OSC from %s: malformed packet dropped (%s)", peer, err)
-            return
-        except Exception as err:  # python-osc's own parse errors, whatever their class
-            self._drop(("malformed", sender[0]), "OSC from %s: packet not decodable, dropped (%s)", peer, err)
-            return
-        for message in found:
-            self._apply(message, sender, peer)
+        self.handle_datagrams([(data, sender)])
 
-    def _apply(self, message: OscMessage, sender: tuple[str, int], peer: str) -> None:
+    def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
+        """Check, unpack and apply datagrams in order; the latest value per control wins."""
+        pending: dict[str, tuple[object, Origin, str]] = {}
+        for data, sender in batch:
+            peer = f"{sender[0]}:{sender[1]}"
+            try:
+                check_packet(data)
+                found = list(messages(data))
+            except (MalformedPacket, ValueError, IndexError) as err:
+                self._drop(("malformed", sender[0]), "OSC from %s: malformed packet dropped (%s)", peer, err)
+                continue
+            except Exception as err:  # python-osc's own parse errors, whatever their class
+                self._drop(("malformed", sender[0]), "OSC from %s: packet not decodable, dropped (%s)", peer, err)
+                continue
+            for message in found:
+                if message.address == SYNC_ADDRESS:
+                    self._apply_pending(pending)  # the sync reports what came before it
+                    self._sync(list(message.params), sender, peer)
+                else:
+                    self._collect(message, peer, pending)
+        self._apply_pending(pending)
+
+    def _collect(self, message: OscMessage, peer: str, pending: dict[str, tuple[object, Origin, str]]) -> None:
         address = message.address
         args = list(message.params)
-        if address == SYNC_ADDRESS:
-            self._sync(args, sender, peer)
-            return
         if is_pattern(address):
             try:
                 regex = pattern_regex(address)
@@ -260,10 +278,21 @@ class OscAdapter:
         origin = Origin("osc", peer)
         for control in controls:
             try:
-                self.hub.set(control.id, value_from_args(control, args), origin)
+                raw = value_from_args(control, args)
+                normalize(control, raw)
+            except InvalidValue as err:
+                self._drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
+                continue
+            pending.pop(control.id, None)  # re-inserted last: changes keep their order
+            pending[control.id] = (raw, origin, address)
+
+    def _apply_pending(self, pending: dict[str, tuple[object, Origin, str]]) -> None:
+        for cid, (raw, origin, address) in pending.items():
+            try:
+                self.hub.set(cid, raw, origin)
             except (InvalidValue, UnknownControl) as err:
-                reason = err.reason if isinstance(err, InvalidValue) else str(err)
-                self._drop((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
+                self._drop((address, str(err)), "OSC %s from %s: %s; dropped", address, origin.ident, err)
+        pending.clear()
 
     def _sync(self, args: list[object], sender: tuple[str, int], peer: str) -> None:
         dest: tuple[str, int] = sender

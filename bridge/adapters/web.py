@@ -25,8 +25,21 @@ from bridge.ratelimit import LogLimiter
 log = logging.getLogger(__name__)
 
 
+#: A client with this many packets waiting in its Socket.IO queue is behind:
+#: its updates are held back, latest value per control, until it catches up.
+BACKLOG_LIMIT = 8
+#: How often held-back updates are offered again to clients that were behind.
+FLUSH_INTERVAL = 0.005
+
+
 class WebAdapter:
-    """Socket.IO clients and HTTP callers as sources, Socket.IO clients as sinks."""
+    """Socket.IO clients and HTTP callers as sources, Socket.IO clients as sinks.
+
+    Toward each browser the latest value wins: while a client is behind (a
+    phone on weak Wi-Fi, or a flood of changes), the values it has not been
+    sent yet are replaced, one per control, and sent once it has caught up.
+    A client that keeps up gets every change.
+    """
 
     name = "web"
 
@@ -37,17 +50,84 @@ class WebAdapter:
         self._warn = LogLimiter(log)
         self._pushed: dict[str, Any] = {}
         self._pushed_lock = threading.Lock()
+        self._clients: set[str] = set()
+        # sid -> {control id: latest value not yet sent}; insertion order kept.
+        self._held: dict[str, dict[str, Value]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.coalesced = 0
 
     def start(self) -> None:
-        """Nothing to open: the Socket.IO server is the web server's."""
+        """Start the thread that sends held-back values to clients that caught up."""
+        self._stopping.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="web-flush", daemon=True)
+        self._flusher.start()
 
     def stop(self) -> None:
-        """Nothing to close."""
+        self._stopping.set()
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=2)
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {"clients": len(self._clients), "behind": len(self._held), "coalesced": self.coalesced}
 
     def send(self, change: Change) -> None:
-        """Broadcast ``change``, skipping the browser it came from."""
-        skip = change.origin.ident if change.origin.kind == "web" else None
-        self.socketio.emit("update value", {"who": change.control.id, "data": change.value}, skip_sid=skip)
+        """Broadcast ``change``, skipping the browser it came from and holding it for those behind."""
+        cid, value = change.control.id, change.value
+        origin = change.origin.ident if change.origin.kind == "web" else None
+        with self._lock:
+            skip: list[str] = []
+            for sid in self._clients:
+                if sid == origin:
+                    skip.append(sid)
+                    held = self._held.get(sid)
+                    if held is not None:
+                        held.pop(cid, None)  # it shows its own newer value already
+                    continue
+                held = self._held.get(sid)
+                if held is None and self._backlog(sid) >= BACKLOG_LIMIT:
+                    held = self._held[sid] = {}
+                if held is not None:
+                    # Behind: keep only the latest value, sent once it catches up.
+                    if cid in held:
+                        self.coalesced += 1
+                        del held[cid]
+                    held[cid] = value
+                    skip.append(sid)
+            if len(skip) < len(self._clients):
+                self.socketio.emit("update value", {"who": cid, "data": value}, skip_sid=skip or None)
+        if self._held:
+            self._wake.set()
+
+    def _backlog(self, sid: str) -> int:
+        """Packets queued for ``sid`` and not yet taken by its transport."""
+        server = self.socketio.server
+        try:
+            eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+            sock = server.eio.sockets.get(eio_sid)
+        except (KeyError, AttributeError):
+            return 0
+        return sock.queue.qsize() if sock is not None else 0
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait()
+            if self._stopping.is_set():
+                return
+            with self._lock:
+                for sid in list(self._held):
+                    if sid not in self._clients:
+                        del self._held[sid]
+                    elif self._backlog(sid) < BACKLOG_LIMIT:
+                        for cid, value in self._held.pop(sid).items():
+                            self.socketio.emit("update value", {"who": cid, "data": value}, to=sid)
+                if not self._held:
+                    self._wake.clear()
+            self._stopping.wait(FLUSH_INTERVAL)
 
     def push(self, event: str, payload: Any) -> None:
         """Send a status event to every browser; new browsers get the latest one on connect."""
@@ -59,18 +139,32 @@ class WebAdapter:
     def register(self, app: Flask) -> None:
         """Attach the Socket.IO handlers and the HTTP routes."""
         self.socketio.on_event("connect", self._on_connect)
+        self.socketio.on_event("disconnect", self._on_disconnect)
         self.socketio.on_event("value changed", self._on_value_changed)
         self.socketio.on_event("ping bridge", self._on_ping)
         app.register_blueprint(self._blueprint())
 
     def _on_connect(self, auth: object = None) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]
+
         # Under the hub's dispatch order, so no update can slip between the
         # values read here and the snapshot sent with them.
-        self.hub.with_values(lambda values: emit("snapshot", {"values": values}))
+        def welcome(values: dict[str, Value]) -> None:
+            emit("snapshot", {"values": values})
+            with self._lock:
+                self._clients.add(sid)
+
+        self.hub.with_values(welcome)
         with self._pushed_lock:
             pushed = list(self._pushed.items())
         for event, payload in pushed:
             emit(event, payload)
+
+    def _on_disconnect(self, reason: object = None) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]
+        with self._lock:
+            self._clients.discard(sid)
+            self._held.pop(sid, None)
 
     def _on_ping(self, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
@@ -106,7 +200,29 @@ class WebAdapter:
 
         @bp.get("/")
         def index() -> str:
-            return render_template("index.html", controls=list(hub.controls.values()), values=hub.values())
+            # Complete at first paint: the values, the digits to show them with,
+            # and the config's groups as panels in the order they first appear.
+            controls = list(hub.controls.values())
+            groups: dict[str, list[Any]] = {}
+            for control in controls:
+                groups.setdefault(control.group, []).append(control)
+
+            def places(control: Any) -> int:
+                """Digits shown after the point: the config's, else the step's, else by span."""
+                if control.decimals is not None:
+                    return int(control.decimals)
+                if control.step > 0:
+                    return len(f"{control.step:.6f}".rstrip("0").split(".")[1])
+                span = control.max - control.min
+                return 2 if span <= 2 else 1 if span <= 20 else 0
+
+            return render_template(
+                "index.html",
+                controls=controls,
+                values=hub.values(),
+                groups=list(groups.items()),
+                decimals={c.id: places(c) for c in controls},
+            )
 
         @bp.get("/api/values")
         def get_values() -> Any:

@@ -1,0 +1,1 @@
+"""Benchmarks of Stage Bridge against the real server process."""

@@ -1,0 +1,166 @@
+"""Bench plumbing: a bridge process, many cheap Socket.IO clients in one asyncio loop, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BENCH_CONTROLS = """
+[[controls]]
+id = "fader"
+type = "range"
+min = 0
+max = 1000000
+step = 1
+value = 0
+midi = { channel = 1, cc = 1, hires = true }
+
+[[controls]]
+id = "cc"
+type = "range"
+min = 0
+max = 127
+step = 1
+value = 0
+midi = { channel = 1, cc = 2 }
+"""
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``python -m bridge`` with a bench config, in a subprocess."""
+
+    def __init__(self, extra: str = "", controls: str = BENCH_CONTROLS, env: dict[str, str] | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.config = self.folder / "bench.toml"
+        self.config.write_text(f'[server]\nstate_file = "state.json"\n{extra}\n{controls}', encoding="utf-8")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        log = (self.folder / "bridge.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "--config", str(self.config), "--host", "127.0.0.1",
+             "--port", str(self.port), "--log-level", "WARNING"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
+                    return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((self.folder / "bridge.log").read_text()) from None
+                time.sleep(0.05)
+        raise RuntimeError("bridge did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Watcher:
+    """One async client that stamps the arrival of every value it is sent."""
+
+    sio: socketio.AsyncClient
+    arrivals: dict[Any, float] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
+    count: int = 0
+
+
+async def connect_watchers(url: str, n: int) -> list[Watcher]:
+    watchers = []
+    for _ in range(n):
+        sio = socketio.AsyncClient(reconnection=False)
+        watcher = Watcher(sio)
+
+        def on_update(msg: dict[str, Any], w: Watcher = watcher) -> None:
+            w.arrivals.setdefault((msg["who"], msg["data"]), time.perf_counter())
+            w.last[msg["who"]] = msg["data"]
+            w.count += 1
+
+        def on_snapshot(msg: dict[str, Any], w: Watcher = watcher) -> None:
+            w.last.update(msg["values"])
+
+        sio.on("update value", on_update)
+        sio.on("snapshot", on_snapshot)
+        await sio.connect(url, transports=["websocket"])
+        watchers.append(watcher)
+    return watchers
+
+
+async def close_all(watchers: list[Watcher]) -> None:
+    await asyncio.gather(*(w.sio.disconnect() for w in watchers), return_exceptions=True)
+
+
+async def wait_all_on(watchers: list[Watcher], who: str, value: Any, timeout: float = 30.0) -> float | None:
+    """perf_counter() when the last watcher showed ``who == value``; None on timeout."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if all(w.last.get(who) == value for w in watchers):
+            return max(w.arrivals.get((who, value), time.perf_counter()) for w in watchers)
+        await asyncio.sleep(0.001)
+    return None
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p99/max in milliseconds."""
+    if not samples:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan"), "n": 0}
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(p99 * 1000, 3),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "n": len(ordered),
+    }
+
+
+def process_cpu() -> float:
+    """CPU seconds this (load generator) process has used."""
+    t = os.times()
+    return t.user + t.system
