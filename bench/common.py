@@ -62,9 +62,23 @@ class Server:
     def __enter__(self) -> Server:
         log = (self.folder / "bridge.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--config", str(self.config), "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "WARNING"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            [
+                sys.executable,
+                "-m",
+                "bridge",
+                "--config",
+                str(self.config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
