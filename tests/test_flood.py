@@ -54,9 +54,7 @@ class StalledClient:
         self.ws.close(timeout=0)
 
 
-def test_flood_toward_a_stalled_client_keeps_only_latest_values(
-    server: BridgeProcess, client_factory: Connect
-) -> None:
+def test_flood_toward_a_stalled_client_keeps_only_latest_values(server: BridgeProcess, client_factory: Connect) -> None:
     stalled = StalledClient(server.url)
     try:
         flooder, watcher = client_factory(server.url), client_factory(server.url)
