@@ -63,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_START
     try:
         log.info("Stage Bridge serving %s with config %s", ", ".join(urls(server.host, server.port)), config.path)
+        access = bridge.access
         for url in urls(server.host, server.port):
-            print(f"  open {url}", flush=True)  # noqa: T201
+            if access.key is None:
+                print(f"  open {url}", flush=True)  # noqa: T201
+                continue
+            print(f"  open {url}?key={access.key}  (control)", flush=True)  # noqa: T201
+            if access.viewer_key:
+                print(f"  open {url}?key={access.viewer_key}  (view only)", flush=True)  # noqa: T201
         bridge.socketio.run(
             bridge.app,
             host=server.host,

@@ -14,6 +14,7 @@ from flask import Flask
 from flask_socketio import SocketIO
 
 from bridge.adapters.web import WebAdapter
+from bridge.auth import Access
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
 from bridge.state import StateStore, load_state
@@ -37,12 +38,29 @@ class Bridge:
         self.app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
         self.app.config["JSON_SORT_KEYS"] = False
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
-        self.socketio = SocketIO(self.app, async_mode=ASYNC_MODE, cors_allowed_origins=None)
+        server = config.server
+        self.app.config["MAX_CONTENT_LENGTH"] = server.max_payload
+        # Same origin only unless the config lists more (None means same origin to Engine.IO).
+        origins = list(server.allowed_origins) or None
+        self.socketio = SocketIO(
+            self.app,
+            async_mode=ASYNC_MODE,
+            cors_allowed_origins=origins,
+            max_http_buffer_size=server.max_payload,
+        )
+        self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)
         self.state: StateStore | None = None
         if config.server.state_file is not None:
             self.state = StateStore(self.hub, config.server.state_file)
-        self.web = WebAdapter(self.hub, self.socketio, self.status)
+        self.web = WebAdapter(
+            self.hub,
+            self.socketio,
+            self.status,
+            access=self.access,
+            max_rate=server.max_rate,
+            max_clients=server.max_clients,
+        )
         self.web.register(self.app)
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
@@ -61,6 +79,8 @@ class Bridge:
 
     def start(self) -> None:
         """Restore the saved values, then open every adapter's ports and threads."""
+        if not self.access.enabled:
+            log.warning("no [server] key set: anyone on this network can control the show")
         if self.state is not None:
             restored = load_state(self.state.path, self.hub.controls)
             self.hub.restore(restored)

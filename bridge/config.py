@@ -10,6 +10,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,6 +31,12 @@ class ServerConfig:
     host: str = "0.0.0.0"  # noqa: S104 - phones on the LAN must reach the page
     port: int = 5000
     state_file: Path | None = None
+    key: str | None = None  # full control; "auto" is replaced by a generated key at start
+    viewer_key: str | None = None  # sees everything, changes nothing
+    allowed_origins: tuple[str, ...] = ()  # beyond the page's own origin
+    max_payload: int = 16_384  # bytes per Socket.IO message or HTTP body
+    max_rate: int = 200  # changes per second per browser; beyond it the latest value wins
+    max_clients: int = 250
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class OscConfig:
     listen_host: str = "0.0.0.0"  # noqa: S104
     listen_port: int = 9001
     targets: tuple[OscTarget, ...] = ()
+    allow: tuple[IPv4Network | IPv6Network, ...] = ()  # empty: every source allowed
 
 
 @dataclass(frozen=True)
@@ -170,19 +178,68 @@ def _port(reader: _Reader, value: int, where: str) -> int:
     return value
 
 
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "state_file",
+    "key",
+    "viewer_key",
+    "allowed_origins",
+    "max_payload",
+    "max_rate",
+    "max_clients",
+}
+
+
 def _server(reader: _Reader, table: dict[str, Any], path: Path) -> ServerConfig:
-    reader.keys(table, "server", {"host", "port", "state_file"})
+    reader.keys(table, "server", _SERVER_KEYS)
     host = reader.get(table, "host", "server.host", str, ServerConfig.host)
     port = _port(reader, reader.get(table, "port", "server.port", int, ServerConfig.port), "server.port")
     state = reader.get(table, "state_file", "server.state_file", str, "state.json")
     state_file = None if state == "" else (path.parent / state).resolve()
-    return ServerConfig(host=host, port=port, state_file=state_file)
+    keys: dict[str, str | None] = {}
+    for name in ("key", "viewer_key"):
+        key = reader.get(table, name, f"server.{name}", str, None)
+        if key is not None and key != "auto" and (len(key) < 8 or not key.isprintable() or " " in key):
+            reader.fail(f"server.{name}", 'expected "auto" or at least 8 printable characters without spaces')
+        keys[name] = key or None
+    if keys["viewer_key"] and not keys["key"]:
+        reader.fail("server.viewer_key", "needs server.key too: without a key everyone already has full control")
+    if keys["key"] and keys["key"] != "auto" and keys["key"] == keys["viewer_key"]:
+        reader.fail("server.viewer_key", "must differ from server.key")
+    origins = reader.get(table, "allowed_origins", "server.allowed_origins", list, [])
+    for i, origin in enumerate(origins):
+        if not isinstance(origin, str) or not re.match(r"^https?://[^/\s]+$", origin):
+            reader.fail(
+                f"server.allowed_origins[{i}]", f'expected an origin such as "http://192.168.1.20:8080", got {origin!r}'
+            )
+    limits = {}
+    for name, low in (("max_payload", 1024), ("max_rate", 1), ("max_clients", 1)):
+        value = reader.get(table, name, f"server.{name}", int, getattr(ServerConfig, name))
+        if value < low:
+            reader.fail(f"server.{name}", f"expected at least {low}, got {value}")
+        limits[name] = value
+    return ServerConfig(
+        host=host,
+        port=port,
+        state_file=state_file,
+        key=keys["key"],
+        viewer_key=keys["viewer_key"],
+        allowed_origins=tuple(origins),
+        **limits,
+    )
 
 
 def _osc(reader: _Reader, table: dict[str, Any]) -> OscConfig:
     if not isinstance(table, dict):
         reader.fail("osc", "must be a table")
-    reader.keys(table, "osc", {"listen", "targets"})
+    reader.keys(table, "osc", {"listen", "targets", "allow"})
+    allow = []
+    for i, item in enumerate(reader.get(table, "allow", "osc.allow", list, [])):
+        try:
+            allow.append(ip_network(item, strict=False))
+        except (TypeError, ValueError):
+            reader.fail(f"osc.allow[{i}]", f'expected an address or network such as "192.168.1.0/24", got {item!r}')
     listen = reader.get(table, "listen", "osc.listen", str, "0.0.0.0:9001")
     host, port = _host_port(reader, listen, "osc.listen")
     targets = []
@@ -203,7 +260,7 @@ def _osc(reader: _Reader, table: dict[str, Any]) -> OscConfig:
         if prefix and not _OSC_ADDRESS_RE.match(prefix):
             reader.fail(f"{where}.prefix", f'expected an OSC address such as "/stage", got {prefix!r}')
         targets.append(OscTarget(t_host, t_port, arg_type, prefix))
-    return OscConfig(listen_host=host, listen_port=port, targets=tuple(targets))
+    return OscConfig(listen_host=host, listen_port=port, targets=tuple(targets), allow=tuple(allow))
 
 
 def _midi(reader: _Reader, table: dict[str, Any]) -> MidiConfig:

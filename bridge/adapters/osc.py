@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Any
 
 from pythonosc.osc_message import OscMessage
@@ -76,6 +77,7 @@ class OscAdapter:
         self._threads: list[threading.Thread] = []
         self.received = 0
         self.dropped = 0
+        self.refused = 0
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -131,6 +133,7 @@ class OscAdapter:
             "listen": f"{self.config.listen_host}:{self.config.listen_port}",
             "received": self.received,
             "dropped": self.dropped,
+            "refused": self.refused,
             "targets": [t.describe() for t in self._targets],
         }
 
@@ -242,6 +245,10 @@ class OscAdapter:
         pending: dict[str, tuple[object, Origin, str]] = {}
         for data, sender in batch:
             peer = f"{sender[0]}:{sender[1]}"
+            if self.config.allow and not self._allowed(sender[0]):
+                self.refused += 1
+                self._warn.warning(("refused", sender[0]), "OSC from %s: source not in [osc] allow; dropped", peer)
+                continue
             try:
                 check_packet(data)
                 found = list(messages(data))
@@ -258,6 +265,15 @@ class OscAdapter:
                 else:
                     self._collect(message, peer, pending)
         self._apply_pending(pending)
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            address = ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.config.allow)
 
     def _collect(self, message: OscMessage, peer: str, pending: dict[str, tuple[object, Origin, str]]) -> None:
         address = message.address

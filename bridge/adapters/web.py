@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import segno
-from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, redirect, render_template, request
 from flask_socketio import SocketIO, emit
+from werkzeug.wrappers import Response as BaseResponse
 
+from bridge.auth import COOKIE, Access, Role
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Origin, Value
@@ -43,10 +46,27 @@ class WebAdapter:
 
     name = "web"
 
-    def __init__(self, hub: Hub, socketio: SocketIO, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        socketio: SocketIO,
+        status: Callable[[], dict[str, Any]],
+        access: Access | None = None,
+        max_rate: int = 200,
+        max_clients: int = 250,
+    ) -> None:
         self.hub = hub
         self.socketio = socketio
         self.status = status
+        self.access = access or Access()
+        self.max_rate = max_rate
+        self.max_clients = max_clients
+        self._roles: dict[str, Role] = {}
+        # Changes from browsers over their rate: sid -> {control id: latest data}.
+        self._held_in: dict[str, dict[str, object]] = {}
+        self._buckets: dict[str, list[float]] = {}  # sid -> [tokens, last refill]
+        self._told: set[str] = set()
+        self.throttled = 0
         self._warn = LogLimiter(log)
         self._pushed: dict[str, Any] = {}
         self._pushed_lock = threading.Lock()
@@ -73,7 +93,13 @@ class WebAdapter:
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
-            return {"clients": len(self._clients), "behind": len(self._held), "coalesced": self.coalesced}
+            return {
+                "clients": len(self._clients),
+                "behind": len(self._held),
+                "coalesced": self.coalesced,
+                "throttled": self.throttled,
+                "keys": self.access.enabled,
+            }
 
     def send(self, change: Change) -> None:
         """Broadcast ``change``, skipping the browser it came from and holding it for those behind."""
@@ -125,9 +151,39 @@ class WebAdapter:
                     elif self._backlog(sid) < BACKLOG_LIMIT:
                         for cid, value in self._held.pop(sid).items():
                             self.socketio.emit("update value", {"who": cid, "data": value}, to=sid)
-                if not self._held:
+                due = self._due_input()
+                if not self._held and not self._held_in:
                     self._wake.clear()
+            # Outside the lock: applying reaches send(), which takes it.
+            for sid, who, data in due:
+                self._apply(sid, who, data, in_handler=False)
             self._stopping.wait(FLUSH_INTERVAL)
+
+    def _take_token(self, sid: str) -> bool:
+        """Token bucket per browser: ``max_rate`` changes a second, bursts up to one second's worth."""
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(sid, [float(self.max_rate), now])
+        bucket[0] = min(float(self.max_rate), bucket[0] + (now - bucket[1]) * self.max_rate)
+        bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
+
+    def _due_input(self) -> list[tuple[str, str, object]]:
+        """Held browser changes whose sender has tokens again (called under the lock)."""
+        due: list[tuple[str, str, object]] = []
+        for sid in list(self._held_in):
+            held = self._held_in[sid]
+            if sid not in self._clients:
+                del self._held_in[sid]
+                continue
+            while held and self._take_token(sid):
+                who = next(iter(held))
+                due.append((sid, who, held.pop(who)))
+            if not held:
+                del self._held_in[sid]
+        return due
 
     def push(self, event: str, payload: Any) -> None:
         """Send a status event to every browser; new browsers get the latest one on connect."""
@@ -146,6 +202,15 @@ class WebAdapter:
 
     def _on_connect(self, auth: object = None) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]
+        presented = auth.get("key") if isinstance(auth, dict) else None
+        role = self.access.role_for(presented if isinstance(presented, str) else request_key())
+        if role is None:
+            raise ConnectionRefusedError("unauthorized: open the join URL with its key")
+        with self._lock:
+            if len(self._clients) >= self.max_clients:
+                self._warn.warning("full", "refused a browser: max_clients (%d) reached", self.max_clients)
+                raise ConnectionRefusedError(f"server full: at most {self.max_clients} clients")
+            self._roles[sid] = role
 
         # Under the hub's dispatch order, so no update can slip between the
         # values read here and the snapshot sent with them.
@@ -165,6 +230,10 @@ class WebAdapter:
         with self._lock:
             self._clients.discard(sid)
             self._held.pop(sid, None)
+            self._held_in.pop(sid, None)
+            self._buckets.pop(sid, None)
+            self._roles.pop(sid, None)
+            self._told.discard(sid)
 
     def _on_ping(self, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
@@ -180,23 +249,89 @@ class WebAdapter:
         if missing:
             self._reject(sid, who, data, f"missing field {missing[0]!r}")
             return
+        if self._roles.get(sid) == "viewer":
+            self._reject(sid, who, data, "read-only: this browser joined with the viewer key")
+            return
+        if not isinstance(who, str) or who not in self.hub.controls:
+            self._reject(sid, who, data, f"unknown control {who!r}")
+            return
+        with self._lock:
+            held = self._held_in.get(sid)
+            if held is not None or not self._take_token(sid):
+                # Over its rate: keep only this browser's latest value per control.
+                if held is None:
+                    held = self._held_in[sid] = {}
+                held.pop(who, None)
+                held[who] = data
+                self.throttled += 1
+                tell = sid not in self._told
+                self._told.add(sid)
+                self._wake.set()
+            else:
+                tell = False
+                held = None
+        if held is not None:
+            if tell:
+                log.warning("browser %s is over max_rate (%d changes/s); its latest values win", sid, self.max_rate)
+                emit("throttled", {"limit": self.max_rate, "reason": f"over {self.max_rate} changes a second"})
+            return
+        self._apply(sid, who, data, in_handler=True)
+
+    def _apply(self, sid: str, who: str, data: object, in_handler: bool) -> None:
         try:
             applied = self.hub.set(who, data, Origin("web", sid))
         except (UnknownControl, InvalidValue) as err:
-            self._reject(sid, who, data, str(err))
+            self._reject(sid, who, data, str(err), in_handler)
             return
         if not _same_json(applied.value, data):
             # Clamped or stepped: the sender shows something else; correct it.
-            emit("update value", {"who": applied.control.id, "data": applied.value})
+            self._emit_to(sid, "update value", {"who": applied.control.id, "data": applied.value}, in_handler)
 
-    def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
+    def _emit_to(self, sid: str, event: str, payload: Any, in_handler: bool) -> None:
+        if in_handler:
+            emit(event, payload)
+        else:
+            self.socketio.emit(event, payload, to=sid)
+
+    def _reject(self, sid: str, who: object, data: object, reason: str, in_handler: bool = True) -> None:
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
-        emit("rejected", {"who": who, "data": data, "reason": reason})
+        self._emit_to(sid, "rejected", {"who": who, "data": data, "reason": reason}, in_handler)
 
     # -- HTTP ----------------------------------------------------------------
+    def _check_access(self) -> Any:
+        """Keys in force: no key, no page and no API; a viewer only reads."""
+        if request.endpoint in OPEN_ENDPOINTS:
+            return None
+        role = self.access.role_for(request_key())
+        if role is None:
+            if request.endpoint == "bridge.index":
+                wrong = bool(request.args.get("key"))
+                return render_template("key.html", wrong=wrong), 401
+            return jsonify(error="unauthorized: send the key as ?key=, a cookie or Authorization: Bearer"), 401
+        if role == "viewer" and request.method not in ("GET", "HEAD", "OPTIONS"):
+            return jsonify(error="read-only: the viewer key cannot change values"), 403
+        request.environ["stage_bridge.role"] = role
+        if request.endpoint == "bridge.index" and request.args.get("key"):
+            # Keep the key out of the address bar and bookmarks: it lives in the cookie now.
+            response = redirect(request.path, code=303)
+            self._set_cookie(response, request.args["key"])
+            return response
+        return None
+
+    def _join_url(self) -> str:
+        """The LAN URL for a phone, with the key of the role asking for it when keys are in force."""
+        url = join_url()
+        role = request.environ.get("stage_bridge.role")
+        key = self.access.key_for(role) if self.access.enabled and role else None
+        return f"{url}?key={key}" if key else url
+
+    def _set_cookie(self, response: BaseResponse, key: str) -> None:
+        response.set_cookie(COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/")
+
     def _blueprint(self) -> Blueprint:
         bp = Blueprint("bridge", __name__)
         hub = self.hub
+        bp.before_request(self._check_access)
 
         @bp.get("/")
         def index() -> str:
@@ -243,11 +378,11 @@ class WebAdapter:
 
         @bp.get("/join")
         def join() -> Any:
-            return jsonify(url=join_url())
+            return jsonify(url=self._join_url())
 
         @bp.get("/qr.svg")
         def qr_svg() -> Response:
-            svg = segno.make(join_url(), error="m").svg_inline(scale=6, dark="#000", light="#fff", border=2)
+            svg = segno.make(self._join_url(), error="m").svg_inline(scale=6, dark="#000", light="#fff", border=2)
             return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
         @bp.get("/healthz")
@@ -255,6 +390,19 @@ class WebAdapter:
             return jsonify(self.status())
 
         return bp
+
+
+#: Reachable without a key: monitoring and the files the key page itself needs.
+OPEN_ENDPOINTS = {"bridge.healthz", "static"}
+
+
+def request_key() -> str | None:
+    """The key a request presents: ``?key=``, then the cookie, then ``Authorization: Bearer``."""
+    key = request.args.get("key") or request.cookies.get(COOKIE)
+    if key:
+        return key
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token else None
 
 
 def join_url() -> str:

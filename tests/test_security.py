@@ -1,0 +1,257 @@
+"""Access keys, origins, OSC sources and limits, on the real server."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from bridge import auth
+from bridge.auth import Access
+from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.osc_tools import OscPeer
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+KEY, VIEWER = "control-key-1", "viewer-key-1"
+
+
+def keyed(tmp_path: Path, extra: str = "") -> Path:
+    config = write_config(tmp_path)
+    text = config.read_text(encoding="utf-8").replace(
+        'state_file = "state.json"\n',
+        f'state_file = "state.json"\nkey = "{KEY}"\nviewer_key = "{VIEWER}"\n{extra}',
+    )
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def http(url: str, method: str = "GET", body: object = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=5) as resp:
+            return resp.status, Reply(resp.headers, resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, Reply(err.headers, err.read())
+
+
+class Reply:
+    def __init__(self, headers: Any, body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def connect(url: str, **kwargs: Any) -> socketio.Client:
+    sio = socketio.Client(reconnection=False)
+    sio.connect(url, wait_timeout=10, **kwargs)
+    return sio
+
+
+def test_without_key_page_api_and_socket_are_refused(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory(keyed(tmp_path))
+    status, resp = http(proc.url + "/")
+    assert status == 401 and "Key needed" in resp.read().decode()
+    assert http(proc.url + "/api/values")[0] == 401
+    assert http(proc.url + "/api/values/slider1", "PUT", {"value": 3})[0] == 401
+    assert http(proc.url + "/qr.svg")[0] == 401
+    assert http(proc.url + "/?key=wrong-key-99")[0] == 401
+    assert http(proc.url + "/healthz")[0] == 200
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(proc.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(proc.url, auth={"key": "not-the-key"})
+    assert proc.get_json("/healthz")["adapters"]["web"]["keys"] is True
+
+
+def test_key_in_url_becomes_an_httponly_samesite_cookie(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory(keyed(tmp_path))
+    status, resp = http(proc.url + f"/?key={KEY}")
+    assert status == 303 and resp.headers["Location"].endswith("/")
+    cookie = resp.headers["Set-Cookie"]
+    assert f"{auth.COOKIE}={KEY}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, resp = http(proc.url + "/", headers={"Cookie": f"{auth.COOKIE}={KEY}"})
+    assert status == 200 and 'id="slider1"' in resp.read().decode()
+    status, _ = http(proc.url + "/api/values/slider1", "PUT", {"value": 9}, {"Authorization": f"Bearer {KEY}"})
+    assert status == 200
+    sio = connect(proc.url, headers={"Cookie": f"{auth.COOKIE}={KEY}"})
+    sio.disconnect()
+    status, resp = http(proc.url + "/join", headers={"Cookie": f"{auth.COOKIE}={KEY}"})
+    assert json.loads(resp.read())["url"].endswith(f"?key={KEY}")
+
+
+def test_viewer_sees_everything_and_changes_nothing(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    proc = bridge_factory(keyed(tmp_path))
+    viewer = socketio.Client(reconnection=False)
+    seen: list[Any] = []
+    rejected: list[Any] = []
+    viewer.on("update value", seen.append)
+    viewer.on("rejected", rejected.append)
+    viewer.connect(proc.url, auth={"key": VIEWER}, wait_timeout=10)
+    try:
+        controller = socketio.Client(reconnection=False)
+        controller.connect(proc.url, auth={"key": KEY}, wait_timeout=10)
+        controller.emit("value changed", {"who": "slider1", "data": 40})
+        wait_until(lambda: {"who": "slider1", "data": 40} in seen, what="viewer sees the change")
+        viewer.emit("value changed", {"who": "slider1", "data": 3})
+        wait_until(lambda: rejected, what="viewer's change rejected")
+        assert "read-only" in rejected[0]["reason"]
+        status, _ = http(proc.url + "/api/values/slider1", "PUT", {"value": 1}, {"Authorization": f"Bearer {VIEWER}"})
+        assert status == 403
+        status, resp = http(proc.url + "/api/values", headers={"Authorization": f"Bearer {VIEWER}"})
+        assert status == 200 and json.loads(resp.read())["slider1"] == 40
+        controller.disconnect()
+    finally:
+        viewer.disconnect()
+
+
+def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    access = Access(KEY, VIEWER)
+    assert access.role_for("nope") is None
+    assert access.role_for(KEY) == "control"
+    assert access.role_for(VIEWER) == "viewer"
+    # Every check runs both comparisons: timing does not tell which key was near.
+    assert len(calls) == 6 and all(isinstance(a, bytes) for a, _ in calls)
+    assert Access().role_for(None) == "control"
+    generated = Access.from_config("auto", "auto")
+    assert generated.key and generated.viewer_key and generated.key != generated.viewer_key
+
+
+def test_auto_key_is_printed_in_the_join_url(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text().replace('state_file = "state.json"\n', 'state_file = "state.json"\nkey = "auto"\n')
+    )
+    proc = bridge_factory(config)
+    line = next(line for line in proc.output().splitlines() if "(control)" in line)
+    key = line.split("?key=")[1].split()[0]
+    assert http(proc.url + f"/?key={key}")[0] == 303
+
+
+def test_no_key_warns_once_that_anyone_can_control(server: BridgeProcess) -> None:
+    assert server.output().count("anyone on this network can control the show") == 1
+
+
+def test_foreign_origin_refused_unless_listed(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(proc.url, headers={"Origin": "http://evil.example"})
+    same = connect(proc.url, headers={"Origin": proc.url})
+    same.disconnect()
+    other = tmp_path / "other"
+    other.mkdir()
+    config = write_config(other)
+    config.write_text(
+        config.read_text().replace(
+            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
+        )
+    )
+    listed = bridge_factory(config)
+    ok = connect(listed.url, headers={"Origin": "http://mixer.local:8080"})
+    ok.disconnect()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(listed.url, headers={"Origin": "http://evil.example"})
+
+
+def test_osc_from_a_source_not_allowed_is_dropped_and_counted(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    config = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\nallow = ["127.0.0.1/32"]\n')
+    proc = bridge_factory(config)
+    a = client_factory(proc.url)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.2", 0))  # still loopback, but not 127.0.0.1
+    friend = OscPeer()
+    try:
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        msg = OscMessageBuilder(address="/slider1")
+        msg.add_arg(2.0)
+        stranger.sendto(msg.build().dgram, ("127.0.0.1", port))
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["refused"] == 1, what="refused count")
+        friend.send(port, "/slider2", 4.0)
+        a.wait_value("slider2", 4)
+        assert proc.get_json("/api/values")["slider1"] == 25
+    finally:
+        stranger.close()
+        friend.close()
+
+
+def limited(tmp_path: Path, **limits: int) -> Path:
+    config = write_config(tmp_path)
+    lines = "".join(f"{k} = {v}\n" for k, v in limits.items())
+    config.write_text(config.read_text().replace('state_file = "state.json"\n', f'state_file = "state.json"\n{lines}'))
+    return config
+
+
+def test_rate_limit_latest_value_wins_and_others_are_not_slowed(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    proc = bridge_factory(limited(tmp_path, max_rate=50))
+    flooder, calm, watcher = client_factory(proc.url), client_factory(proc.url), client_factory(proc.url)
+    throttled: list[Any] = []
+    flooder.sio.on("throttled", throttled.append)
+    watcher.wait_event("snapshot")
+    for i in range(2000):
+        flooder.send("slider1", i % 50)
+    flooder.send("slider1", 49)
+    calm.send("slider2", 17)  # the calm client's change gets through meanwhile
+    watcher.wait_value("slider2", 17)
+    watcher.wait_value("slider1", 49)  # the flooder's last value always arrives
+    assert proc.get_json("/api/values")["slider1"] == 49
+    wait_until(lambda: throttled, what="the flooder told")
+    assert len(throttled) == 1 and throttled[0]["limit"] == 50
+    web = proc.get_json("/healthz")["adapters"]["web"]
+    assert web["throttled"] > 0
+
+
+def test_max_clients(tmp_path: Path, bridge_factory: Start, client_factory: Connect) -> None:
+    proc = bridge_factory(limited(tmp_path, max_clients=2))
+    client_factory(proc.url).wait_event("snapshot")
+    client_factory(proc.url).wait_event("snapshot")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(proc.url)
+    assert "max_clients (2) reached" in proc.output()
+
+
+def test_oversized_payload_is_not_applied(tmp_path: Path, bridge_factory: Start, client_factory: Connect) -> None:
+    proc = bridge_factory(limited(tmp_path, max_payload=4096))
+    big, other = client_factory(proc.url), client_factory(proc.url)
+    other.wait_event("snapshot")
+    big.send("txt1", "y" * 10_000)
+    big.send("txt1", "after")  # the oversized message closes that connection; this may or may not arrive
+    other.send("slider2", 5)
+    wait_until(lambda: proc.get_json("/api/values")["slider2"] == 5, what="others still served")
+    assert proc.get_json("/api/values")["txt1"] in ("", "after")
+    status, _ = http(proc.url + "/api/values/txt1", "PUT", {"value": "z" * 10_000})
+    assert status == 413
