@@ -1,0 +1,180 @@
+"""Faults on purpose: hard kills mid-stream, client churn, random input into every decoder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import socketio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bridge.adapters.osc import OscAdapter
+from bridge.app import Bridge
+from bridge.config import OscConfig, load_config
+from bridge.hub import Hub
+from bridge.model import MAX_TEXT_LENGTH
+from tests.helpers import BridgeProcess, wait_until, write_config
+
+Start = Callable[..., BridgeProcess]
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Threads", "VmRSS"):
+            fields[name] = int(rest.split()[0])
+    return fields
+
+
+def assert_in_bounds(hub: Hub) -> None:
+    for cid, value in hub.values().items():
+        control = hub.controls[cid]
+        if control.type == "range":
+            assert isinstance(value, int | float) and not isinstance(value, bool)
+            assert math.isfinite(value) and control.min <= value <= control.max
+        elif control.type == "text":
+            assert isinstance(value, str) and len(value) <= MAX_TEXT_LENGTH
+        else:
+            assert value in (0, 1)
+
+
+def test_kill_9_mid_stream_twenty_times(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state.json"
+    controls = {c.id for c in load_config(config).controls}
+    for round_ in range(20):
+        proc = bridge_factory(config)
+        if round_:
+            # Every restart finds the previous round's values: the file was valid.
+            assert proc.get_json("/api/values")["txt1"].startswith(f"round {round_ - 1} ")
+        sio = socketio.Client(reconnection=False)
+        sio.connect(proc.url, wait_timeout=10)
+        stop = threading.Event()
+
+        def stream(sio: socketio.Client = sio, round_: int = round_, stop: threading.Event = stop) -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    sio.emit("value changed", {"who": "txt1", "data": f"round {round_} change {i}"})
+                    sio.emit("value changed", {"who": "slider1", "data": i % 51})
+                except socketio.exceptions.SocketIOError:
+                    return  # the server was killed under the stream, as intended
+                i += 1
+                stop.wait(0.001)
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            wait_until(
+                lambda round_=round_: (
+                    state.exists() and json.loads(state.read_text())["values"]["txt1"].startswith(f"round {round_} ")
+                ),
+                what="this round saved",
+            )
+            proc.kill()  # in the middle of the stream, perhaps mid-write
+        finally:
+            stop.set()
+            streamer.join()
+            sio.disconnect()
+        saved = json.loads(state.read_text(encoding="utf-8"))["values"]
+        assert set(saved) == controls
+    assert not list(tmp_path.glob("state.json.corrupt-*"))
+
+
+def test_churn_leaves_no_threads_or_clients_behind(server: BridgeProcess) -> None:
+    assert server.proc is not None
+    pid = server.proc.pid
+    before = proc_status(pid)
+
+    async def waves() -> None:
+        for _ in range(4):
+            clients = [socketio.AsyncClient(reconnection=False) for _ in range(50)]
+            await asyncio.gather(*(c.connect(server.url, transports=["websocket"]) for c in clients))
+            await asyncio.gather(*(c.emit("value changed", {"who": "slider2", "data": 3}) for c in clients[:5]))
+            await asyncio.gather(*(c.disconnect() for c in clients))
+
+    asyncio.run(waves())
+    wait_until(lambda: server.get_json("/healthz")["adapters"]["web"]["clients"] == 0, what="all clients gone")
+    # Threads of closed connections end within a ping interval or two.
+    wait_until(
+        lambda: proc_status(pid)["Threads"] <= before["Threads"] + 3, timeout=40, what="threads back to the start"
+    )
+    after = proc_status(pid)
+    print(f"churn: threads {before['Threads']} -> {after['Threads']}, RSS {before['VmRSS']} -> {after['VmRSS']} kB")
+    assert server.get_json("/api/values")["slider2"] == 3
+
+
+_FUZZ_CONFIG: list[Path] = []
+
+
+def fuzz_config() -> Path:
+    """One config for every Hypothesis example (fixtures are not reset between examples)."""
+    if not _FUZZ_CONFIG:
+        _FUZZ_CONFIG.append(write_config(Path(tempfile.mkdtemp()), state_file=""))
+    return _FUZZ_CONFIG[0]
+
+
+def osc_datagrams() -> st.SearchStrategy[bytes]:
+    addresses = st.sampled_from(
+        [b"/slider1", b"/txt1", b"/toggle1", b"/slider*", b"/{fine,bend}", b"/[", b"/bridge/sync"]
+    )
+    tags = st.text(alphabet="ifsbTFNhdtcrm[]x", max_size=6).map(lambda t: ("," + t).encode())
+
+    def pad(b: bytes) -> bytes:
+        b += b"\x00"
+        return b + b"\x00" * (-len(b) % 4)
+
+    structured = st.builds(lambda a, t, body: pad(a) + pad(t) + body, addresses, tags, st.binary(max_size=40))
+    bundles = st.builds(
+        lambda inner, size: b"#bundle\x00" + b"\x00" * 8 + size.to_bytes(4, "big", signed=True) + inner,
+        structured,
+        st.integers(-5, 80),
+    )
+    return st.one_of(st.binary(max_size=120), structured, bundles)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(osc_datagrams(), min_size=1, max_size=5))
+def test_fuzz_osc_datagrams(batch: list[bytes]) -> None:
+    hub = Hub(load_config(fuzz_config()).controls)
+    adapter = OscAdapter(hub, OscConfig())
+    adapter.handle_datagrams([(data, ("127.0.0.1", 9999)) for data in batch])
+    assert_in_bounds(hub)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+payload = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {
+            "who": st.sampled_from(["slider1", "fine", "txt1", "toggle1", "button1", "nope"]) | json_values,
+            "data": json_values,
+        }
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads=st.lists(payload, min_size=1, max_size=5))
+def test_fuzz_socketio_payloads(payloads: list[object]) -> None:
+    bridge = Bridge(load_config(fuzz_config()))
+    client = bridge.socketio.test_client(bridge.app)
+    try:
+        for item in payloads:
+            client.emit("value changed", item)
+        for event in client.get_received():
+            assert event["name"] in ("snapshot", "update value", "rejected", "throttled")
+    finally:
+        client.disconnect()
+    assert_in_bounds(bridge.hub)
