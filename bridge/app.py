@@ -51,6 +51,10 @@ class Bridge:
             # about 10 s, not the 45 s of the defaults; one tiny packet per 5 s.
             ping_interval=5,
             ping_timeout=5,
+            # One browser's changes are handled in the order it sent them (the
+            # default runs each event on a thread of its own, which can reorder
+            # the end of a fast drag). Browsers still run side by side.
+            async_handlers=False,
         )
         self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)

@@ -7,6 +7,7 @@ The protocol is the classic Flask-SocketIO slider recipe's, kept compatible:
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -357,6 +358,8 @@ class WebAdapter:
                 values=hub.values(),
                 groups=list(groups.items()),
                 decimals={c.id: places(c) for c in controls},
+                role=request.environ.get("stage_bridge.role", "control"),
+                read_only=request.environ.get("stage_bridge.role") == "viewer",
             )
 
         @bp.get("/api/values")
@@ -382,7 +385,12 @@ class WebAdapter:
 
         @bp.get("/qr.svg")
         def qr_svg() -> Response:
-            svg = segno.make(self._join_url(), error="m").svg_inline(scale=6, dark="#000", light="#fff", border=2)
+            buffer = io.BytesIO()
+            # A standalone SVG document (with its namespace), so <img src="/qr.svg"> draws it too.
+            segno.make(self._join_url(), error="m").save(
+                buffer, kind="svg", scale=6, border=2, dark="#000", light="#fff", xmldecl=False
+            )
+            svg = buffer.getvalue()
             return Response(svg, mimetype="image/svg+xml", headers={"Cache-Control": "no-store"})
 
         @bp.get("/healthz")
