@@ -74,10 +74,15 @@ class WebAdapter:
         self._clients: set[str] = set()
         # sid -> {control id: latest value not yet sent}; insertion order kept.
         self._held: dict[str, dict[str, Value]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # clients and what is held back toward them
+        self._in_lock = threading.Lock()  # rate limits of changes coming in
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._fanout: threading.Thread | None = None
+        self._outbox: dict[str, Change] = {}
+        self._out_lock = threading.Lock()
+        self._out_ready = threading.Event()
         self.coalesced = 0
 
     def start(self) -> None:
@@ -85,12 +90,16 @@ class WebAdapter:
         self._stopping.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="web-flush", daemon=True)
         self._flusher.start()
+        self._fanout = threading.Thread(target=self._fanout_loop, name="web-fanout", daemon=True)
+        self._fanout.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
-        if self._flusher is not None:
-            self._flusher.join(timeout=2)
+        self._out_ready.set()
+        for thread in (self._flusher, self._fanout):
+            if thread is not None:
+                thread.join(timeout=2)
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -103,7 +112,30 @@ class WebAdapter:
             }
 
     def send(self, change: Change) -> None:
-        """Broadcast ``change``, skipping the browser it came from and holding it for those behind."""
+        """Queue ``change`` for the fan-out thread; a newer change to the same control replaces it.
+
+        The hub calls this for every change, so it only files the change: the
+        cost of reaching every browser is paid by the fan-out thread, which
+        under a flood sends each control's latest value instead of every one.
+        """
+        with self._out_lock:
+            self._outbox.pop(change.control.id, None)  # re-inserted last: order of changes kept
+            self._outbox[change.control.id] = change
+        self._out_ready.set()
+
+    def _fanout_loop(self) -> None:
+        while True:
+            self._out_ready.wait()
+            with self._out_lock:
+                batch, self._outbox = self._outbox, {}
+                self._out_ready.clear()
+            for change in batch.values():
+                self._broadcast(change)
+            if self._stopping.is_set():
+                return
+
+    def _broadcast(self, change: Change) -> None:
+        """Send ``change`` to every browser but its sender; hold it for those behind."""
         cid, value = change.control.id, change.value
         origin = change.origin.ident if change.origin.kind == "web" else None
         with self._lock:
@@ -152,12 +184,13 @@ class WebAdapter:
                     elif self._backlog(sid) < BACKLOG_LIMIT:
                         for cid, value in self._held.pop(sid).items():
                             self.socketio.emit("update value", {"who": cid, "data": value}, to=sid)
+            with self._in_lock:
                 due = self._due_input()
                 if not self._held and not self._held_in:
                     self._wake.clear()
             # Outside the lock: applying reaches send(), which takes it.
             for sid, who, data in due:
-                self._apply(sid, who, data, in_handler=False)
+                self._apply(sid, who, data)
             self._stopping.wait(FLUSH_INTERVAL)
 
     def _take_token(self, sid: str) -> bool:
@@ -197,7 +230,9 @@ class WebAdapter:
         """Attach the Socket.IO handlers and the HTTP routes."""
         self.socketio.on_event("connect", self._on_connect)
         self.socketio.on_event("disconnect", self._on_disconnect)
-        self.socketio.on_event("value changed", self._on_value_changed)
+        # Straight on the Socket.IO server, without a Flask request context per
+        # event: this is the hot path of every fader move (about half the cost).
+        self.socketio.server.on("value changed", self._on_value_changed, namespace="/")
         self.socketio.on_event("ping bridge", self._on_ping)
         app.register_blueprint(self._blueprint())
 
@@ -231,17 +266,17 @@ class WebAdapter:
         with self._lock:
             self._clients.discard(sid)
             self._held.pop(sid, None)
+            self._roles.pop(sid, None)
+        with self._in_lock:
             self._held_in.pop(sid, None)
             self._buckets.pop(sid, None)
-            self._roles.pop(sid, None)
             self._told.discard(sid)
 
     def _on_ping(self, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
         return payload
 
-    def _on_value_changed(self, message: object) -> None:
-        sid: str = request.sid  # type: ignore[attr-defined]
+    def _on_value_changed(self, sid: str, message: object) -> None:
         if not isinstance(message, dict):
             self._reject(sid, None, message, 'payload must be an object {"who": id, "data": value}')
             return
@@ -256,7 +291,8 @@ class WebAdapter:
         if not isinstance(who, str) or who not in self.hub.controls:
             self._reject(sid, who, data, f"unknown control {who!r}")
             return
-        with self._lock:
+        # Its own lock: the way in never waits for the fan-out to browsers.
+        with self._in_lock:
             held = self._held_in.get(sid)
             if held is not None or not self._take_token(sid):
                 # Over its rate: keep only this browser's latest value per control.
@@ -274,29 +310,24 @@ class WebAdapter:
         if held is not None:
             if tell:
                 log.warning("browser %s is over max_rate (%d changes/s); its latest values win", sid, self.max_rate)
-                emit("throttled", {"limit": self.max_rate, "reason": f"over {self.max_rate} changes a second"})
+                payload = {"limit": self.max_rate, "reason": f"over {self.max_rate} changes a second"}
+                self.socketio.emit("throttled", payload, to=sid)
             return
-        self._apply(sid, who, data, in_handler=True)
+        self._apply(sid, who, data)
 
-    def _apply(self, sid: str, who: str, data: object, in_handler: bool) -> None:
+    def _apply(self, sid: str, who: str, data: object) -> None:
         try:
             applied = self.hub.set(who, data, Origin("web", sid))
         except (UnknownControl, InvalidValue) as err:
-            self._reject(sid, who, data, str(err), in_handler)
+            self._reject(sid, who, data, str(err))
             return
         if not _same_json(applied.value, data):
             # Clamped or stepped: the sender shows something else; correct it.
-            self._emit_to(sid, "update value", {"who": applied.control.id, "data": applied.value}, in_handler)
+            self.socketio.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
 
-    def _emit_to(self, sid: str, event: str, payload: Any, in_handler: bool) -> None:
-        if in_handler:
-            emit(event, payload)
-        else:
-            self.socketio.emit(event, payload, to=sid)
-
-    def _reject(self, sid: str, who: object, data: object, reason: str, in_handler: bool = True) -> None:
+    def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
-        self._emit_to(sid, "rejected", {"who": who, "data": data, "reason": reason}, in_handler)
+        self.socketio.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)
 
     # -- HTTP ----------------------------------------------------------------
     def _check_access(self) -> Any:
