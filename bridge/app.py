@@ -83,6 +83,10 @@ class Bridge:
             from bridge.adapters.osc import OscAdapter
 
             adapters.append(OscAdapter(self.hub, self.config.osc))
+        if self.config.midi is not None:
+            from bridge.adapters.midi import MidiAdapter
+
+            adapters.append(MidiAdapter(self.hub, self.config.midi, push=self.web.push))
         return adapters
 
     def start(self) -> None:

@@ -1,0 +1,588 @@
+"""MIDI ports: controllers in; synths, motorized faders and LEDs out.
+
+The backend string comes from the config and is resolved with a
+``mido.Backend`` object of this adapter's own (never ``mido.set_backend``,
+which rewrites module globals). Messages are mido's; the translation is
+:mod:`bridge.mapping`'s.
+
+Threads, and why:
+
+* **Reader.** With python-rtmidi, the input is read from rtmidi's own queue
+  every millisecond instead of through a Python callback. A callback runs on
+  the MIDI system's thread and must take the GIL there; with JACK that
+  thread is the JACK process thread, and while it waits for the GIL the
+  JACK cycles go by and their MIDI events are lost (measured: most of a
+  burst, as soon as other Python threads are busy). rtmidi queues in C++ on
+  that thread and no Python runs there. The reader decodes the messages and
+  sets the hub.
+* **send()** runs on whichever thread made the change, under the hub's
+  dispatch lock. It writes to the open output or drops the message; it never
+  waits for a device.
+* **Watcher.** Every second it lists the ports: it opens a configured
+  device that appeared, closes one that vanished, and when the output comes
+  back sends it every current value, so motorized faders and LEDs match at
+  once (and once more at the next look, see
+  :meth:`MidiAdapter._install_output`). Virtual ports are the bridge's own
+  and do not vanish; the watcher only creates one the MIDI system refused
+  at first.
+
+Each port is "connected", "missing" (looked for every second) or "off" (no
+MIDI system for this backend on the machine: one warning, the rest of the
+bridge runs, and MIDI stays off until the bridge is restarted). Every change
+of state is logged once and pushed to the browsers as ``midi status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import mido
+
+from bridge.config import MidiConfig
+from bridge.errors import BridgeError, InvalidValue, UnknownControl
+from bridge.hub import Hub
+from bridge.mapping import Decoder, encode
+from bridge.model import Change, Control, Origin, Value
+from bridge.ratelimit import LogLimiter
+
+log = logging.getLogger(__name__)
+
+State = Literal["connected", "missing", "off"]
+Role = Literal["input", "output"]
+
+#: Seconds between two looks for missing or vanished ports.
+POLL_INTERVAL = 1.0
+#: Seconds between two reads of an idle input: the most a message waits.
+READ_INTERVAL = 0.001
+#: Messages rtmidi holds for the reader; a fast knob twist fits many times over.
+QUEUE_LIMIT = 8192
+#: Messages taken from the input at once, so the input lock is held briefly.
+READ_BATCH = 1024
+RTMIDI_BACKEND = "mido.backends.rtmidi"
+#: MIDI client names of the bridge's ports, as other software lists them.
+CLIENT_NAMES: dict[Role, str] = {"input": "Stage Bridge in", "output": "Stage Bridge out"}
+_LISTER_CLIENT = "Stage Bridge ports"
+#: rtmidi's names for the ports it makes to reach a device: never a device to
+#: match, or the bridge could end up listening to its own output.
+_RTMIDI_OWN_PORTS = ("rtmidi input", "rtmidi output")
+#: What mido and python-rtmidi raise when there is no MIDI system, no such
+#: port, or a port went away (rtmidi's errors derive from these).
+_MIDI_ERRORS = (OSError, ValueError, RuntimeError, ImportError, MemoryError)
+
+
+class AmbiguousPort(BridgeError):
+    """A configured port name matches more than one port."""
+
+    def __init__(self, wanted: str, candidates: list[str]) -> None:
+        self.wanted = wanted
+        self.candidates = candidates
+        super().__init__(f"{wanted!r} matches {len(candidates)} ports: {', '.join(candidates)}")
+
+
+def match_port(wanted: str, names: Iterable[str]) -> str | None:
+    """The port ``wanted`` names: an exact name, else the one port containing it.
+
+    The part is matched regardless of case ("nanokontrol" finds
+    "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0", whose numbers may change from one
+    plug-in to the next). Returns None when nothing matches; raises
+    :class:`AmbiguousPort`, listing the candidates, when several do.
+    """
+    names = list(names)
+    if wanted in names:
+        return wanted
+    part = wanted.casefold()
+    candidates = [
+        name
+        for name in names
+        if part in name.casefold() and not any(own in name.casefold() for own in _RTMIDI_OWN_PORTS)
+    ]
+    if len(candidates) > 1:
+        raise AmbiguousPort(wanted, candidates)
+    return candidates[0] if candidates else None
+
+
+# -- the MIDI system -------------------------------------------------------------------
+class _Inlet(Protocol):
+    """An open input, read by polling."""
+
+    name: str
+
+    def pending(self) -> list[mido.Message]: ...
+
+    def close(self) -> None: ...
+
+
+class _RtmidiInlet:
+    """A python-rtmidi input whose messages wait in rtmidi's own queue."""
+
+    def __init__(self, rtmidi: Any, api: int, name: str, virtual: bool) -> None:
+        rt = rtmidi.MidiIn(api, name=CLIENT_NAMES["input"], queue_size_limit=QUEUE_LIMIT)
+        try:
+            # Clock, sysex and active sensing set no control: dropped before Python sees them.
+            rt.ignore_types(sysex=True, timing=True, active_sense=True)
+            if virtual:
+                rt.open_virtual_port(name)
+            else:
+                names = rt.get_ports()
+                if name not in names:
+                    raise OSError(f"unknown port {name!r}")
+                rt.open_port(names.index(name))
+        except BaseException:
+            rt.delete()
+            raise
+        self._rt = rt
+        self.name = name
+
+    def pending(self) -> list[mido.Message]:
+        messages = []
+        for _ in range(READ_BATCH):
+            item = self._rt.get_message()
+            if item is None:
+                break
+            try:
+                messages.append(mido.Message.from_bytes(item[0]))
+            except ValueError:
+                continue  # a broken message is no control's business
+        return messages
+
+    def close(self) -> None:
+        self._rt.close_port()
+        self._rt.delete()
+
+
+class _MidoInlet:
+    """An input of any other mido backend, read with ``iter_pending()``."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.name: str = port.name
+
+    def pending(self) -> list[mido.Message]:
+        return list(self._port.iter_pending())
+
+    def close(self) -> None:
+        self._port.close()
+
+
+class MidiSystem:
+    """The MIDI system behind a backend string: lists its ports and opens them.
+
+    Raises ``OSError`` (or ``ValueError``, ``ImportError``) when there is no
+    such system here: no ALSA sequencer, no JACK server, an unknown backend.
+    """
+
+    def __init__(self, backend_name: str) -> None:
+        backend = mido.Backend(backend_name, load=True)
+        self._rtmidi: Any = None
+        self._api = 0
+        self._listers: tuple[Any, Any] | None = None
+        if backend.name == RTMIDI_BACKEND:
+            import rtmidi
+
+            api_ids = {n[len("API_") :]: getattr(rtmidi, n) for n in dir(rtmidi) if n.startswith("API_")}
+            api = api_ids.get(backend.api) if backend.api else rtmidi.API_UNSPECIFIED
+            if api is None:
+                raise ValueError(f"unknown rtmidi API {backend.api!r}; one of {', '.join(sorted(api_ids))}")
+            # One client per direction for the whole run: mido's own listing
+            # opens and closes two MIDI clients per call, which every patchbay
+            # on the machine would see flicker once a second.
+            lister_in = rtmidi.MidiIn(api, name=_LISTER_CLIENT)
+            try:
+                lister_out = rtmidi.MidiOut(api, name=_LISTER_CLIENT)
+            except BaseException:
+                lister_in.delete()
+                raise
+            self._listers = (lister_in, lister_out)
+            self._rtmidi = rtmidi
+            # Pin the API rtmidi picked, so ports open where the listers look.
+            self._api = lister_in.get_current_api()
+            api_names = {number: name for name, number in api_ids.items()}
+            backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
+        self.backend = backend
+
+    def __str__(self) -> str:
+        return f"{self.backend.name}/{self.backend.api}" if self.backend.api else str(self.backend.name)
+
+    def inputs(self) -> list[str]:
+        """Names of the ports one can read from."""
+        if self._listers is not None:
+            return list(self._listers[0].get_ports())
+        return list(self.backend.get_input_names())
+
+    def outputs(self) -> list[str]:
+        """Names of the ports one can write to."""
+        if self._listers is not None:
+            return list(self._listers[1].get_ports())
+        return list(self.backend.get_output_names())
+
+    def open_input(self, name: str, virtual: bool) -> _Inlet:
+        if self._rtmidi is not None:
+            return _RtmidiInlet(self._rtmidi, self._api, name, virtual)
+        return _MidoInlet(self.backend.open_input(name, virtual=virtual))
+
+    def open_output(self, name: str, virtual: bool) -> Any:
+        if virtual and self._rtmidi is not None:
+            return self.backend.open_output(name, virtual=True, client_name=CLIENT_NAMES["output"])
+        return self.backend.open_output(name, virtual=virtual)
+
+    def close(self) -> None:
+        if self._listers is not None:
+            for lister in self._listers:
+                lister.delete()
+            self._listers = None
+
+
+# -- the adapter -------------------------------------------------------------------------
+@dataclass
+class _Side:
+    """One direction: what the config names, the open port and its state."""
+
+    role: Role
+    wanted: str
+    port: Any = None  # an _Inlet for the input, a mido output port, or None
+    state: State = "off"
+    problem: object = None  # the last problem logged, so that each is logged once
+
+    def status(self) -> dict[str, Any]:
+        return {"name": self.wanted, "port": None if self.port is None else self.port.name, "state": self.state}
+
+
+class MidiAdapter:
+    """MIDI input and output ports as a hub source and sink.
+
+    ``push(event, payload)`` sends a status event to every browser; this
+    adapter pushes ``midi status`` on every change of a port's state.
+    """
+
+    name = "midi"
+
+    def __init__(
+        self,
+        hub: Hub,
+        config: MidiConfig,
+        push: Callable[[str, Any], None],
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.hub = hub
+        self.config = config
+        self.push = push
+        self.poll_interval = poll_interval
+        self._in = _Side("input", config.input)
+        self._out = _Side("output", config.output)
+        self._decoder = Decoder(hub.controls.values())
+        self._warn = LogLimiter(log)
+        self._system: MidiSystem | None = None
+        # The input port, between the reader and the watcher.
+        self._in_lock = threading.Lock()
+        self._has_input = threading.Event()
+        # The output port and what was last sent on it; taken inside the
+        # hub's dispatch lock, never the other way round.
+        self._out_lock = threading.Lock()
+        self._last_sent: dict[str, int] = {}
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._resend_due = False
+        #: How many times the ports were looked for (shown in /healthz).
+        self.scans = 0
+
+    # -- adapter surface -----------------------------------------------------------
+    def start(self) -> None:
+        """Open the ports (or note them missing) and start the threads. Never raises."""
+        self._stopping.clear()
+        try:
+            self._start()
+        except Exception:  # a MIDI fault of any kind must not stop the bridge
+            log.exception("MIDI failed to start; MIDI is off, everything else runs")
+            self._close_all()
+            self._set_states("off")
+
+    def stop(self) -> None:
+        """Stop the threads, then close the ports."""
+        self._stopping.set()
+        self._has_input.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+        self._close_all()
+        with self._state_lock:
+            self._in.state = self._out.state = "off"
+
+    def send(self, change: Change) -> None:
+        """Send ``change`` unless it came from MIDI (feedback aside) or the device shows it already."""
+        control = change.control
+        mapping = control.midi
+        if mapping is None:
+            return
+        number, messages = encode(control, change.value)
+        with self._out_lock:
+            if change.origin.kind == "midi" and not mapping.feedback:
+                # The controller is there already: a later change to this same
+                # number from elsewhere must not be skipped as "already sent".
+                self._last_sent[control.id] = number
+                return
+            port = self._out.port
+            if port is None or self._last_sent.get(control.id) == number:
+                return  # missing: every value is sent when it comes back
+            if self._send(port, messages):
+                self._last_sent[control.id] = number
+
+    def describe(self) -> dict[str, Any]:
+        """The MIDI part of ``/healthz``."""
+        with self._state_lock:
+            ports = {"input": self._in.status(), "output": self._out.status()}
+        return {"backend": self.config.backend, "virtual": self.config.virtual, "scans": self.scans, **ports}
+
+    # -- start and stop --------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            system = MidiSystem(self.config.backend)
+            inputs, outputs = system.inputs(), system.outputs()
+        except _MIDI_ERRORS as err:
+            log.warning(
+                "MIDI is off: backend %r is not available here (%s); everything else runs. "
+                "Start the MIDI system (ALSA sequencer or JACK server) and restart the bridge.",
+                self.config.backend,
+                err,
+            )
+            self._set_states("off")
+            return
+        self._system = system
+        log.info("MIDI backend %s; inputs found: %s; outputs found: %s", system, inputs or "none", outputs or "none")
+        self._spawn(self._read, "midi-in")
+        self._scan(inputs, outputs)
+        self._publish()
+        self._spawn(self._watch, "midi-ports")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _close_all(self) -> None:
+        self._close(self._in)
+        self._close(self._out)
+        if self._system is not None:
+            self._system.close()
+            self._system = None
+
+    def _close(self, side: _Side) -> None:
+        # Taken out of use under its lock first: the reader or send() never
+        # touch a port that is being closed.
+        with self._in_lock if side.role == "input" else self._out_lock:
+            port, side.port = side.port, None
+            if side.role == "output":
+                self._last_sent.clear()
+        if port is None:
+            return
+        try:
+            port.close()
+        except _MIDI_ERRORS as err:
+            log.warning("MIDI %s %s: error on close (%s)", side.role, port.name, err)
+
+    # -- looking for ports -------------------------------------------------------------
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.poll_interval):
+            system = self._system
+            if system is None:
+                return
+            try:
+                # Virtual ports are the bridge's own: no need to list the others.
+                inputs, outputs = ([], []) if self.config.virtual else (system.inputs(), system.outputs())
+            except _MIDI_ERRORS as err:
+                self._warn.warning("list", "MIDI: cannot list ports (%s); trying again", err)
+                continue
+            resend, self._resend_due = self._resend_due, False
+            if self._scan(inputs, outputs):
+                self._publish()
+            if resend:
+                self.hub.with_values(self._resend)
+
+    def _scan(self, inputs: list[str], outputs: list[str]) -> bool:
+        """Open what appeared, close what vanished; True when a state changed."""
+        self.scans += 1
+        changed = self._check(self._in, inputs)
+        return self._check(self._out, outputs) or changed
+
+    def _check(self, side: _Side, names: list[str]) -> bool:
+        if self.config.virtual:
+            return self._check_virtual(side)
+        before = side.state
+        if side.port is not None:
+            if side.port.name in names:
+                return False
+            log.warning("MIDI %s %r disappeared; looking for %r every second", side.role, side.port.name, side.wanted)
+            side.problem = "not found"  # said already: the next looks stay quiet
+            self._close(side)
+            self._set_state(side, "missing")
+            return True
+        try:
+            found = match_port(side.wanted, names)
+        except AmbiguousPort as err:
+            self._problem(side, ("ambiguous", tuple(err.candidates)), "MIDI %s: %s; name one exactly", side.role, err)
+            found = None
+        else:
+            if found is None:
+                self._problem(
+                    side,
+                    "not found",
+                    "MIDI %s %r not found (ports: %s); looking for it every second",
+                    side.role,
+                    side.wanted,
+                    ", ".join(names) or "none",
+                )
+        if found is not None:
+            try:
+                self._open(side, found)
+            except _MIDI_ERRORS as err:
+                self._problem(
+                    side, ("open", str(err)), "MIDI %s: cannot open %r (%s); trying again", side.role, found, err
+                )
+            else:
+                side.problem = None
+                log.info("MIDI %s: opened %r", side.role, found)
+                return True
+        self._set_state(side, "missing")
+        return side.state != before
+
+    def _check_virtual(self, side: _Side) -> bool:
+        """Create the virtual port if it is not there yet (a busy MIDI system may refuse at first)."""
+        if side.port is not None:
+            return False
+        before = side.state
+        try:
+            self._open(side, side.wanted, virtual=True)
+        except _MIDI_ERRORS as err:
+            self._problem(
+                side,
+                ("create", str(err)),
+                "MIDI %s: cannot create virtual port %r (%s); trying again every second",
+                side.role,
+                side.wanted,
+                err,
+            )
+            self._set_state(side, "missing")
+            return side.state != before
+        side.problem = None
+        log.info("MIDI %s: created virtual port %r (client %r)", side.role, side.wanted, CLIENT_NAMES[side.role])
+        return True
+
+    def _problem(self, side: _Side, key: object, msg: str, *args: object) -> None:
+        # Once per distinct problem, not once a second.
+        if side.problem != key:
+            side.problem = key
+            log.warning(msg, *args)
+
+    def _open(self, side: _Side, name: str, virtual: bool = False) -> None:
+        system = self._system
+        if system is None:  # stopped meanwhile
+            return
+        if side.role == "input":
+            self._install_input(system.open_input(name, virtual=virtual))
+        elif virtual:
+            port = system.open_output(name, virtual=True)
+            with self._out_lock:  # nobody listens yet: nothing to send
+                side.port = port
+        else:
+            port = system.open_output(name, virtual=False)
+            # Under the hub's dispatch order: no change slips between the
+            # values sent here and the next send(), so the device ends on the newest.
+            self.hub.with_values(lambda values: self._install_output(port, values))
+        self._set_state(side, "connected")
+
+    def _install_input(self, inlet: _Inlet) -> None:
+        with self._in_lock:
+            self._in.port = inlet
+            self._has_input.set()
+
+    def _install_output(self, port: Any, values: dict[str, Value]) -> None:
+        with self._out_lock:
+            self._out.port = port
+            self._last_sent.clear()
+            self._send_all(port, values)
+        # A JACK connection takes effect a cycle or more after it is made, and
+        # what is written before is dropped: send everything once more at the
+        # next look. The same values again are harmless to any device.
+        self._resend_due = True
+
+    def _resend(self, values: dict[str, Value]) -> None:
+        with self._out_lock:
+            if self._out.port is not None:
+                self._send_all(self._out.port, values)
+
+    def _send_all(self, port: Any, values: dict[str, Value]) -> None:
+        """Send every mapped control's value; the caller holds the output lock."""
+        for control in self.hub.controls.values():
+            if control.midi is None:
+                continue
+            number, messages = encode(control, values[control.id])
+            if not self._send(port, messages):
+                return
+            self._last_sent[control.id] = number
+
+    def _send(self, port: Any, messages: tuple[mido.Message, ...]) -> bool:
+        try:
+            for message in messages:
+                port.send(message)
+        except _MIDI_ERRORS as err:
+            self._warn.warning(("send", port.name), "MIDI output %r: cannot send (%s)", port.name, err)
+            return False
+        return True
+
+    # -- status --------------------------------------------------------------------------
+    def _set_state(self, side: _Side, state: State) -> None:
+        with self._state_lock:
+            side.state = state
+
+    def _set_states(self, state: State) -> None:
+        self._set_state(self._in, state)
+        self._set_state(self._out, state)
+        self._publish()
+
+    def _publish(self) -> None:
+        with self._state_lock:
+            payload = {"input": self._in.status(), "output": self._out.status()}
+        self.push("midi status", payload)
+
+    # -- MIDI in -------------------------------------------------------------------------
+    def _read(self) -> None:
+        while True:
+            self._has_input.wait()
+            if self._stopping.is_set():
+                return
+            with self._in_lock:
+                inlet = self._in.port
+                if inlet is None:
+                    # Cleared under the lock that installs an input: no wake-up is lost.
+                    self._has_input.clear()
+                    continue
+                try:
+                    messages = inlet.pending()
+                except _MIDI_ERRORS as err:
+                    self._warn.warning(("read", inlet.name), "MIDI input %r: cannot read (%s)", inlet.name, err)
+                    messages = []
+            if not messages:
+                # A plain sleep costs half the CPU of an Event wait at this
+                # rate; stop() is noticed one interval later at most.
+                time.sleep(READ_INTERVAL)
+                continue
+            try:
+                self._apply(inlet.name, messages)
+            except Exception:  # the reader must outlive any one bad message
+                log.exception("MIDI in: failed to apply %d messages from %r", len(messages), inlet.name)
+
+    def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
+        origin = Origin("midi", port_name)
+        for control, value in self._decoder.decode(messages, self._current):
+            try:
+                self.hub.set(control.id, value, origin)
+            except (UnknownControl, InvalidValue) as err:
+                self._warn.warning(("in", control.id), "MIDI in from %r rejected: %s", port_name, err)
+
+    def _current(self, control: Control) -> Value:
+        return self.hub.get(control.id)

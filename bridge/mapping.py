@@ -1,0 +1,235 @@
+"""MIDI at the edge: values <-> 7/14-bit numbers, messages <-> controls.
+
+Pure translation, no ports: a control's value becomes a MIDI number
+(0-127, or 0-16383 for 14-bit Control Change and pitch bend) and back, and a
+message is looked up in a table keyed the way the config names a slot
+(kind, channel 1-16, number).
+
+Scaling is linear between the control's min-max and 0-top, rounded to the
+nearest MIDI number, with the ends mapped to the ends exactly. Coming in, the
+value is then snapped to the control's step like any other input. What
+survives a round trip:
+
+* every MIDI number, when the control can tell them apart: a continuous
+  range, or a step finer than one MIDI number (``step * top < max - min``);
+* every value on the step grid, when the grid is coarser than MIDI (a
+  0-50 range with step 1 has 51 values for 128 numbers);
+* for any range, one trip settles it: ``value -> MIDI -> value`` gives a
+  value that the next trip leaves unchanged, and likewise ``MIDI -> value ->
+  MIDI`` for numbers.
+
+``tests/test_mapping.py`` checks these with Hypothesis on random ranges and
+steps.
+
+Toggles and buttons are 0 or 1: they send 0 or top, and any number from the
+upper half (64-127, 8192-16383) reads as 1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import mido
+
+from bridge.model import Control, MidiMapping, Value
+from bridge.validation import snap
+
+log = logging.getLogger(__name__)
+
+SEVEN_BIT_TOP = 127
+FOURTEEN_BIT_TOP = 16383
+#: mido's pitch is -8192..8191; the MIDI number on the wire is pitch + 8192.
+PITCH_OFFSET = 8192
+#: A 14-bit CC sends its low 7 bits on this CC number plus the MSB's.
+LSB_OFFSET = 32
+
+#: (kind, channel 1-16, number) as in the config; pitch bend has number 0.
+Slot = tuple[str, int, int]
+Part = Literal["whole", "msb", "lsb"]
+
+
+def top(mapping: MidiMapping) -> int:
+    """The largest MIDI number of ``mapping``: 127, or 16383 for 14-bit kinds."""
+    return FOURTEEN_BIT_TOP if mapping.kind in ("cc14", "pitchbend") else SEVEN_BIT_TOP
+
+
+def to_midi(control: Control, value: float, top_number: int) -> int:
+    """``value`` of ``control`` as a MIDI number 0..``top_number`` (clamped, ends exact)."""
+    if value <= control.min:
+        return 0
+    if value >= control.max:
+        return top_number
+    number = round((value - control.min) / (control.max - control.min) * top_number)
+    return min(max(number, 0), top_number)
+
+
+def from_midi(control: Control, number: int, top_number: int) -> Value:
+    """MIDI ``number`` (0..``top_number``) as the value ``control`` stores."""
+    if control.type != "range":
+        # Toggles and buttons: the upper half is on, as a fader's switch point.
+        return 1 if 2 * number >= top_number else 0
+    if number <= 0:
+        raw = control.min
+    elif number >= top_number:
+        raw = control.max
+    else:
+        raw = control.min + (control.max - control.min) * number / top_number
+    return snap(control, raw)
+
+
+def slots(mapping: MidiMapping) -> list[tuple[Slot, Part]]:
+    """The slots ``mapping`` listens on, and which part of the value each carries."""
+    if mapping.kind == "cc14":
+        return [
+            (("cc", mapping.channel, mapping.number), "msb"),
+            (("cc", mapping.channel, mapping.number + LSB_OFFSET), "lsb"),
+        ]
+    if mapping.kind == "pitchbend":
+        return [(("pitchbend", mapping.channel, 0), "whole")]
+    return [((mapping.kind, mapping.channel, mapping.number), "whole")]
+
+
+def slot_of(message: mido.Message) -> Slot | None:
+    """The slot a channel message arrives on; None for anything else (clock, sysex...)."""
+    kind = message.type
+    if kind == "control_change":
+        return ("cc", message.channel + 1, message.control)
+    if kind in ("note_on", "note_off"):
+        return ("note", message.channel + 1, message.note)
+    if kind == "pitchwheel":
+        return ("pitchbend", message.channel + 1, 0)
+    return None
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One entry of the input table: the control and the part of its value."""
+
+    control: Control
+    part: Part
+
+
+def input_table(controls: Iterable[Control]) -> dict[Slot, Binding]:
+    """Every slot a control listens on, like mido's spec tables: one lookup per message."""
+    table: dict[Slot, Binding] = {}
+    for control in controls:
+        if control.midi is None:
+            continue
+        for slot, part in slots(control.midi):
+            table[slot] = Binding(control, part)
+    return table
+
+
+def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...]]:
+    """The MIDI number for ``value`` and the messages that carry it.
+
+    A 14-bit CC is MSB then LSB. A note is ``note_on`` with the number as its
+    velocity (127 for a toggle or button at 1), or ``note_off`` (velocity 0)
+    for 0, which every controller reads as "LED off".
+    """
+    mapping = control.midi
+    if mapping is None:
+        raise ValueError(f"{control.id} has no MIDI mapping")
+    if isinstance(value, str):
+        raise ValueError(f"{control.id}: text has no MIDI form")
+    number = to_midi(control, float(value), top(mapping))
+    channel = mapping.channel - 1
+    if mapping.kind == "cc":
+        return number, (mido.Message("control_change", channel=channel, control=mapping.number, value=number),)
+    if mapping.kind == "cc14":
+        return number, (
+            mido.Message("control_change", channel=channel, control=mapping.number, value=number >> 7),
+            mido.Message("control_change", channel=channel, control=mapping.number + LSB_OFFSET, value=number & 0x7F),
+        )
+    if mapping.kind == "note":
+        if number > 0:
+            return number, (mido.Message("note_on", channel=channel, note=mapping.number, velocity=number),)
+        return number, (mido.Message("note_off", channel=channel, note=mapping.number, velocity=0),)
+    return number, (mido.Message("pitchwheel", channel=channel, pitch=number - PITCH_OFFSET),)
+
+
+class Decoder:
+    """Turns incoming messages into (control, value) pairs.
+
+    It remembers the last MSB of each 14-bit CC, so that a lone LSB (a fine
+    move) lands next to it.
+    """
+
+    def __init__(self, controls: Iterable[Control]) -> None:
+        self.table = input_table(controls)
+        self._msb: dict[str, int] = {}
+
+    def decode(
+        self, messages: Sequence[mido.Message], current: Callable[[Control], Value]
+    ) -> Iterator[tuple[Control, Value]]:
+        """Yield the value each message sets, in order; unmapped messages are skipped.
+
+        Lazy on purpose: ``current`` (the stored value, for a toggle's flip or
+        a lone LSB) is asked when a pair is produced, so a caller that stores
+        each pair before taking the next sees two flips in a row cancel out.
+
+        14-bit CC: an MSB sets the value at once with its LSB taken as 0 (as
+        the MIDI spec asks of a receiver), so a 7-bit-only fader still moves;
+        an MSB directly followed by its LSB in ``messages`` sets the value
+        once, with no coarse step in between.
+        """
+        i = 0
+        while i < len(messages):
+            message = messages[i]
+            i += 1
+            slot = slot_of(message)
+            if slot is None:
+                continue  # clock, sysex, ...: not a control's business, and too frequent to log
+            binding = self.table.get(slot)
+            if binding is None:
+                log.debug("MIDI %s: no control on %s", message, slot)
+                continue
+            control, mapping = binding.control, binding.control.midi
+            if mapping is None:  # never: only mapped controls are in the table
+                continue
+            if binding.part == "msb":
+                self._msb[control.id] = message.value
+                lsb = 0
+                if i < len(messages) and _is_lsb_of(messages[i], mapping):
+                    lsb = messages[i].value
+                    i += 1
+                yield control, from_midi(control, (message.value << 7) | lsb, FOURTEEN_BIT_TOP)
+            elif binding.part == "lsb":
+                msb = self._msb.get(control.id)
+                if msb is None:
+                    msb = to_midi(control, _number(current(control)), FOURTEEN_BIT_TOP) >> 7
+                yield control, from_midi(control, (msb << 7) | message.value, FOURTEEN_BIT_TOP)
+            elif mapping.kind == "pitchbend":
+                yield control, from_midi(control, message.pitch + PITCH_OFFSET, FOURTEEN_BIT_TOP)
+            elif mapping.kind == "note":
+                pair = _note(control, message, current)
+                if pair is not None:
+                    yield pair
+            else:
+                yield control, from_midi(control, message.value, SEVEN_BIT_TOP)
+
+
+def _note(control: Control, message: mido.Message, current: Callable[[Control], Value]) -> tuple[Control, Value] | None:
+    pressed = message.type == "note_on" and message.velocity > 0
+    if control.type == "toggle":
+        # Each press flips it; the release says nothing.
+        return (control, 0 if current(control) else 1) if pressed else None
+    if control.type == "button":
+        return control, 1 if pressed else 0
+    # A range takes the velocity; a release (velocity 0) is the bottom.
+    return control, from_midi(control, message.velocity if pressed else 0, SEVEN_BIT_TOP)
+
+
+def _is_lsb_of(message: mido.Message, mapping: MidiMapping) -> bool:
+    return (
+        message.type == "control_change"
+        and message.channel == mapping.channel - 1
+        and message.control == mapping.number + LSB_OFFSET
+    )
+
+
+def _number(value: Value) -> float:
+    return 0.0 if isinstance(value, str) else float(value)

@@ -1,0 +1,426 @@
+"""The MIDI adapter on real MIDI ports: a JACK server with its dummy driver.
+
+The bridge runs as a subprocess on the test's own JACK server; the test
+plays the controller with python-rtmidi ports of its own, and watches the
+browsers with real Socket.IO clients.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+
+from bridge.adapters.midi import AmbiguousPort, MidiAdapter, match_port
+from bridge.config import MidiConfig
+from bridge.hub import Hub
+from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
+from tests.jack import BACKEND, JackServer, MidiPeer, jack_available, unique_name
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+# A range on a note takes the velocity: a drum pad.
+PAD_TOML = """
+[[controls]]
+id = "pad"
+type = "range"
+label = "Pad"
+min = 0
+max = 1
+value = 0
+midi = { channel = 10, note = 36 }
+"""
+
+
+def midi_table(input_name: str, output_name: str, virtual: bool, backend: str = BACKEND) -> str:
+    return (
+        f'[midi]\nbackend = "{backend}"\ninput = "{input_name}"\noutput = "{output_name}"\n'
+        f"virtual = {'true' if virtual else 'false'}\n"
+    )
+
+
+def cc(channel: int, number: int, value: int) -> mido.Message:
+    """A Control Change on ``channel`` 1-16, as the config writes channels."""
+    return mido.Message("control_change", channel=channel - 1, control=number, value=value)
+
+
+def note_on(channel: int, note: int, velocity: int) -> mido.Message:
+    return mido.Message("note_on", channel=channel - 1, note=note, velocity=velocity)
+
+
+def note_off(channel: int, note: int) -> mido.Message:
+    return mido.Message("note_off", channel=channel - 1, note=note, velocity=0)
+
+
+def bend(channel: int, pitch: int) -> mido.Message:
+    return mido.Message("pitchwheel", channel=channel - 1, pitch=pitch)
+
+
+def midi_health(server: BridgeProcess) -> dict[str, Any]:
+    health: dict[str, Any] = server.get_json("/healthz")["adapters"]["midi"]
+    return health
+
+
+def states(status: dict[str, Any]) -> tuple[str, str]:
+    return status["input"]["state"], status["output"]["state"]
+
+
+def latest_status(client: Client, wanted: tuple[str, str]) -> dict[str, Any]:
+    """Wait until the newest ``midi status`` a client got has both ports in ``wanted`` states."""
+
+    def newest() -> dict[str, Any] | None:
+        pushed = client.of("midi status")
+        return pushed[-1] if pushed and states(pushed[-1]) == wanted else None
+
+    result: dict[str, Any] = wait_until(newest, what=f"midi status {wanted}")
+    return result
+
+
+# -- fixtures ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """A JACK server of this module's own; JACK_DEFAULT_SERVER points at it meanwhile."""
+    reason = jack_available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = JackServer(tmp_path_factory.mktemp("jack"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JACK_DEFAULT_SERVER", server.name)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def peer(jack: JackServer) -> Iterator[MidiPeer]:
+    device = MidiPeer()
+    yield device
+    device.close()
+
+
+@pytest.fixture
+def virtual_bridge(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start
+) -> tuple[BridgeProcess, dict[str, str]]:
+    """A bridge with virtual ports of its own, and the peer connected to them."""
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    config = write_config(
+        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=CONTROLS_TOML + PAD_TOML
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    return server, names
+
+
+def link_up(server: BridgeProcess, peer: MidiPeer) -> None:
+    """Wait until MIDI flows both ways, leaving slider2 at its default 0.
+
+    A JACK connection takes effect a cycle or more after it is made; what is
+    sent before is dropped. So send until something arrives.
+    """
+    sent = 0
+
+    def bridge_to_peer() -> bool:
+        nonlocal sent
+        sent += 1
+        server.put_json("/api/values/slider2", {"value": 1 + sent % 2})
+        return any(m.type == "control_change" and m.control == 2 for m in peer.received())
+
+    def peer_to_bridge() -> bool:
+        peer.send(cc(1, 2, 0))
+        return bool(server.get_json("/api/values")["slider2"] == 0)
+
+    wait_until(bridge_to_peer, what="MIDI from the bridge")
+    wait_until(peer_to_bridge, what="MIDI to the bridge")
+    peer.clear()
+
+
+# -- messages in -----------------------------------------------------------------------
+def test_messages_in_move_the_right_controls_by_the_scaled_amount(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
+) -> None:
+    server, names = virtual_bridge
+    client = client_factory(server.url)
+    status = latest_status(client, ("connected", "connected"))
+    assert status == {
+        "input": {"name": names["input"], "port": names["input"], "state": "connected"},
+        "output": {"name": names["output"], "port": names["output"], "state": "connected"},
+    }
+
+    peer.send(cc(1, 1, 102))  # 102/127 of 0-50, on step 1
+    client.wait_value("slider1", 40)
+    peer.send(cc(1, 1, 127))
+    client.wait_value("slider1", 50)
+    peer.send(cc(2, 7, 95), cc(2, 39, 127))  # 14-bit: MSB then LSB, 12287 of 16383
+    client.wait_value("fine", -1.0 + 2.0 * 12287 / 16383)
+    peer.send(cc(2, 7, 0), cc(2, 39, 0))
+    client.wait_value("fine", -1.0)
+    peer.send(bend(3, 8191))
+    client.wait_value("bend", 1.0)
+    peer.send(bend(3, 0))  # the wheel at rest: 8192 of 16383
+    client.wait_value("bend", 8192 / 16383)
+    peer.send(note_on(10, 36, 127))  # a range on a note takes the velocity
+    client.wait_value("pad", 1.0)
+
+    peer.send(note_on(1, 60, 100))  # toggle: a press flips it
+    client.wait_value("toggle1", 1)
+    peer.send(note_off(1, 60), note_on(1, 60, 0))  # releases leave it
+    peer.send(note_on(1, 61, 90))  # button: pressed is 1
+    client.wait_value("button1", 1)
+    assert server.get_json("/api/values")["toggle1"] == 1
+    peer.send(note_on(1, 60, 64))
+    client.wait_value("toggle1", 0)
+    peer.send(note_on(1, 61, 0))  # velocity 0 is a release
+    client.wait_value("button1", 0)
+
+    values = server.get_json("/api/values")
+    assert values | {"txt1": ""} == {
+        "slider1": 50,
+        "slider2": 0,
+        "fine": -1.0,
+        "bend": 8192 / 16383,
+        "txt1": "",
+        "toggle1": 0,
+        "button1": 0,
+        "pad": 1.0,
+    }
+
+
+# -- changes out -----------------------------------------------------------------------
+def test_socket_and_http_changes_come_out_scaled(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
+) -> None:
+    server, _ = virtual_bridge
+    client = client_factory(server.url)
+    client.wait_event("snapshot")
+
+    client.send("slider1", 10)  # 10/50 of 127 = 25.4
+    peer.wait_for(cc(1, 1, 25))
+    assert server.put_json("/api/values/slider2", {"value": 50})[0] == 200
+    peer.wait_for(cc(1, 2, 127))
+    client.send("fine", 0.5)  # 12287 = MSB 95, LSB 127, in that order
+    peer.wait_for(cc(2, 7, 95), cc(2, 39, 127))
+    client.send("bend", 0.25)  # 4096 of 16383, centred on 8192
+    peer.wait_for(bend(3, 4096 - 8192))
+    client.send("toggle1", 1)
+    peer.wait_for(note_on(1, 60, 127))
+    client.send("toggle1", 0)
+    peer.wait_for(note_off(1, 60))
+    client.send("pad", 0.5)
+    peer.wait_for(note_on(10, 36, 64))
+
+
+def test_midi_born_changes_are_not_echoed_and_the_same_midi_value_is_not_resent(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
+) -> None:
+    server, _ = virtual_bridge
+    client = client_factory(server.url)
+    client.wait_event("snapshot")
+
+    peer.send(cc(1, 1, 102), cc(2, 7, 64), cc(2, 39, 0))
+    client.wait_value("slider1", 40)
+    client.wait_value("fine", -1.0 + 2.0 * 8192 / 16383)
+    # A marker sent after them: had they been echoed, they would have come first.
+    server.put_json("/api/values/slider2", {"value": 20})
+    peer.wait_for(cc(1, 2, 51))
+    assert [m for m in peer.received() if m.type == "control_change" and m.control in (1, 7, 39)] == []
+
+    # The bridge sends 99; the controller moves back to 102; a browser asking
+    # for 99 again must be sent, though 99 was the last number the bridge sent.
+    server.put_json("/api/values/slider1", {"value": 39})
+    peer.wait_for(cc(1, 1, 99))
+    peer.send(cc(1, 1, 102))
+    wait_until(lambda: server.get_json("/api/values")["slider1"] == 40, what="slider1 back at 40")
+    peer.clear()
+    server.put_json("/api/values/slider1", {"value": 39})
+    peer.wait_for(cc(1, 1, 99))
+
+    peer.clear()
+    client.send("fine", 0.5)
+    peer.wait_for(cc(2, 7, 95), cc(2, 39, 127))
+    # 0.50001 is a new value but the same 14-bit number (12287): not sent again.
+    assert server.put_json("/api/values/fine", {"value": 0.50001}) == (200, {"id": "fine", "value": 0.50001})
+    server.put_json("/api/values/slider2", {"value": 0})
+    peer.wait_for(cc(1, 2, 0))
+    assert [m.bytes() for m in peer.received() if m.type == "control_change" and m.channel == 1] == [
+        cc(2, 7, 95).bytes(),
+        cc(2, 39, 127).bytes(),
+    ]
+
+
+def test_notes_on_toggles_and_buttons_light_the_controller(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
+) -> None:
+    server, _ = virtual_bridge
+    client = client_factory(server.url)
+    client.wait_event("snapshot")
+
+    peer.send(note_on(1, 60, 100))
+    peer.wait_for(note_on(1, 60, 127))  # the toggle is on: LED on
+    peer.send(note_off(1, 60), note_on(1, 60, 100))
+    peer.wait_for(note_on(1, 60, 127), note_off(1, 60))  # flipped off: LED off
+    peer.send(note_on(1, 61, 30))
+    peer.wait_for(note_on(1, 61, 127))  # a button lights while held
+    client.wait_value("button1", 1)  # and browsers show it held
+    peer.send(note_off(1, 61))
+    peer.wait_for(note_off(1, 61))
+    client.wait_value("button1", 0)
+
+
+# -- ports that come and go ------------------------------------------------------------------
+def test_device_unplugged_and_plugged_back_is_picked_up_with_every_value(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    device_out, device_in = unique_name("device-out"), unique_name("device-in")
+    peer.plug_in(device_out, device_in)
+    config = write_config(tmp_path, extra=midi_table(device_out, device_in, virtual=False))
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    client, other = client_factory(server.url), client_factory(server.url)
+
+    status = latest_status(client, ("connected", "connected"))
+    assert device_out in status["input"]["port"] and device_in in status["output"]["port"]
+    # Opened: the controller is sent every value at once (slider1 25 of 50 -> 64).
+    peer.wait_for(cc(1, 1, 64), cc(1, 2, 0), note_off(1, 60), note_off(1, 61))
+    peer.send(cc(1, 2, 127))
+    other.wait_value("slider2", 50)
+
+    peer.unplug()
+    latest_status(client, ("missing", "missing"))
+    assert states(midi_health(server)) == ("missing", "missing")
+    # Nothing else stops meanwhile.
+    client.send("slider1", 30)
+    other.wait_value("slider1", 30)
+    assert server.put_json("/api/values/toggle1", {"value": 1})[0] == 200
+    client.wait_value("toggle1", 1)
+
+    peer.clear()
+    peer.plug_in(device_out, device_in)
+    latest_status(client, ("connected", "connected"))
+    # Back: motorized faders and LEDs match what changed while it was away.
+    peer.wait_for(cc(1, 1, 76), cc(1, 2, 127), note_on(1, 60, 127))
+    peer.send(cc(1, 2, 0))
+    other.wait_value("slider2", 0)
+    log = server.output()
+    # At start the log lists the ports found and the ones opened.
+    assert f"inputs found: ['{status['input']['port']}'" in log
+    assert f"MIDI input: opened {status['input']['port']!r}" in log
+    assert log.count(f"MIDI input {status['input']['port']!r} disappeared") == 1
+    assert log.count(f"MIDI output {status['output']['port']!r} disappeared") == 1
+
+
+def test_named_device_missing_at_start_is_logged_once_and_found_later(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    device_out, device_in = unique_name("late-out"), unique_name("late-in")
+    config = write_config(tmp_path, extra=midi_table(device_out, device_in, virtual=False))
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    client = client_factory(server.url)
+
+    status = latest_status(client, ("missing", "missing"))
+    assert status["input"] == {"name": device_out, "port": None, "state": "missing"}
+    # It keeps looking, and says so once, not once a look.
+    wait_until(lambda: midi_health(server)["scans"] >= 3, what="three looks for the ports")
+    log = server.output()
+    assert log.count(f"MIDI input {device_out!r} not found") == 1
+    assert log.count(f"MIDI output {device_in!r} not found") == 1
+    client.send("slider1", 5)
+    wait_until(lambda: server.get_json("/api/values")["slider1"] == 5, what="slider1 stored")
+
+    # Two ports that both contain the name: neither is taken, and the log says which.
+    decoys = [peer.backend.open_output(f"{device_out}-{n}", virtual=True) for n in ("a", "b")]
+    try:
+        wait_until(lambda: f"MIDI input: {device_out!r} matches 2 ports" in server.output(), what="ambiguity logged")
+        assert f"{device_out}-a, " in server.output() and f"{device_out}-b" in server.output()
+        assert states(midi_health(server)) == ("missing", "missing")
+    finally:
+        for decoy in decoys:
+            decoy.close()
+
+    peer.plug_in(device_out, device_in)
+    latest_status(client, ("connected", "connected"))
+    peer.wait_for(cc(1, 1, 13))  # 5/50 of 127 = 12.7
+    peer.send(note_on(1, 61, 100))
+    client.wait_value("button1", 1)
+
+
+def test_without_a_jack_server_midi_is_off_and_the_rest_runs(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    config = write_config(tmp_path, extra=midi_table("bridge", "bridge", virtual=True))
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": unique_name("no-such-server")})
+    client, other = client_factory(server.url), client_factory(server.url)
+
+    status = latest_status(client, ("off", "off"))
+    assert status["input"] == {"name": "bridge", "port": None, "state": "off"}
+    assert midi_health(server) == {
+        "backend": BACKEND,
+        "virtual": True,
+        "scans": 0,
+        "input": {"name": "bridge", "port": None, "state": "off"},
+        "output": {"name": "bridge", "port": None, "state": "off"},
+    }
+    client.send("slider1", 33)
+    other.wait_value("slider1", 33)
+    assert server.put_json("/api/values/toggle1", {"value": 1}) == (200, {"id": "toggle1", "value": 1})
+    assert server.output().count("MIDI is off") == 1
+
+
+@pytest.mark.parametrize("backend", ["mido.backends.nonesuch", "mido.backends.rtmidi/NO_SUCH_API"])
+def test_an_unusable_backend_turns_midi_off_with_one_warning(
+    hub: Hub, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pushed: list[tuple[str, Any]] = []
+    adapter = MidiAdapter(hub, MidiConfig(backend=backend), push=lambda event, payload: pushed.append((event, payload)))
+    adapter.start()
+    try:
+        off = {"name": "bridge", "port": None, "state": "off"}
+        assert pushed == [("midi status", {"input": off, "output": off})]
+        assert states(adapter.describe()) == ("off", "off")
+        assert [r.levelname for r in caplog.records if "MIDI is off" in r.getMessage()] == ["WARNING"]
+        assert backend in caplog.text
+    finally:
+        adapter.stop()
+
+
+# -- port names, without ports ----------------------------------------------------------------
+ALSA_NAMES = [
+    "Midi Through:Midi Through Port-0 14:0",
+    "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0",
+    "X-Touch:X-Touch MIDI 1 24:0",
+    "X-Touch Extender:X-Touch Extender MIDI 1 28:0",
+    "RtMidiOut Client:RtMidi output 130:0",
+]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "found"),
+    [
+        ("X-Touch:X-Touch MIDI 1 24:0", "X-Touch:X-Touch MIDI 1 24:0"),  # exact
+        ("nanoKONTROL2", "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"),  # a unique part
+        ("nanokontrol", "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"),  # in any case
+        ("Extender", "X-Touch Extender:X-Touch Extender MIDI 1 28:0"),
+        ("Launchpad", None),
+        ("RtMidi", None),  # rtmidi's own connection ports are never a device
+    ],
+)
+def test_port_names_match_exactly_or_by_a_unique_part(wanted: str, found: str | None) -> None:
+    assert match_port(wanted, ALSA_NAMES) == found
+
+
+def test_an_ambiguous_port_name_lists_the_candidates() -> None:
+    with pytest.raises(AmbiguousPort) as err:
+        match_port("x-touch", ALSA_NAMES)
+    assert err.value.candidates == ALSA_NAMES[2:4]
+    assert str(err.value) == (
+        "'x-touch' matches 2 ports: X-Touch:X-Touch MIDI 1 24:0, X-Touch Extender:X-Touch Extender MIDI 1 28:0"
+    )
