@@ -36,6 +36,7 @@ from bench.common import (
     process_cpu,
     wait_all_on,
 )
+from bench.midi_bench import run_once as midi_run_once
 
 Result = dict[str, Any]
 
@@ -302,6 +303,15 @@ async def run_paths(quick: bool) -> dict[str, Result]:
             progress(f"16 faders swept, 10 clients [{name}]")
             results[f"16 faders swept, 10 clients [{name}]"] = await sweep16(server, 10, 200 if quick else 500, base)
             base += 10_000
+    progress("midi in/out and 1000-CC burst over JACK [bridge]")
+    midi = await midi_run_once(10, 300 if quick else 1000, 1000)
+    results["midi in -> 10 clients [bridge]"] = midi["midi_in"]
+    results["clients -> midi out [bridge]"] = midi["midi_out"]
+    results["midi burst 1000 CC -> 10 clients [bridge]"] = {
+        "settled_ms": midi["burst"]["all_clients_on_last_ms"],
+        "all_on_last": midi["burst"]["all_clients_on_last_ms"] is not None,
+        "peak_rss_mb": midi["burst"]["peak_rss_mb"],
+    }
     scale = 200 if quick else 1000
     with Server("") as bridge:
         progress(f"scale {scale} clients, 10 changes/s [bridge]")
