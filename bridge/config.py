@@ -315,6 +315,8 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
             reader.fail(f"{where}.min", f"must be less than max (got min={_num(lo)}, max={_num(hi)})")
         if step < 0 or step > hi - lo:
             reader.fail(f"{where}.step", f"expected 0 (continuous) up to max-min={_num(hi - lo)}, got {_num(step)}")
+        if 0 < step < (hi - lo) * 1e-9:
+            reader.fail(f"{where}.step", f"expected 0 (continuous) or at least a billionth of max-min, got {step}")
         default = reader.get(raw, "value", f"{where}.value", _NUMBER, lo)
         if not lo <= default <= hi:
             reader.fail(

@@ -46,7 +46,10 @@ class Control:
     def integral(self) -> bool:
         """True when every value this range can hold is a whole number."""
         return self.type != "range" or (
-            float(self.min).is_integer() and float(self.step).is_integer() and self.step > 0
+            self.step > 0
+            and float(self.min).is_integer()
+            and float(self.step).is_integer()
+            and float(self.max).is_integer()
         )
 
 

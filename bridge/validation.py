@@ -29,8 +29,9 @@ def snap(control: Control, number: float) -> float | int:
     if control.step > 0:
         steps = round((value - lo) / control.step)
         value = min(lo + steps * control.step, hi)
-        # 0.1 * 3 is 0.30000000000000004; keep what a person would write.
-        value = round(value, 12)
+        # 0.1 * 3 is 0.30000000000000004; keep what a person would write,
+        # but never at the price of leaving the bounds (an end like 1e-233).
+        value = min(max(round(value, 12), lo), hi)
     if control.integral:
         return int(round(value))
     return float(value)

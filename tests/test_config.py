@@ -67,6 +67,7 @@ def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
         ),
         (control('id = "a"\ntype = "range"\nmidi = { channel = 17, cc = 7 }'), "controls[0] (a).midi.channel", "1-16"),
         (control('id = "a"\ntype = "range"\nmin = "zero"'), "controls[0] (a).min", "expected"),
+        (control('id = "a"\ntype = "range"\nmax = 1\nstep = 1e-305'), "controls[0] (a).step", "billionth"),
         (control('id = "a"\ntype = "toggle"\nvalue = 2'), "controls[0] (a).value", "0 or 1"),
         (control('id = "a"\ntype = "text"\nmidi = { cc = 1 }'), "controls[0] (a).midi", "no MIDI"),
         (control('id = "a b"\ntype = "range"'), "controls[0].id", "letters"),

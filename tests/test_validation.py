@@ -42,6 +42,11 @@ TEXT = Control("x", "text", "X", "", "/x")
         (TOGGLE, 0, 0),
         (TOGGLE, 1.0, 1),
         (TEXT, "hello", "hello"),
+        # A whole min and step with a fractional max: the end is kept, as a float.
+        (Control("h", "range", "H", 0, "/h", min=0, max=1.5, step=1), 9, 1.5),
+        (Control("h", "range", "H", 0, "/h", min=0, max=1.5, step=1), 1.2, 1.0),
+        # An end with many decimals is never rounded out of bounds.
+        (Control("e", "range", "E", 7.7e-233, "/e", min=7.7e-233, max=1.0, step=0.5), 0, 7.7e-233),
         (TEXT, "x" * (MAX_TEXT_LENGTH + 5), "x" * MAX_TEXT_LENGTH),
     ],
 )
