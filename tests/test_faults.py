@@ -14,9 +14,10 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.adapters.midi import MidiAdapter, message_from_bytes
 from bridge.adapters.osc import OscAdapter
 from bridge.app import Bridge
-from bridge.config import OscConfig, load_config
+from bridge.config import MidiConfig, OscConfig, load_config
 from bridge.hub import Hub
 from bridge.model import MAX_TEXT_LENGTH
 from tests.helpers import BridgeProcess, wait_until, write_config
@@ -178,3 +179,29 @@ def test_fuzz_socketio_payloads(payloads: list[object]) -> None:
     finally:
         client.disconnect()
     assert_in_bounds(bridge.hub)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=st.lists(
+        st.one_of(
+            st.lists(st.integers(0, 255), max_size=6),
+            # Mostly well-formed messages on the mapped channels, CCs and notes, with any data.
+            st.tuples(
+                st.sampled_from([0x80, 0x90, 0xB0, 0xB1, 0xB2, 0xE2, 0xE0]),
+                st.sampled_from([1, 2, 7, 39, 33, 60, 61, 0, 127]) | st.integers(0, 127),
+                st.integers(0, 127),
+            ).map(list),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_fuzz_midi_bytes(chunks: list[list[int]]) -> None:
+    """Random bytes as rtmidi hands them over, through the adapter's decoding into the hub."""
+    config = load_config(fuzz_config())
+    hub = Hub(config.controls)
+    adapter = MidiAdapter(hub, MidiConfig(backend="mido.backends.rtmidi/UNIX_JACK"), push=lambda *_: None)
+    messages = [m for m in (message_from_bytes(chunk) for chunk in chunks) if m is not None]
+    adapter._apply("fuzz", messages)
+    assert_in_bounds(hub)

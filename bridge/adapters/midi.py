@@ -117,6 +117,14 @@ class _Inlet(Protocol):
     def close(self) -> None: ...
 
 
+def message_from_bytes(data: Any) -> mido.Message | None:
+    """The message in ``data`` (a list of byte values), or None when it is not a whole one."""
+    try:
+        return mido.Message.from_bytes(data)
+    except (ValueError, TypeError, IndexError):
+        return None  # a broken message is no control's business
+
+
 class _RtmidiInlet:
     """A python-rtmidi input whose messages wait in rtmidi's own queue."""
 
@@ -144,10 +152,9 @@ class _RtmidiInlet:
             item = self._rt.get_message()
             if item is None:
                 break
-            try:
-                messages.append(mido.Message.from_bytes(item[0]))
-            except ValueError:
-                continue  # a broken message is no control's business
+            message = message_from_bytes(item[0])
+            if message is not None:
+                messages.append(message)
         return messages
 
     def close(self) -> None:
