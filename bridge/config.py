@@ -65,6 +65,7 @@ class MidiConfig:
     input: str = "bridge"
     output: str = "bridge"
     virtual: bool = True
+    budget: int = 1000  # messages per second on the output; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,12 @@ def _osc(reader: _Reader, table: dict[str, Any]) -> OscConfig:
 
 
 def _midi(reader: _Reader, table: dict[str, Any]) -> MidiConfig:
-    reader.keys(table, "midi", {"backend", "input", "output", "virtual"})
+    reader.keys(table, "midi", {"backend", "input", "output", "virtual", "budget"})
+    budget = reader.get(table, "budget", "midi.budget", int, MidiConfig.budget)
+    if budget < 0:
+        reader.fail("midi.budget", f"expected 0 (no limit) or messages per second, got {budget}")
     return MidiConfig(
+        budget=budget,
         backend=reader.get(table, "backend", "midi.backend", str, MidiConfig.backend),
         input=reader.get(table, "input", "midi.input", str, MidiConfig.input),
         output=reader.get(table, "output", "midi.output", str, MidiConfig.output),

@@ -366,6 +366,8 @@ def test_without_a_jack_server_midi_is_off_and_the_rest_runs(
         "backend": BACKEND,
         "virtual": True,
         "scans": 0,
+        "budget": 1000,
+        "held_out": 0,
         "input": {"name": "bridge", "port": None, "state": "off"},
         "output": {"name": "bridge", "port": None, "state": "off"},
     }
@@ -424,3 +426,21 @@ def test_an_ambiguous_port_name_lists_the_candidates() -> None:
     assert str(err.value) == (
         "'x-touch' matches 2 ports: X-Touch:X-Touch MIDI 1 24:0, X-Touch Extender:X-Touch Extender MIDI 1 28:0"
     )
+
+
+def test_output_budget_sends_the_latest_value_per_control_and_always_the_last(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    extra = midi_table(names["input"], names["output"], virtual=True) + "budget = 50\n"
+    server = bridge_factory(write_config(tmp_path, extra=extra), env={"JACK_DEFAULT_SERVER": jack.name})
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    browser = client_factory(server.url)
+    for value in range(1, 51):  # a fast sweep: 50 changes at once, 5 messages of budget at hand
+        browser.send("slider1", value)
+    peer.wait_for(cc(1, 1, 127))  # slider1 at 50 of 0-50: the last value always goes out
+    sent = [m.value for m in peer.received() if m.type == "control_change" and m.control == 1]
+    assert sent[-1] == 127 and len(sent) < 50  # in-between values gave way to newer ones
+    assert midi_health(server)["held_out"] > 0
+    assert midi_health(server)["budget"] == 50

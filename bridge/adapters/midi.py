@@ -291,6 +291,13 @@ class MidiAdapter:
         # hub's dispatch lock, never the other way round.
         self._out_lock = threading.Lock()
         self._last_sent: dict[str, int] = {}
+        # Output budget: a token bucket holding a tenth of a second's worth, and
+        # the changes waiting for it, the latest per control, in order.
+        self._tokens = float(self._burst)
+        self._refilled = time.monotonic()
+        self._held_out: dict[str, tuple[int, tuple[mido.Message, ...]]] = {}
+        self._out_waiting = threading.Event()
+        self.held_out = 0
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -313,6 +320,7 @@ class MidiAdapter:
         """Stop the threads, then close the ports."""
         self._stopping.set()
         self._has_input.set()
+        self._out_waiting.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
@@ -334,16 +342,73 @@ class MidiAdapter:
                 self._last_sent[control.id] = number
                 return
             port = self._out.port
-            if port is None or self._last_sent.get(control.id) == number:
+            if port is None:
                 return  # missing: every value is sent when it comes back
+            held = self._held_out
+            held.pop(control.id, None)  # a newer value replaces one still waiting
+            if self._last_sent.get(control.id) == number:
+                return  # the device shows it already
+            if held or not self._take(len(messages)):
+                # Over the budget: the latest value per control waits its turn.
+                held[control.id] = (number, messages)
+                self.held_out += 1
+                self._out_waiting.set()
+                return
             if self._send(port, messages):
                 self._last_sent[control.id] = number
+
+    @property
+    def _burst(self) -> int:
+        return max(1, self.config.budget // 10)
+
+    def _take(self, count: int) -> bool:
+        """Take ``count`` messages from the budget (caller holds the output lock)."""
+        if self.config.budget <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(float(self._burst), self._tokens + (now - self._refilled) * self.config.budget)
+        self._refilled = now
+        if self._tokens >= count:
+            self._tokens -= count
+            return True
+        return False
+
+    def _drain_held(self) -> None:
+        """Send held changes as the budget allows; the final value of each control always goes."""
+        while not self._stopping.is_set():
+            self._out_waiting.wait()
+            if self._stopping.is_set():
+                return
+            with self._out_lock:
+                port = self._out.port
+                while self._held_out and port is not None:
+                    cid, (number, messages) = next(iter(self._held_out.items()))
+                    if self._last_sent.get(cid) == number:
+                        del self._held_out[cid]
+                        continue
+                    if not self._take(len(messages)):
+                        break
+                    del self._held_out[cid]
+                    if self._send(port, messages):
+                        self._last_sent[cid] = number
+                if port is None:
+                    self._held_out.clear()  # every value is sent when the device comes back
+                if not self._held_out:
+                    self._out_waiting.clear()
+            self._stopping.wait(1.0 / max(1, self.config.budget) if self._held_out else 0)
 
     def describe(self) -> dict[str, Any]:
         """The MIDI part of ``/healthz``."""
         with self._state_lock:
             ports = {"input": self._in.status(), "output": self._out.status()}
-        return {"backend": self.config.backend, "virtual": self.config.virtual, "scans": self.scans, **ports}
+        return {
+            "backend": self.config.backend,
+            "virtual": self.config.virtual,
+            "scans": self.scans,
+            "budget": self.config.budget,
+            "held_out": self.held_out,
+            **ports,
+        }
 
     # -- start and stop --------------------------------------------------------------
     def _start(self) -> None:
@@ -362,6 +427,7 @@ class MidiAdapter:
         self._system = system
         log.info("MIDI backend %s; inputs found: %s; outputs found: %s", system, inputs or "none", outputs or "none")
         self._spawn(self._read, "midi-in")
+        self._spawn(self._drain_held, "midi-out")
         self._scan(inputs, outputs)
         self._publish()
         self._spawn(self._watch, "midi-ports")
