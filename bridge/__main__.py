@@ -38,7 +38,9 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Werkzeug serves the threading mode (pinned: see bridge.app); its notice that it is a
+    # development server, and its line per request, would only bury what matters on stage.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     try:
         config: Config = load_config(args.config)
         if args.port is not None and not 0 < args.port <= 65535:
