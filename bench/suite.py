@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -23,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bench.common import (
     ROOT,
+    Measured,
     Server,
     Watcher,
     close_all,
@@ -37,11 +35,12 @@ from bench.common import (
     wait_all_on,
 )
 from bench.midi_bench import run_once as midi_run_once
+from bench.osc_bench import osc
 
 Result = dict[str, Any]
 
 
-class Classic:
+class Classic(Measured):
     """The classic recipe app in a subprocess, with the same surface as :class:`Server`."""
 
     def __init__(self, mode: str = "threading") -> None:
@@ -65,27 +64,6 @@ class Classic:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("classic app did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mb(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
 
 
 def progress(text: str) -> None:
@@ -154,12 +132,6 @@ async def flood_socket(server: Any, clients: int, count: int, base: int) -> Resu
         await close_all([sender, *watchers])
 
 
-def osc_message(address: str, value: float) -> bytes:
-    builder = OscMessageBuilder(address=address)
-    builder.add_arg(float(value))
-    return bytes(builder.build().dgram)
-
-
 async def osc_in(server: Server, osc_port: int, clients: int, count: int, rate: float | None, base: int) -> Result:
     """OSC messages into /fader (paced at ``rate``, or as fast as possible), watched by sockets."""
     watchers = await connect_watchers(server.url, clients)
@@ -175,7 +147,7 @@ async def osc_in(server: Server, osc_port: int, clients: int, count: int, rate: 
                 if delay > 0:
                     await asyncio.sleep(delay)
             sent[base + k] = time.perf_counter()
-            sock.sendto(osc_message("/fader", base + k), ("127.0.0.1", osc_port))
+            sock.sendto(osc("/fader", base + k), ("127.0.0.1", osc_port))
         return sent
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -18,8 +19,24 @@ from typing import Any
 
 import socketio
 
+from bridge.hub import Hub
+from bridge.model import MAX_TEXT_LENGTH
+
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0
+
+
+def assert_in_bounds(hub: Hub) -> None:
+    """Every stored value fits its control: a finite number within bounds, 0/1, or capped text."""
+    for cid, value in hub.values().items():
+        control = hub.controls[cid]
+        if control.type == "range":
+            assert isinstance(value, int | float) and not isinstance(value, bool)
+            assert math.isfinite(value) and control.min <= value <= control.max
+        elif control.type == "text":
+            assert isinstance(value, str) and len(value) <= MAX_TEXT_LENGTH
+        else:
+            assert value in (0, 1)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

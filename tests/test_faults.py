@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import tempfile
 import threading
 from collections.abc import Callable
@@ -19,8 +18,7 @@ from bridge.adapters.osc import OscAdapter
 from bridge.app import Bridge
 from bridge.config import MidiConfig, OscConfig, load_config
 from bridge.hub import Hub
-from bridge.model import MAX_TEXT_LENGTH
-from tests.helpers import BridgeProcess, wait_until, write_config
+from tests.helpers import BridgeProcess, assert_in_bounds, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]
 
@@ -32,18 +30,6 @@ def proc_status(pid: int) -> dict[str, int]:
         if name in ("Threads", "VmRSS"):
             fields[name] = int(rest.split()[0])
     return fields
-
-
-def assert_in_bounds(hub: Hub) -> None:
-    for cid, value in hub.values().items():
-        control = hub.controls[cid]
-        if control.type == "range":
-            assert isinstance(value, int | float) and not isinstance(value, bool)
-            assert math.isfinite(value) and control.min <= value <= control.max
-        elif control.type == "text":
-            assert isinstance(value, str) and len(value) <= MAX_TEXT_LENGTH
-        else:
-            assert value in (0, 1)
 
 
 def test_kill_9_mid_stream_twenty_times(tmp_path: Path, bridge_factory: Start) -> None:
