@@ -81,7 +81,9 @@ class Server(Measured):
     def __init__(self, extra: str = "", controls: str = BENCH_CONTROLS, env: dict[str, str] | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
         self.config = self.folder / "bench.toml"
-        self.config.write_text(f'[server]\nstate_file = "state.json"\n{extra}\n{controls}', encoding="utf-8")
+        # Room for the 1,000-client scale path; every other limit at its default.
+        server = '[server]\nstate_file = "state.json"\nmax_clients = 5000\n'
+        self.config.write_text(f"{server}{extra}\n{controls}", encoding="utf-8")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
