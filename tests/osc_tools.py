@@ -67,9 +67,9 @@ class OscDump:
 class OscPeer:
     """A python-osc peer on one UDP socket that both sends and listens."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
         self.received: list[tuple[str, list[Any]]] = []

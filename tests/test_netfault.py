@@ -1,0 +1,23 @@
+"""A target's network interface goes away and comes back, in a private network namespace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_osc_target_network_goes_away_and_comes_back() -> None:
+    # unshare -n: a namespace whose only interface is its own loopback, so
+    # nothing here can reach, or disturb, any real network.
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.netns_target"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")
