@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
-DEB_PACKAGES := jackd2 liblo-tools chromium
+DEB_PACKAGES := jackd2 liblo-tools chromium iproute2
 # Commands each Debian package provides, to tell whether it is missing.
-DEB_COMMANDS := jackd oscsend oscdump chromium
+DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare
 
 .PHONY: run test lint unit deps system-deps bench clean
 
