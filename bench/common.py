@@ -148,7 +148,7 @@ async def connect_watchers(url: str, n: int) -> list[Watcher]:
 
         sio.on("update value", on_update)
         sio.on("snapshot", on_snapshot)
-        await sio.connect(url, transports=["websocket"])
+        await sio.connect(url, transports=["websocket"], wait_timeout=10)
         watchers.append(watcher)
     return watchers
 

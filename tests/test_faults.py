@@ -86,7 +86,10 @@ def test_churn_leaves_no_threads_or_clients_behind(server: BridgeProcess) -> Non
             # Ten at a time: a wave of phones joining, without tripping a loaded machine's accept queue.
             for start in range(0, 50, 10):
                 await asyncio.gather(
-                    *(c.connect(server.url, transports=["websocket"]) for c in clients[start : start + 10])
+                    *(
+                        c.connect(server.url, transports=["websocket"], wait_timeout=10)
+                        for c in clients[start : start + 10]
+                    )
                 )
             await asyncio.gather(*(c.emit("value changed", {"who": "slider2", "data": 3}) for c in clients[:5]))
             await asyncio.gather(*(c.disconnect() for c in clients))
