@@ -31,6 +31,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _websocket_leftovers(record: logging.LogRecord) -> bool:
+    """Drop Werkzeug's "code 400" for the bytes a closing WebSocket leaves behind.
+
+    When a browser leaves, the WebSocket session ends on the server first and
+    Werkzeug reads the client's last frame (it starts with 0x81 or 0x88) as
+    if it were a new HTTP request. Nothing is wrong; the line would only
+    alarm whoever watches the log during a show.
+    """
+    message = record.getMessage()
+    return not ("code 400" in message and ("\\x81" in message or "\\x88" in message))
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
@@ -41,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     # Werkzeug serves the threading mode (pinned: see bridge.app); its notice that it is a
     # development server, and its line per request, would only bury what matters on stage.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("werkzeug").addFilter(_websocket_leftovers)
     try:
         config: Config = load_config(args.config)
         if args.port is not None and not 0 < args.port <= 65535:

@@ -116,3 +116,19 @@ def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
         html = resp.read().decode()
     assert 'id="slider1"' in html and 'value="31"' in html
     assert "socket.io" in html and "cdn" not in html.lower()
+
+
+def test_closing_websocket_leftovers_do_not_alarm_the_log(server: BridgeProcess, client_factory: Connect) -> None:
+    client_factory(server.url).wait_event("snapshot")
+    closing = client_factory(server.url)
+    closing.wait_event("snapshot")
+    closing.close()  # the server reads the client's last frame as an HTTP request
+    other = client_factory(server.url)
+    other.wait_event("snapshot")  # a later event in the log's order
+    assert "code 400" not in server.output()
+    import logging
+
+    from bridge.__main__ import _websocket_leftovers
+
+    real = logging.LogRecord("werkzeug", logging.ERROR, "", 0, "%s", ("code 400, message Bad request (port 80)",), None)
+    assert _websocket_leftovers(real)  # a real bad request is still logged
