@@ -78,7 +78,14 @@ class Measured:
 class Server(Measured):
     """``python -m bridge`` with a bench config, in a subprocess."""
 
-    def __init__(self, extra: str = "", controls: str = BENCH_CONTROLS, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        extra: str = "",
+        controls: str = BENCH_CONTROLS,
+        env: dict[str, str] | None = None,
+        module: str = "bridge",
+    ) -> None:
+        self.module = module
         self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
         self.config = self.folder / "bench.toml"
         # Room for the 1,000-client scale path; every other limit at its default.
@@ -95,7 +102,7 @@ class Server(Measured):
             [
                 sys.executable,
                 "-m",
-                "bridge",
+                self.module,
                 "--config",
                 str(self.config),
                 "--host",

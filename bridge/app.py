@@ -7,6 +7,7 @@ bridge`` calls; a test can build as many apps as it likes.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: OS threads that need no monkey-patching; eventlet is deprecated and both
 #: green-thread modes would need rtmidi's C threads to cooperate with them.
 ASYNC_MODE = "threading"
+#: For measurement only (bench/gevent_bridge.py): another Socket.IO async mode.
+ASYNC_MODE_OVERRIDE = "STAGE_BRIDGE_ASYNC_MODE"
 
 
 class Bridge:
@@ -44,7 +47,7 @@ class Bridge:
         origins = list(server.allowed_origins) or None
         self.socketio = SocketIO(
             self.app,
-            async_mode=ASYNC_MODE,
+            async_mode=os.environ.get(ASYNC_MODE_OVERRIDE, ASYNC_MODE),
             cors_allowed_origins=origins,
             max_http_buffer_size=server.max_payload,
             # A phone that locks its screen or leaves the Wi-Fi is noticed within
