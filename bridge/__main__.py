@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)  # noqa: T201
         return EXIT_START
     try:
-        log.info("Stage Bridge serving %s with config %s", ", ".join(urls(server.host, server.port)), config.path)
+        found = urls(server.host, server.port)
+        log.info("Stage Bridge serving %s with config %s", ", ".join(found), config.path)
         access = bridge.access
-        for url in urls(server.host, server.port):
+        for url in found:
             if access.key is None:
                 print(f"  open {url}", flush=True)  # noqa: T201
                 continue

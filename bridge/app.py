@@ -39,7 +39,6 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-        self.app.config["JSON_SORT_KEYS"] = False
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
         server = config.server
         self.app.config["MAX_CONTENT_LENGTH"] = server.max_payload

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, NoReturn
 
 from bridge.errors import ConfigError
+from bridge.mapping import Slot, slots
 from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, Control, MidiMapping, Value
 from bridge.validation import snap
 
@@ -77,7 +78,6 @@ class Config:
     controls: tuple[Control, ...]
     osc: OscConfig | None = None
     midi: MidiConfig | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -386,7 +386,7 @@ def _midi_mapping(reader: _Reader, raw: object, where: str, ctype: str) -> MidiM
 def _check_unique(reader: _Reader, controls: tuple[Control, ...]) -> None:
     ids: dict[str, int] = {}
     oscs: dict[str, str] = {}
-    midis: dict[tuple[int, str, int], str] = {}
+    midis: dict[Slot, str] = {}
     for i, control in enumerate(controls):
         if control.id in ids:
             reader.fail(f"controls[{i}].id", f"duplicate id {control.id!r} (also controls[{ids[control.id]}])")
@@ -399,7 +399,7 @@ def _check_unique(reader: _Reader, controls: tuple[Control, ...]) -> None:
         oscs[control.osc] = control.id
         if control.midi is None:
             continue
-        for slot in midi_slots(control.midi):
+        for slot, _part in slots(control.midi):
             if slot in midis:
                 reader.fail(
                     f"controls[{i}] ({control.id}).midi",
@@ -408,17 +408,8 @@ def _check_unique(reader: _Reader, controls: tuple[Control, ...]) -> None:
             midis[slot] = control.id
 
 
-def midi_slots(mapping: MidiMapping) -> list[tuple[int, str, int]]:
-    """The (channel, message kind, number) slots a mapping occupies."""
-    if mapping.kind == "cc14":
-        return [(mapping.channel, "cc", mapping.number), (mapping.channel, "cc", mapping.number + 32)]
-    if mapping.kind == "pitchbend":
-        return [(mapping.channel, "pitchbend", 0)]
-    return [(mapping.channel, mapping.kind, mapping.number)]
-
-
-def describe_slot(slot: tuple[int, str, int]) -> str:
-    channel, kind, number = slot
+def describe_slot(slot: Slot) -> str:
+    kind, channel, number = slot
     if kind == "pitchbend":
         return f"MIDI channel {channel} pitch bend"
     return f"MIDI channel {channel} {kind} {number}"

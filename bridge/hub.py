@@ -37,11 +37,14 @@ class Adapter(Protocol):
 
 @dataclass(frozen=True)
 class Applied:
-    """What :meth:`Hub.set` did: the value now stored and whether it changed."""
+    """What :meth:`Hub.set` did: the value now stored, whether the store changed,
+    and whether the stored value differs from the one given (clamped, stepped,
+    cut), so that its sender can be told."""
 
     control: Control
     value: Value
     changed: bool
+    adjusted: bool = False
 
 
 class Hub:
@@ -108,12 +111,12 @@ class Hub:
         value = normalize(control, raw)
         with self._lock:
             if _same(self._values[control.id], value):
-                return Applied(control, self._values[control.id], changed=False)
+                return Applied(control, self._values[control.id], changed=False, adjusted=not _same(value, raw))
             self._values[control.id] = value
             self.version += 1
             self._outbox.append(Change(control, value, origin))
         self._dispatch()
-        return Applied(control, value, changed=True)
+        return Applied(control, value, changed=True, adjusted=not _same(value, raw))
 
     def _dispatch(self) -> None:
         # Whoever holds the dispatch lock drains the outbox in store order,
@@ -131,7 +134,8 @@ class Hub:
                         log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
 
 
-def _same(a: Value, b: Value) -> bool:
+def _same(a: object, b: object) -> bool:
+    """Equal as JSON sees values: 25 and 25.0 are one number, True is 1, "1" is not 1."""
     if isinstance(a, str) or isinstance(b, str):
         return type(a) is type(b) and a == b
     return a == b

@@ -100,7 +100,8 @@ def test_hub_fans_out_once_with_origin(hub: Hub) -> None:
     applied = hub.set("slider1", 30, origin)
     assert applied.changed and applied.value == 30
     again = hub.set("slider1", 30.0, Origin("osc", "x"))
-    assert not again.changed
+    assert not again.changed and not again.adjusted  # 30.0 is 30: nothing to tell the sender
+    assert hub.set("slider1", 30.4, Origin("osc", "x")).adjusted  # stepped back to 30
     assert [(c.control_id, c.value, c.origin) for c in rec.changes] == [("slider1", 30, origin)]
 
 

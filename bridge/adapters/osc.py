@@ -236,10 +236,6 @@ class OscAdapter:
                 self.dropped += len(batch)
                 log.exception("OSC datagrams crashed their handler; dropped")
 
-    def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
-        """Check, unpack and apply one datagram from ``sender``."""
-        self.handle_datagrams([(data, sender)])
-
     def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
         """Check, unpack and apply datagrams in order; the latest value per control wins."""
         pending: dict[str, tuple[object, Origin, str]] = {}

@@ -321,7 +321,7 @@ class WebAdapter:
         except (UnknownControl, InvalidValue) as err:
             self._reject(sid, who, data, str(err))
             return
-        if not _same_json(applied.value, data):
+        if applied.adjusted:
             # Clamped or stepped: the sender shows something else; correct it.
             self.socketio.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
 
@@ -431,8 +431,8 @@ class WebAdapter:
         return bp
 
 
-#: Reachable without a key: monitoring and the files the key page itself needs.
-OPEN_ENDPOINTS = {"bridge.healthz", "static"}
+#: Reachable without a key: monitoring. (Static files are not the blueprint's: always open.)
+OPEN_ENDPOINTS = {"bridge.healthz"}
 
 
 def request_key() -> str | None:
@@ -451,11 +451,3 @@ def join_url() -> str:
     if lan is None or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
         return request.host_url
     return f"http://{lan}:{port}/" if port else f"http://{lan}/"
-
-
-def _same_json(stored: Value, sent: object) -> bool:
-    """True when the sender already shows ``stored`` (25 and 25.0 are one number)."""
-    if isinstance(sent, bool):
-        return stored == int(sent)
-    comparable = type(stored) is type(sent) or (isinstance(sent, int | float) and not isinstance(stored, str))
-    return comparable and stored == sent
