@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import socketio
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +43,11 @@ midi = { channel = 1, cc = 2 }
 """
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def osc(address: str, value: float) -> bytes:
+    """One OSC message with one float argument."""
+    builder = OscMessageBuilder(address=address)
+    builder.add_arg(float(value))
+    return bytes(builder.build().dgram)
 
 
 class Measured:
@@ -57,6 +60,20 @@ class Measured:
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_ready(self, url: str, log: Path | None) -> None:
+        """Poll ``url``/healthz until it answers; fail with the log if the process died."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(log.read_text() if log else f"exited with {self.proc.returncode}") from None
+                time.sleep(0.05)
+        raise RuntimeError(f"{url} did not start")
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
@@ -117,16 +134,8 @@ class Server(Measured):
             stderr=subprocess.STDOUT,
             env=self.env,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError((self.folder / "bridge.log").read_text()) from None
-                time.sleep(0.05)
-        raise RuntimeError("bridge did not start")
+        self.wait_ready(self.url, self.folder / "bridge.log")
+        return self
 
 
 @dataclass

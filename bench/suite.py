@@ -30,12 +30,12 @@ from bench.common import (
     close_all,
     connect_watchers,
     free_port,
+    osc,
     percentiles,
     process_cpu,
     wait_all_on,
 )
 from bench.midi_bench import run_once as midi_run_once
-from bench.osc_bench import osc
 
 Result = dict[str, Any]
 
@@ -56,14 +56,8 @@ class Classic(Measured):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("classic app did not start")
+        self.wait_ready(self.url, None)
+        return self
 
 
 def progress(text: str) -> None:
