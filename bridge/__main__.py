@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import logging
-import signal
-import sys
-from types import FrameType
+# First of all, when run as a program: gevent patches the standard library
+# before anything imports it. Importing this module (a test does) patches nothing.
+if __name__ == "__main__":
+    from bridge.concurrency import patch
 
-from bridge.app import Bridge
-from bridge.config import DEFAULT_CONFIG, Config, load_config
-from bridge.errors import BridgeError, ConfigError
-from bridge.net import urls
+    patch()
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+from types import FrameType  # noqa: E402
+
+from bridge.app import Bridge  # noqa: E402
+from bridge.config import DEFAULT_CONFIG, Config, load_config  # noqa: E402
+from bridge.errors import BridgeError, ConfigError  # noqa: E402
+from bridge.net import urls  # noqa: E402
 
 log = logging.getLogger("bridge")
 
@@ -50,7 +57,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Werkzeug serves the threading mode (pinned: see bridge.app); its notice that it is a
+    # Werkzeug serves only the threading model (bridge.concurrency); its notice that it is a
     # development server, and its line per request, would only bury what matters on stage.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("werkzeug").addFilter(_websocket_leftovers)

@@ -7,7 +7,6 @@ bridge`` calls; a test can build as many apps as it likes.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from flask_socketio import SocketIO
 
 from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
+from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
 from bridge.state import StateStore, load_state
@@ -23,14 +23,6 @@ from bridge.state import StateStore, load_state
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-#: Pinned, not guessed from what is installed. Threading is the only mode in
-#: which python-osc's server threads and rtmidi's callback threads are plain
-#: OS threads that need no monkey-patching; eventlet is deprecated and both
-#: green-thread modes would need rtmidi's C threads to cooperate with them.
-ASYNC_MODE = "threading"
-#: For measurement only (bench/gevent_bridge.py): another Socket.IO async mode.
-ASYNC_MODE_OVERRIDE = "STAGE_BRIDGE_ASYNC_MODE"
 
 
 class Bridge:
@@ -46,7 +38,9 @@ class Bridge:
         origins = list(server.allowed_origins) or None
         self.socketio = SocketIO(
             self.app,
-            async_mode=os.environ.get(ASYNC_MODE_OVERRIDE, ASYNC_MODE),
+            # Pinned by the process, not guessed from what is installed: gevent when
+            # ``python -m bridge`` patched the standard library (see bridge.concurrency).
+            async_mode=async_mode(),
             cors_allowed_origins=origins,
             max_http_buffer_size=server.max_payload,
             # A phone that locks its screen or leaves the Wi-Fi is noticed within
@@ -122,7 +116,12 @@ class Bridge:
             describe = getattr(adapter, "describe", None)
             if describe is not None:
                 adapters[adapter.name] = describe()
-        return {"status": "ok", "controls": len(self.hub.controls), "adapters": adapters}
+        return {
+            "status": "ok",
+            "server_model": self.socketio.async_mode,
+            "controls": len(self.hub.controls),
+            "adapters": adapters,
+        }
 
 
 def create_app(config: Config) -> Flask:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.concurrency import run_blocking
 from bridge.errors import InvalidValue
 from bridge.model import Change, Control, Value
 from bridge.validation import normalize
@@ -148,7 +149,8 @@ class StateStore:
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, payload)
+            # fsync can take a while on an SD card: never stall the other greenlets for it.
+            run_blocking(write_atomic, self.path, payload)
         except OSError as err:
             if not self._failing:
                 log.warning("cannot save state to %s (%s); values keep flowing, retrying", self.path, err.strerror)

@@ -118,11 +118,20 @@ def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
     assert "socket.io" in html and "cdn" not in html.lower()
 
 
-def test_closing_websocket_leftovers_do_not_alarm_the_log(server: BridgeProcess, client_factory: Connect) -> None:
+def test_the_served_process_runs_on_gevent(server: BridgeProcess) -> None:
+    assert server.get_json("/healthz")["server_model"] == "gevent"
+
+
+@pytest.mark.parametrize("model", ["gevent", "threading"])
+def test_closing_websocket_leftovers_do_not_alarm_the_log(
+    model: str, bridge_factory: Callable[..., BridgeProcess], client_factory: Connect
+) -> None:
+    server = bridge_factory(env={"STAGE_BRIDGE_SERVER_MODEL": model})
+    assert server.get_json("/healthz")["server_model"] == model
     client_factory(server.url).wait_event("snapshot")
     closing = client_factory(server.url)
     closing.wait_event("snapshot")
-    closing.close()  # the server reads the client's last frame as an HTTP request
+    closing.close()  # under threading, Werkzeug reads the client's last frame as an HTTP request
     other = client_factory(server.url)
     other.wait_event("snapshot")  # a later event in the log's order
     assert "code 400" not in server.output()

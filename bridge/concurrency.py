@@ -1,0 +1,82 @@
+"""The server model, in one place.
+
+``python -m bridge`` runs on gevent: the standard library is monkey-patched
+before anything else is imported, so every thread of the bridge (the OSC
+reader, the MIDI poller, the fan-out, the state writer) is a greenlet and
+every socket cooperates. The measurements behind that choice are in the
+README's performance section.
+
+Code that would block the whole process for a while (``fsync`` on a slow
+card) goes through :func:`run_blocking`, which hands it to a real OS thread
+when the process is patched and just calls it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: ``threading`` (or ``eventlet``, when installed) runs the bridge without
+#: gevent. For measuring and debugging only: both are slower under load, and
+#: eventlet's maintainers discourage new use (see the README).
+SERVER_MODEL_VARIABLE = "STAGE_BRIDGE_SERVER_MODEL"
+MODELS = ("gevent", "threading", "eventlet")
+
+
+def wanted_model() -> str:
+    """The model asked for in the environment; gevent unless told otherwise."""
+    model = os.environ.get(SERVER_MODEL_VARIABLE, "gevent")
+    if model not in MODELS:
+        raise SystemExit(f"error: {SERVER_MODEL_VARIABLE} must be one of {', '.join(MODELS)}, got {model!r}")
+    return model
+
+
+def patch() -> str:
+    """Monkey-patch for gevent unless the environment asks for threads; the model in use."""
+    model = wanted_model()
+    if model == "gevent":
+        from gevent import monkey
+
+        monkey.patch_all()
+    elif model == "eventlet":
+        import eventlet
+
+        eventlet.monkey_patch()
+    return model
+
+
+def patched() -> bool:
+    """True when gevent has patched this process's sockets."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
+
+
+def _eventlet_patched() -> bool:
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("socket"))
+
+
+def async_mode() -> str:
+    """Flask-SocketIO's async mode that matches this process."""
+    if patched():
+        return "gevent"
+    return "eventlet" if _eventlet_patched() else "threading"
+
+
+def run_blocking(function: Callable[..., T], *args: object) -> T:
+    """Run ``function(*args)`` without stalling the other greenlets."""
+    if patched():
+        import gevent
+
+        result: T = gevent.get_hub().threadpool.apply(function, args)
+        return result
+    if _eventlet_patched():
+        from eventlet import tpool
+
+        done: T = tpool.execute(function, *args)
+        return done
+    return function(*args)
