@@ -1,34 +1,71 @@
-"""Threading against gevent, with every adapter of the bridge in place: ``python -m bench.modes``.
+"""The server models side by side, every adapter of the bridge in place: ``python -m bench.modes [RUNS]``.
 
-One run of the fan-out (10, 50, 100 clients at 200 changes/s), the 5,000-change
-flood and the 16-fader sweep, for ``python -m bridge`` (threading, the pinned
-mode) and ``python -m bench.gevent_bridge`` (the same bridge monkey-patched).
+Runs ``python -m bridge`` under gevent (the pinned model), threading and
+eventlet (``STAGE_BRIDGE_SERVER_MODEL``), with OSC in and out configured,
+through the fan-out at 10, 50 and 100 clients (200 changes/s), the
+5,000-change flood and the 16-fader sweep, and prints the medians of RUNS
+runs (3 by default) with each model's ratio to gevent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import statistics
+import sys
+from typing import Any
 
-from bench.common import Server
+from bench.common import Server, free_port
 from bench.suite import SWEEP_CONTROLS, fanout, flood_socket, sweep16
 
+MODELS = ("gevent", "threading", "eventlet")
+KEYS = ("p50_ms", "p99_ms", "delivered", "settled_ms", "server_cpu_s", "loadgen_cpu_s")
 
-async def main() -> None:
-    out = {}
-    for name, module in (("threading", "bridge"), ("gevent", "bench.gevent_bridge")):
-        with Server("", module=module) as s:
+
+async def one_run(model: str, base: int) -> dict[str, dict[str, Any]]:
+    env = {"STAGE_BRIDGE_SERVER_MODEL": model}
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    osc_port = free_port(socket.SOCK_DGRAM)
+    extra = f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = ["127.0.0.1:{target.getsockname()[1]}"]\n'
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with Server(extra, env=env) as s:
             for n in (10, 50, 100):
-                r = await fanout(s, n, 200, 3.0, n * 5000)
-                out[f"{name} fanout N={n}"] = {k: r[k] for k in ("p50_ms", "p99_ms", "delivered", "server_cpu_s")}
-            r = await flood_socket(s, 10, 5000, 900_000)
-            out[f"{name} flood 5000"] = {k: r[k] for k in ("settled_ms", "server_cpu_s")}
-        with Server("", SWEEP_CONTROLS, module=module) as s:
-            r = await sweep16(s, 10, 500, 1)
-            out[f"{name} sweep16"] = {k: r[k] for k in ("settled_ms", "faders_on_last", "server_cpu_s")}
-    for k, v in out.items():
-        print(k, json.dumps(v))
+                out[f"fanout N={n}"] = await fanout(s, n, 200, 3.0, base + n * 5000)
+            out["flood 5000"] = await flood_socket(s, 10, 5000, base + 900_000)
+        with Server(extra, SWEEP_CONTROLS, env=env) as s:
+            out["sweep16"] = await sweep16(s, 10, 500, base + 1)
+    finally:
+        target.close()
+    return {path: {k: r.get(k) for k in KEYS if k in r} for path, r in out.items()}
+
+
+def median(values: list[Any]) -> Any:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return round(statistics.median(numbers), 3) if len(numbers) == len(values) else values
+
+
+async def main(runs: int) -> None:
+    table: dict[str, dict[str, list[Any]]] = {}
+    for run in range(runs):
+        for model in MODELS:
+            print(f"run {run + 1}/{runs}: {model}", file=sys.stderr, flush=True)
+            for path, row in (await one_run(model, (run + 1) * 10_000_000)).items():
+                for key, value in row.items():
+                    table.setdefault(f"{model} {path}", {}).setdefault(key, []).append(value)
+    medians = {name: {k: median(v) for k, v in row.items()} for name, row in table.items()}
+    for name, row in medians.items():
+        model, path = name.split(" ", 1)
+        ref = medians.get(f"gevent {path}", {})
+        ratio = {
+            k: round(row[k] / ref[k], 2)
+            for k in ("p99_ms", "settled_ms", "server_cpu_s")
+            if isinstance(row.get(k), int | float) and isinstance(ref.get(k), int | float) and ref[k]
+        }
+        print(name, json.dumps(row), "ratio to gevent:", json.dumps(ratio))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
