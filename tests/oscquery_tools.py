@@ -14,6 +14,13 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from tests.helpers import BridgeProcess, wait_until
 
 
+def osc_message(address: str, *args: Any) -> OscMessage:
+    builder = OscMessageBuilder(address=address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build()
+
+
 class WsPeer:
     """A WebSocket client of the OSCQuery port; every frame it gets is kept, decoded.
 
@@ -53,10 +60,7 @@ class WsPeer:
         self.ws.send(json.dumps({"COMMAND": command, "DATA": path}))
 
     def send_osc(self, address: str, *args: Any) -> None:
-        builder = OscMessageBuilder(address=address)
-        for arg in args:
-            builder.add_arg(arg)
-        self.ws.send_binary(builder.build().dgram)
+        self.ws.send_binary(osc_message(address, *args).dgram)
 
     def send_raw(self, data: bytes) -> None:
         self.ws.send_binary(data)

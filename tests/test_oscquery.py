@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 
 from bridge.adapters.oscquery import Namespace
 from bridge.config import DEFAULT_CONFIG, load_config
@@ -25,7 +26,7 @@ from bridge.errors import ConfigError
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.jack import JackServer, MidiPeer, jack_available, unique_name
 from tests.osc_tools import OscPeer, oscsend
-from tests.oscquery_tools import WsPeer, oscquery_health, wait_listening
+from tests.oscquery_tools import WsPeer, osc_message, oscquery_health, wait_listening
 from tests.test_midi import cc, link_up, midi_table
 
 Start = Callable[..., BridgeProcess]
@@ -48,7 +49,7 @@ VIEWER_KEY = "viewer-key-1"
 
 
 @dataclass
-class Bridge:
+class QueryBridge:
     proc: BridgeProcess
     osc_port: int
     port: int  # OSCQuery
@@ -72,18 +73,18 @@ def oscquery_toml(osc_port: int, port: int, targets: str = "", server: str = "")
 
 
 @pytest.fixture
-def start_bridge(tmp_path: Path, bridge_factory: Start) -> Callable[..., Bridge]:
-    def start(targets: str = "", server: str = "", midi: str = "") -> Bridge:
+def start_bridge(tmp_path: Path, bridge_factory: Start) -> Callable[..., QueryBridge]:
+    def start(targets: str = "", server: str = "", midi: str = "") -> QueryBridge:
         osc_port, port = free_port(socket.SOCK_DGRAM), free_port()
         extra = oscquery_toml(osc_port, port, targets, server) + midi
         proc = bridge_factory(write_config(tmp_path, extra=extra, controls=CONTROLS_TOML + GAIN_TOML))
-        return Bridge(proc, osc_port, port)
+        return QueryBridge(proc, osc_port, port)
 
     return start
 
 
 @pytest.fixture
-def bridge(start_bridge: Callable[..., Bridge]) -> Bridge:
+def bridge(start_bridge: Callable[..., QueryBridge]) -> QueryBridge:
     return start_bridge()
 
 
@@ -177,7 +178,7 @@ def check_node(node: dict[str, Any], path: str) -> None:
     assert set(node.get("CLIPMODE", [])) <= {"none", "low", "high", "both"}
 
 
-def test_namespace_has_every_control_with_the_proposals_fields(bridge: Bridge) -> None:
+def test_namespace_has_every_control_with_the_proposals_fields(bridge: QueryBridge) -> None:
     status, root = bridge.get("/")
     assert status == 200
     check_node(root, "/")
@@ -230,7 +231,7 @@ def test_namespace_has_every_control_with_the_proposals_fields(bridge: Bridge) -
     assert bridge.get("/mixer/") == (200, contents["mixer"])
 
 
-def test_attribute_queries_read_the_live_store(bridge: Bridge) -> None:
+def test_attribute_queries_read_the_live_store(bridge: QueryBridge) -> None:
     assert bridge.get("/slider1?VALUE") == (200, {"VALUE": [25.0]})
     for attribute, expected in [
         ("TYPE", "f"),
@@ -261,7 +262,7 @@ def test_attribute_queries_read_the_live_store(bridge: Bridge) -> None:
     assert bridge.proc.get_json("/api/values")["gain"] == -12.5
 
 
-def test_host_info(bridge: Bridge) -> None:
+def test_host_info(bridge: QueryBridge) -> None:
     status, info = bridge.get("/?HOST_INFO")
     assert status == 200
     assert info["NAME"] == "Stage Bridge"
@@ -274,7 +275,7 @@ def test_host_info(bridge: Bridge) -> None:
     assert bridge.get("/slider1?HOST_INFO") == (200, info)  # the path is irrelevant to HOST_INFO
 
 
-def test_unknown_paths_are_404(bridge: Bridge) -> None:
+def test_unknown_paths_are_404(bridge: QueryBridge) -> None:
     for path in ("/nope", "/slider1/more", "/mixer/nope", "/nope?VALUE", "/Slider1"):
         status, body = bridge.get(path)
         assert status == 404, path
@@ -282,7 +283,7 @@ def test_unknown_paths_are_404(bridge: Bridge) -> None:
     assert bridge.get("/slider1", method="POST")[0] == 405
 
 
-def test_python_oscquery_browses_the_namespace(bridge: Bridge) -> None:
+def test_python_oscquery_browses_the_namespace(bridge: QueryBridge) -> None:
     """python-oscquery's client, pointed at us by hand (the mDNS test finds us by itself)."""
     from pythonoscquery.osc_query_client import OSCQueryClient
     from zeroconf import ServiceInfo
@@ -310,7 +311,7 @@ def test_python_oscquery_browses_the_namespace(bridge: Bridge) -> None:
 
 # -- WebSocket ---------------------------------------------------------------------------
 def test_listener_gets_every_change_as_osc(
-    start_bridge: Callable[..., Bridge], client_factory: Connect, ws_peers: Callable[..., WsPeer]
+    start_bridge: Callable[..., QueryBridge], client_factory: Connect, ws_peers: Callable[..., WsPeer]
 ) -> None:
     bridge = start_bridge()
     listener = ws_peers(bridge.port)
@@ -341,7 +342,7 @@ def test_listener_gets_every_change_as_osc(
     assert listener.got("/slider2") == []  # only what it listens to
 
 
-def test_ignore_stops_the_stream(bridge: Bridge, ws_peers: Callable[..., WsPeer]) -> None:
+def test_ignore_stops_the_stream(bridge: QueryBridge, ws_peers: Callable[..., WsPeer]) -> None:
     listener = ws_peers(bridge.port)
     listener.command("LISTEN", "/slider1")
     listener.command("LISTEN", "/slider2")
@@ -359,7 +360,7 @@ def test_ignore_stops_the_stream(bridge: Bridge, ws_peers: Callable[..., WsPeer]
 
 
 def test_osc_frame_from_a_client_sets_the_value_without_echo(
-    start_bridge: Callable[..., Bridge], client_factory: Connect, ws_peers: Callable[..., WsPeer]
+    start_bridge: Callable[..., QueryBridge], client_factory: Connect, ws_peers: Callable[..., WsPeer]
 ) -> None:
     target = OscPeer()
     try:
@@ -396,7 +397,7 @@ def test_osc_frame_from_a_client_sets_the_value_without_echo(
 
 
 def test_bad_frames_and_commands_are_dropped_and_the_connection_lives(
-    bridge: Bridge, ws_peers: Callable[..., WsPeer]
+    bridge: QueryBridge, ws_peers: Callable[..., WsPeer]
 ) -> None:
     peer = ws_peers(bridge.port)
     peer.send_raw(b"\x00\x01\x02")  # not OSC
@@ -415,23 +416,37 @@ def test_bad_frames_and_commands_are_dropped_and_the_connection_lives(
     assert "malformed OSC dropped" in bridge.proc.output()
 
 
-def test_a_listener_that_stops_reading_holds_up_no_one(bridge: Bridge, ws_peers: Callable[..., WsPeer]) -> None:
-    stuck = ws_peers(bridge.port, read=False, small_buffer=True)
-    sender, reader = ws_peers(bridge.port), ws_peers(bridge.port)
-    for peer in (stuck, reader):
-        peer.command("LISTEN", "/txt1")
-    wait_listening(bridge.proc, "/txt1", 2)
-    # Far more than the socket buffers of the stuck client hold.
-    for i in range(4000):
-        sender.send_osc("/txt1", f"{i:04d}" + "x" * 1000)
-    last = "3999" + "x" * 1000
-    reader.wait_for("/txt1", [last])
-    bridge.proc.put_json("/api/values/slider1", {"value": 44})  # the hub is not waiting on anyone
-    assert bridge.proc.get_json("/api/values")["txt1"] == last
-    assert oscquery_health(bridge.proc)["coalesced"] > 0  # the stuck one was held to the latest value
+def test_a_listener_that_stops_reading_holds_up_no_one(
+    tmp_path: Path, bridge_factory: Start, ws_peers: Callable[..., WsPeer]
+) -> None:
+    count = 64
+    texts = "".join(f'[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(count))
+    osc_port, port = free_port(socket.SOCK_DGRAM), free_port()
+    extra = oscquery_toml(osc_port, port, server="max_payload = 262144\n")
+    proc = bridge_factory(write_config(tmp_path, extra=extra, controls=texts))
+    stuck = ws_peers(port, read=False, small_buffer=True)
+    sender, reader = ws_peers(port), ws_peers(port)
+    for i in range(count):
+        stuck.command("LISTEN", f"/t{i}")
+    reader.command("LISTEN", f"/t{count - 1}")
+    wait_listening(proc, f"/t{count - 1}", 2)
+    # Bundles of 64 changes of 1 kB, each one seen by the reader before the next:
+    # 5 MB toward a client that reads nothing, more than any socket buffer holds.
+    for round_ in range(80):
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        for i in range(count):
+            bundle.add_content(osc_message(f"/t{i}", f"{round_:04d}" + "x" * 1000))
+        sender.send_raw(bundle.build().dgram)
+        reader.wait_for(f"/t{count - 1}", [f"{round_:04d}" + "x" * 1000])
+    # The stuck client's writer is blocked on its socket with values waiting;
+    # the hub went on all along, and still does.
+    health = oscquery_health(proc)
+    assert health["behind"] == 1, health
+    proc.put_json(f"/api/values/t{count - 1}", {"value": "after"})
+    reader.wait_for(f"/t{count - 1}", ["after"])
 
 
-def test_keys_viewer_reads_only(start_bridge: Callable[..., Bridge], ws_peers: Callable[..., WsPeer]) -> None:
+def test_keys_viewer_reads_only(start_bridge: Callable[..., QueryBridge], ws_peers: Callable[..., WsPeer]) -> None:
     bridge = start_bridge(server=f'key = "{CONTROL_KEY}"\nviewer_key = "{VIEWER_KEY}"\n')
     assert bridge.get("/")[0] == 401
     assert bridge.get("/?HOST_INFO")[0] == 401
@@ -480,7 +495,7 @@ def midi_peer(jack: JackServer) -> Iterator[MidiPeer]:
 
 
 def test_midi_change_reaches_a_listener(
-    start_bridge: Callable[..., Bridge], midi_peer: MidiPeer, ws_peers: Callable[..., WsPeer]
+    start_bridge: Callable[..., QueryBridge], midi_peer: MidiPeer, ws_peers: Callable[..., WsPeer]
 ) -> None:
     names = {"input": unique_name("oq-in"), "output": unique_name("oq-out")}
     bridge = start_bridge(midi=midi_table(names["input"], names["output"], virtual=True))

@@ -194,6 +194,12 @@ class _Client:
             self._outbox[path] = data  # re-inserted last: changes keep their order
         self._ready.set()
 
+    @property
+    def waiting(self) -> int:
+        """Frames queued and not yet handed to the socket."""
+        with self._lock:
+            return len(self._outbox)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -291,6 +297,7 @@ class OscQueryAdapter:
             return {
                 "listen": f"{self.host}:{self.port}",
                 "clients": len(self._clients),
+                "behind": sum(1 for c in self._clients.values() if c.waiting),  # a writer stuck on its socket
                 "listening": listening,
                 "sent": self._gone[0] + sum(c.sent for c in self._clients.values()),
                 "coalesced": self._gone[1] + sum(c.coalesced for c in self._clients.values()),
