@@ -72,6 +72,9 @@ EXTENSIONS = {
 ACCESS = {"control": 3, "viewer": 1}
 #: A silent WebSocket is pinged this often; one that does not answer by the next ping is closed.
 PING_INTERVAL = 5.0
+#: A client whose socket takes nothing for this long is gone (or reads nothing): it is dropped,
+#: rather than holding a writer thread and a full socket buffer for as long as TCP keeps trying.
+SEND_TIMEOUT = 10.0
 
 
 # -- the namespace ------------------------------------------------------------------
@@ -379,6 +382,8 @@ class OscQueryAdapter:
         except Exception as err:  # a malformed handshake, whatever the library calls it
             self._warn.warning("handshake", "OSCQuery: WebSocket handshake failed: %s", err)
             return _json({"error": "bad WebSocket handshake"}, 400)(environ, start_response)
+        # Reads wait in a selector for the pings, so this bounds only a send that cannot proceed.
+        ws.sock.settimeout(SEND_TIMEOUT)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
         client = _Client(f"ws{next(self._ids)}", ws, role, peer)
         with self._lock:
