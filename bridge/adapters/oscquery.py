@@ -300,7 +300,8 @@ class OscQueryAdapter:
             return {
                 "listen": f"{self.host}:{self.port}",
                 "clients": len(self._clients),
-                "behind": sum(1 for c in self._clients.values() if c.waiting),  # a writer stuck on its socket
+                # Clients with frames not yet handed to their socket: slow, or not reading at all.
+                "behind": sum(1 for c in self._clients.values() if c.waiting),
                 "listening": listening,
                 "sent": self._gone[0] + sum(c.sent for c in self._clients.values()),
                 "coalesced": self._gone[1] + sum(c.coalesced for c in self._clients.values()),
