@@ -83,6 +83,18 @@ class Bridge:
             from bridge.adapters.midi import MidiAdapter
 
             adapters.append(MidiAdapter(self.hub, self.config.midi, push=self.web.push))
+        oscquery = None
+        if self.config.oscquery is not None:
+            from bridge.adapters.oscquery import OscQueryAdapter
+
+            oscquery = OscQueryAdapter(self.hub, self.config, self.access)
+            adapters.append(oscquery)
+        if self.config.discovery.mdns:
+            from bridge.discovery import Advertiser
+
+            # Last: it announces the ports the others have bound.
+            port = (lambda: oscquery.port) if oscquery is not None else None
+            adapters.append(Advertiser(self.config, oscquery_port=port))
         return adapters
 
     def start(self) -> None:

@@ -70,6 +70,22 @@ class MidiConfig:
 
 
 @dataclass(frozen=True)
+class OscQueryConfig:
+    """The OSCQuery server: HTTP and WebSocket on one port of its own."""
+
+    port: int = 5001
+    host: str | None = None  # None: the same interface as [server] host
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Zero-config discovery over mDNS; off unless asked for, since it multicasts on every interface."""
+
+    mdns: bool = False
+    name: str = "Stage Bridge"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the bridge needs, checked."""
 
@@ -78,6 +94,8 @@ class Config:
     controls: tuple[Control, ...]
     osc: OscConfig | None = None
     midi: MidiConfig | None = None
+    oscquery: OscQueryConfig | None = None
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -105,7 +123,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = _Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "controls"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "controls"})
     server = _server(reader, reader.table(data, "server"), path)
     osc = _osc(reader, data["osc"]) if "osc" in data else None
     midi = _midi(reader, reader.table(data, "midi")) if "midi" in data else None
@@ -114,7 +132,17 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         reader.fail("controls", "at least one [[controls]] table")
     controls = tuple(_control(reader, raw, i) for i, raw in enumerate(raw_controls))
     _check_unique(reader, controls)
-    return Config(path=path, server=server, controls=controls, osc=osc, midi=midi)
+    oscquery = _oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
+    discovery = _discovery(reader, reader.table(data, "discovery"))
+    return Config(
+        path=path,
+        server=server,
+        controls=controls,
+        osc=osc,
+        midi=midi,
+        oscquery=oscquery,
+        discovery=discovery,
+    )
 
 
 class _Reader:
@@ -276,6 +304,28 @@ def _midi(reader: _Reader, table: dict[str, Any]) -> MidiConfig:
         output=reader.get(table, "output", "midi.output", str, MidiConfig.output),
         virtual=reader.get(table, "virtual", "midi.virtual", bool, MidiConfig.virtual),
     )
+
+
+def _oscquery(reader: _Reader, table: dict[str, Any], server: ServerConfig, osc: OscConfig | None) -> OscQueryConfig:
+    reader.keys(table, "oscquery", {"port", "host"})
+    if osc is None:
+        reader.fail("oscquery", "needs an [osc] table too: OSCQuery clients send their values to its listen port")
+    port = _port(reader, reader.get(table, "port", "oscquery.port", int, OscQueryConfig.port), "oscquery.port")
+    host = reader.get(table, "host", "oscquery.host", str, None)
+    if host == "":
+        reader.fail("oscquery.host", 'expected an interface such as "0.0.0.0", or leave it out for [server] host')
+    if port != 0 and port == server.port and (host is None or host == server.host):
+        reader.fail("oscquery.port", f"must differ from server.port ({server.port}): OSCQuery has a port of its own")
+    return OscQueryConfig(port=port, host=host)
+
+
+def _discovery(reader: _Reader, table: dict[str, Any]) -> DiscoveryConfig:
+    reader.keys(table, "discovery", {"mdns", "name"})
+    name = reader.get(table, "name", "discovery.name", str, DiscoveryConfig.name)
+    # An mDNS instance name is one DNS label: at most 63 bytes.
+    if not name.strip() or not name.isprintable() or len(name.encode("utf-8")) > 63:
+        reader.fail("discovery.name", f"expected 1-63 bytes of printable text, got {name!r}")
+    return DiscoveryConfig(mdns=reader.get(table, "mdns", "discovery.mdns", bool, DiscoveryConfig.mdns), name=name)
 
 
 _CONTROL_KEYS = {"id", "type", "label", "min", "max", "step", "value", "osc", "midi", "group", "unit", "decimals"}
