@@ -18,6 +18,7 @@ from bridge.errors import ConfigError
 from bridge.mapping import Slot, slots
 from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, Control, MidiMapping, Value
 from bridge.validation import snap
+from bridge.views import View, parse_views
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -78,6 +79,7 @@ class Config:
     controls: tuple[Control, ...]
     osc: OscConfig | None = None
     midi: MidiConfig | None = None
+    views: tuple[View, ...] = ()
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -105,7 +107,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = _Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "controls"})
+    reader.keys(data, "", {"server", "osc", "midi", "controls", "views"})
     server = _server(reader, reader.table(data, "server"), path)
     osc = _osc(reader, data["osc"]) if "osc" in data else None
     midi = _midi(reader, reader.table(data, "midi")) if "midi" in data else None
@@ -114,7 +116,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         reader.fail("controls", "at least one [[controls]] table")
     controls = tuple(_control(reader, raw, i) for i, raw in enumerate(raw_controls))
     _check_unique(reader, controls)
-    return Config(path=path, server=server, controls=controls, osc=osc, midi=midi)
+    views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()
+    return Config(path=path, server=server, controls=controls, osc=osc, midi=midi, views=views)
 
 
 class _Reader:
@@ -278,7 +281,21 @@ def _midi(reader: _Reader, table: dict[str, Any]) -> MidiConfig:
     )
 
 
-_CONTROL_KEYS = {"id", "type", "label", "min", "max", "step", "value", "osc", "midi", "group", "unit", "decimals"}
+_CONTROL_KEYS = {
+    "id",
+    "type",
+    "label",
+    "min",
+    "max",
+    "step",
+    "value",
+    "osc",
+    "midi",
+    "group",
+    "unit",
+    "decimals",
+    "scene",
+}
 _NUMBER = (int, float)
 
 
@@ -305,6 +322,7 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
     decimals = reader.get(raw, "decimals", f"{where}.decimals", int, None)
     if decimals is not None and not 0 <= decimals <= 6:
         reader.fail(f"{where}.decimals", f"expected 0-6, got {decimals}")
+    scene = reader.get(raw, "scene", f"{where}.scene", bool, True)
     if ctype == "text" and "midi" in raw:
         reader.fail(f"{where}.midi", "a text control has no MIDI form; remove this key")
     midi = _midi_mapping(reader, raw["midi"], f"{where}.midi", ctype) if "midi" in raw else None
@@ -327,7 +345,7 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
             reader.fail(
                 f"{where}.value", f"default must lie within min-max ({_num(lo)}-{_num(hi)}), got {_num(default)}"
             )
-        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals)
+        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals, scene=scene)
         return _with_default(control, snap(control, float(default)))
     for key in ("min", "max", "step"):
         if key in raw:
@@ -336,11 +354,11 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
         default_text = reader.get(raw, "value", f"{where}.value", str, "")
         if len(default_text) > MAX_TEXT_LENGTH:
             reader.fail(f"{where}.value", f"at most {MAX_TEXT_LENGTH} characters")
-        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit)
+        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit, scene=scene)
     default_switch = reader.get(raw, "value", f"{where}.value", (int, bool), 0)
     if default_switch not in (0, 1):
         reader.fail(f"{where}.value", f"expected 0 or 1 (or true/false), got {default_switch!r}")
-    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit)
+    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit, scene=scene)
 
 
 def _with_default(control: Control, default: Value) -> Control:
