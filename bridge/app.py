@@ -72,6 +72,7 @@ class Bridge:
             access=self.access,
             max_rate=server.max_rate,
             max_clients=server.max_clients,
+            views=config.views,
         )
         self.web.register(self.app)
         state_file = config.server.state_file

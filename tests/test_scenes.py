@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 import socketio
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
 from bridge.scenes import Scenes
+from tests.browser import Pages, hooks, is_loopback, launch, wait_shows
 from tests.helpers import DEADLINE, BridgeProcess, free_port, wait_until, write_config
 from tests.osc_tools import OscPeer, oscsend
 
@@ -459,6 +461,57 @@ def test_socket_io_save_and_recall_and_every_page_hears_of_it(
     assert a.ask("scene save", {"name": 5})["ok"] is False
     assert a.ask("scene recall", {"name": "nope"}) == {"ok": False, "error": "unknown scene 'nope'"}
     assert a.ask("scene recall", {"name": "Verse", "fade": "slow"})["ok"] is False
+
+
+# -- The page ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[Pages]:
+    opened = Pages(browser)
+    yield opened
+    opened.close()
+    outside = [url for url in opened.requests if not is_loopback(url)]
+    assert outside == [], f"requests beyond loopback: {outside}"
+
+
+def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    proc = bridge_factory(scene_config(tmp_path))
+    put_values(proc, fine=0.5, level=80)
+    a, b = pages.open(proc.url), pages.open(proc.url)
+    expect(a.locator("#scene-list")).to_have_text("No scenes yet")
+
+    a.locator("#scene-name").fill("Opening")
+    a.locator("#scene-name").press("Enter")
+    expect(a.locator("#scene-status")).to_have_text("Saved “Opening” (4 values)")
+    expect(b.locator("#scene-list button")).to_have_text(["Opening"])  # live on the other page
+    assert call(proc, "GET", "/api/scenes")[1]["scenes"]["Opening"]["values"]["level"] == 80
+
+    put_values(proc, fine=-0.5, level=0)
+    wait_shows(a, "level", 0)
+    b.locator("#scene-fade").fill("0.5")
+    b.locator("#scene-list button", has_text="Opening").click()
+    wait_shows(a, "level", 80)
+    wait_shows(a, "fine", 0.5)
+    steps = [event["data"] for event in hooks(a, "bridge:update", "level")]
+    assert len([v for v in steps if 0 < v < 80]) >= 3, steps  # A saw the fade, not a jump
+    for page in (a, b):
+        expect(page.locator("#scene-status")).to_have_text("Recalled “Opening” over 0.5 s")
+        expect(page.locator('#scene-list button[aria-current="true"]')).to_have_text("Opening")
+    b.locator("#scene-fade").fill("-2")
+    b.locator("#scene-list button", has_text="Opening").click()
+    expect(b.locator("#scene-status")).to_have_text("fade must be 0-600 seconds, got -2")
+    expect(b.locator("#scene-status")).to_have_class("scene-status bad")
 
 
 # -- Config ------------------------------------------------------------------------
