@@ -376,10 +376,12 @@ class Scenes:
                 self._restore.pop(cid, None)  # a newer change is stored after the step
 
     def _run(self) -> None:
+        due = time.monotonic()
         while not self._stopping.is_set():
             if self._fade is None:
                 self._wake.wait()
                 self._wake.clear()
+                due = time.monotonic()
                 continue
             try:
                 self._step()
@@ -387,7 +389,11 @@ class Scenes:
                 log.exception("scene fade failed; stopped")
                 with self._fade_lock:
                     self._fade = None
-            self._stopping.wait(STEP_INTERVAL)
+            # On a fixed grid, so the time a step takes does not slow the rate;
+            # a late step is not followed by a burst to catch up.
+            now = time.monotonic()
+            due = max(due + STEP_INTERVAL, now)
+            self._stopping.wait(due - now)
 
     def _step(self) -> None:
         """One step of the fade: every moving control to where the line is now."""

@@ -90,7 +90,7 @@ def _blueprint(web: WebAdapter, scenes: Scenes) -> Blueprint:
     def recall_scene(name: str) -> Any:
         fade: object = 0.0
         if request.get_data(cache=True):
-            body = request.get_json(silent=True)
+            body = request.get_json(force=True, silent=True)  # curl -d without a Content-Type too
             if not isinstance(body, dict) or set(body) - {"fade"}:
                 return jsonify(error='body must be empty or JSON {"fade": seconds}'), 400
             fade = body.get("fade", 0.0)

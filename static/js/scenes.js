@@ -38,6 +38,8 @@
   }
 
   function render(names) {
+    // A keyboard user keeps focus on the scene they were on across the redraw.
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.scene : undefined;
     list.textContent = "";
     names.forEach((name) => {
       const button = document.createElement("button");
@@ -48,6 +50,7 @@
       button.disabled = readOnly;
       if (name === current) button.setAttribute("aria-current", "true");
       list.append(button);
+      if (name === focused) button.focus();
     });
     if (!names.length) {
       const none = document.createElement("span");
