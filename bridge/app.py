@@ -13,11 +13,13 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
+from bridge.adapters.scenes_api import register_scene_api
 from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
+from bridge.scenes import Scenes, scene_file_for
 from bridge.state import StateStore, load_state
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,12 @@ class Bridge:
             access=self.access,
             max_rate=server.max_rate,
             max_clients=server.max_clients,
+            views=config.views,
         )
         self.web.register(self.app)
+        state_file = config.server.state_file
+        self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
+        register_scene_api(self.app, self.socketio, self.web, self.scenes)
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
         self.app.extensions["stage_bridge"] = self
@@ -75,10 +81,11 @@ class Bridge:
         adapters: list[Adapter] = [self.web]
         if self.state is not None:
             adapters.append(self.state)
+        adapters.append(self.scenes)
         if self.config.osc is not None:
             from bridge.adapters.osc import OscAdapter
 
-            adapters.append(OscAdapter(self.hub, self.config.osc))
+            adapters.append(OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands()))
         if self.config.midi is not None:
             from bridge.adapters.midi import MidiAdapter
 

@@ -18,6 +18,7 @@ from bridge.errors import ConfigError
 from bridge.mapping import Slot, slots
 from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, Control, MidiMapping, Value
 from bridge.validation import snap
+from bridge.views import View, parse_views
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -96,6 +97,7 @@ class Config:
     midi: MidiConfig | None = None
     oscquery: OscQueryConfig | None = None
     discovery: DiscoveryConfig = DiscoveryConfig()
+    views: tuple[View, ...] = ()
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -123,7 +125,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = _Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "controls"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "controls", "views"})
     server = _server(reader, reader.table(data, "server"), path)
     osc = _osc(reader, data["osc"]) if "osc" in data else None
     midi = _midi(reader, reader.table(data, "midi")) if "midi" in data else None
@@ -134,6 +136,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     _check_unique(reader, controls)
     oscquery = _oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
     discovery = _discovery(reader, reader.table(data, "discovery"))
+    views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()
     return Config(
         path=path,
         server=server,
@@ -142,6 +145,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         midi=midi,
         oscquery=oscquery,
         discovery=discovery,
+        views=views,
     )
 
 
@@ -328,7 +332,21 @@ def _discovery(reader: _Reader, table: dict[str, Any]) -> DiscoveryConfig:
     return DiscoveryConfig(mdns=reader.get(table, "mdns", "discovery.mdns", bool, DiscoveryConfig.mdns), name=name)
 
 
-_CONTROL_KEYS = {"id", "type", "label", "min", "max", "step", "value", "osc", "midi", "group", "unit", "decimals"}
+_CONTROL_KEYS = {
+    "id",
+    "type",
+    "label",
+    "min",
+    "max",
+    "step",
+    "value",
+    "osc",
+    "midi",
+    "group",
+    "unit",
+    "decimals",
+    "scene",
+}
 _NUMBER = (int, float)
 
 
@@ -355,6 +373,7 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
     decimals = reader.get(raw, "decimals", f"{where}.decimals", int, None)
     if decimals is not None and not 0 <= decimals <= 6:
         reader.fail(f"{where}.decimals", f"expected 0-6, got {decimals}")
+    scene = reader.get(raw, "scene", f"{where}.scene", bool, True)
     if ctype == "text" and "midi" in raw:
         reader.fail(f"{where}.midi", "a text control has no MIDI form; remove this key")
     midi = _midi_mapping(reader, raw["midi"], f"{where}.midi", ctype) if "midi" in raw else None
@@ -377,7 +396,7 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
             reader.fail(
                 f"{where}.value", f"default must lie within min-max ({_num(lo)}-{_num(hi)}), got {_num(default)}"
             )
-        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals)
+        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals, scene=scene)
         return _with_default(control, snap(control, float(default)))
     for key in ("min", "max", "step"):
         if key in raw:
@@ -386,11 +405,11 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
         default_text = reader.get(raw, "value", f"{where}.value", str, "")
         if len(default_text) > MAX_TEXT_LENGTH:
             reader.fail(f"{where}.value", f"at most {MAX_TEXT_LENGTH} characters")
-        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit)
+        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit, scene=scene)
     default_switch = reader.get(raw, "value", f"{where}.value", (int, bool), 0)
     if default_switch not in (0, 1):
         reader.fail(f"{where}.value", f"expected 0 or 1 (or true/false), got {default_switch!r}")
-    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit)
+    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit, scene=scene)
 
 
 def _with_default(control: Control, default: Value) -> Control:

@@ -41,6 +41,7 @@ class Control:
     group: str = ""
     unit: str = ""
     decimals: int | None = None
+    scene: bool = True  # False: never saved into a scene nor touched by a recall (a master volume)
 
     @property
     def integral(self) -> bool:
