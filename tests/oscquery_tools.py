@@ -56,6 +56,12 @@ class WsPeer:
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
 
+    def resume(self) -> None:
+        """Start reading, for a peer made with ``read = False``."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._read, daemon=True)
+            self._thread.start()
+
     def command(self, command: str, path: str) -> None:
         self.ws.send(json.dumps({"COMMAND": command, "DATA": path}))
 

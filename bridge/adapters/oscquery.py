@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,6 +229,30 @@ class _Client:
                 self.sent += 1
 
 
+class WholeFrames:
+    """A client's socket whose every ``send`` is written whole, one at a time.
+
+    simple-websocket writes each frame with a single ``socket.send``. Under
+    gevent (or whenever the socket has a timeout) that can write only part of
+    a frame to a client whose buffer is nearly full, and the rest is lost:
+    the client's stream is broken from there on. The writer thread and
+    simple-websocket's own thread (pongs, the close frame) share the socket,
+    so a lock also keeps their frames from interleaving.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 # -- the adapter ---------------------------------------------------------------------
 class OscQueryAdapter:
     """The OSCQuery HTTP and WebSocket server, and the hub's sink toward its listeners."""
@@ -385,6 +410,7 @@ class OscQueryAdapter:
             return _json({"error": "bad WebSocket handshake"}, 400)(environ, start_response)
         # Reads wait in a selector for the pings, so this bounds only a send that cannot proceed.
         ws.sock.settimeout(SEND_TIMEOUT)
+        ws.sock = WholeFrames(ws.sock)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
         client = _Client(f"ws{next(self._ids)}", ws, role, peer)
         with self._lock:
