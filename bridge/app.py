@@ -14,10 +14,13 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
+from bridge.adapters.midi import MidiAdapter
+from bridge.adapters.midi_learn import register as register_learn
 from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
+from bridge.learn import mappings_path
 from bridge.state import StateStore, load_state
 
 log = logging.getLogger(__name__)
@@ -72,8 +75,10 @@ class Bridge:
             max_clients=server.max_clients,
         )
         self.web.register(self.app)
+        self.midi: MidiAdapter | None = None
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
+        register_learn(self.app, self.socketio, self.web, self.midi)
         self.app.extensions["stage_bridge"] = self
         self._started = False
 
@@ -86,9 +91,14 @@ class Bridge:
 
             adapters.append(OscAdapter(self.hub, self.config.osc))
         if self.config.midi is not None:
-            from bridge.adapters.midi import MidiAdapter
-
-            adapters.append(MidiAdapter(self.hub, self.config.midi, push=self.web.push))
+            self.midi = MidiAdapter(
+                self.hub,
+                self.config.midi,
+                push=self.web.push,
+                bindings_file=mappings_path(self.config.path),
+                notify=self.socketio.emit,
+            )
+            adapters.append(self.midi)
         return adapters
 
     def start(self) -> None:

@@ -219,6 +219,15 @@ class WebAdapter:
                 del self._held_in[sid]
         return due
 
+    def role(self, sid: str) -> Role | None:
+        """The role the Socket.IO client ``sid`` joined with, or None once it left."""
+        with self._lock:
+            return self._roles.get(sid)
+
+    def check_access(self) -> Any:
+        """The HTTP key check, for the routes of other modules' blueprints."""
+        return self._check_access()
+
     def push(self, event: str, payload: Any) -> None:
         """Send a status event to every browser; new browsers get the latest one on connect."""
         with self._pushed_lock:
