@@ -23,7 +23,8 @@ import pytest
 import socketio
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from bridge.config import parse_config
+from bridge.config import load_config, parse_config
+from bridge.errors import ConfigError
 from bridge.learn import BindingStore, Learned, Learner, effective, label, mappings_path
 from bridge.model import MidiMapping
 from bridge.takeover import SoftTakeover, mode
@@ -173,6 +174,20 @@ def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
     assert mode(unset, MidiMapping(1, "pitchbend")) == "pickup"
     assert mode(unset, MidiMapping(1, "note", 5)) == "jump"
     assert mode(unset, None) == "jump"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [
+        ('type = "range"\ntakeover = "slow"', "controls[0] (a).takeover", 'expected "jump" or "pickup", got \'slow\''),
+        ('type = "toggle"\ntakeover = "pickup"', "controls[0] (a).takeover", "only a range has takeover"),
+        ('type = "range"\ntakeover = true', "controls[0] (a).takeover", "expected a string"),
+    ],
+)
+def test_a_bad_takeover_names_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, controls=f'[[controls]]\nid = "a"\n{body}\n'))
+    assert err.value.key == key and words in err.value.expected
 
 
 def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
