@@ -13,12 +13,15 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
+from bridge.adapters.midi import MidiAdapter
+from bridge.adapters.midi_learn import register as register_learn
 from bridge.adapters.scenes_api import register_scene_api
 from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
+from bridge.learn import mappings_path
 from bridge.scenes import Scenes, scene_file_for
 from bridge.state import StateStore, load_state
 
@@ -72,8 +75,10 @@ class Bridge:
         state_file = config.server.state_file
         self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
         register_scene_api(self.app, self.socketio, self.web, self.scenes)
+        self.midi: MidiAdapter | None = None
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
+        register_learn(self.app, self.socketio, self.web, self.midi)
         self.app.extensions["stage_bridge"] = self
         self._started = False
 
@@ -87,9 +92,14 @@ class Bridge:
 
             adapters.append(OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands()))
         if self.config.midi is not None:
-            from bridge.adapters.midi import MidiAdapter
-
-            adapters.append(MidiAdapter(self.hub, self.config.midi, push=self.web.push))
+            self.midi = MidiAdapter(
+                self.hub,
+                self.config.midi,
+                push=self.web.push,
+                bindings_file=mappings_path(self.config.path),
+                notify=self.socketio.emit,
+            )
+            adapters.append(self.midi)
         oscquery = None
         if self.config.oscquery is not None:
             from bridge.adapters.oscquery import OscQueryAdapter

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from bridge.errors import ConfigError
 from bridge.mapping import Slot, slots
-from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, Control, MidiMapping, Value
+from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, TAKEOVER_MODES, Control, MidiMapping, Value
 from bridge.validation import snap
 from bridge.views import View, parse_views
 
@@ -346,6 +346,7 @@ _CONTROL_KEYS = {
     "unit",
     "decimals",
     "scene",
+    "takeover",
 }
 _NUMBER = (int, float)
 
@@ -377,6 +378,11 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
     if ctype == "text" and "midi" in raw:
         reader.fail(f"{where}.midi", "a text control has no MIDI form; remove this key")
     midi = _midi_mapping(reader, raw["midi"], f"{where}.midi", ctype) if "midi" in raw else None
+    takeover = reader.get(raw, "takeover", f"{where}.takeover", str, None)
+    if takeover is not None and takeover not in TAKEOVER_MODES:
+        reader.fail(f"{where}.takeover", f'expected "jump" or "pickup", got {takeover!r}')
+    if takeover is not None and ctype != "range":
+        reader.fail(f"{where}.takeover", f"only a range has takeover; this control is a {ctype}")
 
     if ctype == "range":
         lo = float(reader.get(raw, "min", f"{where}.min", _NUMBER, 0.0))
@@ -396,7 +402,9 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
             reader.fail(
                 f"{where}.value", f"default must lie within min-max ({_num(lo)}-{_num(hi)}), got {_num(default)}"
             )
-        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals, scene=scene)
+        control = Control(
+            cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals, scene=scene, takeover=takeover
+        )
         return _with_default(control, snap(control, float(default)))
     for key in ("min", "max", "step"):
         if key in raw:
@@ -420,6 +428,14 @@ def _with_default(control: Control, default: Value) -> Control:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def parse_midi_mapping(raw: object, where: str, ctype: str, name: str) -> MidiMapping:
+    """A ``midi`` table as the config writes it, checked by the config's rules.
+
+    Raises :class:`ConfigError` naming ``name`` (the file it came from) and ``where``.
+    """
+    return _midi_mapping(_Reader(name), raw, where, ctype)
 
 
 def _midi_mapping(reader: _Reader, raw: object, where: str, ctype: str) -> MidiMapping:

@@ -224,12 +224,17 @@ class WebAdapter:
         return due
 
     def role(self, sid: str) -> Role | None:
-        """The role of a connected browser: "control", "viewer", or None once it left."""
-        return self._roles.get(sid)
+        """The role the Socket.IO client ``sid`` joined with, or None once it left."""
+        with self._lock:
+            return self._roles.get(sid)
 
     def guard(self, bp: Blueprint) -> None:
         """Put ``bp``'s routes under the same keys as this adapter's: viewers only read."""
         bp.before_request(self._check_access)
+
+    def check_access(self) -> Any:
+        """The HTTP key check, for the routes of other modules' blueprints."""
+        return self._check_access()
 
     def push(self, event: str, payload: Any) -> None:
         """Send a status event to every browser; new browsers get the latest one on connect."""
