@@ -27,7 +27,7 @@ from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_
 from tests.jack import JackServer, MidiPeer, jack_available, unique_name
 from tests.osc_tools import OscPeer, oscsend
 from tests.oscquery_tools import WsPeer, osc_message, oscquery_health, wait_listening
-from tests.test_midi import cc, link_up, midi_table
+from tests.test_midi import cc, jumping, link_up, midi_table
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -77,7 +77,10 @@ def start_bridge(tmp_path: Path, bridge_factory: Start) -> Callable[..., QueryBr
     def start(targets: str = "", server: str = "", midi: str = "") -> QueryBridge:
         osc_port, port = free_port(socket.SOCK_DGRAM), free_port()
         extra = oscquery_toml(osc_port, port, targets, server) + midi
-        proc = bridge_factory(write_config(tmp_path, extra=extra, controls=CONTROLS_TOML + GAIN_TOML))
+        controls = CONTROLS_TOML + GAIN_TOML
+        if midi:
+            controls = jumping(controls)  # about the path to listeners, not soft takeover
+        proc = bridge_factory(write_config(tmp_path, extra=extra, controls=controls))
         return QueryBridge(proc, osc_port, port)
 
     return start

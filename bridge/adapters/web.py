@@ -192,9 +192,12 @@ class WebAdapter:
                 due = self._due_input()
                 if not self._held and not self._held_in:
                     self._wake.clear()
-            # Outside the lock: applying reaches send(), which takes it.
-            for sid, who, data in due:
-                self._apply(sid, who, data)
+                # Applied under the lock of the way in: once a browser's held
+                # value is taken out, its next change (which would go straight
+                # through) waits for it, so an older value never lands last.
+                # Nothing on the way from the hub to an adapter takes this lock.
+                for sid, who, data in due:
+                    self._apply(sid, who, data)
             self._stopping.wait(FLUSH_INTERVAL)
 
     def _take_token(self, sid: str) -> bool:
