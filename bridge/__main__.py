@@ -12,14 +12,13 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
-from types import FrameType  # noqa: E402
 
 from bridge.app import Bridge  # noqa: E402
 from bridge.config import DEFAULT_CONFIG, Config, load_config  # noqa: E402
 from bridge.errors import BridgeError, ConfigError  # noqa: E402
 from bridge.net import urls  # noqa: E402
+from bridge.serve import HttpServer  # noqa: E402
 
 log = logging.getLogger("bridge")
 
@@ -50,10 +49,6 @@ def _websocket_leftovers(record: logging.LogRecord) -> bool:
     return not ("code 400" in message and ("\\x81" in message or "\\x88" in message))
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(config, server=server)
 
     bridge = Bridge(config)
-    signal.signal(signal.SIGTERM, _terminate)
     try:
+        http = HttpServer(bridge, server.host, server.port)  # bound now: a taken port stops here
         bridge.start()
     except BridgeError as err:
         bridge.stop()
@@ -94,17 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  open {url}?key={access.key}  (control)", flush=True)  # noqa: T201
             if access.viewer_key:
                 print(f"  open {url}?key={access.viewer_key}  (view only)", flush=True)  # noqa: T201
-        bridge.socketio.run(
-            bridge.app,
-            host=server.host,
-            port=server.port,
-            use_reloader=False,
-            log_output=False,
-            allow_unsafe_werkzeug=True,
-        )
+        http.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        http.close()
         bridge.stop()
     return 0
 
