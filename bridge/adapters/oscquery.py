@@ -410,6 +410,9 @@ class OscQueryAdapter:
             return _json({"error": "bad WebSocket handshake"}, 400)(environ, start_response)
         # Reads wait in a selector for the pings, so this bounds only a send that cannot proceed.
         ws.sock.settimeout(SEND_TIMEOUT)
+        # A frame is a few dozen bytes: sent at once, not held back by Nagle's
+        # algorithm until the client acknowledges the previous one.
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws.sock = WholeFrames(ws.sock)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
         client = _Client(f"ws{next(self._ids)}", ws, role, peer)
