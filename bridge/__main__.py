@@ -17,6 +17,7 @@ import sys  # noqa: E402
 from types import FrameType  # noqa: E402
 
 from bridge.app import Bridge  # noqa: E402
+from bridge.concurrency import patched  # noqa: E402
 from bridge.config import DEFAULT_CONFIG, Config, load_config  # noqa: E402
 from bridge.errors import BridgeError, ConfigError  # noqa: E402
 from bridge.net import urls  # noqa: E402
@@ -54,6 +55,23 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _on_sigterm() -> None:
+    """Stop like Ctrl-C on SIGTERM, in the main greenlet.
+
+    Under gevent a plain signal handler runs in whichever greenlet happens to
+    be running; its SystemExit would end that greenlet alone (a thread
+    swallows it) and the server would go on. gevent's own handler runs in
+    the loop, and the exit is raised where ``socketio.run`` waits.
+    """
+    if patched():
+        import gevent
+
+        main = gevent.getcurrent()
+        gevent.signal_handler(signal.SIGTERM, lambda: main.throw(SystemExit(0)))
+    else:
+        _on_sigterm()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(config, server=server)
 
     bridge = Bridge(config)
-    signal.signal(signal.SIGTERM, _terminate)
+    _on_sigterm()
     try:
         bridge.start()
     except BridgeError as err:
