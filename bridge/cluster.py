@@ -66,6 +66,7 @@ from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Control, Origin, Value
+from bridge.ratelimit import LogLimiter
 from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class ClusterAdapter:
         self._down_since = 0.0
         self._next_beat = 0.0
         self._refusal_logged = False
+        self._warn = LogLimiter(log, interval=10.0)
         self.state = "starting"  # joined | down | refused
         self.members = 0
         self.written = 0
@@ -303,7 +305,8 @@ class ClusterAdapter:
                 except (RedisError, OSError) as err:
                     self._requeue(batch)
                     if isinstance(err, ResponseError):
-                        log.error("cluster: Redis refused a write: %s", err)
+                        # Out of memory, read-only replica...: retried, reported once in a while.
+                        self._warn.warning("refused", "cluster: Redis refused a write: %s; retrying", err)
                     else:
                         self._lost(err)
                     if stopping:
