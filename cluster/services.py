@@ -28,6 +28,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def executable(name: str) -> str | None:
+    """Where ``name`` is, also in /usr/sbin (nginx), which a plain user's PATH may lack."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
 def _wait(ready: object, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():  # type: ignore[operator]
@@ -57,10 +62,12 @@ class Service:
         raise NotImplementedError
 
     def start(self) -> Service:
-        if shutil.which(self.command()[0]) is None:
-            raise RuntimeError(f"{self.command()[0]} is not installed (apt-get install redis-server nginx)")
+        command = self.command()
+        found = executable(command[0])
+        if found is None:
+            raise RuntimeError(f"{command[0]} is not installed (apt-get install redis-server nginx)")
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([found, *command[1:]], cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
         _wait(self.ready, self.proc, self.name, self.log_path)
         return self
 

@@ -28,7 +28,7 @@ from bridge.config import ClusterConfig, load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
-from cluster.services import Nginx, RedisServer
+from cluster.services import Nginx, RedisServer, executable
 from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend
 from tests.views import ViewClient
@@ -38,7 +38,7 @@ Start = Callable[..., BridgeProcess]
 
 def need(command: str) -> None:
     """A missing system command skips the test, or fails it under CI."""
-    if shutil.which(command) is None:
+    if executable(command) is None:
         message = f"{command} not installed (apt-get install redis-server nginx)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
