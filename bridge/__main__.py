@@ -69,7 +69,7 @@ def _on_sigterm() -> None:
         main = gevent.getcurrent()
         gevent.signal_handler(signal.SIGTERM, lambda: main.throw(SystemExit(0)))
     else:
-        _on_sigterm()
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def main(argv: list[str] | None = None) -> int:
