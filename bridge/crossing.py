@@ -50,6 +50,10 @@ class Crossings:
         if sender is None or last is None or last[0] != sender:
             self._run[control_id] = (sender, seq)
 
+    def joined(self, sid: str) -> None:
+        """``sid`` was sent the snapshot: no broadcast before it can reach it any more."""
+        self._marks[sid] = dict(self._seq)
+
     def told(self, sid: str, control_id: str) -> None:
         """The bridge sent ``sid`` a value of ``control_id`` for it alone (an echo, a confirmation)."""
         self._told.setdefault(sid, set()).add(control_id)
@@ -58,7 +62,7 @@ class Crossings:
         """``sid`` sent a change of ``control_id`` that the hub took; True when a confirmation is due."""
         seq = self._seq.get(control_id, 0)
         marks = self._marks.setdefault(sid, {})
-        # A first change: any broadcast before it may have been on its way.
+        # Not known since it joined: any broadcast may have been on its way.
         mark = marks.get(control_id, 0)
         sender, first = self._run.get(control_id, (None, 0))
         if sender == sid:

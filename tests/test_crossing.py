@@ -40,11 +40,17 @@ def test_a_lone_sender_is_never_confirmed() -> None:
     assert not c.pending
 
 
-def test_a_first_change_after_any_broadcast_is_confirmed() -> None:
+def test_a_first_change_is_confirmed_only_after_broadcasts_since_the_snapshot() -> None:
     c = Crossings(delay=0.0)
-    c.broadcast("a", None)  # before the browser's first change: it may still be on its way
-    assert c.changed("s1", "a", 0.0)
-    assert c.take_due(1.0) == [("s1", "a")]
+    c.broadcast("a", None)
+    c.joined("s1")  # the snapshot had that value
+    assert not c.changed("s1", "a", 0.0)
+    c.broadcast("a", None)
+    c.joined("s2")
+    c.broadcast("a", None)  # after s2's snapshot: it may still be on its way
+    assert c.changed("s2", "a", 0.0)
+    assert c.take_due(1.0) == [("s2", "a")]
+    assert c.changed("s3", "a", 1.0)  # never joined: assume the worst
 
 
 def test_a_foreign_broadcast_between_two_changes_is_confirmed_once_paused() -> None:

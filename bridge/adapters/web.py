@@ -275,6 +275,8 @@ class WebAdapter:
             emit("snapshot", {"values": values})
             with self._lock:
                 self._clients.add(sid)
+                with self._cross_lock:
+                    self._crossings.joined(sid)
 
         self.hub.with_values(welcome)
         with self._pushed_lock:
