@@ -31,6 +31,7 @@ max = 1000000
 step = 1
 value = 0
 midi = { channel = 1, cc = 1, hires = true }
+takeover = "jump"  # the MIDI path is measured, not soft takeover: every message counts
 
 [[controls]]
 id = "cc"

@@ -23,7 +23,8 @@ MODELS = ("gevent", "threading", "eventlet")
 KEYS = ("p50_ms", "p99_ms", "delivered", "settled_ms", "server_cpu_s", "loadgen_cpu_s")
 
 
-async def one_run(model: str, base: int) -> dict[str, dict[str, Any]]:
+async def one_run(model: str) -> dict[str, dict[str, Any]]:
+    # A fresh server each run: values start again from the bottom of the fader (0-1,000,000).
     env = {"STAGE_BRIDGE_SERVER_MODEL": model}
     target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target.bind(("127.0.0.1", 0))
@@ -33,10 +34,10 @@ async def one_run(model: str, base: int) -> dict[str, dict[str, Any]]:
     try:
         with Server(extra, env=env) as s:
             for n in (10, 50, 100):
-                out[f"fanout N={n}"] = await fanout(s, n, 200, 3.0, base + n * 5000)
-            out["flood 5000"] = await flood_socket(s, 10, 5000, base + 900_000)
+                out[f"fanout N={n}"] = await fanout(s, n, 200, 3.0, n * 5000)
+            out["flood 5000"] = await flood_socket(s, 10, 5000, 900_000)
         with Server(extra, SWEEP_CONTROLS, env=env) as s:
-            out["sweep16"] = await sweep16(s, 10, 500, base + 1)
+            out["sweep16"] = await sweep16(s, 10, 500, 1)
     finally:
         target.close()
     return {path: {k: r.get(k) for k in KEYS if k in r} for path, r in out.items()}
@@ -52,7 +53,7 @@ async def main(runs: int) -> None:
     for run in range(runs):
         for model in MODELS:
             print(f"run {run + 1}/{runs}: {model}", file=sys.stderr, flush=True)
-            for path, row in (await one_run(model, (run + 1) * 10_000_000)).items():
+            for path, row in (await one_run(model)).items():
                 for key, value in row.items():
                     table.setdefault(f"{model} {path}", {}).setdefault(key, []).append(value)
     medians = {name: {k: median(v) for k, v in row.items()} for name, row in table.items()}

@@ -12,15 +12,13 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
-from types import FrameType  # noqa: E402
 
 from bridge.app import Bridge  # noqa: E402
-from bridge.concurrency import patched  # noqa: E402
 from bridge.config import DEFAULT_CONFIG, Config, load_config  # noqa: E402
 from bridge.errors import BridgeError, ConfigError  # noqa: E402
 from bridge.net import urls  # noqa: E402
+from bridge.serve import HttpServer  # noqa: E402
 
 log = logging.getLogger("bridge")
 
@@ -51,27 +49,6 @@ def _websocket_leftovers(record: logging.LogRecord) -> bool:
     return not ("code 400" in message and ("\\x81" in message or "\\x88" in message))
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
-def _on_sigterm() -> None:
-    """Stop like Ctrl-C on SIGTERM, in the main greenlet.
-
-    Under gevent a plain signal handler runs in whichever greenlet happens to
-    be running; its SystemExit would end that greenlet alone (a thread
-    swallows it) and the server would go on. gevent's own handler runs in
-    the loop, and the exit is raised where ``socketio.run`` waits.
-    """
-    if patched():
-        import gevent
-
-        main = gevent.getcurrent()
-        gevent.signal_handler(signal.SIGTERM, lambda: main.throw(SystemExit(0)))
-    else:
-        signal.signal(signal.SIGTERM, _terminate)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -94,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(config, server=server)
 
     bridge = Bridge(config)
-    _on_sigterm()
     try:
+        http = HttpServer(bridge, server.host, server.port)  # bound now: a taken port stops here
         bridge.start()
     except BridgeError as err:
         bridge.stop()
@@ -112,17 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  open {url}?key={access.key}  (control)", flush=True)  # noqa: T201
             if access.viewer_key:
                 print(f"  open {url}?key={access.viewer_key}  (view only)", flush=True)  # noqa: T201
-        bridge.socketio.run(
-            bridge.app,
-            host=server.host,
-            port=server.port,
-            use_reloader=False,
-            log_output=False,
-            allow_unsafe_werkzeug=True,
-        )
+        http.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        http.close()
         bridge.stop()
     return 0
 

@@ -13,11 +13,16 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
+from bridge.adapters.midi import MidiAdapter
+from bridge.adapters.midi_learn import register as register_learn
+from bridge.adapters.scenes_api import register_scene_api
 from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
+from bridge.learn import mappings_path
+from bridge.scenes import Scenes, scene_file_for
 from bridge.state import StateStore, load_state
 
 log = logging.getLogger(__name__)
@@ -64,10 +69,16 @@ class Bridge:
             access=self.access,
             max_rate=server.max_rate,
             max_clients=server.max_clients,
+            views=config.views,
         )
         self.web.register(self.app)
+        state_file = config.server.state_file
+        self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
+        register_scene_api(self.app, self.socketio, self.web, self.scenes)
+        self.midi: MidiAdapter | None = None
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
+        register_learn(self.app, self.socketio, self.web, self.midi)
         self.app.extensions["stage_bridge"] = self
         self._started = False
 
@@ -80,14 +91,32 @@ class Bridge:
             adapters.insert(0, ClusterAdapter(self.hub, self.config.cluster))
         if self.state is not None:
             adapters.append(self.state)
+        adapters.append(self.scenes)
         if self.config.osc is not None:
             from bridge.adapters.osc import OscAdapter
 
-            adapters.append(OscAdapter(self.hub, self.config.osc))
+            adapters.append(OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands()))
         if self.config.midi is not None:
-            from bridge.adapters.midi import MidiAdapter
+            self.midi = MidiAdapter(
+                self.hub,
+                self.config.midi,
+                push=self.web.push,
+                bindings_file=mappings_path(self.config.path),
+                notify=self.socketio.emit,
+            )
+            adapters.append(self.midi)
+        oscquery = None
+        if self.config.oscquery is not None:
+            from bridge.adapters.oscquery import OscQueryAdapter
 
-            adapters.append(MidiAdapter(self.hub, self.config.midi, push=self.web.push))
+            oscquery = OscQueryAdapter(self.hub, self.config, self.access)
+            adapters.append(oscquery)
+        if self.config.discovery.mdns:
+            from bridge.discovery import Advertiser
+
+            # Last: it announces the ports the others have bound.
+            port = (lambda: oscquery.port) if oscquery is not None else None
+            adapters.append(Advertiser(self.config, oscquery_port=port))
         return adapters
 
     def start(self) -> None:

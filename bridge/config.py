@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 from bridge.errors import ConfigError
 from bridge.mapping import Slot, slots
-from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, Control, MidiMapping, Value
+from bridge.model import CONTROL_TYPES, MAX_TEXT_LENGTH, TAKEOVER_MODES, Control, MidiMapping, Value
 from bridge.validation import snap
+from bridge.views import View, parse_views
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -79,6 +80,22 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class OscQueryConfig:
+    """The OSCQuery server: HTTP and WebSocket on one port of its own."""
+
+    port: int = 5001
+    host: str | None = None  # None: the same interface as [server] host
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Zero-config discovery over mDNS; off unless asked for, since it multicasts on every interface."""
+
+    mdns: bool = False
+    name: str = "Stage Bridge"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the bridge needs, checked."""
 
@@ -88,6 +105,9 @@ class Config:
     osc: OscConfig | None = None
     midi: MidiConfig | None = None
     cluster: ClusterConfig | None = None
+    oscquery: OscQueryConfig | None = None
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    views: tuple[View, ...] = ()
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -115,7 +135,7 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = _Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "cluster", "controls"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "views"})
     server = _server(reader, reader.table(data, "server"), path)
     osc = _osc(reader, data["osc"]) if "osc" in data else None
     midi = _midi(reader, reader.table(data, "midi")) if "midi" in data else None
@@ -125,7 +145,20 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         reader.fail("controls", "at least one [[controls]] table")
     controls = tuple(_control(reader, raw, i) for i, raw in enumerate(raw_controls))
     _check_unique(reader, controls)
-    return Config(path=path, server=server, controls=controls, osc=osc, midi=midi, cluster=cluster)
+    oscquery = _oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
+    discovery = _discovery(reader, reader.table(data, "discovery"))
+    views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()
+    return Config(
+        path=path,
+        server=server,
+        controls=controls,
+        osc=osc,
+        midi=midi,
+        oscquery=oscquery,
+        discovery=discovery,
+        views=views,
+        cluster=cluster,
+    )
 
 
 class _Reader:
@@ -302,7 +335,44 @@ def _cluster(reader: _Reader, table: dict[str, Any]) -> ClusterConfig:
     return ClusterConfig(redis=url, name=name)
 
 
-_CONTROL_KEYS = {"id", "type", "label", "min", "max", "step", "value", "osc", "midi", "group", "unit", "decimals"}
+def _oscquery(reader: _Reader, table: dict[str, Any], server: ServerConfig, osc: OscConfig | None) -> OscQueryConfig:
+    reader.keys(table, "oscquery", {"port", "host"})
+    if osc is None:
+        reader.fail("oscquery", "needs an [osc] table too: OSCQuery clients send their values to its listen port")
+    port = _port(reader, reader.get(table, "port", "oscquery.port", int, OscQueryConfig.port), "oscquery.port")
+    host = reader.get(table, "host", "oscquery.host", str, None)
+    if host == "":
+        reader.fail("oscquery.host", 'expected an interface such as "0.0.0.0", or leave it out for [server] host')
+    if port != 0 and port == server.port and (host is None or host == server.host):
+        reader.fail("oscquery.port", f"must differ from server.port ({server.port}): OSCQuery has a port of its own")
+    return OscQueryConfig(port=port, host=host)
+
+
+def _discovery(reader: _Reader, table: dict[str, Any]) -> DiscoveryConfig:
+    reader.keys(table, "discovery", {"mdns", "name"})
+    name = reader.get(table, "name", "discovery.name", str, DiscoveryConfig.name)
+    # An mDNS instance name is one DNS label: at most 63 bytes.
+    if not name.strip() or not name.isprintable() or len(name.encode("utf-8")) > 63:
+        reader.fail("discovery.name", f"expected 1-63 bytes of printable text, got {name!r}")
+    return DiscoveryConfig(mdns=reader.get(table, "mdns", "discovery.mdns", bool, DiscoveryConfig.mdns), name=name)
+
+
+_CONTROL_KEYS = {
+    "id",
+    "type",
+    "label",
+    "min",
+    "max",
+    "step",
+    "value",
+    "osc",
+    "midi",
+    "group",
+    "unit",
+    "decimals",
+    "scene",
+    "takeover",
+}
 _NUMBER = (int, float)
 
 
@@ -329,9 +399,15 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
     decimals = reader.get(raw, "decimals", f"{where}.decimals", int, None)
     if decimals is not None and not 0 <= decimals <= 6:
         reader.fail(f"{where}.decimals", f"expected 0-6, got {decimals}")
+    scene = reader.get(raw, "scene", f"{where}.scene", bool, True)
     if ctype == "text" and "midi" in raw:
         reader.fail(f"{where}.midi", "a text control has no MIDI form; remove this key")
     midi = _midi_mapping(reader, raw["midi"], f"{where}.midi", ctype) if "midi" in raw else None
+    takeover = reader.get(raw, "takeover", f"{where}.takeover", str, None)
+    if takeover is not None and takeover not in TAKEOVER_MODES:
+        reader.fail(f"{where}.takeover", f'expected "jump" or "pickup", got {takeover!r}')
+    if takeover is not None and ctype != "range":
+        reader.fail(f"{where}.takeover", f"only a range has takeover; this control is a {ctype}")
 
     if ctype == "range":
         lo = float(reader.get(raw, "min", f"{where}.min", _NUMBER, 0.0))
@@ -351,7 +427,9 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
             reader.fail(
                 f"{where}.value", f"default must lie within min-max ({_num(lo)}-{_num(hi)}), got {_num(default)}"
             )
-        control = Control(cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals)
+        control = Control(
+            cid, "range", label, 0, osc, lo, hi, step, midi, group, unit, decimals, scene=scene, takeover=takeover
+        )
         return _with_default(control, snap(control, float(default)))
     for key in ("min", "max", "step"):
         if key in raw:
@@ -360,11 +438,11 @@ def _control(reader: _Reader, raw: object, index: int) -> Control:
         default_text = reader.get(raw, "value", f"{where}.value", str, "")
         if len(default_text) > MAX_TEXT_LENGTH:
             reader.fail(f"{where}.value", f"at most {MAX_TEXT_LENGTH} characters")
-        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit)
+        return Control(cid, "text", label, default_text, osc, midi=midi, group=group, unit=unit, scene=scene)
     default_switch = reader.get(raw, "value", f"{where}.value", (int, bool), 0)
     if default_switch not in (0, 1):
         reader.fail(f"{where}.value", f"expected 0 or 1 (or true/false), got {default_switch!r}")
-    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit)
+    return Control(cid, ctype, label, int(default_switch), osc, 0.0, 1.0, 1.0, midi, group, unit, scene=scene)
 
 
 def _with_default(control: Control, default: Value) -> Control:
@@ -375,6 +453,14 @@ def _with_default(control: Control, default: Value) -> Control:
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def parse_midi_mapping(raw: object, where: str, ctype: str, name: str) -> MidiMapping:
+    """A ``midi`` table as the config writes it, checked by the config's rules.
+
+    Raises :class:`ConfigError` naming ``name`` (the file it came from) and ``where``.
+    """
+    return _midi_mapping(_Reader(name), raw, where, ctype)
 
 
 def _midi_mapping(reader: _Reader, raw: object, where: str, ctype: str) -> MidiMapping:

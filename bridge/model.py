@@ -7,6 +7,9 @@ from typing import Literal
 
 ControlType = Literal["range", "toggle", "button", "text"]
 CONTROL_TYPES: tuple[str, ...] = ("range", "toggle", "button", "text")
+#: How a MIDI fader meets a value set elsewhere: follow at once, or wait to be picked up.
+Takeover = Literal["jump", "pickup"]
+TAKEOVER_MODES: tuple[str, ...] = ("jump", "pickup")
 
 #: A value as stored: a number for ranges, 0/1 for toggles and buttons, str for text.
 Value = int | float | str
@@ -41,6 +44,8 @@ class Control:
     group: str = ""
     unit: str = ""
     decimals: int | None = None
+    scene: bool = True  # False: never saved into a scene nor touched by a recall (a master volume)
+    takeover: Takeover | None = None  # None: chosen from the MIDI binding (see bridge.takeover)
 
     @property
     def integral(self) -> bool:

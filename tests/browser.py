@@ -125,13 +125,15 @@ class Pages:
 def wait_synced(page: Page) -> None:
     """Until the page is connected and has applied a snapshot."""
     page.wait_for_function(
-        "document.documentElement.dataset.connection === 'connected'"
+        "!!document.documentElement && document.documentElement.dataset.connection === 'connected'"
         " && window.__bridgeEvents.some((e) => e.type === 'bridge:update')"
     )
 
 
 def wait_state(page: Page, state: str) -> None:
-    page.wait_for_function("(s) => document.documentElement.dataset.connection === s", arg=state)
+    page.wait_for_function(
+        "(s) => !!document.documentElement && document.documentElement.dataset.connection === s", arg=state
+    )
 
 
 def shown(page: Page, cid: str) -> Any:

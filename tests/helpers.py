@@ -210,6 +210,10 @@ class BridgeProcess:
             return err.code, json.loads(err.read() or b"null")
 
 
+#: What the MIDI adapter pushes besides its status: bindings, learning, takeover ghosts.
+MIDI_PUSHES = ("midi bindings", "midi learning", "midi learned", "midi ghost")
+
+
 class Client:
     """A real python-socketio client that records every event it gets."""
 
@@ -217,7 +221,7 @@ class Client:
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
         self.events: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
-        for name in ("update value", "snapshot", "rejected", "midi status"):
+        for name in ("update value", "snapshot", "rejected", "midi status", *MIDI_PUSHES):
             self.sio.on(name, self._recorder(name))
         self.sio.connect(url, wait_timeout=10)
 

@@ -72,22 +72,29 @@ def test_flood_toward_a_stalled_client_keeps_only_latest_values(
     try:
         flooder, watcher = client_factory(server.url), client_factory(server.url)
         watcher.wait_event("snapshot")
-        flood, text = 10_000, "x" * 1000  # big updates: the stalled client's socket fills up fast
-        # In rounds of one value per control, each round seen whole by a client
-        # that keeps up, so the fan-out cannot fold rounds together: every
-        # round is offered to the stalled client too.
-        for i in range(flood):
-            flooder.send(f"t{i % 200}", f"{i:05d}{text}")
-            if i % 200 == 199:
-                watcher.wait_value("t199", f"{i:05d}{text}")  # a client that keeps up is not held back
-        finals = {f"t{i % 200}": f"{i:05d}{text}" for i in range(flood - 200, flood)}
-        web = server.get_json("/healthz")["adapters"]["web"]
-        assert web["behind"] >= 1 and web["coalesced"] > 0
+        text = "x" * 1000  # big updates: the stalled client's socket fills up fast
+
+        def held_back() -> bool:
+            web = server.get_json("/healthz")["adapters"]["web"]
+            return bool(web["behind"] >= 1 and web["coalesced"] > 0)
+
+        # Rounds of one new value per control, as fast as they go, until the
+        # stalled client is held back and some of its values were replaced.
+        # Quick, so that the stalled client is back before its ping times out.
+        sent = 0
+        while not (sent and held_back()):
+            assert sent < 100_000, "the stalled client was never held back"
+            for _ in range(5):
+                for cid in range(200):
+                    flooder.send(f"t{cid}", f"{sent:06d}{text}")
+                    sent += 1
+        finals = {f"t{i % 200}": f"{i:06d}{text}" for i in range(sent - 200, sent)}
+        watcher.wait_value("t199", finals["t199"])  # a client that keeps up is not held back
         # The stalled client reads again: it ends on every final value without
         # having been sent every intermediate one.
         for cid, value in finals.items():
             stalled.read_until(cid, value)
-        assert stalled.updates < flood
+        assert stalled.updates < sent
         wait_until(lambda: server.get_json("/healthz")["adapters"]["web"]["behind"] == 0, what="caught up")
     finally:
         stalled.close()

@@ -37,6 +37,15 @@ midi = { channel = 10, note = 36 }
 """
 
 
+def jumping(controls: str) -> str:
+    """``controls`` with every range set to follow the hardware at once.
+
+    These tests are about the MIDI path itself, so their CC faders jump
+    rather than wait to be picked up (tests/test_learn.py covers that).
+    """
+    return controls.replace('type = "range"\n', 'type = "range"\ntakeover = "jump"\n')
+
+
 def midi_table(input_name: str, output_name: str, virtual: bool, backend: str = BACKEND) -> str:
     return (
         f'[midi]\nbackend = "{backend}"\ninput = "{input_name}"\noutput = "{output_name}"\n'
@@ -114,7 +123,9 @@ def virtual_bridge(
     """A bridge with virtual ports of its own, and the peer connected to them."""
     names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
     config = write_config(
-        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=CONTROLS_TOML + PAD_TOML
+        tmp_path,
+        extra=midi_table(names["input"], names["output"], virtual=True),
+        controls=jumping(CONTROLS_TOML + PAD_TOML),
     )
     server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
     peer.connect(names["input"], names["output"])
@@ -283,7 +294,9 @@ def test_device_unplugged_and_plugged_back_is_picked_up_with_every_value(
 ) -> None:
     device_out, device_in = unique_name("device-out"), unique_name("device-in")
     peer.plug_in(device_out, device_in)
-    config = write_config(tmp_path, extra=midi_table(device_out, device_in, virtual=False))
+    config = write_config(
+        tmp_path, extra=midi_table(device_out, device_in, virtual=False), controls=jumping(CONTROLS_TOML)
+    )
     server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
     client, other = client_factory(server.url), client_factory(server.url)
 
@@ -386,7 +399,7 @@ def test_an_unusable_backend_turns_midi_off_with_one_warning(
     adapter.start()
     try:
         off = {"name": "bridge", "port": None, "state": "off"}
-        assert pushed == [("midi status", {"input": off, "output": off})]
+        assert [p for p in pushed if p[0] == "midi status"] == [("midi status", {"input": off, "output": off})]
         assert states(adapter.describe()) == ("off", "off")
         assert [r.levelname for r in caplog.records if "MIDI is off" in r.getMessage()] == ["WARNING"]
         assert backend in caplog.text
@@ -433,7 +446,8 @@ def test_output_budget_sends_the_latest_value_per_control_and_always_the_last(
 ) -> None:
     names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
     extra = midi_table(names["input"], names["output"], virtual=True) + "budget = 50\n"
-    server = bridge_factory(write_config(tmp_path, extra=extra), env={"JACK_DEFAULT_SERVER": jack.name})
+    config = write_config(tmp_path, extra=extra, controls=jumping(CONTROLS_TOML))
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
     peer.connect(names["input"], names["output"])
     link_up(server, peer)
     browser = client_factory(server.url)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import BridgeProcess, Client, wait_until
+from tests.helpers import ROOT, BridgeProcess, Client, wait_until, write_config
 
 Connect = Callable[[str], Client]
 
@@ -141,3 +144,24 @@ def test_closing_websocket_leftovers_do_not_alarm_the_log(
 
     real = logging.LogRecord("werkzeug", logging.ERROR, "", 0, "%s", ("code 400, message Bad request (port 80)",), None)
     assert _websocket_leftovers(real)  # a real bad request is still logged
+
+
+def test_a_taken_http_port_is_one_line_and_exit_1(server: BridgeProcess, tmp_path: Path) -> None:
+    # ``server`` holds its port; a second bridge asked for the same one says so and stops.
+    port = server.url.rsplit(":", 1)[1]
+    (tmp_path / "second").mkdir()
+    config = write_config(tmp_path / "second")
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "--config", str(config), "--host", "127.0.0.1", "--port", port],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use (change [server] port or use --port)"
+    ]
+    assert "Traceback" not in result.stderr

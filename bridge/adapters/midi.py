@@ -30,6 +30,13 @@ Each port is "connected", "missing" (looked for every second) or "off" (no
 MIDI system for this backend on the machine: one warning, the rest of the
 bridge runs, and MIDI stays off until the bridge is restarted). Every change
 of state is logged once and pushed to the browsers as ``midi status``.
+
+Bindings can change while the bridge runs (MIDI learn, :mod:`bridge.learn`):
+the control <-> message tables are rebuilt and swapped whole, so the reader
+and ``send()`` always use one consistent set. Faders that pick a value up
+instead of jumping to it are :mod:`bridge.takeover`'s business; this adapter
+asks it about every incoming value and tells it about every change made
+elsewhere.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import mido
@@ -46,9 +54,12 @@ import mido
 from bridge.config import MidiConfig
 from bridge.errors import BridgeError, InvalidValue, UnknownControl
 from bridge.hub import Hub
+from bridge.learn import BindingStore, Learned, Learner, describe, effective, label, overlaps, to_table
 from bridge.mapping import Decoder, encode
-from bridge.model import Change, Control, Origin, Value
+from bridge.model import Change, Control, MidiMapping, Origin, Value
 from bridge.ratelimit import LogLimiter
+from bridge.takeover import Ghost, SoftTakeover
+from bridge.takeover import mode as takeover_mode
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +84,10 @@ _RTMIDI_OWN_PORTS = ("rtmidi input", "rtmidi output")
 #: What mido and python-rtmidi raise when there is no MIDI system, no such
 #: port, or a port went away (rtmidi's errors derive from these).
 _MIDI_ERRORS = (OSError, ValueError, RuntimeError, ImportError, MemoryError)
+
+
+class LearnRefused(BridgeError):
+    """A learn or unbind that cannot be done; the message says why, for the page."""
 
 
 class AmbiguousPort(BridgeError):
@@ -262,8 +277,12 @@ class _Side:
 class MidiAdapter:
     """MIDI input and output ports as a hub source and sink.
 
-    ``push(event, payload)`` sends a status event to every browser; this
-    adapter pushes ``midi status`` on every change of a port's state.
+    ``push(event, payload)`` sends a status event to every browser (and to
+    later ones when they connect); this adapter pushes ``midi status`` on
+    every change of a port's state, ``midi bindings``, ``midi learning`` and
+    ``midi ghost``. ``notify(event, payload)`` tells the browsers connected
+    now, for one-off messages (``midi learned``). ``bindings_file`` holds
+    the learned bindings; without one, learned bindings last until a restart.
     """
 
     name = "midi"
@@ -274,14 +293,28 @@ class MidiAdapter:
         config: MidiConfig,
         push: Callable[[str, Any], None],
         poll_interval: float = POLL_INTERVAL,
+        bindings_file: Path | None = None,
+        notify: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
         self.push = push
+        self.notify = notify or push
         self.poll_interval = poll_interval
         self._in = _Side("input", config.input)
         self._out = _Side("output", config.output)
-        self._decoder = Decoder(hub.controls.values())
+        # Bindings: the config's, overridden by learned ones; the tables are
+        # swapped whole under the table lock, one binding change at a time.
+        self._store = BindingStore(bindings_file) if bindings_file is not None else None
+        self._overrides: dict[str, MidiMapping | None] = {}
+        self._bind_lock = threading.Lock()
+        self._table_lock = threading.Lock()
+        self._takeover = SoftTakeover()
+        self._ghost_lock = threading.Lock()
+        self._learner = Learner()
+        self._controls: dict[str, Control] = {}
+        self._decoder = Decoder(())
+        self._install({cid: c.midi for cid, c in hub.controls.items()})
         self._warn = LogLimiter(log)
         self._system: MidiSystem | None = None
         # The input port, between the reader and the watcher.
@@ -307,8 +340,9 @@ class MidiAdapter:
 
     # -- adapter surface -----------------------------------------------------------
     def start(self) -> None:
-        """Open the ports (or note them missing) and start the threads. Never raises."""
+        """Load the learned bindings, open the ports (or note them missing) and start the threads. Never raises."""
         self._stopping.clear()
+        self._load_bindings()
         try:
             self._start()
         except Exception:  # a MIDI fault of any kind must not stop the bridge
@@ -330,10 +364,13 @@ class MidiAdapter:
 
     def send(self, change: Change) -> None:
         """Send ``change`` unless it came from MIDI (feedback aside) or the device shows it already."""
-        control = change.control
+        control = self._controls.get(change.control.id, change.control)  # with its binding of now
         mapping = control.midi
         if mapping is None:
             return
+        if change.origin.kind != "midi":
+            # Set elsewhere: a pickup fader must reach the new value before it moves it.
+            self._push_ghost(self._takeover.moved_elsewhere(control.id))
         number, messages = encode(control, change.value)
         with self._out_lock:
             if change.origin.kind == "midi" and not mapping.feedback:
@@ -590,7 +627,7 @@ class MidiAdapter:
 
     def _send_all(self, port: Any, values: dict[str, Value]) -> None:
         """Send every mapped control's value; the caller holds the output lock."""
-        for control in self.hub.controls.values():
+        for control in self._controls.values():
             if control.midi is None:
                 continue
             number, messages = encode(control, values[control.id])
@@ -640,6 +677,8 @@ class MidiAdapter:
                     self._warn.warning(("read", inlet.name), "MIDI input %r: cannot read (%s)", inlet.name, err)
                     messages = []
             if not messages:
+                if self._learner.target is not None:
+                    self._learn_poll()
                 # A plain sleep costs half the CPU of an Event wait at this
                 # rate; stop() is noticed one interval later at most.
                 time.sleep(READ_INTERVAL)
@@ -650,8 +689,18 @@ class MidiAdapter:
                 log.exception("MIDI in: failed to apply %d messages from %r", len(messages), inlet.name)
 
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
+        if self._learner.target is not None:
+            learned, messages = self._learner.feed(messages, time.monotonic())
+            if learned is not None:
+                self._learned(learned)  # the rest of the batch already uses the new binding
         origin = Origin("midi", port_name)
         for control, value in self._decoder.decode(messages, self._current):
+            current = self._current(control) if control.type == "range" else None
+            if isinstance(value, int | float) and isinstance(current, int | float):
+                take, ghost = self._takeover.hardware(control, value, current)
+                self._push_ghost(ghost)
+                if not take:
+                    continue  # not picked up yet: the sound stays where it is
             try:
                 self.hub.set(control.id, value, origin)
             except (UnknownControl, InvalidValue) as err:
@@ -659,3 +708,164 @@ class MidiAdapter:
 
     def _current(self, control: Control) -> Value:
         return self.hub.get(control.id)
+
+    # -- bindings: the config's, learned ones, and the tables built from them ------------
+    def _install(self, mappings: dict[str, MidiMapping | None]) -> None:
+        """Swap in the tables for ``mappings`` (every control id -> its binding or None)."""
+        controls = {cid: replace(c, midi=mappings.get(cid)) for cid, c in self.hub.controls.items()}
+        decoder = Decoder(controls.values())
+        with self._table_lock:
+            self._controls = controls
+            self._decoder = decoder
+        for ghost in self._takeover.configure({cid: takeover_mode(c, c.midi) for cid, c in controls.items()}):
+            self._push_ghost(ghost)
+
+    def _load_bindings(self) -> None:
+        if self._store is not None:
+            self._overrides = self._store.load(self.hub.controls)
+            if self._overrides:
+                log.info("MIDI: %d bindings from %s override the config's", len(self._overrides), self._store.path)
+        where = str(self._store.path) if self._store is not None else "config"
+        self._install(effective(self.hub.controls.values(), self._overrides, where))
+        self._publish_bindings()
+        self.push("midi learning", {"who": None})
+
+    def bindings(self) -> dict[str, dict[str, Any] | None]:
+        """Every control that can have a binding, with it (or None): what pages and the API show."""
+        controls = self._controls
+        return {
+            cid: describe(c.midi, c.type, cid in self._overrides) for cid, c in controls.items() if c.type != "text"
+        }
+
+    def takeover_modes(self) -> dict[str, str]:
+        """How each bound range meets values set elsewhere: "jump" or "pickup"."""
+        return {cid: self._takeover.mode(cid) for cid, c in self._controls.items() if c.type == "range"}
+
+    @property
+    def learning(self) -> str | None:
+        """The control waiting for the hardware, or None."""
+        return self._learner.target
+
+    def _publish_bindings(self) -> None:
+        self.push("midi bindings", {"bindings": self.bindings(), "takeover": self.takeover_modes()})
+
+    def _push_ghost(self, ghost: Ghost | None) -> None:
+        """Tell every page where a waiting fader's hardware is (data None: picked up)."""
+        if ghost is None:
+            return
+        with self._ghost_lock:  # pushed in the order decided: the last map is the newest
+            cid, value = ghost
+            self.push("midi ghost", {"who": cid, "data": value, "ghosts": self._takeover.ghosts()})
+
+    def learn(self, cid: object) -> Control:
+        """Wait for the next knob, fader or pad moved, and bind it to ``cid``.
+
+        Raises :class:`UnknownControl`, or :class:`LearnRefused` saying why
+        (a text control, MIDI off).
+        """
+        control = self.hub.control(cid)
+        if control.type == "text":
+            raise LearnRefused(f"{control.label} is a text control: text has no MIDI form")
+        with self._state_lock:
+            state = self._in.state
+        if state == "off":
+            raise LearnRefused("MIDI is off: no MIDI system for this backend here (see the log); nothing to learn from")
+        self._learner.start(control)
+        log.info("MIDI learn: move a knob, fader or pad for %s", control.id)
+        self.push("midi learning", {"who": control.id})
+        return control
+
+    def cancel_learn(self) -> str | None:
+        """Stop waiting; returns the control that was waiting, if any."""
+        cid = self._learner.cancel()
+        if cid is not None:
+            log.info("MIDI learn for %s cancelled", cid)
+            self.push("midi learning", {"who": None})
+        return cid
+
+    def _learn_poll(self) -> None:
+        learned = self._learner.poll(time.monotonic())
+        if learned is not None:
+            self._learned(learned)
+
+    def _learned(self, learned: Learned) -> None:
+        self.push("midi learning", {"who": None})
+        try:
+            self.bind(learned.control_id, learned.mapping)
+        except Exception:  # the reader must go on whatever befell the binding
+            log.exception("MIDI learn: could not bind %s", learned.control_id)
+
+    def bind(self, cid: str, mapping: MidiMapping) -> list[str]:
+        """Bind ``cid`` to ``mapping`` now, and save it; returns the controls it was moved from."""
+        control = self.hub.control(cid)
+        with self._bind_lock:
+            current = {c: ctl.midi for c, ctl in self._controls.items()}
+            moved = [o for o, m in current.items() if o != cid and m is not None and overlaps(m, mapping)]
+            current[cid] = mapping
+            self._overrides[cid] = mapping
+            changes: dict[str, dict[str, Any] | None] = {cid: to_table(mapping, control.type)}
+            removals = []
+            for other in moved:
+                current[other] = None
+                if self.hub.controls[other].midi is None:
+                    self._overrides.pop(other, None)  # learned only: back to the config's "none"
+                    removals.append(other)
+                else:
+                    self._overrides[other] = None  # the config's binding stays off
+                    changes[other] = None
+            problem = self._save(changes, removals)
+            self._rebind(current, [cid, *moved])
+        names = ", ".join(self.hub.controls[o].label for o in moved)
+        message = f"{control.label}: {label(mapping)}" + (f", moved from {names}" if moved else "") + problem
+        log.info(
+            "MIDI learn: %s bound to %s%s%s",
+            cid,
+            label(mapping),
+            f" (moved from {', '.join(moved)})" if moved else "",
+            problem,
+        )
+        binding = describe(mapping, control.type, True)
+        self.notify("midi learned", {"who": cid, "binding": binding, "moved_from": moved, "message": message})
+        return moved
+
+    def unbind(self, cid: object) -> bool:
+        """Remove ``cid``'s binding (learned or from the config); False when it had none."""
+        control = self.hub.control(cid)
+        with self._bind_lock:
+            if self._controls[control.id].midi is None:
+                return False
+            current = {c: ctl.midi for c, ctl in self._controls.items()}
+            current[control.id] = None
+            if control.midi is None:
+                self._overrides.pop(control.id, None)
+                problem = self._save({}, [control.id])
+            else:
+                self._overrides[control.id] = None
+                problem = self._save({control.id: None}, [])
+            self._rebind(current, [control.id])
+        log.info("MIDI: %s unbound%s", control.id, problem)
+        message = f"{control.label}: no MIDI binding{problem}"
+        self.notify("midi learned", {"who": control.id, "binding": None, "moved_from": [], "message": message})
+        return True
+
+    def _save(self, changes: dict[str, dict[str, Any] | None], removals: list[str]) -> str:
+        """Write the learned bindings; returns "" or what went wrong, for the message."""
+        if self._store is None:
+            return " (not saved: no mappings file)"
+        try:
+            self._store.update(changes, removals)
+        except OSError as err:
+            log.warning("MIDI mappings %s: cannot save (%s); the binding works until a restart", self._store.path, err)
+            return f" (not saved: {err.strerror or err})"
+        return ""
+
+    def _rebind(self, mappings: dict[str, MidiMapping | None], changed: list[str]) -> None:
+        """Install ``mappings``; the ``changed`` controls start afresh on the output and for takeover."""
+        self._install(mappings)
+        with self._out_lock:
+            for cid in changed:
+                self._last_sent.pop(cid, None)
+                self._held_out.pop(cid, None)
+        for cid in changed:
+            self._push_ghost(self._takeover.reset(cid))
+        self._publish_bindings()

@@ -14,6 +14,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
@@ -66,9 +67,16 @@ class OscAdapter:
 
     name = "osc"
 
-    def __init__(self, hub: Hub, config: OscConfig) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: OscConfig,
+        commands: Mapping[str, Callable[[list[object], str], None]] | None = None,
+    ) -> None:
         self.hub = hub
         self.config = config
+        # More of the bridge's own /bridge/... addresses (scenes): address -> handler(args, peer).
+        self.commands = dict(commands or {})
         self.by_address: dict[str, Control] = {c.osc: c for c in hub.controls.values()}
         self._targets = [_Target(t) for t in config.targets]
         self._warn = LogLimiter(log, interval=5.0)
@@ -258,6 +266,9 @@ class OscAdapter:
                 if message.address == SYNC_ADDRESS:
                     self._apply_pending(pending)  # the sync reports what came before it
                     self._sync(list(message.params), sender, peer)
+                elif message.address in self.commands:
+                    self._apply_pending(pending)  # e.g. a scene saved after the values before it
+                    self._command(message, peer)
                 else:
                     self._collect(message, peer, pending)
         self._apply_pending(pending)
@@ -334,6 +345,12 @@ class OscAdapter:
             except OSError as err:
                 self._drop((SYNC_ADDRESS, "send"), "OSC sync to %s:%d failed: %s", dest[0], dest[1], err)
                 return
+
+    def _command(self, message: OscMessage, peer: str) -> None:
+        try:
+            self.commands[message.address](list(message.params), peer)
+        except BridgeError as err:
+            self._drop((message.address, "command"), "OSC %s from %s: %s; dropped", message.address, peer, err)
 
     def _drop(self, key: object, msg: str, *args: object) -> None:
         self.dropped += 1

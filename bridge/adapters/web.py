@@ -11,8 +11,9 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 from flask import Blueprint, Flask, Response, jsonify, redirect, render_template, request
@@ -26,6 +27,7 @@ from bridge.hub import Hub
 from bridge.model import Change, Origin, Value
 from bridge.net import lan_address
 from bridge.ratelimit import LogLimiter
+from bridge.views import View
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class WebAdapter:
         access: Access | None = None,
         max_rate: int = 200,
         max_clients: int = 250,
+        views: Iterable[View] = (),
     ) -> None:
         self.hub = hub
         self.socketio = socketio
@@ -63,6 +66,7 @@ class WebAdapter:
         self.access = access or Access()
         self.max_rate = max_rate
         self.max_clients = max_clients
+        self.views = {view.name: view for view in views}
         self._roles: dict[str, Role] = {}
         # Changes from browsers over their rate: sid -> {control id: latest data}.
         self._held_in: dict[str, dict[str, object]] = {}
@@ -197,9 +201,12 @@ class WebAdapter:
                 with self._cross_lock:  # a confirmation scheduled meanwhile keeps the loop awake
                     if not self._held and not self._held_in and not self._crossings.pending:
                         self._wake.clear()
-            # Outside the lock: applying reaches send(), which takes it.
-            for sid, who, data in due:
-                self._apply(sid, who, data)
+                # Applied under the lock of the way in: once a browser's held
+                # value is taken out, its next change (which would go straight
+                # through) waits for it, so an older value never lands last.
+                # Nothing on the way from the hub to an adapter takes this lock.
+                for sid, who, data in due:
+                    self._apply(sid, who, data)
             self._stopping.wait(FLUSH_INTERVAL)
 
     def _confirm(self) -> None:
@@ -239,6 +246,19 @@ class WebAdapter:
             if not held:
                 del self._held_in[sid]
         return due
+
+    def role(self, sid: str) -> Role | None:
+        """The role the Socket.IO client ``sid`` joined with, or None once it left."""
+        with self._lock:
+            return self._roles.get(sid)
+
+    def guard(self, bp: Blueprint) -> None:
+        """Put ``bp``'s routes under the same keys as this adapter's: viewers only read."""
+        bp.before_request(self._check_access)
+
+    def check_access(self) -> Any:
+        """The HTTP key check, for the routes of other modules' blueprints."""
+        return self._check_access()
 
     def push(self, event: str, payload: Any) -> None:
         """Send a status event to every browser; new browsers get the latest one on connect."""
@@ -375,7 +395,8 @@ class WebAdapter:
         request.environ["stage_bridge.role"] = role
         if request.endpoint == "bridge.index" and request.args.get("key"):
             # Keep the key out of the address bar and bookmarks: it lives in the cookie now.
-            response = redirect(request.path, code=303)
+            rest = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "key"])
+            response = redirect(f"{request.path}?{rest}" if rest else request.path, code=303)
             self._set_cookie(response, request.args["key"])
             return response
         return None
@@ -396,10 +417,17 @@ class WebAdapter:
         bp.before_request(self._check_access)
 
         @bp.get("/")
-        def index() -> str:
+        def index() -> Any:
             # Complete at first paint: the values, the digits to show them with,
             # and the config's groups as panels in the order they first appear.
             controls = list(hub.controls.values())
+            view_name = request.args.get("view") or None
+            if view_name is not None:
+                view = self.views.get(view_name)
+                if view is None:
+                    return render_template("no_view.html", name=view_name, views=list(self.views)), 404
+                # Only what this device needs; the values of the rest still reach it, unshown.
+                controls = [c for c in controls if view.shows(c.id)]
             groups: dict[str, list[Any]] = {}
             for control in controls:
                 groups.setdefault(control.group, []).append(control)
@@ -421,6 +449,8 @@ class WebAdapter:
                 decimals={c.id: places(c) for c in controls},
                 role=request.environ.get("stage_bridge.role", "control"),
                 read_only=request.environ.get("stage_bridge.role") == "viewer",
+                view=view_name,
+                views=list(self.views),
             )
 
         @bp.get("/api/values")

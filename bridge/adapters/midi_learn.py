@@ -1,0 +1,100 @@
+"""MIDI learn from the page and the HTTP API.
+
+Socket.IO events from a browser with the control role, each answered through
+the event's acknowledgement (``{"ok": true, ...}`` or ``{"ok": false,
+"error": "..."}``):
+
+* ``midi learn`` ``{"who": id}``: the next knob, fader or pad moved on the
+  hardware is bound to that control;
+* ``midi learn cancel``: stop waiting;
+* ``midi unlearn`` ``{"who": id}``: remove the control's binding.
+
+What follows is pushed by the MIDI adapter to every page: ``midi learning``
+(which control waits), ``midi bindings`` (every binding) and ``midi learned``
+(what was bound or removed, and what it was moved from).
+
+HTTP: ``GET /api/midi/bindings`` and ``DELETE /api/midi/bindings/<id>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify
+from flask_socketio import SocketIO
+
+from bridge.adapters.midi import LearnRefused, MidiAdapter
+from bridge.adapters.web import WebAdapter
+from bridge.errors import UnknownControl
+
+#: What learning says when the config switches MIDI off.
+MIDI_OFF = "MIDI is off: the config has no [midi] table"
+READ_ONLY = "read-only: this browser joined with the viewer key"
+
+Answer = dict[str, Any]
+
+
+def register(app: Flask, socketio: SocketIO, web: WebAdapter, midi: MidiAdapter | None) -> None:
+    """Attach the learn events and routes; ``midi`` is None when the config has no [midi]."""
+
+    def allowed(sid: str) -> Answer | None:
+        if web.role(sid) != "control":
+            return {"ok": False, "error": READ_ONLY}
+        if midi is None:
+            return {"ok": False, "error": MIDI_OFF}
+        return None
+
+    def who(message: object) -> object:
+        return message.get("who") if isinstance(message, dict) else None
+
+    def on_learn(sid: str, message: object = None) -> Answer:
+        refused = allowed(sid)
+        if refused is not None or midi is None:
+            return refused or {"ok": False, "error": MIDI_OFF}
+        try:
+            control = midi.learn(who(message))
+        except (UnknownControl, LearnRefused) as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": True, "who": control.id}
+
+    def on_cancel(sid: str, message: object = None) -> Answer:
+        refused = allowed(sid)
+        if refused is not None or midi is None:
+            return refused or {"ok": False, "error": MIDI_OFF}
+        return {"ok": True, "who": midi.cancel_learn()}
+
+    def on_unlearn(sid: str, message: object = None) -> Answer:
+        refused = allowed(sid)
+        if refused is not None or midi is None:
+            return refused or {"ok": False, "error": MIDI_OFF}
+        try:
+            removed = midi.unbind(who(message))
+        except UnknownControl as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": True, "who": who(message), "removed": removed}
+
+    server = socketio.server
+    server.on("midi learn", on_learn, namespace="/")
+    server.on("midi learn cancel", on_cancel, namespace="/")
+    server.on("midi unlearn", on_unlearn, namespace="/")
+
+    bp = Blueprint("midi_learn", __name__)
+    bp.before_request(web.check_access)
+
+    @bp.get("/api/midi/bindings")
+    def get_bindings() -> Any:
+        if midi is None:
+            return jsonify(error=MIDI_OFF), 404
+        return jsonify(bindings=midi.bindings(), takeover=midi.takeover_modes(), learning=midi.learning)
+
+    @bp.delete("/api/midi/bindings/<control_id>")
+    def delete_binding(control_id: str) -> Any:
+        if midi is None:
+            return jsonify(error=MIDI_OFF), 404
+        try:
+            removed = midi.unbind(control_id)
+        except UnknownControl as err:
+            return jsonify(error=str(err)), 404
+        return jsonify(id=control_id, binding=None, removed=removed)
+
+    app.register_blueprint(bp)

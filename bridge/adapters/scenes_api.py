@@ -1,0 +1,99 @@
+"""Scenes over HTTP and Socket.IO: save, list, recall and delete.
+
+HTTP: ``GET /api/scenes``, ``GET/PUT/DELETE /api/scenes/<name>`` and
+``POST /api/scenes/<name>/recall`` with an optional ``{"fade": seconds}``.
+Socket.IO: ``scene save`` ``{"name"}`` and ``scene recall`` ``{"name", "fade"}``,
+each answered through its acknowledgement; every page gets ``scenes``
+``{"names", "recalled"}`` whenever the list changes or a scene is recalled.
+The same keys guard them as the values: a viewer reads and never writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+from flask_socketio import SocketIO
+
+from bridge.adapters.web import WebAdapter
+from bridge.scenes import SceneError, Scenes
+
+log = logging.getLogger(__name__)
+
+READ_ONLY = "read-only: this browser joined with the viewer key"
+
+
+def register_scene_api(app: Flask, socketio: SocketIO, web: WebAdapter, scenes: Scenes) -> None:
+    """Attach the scene routes, Socket.IO events and the page's scene names."""
+    app.register_blueprint(_blueprint(web, scenes))
+
+    def sid() -> str:
+        return str(request.sid)  # type: ignore[attr-defined]
+
+    def on_save(message: object = None) -> dict[str, Any]:
+        if web.role(sid()) != "control":
+            return {"ok": False, "error": READ_ONLY}
+        name = message.get("name") if isinstance(message, dict) else None
+        try:
+            scene = scenes.save(name)
+        except SceneError as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": True, "scene": scene.name, "count": len(scene.values)}
+
+    def on_recall(message: object = None) -> dict[str, Any]:
+        if web.role(sid()) != "control":
+            return {"ok": False, "error": READ_ONLY}
+        if not isinstance(message, dict) or not isinstance(message.get("name"), str):
+            return {"ok": False, "error": 'expected {"name": scene, "fade": seconds}'}
+        try:
+            done = scenes.recall(message["name"], message.get("fade", 0))
+        except SceneError as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": True, **done.as_dict()}
+
+    socketio.on_event("scene save", on_save)
+    socketio.on_event("scene recall", on_recall)
+
+
+def _blueprint(web: WebAdapter, scenes: Scenes) -> Blueprint:
+    bp = Blueprint("scenes", __name__)
+    web.guard(bp)
+
+    @bp.app_context_processor
+    def scene_names() -> dict[str, Any]:
+        # The page lists the scenes at first paint, before its socket connects.
+        return {"scene_names": scenes.names()}
+
+    @bp.errorhandler(SceneError)
+    def refused(err: SceneError) -> Any:
+        return jsonify(error=str(err)), err.status
+
+    @bp.get("/api/scenes")
+    def list_scenes() -> Any:
+        return jsonify(scenes={s.name: {"saved_at": s.saved_at, "values": s.values} for s in scenes.all()})
+
+    @bp.get("/api/scenes/<name>")
+    def get_scene(name: str) -> Any:
+        return jsonify(scenes.get(name).as_dict())
+
+    @bp.put("/api/scenes/<name>")
+    def save_scene(name: str) -> Any:
+        return jsonify(scenes.save(name).as_dict())
+
+    @bp.delete("/api/scenes/<name>")
+    def delete_scene(name: str) -> Any:
+        scenes.delete(name)
+        return jsonify(deleted=name)
+
+    @bp.post("/api/scenes/<name>/recall")
+    def recall_scene(name: str) -> Any:
+        fade: object = 0.0
+        if request.get_data(cache=True):
+            body = request.get_json(force=True, silent=True)  # curl -d without a Content-Type too
+            if not isinstance(body, dict) or set(body) - {"fade"}:
+                return jsonify(error='body must be empty or JSON {"fade": seconds}'), 400
+            fade = body.get("fade", 0.0)
+        return jsonify(scenes.recall(name, fade).as_dict())
+
+    return bp

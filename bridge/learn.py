@@ -1,0 +1,328 @@
+"""MIDI learn: which message a control listens to, chosen by moving the hardware.
+
+Two parts, both without ports:
+
+* :class:`Learner` watches the messages coming in while a control waits to
+  be bound and decides what the performer moved: a Control Change, a note,
+  pitch bend, or a 14-bit pair (CC n and n+32 seen together within
+  :data:`PAIR_WINDOW`).
+* :class:`BindingStore` keeps the learned bindings in a JSON file beside the
+  config (``<config name>.mappings.json``), written atomically. Its entries
+  override the config's ``midi`` tables control by control; ``null`` means
+  "unbound here, whatever the config says". The config file itself is never
+  written: it is the user's, with its comments and layout.
+
+The file holds one table per control in the config's own words, so an entry
+can be copied into the config as it is::
+
+    {"version": 1, "bindings": {"fader1": {"channel": 1, "cc": 7},
+                                "fine": {"channel": 1, "cc": 10, "hires": true},
+                                "slider2": null}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from bridge.config import parse_midi_mapping
+from bridge.errors import ConfigError
+from bridge.mapping import LSB_OFFSET, Slot, slots
+from bridge.model import Control, MidiMapping
+from bridge.state import write_atomic
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait after a CC 0-63 for its partner (n+32 or n-32) before taking it as 7-bit.
+PAIR_WINDOW = 0.25
+FORMAT_VERSION = 1
+#: CC numbers below this may be half of a 14-bit pair (MSB 0-31, LSB 32-63).
+_PAIRED_CCS = 2 * LSB_OFFSET
+
+
+def mappings_path(config_path: Path) -> Path:
+    """Where the learned bindings of the config at ``config_path`` live: beside it."""
+    return config_path.with_name(f"{config_path.stem}.mappings.json")
+
+
+def label(mapping: MidiMapping | None) -> str:
+    """A binding as a performer reads it on the control: "CC 7 ch 1", "Note 36 ch 10"."""
+    if mapping is None:
+        return ""
+    if mapping.kind == "cc":
+        return f"CC {mapping.number} ch {mapping.channel}"
+    if mapping.kind == "cc14":
+        return f"CC {mapping.number}+{mapping.number + LSB_OFFSET} ch {mapping.channel}"
+    if mapping.kind == "note":
+        return f"Note {mapping.number} ch {mapping.channel}"
+    return f"Pitch bend ch {mapping.channel}"
+
+
+def default_feedback(mapping_kind: str, control_type: str) -> bool:
+    """The config's default: toggles and buttons on notes light the controller."""
+    return mapping_kind == "note" and control_type in ("toggle", "button")
+
+
+def to_table(mapping: MidiMapping, control_type: str) -> dict[str, Any]:
+    """``mapping`` as the config would write its ``midi`` table."""
+    table: dict[str, Any] = {"channel": mapping.channel}
+    if mapping.kind == "pitchbend":
+        table["pitchbend"] = True
+    elif mapping.kind == "note":
+        table["note"] = mapping.number
+    else:
+        table["cc"] = mapping.number
+        if mapping.kind == "cc14":
+            table["hires"] = True
+    if mapping.feedback != default_feedback(mapping.kind, control_type):
+        table["feedback"] = mapping.feedback
+    return table
+
+
+def describe(mapping: MidiMapping | None, control_type: str, learned: bool) -> dict[str, Any] | None:
+    """What pages and the HTTP API are told about one control's binding."""
+    if mapping is None:
+        return None
+    return {**to_table(mapping, control_type), "label": label(mapping), "learned": learned}
+
+
+def overlaps(a: MidiMapping, b: MidiMapping) -> bool:
+    """True when ``a`` and ``b`` listen on a slot in common (CC 39 and CC 7+39 do)."""
+    mine: set[Slot] = {slot for slot, _part in slots(a)}
+    return any(slot in mine for slot, _part in slots(b))
+
+
+# -- the learned bindings on disk ---------------------------------------------------------
+class BindingStore:
+    """Learned bindings by control id, loaded from and saved to ``path``.
+
+    Entries for controls that are not in the config (a control renamed or
+    removed for one show) are kept in the file untouched, and come back to
+    life with their control.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._raw: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def load(self, controls: Mapping[str, Control]) -> dict[str, MidiMapping | None]:
+        """Read the file; returns the overrides that fit a control of the config.
+
+        A corrupt file is moved aside with a warning; an entry that does not
+        fit its control is left out with a warning (and kept in the file).
+        """
+        with self._lock:
+            self._raw = self._read()
+            raw = dict(self._raw)
+        overrides: dict[str, MidiMapping | None] = {}
+        for cid, table in raw.items():
+            control = controls.get(cid)
+            if control is None:
+                log.info("MIDI mappings %s: no control %r in the config; its binding is kept for later", self.path, cid)
+                continue
+            if table is None:
+                overrides[cid] = None
+                continue
+            if control.type == "text":
+                log.warning("MIDI mappings %s: %s is a text control, which has no MIDI form; ignored", self.path, cid)
+                continue
+            try:
+                overrides[cid] = parse_midi_mapping(table, f"bindings.{cid}", control.type, str(self.path))
+            except ConfigError as err:
+                log.warning("MIDI mappings %s; %s keeps its config binding", err, cid)
+        return overrides
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            log.warning("MIDI mappings %s cannot be read (%s); the config's bindings are used", self.path, err.strerror)
+            return {}
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or not isinstance(data.get("bindings"), dict):
+                raise ValueError("no 'bindings' object")
+        except ValueError as err:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                self.path.replace(aside)
+                where = f"moved to {aside}"
+            except OSError as move_err:
+                where = f"could not be moved aside ({move_err.strerror})"
+            log.warning("MIDI mappings %s is corrupt (%s); %s; the config's bindings are used", self.path, err, where)
+            return {}
+        bindings: dict[str, Any] = data["bindings"]
+        return bindings
+
+    def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> None:
+        """Set entries (a ``midi`` table, or None for "unbound") and drop others, then save.
+
+        Raises ``OSError`` when the file cannot be written; the entries are
+        kept in memory and written with the next update.
+        """
+        with self._lock:
+            self._raw.update(changes)
+            for cid in removals:
+                self._raw.pop(cid, None)
+            body = {"version": FORMAT_VERSION, "bindings": dict(self._raw)}
+            payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, payload)
+
+
+def effective(
+    controls: Iterable[Control], overrides: Mapping[str, MidiMapping | None], where: str
+) -> dict[str, MidiMapping | None]:
+    """Each control's binding: the learned one, else the config's.
+
+    A config binding on a slot that a learned one took is dropped with a
+    warning: the learned one is the newer decision. Two learned bindings on
+    one slot (a hand-edited file): the first wins, likewise.
+    """
+    result: dict[str, MidiMapping | None] = {}
+    taken: dict[Slot, str] = {}
+    ordered = list(controls)
+    learned = [c for c in ordered if c.id in overrides]
+    configured = [c for c in ordered if c.id not in overrides]
+    for control in learned + configured:
+        mapping = overrides[control.id] if control.id in overrides else control.midi
+        if mapping is not None:
+            clash = next((taken[slot] for slot, _part in slots(mapping) if slot in taken), None)
+            if clash is not None:
+                source = "learned" if control.id in overrides else "config"
+                log.warning(
+                    "MIDI %s: %s's %s binding %s is already %s's; %s has no MIDI binding",
+                    where,
+                    control.id,
+                    source,
+                    label(mapping),
+                    clash,
+                    control.id,
+                )
+                mapping = None
+            else:
+                for slot, _part in slots(mapping):
+                    taken[slot] = control.id
+        result[control.id] = mapping
+    return {c.id: result[c.id] for c in ordered}
+
+
+# -- watching the hardware ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Learned:
+    """What the learner decided: bind ``control_id`` to ``mapping``."""
+
+    control_id: str
+    mapping: MidiMapping
+
+
+class Learner:
+    """Waits for the performer to move something, for one control at a time.
+
+    :meth:`feed` takes each batch of incoming messages before they are
+    decoded and keeps the ones it uses; :meth:`poll` ends the wait for a
+    14-bit partner once :data:`PAIR_WINDOW` has passed without one.
+    """
+
+    def __init__(self, window: float = PAIR_WINDOW) -> None:
+        self.window = window
+        self._lock = threading.Lock()
+        self._target: Control | None = None
+        self._first: tuple[int, int, float] | None = None  # channel (1-16), CC number, when seen
+
+    @property
+    def target(self) -> str | None:
+        """The id of the control waiting to be bound, or None."""
+        with self._lock:
+            return None if self._target is None else self._target.id
+
+    def start(self, control: Control) -> None:
+        with self._lock:
+            self._target = control
+            self._first = None
+
+    def cancel(self) -> str | None:
+        """Stop waiting; returns the control that was waiting, if any."""
+        with self._lock:
+            target, self._target, self._first = self._target, None, None
+        return None if target is None else target.id
+
+    def feed(self, messages: Sequence[mido.Message], now: float) -> tuple[Learned | None, list[mido.Message]]:
+        """What these messages bind, and the messages left for the controls.
+
+        The message that binds is used up (it set nothing before it was
+        bound). Messages of other kinds, or from other hardware while a
+        14-bit partner is awaited, pass through.
+        """
+        rest: list[mido.Message] = []
+        with self._lock:
+            decided: Learned | None = None
+            for message in messages:
+                if decided is None and self._target is not None:
+                    decided, used = self._take(message, now)
+                    if used:
+                        continue
+                rest.append(message)
+            return decided, rest
+
+    def poll(self, now: float) -> Learned | None:
+        """A lone CC whose partner never came: bound as a 7-bit CC once the window passed."""
+        with self._lock:
+            if self._target is None or self._first is None or now - self._first[2] < self.window:
+                return None
+            channel, number, _ = self._first
+            return self._done(MidiMapping(channel, "cc", number))
+
+    # -- under the lock ----------------------------------------------------------------------
+    def _take(self, message: mido.Message, now: float) -> tuple[Learned | None, bool]:
+        """Whether ``message`` decides the binding, and whether it is used up."""
+        kind = message.type
+        channel = getattr(message, "channel", 0) + 1
+        if self._first is not None:
+            first_channel, first, since = self._first
+            if now - since >= self.window:
+                lone = self._done(MidiMapping(first_channel, "cc", first))
+                return lone, False
+            if kind != "control_change" or message.channel + 1 != first_channel:
+                return None, False
+            if message.control == first:
+                return None, True  # the same control still moving: keep waiting for its partner
+            if message.control == _partner(first):
+                return self._done(MidiMapping(first_channel, "cc14", min(first, message.control))), True
+            return None, False
+        if kind == "control_change":
+            if message.control < _PAIRED_CCS:
+                self._first = (channel, message.control, now)
+                return None, True
+            return self._done(MidiMapping(channel, "cc", message.control)), True
+        if kind == "note_on" and message.velocity > 0:
+            return self._done(MidiMapping(channel, "note", message.note)), True
+        if kind == "pitchwheel":
+            return self._done(MidiMapping(channel, "pitchbend")), True
+        return None, False
+
+    def _done(self, mapping: MidiMapping) -> Learned:
+        target = self._target
+        assert target is not None  # noqa: S101 - only called while a control waits
+        self._target, self._first = None, None
+        feedback = default_feedback(mapping.kind, target.type)
+        configured = target.midi
+        if configured is not None and configured.feedback != default_feedback(configured.kind, target.type):
+            feedback = configured.feedback  # chosen in the config (a motorized fader): kept
+        return Learned(target.id, MidiMapping(mapping.channel, mapping.kind, mapping.number, feedback))
+
+
+def _partner(number: int) -> int:
+    """The other half of a 14-bit pair: MSB n (0-31) with LSB n+32, and back."""
+    return number + LSB_OFFSET if number < LSB_OFFSET else number - LSB_OFFSET

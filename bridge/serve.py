@@ -1,0 +1,101 @@
+"""The HTTP server in front of the app: gevent's WSGI server, bound before anything starts.
+
+Binding first means a taken port is one clear line and exit code 1, before
+any OSC or MIDI port is opened. The listening socket has ``TCP_NODELAY``,
+which Linux hands down to every accepted connection: an ``update value``
+frame is a few dozen bytes, and Nagle's algorithm would otherwise hold it
+back until the browser acknowledges the previous one (up to 40 ms with a
+delayed ACK). SIGTERM and Ctrl-C stop the server cleanly; the caller then
+stops the bridge, which saves the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from bridge.errors import BridgeError
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+#: Connections waiting to be accepted: room for a room full of phones joining at once.
+BACKLOG = 1024
+#: Seconds open requests get to finish when the server stops.
+STOP_TIMEOUT = 1.0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port``, or :class:`BridgeError` saying what to change."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise BridgeError(f"cannot serve on {host}:{port}: {err.strerror or err} (check [server] host)") from err
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as err:
+        sock.close()
+        raise BridgeError(
+            f"cannot serve on {host}:{port}: {err.strerror or err} (change [server] port or use --port)"
+        ) from err
+    return sock
+
+
+class HttpServer:
+    """Serves ``bridge.app`` on ``host:port`` with the process's server model."""
+
+    def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+        self.bridge = bridge
+        self.host = host
+        self.port = port
+        self.model = bridge.socketio.async_mode
+        self._server: Any = None
+        if self.model == "gevent":
+            from gevent import pywsgi
+            from geventwebsocket.handler import WebSocketHandler
+
+            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=WebSocketHandler, log=None)
+
+    def serve_forever(self) -> None:
+        """Serve until SIGTERM or Ctrl-C."""
+        if self._server is None:
+            # Measurement only (bridge.concurrency): Werkzeug's threads, as Flask-SocketIO runs them.
+            signal.signal(signal.SIGTERM, _exit)
+            self.bridge.socketio.run(
+                self.bridge.app,
+                host=self.host,
+                port=self.port,
+                use_reloader=False,
+                log_output=False,
+                allow_unsafe_werkzeug=True,
+            )
+            return
+        import gevent
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, self.stop)
+        self._server.serve_forever(stop_timeout=STOP_TIMEOUT)
+
+    def stop(self) -> None:
+        if self._server is not None and not self._server.closed:
+            self._server.stop(timeout=STOP_TIMEOUT)
+
+    def close(self) -> None:
+        """Let go of the port without having served (start-up failed)."""
+        if self._server is not None:
+            self._server.close()
+
+
+def _exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

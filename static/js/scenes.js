@@ -1,0 +1,113 @@
+/* Stage Bridge scene bar: save every value as a named scene, recall one with a fade.
+ *
+ * It talks over the page's own socket (window.stageBridge.socket): "scene save"
+ * {name} and "scene recall" {name, fade}, each answered through its
+ * acknowledgement. Every page gets "scenes" {names, recalled} whenever the
+ * list changes or a scene is recalled anywhere, and on (re)connection.
+ */
+(function () {
+  "use strict";
+
+  const ACK_TIMEOUT_MS = 5000;
+
+  const byId = (id) => document.getElementById(id);
+  const bar = byId("scenes");
+  const bridge = window.stageBridge;
+  if (!bar || !bridge || !bridge.socket) return;
+  const socket = bridge.socket;
+  const list = byId("scene-list");
+  const fadeInput = byId("scene-fade");
+  const form = byId("scene-save");
+  const nameInput = byId("scene-name");
+  const status = byId("scene-status");
+  const readOnly = document.documentElement.dataset.role === "viewer";
+  let current = null;
+
+  function say(text, bad) {
+    status.textContent = text;
+    status.classList.toggle("bad", Boolean(bad));
+  }
+
+  function describe(recall) {
+    let text = "Recalled “" + recall.scene + "”";
+    if (recall.fade > 0) text += " over " + recall.fade + " s";
+    if (recall.skipped && recall.skipped.length) {
+      text += "; skipped, no longer in the show: " + recall.skipped.join(", ");
+    }
+    return text;
+  }
+
+  function render(names) {
+    // A keyboard user keeps focus on the scene they were on across the redraw.
+    const focused = list.contains(document.activeElement) ? document.activeElement.dataset.scene : undefined;
+    list.textContent = "";
+    names.forEach((name) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "scene";
+      button.dataset.scene = name;
+      button.textContent = name;
+      button.disabled = readOnly;
+      if (name === current) button.setAttribute("aria-current", "true");
+      list.append(button);
+      if (name === focused) button.focus();
+    });
+    if (!names.length) {
+      const none = document.createElement("span");
+      none.className = "scene-none";
+      none.textContent = "No scenes yet";
+      list.append(none);
+    }
+  }
+
+  /** Send a request; ``done`` gets the answer when the bridge did it, else the reason is shown. */
+  function ask(event, payload, done) {
+    if (!socket.connected) {
+      say("Not connected: try again once the bridge is back", true);
+      return;
+    }
+    socket.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, answer) => {
+      if (err) say("No answer from the bridge", true);
+      else if (!answer || !answer.ok) say((answer && answer.error) || "Refused by the bridge", true);
+      else done(answer);
+    });
+  }
+
+  socket.on("scenes", (message) => {
+    if (!message || !Array.isArray(message.names)) return;
+    const recall = message.recalled;
+    if (recall && typeof recall.scene === "string") {
+      current = recall.scene;
+      say(describe(recall), recall.skipped && recall.skipped.length > 0);
+    }
+    render(message.names);
+  });
+
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-scene]");
+    if (!button || readOnly) return;
+    const text = fadeInput.value.trim();
+    const fade = text === "" ? 0 : Number(text);
+    if (!Number.isFinite(fade)) {
+      say("Fade must be a number of seconds", true);
+      return;
+    }
+    // Every page, this one too, shows the outcome when "scenes" arrives.
+    ask("scene recall", { name: button.dataset.scene, fade: fade }, () => {});
+  });
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (readOnly) return;
+    const name = nameInput.value.trim();
+    if (!name) {
+      say("Name the scene first", true);
+      nameInput.focus();
+      return;
+    }
+    ask("scene save", { name: name }, (answer) => {
+      say("Saved “" + answer.scene + "” (" + answer.count + " values)");
+      nameInput.value = "";
+    });
+  });
+})();

@@ -1,0 +1,578 @@
+"""MIDI learn and soft takeover, on real MIDI ports of a JACK dummy server.
+
+The bridge runs as a subprocess; the test plays the controller with
+python-rtmidi ports of its own, drives learning from real Socket.IO clients
+(and the HTTP API), and looks at a real page in Chromium. The rules
+themselves (crossing, pairs) are also checked without ports, at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mido
+import pytest
+import socketio
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from bridge.config import load_config, parse_config
+from bridge.errors import ConfigError
+from bridge.learn import BindingStore, Learned, Learner, effective, label, mappings_path
+from bridge.model import MidiMapping
+from bridge.takeover import SoftTakeover, mode
+from tests.browser import SCREENSHOTS, Pages, is_loopback, launch
+from tests.helpers import BridgeProcess, Client, write_config
+from tests.jack import JackServer, MidiPeer, jack_available, unique_name
+from tests.test_midi import bend, cc, link_up, midi_table, note_off, note_on
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+#: slider2 on CC 2 is what link_up uses to see MIDI flow both ways.
+LINK_TOML = """
+[[controls]]
+id = "slider2"
+type = "range"
+label = "Slider 2"
+min = 0
+max = 50
+step = 1
+midi = { channel = 1, cc = 2 }
+takeover = "jump"
+"""
+
+LEARN_TOML = (
+    LINK_TOML
+    + """
+# Bound by learning alone.
+[[controls]]
+id = "fader1"
+type = "range"
+label = "Fader 1"
+min = 0
+max = 100
+step = 1
+takeover = "jump"
+
+# Bound in the config; learning overrides it.
+[[controls]]
+id = "fader2"
+type = "range"
+label = "Fader 2"
+min = 0
+max = 100
+step = 1
+midi = { channel = 1, cc = 20 }
+takeover = "jump"
+
+[[controls]]
+id = "fine"
+type = "range"
+label = "Fine"
+min = -1.0
+max = 1.0
+takeover = "jump"
+
+[[controls]]
+id = "bend"
+type = "range"
+label = "Bend"
+takeover = "jump"
+
+[[controls]]
+id = "pad"
+type = "button"
+label = "Pad"
+
+[[controls]]
+id = "cue"
+type = "text"
+label = "Cue"
+"""
+)
+
+TAKEOVER_TOML = (
+    LINK_TOML
+    + """
+[[controls]]
+id = "vol"
+type = "range"
+label = "Volume"
+min = 0
+max = 100
+step = 1
+value = 0
+midi = { channel = 1, cc = 7 }
+
+[[controls]]
+id = "jumpy"
+type = "range"
+label = "Jumpy"
+min = 0
+max = 100
+step = 1
+midi = { channel = 1, cc = 8 }
+takeover = "jump"
+
+[[controls]]
+id = "motor"
+type = "range"
+label = "Motorized"
+midi = { channel = 1, cc = 9, feedback = true }
+
+[[controls]]
+id = "start"
+type = "range"
+label = "Untouched since start"
+min = 0
+max = 100
+step = 1
+value = 50
+midi = { channel = 1, cc = 10 }
+
+[[controls]]
+id = "pad"
+type = "range"
+label = "Pad"
+midi = { channel = 10, note = 36 }
+"""
+)
+
+
+#: How each control of TAKEOVER_TOML meets a value set elsewhere, by default or as configured.
+TAKEOVER_MODES = {
+    "slider2": "jump",
+    "vol": "pickup",
+    "jumpy": "jump",
+    "motor": "jump",
+    "start": "pickup",
+    "pad": "jump",
+}
+
+
+# -- the rules, without ports ---------------------------------------------------------
+def controls_of(toml: str) -> dict[str, Any]:
+    config = parse_config(tomllib.loads(toml), Path("test.toml"))
+    return {c.id: c for c in config.controls}
+
+
+def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
+    controls = controls_of(TAKEOVER_TOML)
+    modes = {cid: mode(c, c.midi) for cid, c in controls.items()}
+    assert modes == TAKEOVER_MODES
+    fine = controls_of(LEARN_TOML)["fine"]
+    assert mode(fine, MidiMapping(1, "cc14", 7)) == "jump"  # the config says so
+    unset = controls_of(TAKEOVER_TOML)["start"]
+    assert mode(unset, MidiMapping(1, "pitchbend")) == "pickup"
+    assert mode(unset, MidiMapping(1, "note", 5)) == "jump"
+    assert mode(unset, None) == "jump"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [
+        ('type = "range"\ntakeover = "slow"', "controls[0] (a).takeover", 'expected "jump" or "pickup", got \'slow\''),
+        ('type = "toggle"\ntakeover = "pickup"', "controls[0] (a).takeover", "only a range has takeover"),
+        ('type = "range"\ntakeover = true', "controls[0] (a).takeover", "expected a string"),
+    ],
+)
+def test_a_bad_takeover_names_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, controls=f'[[controls]]\nid = "a"\n{body}\n'))
+    assert err.value.key == key and words in err.value.expected
+
+
+def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
+    vol = controls_of(TAKEOVER_TOML)["vol"]  # 0-100, step 1: one step is 1
+    takeover = SoftTakeover()
+    takeover.configure({"vol": "pickup"})
+    # At start nobody knows where the fader is: a far value is ignored.
+    assert takeover.hardware(vol, 90, 40) == (False, ("vol", 90))
+    assert takeover.hardware(vol, 70, 40) == (False, ("vol", 70))
+    assert takeover.hardware(vol, 41, 40) == (True, ("vol", None))  # within one step
+    assert takeover.hardware(vol, 60, 41) == (True, None)  # followed from then on
+    # Set elsewhere: the ghost shows at once where the hardware was left.
+    assert takeover.moved_elsewhere("vol") == ("vol", 60)
+    assert takeover.hardware(vol, 20, 10) == (False, ("vol", 20))
+    assert takeover.hardware(vol, 20, 10) == (False, None)  # the same ghost is not pushed twice
+    assert takeover.hardware(vol, 5, 10) == (True, ("vol", None))  # crossed between two messages
+    assert takeover.ghosts() == {}
+    # A jump control is never held back.
+    assert takeover.hardware(controls_of(TAKEOVER_TOML)["jumpy"], 99, 0) == (True, None)
+
+
+def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
+    controls = controls_of(LEARN_TOML)
+    learner = Learner(window=0.25)
+
+    def learn(target: str, messages: list[mido.Message], now: float = 0.0) -> tuple[Learned | None, list[Any]]:
+        learner.start(controls[target])
+        return learner.feed(messages, now)
+
+    assert learn("fader1", [cc(1, 70, 5)]) == (Learned("fader1", MidiMapping(1, "cc", 70)), [])
+    assert learn("pad", [note_on(10, 36, 90), note_off(10, 36)]) == (
+        Learned("pad", MidiMapping(10, "note", 36, feedback=True)),
+        [note_off(10, 36)],  # the release is left for the new binding
+    )
+    assert learn("bend", [mido.Message("clock"), bend(3, 100)])[0] == Learned("bend", MidiMapping(3, "pitchbend"))
+    # CC 0-63 may be half of a 14-bit pair: MSB then LSB, or LSB first.
+    assert learn("fine", [cc(2, 10, 64), cc(2, 42, 1)])[0] == Learned("fine", MidiMapping(2, "cc14", 10))
+    assert learn("fine", [cc(2, 42, 1), cc(2, 10, 64)])[0] == Learned("fine", MidiMapping(2, "cc14", 10))
+    # A 7-bit fader on CC 7: decided once the window passed without CC 39.
+    assert learn("fader1", [cc(1, 7, 1), cc(1, 7, 2), cc(1, 8, 3)], now=0.0) == (None, [cc(1, 8, 3)])
+    assert learner.poll(0.1) is None
+    assert learner.poll(0.3) == Learned("fader1", MidiMapping(1, "cc", 7))
+    assert learner.target is None
+
+
+def test_learned_bindings_override_the_config_and_keep_entries_of_absent_controls(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    controls = controls_of(LEARN_TOML)
+    path = mappings_path(tmp_path / "show.toml")
+    assert path == tmp_path / "show.mappings.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "bindings": {
+                    "fader1": {"channel": 1, "cc": 20},  # takes fader2's config binding
+                    "fader2": {"channel": 1, "cc": 999},  # does not fit: fader2 keeps the config's
+                    "gone": {"channel": 1, "cc": 3},  # no such control in this config
+                    "bend": None,  # unbound, whatever the config said
+                },
+            }
+        )
+    )
+    store = BindingStore(path)
+    with caplog.at_level(logging.INFO):
+        overrides = store.load(controls)
+        result = effective(controls.values(), overrides, str(path))
+    assert overrides == {"fader1": MidiMapping(1, "cc", 20), "bend": None}
+    assert label(result["fader1"]) == "CC 20 ch 1" and result["fader2"] is None and result["bend"] is None
+    assert "fader2's config binding CC 20 ch 1 is already fader1's" in caplog.text
+    assert "bindings.fader2.cc: expected 0-127, got 999" in caplog.text
+    store.update({"pad": {"channel": 10, "note": 36}}, removals=["bend"])
+    saved = json.loads(path.read_text())["bindings"]
+    assert saved["gone"] == {"channel": 1, "cc": 3} and "bend" not in saved and saved["pad"]["note"] == 36
+
+    path.write_text("{ not json")
+    assert BindingStore(path).load(controls) == {}
+    assert not path.exists() and len(list(tmp_path.glob("show.mappings.json.corrupt-*"))) == 1
+
+
+# -- fixtures ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    reason = jack_available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = JackServer(tmp_path_factory.mktemp("jack"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JACK_DEFAULT_SERVER", server.name)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def peer(jack: JackServer) -> Iterator[MidiPeer]:
+    device = MidiPeer()
+    yield device
+    device.close()
+
+
+class Rig:
+    """A bridge with virtual ports on the test's JACK server, and the peer playing the controller."""
+
+    def __init__(self, jack: JackServer, peer: MidiPeer, folder: Path, start: Start, controls: str) -> None:
+        self.names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+        self.config = write_config(
+            folder, extra=midi_table(self.names["input"], self.names["output"], virtual=True), controls=controls
+        )
+        self.peer = peer
+        self.server = start(self.config, env={"JACK_DEFAULT_SERVER": jack.name})
+        self.plug()
+
+    def plug(self) -> None:
+        self.peer.connect(self.names["input"], self.names["output"])
+        link_up(self.server, self.peer)
+
+    def restart(self) -> None:
+        self.peer.unplug()
+        self.server.stop()
+        self.server.start()
+        self.plug()
+
+    def values(self) -> dict[str, Any]:
+        values: dict[str, Any] = self.server.get_json("/api/values")
+        return values
+
+    def bindings(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.server.get_json("/api/midi/bindings")
+        return found
+
+    def labels(self) -> dict[str, str | None]:
+        return {cid: b and b["label"] for cid, b in self.bindings()["bindings"].items()}
+
+
+def delete(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def learn(client: Client, rig: Rig, cid: str, *messages: mido.Message) -> dict[str, Any]:
+    """Ask to learn ``cid``, move the hardware, and return what every page was told."""
+    client.clear()
+    assert client.sio.call("midi learn", {"who": cid}, timeout=10) == {"ok": True, "who": cid}
+    client.wait_event("midi learning", lambda p: p["who"] == cid)
+    rig.peer.send(*messages)
+    learned: dict[str, Any] = client.wait_event("midi learned", lambda p: p["who"] == cid)
+    client.wait_event("midi learning", lambda p: p["who"] is None)
+    return learned
+
+
+# -- MIDI learn ------------------------------------------------------------------------------
+def test_learn_cc_note_pitch_bend_and_14_bit_then_rebind_unbind_and_restart(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    rig = Rig(jack, peer, tmp_path, bridge_factory, LEARN_TOML)
+    config_bytes = rig.config.read_bytes()
+    client, other = client_factory(rig.server.url), client_factory(rig.server.url)
+    pushed = other.wait_event("midi bindings")
+    assert pushed["bindings"]["fader2"] == {"channel": 1, "cc": 20, "label": "CC 20 ch 1", "learned": False}
+    assert pushed["bindings"]["fader1"] is None and "cue" not in pushed["bindings"]
+
+    # A 7-bit CC: bound once no CC 39 came with it, and it works at once.
+    learned = learn(client, rig, "fader1", cc(1, 7, 30))
+    assert learned["binding"] == {"channel": 1, "cc": 7, "label": "CC 7 ch 1", "learned": True}
+    assert learned["message"] == "Fader 1: CC 7 ch 1" and learned["moved_from"] == []
+    other.wait_event("midi bindings", lambda p: (p["bindings"]["fader1"] or {}).get("label") == "CC 7 ch 1")
+    peer.send(cc(1, 7, 127))
+    other.wait_value("fader1", 100)
+
+    assert learn(client, rig, "pad", note_on(10, 36, 100), note_off(10, 36))["binding"]["label"] == "Note 36 ch 10"
+    peer.send(note_on(10, 36, 90))
+    other.wait_value("pad", 1)
+    peer.send(note_off(10, 36))
+    other.wait_value("pad", 0)
+
+    assert learn(client, rig, "bend", bend(3, -5))["binding"]["label"] == "Pitch bend ch 3"
+    peer.send(bend(3, 8191))
+    other.wait_value("bend", 1.0)
+
+    assert learn(client, rig, "fine", cc(2, 10, 64), cc(2, 42, 0))["binding"]["label"] == "CC 10+42 ch 2"
+    peer.send(cc(2, 10, 127), cc(2, 42, 127))
+    other.wait_value("fine", 1.0)
+    peer.send(cc(2, 10, 32), cc(2, 42, 0))  # 4096 of 16383
+    other.wait_value("fine", -1.0 + 2.0 * 4096 / 16383)
+
+    # CC 7 again, for fader2: moved from fader1, and every page is told so.
+    learned = learn(client, rig, "fader2", cc(1, 7, 0))
+    assert learned["moved_from"] == ["fader1"]
+    assert learned["message"] == "Fader 2: CC 7 ch 1, moved from Fader 1"
+    assert other.wait_event("midi learned", lambda p: p["who"] == "fader2")["message"] == learned["message"]
+    peer.send(cc(1, 7, 127))
+    other.wait_value("fader2", 100)
+    peer.send(cc(1, 20, 64), cc(1, 7, 0))  # fader2's config binding (CC 20) is overridden
+    other.wait_value("fader2", 0)
+    assert {"who": "fader2", "data": 50} not in other.of("update value")
+    assert rig.values()["fader1"] == 100  # moved off CC 7: left where it was
+    assert "MIDI learn: fader2 bound to CC 7 ch 1 (moved from fader1)" in rig.server.output()
+
+    # Unbind: over HTTP, and from a page.
+    assert delete(rig.server.url + "/api/midi/bindings/pad") == (200, {"id": "pad", "binding": None, "removed": True})
+    assert client.sio.call("midi unlearn", {"who": "fine"}, timeout=10) == {"ok": True, "who": "fine", "removed": True}
+    assert delete(rig.server.url + "/api/midi/bindings/nonesuch")[0] == 404
+    client.wait_event("midi learned", lambda p: p["who"] == "fine" and p["binding"] is None)
+    peer.send(note_on(10, 36, 90), cc(2, 10, 0), cc(2, 42, 0))
+    rig.server.put_json("/api/values/slider2", {"value": 7})  # a marker after the ignored messages
+    peer.send(cc(1, 2, 0))
+    other.wait_value("slider2", 0)
+    assert rig.values()["pad"] == 0 and rig.values()["fine"] == -1.0 + 2.0 * 4096 / 16383
+
+    expected = {
+        "slider2": "CC 2 ch 1",
+        "fader1": None,
+        "fader2": "CC 7 ch 1",
+        "fine": None,
+        "bend": "Pitch bend ch 3",
+        "pad": None,
+    }
+    assert rig.labels() == expected
+    saved = json.loads((tmp_path / "bridge.mappings.json").read_text())["bindings"]
+    assert saved == {"fader2": {"channel": 1, "cc": 7}, "bend": {"channel": 3, "pitchbend": True}}
+
+    # A restart keeps every binding; the user's config is never written.
+    rig.restart()
+    assert rig.labels() == expected
+    after = client_factory(rig.server.url)
+    peer.send(cc(1, 7, 64))
+    after.wait_value("fader2", 50)
+    assert rig.config.read_bytes() == config_bytes
+
+
+def test_learning_is_refused_to_viewers_for_text_and_when_midi_is_off(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    keys = 'key = "control-key-1"\nviewer_key = "viewer-key-1"\n'
+    config = write_config(tmp_path, controls=LEARN_TOML)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\n" + keys), encoding="utf-8")
+    server = bridge_factory(config)  # no [midi] table
+    viewer, controller = socketio.Client(reconnection=False), socketio.Client(reconnection=False)
+    viewer.connect(server.url, auth={"key": "viewer-key-1"}, wait_timeout=10)
+    controller.connect(server.url, auth={"key": "control-key-1"}, wait_timeout=10)
+    try:
+        read_only = {"ok": False, "error": "read-only: this browser joined with the viewer key"}
+        assert viewer.call("midi learn", {"who": "fader1"}, timeout=10) == read_only
+        assert viewer.call("midi unlearn", {"who": "fader2"}, timeout=10) == read_only
+        off = {"ok": False, "error": "MIDI is off: the config has no [midi] table"}
+        assert controller.call("midi learn", {"who": "fader1"}, timeout=10) == off
+    finally:
+        viewer.disconnect()
+        controller.disconnect()
+
+    # [midi] asked for, but no MIDI system to read from.
+    other = tmp_path / "nojack"
+    other.mkdir()
+    server = bridge_factory(
+        write_config(other, extra=midi_table("in", "out", virtual=True), controls=LEARN_TOML),
+        env={"JACK_DEFAULT_SERVER": unique_name("no-such-server")},
+    )
+    client = client_factory(server.url)
+    client.wait_event("midi status", lambda s: s["input"]["state"] == "off")
+    answer = client.sio.call("midi learn", {"who": "fader1"}, timeout=10)
+    assert answer["ok"] is False and answer["error"].startswith("MIDI is off: no MIDI system")
+    assert client.sio.call("midi learn", {"who": "cue"}, timeout=10) == {
+        "ok": False,
+        "error": "Cue is a text control: text has no MIDI form",
+    }
+    unknown = {"ok": False, "error": "unknown control 'nope'"}
+    assert client.sio.call("midi learn", {"who": "nope"}, timeout=10) == unknown
+
+
+# -- soft takeover -------------------------------------------------------------------------------
+def test_a_fader_set_elsewhere_is_picked_up_not_jumped_to(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    rig = Rig(jack, peer, tmp_path, bridge_factory, TAKEOVER_TOML)
+    assert rig.bindings()["takeover"] == TAKEOVER_MODES
+    browser, watcher = client_factory(rig.server.url), client_factory(rig.server.url)
+    browser.wait_event("snapshot")
+    browser.send("vol", 60)
+    browser.send("jumpy", 60)
+    watcher.wait_value("vol", 60)
+    watcher.wait_value("jumpy", 60)
+
+    # Below the value: ignored, and every page sees where the hardware is.
+    peer.send(cc(1, 7, 10), cc(1, 7, 20), cc(1, 7, 30))
+    watcher.wait_event("midi ghost", lambda p: p["who"] == "vol" and p["data"] == 24)
+    assert rig.values()["vol"] == 60
+    ghosts = [p["data"] for p in watcher.of("midi ghost") if p["who"] == "vol"]
+    assert ghosts == sorted(ghosts) and ghosts[-1] == 24 and set(ghosts) <= {8, 16, 24}
+    assert watcher.of("midi ghost")[-1]["ghosts"] == {"vol": 24}
+    browser.wait_event("midi ghost", lambda p: p["ghosts"] == {"vol": 24})
+    assert [p for p in watcher.of("update value") if p["who"] == "vol"] == [{"who": "vol", "data": 60}]
+
+    # Crossing it: picked up, the ghost goes, and the fader is followed.
+    peer.send(cc(1, 7, 90))  # 70.9 of 100: past 60
+    watcher.wait_value("vol", 71)
+    watcher.wait_event("midi ghost", lambda p: p["who"] == "vol" and p["data"] is None and p["ghosts"] == {})
+    peer.send(cc(1, 7, 50))
+    watcher.wait_value("vol", 39)
+
+    # Set elsewhere again (HTTP this time): the ghost is back at once, where the fader was left.
+    assert rig.server.put_json("/api/values/vol", {"value": 80})[0] == 200
+    watcher.wait_event("midi ghost", lambda p: p["ghosts"] == {"vol": 39})
+
+    # "jump" follows at once, with no ghost.
+    peer.send(cc(1, 8, 10))
+    watcher.wait_value("jumpy", 8)
+    assert all(p["who"] != "jumpy" for p in watcher.of("midi ghost"))
+
+    # Untouched since start: where the fader is, nobody knows; it is picked up within one step.
+    peer.send(cc(1, 10, 127), cc(1, 10, 66))  # 100, then 52: both above 50, no crossing
+    watcher.wait_event("midi ghost", lambda p: p["who"] == "start" and p["data"] == 52)
+    assert rig.values()["start"] == 50
+    peer.send(cc(1, 10, 65))  # 51: one step from 50
+    watcher.wait_value("start", 51)
+    peer.send(cc(1, 10, 30))
+    watcher.wait_value("start", 24)
+
+
+# -- the page --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[Pages]:
+    opened = Pages(browser)
+    yield opened
+    opened.close()
+    assert [url for url in opened.requests if not is_loopback(url)] == []
+
+
+def test_the_page_learns_shows_the_binding_and_draws_the_ghost(
+    jack: JackServer,
+    peer: MidiPeer,
+    tmp_path: Path,
+    bridge_factory: Start,
+    client_factory: Connect,
+    pages: Pages,
+) -> None:
+    controls = LEARN_TOML.replace('max = 100\nstep = 1\ntakeover = "jump"\n', "max = 100\nstep = 1\n", 1)
+    rig = Rig(jack, peer, tmp_path, bridge_factory, controls)
+    page = pages.open(rig.server.url)
+    tile = page.locator('[data-control="fader1"]')
+    expect(page.locator('[data-control="fader2"] .midi-bind')).to_have_text("CC 20 ch 1")
+    expect(tile.locator(".midi-bind")).to_have_count(0)
+
+    page.locator("#learn-toggle").click()
+    expect(page.locator("#learn-note")).to_contain_text("Tap a control")
+    tile.click()  # picks the tile; the fader under the pointer does not move
+    expect(tile).to_have_attribute("data-learning", "true")
+    expect(page.locator("#learn-note")).to_contain_text("Fader 1: move a knob, fader or pad")
+    peer.send(cc(1, 70, 100))  # CC 70 is never half of a pair: bound at once
+    expect(tile.locator(".midi-bind")).to_have_text("CC 70 ch 1")
+    expect(page.locator("#learn-note")).to_contain_text("Fader 1: CC 70 ch 1")
+    expect(tile).not_to_have_attribute("data-learning", "true")
+    assert rig.values()["fader1"] == 0
+    page.locator("#learn-toggle").click()
+    expect(page.locator("#learn-note")).to_be_hidden()
+
+    # Learned on a CC, fader1 picks values up: set elsewhere, the hardware's place shows as a ghost.
+    client = client_factory(rig.server.url)
+    client.send("fader1", 80)
+    page.wait_for_function("document.getElementById('fader1').valueAsNumber === 80")
+    peer.send(cc(1, 70, 10))  # 7.9 of 100: far below 80
+    expect(tile.locator(".ghost")).to_have_count(1)
+    expect(tile).to_have_attribute("data-ghost", "8")
+    ghost, fader = tile.locator(".ghost").bounding_box(), page.locator("#fader1").bounding_box()
+    assert ghost is not None and fader is not None
+    assert fader["x"] <= ghost["x"] < fader["x"] + fader["width"] * 0.2  # near the fader's left end
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "learn-ghost.png"))
+    peer.send(cc(1, 70, 120))  # past 80: picked up, the ghost goes
+    expect(tile.locator(".ghost")).to_have_count(0)
+    page.wait_for_function("document.getElementById('fader1').valueAsNumber === 94")

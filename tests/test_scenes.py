@@ -1,0 +1,525 @@
+"""Scenes end to end: HTTP, OSC (liblo's oscsend, a python-osc listener) and Socket.IO against a real server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from bridge.config import load_config
+from bridge.errors import ConfigError
+from bridge.hub import Hub
+from bridge.model import Origin
+from bridge.scenes import Scenes
+from tests.browser import Pages, hooks, is_loopback, launch, wait_shows
+from tests.helpers import DEADLINE, BridgeProcess, free_port, wait_until, write_config
+from tests.osc_tools import OscPeer, oscsend
+
+Start = Callable[..., BridgeProcess]
+
+SCENE_CONTROLS = """
+[[controls]]
+id = "fine"
+type = "range"
+label = "Fine"
+min = -1.0
+max = 1.0
+value = 0.0
+
+[[controls]]
+id = "level"
+type = "range"
+label = "Level"
+min = 0
+max = 100
+step = 1
+value = 0
+
+[[controls]]
+id = "toggle1"
+type = "toggle"
+label = "Toggle"
+
+[[controls]]
+id = "txt1"
+type = "text"
+label = "Cue"
+value = ""
+
+[[controls]]
+id = "master"
+type = "range"
+label = "Master"
+min = 0
+max = 1
+value = 0.5
+scene = false
+"""
+
+OLD_CONTROL = """
+[[controls]]
+id = "old"
+type = "range"
+label = "Old"
+min = 0
+max = 10
+step = 1
+value = 3
+"""
+
+
+# -- tools -------------------------------------------------------------------------
+
+
+def call(
+    proc: BridgeProcess, method: str, path: str, body: object = None, raw: bytes | None = None, key: str | None = None
+) -> tuple[int, Any]:
+    """One HTTP request; the status and the decoded JSON answer, errors included."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(proc.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def put_values(proc: BridgeProcess, **values: object) -> None:
+    for cid, value in values.items():
+        status, body = call(proc, "PUT", f"/api/values/{cid}", {"value": value})
+        assert status == 200, body
+
+
+def values(proc: BridgeProcess) -> dict[str, Any]:
+    return dict(proc.get_json("/api/values"))
+
+
+class Peer:
+    """A real python-socketio client that records value updates and scene events, in order."""
+
+    def __init__(self, url: str, key: str | None = None) -> None:
+        self.sio = socketio.Client(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+        for name in ("update value", "snapshot", "scenes"):
+            self.sio.on(name, self._recorder(name))
+        self.sio.connect(url, auth={"key": key} if key else None, wait_timeout=10)
+
+    def _recorder(self, name: str) -> Callable[[Any], None]:
+        def record(data: Any = None) -> None:
+            with self._lock:
+                self.events.append((name, data))
+
+        return record
+
+    def copy(self) -> list[tuple[str, Any]]:
+        with self._lock:
+            return list(self.events)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+
+    def series(self, who: str) -> list[Any]:
+        """Every value ``who`` was updated to, oldest first."""
+        return [data["data"] for name, data in self.copy() if name == "update value" and data["who"] == who]
+
+    def latest(self, who: str) -> Any:
+        found = self.series(who)
+        return found[-1] if found else None
+
+    def wait_value(self, who: str, value: Any) -> None:
+        wait_until(lambda: self.latest(who) == value, what=f"{who} == {value!r} at a socket client")
+
+    def scenes(self) -> list[Any]:
+        return [data for name, data in self.copy() if name == "scenes"]
+
+    def ask(self, event: str, payload: object) -> Any:
+        return self.sio.call(event, payload, timeout=DEADLINE)
+
+    def close(self) -> None:
+        self.sio.disconnect()
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[..., Peer]]:
+    made: list[Peer] = []
+
+    def connect(url: str, key: str | None = None) -> Peer:
+        peer = Peer(url, key)
+        made.append(peer)
+        return peer
+
+    yield connect
+    closers = [threading.Thread(target=peer.close) for peer in made]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join()
+
+
+@pytest.fixture
+def osc_peer() -> Iterator[OscPeer]:
+    peer = OscPeer()
+    yield peer
+    peer.close()
+
+
+def scene_config(folder: Path, extra: str = "", controls: str = SCENE_CONTROLS) -> Path:
+    return write_config(folder, extra=extra, controls=controls)
+
+
+def osc_config(folder: Path, peer: OscPeer) -> tuple[Path, int]:
+    port = free_port(socket.SOCK_DGRAM)
+    extra = f'[osc]\nlisten = "127.0.0.1:{port}"\ntargets = ["127.0.0.1:{peer.port}"]\n'
+    return scene_config(folder, extra), port
+
+
+def monotone(series: list[float]) -> bool:
+    return all(a <= b for a, b in zip(series, series[1:], strict=False))
+
+
+# -- HTTP --------------------------------------------------------------------------
+
+
+def test_scenes_over_http_save_list_recall_delete(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory(scene_config(tmp_path))
+    assert call(proc, "GET", "/api/scenes") == (200, {"scenes": {}})
+    put_values(proc, fine=0.25, level=40, toggle1=1, txt1="act one")
+
+    status, saved = call(proc, "PUT", "/api/scenes/Act%201")
+    assert status == 200 and saved["name"] == "Act 1"
+    assert saved["values"] == {"fine": 0.25, "level": 40, "toggle1": 1, "txt1": "act one"}  # no master
+
+    put_values(proc, fine=-0.5, level=7, toggle1=0, txt1="elsewhere", master=0.9)
+    status, done = call(proc, "POST", "/api/scenes/Act%201/recall")
+    assert status == 200
+    assert done == {"scene": "Act 1", "fade": 0.0, "recalled": ["fine", "level", "toggle1", "txt1"], "skipped": []}
+    # Without a fade the values are in place when the answer comes.
+    assert values(proc) == {"fine": 0.25, "level": 40, "toggle1": 1, "txt1": "act one", "master": 0.9}
+
+    listed = call(proc, "GET", "/api/scenes")[1]["scenes"]
+    assert list(listed) == ["Act 1"] and listed["Act 1"]["values"]["level"] == 40
+    assert call(proc, "GET", "/api/scenes/Act%201")[1]["values"]["txt1"] == "act one"
+
+    # Clear refusals, nothing applied.
+    assert call(proc, "POST", "/api/scenes/nope/recall")[0] == 404
+    assert call(proc, "GET", "/api/scenes/nope")[0] == 404
+    for fade in (-1, "2", True, 601, None, [1]):
+        status, body = call(proc, "POST", "/api/scenes/Act%201/recall", {"fade": fade})
+        assert status == 400 and "fade" in body["error"], (fade, body)
+    status, body = call(proc, "POST", "/api/scenes/Act%201/recall", raw=b"[1, 2]")
+    assert status == 400 and "fade" in body["error"]
+    status, body = call(proc, "POST", "/api/scenes/Act%201/recall", raw=b"NaN")
+    assert status == 400
+    for bad in ("%20lead", "x" * 65, "tab%09in"):
+        status, body = call(proc, "PUT", f"/api/scenes/{bad}")
+        assert status == 400 and "scene name" in body["error"], (bad, body)
+    assert list(call(proc, "GET", "/api/scenes")[1]["scenes"]) == ["Act 1"]
+
+    assert call(proc, "DELETE", "/api/scenes/Act%201") == (200, {"deleted": "Act 1"})
+    assert call(proc, "DELETE", "/api/scenes/Act%201")[0] == 404
+    assert call(proc, "GET", "/api/scenes") == (200, {"scenes": {}})
+
+
+def test_a_viewer_sees_scenes_but_cannot_save_or_recall(tmp_path: Path, bridge_factory: Start, peers: Any) -> None:
+    key, viewer = "control-key-1", "viewer-key-1"
+    proc = bridge_factory(scene_config(tmp_path, f'key = "{key}"\nviewer_key = "{viewer}"\n'))
+    assert call(proc, "PUT", "/api/scenes/A", key=key)[0] == 200
+    assert call(proc, "PUT", "/api/scenes/B", key=viewer)[0] == 403
+    assert call(proc, "POST", "/api/scenes/A/recall", key=viewer)[0] == 403
+    assert call(proc, "DELETE", "/api/scenes/A", key=viewer)[0] == 403
+    assert call(proc, "GET", "/api/scenes")[0] == 401
+    assert list(call(proc, "GET", "/api/scenes", key=viewer)[1]["scenes"]) == ["A"]
+    watcher = peers(proc.url, viewer)
+    refused = watcher.ask("scene save", {"name": "B"})
+    assert refused["ok"] is False and refused["error"].startswith("read-only")
+    assert watcher.ask("scene recall", {"name": "A", "fade": 0})["ok"] is False
+    assert list(call(proc, "GET", "/api/scenes", key=key)[1]["scenes"]) == ["A"]
+    assert call(proc, "POST", "/api/scenes/A/recall", key=key)[0] == 200
+
+
+# -- Fades -------------------------------------------------------------------------
+
+
+def test_a_one_second_fade_is_smooth_at_a_socket_client_and_an_osc_listener(
+    tmp_path: Path, bridge_factory: Start, peers: Any, osc_peer: OscPeer
+) -> None:
+    config, _ = osc_config(tmp_path, osc_peer)
+    proc = bridge_factory(config)
+    put_values(proc, fine=0.8, level=100, toggle1=1, txt1="act two")
+    assert call(proc, "PUT", "/api/scenes/Bright")[0] == 200
+    put_values(proc, fine=-1.0, level=0, toggle1=0, txt1="act one")
+    osc_peer.wait_for("/txt1", lambda args: args == ["act one"])
+    watcher = peers(proc.url)
+    watcher.clear()
+    with osc_peer._lock:
+        osc_peer.received.clear()
+
+    status, done = call(proc, "POST", "/api/scenes/Bright/recall", {"fade": 1})
+    assert status == 200 and done["fade"] == 1.0 and done["skipped"] == []
+    watcher.wait_value("fine", 0.8)
+    watcher.wait_value("level", 100)
+    osc_peer.wait_for("/fine", lambda args: args == [pytest.approx(0.8)])
+    osc_peer.wait_for("/level", lambda args: args == [100.0])
+
+    # At the socket client: a monotone series ending exactly on the scene's values.
+    fine = watcher.series("fine")
+    level = watcher.series("level")
+    assert monotone(fine) and fine[-1] == 0.8, fine
+    assert monotone(level) and level[-1] == 100, level
+    assert len([v for v in fine if -1.0 < v < 0.8]) >= 10, fine
+    # At the OSC listener: the same, one message per step (float32 on the wire).
+    osc_fine = [args[0] for args in osc_peer.got("/fine")]
+    osc_level = [args[0] for args in osc_peer.got("/level")]
+    assert monotone(osc_fine) and osc_fine[-1] == pytest.approx(0.8, abs=1e-7), osc_fine
+    assert monotone(osc_level) and osc_level[-1] == 100.0, osc_level
+    assert len({v for v in osc_fine if -1.0 < v < 0.79}) >= 40, f"{len(osc_fine)} steps: {osc_fine}"
+    assert values(proc)["fine"] == 0.8  # stored exactly, not a near sum
+
+    # Toggles and text switched at the start: before the first step of the fade, everywhere.
+    order = [data["who"] for name, data in watcher.copy() if name == "update value"]
+    assert order.index("toggle1") < order.index("fine") and order.index("txt1") < order.index("fine")
+    assert watcher.latest("toggle1") == 1 and watcher.latest("txt1") == "act two"
+    with osc_peer._lock:
+        addresses = [address for address, _ in osc_peer.received]
+    assert addresses.index("/toggle1") < addresses.index("/fine") and addresses.index("/txt1") < addresses.index(
+        "/fine"
+    )
+
+
+def test_a_change_during_a_fade_takes_that_control_out_of_it(
+    tmp_path: Path, bridge_factory: Start, peers: Any, osc_peer: OscPeer
+) -> None:
+    config, _ = osc_config(tmp_path, osc_peer)
+    proc = bridge_factory(config)
+    put_values(proc, fine=1.0, level=100)
+    assert call(proc, "PUT", "/api/scenes/Up")[0] == 200
+    put_values(proc, fine=-1.0, level=0)
+    watcher, performer = peers(proc.url), peers(proc.url)
+    watcher.clear()
+
+    assert call(proc, "POST", "/api/scenes/Up/recall", {"fade": 3})[0] == 200
+    # Mid-fade (both controls on their way up), a performer grabs "level".
+    wait_until(lambda: any(-0.9 < v < 0.5 for v in watcher.series("fine")), what="the fade under way")
+    wait_until(lambda: any(0 < v < 50 for v in watcher.series("level")), what="level fading too")
+    performer.sio.emit("value changed", {"who": "level", "data": 12})
+    # The rest of the fade goes on to its end; "level" stays where the performer put it.
+    watcher.wait_value("fine", 1.0)
+    assert values(proc)["level"] == 12
+    assert watcher.latest("level") == 12
+    osc_peer.wait_for("/fine", lambda args: args == [1.0])
+    assert osc_peer.got("/level")[-1] == [12.0]
+    assert call(proc, "GET", "/healthz")[1]["adapters"]["scenes"]["fading"] is None
+
+
+def test_a_control_with_scene_false_is_never_touched(tmp_path: Path, bridge_factory: Start, peers: Any) -> None:
+    proc = bridge_factory(scene_config(tmp_path))
+    put_values(proc, master=0.2, fine=0.5)
+    saved = call(proc, "PUT", "/api/scenes/S")[1]
+    assert "master" not in saved["values"]
+    put_values(proc, master=0.9, fine=-0.5)
+    watcher = peers(proc.url)
+    watcher.clear()
+    assert call(proc, "POST", "/api/scenes/S/recall", {"fade": 0.3})[1]["recalled"] == [
+        "fine",
+        "level",
+        "toggle1",
+        "txt1",
+    ]
+    watcher.wait_value("fine", 0.5)
+    assert values(proc)["master"] == 0.9 and watcher.series("master") == []
+
+
+def test_a_fade_step_that_crosses_a_change_from_elsewhere_is_undone(tmp_path: Path) -> None:
+    """The hub in-process: a step computed before a performer's change but stored after it."""
+    hub = Hub(load_config(scene_config(tmp_path)).controls)
+    scenes = Scenes(hub, None)
+    hub.add_adapter(scenes)
+    scenes.start()
+    try:
+        hub.set("level", 100, Origin("http"))
+        hub.set("fine", 1.0, Origin("http"))
+        scenes.save("Up")
+        hub.set("level", 0, Origin("http"))
+        hub.set("fine", -1.0, Origin("http"))
+        scenes.recall("Up", 30)  # "fine" keeps the fade going throughout
+        hub.set("level", 12, Origin("web", "performer"))  # takes "level" out of the fade
+        hub.set("level", 40, Origin("scene", "Up"))  # the step that was already on its way
+        wait_until(lambda: hub.get("level") == 12, what="the performer's value put back")
+        hub.set("level", 13, Origin("web", "performer"))
+        hub.set("level", 41, Origin("scene", "Up"))
+        hub.set("level", 14, Origin("osc", "desk"))  # a newer change, stored after the step: nothing to undo
+        for _ in range(2):
+            before = hub.get("fine")
+            wait_until(lambda before=before: hub.get("fine") != before, what="a step of the fade")
+        assert hub.get("level") == 14 and scenes.describe()["fading"] == "Up"
+    finally:
+        scenes.stop()
+
+
+# -- Files -------------------------------------------------------------------------
+
+
+def test_restart_keeps_scenes_and_a_stale_scene_recalls_the_rest(tmp_path: Path, bridge_factory: Start) -> None:
+    config = scene_config(tmp_path, controls=SCENE_CONTROLS + OLD_CONTROL)
+    first = bridge_factory(config)
+    put_values(first, fine=0.5, level=60, old=8)
+    assert call(first, "PUT", "/api/scenes/Full")[0] == 200
+    assert first.stop() == 0
+    scenes_file = tmp_path / "state.scenes.json"
+    assert json.loads(scenes_file.read_text(encoding="utf-8"))["scenes"]["Full"]["values"]["old"] == 8
+
+    # The same show without "old", and with "master" written into the scene by an older version.
+    scene_config(tmp_path)
+    data = json.loads(scenes_file.read_text(encoding="utf-8"))
+    data["scenes"]["Full"]["values"]["master"] = 0.0
+    scenes_file.write_text(json.dumps(data), encoding="utf-8")
+    second = bridge_factory(config)
+    assert list(call(second, "GET", "/api/scenes")[1]["scenes"]) == ["Full"]
+    put_values(second, fine=0.0, level=0, master=0.7)
+    status, done = call(second, "POST", "/api/scenes/Full/recall")
+    assert status == 200 and done["skipped"] == ["old"]
+    assert done["recalled"] == ["fine", "level", "toggle1", "txt1"]
+    now = values(second)
+    assert now["fine"] == 0.5 and now["level"] == 60 and now["master"] == 0.7
+    assert "skipped old" in second.output()
+
+
+def test_a_corrupt_scenes_file_is_moved_aside(tmp_path: Path, bridge_factory: Start) -> None:
+    config = scene_config(tmp_path)
+    (tmp_path / "state.scenes.json").write_text('{"scenes": {"A": ', encoding="utf-8")
+    proc = bridge_factory(config)
+    assert call(proc, "GET", "/api/scenes") == (200, {"scenes": {}})
+    assert len(list(tmp_path.glob("state.scenes.json.corrupt-*"))) == 1
+    assert "scenes file" in proc.output() and "corrupt" in proc.output()
+    assert call(proc, "PUT", "/api/scenes/A")[0] == 200
+    assert "A" in json.loads((tmp_path / "state.scenes.json").read_text(encoding="utf-8"))["scenes"]
+
+
+# -- OSC and Socket.IO ---------------------------------------------------------------
+
+
+def test_scenes_over_osc(tmp_path: Path, bridge_factory: Start, osc_peer: OscPeer) -> None:
+    config, port = osc_config(tmp_path, osc_peer)
+    proc = bridge_factory(config)
+    put_values(proc, fine=0.3, level=30, txt1="from the desk")
+    oscsend(port, "/bridge/scene/save", "s", "Desk cue")
+    wait_until(lambda: "Desk cue" in call(proc, "GET", "/api/scenes")[1]["scenes"], what="the scene saved over OSC")
+    put_values(proc, fine=-0.3, level=3, txt1="")
+
+    oscsend(port, "/bridge/scene/recall", "sf", "Desk cue", 0.4)
+    osc_peer.wait_for("/fine", lambda args: args == [pytest.approx(0.3)])
+    wait_until(lambda: values(proc)["level"] == 30, what="the fade over OSC to end")
+    steps = [args[0] for args in osc_peer.got("/level")]
+    assert len([v for v in steps if 3 < v < 30]) >= 5, steps  # faded, not jumped
+    assert values(proc)["txt1"] == "from the desk"
+
+    put_values(proc, level=1)
+    oscsend(port, "/bridge/scene/recall", "s", "Desk cue")  # no fade: at once
+    wait_until(lambda: values(proc)["level"] == 30, what="the instant recall over OSC")
+    oscsend(port, "/bridge/scene/recall", "si", "nope", 1)
+    oscsend(port, "/bridge/scene/save", "s", "bad/name")
+    wait_until(lambda: "unknown scene 'nope'" in proc.output(), what="the unknown scene logged")
+    wait_until(lambda: "scene name" in proc.output(), what="the bad name logged")
+    assert list(call(proc, "GET", "/api/scenes")[1]["scenes"]) == ["Desk cue"]
+
+
+def test_socket_io_save_and_recall_and_every_page_hears_of_it(
+    tmp_path: Path, bridge_factory: Start, peers: Any
+) -> None:
+    proc = bridge_factory(scene_config(tmp_path))
+    a, b = peers(proc.url), peers(proc.url)
+    wait_until(lambda: b.scenes(), what="the scene list on connect")
+    assert b.scenes()[-1] == {"names": [], "recalled": None}
+    put_values(proc, level=77)
+
+    assert a.ask("scene save", {"name": "Verse"}) == {"ok": True, "scene": "Verse", "count": 4}
+    wait_until(lambda: b.scenes()[-1]["names"] == ["Verse"], what="the new scene at the other client")
+    put_values(proc, level=5)
+    answer = a.ask("scene recall", {"name": "Verse", "fade": 0})
+    assert answer["ok"] is True and answer["recalled"] == ["fine", "level", "toggle1", "txt1"]
+    b.wait_value("level", 77)
+    wait_until(lambda: (b.scenes()[-1]["recalled"] or {}).get("scene") == "Verse", what="the recall announced")
+
+    late = peers(proc.url)  # a page that joins later gets the list at once
+    wait_until(lambda: late.scenes(), what="the scene list for a late joiner")
+    assert late.scenes()[-1]["names"] == ["Verse"] and late.scenes()[-1]["recalled"]["scene"] == "Verse"
+
+    assert a.ask("scene save", {"name": 5})["ok"] is False
+    assert a.ask("scene recall", {"name": "nope"}) == {"ok": False, "error": "unknown scene 'nope'"}
+    assert a.ask("scene recall", {"name": "Verse", "fade": "slow"})["ok"] is False
+
+
+# -- The page ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[Pages]:
+    opened = Pages(browser)
+    yield opened
+    opened.close()
+    outside = [url for url in opened.requests if not is_loopback(url)]
+    assert outside == [], f"requests beyond loopback: {outside}"
+
+
+def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    proc = bridge_factory(scene_config(tmp_path))
+    put_values(proc, fine=0.5, level=80)
+    a, b = pages.open(proc.url), pages.open(proc.url)
+    expect(a.locator("#scene-list")).to_have_text("No scenes yet")
+
+    a.locator("#scene-name").fill("Opening")
+    a.locator("#scene-name").press("Enter")
+    expect(a.locator("#scene-status")).to_have_text("Saved “Opening” (4 values)")
+    expect(b.locator("#scene-list button")).to_have_text(["Opening"])  # live on the other page
+    assert call(proc, "GET", "/api/scenes")[1]["scenes"]["Opening"]["values"]["level"] == 80
+
+    put_values(proc, fine=-0.5, level=0)
+    wait_shows(a, "level", 0)
+    b.locator("#scene-fade").fill("0.5")
+    b.locator("#scene-list button", has_text="Opening").click()
+    wait_shows(a, "level", 80)
+    wait_shows(a, "fine", 0.5)
+    steps = [event["data"] for event in hooks(a, "bridge:update", "level")]
+    assert len([v for v in steps if 0 < v < 80]) >= 3, steps  # A saw the fade, not a jump
+    for page in (a, b):
+        expect(page.locator("#scene-status")).to_have_text("Recalled “Opening” over 0.5 s")
+        expect(page.locator('#scene-list button[aria-current="true"]')).to_have_text("Opening")
+    b.locator("#scene-fade").fill("-2")
+    b.locator("#scene-list button", has_text="Opening").click()
+    expect(b.locator("#scene-status")).to_have_text("fade must be 0-600 seconds, got -2")
+    expect(b.locator("#scene-status")).to_have_class("scene-status bad")
+
+
+# -- Config ------------------------------------------------------------------------
+
+
+def test_scene_key_is_checked(tmp_path: Path) -> None:
+    config = load_config(scene_config(tmp_path))
+    assert [c.id for c in config.controls if not c.scene] == ["master"]
+    bad = SCENE_CONTROLS.replace("scene = false", 'scene = "no"')
+    with pytest.raises(ConfigError, match=r"controls\[4\] \(master\)\.scene: expected true or false"):
+        load_config(scene_config(tmp_path, controls=bad))
