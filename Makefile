@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
-DEB_PACKAGES := jackd2 liblo-tools chromium iproute2
+DEB_PACKAGES := jackd2 liblo-tools chromium iproute2 redis-server nginx
 # Commands each Debian package provides, to tell whether it is missing.
-DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare
+DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx
+# nginx lives in /usr/sbin, which a plain user's PATH may lack.
+export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: run test lint unit deps system-deps bench clean
+.PHONY: run test lint unit deps system-deps bench cluster clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,8 +40,8 @@ system-deps:
 deps: system-deps $(VENV)/.test-installed
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check bridge tests bench
-	$(VENV)/bin/ruff format --check bridge tests bench
+	$(VENV)/bin/ruff check bridge tests bench cluster
+	$(VENV)/bin/ruff format --check bridge tests bench cluster
 	$(VENV)/bin/mypy
 
 test: deps lint
@@ -51,6 +53,12 @@ unit: $(VENV)/.test-installed
 bench: deps
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench
+
+# Redis, nginx on 127.0.0.1:8080 and three bridge processes, until Ctrl-C (see the README).
+cluster: $(VENV)/.installed
+	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="redis-server nginx" DEB_COMMANDS="redis-server nginx"
+	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m cluster.run $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

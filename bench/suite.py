@@ -22,6 +22,7 @@ from typing import Any
 
 from pythonosc.osc_message import OscMessage
 
+from bench.cluster_bench import run_once as cluster_run_once
 from bench.common import (
     ROOT,
     Measured,
@@ -288,6 +289,9 @@ async def run_paths(quick: bool) -> dict[str, Result]:
     with Server("") as bridge:
         progress(f"scale {scale} clients, 10 changes/s [bridge]")
         results[f"scale {scale} clients, 10 changes/s [bridge]"] = await fanout(bridge, scale, 10, seconds, base)
+    per_process = 100 if quick else 500
+    progress(f"cluster 3 x {per_process} clients beside one process, 10 changes/s [bridge]")
+    results.update(await cluster_run_once(per_process, 3, 10, seconds * 2))
     return results
 
 

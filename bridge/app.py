@@ -84,6 +84,11 @@ class Bridge:
 
     def _transport_adapters(self) -> list[Adapter]:
         adapters: list[Adapter] = [self.web]
+        if self.config.cluster is not None:
+            # First: it joins the cluster at start, so every other adapter starts on its values.
+            from bridge.cluster import ClusterAdapter
+
+            adapters.insert(0, ClusterAdapter(self.hub, self.config.cluster))
         if self.state is not None:
             adapters.append(self.state)
         adapters.append(self.scenes)

@@ -6,6 +6,7 @@ what is expected, so that ``python -m bridge`` can print one line and exit 2.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import tomllib
@@ -71,6 +72,14 @@ class MidiConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several bridge processes sharing their values through one Redis."""
+
+    redis: str  # redis://host:port/db, rediss://... or unix:///path
+    name: str = "stage-bridge"  # key prefix: several shows can share one Redis
+
+
+@dataclass(frozen=True)
 class OscQueryConfig:
     """The OSCQuery server: HTTP and WebSocket on one port of its own."""
 
@@ -95,6 +104,7 @@ class Config:
     controls: tuple[Control, ...]
     osc: OscConfig | None = None
     midi: MidiConfig | None = None
+    cluster: ClusterConfig | None = None
     oscquery: OscQueryConfig | None = None
     discovery: DiscoveryConfig = DiscoveryConfig()
     views: tuple[View, ...] = ()
@@ -125,10 +135,11 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = _Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "controls", "views"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "views"})
     server = _server(reader, reader.table(data, "server"), path)
     osc = _osc(reader, data["osc"]) if "osc" in data else None
     midi = _midi(reader, reader.table(data, "midi")) if "midi" in data else None
+    cluster = _cluster(reader, reader.table(data, "cluster")) if "cluster" in data else None
     raw_controls = data.get("controls")
     if not isinstance(raw_controls, list) or not raw_controls:
         reader.fail("controls", "at least one [[controls]] table")
@@ -146,6 +157,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         oscquery=oscquery,
         discovery=discovery,
         views=views,
+        cluster=cluster,
     )
 
 
@@ -308,6 +320,19 @@ def _midi(reader: _Reader, table: dict[str, Any]) -> MidiConfig:
         output=reader.get(table, "output", "midi.output", str, MidiConfig.output),
         virtual=reader.get(table, "virtual", "midi.virtual", bool, MidiConfig.virtual),
     )
+
+
+def _cluster(reader: _Reader, table: dict[str, Any]) -> ClusterConfig:
+    reader.keys(table, "cluster", {"redis", "name"})
+    url = reader.get(table, "redis", "cluster.redis", str, None)
+    if url is None or not re.match(r"^(rediss?://[^\s]+|unix:///[^\s]+)$", url):
+        reader.fail("cluster.redis", f'expected a Redis URL such as "redis://127.0.0.1:6379/0", got {url!r}')
+    name = reader.get(table, "name", "cluster.name", str, ClusterConfig.name)
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+        reader.fail("cluster.name", f"expected 1-64 letters, digits, _, . or -, got {name!r}")
+    if importlib.util.find_spec("redis") is None:
+        reader.fail("cluster", "needs the Python package redis: pip install 'stage-bridge[cluster]'")
+    return ClusterConfig(redis=url, name=name)
 
 
 def _oscquery(reader: _Reader, table: dict[str, Any], server: ServerConfig, osc: OscConfig | None) -> OscQueryConfig:

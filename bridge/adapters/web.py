@@ -21,6 +21,7 @@ from flask_socketio import SocketIO, emit
 from werkzeug.wrappers import Response as BaseResponse
 
 from bridge.auth import COOKIE, Access, Role
+from bridge.crossing import Crossings
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Origin, Value
@@ -88,6 +89,9 @@ class WebAdapter:
         self._out_lock = threading.Lock()
         self._out_ready = threading.Event()
         self.coalesced = 0
+        # Changes that may have crossed an update on the wire (see bridge.crossing).
+        self._crossings = Crossings()
+        self._cross_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the thread that sends held-back values to clients that caught up."""
@@ -112,6 +116,7 @@ class WebAdapter:
                 "behind": len(self._held),
                 "coalesced": self.coalesced,
                 "throttled": self.throttled,
+                "confirmed": self._crossings.confirmed,
                 "keys": self.access.enabled,
             }
 
@@ -143,6 +148,8 @@ class WebAdapter:
         cid, value = change.control.id, change.value
         origin = change.origin.ident if change.origin.kind == "web" else None
         with self._lock:
+            with self._cross_lock:
+                self._crossings.broadcast(cid, origin)
             skip: list[str] = []
             for sid in self._clients:
                 if sid == origin:
@@ -188,10 +195,12 @@ class WebAdapter:
                     elif self._backlog(sid) < BACKLOG_LIMIT:
                         for cid, value in self._held.pop(sid).items():
                             self.socketio.emit("update value", {"who": cid, "data": value}, to=sid)
+                self._confirm()
             with self._in_lock:
                 due = self._due_input()
-                if not self._held and not self._held_in:
-                    self._wake.clear()
+                with self._cross_lock:  # a confirmation scheduled meanwhile keeps the loop awake
+                    if not self._held and not self._held_in and not self._crossings.pending:
+                        self._wake.clear()
                 # Applied under the lock of the way in: once a browser's held
                 # value is taken out, its next change (which would go straight
                 # through) waits for it, so an older value never lands last.
@@ -199,6 +208,18 @@ class WebAdapter:
                 for sid, who, data in due:
                     self._apply(sid, who, data)
             self._stopping.wait(FLUSH_INTERVAL)
+
+    def _confirm(self) -> None:
+        """Send the stored value to browsers whose change may have crossed another (under the lock,
+        so that no broadcast of a newer value can overtake it)."""
+        with self._cross_lock:
+            due = self._crossings.take_due(time.monotonic())
+        for sid, cid in due:
+            if sid in self._clients:
+                held = self._held.get(sid)
+                if held is not None:
+                    held.pop(cid, None)  # older than what goes now
+                self.socketio.emit("update value", {"who": cid, "data": self.hub.get(cid)}, to=sid)
 
     def _take_token(self, sid: str) -> bool:
         """Token bucket per browser: ``max_rate`` changes a second, bursts up to one second's worth."""
@@ -274,6 +295,8 @@ class WebAdapter:
             emit("snapshot", {"values": values})
             with self._lock:
                 self._clients.add(sid)
+                with self._cross_lock:
+                    self._crossings.joined(sid)
 
         self.hub.with_values(welcome)
         with self._pushed_lock:
@@ -287,6 +310,8 @@ class WebAdapter:
             self._clients.discard(sid)
             self._held.pop(sid, None)
             self._roles.pop(sid, None)
+        with self._cross_lock:
+            self._crossings.forget(sid)
         with self._in_lock:
             self._held_in.pop(sid, None)
             self._buckets.pop(sid, None)
@@ -341,6 +366,11 @@ class WebAdapter:
         except (UnknownControl, InvalidValue) as err:
             self._reject(sid, who, data, str(err))
             return
+        with self._cross_lock:
+            if self._crossings.changed(sid, applied.control.id, time.monotonic()):
+                self._wake.set()
+            if applied.adjusted:
+                self._crossings.told(sid, applied.control.id)
         if applied.adjusted:
             # Clamped or stepped: the sender shows something else; correct it.
             self.socketio.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)

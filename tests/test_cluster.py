@@ -1,0 +1,437 @@
+"""Several bridge processes sharing one Redis: real redis-server and nginx on loopback.
+
+Every test starts its own Redis (AOF, fsync every second, no snapshots, as
+the README asks of a show), its own bridge processes and, where it says so,
+its own nginx; all are stopped by their PIDs afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from bridge.cluster import ClusterAdapter
+from bridge.config import ClusterConfig, load_config
+from bridge.errors import ConfigError
+from bridge.hub import Hub
+from bridge.model import Origin
+from cluster.services import Nginx, RedisServer, executable
+from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, wait_until, write_config
+from tests.osc_tools import OscDump, oscsend
+from tests.views import ViewClient
+
+Start = Callable[..., BridgeProcess]
+
+
+def need(command: str) -> None:
+    """A missing system command skips the test, or fails it under CI."""
+    if executable(command) is None:
+        message = f"{command} not installed (apt-get install redis-server nginx)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    need("redis-server")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Any]]:
+    """Socket.IO clients (plain or ViewClient), all closed side by side afterwards."""
+    made: list[Client] = []
+
+    def connect(url: str, kind: type[Client] = ViewClient) -> Any:
+        client = kind(url)
+        made.append(client)
+        return client
+
+    yield connect
+    closers = [threading.Thread(target=c.close) for c in made]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join()
+
+
+def member_config(folder: Path, redis_url: str, extra: str = "", controls: str = CONTROLS_TOML) -> Path:
+    """A process's own config (and folder): the cluster table, no state file (Redis is the store)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_config(folder, extra=f'[cluster]\nredis = "{redis_url}"\n{extra}', controls=controls, state_file="")
+
+
+def start_processes(start: Start, configs: list[Path]) -> list[BridgeProcess]:
+    """Start them side by side, then wait for each."""
+    procs = [start(config, wait=False) for config in configs]
+    for proc in procs:
+        proc.wait_ready()
+    return procs
+
+
+def cluster_status(proc: BridgeProcess) -> dict[str, Any]:
+    status: dict[str, Any] = proc.get_json("/healthz")["adapters"]["cluster"]
+    return status
+
+
+def test_a_change_reaches_every_process_but_not_its_sender_and_osc_goes_both_ways(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    need("oscdump")
+    dump = OscDump()
+    try:
+        osc_port = free_port(socket.SOCK_DGRAM)
+        hardware = f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = ["127.0.0.1:{dump.port}"]\n'
+        p1, p2, p3 = start_processes(
+            bridge_factory,
+            [
+                member_config(tmp_path / "p1", redis_server.url, hardware),
+                member_config(tmp_path / "p2", redis_server.url),
+                member_config(tmp_path / "p3", redis_server.url),
+            ],
+        )
+        a, a2, b, c = clients(p1.url), clients(p1.url), clients(p2.url), clients(p3.url)
+        for client in (a, a2, b, c):
+            client.wait_event("snapshot")
+
+        a.send("slider1", 40)
+        for client in (a2, b, c):
+            client.wait_value("slider1", 40)
+
+        # A browser on process 3 moves a fader: the desk behind process 1's OSC hears it.
+        c.send("slider2", 9)
+        dump.wait_for("/slider2 f 9.000000")
+        a.wait_value("slider2", 9)
+
+        # The desk sends to process 1: browsers on all three show it.
+        oscsend(osc_port, "/txt1", "s", "from the desk")
+        for client in (a, a2, b, c):
+            client.wait_value("txt1", "from the desk")
+
+        # A marker sent last: once it is everywhere, an echo to a sender would have arrived.
+        b.send("toggle1", 1)
+        for client in (a, c):
+            client.wait_value("toggle1", 1)
+        assert [u for u in a.of("update value") if u["who"] == "slider1"] == []
+        assert [u for u in c.of("update value") if u["who"] == "slider2"] == []
+        assert {p.get_json("/api/values")["slider1"] for p in (p1, p2, p3)} == {40}
+        # Each process counts the others from their heartbeats, once a second.
+        wait_until(lambda: all(cluster_status(p)["members"] == 3 for p in (p1, p2, p3)), what="3 members seen")
+    finally:
+        dump.close()
+
+
+def test_a_late_process_starts_from_the_current_values(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    first = bridge_factory(member_config(tmp_path / "p1", redis_server.url))
+    assert first.put_json("/api/values/slider1", {"value": 12}) == (200, {"id": "slider1", "value": 12})
+    assert first.put_json("/api/values/txt1", {"value": "cue 7"})[0] == 200
+    late = bridge_factory(member_config(tmp_path / "p2", redis_server.url))
+    values = late.get_json("/api/values")
+    assert (values["slider1"], values["txt1"]) == (12, "cue 7")
+    snapshot = clients(late.url).wait_event("snapshot")["values"]
+    assert (snapshot["slider1"], snapshot["txt1"]) == (12, "cue 7")
+
+
+def test_a_process_with_other_controls_refuses_to_join_until_the_others_are_gone(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    running = bridge_factory(member_config(tmp_path / "p1", redis_server.url))
+    other_controls = CONTROLS_TOML.replace("max = 50", "max = 100", 1)
+    other = member_config(tmp_path / "p2", redis_server.url, controls=other_controls)
+    refused = bridge_factory(other, wait=False)
+    assert refused.proc is not None
+    assert refused.proc.wait(timeout=30) == 1
+    lines = [line for line in refused.output().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "controls differ" in lines[0] and "1 process(es) running" in lines[0]
+
+    # Labels, groups and OSC addresses may differ: only ids, types and ranges must agree.
+    relabelled = CONTROLS_TOML.replace('label = "Slider 1"', 'label = "Lead vocal"')
+    joined = bridge_factory(member_config(tmp_path / "p3", redis_server.url, controls=relabelled))
+    assert cluster_status(joined)["state"] == "joined"
+
+    # Once every process of the old show has stopped, the new controls take over.
+    assert running.stop() == 0
+    assert joined.stop() == 0
+    took_over = bridge_factory(other)
+    assert took_over.get_json("/api/values")["slider1"] == 25
+    assert "values reset from this config" in took_over.output()
+
+
+def test_through_nginx_fifty_clients_stay_in_sync_and_survive_a_killed_process(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    need("nginx")
+    procs = start_processes(bridge_factory, [member_config(tmp_path / f"p{i}", redis_server.url) for i in range(3)])
+    nginx = Nginx(tmp_path / "nginx", [p.port for p in procs]).start()
+    try:
+        made: list[Client] = []
+        lock = threading.Lock()
+
+        def join() -> None:
+            client = clients(nginx.url, Client)
+            with lock:
+                made.append(client)
+
+        joiners = [threading.Thread(target=join) for _ in range(50)]
+        for joiner in joiners:
+            joiner.start()
+        for joiner in joiners:
+            joiner.join()
+        assert len(made) == 50
+        for client in made:
+            client.wait_event("snapshot")
+        spread = [p.get_json("/healthz")["adapters"]["web"]["clients"] for p in procs]
+        assert sum(spread) == 50 and all(spread), spread  # sticky, and spread over all three
+
+        for value in (33, 34):
+            assert nginx_put(nginx, "slider1", value) == 200
+            for client in made:
+                client.wait_value("slider1", value)
+
+        victim = max(procs, key=lambda p: p.get_json("/healthz")["adapters"]["web"]["clients"])
+        survivors = [p for p in procs if p is not victim]
+        moved = victim.get_json("/healthz")["adapters"]["web"]["clients"]
+        victim.kill()
+        assert survivors[0].put_json("/api/values/txt1", {"value": "while they moved"})[0] == 200
+        assert nginx_put(nginx, "slider1", 44) == 200
+
+        def all_back() -> bool:
+            return sum(p.get_json("/healthz")["adapters"]["web"]["clients"] for p in survivors) == 50
+
+        wait_until(all_back, timeout=30, what="every client reconnected through nginx")
+        for client in made:
+            client.wait_value("slider1", 44)
+            client.wait_value("txt1", "while they moved")
+        reconnected = [c for c in made if len(c.of("snapshot")) >= 2]
+        assert len(reconnected) == moved
+    finally:
+        nginx.stop()
+
+
+def nginx_put(nginx: Nginx, control: str, value: object) -> int:
+    """PUT a value through nginx, to whichever process it picks; the status."""
+    body = json.dumps({"value": value}).encode()
+    request = urllib.request.Request(
+        f"{nginx.url}/api/values/{control}", data=body, method="PUT", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_value(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    procs = start_processes(bridge_factory, [member_config(tmp_path / f"p{i}", redis_server.url) for i in range(3)])
+    views: list[ViewClient] = [clients(p.url) for p in procs for _ in range(2)]
+    for view in views:
+        view.wait_event("snapshot")
+    # Acknowledged by Redis (the other processes learnt it from there), then Redis dies at once:
+    # within its one-second fsync window, so the process that wrote it must write it back.
+    assert procs[1].put_json("/api/values/fine", {"value": 0.25})[0] == 200
+    wait_until(lambda: all(p.get_json("/api/values")["fine"] == 0.25 for p in procs), what="fine everywhere")
+
+    stop = threading.Event()
+    last: dict[str, Any] = {}
+
+    def stream(view: ViewClient, control: str, make: Callable[[int], object]) -> None:
+        k = 0
+        while not stop.is_set():
+            last[control] = make(k)
+            view.send(control, last[control])
+            k += 1
+            stop.wait(0.005)
+
+    streams = [
+        threading.Thread(target=stream, args=(views[0], "slider1", lambda k: k % 51)),
+        threading.Thread(target=stream, args=(views[4], "txt1", lambda k: f"line {k}")),
+    ]
+    for thread in streams:
+        thread.start()
+    try:
+        wait_until(lambda: procs[2].get_json("/api/values")["txt1"] != "", what="the stream flowing")
+        redis_server.kill()
+        wait_until(lambda: all(cluster_status(p)["state"] == "down" for p in procs), what="every process sees it")
+        sent = len(views[0].of("sent"))
+        wait_until(lambda: len(views[0].of("sent")) > sent + 20, what="changes made while Redis is down")
+    finally:
+        stop.set()
+        for thread in streams:
+            thread.join()
+    redis_server.start()
+
+    def agreed() -> bool:
+        if not all(cluster_status(p)["state"] == "joined" for p in procs):
+            return False
+        values = [p.get_json("/api/values") for p in procs]
+        return all(v["slider1"] == last["slider1"] and v["txt1"] == last["txt1"] for v in values)
+
+    wait_until(agreed, timeout=30, what="every process on the last values sent")
+    for view in views:
+        wait_until(lambda v=view: v.shows("slider1") == last["slider1"] and v.shows("txt1") == last["txt1"])
+    stored = redis.Redis.from_url(redis_server.url, decode_responses=True).hgetall("stage-bridge:values")
+    assert stored["fine"] == "0.25" and stored["txt1"] == f'"{last["txt1"]}"'
+    assert all(cluster_status(p)["outages"] == 1 for p in procs)
+
+
+def test_redis_keeps_the_values_across_its_restart_with_no_process_running(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    first = bridge_factory(member_config(tmp_path / "p1", redis_server.url))
+    assert first.put_json("/api/values/slider2", {"value": 31})[0] == 200
+    assert first.stop() == 0
+    redis_server.stop()  # SIGTERM: Redis fsyncs its AOF on the way out
+    redis_server.start()
+    second = bridge_factory(member_config(tmp_path / "p2", redis_server.url))
+    assert second.get_json("/api/values")["slider2"] == 31
+
+
+def test_a_redis_that_lost_its_data_is_filled_again_by_the_processes(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    # What a machine crash within the fsync window, or a Redis without persistence, leaves behind.
+    procs = start_processes(bridge_factory, [member_config(tmp_path / f"p{i}", redis_server.url) for i in range(2)])
+    assert procs[0].put_json("/api/values/slider1", {"value": 17})[0] == 200
+    assert procs[1].put_json("/api/values/txt1", {"value": "kept"})[0] == 200
+    wait_until(lambda: all(p.get_json("/api/values")["txt1"] == "kept" for p in procs), what="txt1 everywhere")
+    redis_server.kill()
+    shutil.rmtree(redis_server.folder / "appendonlydir")
+    redis_server.start()
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+
+        def refilled() -> bool:
+            stored = store.hgetall("stage-bridge:values")
+            return stored.get("slider1") == "17" and stored.get("txt1") == '"kept"'
+
+        wait_until(refilled, timeout=30, what="Redis filled again from the processes")
+        wait_until(lambda: all(cluster_status(p)["state"] == "joined" for p in procs), what="both joined again")
+        assert all(p.get_json("/api/values")["slider1"] == 17 for p in procs)
+        assert any("Redis had lost" in p.output() for p in procs)
+    finally:
+        store.close()
+
+
+def test_two_processes_changing_one_control_from_many_clients_end_on_one_value(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    procs = start_processes(bridge_factory, [member_config(tmp_path / f"p{i}", redis_server.url) for i in range(2)])
+    senders: list[ViewClient] = [clients(p.url) for p in procs for _ in range(5)]
+    watchers: list[ViewClient] = [clients(p.url) for p in procs]
+    for view in (*senders, *watchers):
+        view.wait_event("snapshot")
+
+    def drag(view: ViewClient, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(30):
+            view.send("slider1", rng.randint(0, 50))
+
+    def one_value() -> Any:
+        values = {p.get_json("/api/values")["slider1"] for p in procs}
+        if len(values) != 1:
+            return None
+        (value,) = values
+        shown = {view.shows("slider1") for view in (*senders, *watchers)}
+        return shown == {value}
+
+    for round_ in range(3):
+        threads = [threading.Thread(target=drag, args=(view, 100 * round_ + i)) for i, view in enumerate(senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(one_value, what=f"both processes and every client on one slider1 (round {round_ + 1})")
+
+
+def test_two_hubs_settle_on_redis_order_round_after_round(tmp_path: Path, redis_server: RedisServer) -> None:
+    """The ordering rule itself, many times over: two processes' hubs in this process, one real Redis."""
+    controls = load_config(write_config(tmp_path)).controls
+    hubs = [Hub(controls) for _ in range(2)]
+    adapters = [ClusterAdapter(hub, ClusterConfig(redis_server.url)) for hub in hubs]
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    for hub, adapter in zip(hubs, adapters, strict=True):
+        hub.add_adapter(adapter)
+        adapter.start()
+    try:
+        for round_ in range(40):
+            barrier = threading.Barrier(4)
+
+            def drive(hub: Hub, seed: int, barrier: threading.Barrier = barrier) -> None:
+                rng = random.Random(seed)
+                barrier.wait()
+                for _ in range(8):
+                    hub.set("slider1", rng.randint(0, 50), Origin("web", f"s{seed}"))
+
+            threads = [threading.Thread(target=drive, args=(hubs[i % 2], 10 * round_ + i)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+            def settled() -> bool:
+                if any(a.describe()["queued"] or a.describe()["inflight"] for a in adapters):
+                    return False
+                stored = json.loads(store.hget("stage-bridge:values", "slider1") or "null")
+                return hubs[0].get("slider1") == hubs[1].get("slider1") == stored
+
+            wait_until(settled, what=f"both hubs on Redis's last write (round {round_ + 1})")
+    finally:
+        for adapter in adapters:
+            adapter.stop()
+        store.close()
+
+
+def test_start_fails_with_one_line_when_redis_is_unreachable(tmp_path: Path, bridge_factory: Start) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    proc = bridge_factory(member_config(tmp_path, nowhere), wait=False)
+    assert proc.proc is not None
+    assert proc.proc.wait(timeout=30) == 1
+    errors = [line for line in proc.output().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"cannot reach Redis at {nowhere}" in errors[0]
+
+
+def test_cluster_table_is_checked(tmp_path: Path) -> None:
+    bad = member_config(tmp_path, "http://127.0.0.1:6379")
+    with pytest.raises(ConfigError, match=r"cluster\.redis: expected a Redis URL"):
+        load_config(bad)
+    config = load_config(member_config(tmp_path, "redis://:secret@127.0.0.1:6379/2", 'name = "show-2"\n'))
+    assert config.cluster is not None and config.cluster.name == "show-2"
+
+
+def test_without_a_cluster_table_a_bridge_needs_no_redis(tmp_path: Path) -> None:
+    # The redis package made unimportable, as on a machine without the cluster extra.
+    plain, clustered = write_config(tmp_path), member_config(tmp_path / "c", "redis://127.0.0.1:6379/0")
+    script = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from bridge.app import Bridge\n"
+        "from bridge.config import load_config\n"
+        "from bridge.errors import ConfigError\n"
+        f"bridge = Bridge(load_config({str(plain)!r}))\n"
+        "print([a.name for a in bridge.hub.adapters], 'bridge.cluster' in sys.modules)\n"
+        "try:\n"
+        f"    load_config({str(clustered)!r})\n"
+        "except ConfigError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    first, second = out.stdout.splitlines()
+    assert first == "['web', 'state'] False"
+    assert second.endswith("cluster: needs the Python package redis: pip install 'stage-bridge[cluster]'")
