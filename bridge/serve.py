@@ -52,6 +52,35 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def xor_mask(payload: bytes | bytearray, mask: bytes) -> bytearray:
+    """``payload`` XORed with the 4-byte WebSocket ``mask`` repeated (RFC 6455, 5.3).
+
+    One big-integer XOR instead of a Python loop over every byte.
+    """
+    length = len(payload)
+    if length == 0:
+        return bytearray()
+    key = (bytes(mask) * (length // 4 + 1))[:length]
+    return bytearray((int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big"))
+
+
+def speed_up_gevent_websocket() -> None:
+    """Unmask browser frames in C speed instead of byte by byte.
+
+    gevent-websocket unmasks every incoming frame with a Python loop over its
+    bytes: about 4 us for a fader move and 70 us for a 1 kB text, a fifth of
+    what a flood of fader moves costs the server. Its UTF-8 check is sped
+    up the library's own way, by wsaccel (a dependency).
+    """
+    from geventwebsocket.websocket import Header
+
+    def mask_payload(self: Any, payload: bytes) -> bytearray:
+        return xor_mask(payload, self.mask)
+
+    Header.mask_payload = mask_payload
+    Header.unmask_payload = mask_payload
+
+
 class HttpServer:
     """Serves ``bridge.app`` on ``host:port`` with the process's server model."""
 
@@ -64,6 +93,8 @@ class HttpServer:
         if self.model == "gevent":
             from gevent import pywsgi
             from geventwebsocket.handler import WebSocketHandler
+
+            speed_up_gevent_websocket()
 
             self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=WebSocketHandler, log=None)
 

@@ -433,5 +433,5 @@ def test_without_a_cluster_table_a_bridge_needs_no_redis(tmp_path: Path) -> None
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     first, second = out.stdout.splitlines()
-    assert first == "['web', 'state'] False"
+    assert first == "['web', 'state', 'scenes'] False"
     assert second.endswith("cluster: needs the Python package redis: pip install 'stage-bridge[cluster]'")
