@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 BACKLOG_LIMIT = 8
 #: How often held-back updates are offered again to clients that were behind.
 FLUSH_INTERVAL = 0.005
+#: A browser's burst of changes gives everything else (other browsers, OSC,
+#: MIDI, HTTP) a turn after this many: under gevent a socket with data waiting
+#: never yields by itself.
+YIELD_EVERY = 32
 
 
 class WebAdapter:
@@ -89,6 +93,7 @@ class WebAdapter:
         self._out_lock = threading.Lock()
         self._out_ready = threading.Event()
         self.coalesced = 0
+        self._received = 0
         # Changes that may have crossed an update on the wire (see bridge.crossing).
         self._crossings = Crossings()
         self._cross_lock = threading.Lock()
@@ -322,6 +327,9 @@ class WebAdapter:
         return payload
 
     def _on_value_changed(self, sid: str, message: object) -> None:
+        self._received += 1
+        if self._received % YIELD_EVERY == 0:
+            time.sleep(0)  # gevent: a turn for the others; threads: the GIL handed on
         if not isinstance(message, dict):
             self._reject(sid, None, message, 'payload must be an object {"who": id, "data": value}')
             return
