@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     # development server, and its line per request, would only bury what matters on stage.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("werkzeug").addFilter(_websocket_leftovers)
+    # gevent-websocket logs a line per HTTP request at INFO: the same noise under gevent.
+    logging.getLogger("geventwebsocket").setLevel(logging.WARNING)
     try:
         config: Config = load_config(args.config)
         if args.port is not None and not 0 < args.port <= 65535:

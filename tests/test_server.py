@@ -138,6 +138,7 @@ def test_closing_websocket_leftovers_do_not_alarm_the_log(
     other = client_factory(server.url)
     other.wait_event("snapshot")  # a later event in the log's order
     assert "code 400" not in server.output()
+    assert "GET /socket.io" not in server.output()  # no line per request either
     import logging
 
     from bridge.__main__ import _websocket_leftovers
