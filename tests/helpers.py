@@ -270,4 +270,6 @@ class Client:
             return list(self.events)
 
     def close(self) -> None:
-        self.sio.disconnect()
+        # shutdown() also ends a reconnection loop (its server already gone),
+        # which disconnect() would leave running after the test.
+        self.sio.shutdown()
