@@ -166,3 +166,19 @@ def test_a_taken_http_port_is_one_line_and_exit_1(server: BridgeProcess, tmp_pat
         f"error: cannot serve on 127.0.0.1:{port}: Address already in use (change [server] port or use --port)"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_every_tap_of_a_button_reaches_the_other_clients(server: BridgeProcess, client_factory: Connect) -> None:
+    # A tap's press and release arrive back to back; folding them into the
+    # latest value would hide the press from other pages and their hooks.
+    tapper, other = client_factory(server.url), client_factory(server.url)
+    other.wait_event("snapshot")
+
+    def taps_seen() -> list[object]:
+        return [u["data"] for u in other.of("update value") if u["who"] == "button1"]
+
+    for tap in range(1, 11):
+        tapper.send("button1", 1)
+        tapper.send("button1", 0)
+        wait_until(lambda: len(taps_seen()) >= 2 * tap, what=f"tap {tap} seen whole")  # noqa: B023
+    assert taps_seen() == [1, 0] * 10

@@ -8,6 +8,7 @@ The protocol is the classic Flask-SocketIO slider recipe's, kept compatible:
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import threading
 import time
@@ -89,7 +90,9 @@ class WebAdapter:
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
         self._fanout: threading.Thread | None = None
-        self._outbox: dict[str, Change] = {}
+        # Latest change per control; every change of a button (see send()).
+        self._outbox: dict[str | tuple[str, int], Change] = {}
+        self._presses = itertools.count()
         self._out_lock = threading.Lock()
         self._out_ready = threading.Event()
         self.coalesced = 0
@@ -133,8 +136,13 @@ class WebAdapter:
         under a flood sends each control's latest value instead of every one.
         """
         with self._out_lock:
-            self._outbox.pop(change.control.id, None)  # re-inserted last: order of changes kept
-            self._outbox[change.control.id] = change
+            if change.control.type == "button":
+                # A tap is a press and a release, often in one batch: both go out,
+                # or other pages (and their hooks) would never see the press.
+                self._outbox[(change.control.id, next(self._presses))] = change
+            else:
+                self._outbox.pop(change.control.id, None)  # re-inserted last: order of changes kept
+                self._outbox[change.control.id] = change
         self._out_ready.set()
 
     def _fanout_loop(self) -> None:
