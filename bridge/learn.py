@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from bridge.config import parse_midi_mapping
 from bridge.errors import ConfigError
 from bridge.mapping import LSB_OFFSET, Slot, slots
 from bridge.model import Control, MidiMapping
-from bridge.state import write_atomic
+from bridge.state import read_document, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -142,28 +141,8 @@ class BindingStore:
         return overrides
 
     def _read(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as err:
-            log.warning("MIDI mappings %s cannot be read (%s); the config's bindings are used", self.path, err.strerror)
-            return {}
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or not isinstance(data.get("bindings"), dict):
-                raise ValueError("no 'bindings' object")
-        except ValueError as err:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            try:
-                self.path.replace(aside)
-                where = f"moved to {aside}"
-            except OSError as move_err:
-                where = f"could not be moved aside ({move_err.strerror})"
-            log.warning("MIDI mappings %s is corrupt (%s); %s; the config's bindings are used", self.path, err, where)
-            return {}
-        bindings: dict[str, Any] = data["bindings"]
-        return bindings
+        bindings = read_document(self.path, "bindings", "MIDI mappings", "the config's bindings are used")
+        return bindings if bindings is not None else {}
 
     def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> None:
         """Set entries (a ``midi`` table, or None for "unbound") and drop others, then save.

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.errors import BridgeError, InvalidValue
 from bridge.model import Change, Origin, Value
-from bridge.state import write_atomic
+from bridge.state import read_document, write_atomic
 from bridge.validation import normalize
 
 if TYPE_CHECKING:
@@ -130,28 +130,11 @@ class _Fade:
 
 def load_scenes(path: Path) -> dict[str, Scene]:
     """Read saved scenes; a corrupt file is moved aside and ``{}`` returned."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        log.warning("scenes file %s cannot be read (%s); starting without scenes", path, err.strerror)
-        return {}
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("scenes"), dict):
-            raise ValueError("no 'scenes' object")
-    except ValueError as err:
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        try:
-            path.replace(aside)
-            where = f"moved to {aside}"
-        except OSError as move_err:
-            where = f"could not be moved aside ({move_err.strerror})"
-        log.warning("scenes file %s is corrupt (%s); %s; starting without scenes", path, err, where)
+    saved = read_document(path, "scenes", "scenes file", "starting without scenes")
+    if saved is None:
         return {}
     scenes: dict[str, Scene] = {}
-    for name, body in data["scenes"].items():
+    for name, body in saved.items():
         values = body.get("values") if isinstance(body, dict) else None
         try:
             check_name(name)

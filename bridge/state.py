@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bridge.concurrency import run_blocking
 from bridge.errors import InvalidValue
@@ -33,23 +33,26 @@ RETRY_DELAY = 1.0
 FORMAT_VERSION = 1
 
 
-def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
-    """Read saved values; a corrupt file is moved aside and ``{}`` returned.
+def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, Any] | None:
+    """The ``key`` object of the JSON file at ``path``, or None when there is none to use.
 
-    A value that no longer fits its control (the config changed) is left out,
-    so its control starts at its default, with a warning.
+    A missing file is None, quietly. An unreadable one is None with a
+    warning. A corrupt one (not JSON, or no ``key`` object) is moved aside
+    as ``<name>.corrupt-<time>``, so the next save starts a clean file, and
+    is None with a warning. ``what`` names the file in the log ("state
+    file") and ``instead`` says what the bridge does without it.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
+        return None
     except OSError as err:
-        log.warning("state file %s cannot be read (%s); starting from defaults", path, err.strerror)
-        return {}
+        log.warning("%s %s cannot be read (%s); %s", what, path, err.strerror, instead)
+        return None
     try:
         data = json.loads(text)
-        if not isinstance(data, dict) or not isinstance(data.get("values"), dict):
-            raise ValueError("no 'values' object")
+        if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+            raise ValueError(f"no {key!r} object")
     except ValueError as err:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
@@ -57,10 +60,23 @@ def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
             where = f"moved to {aside}"
         except OSError as move_err:
             where = f"could not be moved aside ({move_err.strerror})"
-        log.warning("state file %s is corrupt (%s); %s; starting from defaults", path, err, where)
+        log.warning("%s %s is corrupt (%s); %s; %s", what, path, err, where, instead)
+        return None
+    found: dict[str, Any] = data[key]
+    return found
+
+
+def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
+    """Read saved values; a corrupt file is moved aside and ``{}`` returned.
+
+    A value that no longer fits its control (the config changed) is left out,
+    so its control starts at its default, with a warning.
+    """
+    saved = read_document(path, "values", "state file", "starting from defaults")
+    if saved is None:
         return {}
     values: dict[str, Value] = {}
-    for cid, raw in data["values"].items():
+    for cid, raw in saved.items():
         control = controls.get(cid)
         if control is None:
             log.info("state file %s: control %r is no longer in the config; ignored", path, cid)
