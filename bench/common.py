@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 import socketio
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from tests.helpers import free_port
+from tests.helpers import free_port, terminate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,12 +77,7 @@ class Measured:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
 
     def peak_rss_mb(self) -> float:
         assert self.proc is not None

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, Playwright
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, unavailable
 
 CHROMIUM = os.environ.get("STAGE_BRIDGE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -65,10 +64,7 @@ RECORDER = """
 def launch(playwright: Playwright) -> Browser:
     """Headless Chromium from the system; a missing one skips, or fails under CI."""
     if not Path(CHROMIUM).exists():
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set STAGE_BRIDGE_CHROMIUM)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set STAGE_BRIDGE_CHROMIUM)")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 

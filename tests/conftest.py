@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from bridge.config import Config, load_config
 from bridge.hub import Hub
-from tests.helpers import BridgeProcess, Client, write_config
+from tests.browser import Pages, is_loopback, launch
+from tests.helpers import BridgeProcess, Client, unavailable, write_config
+from tests.jack import JackServer, MidiPeer, jack_available
 
 
 @pytest.fixture
@@ -49,11 +53,13 @@ def server(bridge_factory: Callable[..., BridgeProcess]) -> BridgeProcess:
 
 
 @pytest.fixture
-def client_factory() -> Iterator[Callable[[str], Client]]:
-    clients: list[Client] = []
+def client_factory() -> Iterator[Callable[..., Any]]:
+    """Socket.IO clients (``kind``: Client or another class with ``close()``, given ``extra`` arguments),
+    all closed afterwards."""
+    clients: list[Any] = []
 
-    def connect(url: str) -> Client:
-        client = Client(url)
+    def connect(url: str, kind: Callable[..., Any] = Client, *extra: Any) -> Any:
+        client = kind(url, *extra)
         clients.append(client)
         return client
 
@@ -64,3 +70,45 @@ def client_factory() -> Iterator[Callable[[str], Client]]:
         closer.start()
     for closer in closers:
         closer.join()
+
+
+@pytest.fixture(scope="module")
+def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
+    """A JACK server of the test module's own; JACK_DEFAULT_SERVER points at it meanwhile."""
+    reason = jack_available()
+    if reason is not None:
+        unavailable(reason)
+    server = JackServer(tmp_path_factory.mktemp("jack"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JACK_DEFAULT_SERVER", server.name)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def peer(jack: JackServer) -> Iterator[MidiPeer]:
+    """A MIDI device on the test module's JACK server, playing the controller."""
+    device = MidiPeer()
+    yield device
+    device.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[Pages]:
+    """Fresh contexts per test; whatever a test does, no request may leave the machine."""
+    opened = Pages(browser)
+    yield opened
+    opened.close()
+    outside = [url for url in opened.requests if not is_loopback(url)]
+    assert outside == [], f"requests beyond loopback: {outside}"

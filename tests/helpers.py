@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import socketio
 
 from bridge.hub import Hub
@@ -37,6 +38,25 @@ def assert_in_bounds(hub: Hub) -> None:
             assert isinstance(value, str) and len(value) <= MAX_TEXT_LENGTH
         else:
             assert value in (0, 1)
+
+
+def unavailable(reason: str) -> None:
+    """A system part the test needs is missing: skip, but fail under CI, where it must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL if it is still there after 10 s; its exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -179,14 +199,7 @@ class BridgeProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
+        return terminate(self.proc) if self.proc is not None else None
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -194,6 +207,12 @@ class BridgeProcess:
         self.proc.wait(timeout=10)
 
     # -- HTTP ------------------------------------------------------------------
+    def put_values(self, **values: object) -> None:
+        """Set each control over the HTTP API; every one must be taken."""
+        for cid, value in values.items():
+            status, body = self.put_json(f"/api/values/{cid}", {"value": value})
+            assert status == 200, body
+
     def get_json(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as resp:
             return json.loads(resp.read())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import mido
 import rtmidi
 
-from tests.helpers import DEADLINE, wait_until
+from tests.helpers import DEADLINE, terminate, wait_until
 
 BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 
@@ -83,14 +82,8 @@ class JackServer:
         return True
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 def _restore(key: str, value: str | None) -> None:

@@ -8,7 +8,6 @@ its own nginx; all are stopped by their PIDs afterwards.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import socket
@@ -29,7 +28,7 @@ from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
 from cluster.services import Nginx, RedisServer, executable
-from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, wait_until, write_config
+from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, unavailable, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend
 from tests.views import ViewClient
 
@@ -39,10 +38,7 @@ Start = Callable[..., BridgeProcess]
 def need(command: str) -> None:
     """A missing system command skips the test, or fails it under CI."""
     if executable(command) is None:
-        message = f"{command} not installed (apt-get install redis-server nginx)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{command} not installed (apt-get install redis-server nginx)")
 
 
 @pytest.fixture
@@ -55,21 +51,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[..., Any]]:
-    """Socket.IO clients (plain or ViewClient), all closed side by side afterwards."""
-    made: list[Client] = []
+def clients(client_factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Socket.IO clients, ViewClients unless told otherwise."""
 
     def connect(url: str, kind: type[Client] = ViewClient) -> Any:
-        client = kind(url)
-        made.append(client)
-        return client
+        return client_factory(url, kind)
 
-    yield connect
-    closers = [threading.Thread(target=c.close) for c in made]
-    for closer in closers:
-        closer.start()
-    for closer in closers:
-        closer.join()
+    return connect
 
 
 def member_config(folder: Path, redis_url: str, extra: str = "", controls: str = CONTROLS_TOML) -> Path:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -16,20 +17,8 @@ ConnectView = Callable[[str], ViewClient]
 
 
 @pytest.fixture
-def view_factory() -> Iterator[ConnectView]:
-    made: list[ViewClient] = []
-
-    def connect(url: str) -> ViewClient:
-        client = ViewClient(url)
-        made.append(client)
-        return client
-
-    yield connect
-    closers = [threading.Thread(target=c.close) for c in made]
-    for closer in closers:
-        closer.start()
-    for closer in closers:
-        closer.join()
+def view_factory(client_factory: Callable[..., Any]) -> ConnectView:
+    return lambda url: client_factory(url, ViewClient)
 
 
 def test_a_lone_sender_is_never_confirmed() -> None:

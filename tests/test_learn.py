@@ -10,27 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import mido
 import pytest
 import socketio
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import expect
 
 from bridge.config import load_config, parse_config
 from bridge.errors import ConfigError
 from bridge.learn import BindingStore, Learned, Learner, effective, label, mappings_path
 from bridge.model import MidiMapping
 from bridge.takeover import SoftTakeover, mode
-from tests.browser import SCREENSHOTS, Pages, is_loopback, launch
+from tests.browser import SCREENSHOTS, Pages
 from tests.helpers import BridgeProcess, Client, write_config
-from tests.jack import JackServer, MidiPeer, jack_available, unique_name
+from tests.jack import JackServer, MidiPeer, unique_name
 from tests.test_midi import bend, cc, link_up, midi_table, note_off, note_on
 
 Start = Callable[..., BridgeProcess]
@@ -270,30 +269,6 @@ def test_learned_bindings_override_the_config_and_keep_entries_of_absent_control
 
 
 # -- fixtures ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    reason = jack_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = JackServer(tmp_path_factory.mktemp("jack"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JACK_DEFAULT_SERVER", server.name)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def peer(jack: JackServer) -> Iterator[MidiPeer]:
-    device = MidiPeer()
-    yield device
-    device.close()
-
-
 class Rig:
     """A bridge with virtual ports on the test's JACK server, and the peer playing the controller."""
 
@@ -517,22 +492,6 @@ def test_a_fader_set_elsewhere_is_picked_up_not_jumped_to(
 
 
 # -- the page --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    assert [url for url in opened.requests if not is_loopback(url)] == []
-
-
 def test_the_page_learns_shows_the_binding_and_draws_the_ghost(
     jack: JackServer,
     peer: MidiPeer,

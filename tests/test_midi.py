@@ -7,8 +7,7 @@ browsers with real Socket.IO clients.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from bridge.adapters.midi import AmbiguousPort, MidiAdapter, match_port
 from bridge.config import MidiConfig
 from bridge.hub import Hub
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
-from tests.jack import BACKEND, JackServer, MidiPeer, jack_available, unique_name
+from tests.jack import BACKEND, JackServer, MidiPeer, unique_name
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -91,31 +90,6 @@ def latest_status(client: Client, wanted: tuple[str, str]) -> dict[str, Any]:
 
 
 # -- fixtures ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    """A JACK server of this module's own; JACK_DEFAULT_SERVER points at it meanwhile."""
-    reason = jack_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = JackServer(tmp_path_factory.mktemp("jack"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JACK_DEFAULT_SERVER", server.name)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def peer(jack: JackServer) -> Iterator[MidiPeer]:
-    device = MidiPeer()
-    yield device
-    device.close()
-
-
 @pytest.fixture
 def virtual_bridge(
     jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start

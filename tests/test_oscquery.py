@@ -8,7 +8,6 @@ browses the same namespace; websocket-client plays the WebSocket peer.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ from bridge.adapters.oscquery import Namespace
 from bridge.config import DEFAULT_CONFIG, load_config
 from bridge.errors import ConfigError
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
-from tests.jack import JackServer, MidiPeer, jack_available, unique_name
+from tests.jack import MidiPeer, unique_name
 from tests.osc_tools import OscPeer, oscsend
 from tests.oscquery_tools import WsPeer, osc_message, oscquery_health, wait_listening
 from tests.test_midi import cc, jumping, link_up, midi_table
@@ -478,42 +477,17 @@ def test_keys_viewer_reads_only(start_bridge: Callable[..., QueryBridge], ws_pee
 
 
 # -- MIDI --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def jack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JackServer]:
-    """A JACK server of this module's own; JACK_DEFAULT_SERVER points at it meanwhile."""
-    reason = jack_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = JackServer(tmp_path_factory.mktemp("jack"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JACK_DEFAULT_SERVER", server.name)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@pytest.fixture
-def midi_peer(jack: JackServer) -> Iterator[MidiPeer]:
-    device = MidiPeer()
-    yield device
-    device.close()
-
-
 def test_midi_change_reaches_a_listener(
-    start_bridge: Callable[..., QueryBridge], midi_peer: MidiPeer, ws_peers: Callable[..., WsPeer]
+    start_bridge: Callable[..., QueryBridge], peer: MidiPeer, ws_peers: Callable[..., WsPeer]
 ) -> None:
     names = {"input": unique_name("oq-in"), "output": unique_name("oq-out")}
     bridge = start_bridge(midi=midi_table(names["input"], names["output"], virtual=True))
-    midi_peer.connect(names["input"], names["output"])
-    link_up(bridge.proc, midi_peer)
+    peer.connect(names["input"], names["output"])
+    link_up(bridge.proc, peer)
     listener = ws_peers(bridge.port)
     listener.command("LISTEN", "/slider1")
     wait_listening(bridge.proc, "/slider1", 1)
-    midi_peer.send(cc(1, 1, 102))  # 102/127 of 0-50, on step 1
+    peer.send(cc(1, 1, 102))  # 102/127 of 0-50, on step 1
     listener.wait_for("/slider1", [40.0])
-    midi_peer.send(cc(1, 1, 127))
+    peer.send(cc(1, 1, 127))
     listener.wait_for("/slider1", [50.0])

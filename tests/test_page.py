@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright
+from playwright.sync_api import BrowserContext, expect
 from pythonosc.udp_client import SimpleUDPClient
 
 from tests.browser import (
@@ -24,7 +24,6 @@ from tests.browser import (
     fader_point,
     hooks,
     is_loopback,
-    launch,
     shown,
     value_text,
     wait_shows,
@@ -106,14 +105,6 @@ group = "Cues"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def osc_port() -> int:
     return free_port(socket.SOCK_DGRAM)
 
@@ -128,22 +119,6 @@ def stage(tmp_path_factory: pytest.TempPathFactory, osc_port: int) -> Iterator[B
     proc.stop()
 
 
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    """Fresh contexts per test; whatever a test does, no request may leave the machine."""
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    outside = [url for url in opened.requests if not is_loopback(url)]
-    assert outside == [], f"requests beyond loopback: {outside}"
-
-
-def put(server: BridgeProcess, **values: object) -> None:
-    for cid, value in values.items():
-        status, body = server.put_json(f"/api/values/{cid}", {"value": value})
-        assert status == 200, body
-
-
 def stored(server: BridgeProcess, cid: str) -> object:
     return server.get_json("/api/values")[cid]
 
@@ -152,7 +127,7 @@ def stored(server: BridgeProcess, cid: str) -> object:
 
 
 def test_mouse_drag_on_a_fader_moves_it_on_another_page(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=25)
+    stage.put_values(slider1=25)
     a, b = pages.open(stage.url), pages.open(stage.url)
     x, y = fader_point(a, "slider1", 0.5)
     x_end, _ = fader_point(a, "slider1", 0.8)
@@ -175,7 +150,7 @@ def test_mouse_drag_on_a_fader_moves_it_on_another_page(stage: BridgeProcess, pa
 
 
 def test_touch_drag_on_a_fader_moves_it_on_another_page(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=25)
+    stage.put_values(slider1=25)
     phone = pages.open(stage.url, viewport=PHONE, touch=True)
     laptop = pages.open(stage.url)
     x, y = fader_point(phone, "slider1", 0.5)
@@ -194,7 +169,7 @@ def test_touch_drag_on_a_fader_moves_it_on_another_page(stage: BridgeProcess, pa
 
 
 def test_outgoing_values_are_sent_once_per_frame_and_the_last_always(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider2=0)
+    stage.put_values(slider2=0)
     a = pages.open(stage.url)
     # Thirty input events in one task, as a fast finger on a slow phone gives: one frame, one send.
     a.evaluate(
@@ -211,9 +186,9 @@ def test_outgoing_values_are_sent_once_per_frame_and_the_last_always(stage: Brid
 
 
 def test_http_api_and_osc_update_every_page(stage: BridgeProcess, pages: Pages, osc_port: int) -> None:
-    put(stage, slider2=0, master=-6)
+    stage.put_values(slider2=0, master=-6)
     a, b = pages.open(stage.url), pages.open(stage.url, viewport=PHONE, touch=True)
-    put(stage, slider2=33, master=-12.5)
+    stage.put_values(slider2=33, master=-12.5)
     for page in (a, b):
         wait_shows(page, "slider2", 33)
         wait_shows(page, "master", -12.5)
@@ -231,7 +206,7 @@ def test_http_api_and_osc_update_every_page(stage: BridgeProcess, pages: Pages, 
 
 
 def test_late_page_shows_current_values_at_first_paint(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=31, master=-20.5, pan=-0.25, toggle1=1, txt1='Scene "7" <storm>')
+    stage.put_values(slider1=31, master=-20.5, pan=-0.25, toggle1=1, txt1='Scene "7" <storm>')
     with urllib.request.urlopen(stage.url + "/", timeout=5) as response:
         html = response.read().decode()
     assert 'id="slider1"' in html and 'value="31"' in html and "&lt;storm&gt;" in html
@@ -285,7 +260,7 @@ def test_server_restart_is_shown_and_survived(
     wait_shows(page, "slider1", 7)
     expect(page.locator("#stale-note")).to_be_hidden()
     assert page.evaluate("document.documentElement.dataset.stale") == "false"
-    put(server, slider1=9)
+    server.put_values(slider1=9)
     wait_shows(page, "slider1", 9)
     states = page.evaluate("window.__connectionStates")
     assert states[:4] == ["connected", "reconnecting", "offline", "connected"]
@@ -316,7 +291,7 @@ def test_round_trip_time_and_midi_status_are_shown(stage: BridgeProcess, pages: 
 
 
 def test_a_held_fader_is_not_moved_from_elsewhere_and_settles_on_release(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=25)
+    stage.put_values(slider1=25)
     a, b = pages.open(stage.url), pages.open(stage.url)
     x, y = fader_point(a, "slider1", 0.2)
     a.mouse.move(x, y)
@@ -348,7 +323,7 @@ def test_a_held_fader_is_not_moved_from_elsewhere_and_settles_on_release(stage: 
 def test_text_is_sent_as_typed_and_held_while_typing(
     stage: BridgeProcess, pages: Pages, client_factory: Connect
 ) -> None:
-    put(stage, txt1="Scene 1")
+    stage.put_values(txt1="Scene 1")
     a, b = pages.open(stage.url), pages.open(stage.url)
     client = client_factory(stage.url)
     a.locator("#txt1").click()
@@ -364,7 +339,7 @@ def test_text_is_sent_as_typed_and_held_while_typing(
     a.keyboard.press("Enter")  # Enter sends what A shows
     client.wait_value("txt1", "Scene 12b")
     wait_shows(b, "txt1", "Scene 12b")
-    put(stage, txt1="Intermission")  # released: updates show even while A has focus
+    stage.put_values(txt1="Intermission")  # released: updates show even while A has focus
     wait_shows(a, "txt1", "Intermission")
 
 
@@ -378,7 +353,7 @@ def button_updates(client: Client, cid: str) -> list[object]:
 def test_button_press_and_release_arrive_as_1_then_0(
     stage: BridgeProcess, pages: Pages, client_factory: Connect
 ) -> None:
-    put(stage, button1=0)
+    stage.put_values(button1=0)
     page = pages.open(stage.url)
     client = client_factory(stage.url)
     client.wait_event("snapshot")
@@ -412,7 +387,7 @@ def test_button_press_and_release_arrive_as_1_then_0(
 def test_two_fingers_hold_two_buttons_and_sliding_off_releases(
     stage: BridgeProcess, pages: Pages, client_factory: Connect
 ) -> None:
-    put(stage, button1=0, button2=0)
+    stage.put_values(button1=0, button2=0)
     phone = pages.open(stage.url, viewport=PHONE, touch=True)
     client = client_factory(stage.url)
     client.wait_event("snapshot")
@@ -446,7 +421,7 @@ def test_two_fingers_hold_two_buttons_and_sliding_off_releases(
 def test_hooks_follow_updates_and_sends_and_nothing_echoes(
     stage: BridgeProcess, pages: Pages, client_factory: Connect
 ) -> None:
-    put(stage, slider2=0, toggle1=0)
+    stage.put_values(slider2=0, toggle1=0)
     page = pages.open(stage.url)
     client = client_factory(stage.url)
     client.wait_event("snapshot")
@@ -465,7 +440,7 @@ def test_hooks_follow_updates_and_sends_and_nothing_echoes(
 
 
 def test_keyboard_moves_faders_and_focus_is_visible(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=20, pan=0.0)
+    stage.put_values(slider1=20, pan=0.0)
     page = pages.open(stage.url)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "join-toggle"
@@ -522,7 +497,7 @@ def test_nothing_is_fetched_beyond_loopback(stage: BridgeProcess, pages: Pages) 
 
 
 def test_screenshots_and_layout_at_phone_and_tablet_sizes(stage: BridgeProcess, pages: Pages) -> None:
-    put(stage, slider1=32, slider2=12, toggle1=1, master=-12.5, pan=-0.35, txt1="Scene 4: storm", button1=0)
+    stage.put_values(slider1=32, slider2=12, toggle1=1, master=-12.5, pan=-0.35, txt1="Scene 4: storm", button1=0)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, viewport, touch in (("phone", PHONE, True), ("tablet", TABLET, True)):
         page = pages.open(stage.url, viewport=viewport, touch=touch)

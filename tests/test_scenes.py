@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 import socketio
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import expect
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
 from bridge.scenes import Scenes
-from tests.browser import Pages, hooks, is_loopback, launch, wait_shows
+from tests.browser import Pages, hooks, wait_shows
 from tests.helpers import DEADLINE, BridgeProcess, free_port, wait_until, write_config
 from tests.osc_tools import OscPeer, oscsend
 
@@ -154,20 +154,8 @@ class Peer:
 
 
 @pytest.fixture
-def peers() -> Iterator[Callable[..., Peer]]:
-    made: list[Peer] = []
-
-    def connect(url: str, key: str | None = None) -> Peer:
-        peer = Peer(url, key)
-        made.append(peer)
-        return peer
-
-    yield connect
-    closers = [threading.Thread(target=peer.close) for peer in made]
-    for closer in closers:
-        closer.start()
-    for closer in closers:
-        closer.join()
+def peers(client_factory: Callable[..., Any]) -> Callable[..., Peer]:
+    return lambda url, key=None: client_factory(url, Peer, key)
 
 
 @pytest.fixture
@@ -464,23 +452,6 @@ def test_socket_io_save_and_recall_and_every_page_hears_of_it(
 
 
 # -- The page ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    outside = [url for url in opened.requests if not is_loopback(url)]
-    assert outside == [], f"requests beyond loopback: {outside}"
 
 
 def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(

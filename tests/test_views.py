@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
 
 from bridge.config import load_config, parse_config
 from bridge.errors import ConfigError
-from tests.browser import Pages, fader_point, is_loopback, launch, shown, wait_shows
+from tests.browser import Pages, fader_point, shown, wait_shows
 from tests.helpers import BridgeProcess, wait_until, write_config
 
 SHOW = """
@@ -122,39 +121,16 @@ def test_views_that_are_not_tables_are_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def show(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
     proc = BridgeProcess(write_config(tmp_path_factory.mktemp("views"), controls=SHOW)).start()
     yield proc
     proc.stop()
 
 
-@pytest.fixture
-def pages(browser: Browser) -> Iterator[Pages]:
-    opened = Pages(browser)
-    yield opened
-    opened.close()
-    outside = [url for url in opened.requests if not is_loopback(url)]
-    assert outside == [], f"requests beyond loopback: {outside}"
-
-
-def put(proc: BridgeProcess, **values: object) -> None:
-    for cid, value in values.items():
-        status, body = proc.put_json(f"/api/values/{cid}", {"value": value})
-        assert status == 200, body
-
-
 def test_the_drums_view_shows_exactly_its_controls_and_stays_in_sync_with_a_full_page(
     show: BridgeProcess, pages: Pages
 ) -> None:
-    put(show, kick=5, snare=5, vocal=5, click=0, cue="")
+    show.put_values(kick=5, snare=5, vocal=5, click=0, cue="")
     full = pages.open(show.url)
     drums = pages.open(show.url + "/?view=drums")
     on_page = drums.eval_on_selector_all("[data-control]", "els => els.map((el) => el.dataset.control)")
@@ -177,13 +153,13 @@ def test_the_drums_view_shows_exactly_its_controls_and_stays_in_sync_with_a_full
     # The full page changes the drums' controls: the view follows.
     full.locator('[data-control="click"] label').click()
     wait_shows(drums, "click", 1)
-    put(show, snare=2)
+    show.put_values(snare=2)
     wait_shows(drums, "snare", 2)
     # A change to a control the view does not show reaches it unseen and harms nothing ...
-    put(show, vocal=9, cue="verse 2")
+    show.put_values(vocal=9, cue="verse 2")
     wait_shows(full, "vocal", 9)
     wait_shows(full, "cue", "verse 2")
-    put(show, snare=3)
+    show.put_values(snare=3)
     wait_shows(drums, "snare", 3)
     assert drums.eval_on_selector_all("[data-control]", "els => els.length") == 3
     # ... and the whole show is one tap away, with every value current.
