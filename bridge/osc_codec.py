@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
 from pythonosc.osc_bundle import OscBundle
@@ -203,3 +203,15 @@ def encode(address: str, control: Control, value: Value, arg_type: str = "auto")
         else:
             builder.add_arg(number, OscMessageBuilder.ARG_TYPE_FLOAT)
     return bytes(builder.build().dgram)
+
+
+def controls_at(address: str, by_address: Mapping[str, Control]) -> list[Control]:
+    """The controls an incoming ``address`` names: one exact match, or every match of an OSC 1.0 pattern.
+
+    Raises :class:`MalformedPacket` for a pattern that cannot be read.
+    """
+    if is_pattern(address):
+        regex = pattern_regex(address)
+        return [control for a, control in by_address.items() if regex.match(a)]
+    control = by_address.get(address)
+    return [control] if control is not None else []

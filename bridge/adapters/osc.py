@@ -25,7 +25,7 @@ from bridge.config import OscConfig, OscTarget
 from bridge.errors import BridgeError, InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Control, Origin
-from bridge.osc_codec import MalformedPacket, check_packet, encode, is_pattern, messages, pattern_regex, value_from_args
+from bridge.osc_codec import MalformedPacket, check_packet, controls_at, encode, messages, value_from_args
 from bridge.ratelimit import LogLimiter
 from bridge.validation import normalize
 
@@ -285,16 +285,11 @@ class OscAdapter:
     def _collect(self, message: OscMessage, peer: str, pending: dict[str, tuple[object, Origin, str]]) -> None:
         address = message.address
         args = list(message.params)
-        if is_pattern(address):
-            try:
-                regex = pattern_regex(address)
-            except MalformedPacket as err:
-                self._drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
-                return
-            controls = [c for a, c in self.by_address.items() if regex.match(a)]
-        else:
-            control = self.by_address.get(address)
-            controls = [control] if control is not None else []
+        try:
+            controls = controls_at(address, self.by_address)
+        except MalformedPacket as err:
+            self._drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
+            return
         if not controls:
             self._drop((address, "unknown"), "OSC %s from %s: no control at this address; dropped", address, peer)
             return

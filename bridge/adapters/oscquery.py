@@ -42,7 +42,7 @@ from bridge.config import Config
 from bridge.errors import BridgeError, InvalidValue, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Control, Origin, Value
-from bridge.osc_codec import MalformedPacket, check_packet, encode, is_pattern, messages, pattern_regex, value_from_args
+from bridge.osc_codec import MalformedPacket, check_packet, controls_at, encode, messages, value_from_args
 from bridge.ratelimit import LogLimiter
 
 log = logging.getLogger(__name__)
@@ -510,16 +510,11 @@ class OscQueryAdapter:
                     client.offer(control.osc, frame(control, applied.value))
 
     def _controls_at(self, address: str, client: _Client) -> list[Control]:
-        if is_pattern(address):
-            try:
-                regex = pattern_regex(address)
-            except MalformedPacket as err:
-                self._drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
-                return []
-            controls = [c for a, c in self.by_address.items() if regex.match(a)]
-        else:
-            control = self.by_address.get(address)
-            controls = [control] if control is not None else []
+        try:
+            controls = controls_at(address, self.by_address)
+        except MalformedPacket as err:
+            self._drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
+            return []
         if not controls:
             self._drop((address, "unknown"), "OSCQuery %s: no control at %s; dropped", client.peer, address)
         return controls
