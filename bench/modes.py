@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import statistics
 import sys
 from typing import Any
 
 from bench.common import Server, free_port
-from bench.suite import SWEEP_CONTROLS, fanout, flood_socket, sweep16
+from bench.suite import SWEEP_CONTROLS, fanout, flood_socket, median_results, sweep16
 
 MODELS = ("gevent", "threading", "eventlet")
 KEYS = ("p50_ms", "p99_ms", "delivered", "settled_ms", "server_cpu_s", "loadgen_cpu_s")
@@ -43,20 +42,16 @@ async def one_run(model: str) -> dict[str, dict[str, Any]]:
     return {path: {k: r.get(k) for k in KEYS if k in r} for path, r in out.items()}
 
 
-def median(values: list[Any]) -> Any:
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-    return round(statistics.median(numbers), 3) if len(numbers) == len(values) else values
-
-
 async def main(runs: int) -> None:
-    table: dict[str, dict[str, list[Any]]] = {}
+    collected: list[dict[str, dict[str, Any]]] = []
     for run in range(runs):
+        one: dict[str, dict[str, Any]] = {}
         for model in MODELS:
             print(f"run {run + 1}/{runs}: {model}", file=sys.stderr, flush=True)
             for path, row in (await one_run(model)).items():
-                for key, value in row.items():
-                    table.setdefault(f"{model} {path}", {}).setdefault(key, []).append(value)
-    medians = {name: {k: median(v) for k, v in row.items()} for name, row in table.items()}
+                one[f"{model} {path}"] = row
+        collected.append(one)
+    medians = median_results(collected)
     for name, row in medians.items():
         model, path = name.split(" ", 1)
         ref = medians.get(f"gevent {path}", {})
