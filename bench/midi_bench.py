@@ -27,7 +27,7 @@ import mido
 
 from bench.common import BENCH_CONTROLS, Server, close_all, connect_watchers, percentiles, process_cpu, wait_all_on
 from bridge.config import parse_config
-from bridge.mapping import from_midi
+from bridge.midi.codec import from_midi
 from tests.jack import BACKEND, JackServer, MidiPeer
 
 MIDI_EXTRA = f'[midi]\nbackend = "{BACKEND}"\ninput = "bench-in"\noutput = "bench-out"\nvirtual = true\n'

@@ -13,17 +13,19 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
-from bridge.adapters.midi import MidiAdapter
-from bridge.adapters.midi_learn import register as register_learn
-from bridge.adapters.scenes_api import register_scene_api
-from bridge.adapters.web import WebAdapter
 from bridge.auth import Access
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
-from bridge.learn import mappings_path
-from bridge.scenes import Scenes, scene_file_for
+from bridge.midi import api as midi_api
+from bridge.midi.adapter import MidiAdapter
+from bridge.midi.learn import bindings_path
+from bridge.scenes import api as scenes_api
+from bridge.scenes.engine import Scenes
+from bridge.scenes.store import scene_file_for
 from bridge.state import StateStore, load_state
+from bridge.web import pages
+from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +67,20 @@ class Bridge:
         self.web = WebAdapter(
             self.hub,
             self.socketio,
-            self.status,
             access=self.access,
             max_rate=server.max_rate,
             max_clients=server.max_clients,
             views=config.views,
         )
-        self.web.register(self.app)
+        self.web.register()
+        self.app.register_blueprint(pages.blueprint(self.hub, self.access, self.web.views, self.status))
         state_file = config.server.state_file
         self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
-        register_scene_api(self.app, self.socketio, self.web, self.scenes)
+        scenes_api.register(self.app, self.web, self.access, self.scenes)
         self.midi: MidiAdapter | None = None
         for adapter in self._transport_adapters():
             self.hub.add_adapter(adapter)
-        register_learn(self.app, self.socketio, self.web, self.midi)
+        midi_api.register(self.app, self.web, self.access, self.midi)
         self.app.extensions["stage_bridge"] = self
         self._started = False
 
@@ -86,14 +88,14 @@ class Bridge:
         adapters: list[Adapter] = [self.web]
         if self.config.cluster is not None:
             # First: it joins the cluster at start, so every other adapter starts on its values.
-            from bridge.cluster import ClusterAdapter
+            from bridge.cluster.adapter import ClusterAdapter
 
             adapters.insert(0, ClusterAdapter(self.hub, self.config.cluster))
         if self.state is not None:
             adapters.append(self.state)
         adapters.append(self.scenes)
         if self.config.osc is not None:
-            from bridge.adapters.osc import OscAdapter
+            from bridge.osc.adapter import OscAdapter
 
             adapters.append(OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands()))
         if self.config.midi is not None:
@@ -101,13 +103,13 @@ class Bridge:
                 self.hub,
                 self.config.midi,
                 push=self.web.push,
-                bindings_file=mappings_path(self.config.path),
-                notify=self.socketio.emit,
+                bindings_file=bindings_path(self.config.path),
+                notify=self.web.server.emit,
             )
             adapters.append(self.midi)
         oscquery = None
         if self.config.oscquery is not None:
-            from bridge.adapters.oscquery import OscQueryAdapter
+            from bridge.oscquery.adapter import OscQueryAdapter
 
             oscquery = OscQueryAdapter(self.hub, self.config, self.access)
             adapters.append(oscquery)

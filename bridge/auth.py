@@ -1,9 +1,16 @@
-"""Access keys: who may control the show, who may only watch it.
+"""Access keys: who may control the show, who may only watch it. Every key check is here.
 
 A key travels once as ``?key=...`` in the join URL (or QR code) and then as
 an HttpOnly, SameSite cookie; scripts may send ``Authorization: Bearer KEY``
 and Socket.IO clients ``auth={"key": KEY}``. Keys are compared in constant
 time with :func:`hmac.compare_digest`.
+
+* :func:`presented_key` reads the key a request carries (the page's Flask
+  requests, Socket.IO's handshake and the OSCQuery server all hand in a
+  Werkzeug request);
+* :meth:`Access.role_for` says what a key is worth;
+* :func:`guard` puts a Flask blueprint under the keys: no key, no page and no
+  API; a viewer only reads.
 """
 
 from __future__ import annotations
@@ -11,10 +18,22 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from flask import Blueprint, jsonify, redirect, render_template, request
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as BaseResponse
 
 Role = Literal["control", "viewer"]
 COOKIE = "stage_bridge_key"
+#: Where Flask routes find the role of the request being served.
+ROLE_KEY = "stage_bridge.role"
+#: Reachable without a key: monitoring. (Static files are not a blueprint's: always open.)
+OPEN_ENDPOINTS = {"bridge.healthz"}
+#: The page: asks for a key instead of answering 401 with JSON, and moves ``?key=`` into the cookie.
+PAGE_ENDPOINT = "bridge.index"
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def generate_key() -> str:
@@ -25,6 +44,15 @@ def generate_key() -> str:
 def same_key(presented: str, expected: str) -> bool:
     """Compare two keys in constant time (for equal lengths)."""
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
+
+
+def presented_key(req: Request) -> str | None:
+    """The key a request presents: ``?key=``, then the cookie, then ``Authorization: Bearer``."""
+    key = req.args.get("key") or req.cookies.get(COOKIE)
+    if key:
+        return key
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token else None
 
 
 @dataclass(frozen=True)
@@ -63,3 +91,41 @@ class Access:
 
     def key_for(self, role: Role) -> str | None:
         return self.key if role == "control" else self.viewer_key
+
+
+def guard(blueprint: Blueprint, access: Access) -> None:
+    """Put ``blueprint``'s routes under ``access``: no key, no page and no API; a viewer only reads.
+
+    The role is left in the request's environ under :data:`ROLE_KEY`.
+    """
+
+    def check() -> Any:
+        if request.endpoint in OPEN_ENDPOINTS:
+            return None
+        role = access.role_for(presented_key(request))
+        if role is None:
+            if request.endpoint == PAGE_ENDPOINT:
+                return render_template("key.html", wrong=bool(request.args.get("key"))), 401
+            return jsonify(error="unauthorized: send the key as ?key=, a cookie or Authorization: Bearer"), 401
+        if role == "viewer" and request.method not in READ_METHODS:
+            return jsonify(error="read-only: the viewer key cannot change values"), 403
+        request.environ[ROLE_KEY] = role
+        if request.endpoint == PAGE_ENDPOINT and request.args.get("key"):
+            # Keep the key out of the address bar and bookmarks: it lives in the cookie now.
+            rest = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "key"])
+            response = redirect(f"{request.path}?{rest}" if rest else request.path, code=303)
+            set_cookie(response, request.args["key"])
+            return response
+        return None
+
+    blueprint.before_request(check)
+
+
+def set_cookie(response: BaseResponse, key: str) -> None:
+    response.set_cookie(COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/")
+
+
+def request_role() -> Role | None:
+    """The role :func:`guard` found for the Flask request being served."""
+    role: Role | None = request.environ.get(ROLE_KEY)
+    return role

@@ -27,6 +27,7 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceInfo, Zeroconf
 
 from bridge.config import Config
+from bridge.flow import Workers
 from bridge.model import Change
 
 log = logging.getLogger(__name__)
@@ -90,18 +91,15 @@ class Advertiser:
         self._oscquery_port = oscquery_port
         self._zeroconf: Zeroconf | None = None
         self._registered: list[ServiceInfo] = []
-        self._thread: threading.Thread | None = None
+        self._workers = Workers()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self.state = "off"
 
     def start(self) -> None:
         port = self._oscquery_port() if self._oscquery_port is not None else None
         wanted = services(self.config, port)
-        self._stopping.clear()
         self.state = "starting"
-        self._thread = threading.Thread(target=self._register, args=(wanted,), name="mdns", daemon=True)
-        self._thread.start()
+        self._workers.start((lambda: self._register(wanted), "mdns"))
 
     def _register(self, wanted: list[Service]) -> None:
         hosts = {service.host for service in wanted}
@@ -117,16 +115,15 @@ class Advertiser:
         with self._lock:
             self._zeroconf = zeroconf
         # Each registration probes for a name clash for a second or two: side by side, not one after another.
-        workers = [threading.Thread(target=self._announce, args=(zeroconf, s, server), daemon=True) for s in wanted]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        probes = Workers()
+        for service in wanted:
+            probes.spawn(lambda service=service: self._announce(zeroconf, service, server), "mdns-probe")  # type: ignore[misc]
+        probes.join()
         if not self.state.startswith("failed"):
             self.state = "advertising"
 
     def _announce(self, zeroconf: Zeroconf, service: Service, server: str) -> None:
-        if self._stopping.is_set():
+        if self._workers.stopping.is_set():
             return
         info = ServiceInfo(
             service.type,
@@ -148,9 +145,7 @@ class Advertiser:
         log.info("mDNS: advertising %r as %s on port %d", info.name, service.type, service.port)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._workers.stop(timeout=10)
         with self._lock:
             zeroconf, self._zeroconf = self._zeroconf, None
             self._registered.clear()

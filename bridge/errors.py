@@ -1,4 +1,9 @@
-"""The few errors the bridge raises, each with the bad value in its message."""
+"""The errors the bridge raises on purpose, each with the bad value in its message.
+
+Third-party errors are turned into these once, where they enter: python-osc's
+parse errors in :mod:`bridge.osc.codec`, rtmidi's and mido's in
+:mod:`bridge.midi.ports`, Redis's in :mod:`bridge.cluster.store`.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,42 @@ class InvalidValue(BridgeError):
         self.value = value
         self.reason = reason
         super().__init__(f"{control_id}: {reason} (got {value!r})")
+
+
+class MalformedPacket(BridgeError):
+    """Bytes that are not a whole, well-formed OSC packet (or an unreadable address pattern)."""
+
+
+class MidiPortError(BridgeError):
+    """The MIDI system cannot do what was asked: no such system, no such port, a port gone."""
+
+
+class AmbiguousPort(BridgeError):
+    """A configured port name matches more than one port."""
+
+    def __init__(self, wanted: str, candidates: list[str]) -> None:
+        self.wanted = wanted
+        self.candidates = candidates
+        super().__init__(f"{wanted!r} matches {len(candidates)} ports: {', '.join(candidates)}")
+
+
+class LearnRefused(BridgeError):
+    """A MIDI learn or unbind that cannot be done; the message says why, for the page."""
+
+
+class SceneError(BridgeError):
+    """A scene request that cannot be served; ``status`` is its HTTP status."""
+
+    status = 400
+
+
+class UnknownScene(SceneError):
+    status = 404
+
+    def __init__(self, name: object) -> None:
+        self.name = name
+        super().__init__(f"unknown scene {name!r}")
+
+
+class ClusterRefused(BridgeError):
+    """Redis holds another set of controls, and processes with them are running."""

@@ -19,7 +19,7 @@ MAX_TEXT_LENGTH = 1024
 
 
 @dataclass(frozen=True)
-class MidiMapping:
+class MidiBinding:
     """Where a control lives on MIDI. ``channel`` is 1-16 as users write it."""
 
     channel: int
@@ -40,7 +40,7 @@ class Control:
     min: float = 0.0
     max: float = 1.0
     step: float = 0.0  # 0: continuous
-    midi: MidiMapping | None = None
+    midi: MidiBinding | None = None
     group: str = ""
     unit: str = ""
     decimals: int | None = None

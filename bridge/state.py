@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.concurrency import run_blocking
 from bridge.errors import InvalidValue
+from bridge.flow import Workers
 from bridge.model import Change, Control, Value
 from bridge.validation import normalize
 
@@ -136,21 +137,15 @@ class StateStore:
         self.hub = hub
         self.path = path
         self._dirty = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._workers = Workers()
         self._failing = False
         self.saved_version = -1
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
-        self._thread.start()
+        self._workers.start((self._run, "state-writer"))
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._dirty.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._workers.stop(timeout=5, wake=(self._dirty.set,))
         self.save()
 
     def send(self, change: Change) -> None:
@@ -179,14 +174,14 @@ class StateStore:
         return True
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._workers.stopping.is_set():
             self._dirty.wait()
-            if self._stopping.is_set():
+            if self._workers.stopping.is_set():
                 return
             self._dirty.clear()
             if not self.save():
                 self._dirty.set()
-                self._stopping.wait(RETRY_DELAY)
+                self._workers.wait(RETRY_DELAY)
                 continue
             # Throttle: a flood of changes costs at most one write per SAVE_DELAY.
-            self._stopping.wait(SAVE_DELAY)
+            self._workers.wait(SAVE_DELAY)

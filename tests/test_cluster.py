@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from bridge.cluster import ClusterAdapter
+from bridge.cluster.adapter import ClusterAdapter
 from bridge.config import ClusterConfig, load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub

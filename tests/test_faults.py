@@ -13,11 +13,12 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.adapters.midi import MidiAdapter, message_from_bytes
-from bridge.adapters.osc import OscAdapter
 from bridge.app import Bridge
 from bridge.config import MidiConfig, OscConfig, load_config
 from bridge.hub import Hub
+from bridge.midi.adapter import MidiAdapter
+from bridge.midi.ports import message_from_bytes
+from bridge.osc.adapter import OscAdapter
 from tests.helpers import BridgeProcess, assert_in_bounds, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]

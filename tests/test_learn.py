@@ -24,9 +24,9 @@ from playwright.sync_api import expect
 
 from bridge.config import load_config, parse_config
 from bridge.errors import ConfigError
-from bridge.learn import BindingStore, Learned, Learner, effective, label, mappings_path
-from bridge.model import MidiMapping
-from bridge.takeover import SoftTakeover, mode
+from bridge.midi.learn import BindingStore, Learned, Learner, bindings_path, effective, label
+from bridge.midi.takeover import SoftTakeover, mode
+from bridge.model import MidiBinding
 from tests.browser import SCREENSHOTS, Pages
 from tests.helpers import BridgeProcess, Client, write_config
 from tests.jack import JackServer, MidiPeer, unique_name
@@ -168,10 +168,10 @@ def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
     modes = {cid: mode(c, c.midi) for cid, c in controls.items()}
     assert modes == TAKEOVER_MODES
     fine = controls_of(LEARN_TOML)["fine"]
-    assert mode(fine, MidiMapping(1, "cc14", 7)) == "jump"  # the config says so
+    assert mode(fine, MidiBinding(1, "cc14", 7)) == "jump"  # the config says so
     unset = controls_of(TAKEOVER_TOML)["start"]
-    assert mode(unset, MidiMapping(1, "pitchbend")) == "pickup"
-    assert mode(unset, MidiMapping(1, "note", 5)) == "jump"
+    assert mode(unset, MidiBinding(1, "pitchbend")) == "pickup"
+    assert mode(unset, MidiBinding(1, "note", 5)) == "jump"
     assert mode(unset, None) == "jump"
 
 
@@ -216,19 +216,19 @@ def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
         learner.start(controls[target])
         return learner.feed(messages, now)
 
-    assert learn("fader1", [cc(1, 70, 5)]) == (Learned("fader1", MidiMapping(1, "cc", 70)), [])
+    assert learn("fader1", [cc(1, 70, 5)]) == (Learned("fader1", MidiBinding(1, "cc", 70)), [])
     assert learn("pad", [note_on(10, 36, 90), note_off(10, 36)]) == (
-        Learned("pad", MidiMapping(10, "note", 36, feedback=True)),
+        Learned("pad", MidiBinding(10, "note", 36, feedback=True)),
         [note_off(10, 36)],  # the release is left for the new binding
     )
-    assert learn("bend", [mido.Message("clock"), bend(3, 100)])[0] == Learned("bend", MidiMapping(3, "pitchbend"))
+    assert learn("bend", [mido.Message("clock"), bend(3, 100)])[0] == Learned("bend", MidiBinding(3, "pitchbend"))
     # CC 0-63 may be half of a 14-bit pair: MSB then LSB, or LSB first.
-    assert learn("fine", [cc(2, 10, 64), cc(2, 42, 1)])[0] == Learned("fine", MidiMapping(2, "cc14", 10))
-    assert learn("fine", [cc(2, 42, 1), cc(2, 10, 64)])[0] == Learned("fine", MidiMapping(2, "cc14", 10))
+    assert learn("fine", [cc(2, 10, 64), cc(2, 42, 1)])[0] == Learned("fine", MidiBinding(2, "cc14", 10))
+    assert learn("fine", [cc(2, 42, 1), cc(2, 10, 64)])[0] == Learned("fine", MidiBinding(2, "cc14", 10))
     # A 7-bit fader on CC 7: decided once the window passed without CC 39.
     assert learn("fader1", [cc(1, 7, 1), cc(1, 7, 2), cc(1, 8, 3)], now=0.0) == (None, [cc(1, 8, 3)])
     assert learner.poll(0.1) is None
-    assert learner.poll(0.3) == Learned("fader1", MidiMapping(1, "cc", 7))
+    assert learner.poll(0.3) == Learned("fader1", MidiBinding(1, "cc", 7))
     assert learner.target is None
 
 
@@ -236,7 +236,7 @@ def test_learned_bindings_override_the_config_and_keep_entries_of_absent_control
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     controls = controls_of(LEARN_TOML)
-    path = mappings_path(tmp_path / "show.toml")
+    path = bindings_path(tmp_path / "show.toml")
     assert path == tmp_path / "show.mappings.json"
     path.write_text(
         json.dumps(
@@ -255,7 +255,7 @@ def test_learned_bindings_override_the_config_and_keep_entries_of_absent_control
     with caplog.at_level(logging.INFO):
         overrides = store.load(controls)
         result = effective(controls.values(), overrides, str(path))
-    assert overrides == {"fader1": MidiMapping(1, "cc", 20), "bend": None}
+    assert overrides == {"fader1": MidiBinding(1, "cc", 20), "bend": None}
     assert label(result["fader1"]) == "CC 20 ch 1" and result["fader2"] is None and result["bend"] is None
     assert "fader2's config binding CC 20 ch 1 is already fader1's" in caplog.text
     assert "bindings.fader2.cc: expected 0-127, got 999" in caplog.text

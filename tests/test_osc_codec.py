@@ -9,9 +9,9 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from bridge.errors import InvalidValue
+from bridge.errors import InvalidValue, MalformedPacket
 from bridge.model import Control
-from bridge.osc_codec import MalformedPacket, check_packet, encode, messages, pattern_regex, value_from_args
+from bridge.osc.codec import check_packet, encode, messages, pattern_regex, value_from_args
 
 RANGE = Control("r", "range", "R", 0.0, "/r", min=0, max=1)
 TEXT = Control("x", "text", "X", "", "/x")

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 
-from bridge.adapters.oscquery import Namespace
 from bridge.config import DEFAULT_CONFIG, load_config
 from bridge.errors import ConfigError
+from bridge.oscquery.namespace import Namespace
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.jack import MidiPeer, unique_name
 from tests.osc_tools import OscPeer, oscsend

@@ -1,18 +1,12 @@
-"""OSCQuery: the controls as a browsable OSC namespace, with live values.
+"""The OSCQuery HTTP and WebSocket server, on a port of its own.
 
-Follows the OSCQuery proposal (Vidvox/OSCQueryProposal), so that software
-such as ossia score, Chataigne or a VRChat tool finds every control, its
-type, range and current value by itself, without anyone typing addresses.
-
-- **HTTP** on a port of its own (OSCQuery clients expect the namespace at the
-  root of their server): the URL path is the OSC path, the query string
-  names one attribute (``/slider1?VALUE``), ``?HOST_INFO`` tells where OSC
-  goes. Values are read from the hub at each request: there is no second
-  copy of them to drift.
-- **WebSocket** on the same port: ``{"COMMAND": "LISTEN", "DATA": path}``
-  asks for every change of a control as a binary OSC message, ``IGNORE``
-  stops it; binary OSC messages from the client set values like any OSC
-  input, and are not echoed back to that client.
+OSCQuery clients expect the namespace at the root of their server, so it
+cannot share the page's port. The URL path is the OSC path, the query
+string names one attribute (``/slider1?VALUE``), ``?HOST_INFO`` tells where
+OSC goes. On the same port a WebSocket client sends
+``{"COMMAND": "LISTEN", "DATA": path}`` to get every change of a control as
+a binary OSC message (``IGNORE`` stops it), and binary OSC messages to set
+values; what those do is the adapter's business (``receive``).
 
 The server is Werkzeug's threaded WSGI server on a thread of its own, and a
 WebSocket is taken over with simple-websocket: both use only the standard
@@ -29,48 +23,23 @@ import json
 import logging
 import socket
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import simple_websocket
-from pythonosc.osc_message_builder import OscMessageBuilder
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from bridge.auth import COOKIE, Access, Role
+from bridge.auth import Access, Role, presented_key
 from bridge.config import Config
-from bridge.errors import BridgeError, InvalidValue, UnknownControl
-from bridge.hub import Hub
-from bridge.model import Change, Control, Origin, Value
-from bridge.osc_codec import MalformedPacket, check_packet, controls_at, encode, messages, value_from_args
-from bridge.ratelimit import LogLimiter
+from bridge.errors import BridgeError
+from bridge.flow import Outbox, Workers
+from bridge.logs import LogLimiter
+from bridge.model import Value
+from bridge.oscquery.namespace import ATTRIBUTES, EXTENSIONS, Namespace
 
 log = logging.getLogger(__name__)
 
-#: The attributes a node may carry here, in the order they are written.
-ATTRIBUTES = ("FULL_PATH", "DESCRIPTION", "ACCESS", "TYPE", "VALUE", "RANGE", "CLIPMODE", "UNIT", "CONTENTS")
-#: What ``?HOST_INFO`` says this server supports. There is no config reload,
-#: so the namespace never changes while the bridge runs: no PATH_* messages.
-EXTENSIONS = {
-    "ACCESS": True,
-    "VALUE": True,
-    "RANGE": True,
-    "DESCRIPTION": True,
-    "UNIT": True,
-    "CLIPMODE": True,
-    "LISTEN": True,
-    "TAGS": False,
-    "EXTENDED_TYPE": False,
-    "CRITICAL": False,
-    "OVERLOADS": False,
-    "HTML": False,
-    "PATH_CHANGED": False,
-    "PATH_RENAMED": False,
-    "PATH_ADDED": False,
-    "PATH_REMOVED": False,
-}
-#: ACCESS: 0 a container, 1 read only (the viewer key), 3 read and write.
-ACCESS = {"control": 3, "viewer": 1}
 #: A silent WebSocket is pinged this often; one that does not answer by the next ping is closed.
 PING_INTERVAL = 5.0
 #: A client whose socket takes nothing for this long is gone (or reads nothing): it is dropped,
@@ -78,96 +47,7 @@ PING_INTERVAL = 5.0
 SEND_TIMEOUT = 10.0
 
 
-# -- the namespace ------------------------------------------------------------------
-def osc_type(control: Control) -> str:
-    """The OSC type tag a control has here.
-
-    A range is a float and a text a string, as over UDP. A toggle is an OSC
-    boolean (``T``/``F``), which OSCQuery clients show as a switch; a button
-    is an int 0/1 (pressed, released), as buttons send in OSC software.
-    """
-    return {"range": "f", "toggle": "T", "button": "i", "text": "s"}[control.type]
-
-
-def json_value(control: Control, value: Value) -> float | int | bool | str:
-    """A stored value as its OSCQuery ``VALUE`` item."""
-    if control.type == "range":
-        return float(value)
-    if control.type == "toggle":
-        return bool(value)
-    if control.type == "button":
-        return int(value)
-    return str(value)
-
-
-def frame(control: Control, value: Value) -> bytes:
-    """The binary OSC message a listener gets for ``value``, typed as ``TYPE`` says."""
-    if control.type == "toggle":
-        builder = OscMessageBuilder(address=control.osc)
-        builder.add_arg(bool(value))  # T or F: no data bytes
-        return bytes(builder.build().dgram)
-    return encode(control.osc, control, value)
-
-
-@dataclass
-class Node:
-    """One address in the namespace: a control, a container, or both."""
-
-    path: str
-    control: Control | None = None
-    children: dict[str, Node] = field(default_factory=dict)
-
-
-class Namespace:
-    """The tree of OSC addresses built once from the controls."""
-
-    def __init__(self, controls: list[Control] | tuple[Control, ...], name: str) -> None:
-        self.name = name
-        self.root = Node("/")
-        self.nodes: dict[str, Node] = {"/": self.root}
-        for control in controls:
-            node = self.root
-            for part in control.osc.strip("/").split("/"):
-                child = node.children.get(part)
-                if child is None:
-                    path = ("" if node.path == "/" else node.path) + "/" + part
-                    child = node.children[part] = self.nodes[path] = Node(path)
-                node = child
-            node.control = control
-
-    def find(self, path: str) -> Node | None:
-        """The node at ``path`` (a trailing slash is ignored), or None."""
-        if path != "/":
-            path = path.rstrip("/") or "/"
-        return self.nodes.get(path)
-
-    def describe(self, node: Node, values: dict[str, Value], role: Role) -> dict[str, Any]:
-        """The node's JSON object, with its whole subtree in ``CONTENTS``."""
-        out: dict[str, Any] = {"FULL_PATH": node.path}
-        control = node.control
-        if control is None:
-            if node is self.root:
-                out["DESCRIPTION"] = self.name
-            out["ACCESS"] = 0
-        else:
-            out["DESCRIPTION"] = control.label
-            out["ACCESS"] = ACCESS[role]
-            out["TYPE"] = osc_type(control)
-            out["VALUE"] = [json_value(control, values[control.id])]
-            if control.type == "range":
-                out["RANGE"] = [{"MIN": control.min, "MAX": control.max}]
-                out["CLIPMODE"] = ["both"]  # out-of-range values are clamped, never refused
-            elif control.type == "button":
-                out["RANGE"] = [{"MIN": 0, "MAX": 1}]
-            if control.unit:
-                out["UNIT"] = [control.unit]
-        if node.children:
-            out["CONTENTS"] = {name: self.describe(child, values, role) for name, child in node.children.items()}
-        return out
-
-
-# -- WebSocket clients ------------------------------------------------------------------
-class _Client:
+class Client:
     """One WebSocket client: what it listens to, and the frames waiting for it.
 
     The outbox holds at most one frame per path: a newer value replaces an
@@ -182,43 +62,33 @@ class _Client:
         self.peer = peer
         self.paths: set[str] = set()
         self.sent = 0
-        self.coalesced = 0
-        self._outbox: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
+        self._outbox: Outbox[str, bytes] = Outbox()
         self._closed = False
 
     def offer(self, path: str, data: bytes) -> None:
         """Queue ``data`` for ``path``; never blocks on the network."""
-        with self._lock:
-            if self._closed:
-                return
-            if self._outbox.pop(path, None) is not None:
-                self.coalesced += 1
-            self._outbox[path] = data  # re-inserted last: changes keep their order
-        self._ready.set()
+        if not self._closed:
+            self._outbox.put(path, data)
 
     @property
     def waiting(self) -> int:
         """Frames queued and not yet handed to the socket."""
-        with self._lock:
-            return len(self._outbox)
+        return len(self._outbox)
+
+    @property
+    def coalesced(self) -> int:
+        """Frames replaced by a newer one for the same path before they went out."""
+        return self._outbox.replaced
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._outbox.clear()
-        self._ready.set()
+        self._closed = True
+        self._outbox.wake()
 
     def write_loop(self) -> None:
         """Send queued frames until the client goes away (its own thread)."""
         while True:
-            self._ready.wait()
-            with self._lock:
-                batch, self._outbox = self._outbox, {}
-                self._ready.clear()
-                closed = self._closed
-            if closed:
+            batch = self._outbox.take()
+            if self._closed:
                 return
             for data in batch.values():
                 try:
@@ -253,30 +123,36 @@ class WholeFrames:
         return getattr(self._sock, name)
 
 
-# -- the adapter ---------------------------------------------------------------------
-class OscQueryAdapter:
-    """The OSCQuery HTTP and WebSocket server, and the hub's sink toward its listeners."""
+class OscQueryServer:
+    """Answers namespace queries and serves WebSocket listeners.
 
-    name = "oscquery"
+    ``values()`` gives the current values; ``receive(client, data)`` is
+    called with every binary OSC message a client sends.
+    """
 
-    def __init__(self, hub: Hub, config: Config, access: Access | None = None) -> None:
+    def __init__(
+        self,
+        namespace: Namespace,
+        config: Config,
+        access: Access,
+        values: Callable[[], dict[str, Value]],
+        receive: Callable[[Client, bytes], None],
+    ) -> None:
         assert config.oscquery is not None  # noqa: S101 - built only for an [oscquery] table
-        self.hub = hub
+        self.namespace = namespace
         self.config = config
         self.settings = config.oscquery
-        self.access = access or Access()
-        self.namespace = Namespace(list(hub.controls.values()), config.discovery.name)
-        self.by_address: dict[str, Control] = {c.osc: c for c in hub.controls.values()}
-        self._clients: dict[str, _Client] = {}
-        self._listeners: dict[str, list[_Client]] = {}  # path -> clients listening to it
+        self.access = access
+        self._values = values
+        self._receive = receive
+        self._clients: dict[str, Client] = {}
+        self._listeners: dict[str, list[Client]] = {}  # path -> clients listening to it
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._workers = Workers()
         self._warn = LogLimiter(log, interval=5.0)
-        self.received = 0
         self.dropped = 0
-        self.refused = 0
         self._gone = (0, 0)  # frames sent and coalesced by clients that have left
 
     @property
@@ -299,8 +175,7 @@ class OscQueryAdapter:
                 f"{err.strerror or err} (change [oscquery] port)"
             ) from err
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="oscquery-http", daemon=True)
-        self._thread.start()
+        self._workers.start((server.serve_forever, "oscquery-http"))
         log.info("OSCQuery on http://%s:%d/ (WebSocket on the same port)", self.host, self.port)
 
     def stop(self) -> None:
@@ -316,8 +191,7 @@ class OscQueryAdapter:
                 client.ws.close()
             except (simple_websocket.ConnectionClosed, OSError):
                 pass
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._workers.stop()
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -330,23 +204,14 @@ class OscQueryAdapter:
                 "listening": listening,
                 "sent": self._gone[0] + sum(c.sent for c in self._clients.values()),
                 "coalesced": self._gone[1] + sum(c.coalesced for c in self._clients.values()),
-                "received": self.received,
-                "dropped": self.dropped,
-                "refused": self.refused,
             }
 
-    # -- out -----------------------------------------------------------------------
-    def send(self, change: Change) -> None:
-        """Offer ``change`` to the clients listening to its path, except the one it came from."""
-        path = change.control.osc
+    def offer(self, path: str, data: bytes, skip: str | None = None) -> None:
+        """Queue ``data`` for every client listening to ``path`` but ``skip`` (the one it came from)."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
-        if not listeners:
-            return
-        source = change.origin.ident if change.origin.kind == "oscquery" else None
-        data = frame(change.control, change.value)
         for client in listeners:
-            if client.ident != source:  # no echo to the client that sent it
+            if client.ident != skip:
                 client.offer(path, data)
 
     # -- HTTP ----------------------------------------------------------------------
@@ -372,13 +237,13 @@ class OscQueryAdapter:
         if node is None:
             return _json({"error": f"no OSC node at {request.path}"}, 404)
         if not attributes:
-            return _json(self.namespace.describe(node, self.hub.values(), role))
+            return _json(self.namespace.describe(node, self._values(), role))
         unknown = [name for name in attributes if name not in ATTRIBUTES]
         if unknown:
             return _json({"error": f"attribute {unknown[0]} is not supported here"}, 400)
         if "VALUE" in attributes and node.control is None:
             return Response(status=204)  # a container has no value
-        full = self.namespace.describe(node, self.hub.values(), role)
+        full = self.namespace.describe(node, self._values(), role)
         return _json({name: full[name] for name in attributes if name in full})
 
     def host_info(self) -> dict[str, Any]:
@@ -415,11 +280,10 @@ class OscQueryAdapter:
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws.sock = WholeFrames(ws.sock)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
-        client = _Client(f"ws{next(self._ids)}", ws, role, peer)
+        client = Client(f"ws{next(self._ids)}", ws, role, peer)
         with self._lock:
             self._clients[client.ident] = client
-        writer = threading.Thread(target=client.write_loop, name=f"oscquery-{client.ident}", daemon=True)
-        writer.start()
+        self._workers.spawn(client.write_loop, f"oscquery-{client.ident}")
         log.info("OSCQuery: WebSocket client %s connected from %s", client.ident, peer)
         try:
             self._read_loop(client)
@@ -437,7 +301,7 @@ class OscQueryAdapter:
         # tell Werkzeug that there is no HTTP response to write.
         raise ConnectionError("WebSocket closed")
 
-    def _read_loop(self, client: _Client) -> None:
+    def _read_loop(self, client: Client) -> None:
         while True:
             try:
                 message = client.ws.receive()
@@ -448,9 +312,9 @@ class OscQueryAdapter:
             if isinstance(message, str):
                 self._command(client, message)
             else:
-                self._osc_in(client, bytes(message))
+                self._receive(client, bytes(message))
 
-    def _command(self, client: _Client, text: str) -> None:
+    def _command(self, client: Client, text: str) -> None:
         try:
             message = json.loads(text)
         except ValueError:
@@ -458,15 +322,15 @@ class OscQueryAdapter:
         command = message.get("COMMAND") if isinstance(message, dict) else None
         path = message.get("DATA") if isinstance(message, dict) else None
         if command not in ("LISTEN", "IGNORE") or not isinstance(path, str):
-            self._drop(
+            self.drop(
                 (client.ident, "command"),
                 'OSCQuery %s: expected {"COMMAND": "LISTEN" or "IGNORE", "DATA": path}, got %.80r',
                 client.peer,
                 text,
             )
             return
-        if path not in self.by_address:
-            self._drop(
+        if path not in self.namespace.by_address:
+            self.drop(
                 (client.ident, path), "OSCQuery %s: %s %s: no control at this address", client.peer, command, path
             )
             return
@@ -479,58 +343,14 @@ class OscQueryAdapter:
                 listeners.remove(client)
                 client.paths.discard(path)
 
-    def _osc_in(self, client: _Client, data: bytes) -> None:
-        self.received += 1
-        if client.role != "control":
-            self.refused += 1
-            self._warn.warning(
-                (client.ident, "viewer"), "OSCQuery %s: read-only (viewer key); OSC dropped", client.peer
-            )
-            return
-        try:
-            check_packet(data)
-            found = list(messages(data))
-        except (MalformedPacket, ValueError, IndexError) as err:
-            self._drop((client.ident, "malformed"), "OSCQuery %s: malformed OSC dropped (%s)", client.peer, err)
-            return
-        except Exception as err:  # python-osc's own parse errors, whatever their class
-            self._drop((client.ident, "malformed"), "OSCQuery %s: OSC not decodable, dropped (%s)", client.peer, err)
-            return
-        origin = Origin("oscquery", client.ident)
-        for message in found:
-            address = message.address
-            for control in self._controls_at(address, client):
-                try:
-                    applied = self.hub.set(control.id, value_from_args(control, list(message.params)), origin)
-                except (InvalidValue, UnknownControl) as err:
-                    self._drop((address, str(err)), "OSCQuery %s: %s %s; dropped", client.peer, address, err)
-                    continue
-                if applied.adjusted and control.osc in client.paths:
-                    # Clamped or stepped: the sender shows something else; correct it.
-                    client.offer(control.osc, frame(control, applied.value))
-
-    def _controls_at(self, address: str, client: _Client) -> list[Control]:
-        try:
-            controls = controls_at(address, self.by_address)
-        except MalformedPacket as err:
-            self._drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
-            return []
-        if not controls:
-            self._drop((address, "unknown"), "OSCQuery %s: no control at %s; dropped", client.peer, address)
-        return controls
-
-    def _drop(self, key: object, msg: str, *args: object) -> None:
+    def drop(self, key: object, msg: str, *args: object) -> None:
+        """Count and log (rate-limited) something a client sent that was dropped."""
         self.dropped += 1
+        self.warn(key, msg, *args)
+
+    def warn(self, key: object, msg: str, *args: object) -> None:
+        """Log at warning, at most once per ``key`` every few seconds."""
         self._warn.warning(key, msg, *args)
-
-
-def presented_key(request: Request) -> str | None:
-    """The key a request presents: ``?key=``, the page's cookie, or ``Authorization: Bearer``."""
-    key = request.args.get("key") or request.cookies.get(COOKIE)
-    if key:
-        return key
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token else None
 
 
 def _json(body: object, status: int = 200) -> Response:

@@ -22,11 +22,12 @@ from typing import Any
 from pythonosc.osc_message import OscMessage
 
 from bridge.config import OscConfig, OscTarget
-from bridge.errors import BridgeError, InvalidValue, UnknownControl
+from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownControl
+from bridge.flow import Latest, Workers
 from bridge.hub import Hub
+from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin
-from bridge.osc_codec import MalformedPacket, check_packet, controls_at, encode, messages, value_from_args
-from bridge.ratelimit import LogLimiter
+from bridge.osc.codec import controls_at, decode, encode, value_from_args
 from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ class OscAdapter:
         self._targets = [_Target(t) for t in config.targets]
         self._warn = LogLimiter(log, interval=5.0)
         self._sock: socket.socket | None = None
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._workers = Workers()
         self.received = 0
         self.dropped = 0
         self.refused = 0
@@ -104,23 +104,15 @@ class OscAdapter:
             ) from err
         sock.setblocking(False)
         self._sock = sock
-        self._stopping.clear()
         for target in self._targets:
             self._resolve(target)
-        self._threads = [
-            threading.Thread(target=self._receive_loop, name="osc-in", daemon=True),
-            threading.Thread(target=self._resolve_loop, name="osc-resolve", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._workers.start((self._receive_loop, "osc-in"), (self._resolve_loop, "osc-resolve"))
         host, port = sock.getsockname()[:2]
         targets = ", ".join(t.config.label for t in self._targets) or "none"
         log.info("OSC listening on %s:%d; targets: %s", host, port, targets)
 
     def stop(self) -> None:
-        self._stopping.set()
-        for thread in self._threads:
-            thread.join(timeout=2)
+        self._workers.stop()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -208,7 +200,7 @@ class OscAdapter:
             target.state = "ok"
 
     def _resolve_loop(self) -> None:
-        while not self._stopping.wait(RESOLVE_INTERVAL):
+        while not self._workers.wait(RESOLVE_INTERVAL):
             for target in self._targets:
                 if target.sock is None:
                     self._resolve(target)
@@ -217,7 +209,7 @@ class OscAdapter:
     def _receive_loop(self) -> None:
         sock = self._sock
         assert sock is not None  # noqa: S101
-        while not self._stopping.is_set():
+        while not self._workers.stopping.is_set():
             # Wait with a timeout so that stop() is noticed, then take whatever
             # has arrived: a burst is applied as one batch in which the latest
             # value per control wins.
@@ -231,7 +223,7 @@ class OscAdapter:
                 except BlockingIOError:
                     break
                 except OSError as err:
-                    if self._stopping.is_set():
+                    if self._workers.stopping.is_set():
                         return
                     self._warn.warning(("recv", err.errno), "OSC receive error: %s", err)
                     break
@@ -246,7 +238,7 @@ class OscAdapter:
 
     def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
         """Check, unpack and apply datagrams in order; the latest value per control wins."""
-        pending: dict[str, tuple[object, Origin, str]] = {}
+        pending: Latest[str, tuple[object, Origin, str]] = Latest()
         for data, sender in batch:
             peer = f"{sender[0]}:{sender[1]}"
             if self.config.allow and not self._allowed(sender[0]):
@@ -254,13 +246,9 @@ class OscAdapter:
                 self._warn.warning(("refused", sender[0]), "OSC from %s: source not in [osc] allow; dropped", peer)
                 continue
             try:
-                check_packet(data)
-                found = list(messages(data))
-            except (MalformedPacket, ValueError, IndexError) as err:
+                found = decode(data)
+            except MalformedPacket as err:
                 self._drop(("malformed", sender[0]), "OSC from %s: malformed packet dropped (%s)", peer, err)
-                continue
-            except Exception as err:  # python-osc's own parse errors, whatever their class
-                self._drop(("malformed", sender[0]), "OSC from %s: packet not decodable, dropped (%s)", peer, err)
                 continue
             for message in found:
                 if message.address == SYNC_ADDRESS:
@@ -282,7 +270,7 @@ class OscAdapter:
             address = address.ipv4_mapped
         return any(address in network for network in self.config.allow)
 
-    def _collect(self, message: OscMessage, peer: str, pending: dict[str, tuple[object, Origin, str]]) -> None:
+    def _collect(self, message: OscMessage, peer: str, pending: Latest[str, tuple[object, Origin, str]]) -> None:
         address = message.address
         args = list(message.params)
         try:
@@ -301,16 +289,14 @@ class OscAdapter:
             except InvalidValue as err:
                 self._drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
                 continue
-            pending.pop(control.id, None)  # re-inserted last: changes keep their order
-            pending[control.id] = (raw, origin, address)
+            pending.put(control.id, (raw, origin, address))  # the latest per control, in order
 
-    def _apply_pending(self, pending: dict[str, tuple[object, Origin, str]]) -> None:
-        for cid, (raw, origin, address) in pending.items():
+    def _apply_pending(self, pending: Latest[str, tuple[object, Origin, str]]) -> None:
+        for cid, (raw, origin, address) in pending.take().items():
             try:
                 self.hub.set(cid, raw, origin)
             except (InvalidValue, UnknownControl) as err:
                 self._drop((address, str(err)), "OSC %s from %s: %s; dropped", address, origin.ident, err)
-        pending.clear()
 
     def _sync(self, args: list[object], sender: tuple[str, int], peer: str) -> None:
         dest: tuple[str, int] = sender

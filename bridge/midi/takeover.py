@@ -27,7 +27,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bridge.model import Control, MidiMapping, Takeover
+from bridge.model import Control, MidiBinding, Takeover
 
 #: Values closer than this share one number, whatever the float arithmetic did.
 _EPSILON = 1e-9
@@ -35,15 +35,15 @@ _EPSILON = 1e-9
 _SEVEN_BIT_STEPS = 127
 
 
-def mode(control: Control, mapping: MidiMapping | None) -> Takeover:
-    """How ``control`` meets values set elsewhere when bound to ``mapping``."""
+def mode(control: Control, binding: MidiBinding | None) -> Takeover:
+    """How ``control`` meets values set elsewhere when bound to ``binding``."""
     if control.takeover is not None:
         return control.takeover
     if (
         control.type == "range"
-        and mapping is not None
-        and mapping.kind in ("cc", "cc14", "pitchbend")
-        and not mapping.feedback
+        and binding is not None
+        and binding.kind in ("cc", "cc14", "pitchbend")
+        and not binding.feedback
     ):
         return "pickup"
     return "jump"

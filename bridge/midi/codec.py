@@ -18,7 +18,7 @@ survives a round trip:
   value that the next trip leaves unchanged, and likewise ``MIDI -> value ->
   MIDI`` for numbers.
 
-``tests/test_mapping.py`` checks these with Hypothesis on random ranges and
+``tests/test_midi_codec.py`` checks these with Hypothesis on random ranges and
 steps.
 
 Toggles and buttons are 0 or 1: they send 0 or top, and any number from the
@@ -34,7 +34,7 @@ from typing import Literal
 
 import mido
 
-from bridge.model import Control, MidiMapping, Value
+from bridge.model import Control, MidiBinding, Value
 from bridge.validation import snap
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ Slot = tuple[str, int, int]
 Part = Literal["whole", "msb", "lsb"]
 
 
-def top(mapping: MidiMapping) -> int:
-    """The largest MIDI number of ``mapping``: 127, or 16383 for 14-bit kinds."""
-    return FOURTEEN_BIT_TOP if mapping.kind in ("cc14", "pitchbend") else SEVEN_BIT_TOP
+def top(binding: MidiBinding) -> int:
+    """The largest MIDI number of ``binding``: 127, or 16383 for 14-bit kinds."""
+    return FOURTEEN_BIT_TOP if binding.kind in ("cc14", "pitchbend") else SEVEN_BIT_TOP
 
 
 def to_midi(control: Control, value: float, top_number: int) -> int:
@@ -80,16 +80,16 @@ def from_midi(control: Control, number: int, top_number: int) -> Value:
     return snap(control, raw)
 
 
-def slots(mapping: MidiMapping) -> list[tuple[Slot, Part]]:
-    """The slots ``mapping`` listens on, and which part of the value each carries."""
-    if mapping.kind == "cc14":
+def slots(binding: MidiBinding) -> list[tuple[Slot, Part]]:
+    """The slots ``binding`` listens on, and which part of the value each carries."""
+    if binding.kind == "cc14":
         return [
-            (("cc", mapping.channel, mapping.number), "msb"),
-            (("cc", mapping.channel, mapping.number + LSB_OFFSET), "lsb"),
+            (("cc", binding.channel, binding.number), "msb"),
+            (("cc", binding.channel, binding.number + LSB_OFFSET), "lsb"),
         ]
-    if mapping.kind == "pitchbend":
-        return [(("pitchbend", mapping.channel, 0), "whole")]
-    return [((mapping.kind, mapping.channel, mapping.number), "whole")]
+    if binding.kind == "pitchbend":
+        return [(("pitchbend", binding.channel, 0), "whole")]
+    return [((binding.kind, binding.channel, binding.number), "whole")]
 
 
 def slot_of(message: mido.Message) -> Slot | None:
@@ -105,21 +105,21 @@ def slot_of(message: mido.Message) -> Slot | None:
 
 
 @dataclass(frozen=True)
-class Binding:
-    """One entry of the input table: the control and the part of its value."""
+class Listener:
+    """One entry of the input table: a control listening on a slot, and the part of its value it carries."""
 
     control: Control
     part: Part
 
 
-def input_table(controls: Iterable[Control]) -> dict[Slot, Binding]:
+def input_table(controls: Iterable[Control]) -> dict[Slot, Listener]:
     """Every slot a control listens on, like mido's spec tables: one lookup per message."""
-    table: dict[Slot, Binding] = {}
+    table: dict[Slot, Listener] = {}
     for control in controls:
         if control.midi is None:
             continue
         for slot, part in slots(control.midi):
-            table[slot] = Binding(control, part)
+            table[slot] = Listener(control, part)
     return table
 
 
@@ -130,24 +130,24 @@ def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...
     velocity (127 for a toggle or button at 1), or ``note_off`` (velocity 0)
     for 0, which every controller reads as "LED off".
     """
-    mapping = control.midi
-    if mapping is None:
-        raise ValueError(f"{control.id} has no MIDI mapping")
+    binding = control.midi
+    if binding is None:
+        raise ValueError(f"{control.id} has no MIDI mapping (binding)")
     if isinstance(value, str):
         raise ValueError(f"{control.id}: text has no MIDI form")
-    number = to_midi(control, float(value), top(mapping))
-    channel = mapping.channel - 1
-    if mapping.kind == "cc":
-        return number, (mido.Message("control_change", channel=channel, control=mapping.number, value=number),)
-    if mapping.kind == "cc14":
+    number = to_midi(control, float(value), top(binding))
+    channel = binding.channel - 1
+    if binding.kind == "cc":
+        return number, (mido.Message("control_change", channel=channel, control=binding.number, value=number),)
+    if binding.kind == "cc14":
         return number, (
-            mido.Message("control_change", channel=channel, control=mapping.number, value=number >> 7),
-            mido.Message("control_change", channel=channel, control=mapping.number + LSB_OFFSET, value=number & 0x7F),
+            mido.Message("control_change", channel=channel, control=binding.number, value=number >> 7),
+            mido.Message("control_change", channel=channel, control=binding.number + LSB_OFFSET, value=number & 0x7F),
         )
-    if mapping.kind == "note":
+    if binding.kind == "note":
         if number > 0:
-            return number, (mido.Message("note_on", channel=channel, note=mapping.number, velocity=number),)
-        return number, (mido.Message("note_off", channel=channel, note=mapping.number, velocity=0),)
+            return number, (mido.Message("note_on", channel=channel, note=binding.number, velocity=number),)
+        return number, (mido.Message("note_off", channel=channel, note=binding.number, velocity=0),)
     return number, (mido.Message("pitchwheel", channel=channel, pitch=number - PITCH_OFFSET),)
 
 
@@ -183,28 +183,28 @@ class Decoder:
             slot = slot_of(message)
             if slot is None:
                 continue  # clock, sysex, ...: not a control's business, and too frequent to log
-            binding = self.table.get(slot)
-            if binding is None:
+            listener = self.table.get(slot)
+            if listener is None:
                 log.debug("MIDI %s: no control on %s", message, slot)
                 continue
-            control, mapping = binding.control, binding.control.midi
-            if mapping is None:  # never: only mapped controls are in the table
+            control, binding = listener.control, listener.control.midi
+            if binding is None:  # never: only mapped controls are in the table
                 continue
-            if binding.part == "msb":
+            if listener.part == "msb":
                 self._msb[control.id] = message.value
                 lsb = 0
-                if i < len(messages) and _is_lsb_of(messages[i], mapping):
+                if i < len(messages) and _is_lsb_of(messages[i], binding):
                     lsb = messages[i].value
                     i += 1
                 yield control, from_midi(control, (message.value << 7) | lsb, FOURTEEN_BIT_TOP)
-            elif binding.part == "lsb":
+            elif listener.part == "lsb":
                 msb = self._msb.get(control.id)
                 if msb is None:
                     msb = to_midi(control, _number(current(control)), FOURTEEN_BIT_TOP) >> 7
                 yield control, from_midi(control, (msb << 7) | message.value, FOURTEEN_BIT_TOP)
-            elif mapping.kind == "pitchbend":
+            elif binding.kind == "pitchbend":
                 yield control, from_midi(control, message.pitch + PITCH_OFFSET, FOURTEEN_BIT_TOP)
-            elif mapping.kind == "note":
+            elif binding.kind == "note":
                 pair = _note(control, message, current)
                 if pair is not None:
                     yield pair
@@ -223,11 +223,11 @@ def _note(control: Control, message: mido.Message, current: Callable[[Control], 
     return control, from_midi(control, message.velocity if pressed else 0, SEVEN_BIT_TOP)
 
 
-def _is_lsb_of(message: mido.Message, mapping: MidiMapping) -> bool:
+def _is_lsb_of(message: mido.Message, binding: MidiBinding) -> bool:
     return (
         message.type == "control_change"
-        and message.channel == mapping.channel - 1
-        and message.control == mapping.number + LSB_OFFSET
+        and message.channel == binding.channel - 1
+        and message.control == binding.number + LSB_OFFSET
     )
 
 

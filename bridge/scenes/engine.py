@@ -1,26 +1,19 @@
-"""Scenes: every value saved under a name, recalled at once or over a fade.
+"""Scenes recalled: switched at once or moved over a fade, through the hub.
 
-A scene is a snapshot of the values of every control that takes part in
-scenes (``scene = false`` on a control, say a master volume, keeps it out).
-Recalling one switches toggles, buttons and text at once and moves every
+Recalling a scene switches toggles, buttons and text at once and moves every
 range in a straight line to its saved value over ``fade`` seconds, one step
 every :data:`STEP_INTERVAL` through the hub, so browsers, OSC and MIDI all
 follow the fade. The last step lands exactly on the saved value.
 
 The fade engine is an adapter too: it sees every change, and a change to a
 fading control from anywhere else (a finger on a fader, a desk) takes that
-control out of the fade, so the performer always wins.
-
-Scenes live in a JSON file beside the state file (``state.json`` ->
-``state.scenes.json``), written atomically on every save; without a state
-file they live in memory only.
+control out of the fade, so the performer always wins. The scenes
+themselves are :mod:`bridge.scenes.store`'s.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bridge.errors import BridgeError, InvalidValue
+from bridge.errors import BridgeError, InvalidValue, SceneError
+from bridge.flow import Workers
 from bridge.model import Change, Origin, Value
-from bridge.state import read_document, write_atomic
+from bridge.scenes.store import Scene, SceneStore, check_fade
 from bridge.validation import normalize
 
 if TYPE_CHECKING:
@@ -40,71 +34,10 @@ log = logging.getLogger(__name__)
 
 #: One fade step every 10 ms: 100 steps a second, twice what the eye needs.
 STEP_INTERVAL = 0.01
-#: The longest fade accepted, in seconds.
-MAX_FADE = 600.0
-MAX_SCENES = 500
-MAX_NAME_LENGTH = 64
-FORMAT_VERSION = 1
 SAVE_ADDRESS = "/bridge/scene/save"
 RECALL_ADDRESS = "/bridge/scene/recall"
 #: The origin of a value put back after a fade step overwrote a newer change.
 RESTORE_ORIGIN = Origin("scene", "")
-
-
-class SceneError(BridgeError):
-    """A scene request that cannot be served; ``status`` is its HTTP status."""
-
-    status = 400
-
-
-class UnknownScene(SceneError):
-    status = 404
-
-    def __init__(self, name: object) -> None:
-        self.name = name
-        super().__init__(f"unknown scene {name!r}")
-
-
-def scene_file_for(state_file: Path) -> Path:
-    """Where the scenes of a show live: beside its state file, named after it."""
-    return state_file.with_name(f"{state_file.stem}.scenes.json")
-
-
-def check_name(raw: object) -> str:
-    """A scene name as given, or :class:`SceneError` saying what a name may be."""
-    if (
-        not isinstance(raw, str)
-        or not raw
-        or len(raw) > MAX_NAME_LENGTH
-        or not raw.isprintable()
-        or raw != raw.strip()
-        or "/" in raw
-    ):
-        raise SceneError(
-            f"a scene name is 1-{MAX_NAME_LENGTH} printable characters, no '/', no space at either end; got {raw!r}"
-        )
-    return raw
-
-
-def check_fade(raw: object) -> float:
-    """A fade time in seconds: a finite number from 0 to :data:`MAX_FADE`."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-        raise SceneError(f"fade must be a number of seconds, got {raw!r}")
-    if not 0 <= raw <= MAX_FADE:
-        raise SceneError(f"fade must be 0-{MAX_FADE:g} seconds, got {raw!r}")
-    return float(raw)
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Saved values by control id (as saved: checked against the controls on recall)."""
-
-    name: str
-    values: dict[str, object]
-    saved_at: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "saved_at": self.saved_at, "values": dict(self.values)}
 
 
 @dataclass(frozen=True)
@@ -128,137 +61,76 @@ class _Fade:
     moves: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (from, to)
 
 
-def load_scenes(path: Path) -> dict[str, Scene]:
-    """Read saved scenes; a corrupt file is moved aside and ``{}`` returned."""
-    saved = read_document(path, "scenes", "scenes file", "starting without scenes")
-    if saved is None:
-        return {}
-    scenes: dict[str, Scene] = {}
-    for name, body in saved.items():
-        values = body.get("values") if isinstance(body, dict) else None
-        try:
-            check_name(name)
-        except SceneError as err:
-            log.warning("scenes file %s: %s; left out", path, err)
-            continue
-        if not isinstance(values, dict):
-            log.warning("scenes file %s: scene %r has no 'values' object; left out", path, name)
-            continue
-        saved_at = body.get("saved_at")
-        stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else 0.0
-        scenes[name] = Scene(name, dict(values), stamp)
-    return scenes
-
-
 class Scenes:
-    """The scenes of a show, their file, and the fade engine (an adapter of the hub)."""
+    """The scenes of a show and the fade engine (an adapter of the hub).
+
+    Locks: ``_run_lock`` (one writer of scene values at a time: a recall
+    waits for the fade step under way, so no step of an old fade lands
+    after it) is taken before ``_fade_lock`` (the fade and what interrupted it).
+    """
 
     name = "scenes"
 
     def __init__(self, hub: Hub, path: Path | None, push: Callable[[str, Any], None] | None = None) -> None:
         self.hub = hub
-        self.path = path
+        self.store = SceneStore(path)
         self._push = push
-        self._scenes: dict[str, Scene] = {}
-        self._lock = threading.Lock()  # the scenes and their file
         self._last: Recall | None = None
-        # Only one writer of scene values at a time: a recall waits for the
-        # fade step under way, so no step of an old fade lands after it.
         self._run_lock = threading.Lock()
-        self._fade_lock = threading.Lock()  # the fade and what interrupted it
+        self._fade_lock = threading.Lock()
         self._fade: _Fade | None = None
         self._interrupted: dict[str, Value] = {}  # id -> latest value from elsewhere during this fade
         self._restore: dict[str, Value] = {}  # id -> value a fade step overwrote
         self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._workers = Workers()
         self._recalls = 0
+
+    @property
+    def path(self) -> Path | None:
+        return self.store.path
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
         """Load the saved scenes and start the fade thread."""
-        if self.path is None:
-            log.info("no state file: scenes are kept in memory only and lost at exit")
-        else:
-            loaded = load_scenes(self.path)
-            with self._lock:
-                self._scenes = loaded
-            if loaded:
-                log.info("loaded %d scenes from %s", len(loaded), self.path)
+        self.store.load()
         self._announce()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="scene-fade", daemon=True)
-        self._thread.start()
+        self._workers.start((self._run, "scene-fade"))
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._workers.stop(wake=(self._wake.set,))
 
     def describe(self) -> dict[str, Any]:
         fade = self._fade
         return {
             "file": str(self.path) if self.path else None,
-            "scenes": len(self._scenes),
+            "scenes": len(self.store.names()),
             "recalls": self._recalls,
             "fading": fade.origin.ident if fade else None,
         }
 
     # -- the scenes ------------------------------------------------------------
     def names(self) -> list[str]:
-        with self._lock:
-            return list(self._scenes)
+        return self.store.names()
 
     def all(self) -> list[Scene]:
-        with self._lock:
-            return list(self._scenes.values())
+        return self.store.all()
 
     def get(self, name: str) -> Scene:
-        with self._lock:
-            scene = self._scenes.get(name)
-        if scene is None:
-            raise UnknownScene(name)
-        return scene
+        return self.store.get(name)
 
     def save(self, raw_name: object) -> Scene:
         """Save every current value (but those with ``scene = false``) as ``raw_name``."""
-        name = check_name(raw_name)
         controls = self.hub.controls
         values: dict[str, object] = {cid: v for cid, v in self.hub.values().items() if controls[cid].scene}
-        scene = Scene(name, values, time.time())
-        with self._lock:
-            if name not in self._scenes and len(self._scenes) >= MAX_SCENES:
-                raise SceneError(f"at most {MAX_SCENES} scenes; delete one first")
-            self._scenes[name] = scene
-            self._write()
-        log.info("scene %r saved (%d values)", name, len(values))
+        scene = self.store.save(raw_name, values)
+        log.info("scene %r saved (%d values)", scene.name, len(values))
         self._announce()
         return scene
 
     def delete(self, name: str) -> None:
-        with self._lock:
-            if name not in self._scenes:
-                raise UnknownScene(name)
-            del self._scenes[name]
-            self._write()
+        self.store.delete(name)
         log.info("scene %r deleted", name)
         self._announce()
-
-    def _write(self) -> None:
-        """Write every scene to the file (called under the lock); a failure is logged, not raised."""
-        if self.path is None:
-            return
-        body = {
-            "version": FORMAT_VERSION,
-            "scenes": {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()},
-        }
-        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, payload)
-        except OSError as err:
-            log.warning("cannot write scenes to %s (%s); they are kept in memory", self.path, err.strerror)
 
     def summary(self) -> dict[str, Any]:
         """What every page shows: the scene names and the last recall."""
@@ -360,7 +232,7 @@ class Scenes:
 
     def _run(self) -> None:
         due = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._workers.stopping.is_set():
             if self._fade is None:
                 self._wake.wait()
                 self._wake.clear()
@@ -376,7 +248,7 @@ class Scenes:
             # a late step is not followed by a burst to catch up.
             now = time.monotonic()
             due = max(due + STEP_INTERVAL, now)
-            self._stopping.wait(due - now)
+            self._workers.wait(due - now)
 
     def _step(self) -> None:
         """One step of the fade: every moving control to where the line is now."""

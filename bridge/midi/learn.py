@@ -32,10 +32,10 @@ from typing import Any
 
 import mido
 
-from bridge.config import parse_midi_mapping
+from bridge.config.controls import parse_midi_binding
 from bridge.errors import ConfigError
-from bridge.mapping import LSB_OFFSET, Slot, slots
-from bridge.model import Control, MidiMapping
+from bridge.midi.codec import LSB_OFFSET, Slot, slots
+from bridge.model import Control, MidiBinding
 from bridge.state import read_document, write_atomic
 
 log = logging.getLogger(__name__)
@@ -47,53 +47,53 @@ FORMAT_VERSION = 1
 _PAIRED_CCS = 2 * LSB_OFFSET
 
 
-def mappings_path(config_path: Path) -> Path:
+def bindings_path(config_path: Path) -> Path:
     """Where the learned bindings of the config at ``config_path`` live: beside it."""
     return config_path.with_name(f"{config_path.stem}.mappings.json")
 
 
-def label(mapping: MidiMapping | None) -> str:
+def label(binding: MidiBinding | None) -> str:
     """A binding as a performer reads it on the control: "CC 7 ch 1", "Note 36 ch 10"."""
-    if mapping is None:
+    if binding is None:
         return ""
-    if mapping.kind == "cc":
-        return f"CC {mapping.number} ch {mapping.channel}"
-    if mapping.kind == "cc14":
-        return f"CC {mapping.number}+{mapping.number + LSB_OFFSET} ch {mapping.channel}"
-    if mapping.kind == "note":
-        return f"Note {mapping.number} ch {mapping.channel}"
-    return f"Pitch bend ch {mapping.channel}"
+    if binding.kind == "cc":
+        return f"CC {binding.number} ch {binding.channel}"
+    if binding.kind == "cc14":
+        return f"CC {binding.number}+{binding.number + LSB_OFFSET} ch {binding.channel}"
+    if binding.kind == "note":
+        return f"Note {binding.number} ch {binding.channel}"
+    return f"Pitch bend ch {binding.channel}"
 
 
-def default_feedback(mapping_kind: str, control_type: str) -> bool:
+def default_feedback(binding_kind: str, control_type: str) -> bool:
     """The config's default: toggles and buttons on notes light the controller."""
-    return mapping_kind == "note" and control_type in ("toggle", "button")
+    return binding_kind == "note" and control_type in ("toggle", "button")
 
 
-def to_table(mapping: MidiMapping, control_type: str) -> dict[str, Any]:
-    """``mapping`` as the config would write its ``midi`` table."""
-    table: dict[str, Any] = {"channel": mapping.channel}
-    if mapping.kind == "pitchbend":
+def to_table(binding: MidiBinding, control_type: str) -> dict[str, Any]:
+    """``binding`` as the config would write its ``midi`` table."""
+    table: dict[str, Any] = {"channel": binding.channel}
+    if binding.kind == "pitchbend":
         table["pitchbend"] = True
-    elif mapping.kind == "note":
-        table["note"] = mapping.number
+    elif binding.kind == "note":
+        table["note"] = binding.number
     else:
-        table["cc"] = mapping.number
-        if mapping.kind == "cc14":
+        table["cc"] = binding.number
+        if binding.kind == "cc14":
             table["hires"] = True
-    if mapping.feedback != default_feedback(mapping.kind, control_type):
-        table["feedback"] = mapping.feedback
+    if binding.feedback != default_feedback(binding.kind, control_type):
+        table["feedback"] = binding.feedback
     return table
 
 
-def describe(mapping: MidiMapping | None, control_type: str, learned: bool) -> dict[str, Any] | None:
+def describe(binding: MidiBinding | None, control_type: str, learned: bool) -> dict[str, Any] | None:
     """What pages and the HTTP API are told about one control's binding."""
-    if mapping is None:
+    if binding is None:
         return None
-    return {**to_table(mapping, control_type), "label": label(mapping), "learned": learned}
+    return {**to_table(binding, control_type), "label": label(binding), "learned": learned}
 
 
-def overlaps(a: MidiMapping, b: MidiMapping) -> bool:
+def overlaps(a: MidiBinding, b: MidiBinding) -> bool:
     """True when ``a`` and ``b`` listen on a slot in common (CC 39 and CC 7+39 do)."""
     mine: set[Slot] = {slot for slot, _part in slots(a)}
     return any(slot in mine for slot, _part in slots(b))
@@ -113,7 +113,7 @@ class BindingStore:
         self._raw: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def load(self, controls: Mapping[str, Control]) -> dict[str, MidiMapping | None]:
+    def load(self, controls: Mapping[str, Control]) -> dict[str, MidiBinding | None]:
         """Read the file; returns the overrides that fit a control of the config.
 
         A corrupt file is moved aside with a warning; an entry that does not
@@ -122,26 +122,30 @@ class BindingStore:
         with self._lock:
             self._raw = self._read()
             raw = dict(self._raw)
-        overrides: dict[str, MidiMapping | None] = {}
+        overrides: dict[str, MidiBinding | None] = {}
         for cid, table in raw.items():
             control = controls.get(cid)
             if control is None:
-                log.info("MIDI mappings %s: no control %r in the config; its binding is kept for later", self.path, cid)
+                log.info(
+                    "MIDI bindings file %s: no control %r in the config; its binding is kept for later", self.path, cid
+                )
                 continue
             if table is None:
                 overrides[cid] = None
                 continue
             if control.type == "text":
-                log.warning("MIDI mappings %s: %s is a text control, which has no MIDI form; ignored", self.path, cid)
+                log.warning(
+                    "MIDI bindings file %s: %s is a text control, which has no MIDI form; ignored", self.path, cid
+                )
                 continue
             try:
-                overrides[cid] = parse_midi_mapping(table, f"bindings.{cid}", control.type, str(self.path))
+                overrides[cid] = parse_midi_binding(table, f"bindings.{cid}", control.type, str(self.path))
             except ConfigError as err:
-                log.warning("MIDI mappings %s; %s keeps its config binding", err, cid)
+                log.warning("MIDI bindings file %s; %s keeps its config binding", err, cid)
         return overrides
 
     def _read(self) -> dict[str, Any]:
-        bindings = read_document(self.path, "bindings", "MIDI mappings", "the config's bindings are used")
+        bindings = read_document(self.path, "bindings", "MIDI bindings file", "the config's bindings are used")
         return bindings if bindings is not None else {}
 
     def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> None:
@@ -161,23 +165,23 @@ class BindingStore:
 
 
 def effective(
-    controls: Iterable[Control], overrides: Mapping[str, MidiMapping | None], where: str
-) -> dict[str, MidiMapping | None]:
+    controls: Iterable[Control], overrides: Mapping[str, MidiBinding | None], where: str
+) -> dict[str, MidiBinding | None]:
     """Each control's binding: the learned one, else the config's.
 
     A config binding on a slot that a learned one took is dropped with a
     warning: the learned one is the newer decision. Two learned bindings on
     one slot (a hand-edited file): the first wins, likewise.
     """
-    result: dict[str, MidiMapping | None] = {}
+    result: dict[str, MidiBinding | None] = {}
     taken: dict[Slot, str] = {}
     ordered = list(controls)
     learned = [c for c in ordered if c.id in overrides]
     configured = [c for c in ordered if c.id not in overrides]
     for control in learned + configured:
-        mapping = overrides[control.id] if control.id in overrides else control.midi
-        if mapping is not None:
-            clash = next((taken[slot] for slot, _part in slots(mapping) if slot in taken), None)
+        binding = overrides[control.id] if control.id in overrides else control.midi
+        if binding is not None:
+            clash = next((taken[slot] for slot, _part in slots(binding) if slot in taken), None)
             if clash is not None:
                 source = "learned" if control.id in overrides else "config"
                 log.warning(
@@ -185,25 +189,25 @@ def effective(
                     where,
                     control.id,
                     source,
-                    label(mapping),
+                    label(binding),
                     clash,
                     control.id,
                 )
-                mapping = None
+                binding = None
             else:
-                for slot, _part in slots(mapping):
+                for slot, _part in slots(binding):
                     taken[slot] = control.id
-        result[control.id] = mapping
+        result[control.id] = binding
     return {c.id: result[c.id] for c in ordered}
 
 
 # -- watching the hardware ------------------------------------------------------------------
 @dataclass(frozen=True)
 class Learned:
-    """What the learner decided: bind ``control_id`` to ``mapping``."""
+    """What the learner decided: bind ``control_id`` to ``binding``."""
 
     control_id: str
-    mapping: MidiMapping
+    binding: MidiBinding
 
 
 class Learner:
@@ -261,7 +265,7 @@ class Learner:
             if self._target is None or self._first is None or now - self._first[2] < self.window:
                 return None
             channel, number, _ = self._first
-            return self._done(MidiMapping(channel, "cc", number))
+            return self._done(MidiBinding(channel, "cc", number))
 
     # -- under the lock ----------------------------------------------------------------------
     def _take(self, message: mido.Message, now: float) -> tuple[Learned | None, bool]:
@@ -271,35 +275,35 @@ class Learner:
         if self._first is not None:
             first_channel, first, since = self._first
             if now - since >= self.window:
-                lone = self._done(MidiMapping(first_channel, "cc", first))
+                lone = self._done(MidiBinding(first_channel, "cc", first))
                 return lone, False
             if kind != "control_change" or message.channel + 1 != first_channel:
                 return None, False
             if message.control == first:
                 return None, True  # the same control still moving: keep waiting for its partner
             if message.control == _partner(first):
-                return self._done(MidiMapping(first_channel, "cc14", min(first, message.control))), True
+                return self._done(MidiBinding(first_channel, "cc14", min(first, message.control))), True
             return None, False
         if kind == "control_change":
             if message.control < _PAIRED_CCS:
                 self._first = (channel, message.control, now)
                 return None, True
-            return self._done(MidiMapping(channel, "cc", message.control)), True
+            return self._done(MidiBinding(channel, "cc", message.control)), True
         if kind == "note_on" and message.velocity > 0:
-            return self._done(MidiMapping(channel, "note", message.note)), True
+            return self._done(MidiBinding(channel, "note", message.note)), True
         if kind == "pitchwheel":
-            return self._done(MidiMapping(channel, "pitchbend")), True
+            return self._done(MidiBinding(channel, "pitchbend")), True
         return None, False
 
-    def _done(self, mapping: MidiMapping) -> Learned:
+    def _done(self, binding: MidiBinding) -> Learned:
         target = self._target
         assert target is not None  # noqa: S101 - only called while a control waits
         self._target, self._first = None, None
-        feedback = default_feedback(mapping.kind, target.type)
+        feedback = default_feedback(binding.kind, target.type)
         configured = target.midi
         if configured is not None and configured.feedback != default_feedback(configured.kind, target.type):
             feedback = configured.feedback  # chosen in the config (a motorized fader): kept
-        return Learned(target.id, MidiMapping(mapping.channel, mapping.kind, mapping.number, feedback))
+        return Learned(target.id, MidiBinding(binding.channel, binding.kind, binding.number, feedback))
 
 
 def _partner(number: int) -> int:

@@ -9,7 +9,7 @@ the event's acknowledgement (``{"ok": true, ...}`` or ``{"ok": false,
 * ``midi learn cancel``: stop waiting;
 * ``midi unlearn`` ``{"who": id}``: remove the control's binding.
 
-What follows is pushed by the MIDI adapter to every page: ``midi learning``
+What follows is pushed by the bindings to every page: ``midi learning``
 (which control waits), ``midi bindings`` (every binding) and ``midi learned``
 (what was bound or removed, and what it was moved from).
 
@@ -21,23 +21,22 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify
-from flask_socketio import SocketIO
 
-from bridge.adapters.midi import LearnRefused, MidiAdapter
-from bridge.adapters.web import WebAdapter
-from bridge.errors import UnknownControl
+from bridge.auth import Access, guard
+from bridge.errors import LearnRefused, UnknownControl
+from bridge.midi.adapter import MidiAdapter
+from bridge.web.adapter import READ_ONLY, WebAdapter
 
 #: What learning says when the config switches MIDI off.
 MIDI_OFF = "MIDI is off: the config has no [midi] table"
-READ_ONLY = "read-only: this browser joined with the viewer key"
 
 Answer = dict[str, Any]
 
 
-def register(app: Flask, socketio: SocketIO, web: WebAdapter, midi: MidiAdapter | None) -> None:
+def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | None) -> None:
     """Attach the learn events and routes; ``midi`` is None when the config has no [midi]."""
 
-    def allowed(sid: str) -> Answer | None:
+    def refused(sid: str) -> Answer | None:
         if web.role(sid) != "control":
             return {"ok": False, "error": READ_ONLY}
         if midi is None:
@@ -48,51 +47,53 @@ def register(app: Flask, socketio: SocketIO, web: WebAdapter, midi: MidiAdapter 
         return message.get("who") if isinstance(message, dict) else None
 
     def on_learn(sid: str, message: object = None) -> Answer:
-        refused = allowed(sid)
-        if refused is not None or midi is None:
-            return refused or {"ok": False, "error": MIDI_OFF}
+        no = refused(sid)
+        if no is not None or midi is None:
+            return no or {"ok": False, "error": MIDI_OFF}
         try:
-            control = midi.learn(who(message))
+            control = midi.bindings.learn(who(message), midi.on)
         except (UnknownControl, LearnRefused) as err:
             return {"ok": False, "error": str(err)}
         return {"ok": True, "who": control.id}
 
     def on_cancel(sid: str, message: object = None) -> Answer:
-        refused = allowed(sid)
-        if refused is not None or midi is None:
-            return refused or {"ok": False, "error": MIDI_OFF}
-        return {"ok": True, "who": midi.cancel_learn()}
+        no = refused(sid)
+        if no is not None or midi is None:
+            return no or {"ok": False, "error": MIDI_OFF}
+        return {"ok": True, "who": midi.bindings.cancel_learn()}
 
     def on_unlearn(sid: str, message: object = None) -> Answer:
-        refused = allowed(sid)
-        if refused is not None or midi is None:
-            return refused or {"ok": False, "error": MIDI_OFF}
+        no = refused(sid)
+        if no is not None or midi is None:
+            return no or {"ok": False, "error": MIDI_OFF}
         try:
-            removed = midi.unbind(who(message))
+            removed = midi.bindings.unbind(who(message))
         except UnknownControl as err:
             return {"ok": False, "error": str(err)}
         return {"ok": True, "who": who(message), "removed": removed}
 
-    server = socketio.server
-    server.on("midi learn", on_learn, namespace="/")
-    server.on("midi learn cancel", on_cancel, namespace="/")
-    server.on("midi unlearn", on_unlearn, namespace="/")
+    web.on("midi learn", on_learn)
+    web.on("midi learn cancel", on_cancel)
+    web.on("midi unlearn", on_unlearn)
 
     bp = Blueprint("midi_learn", __name__)
-    bp.before_request(web.check_access)
+    guard(bp, access)
 
     @bp.get("/api/midi/bindings")
     def get_bindings() -> Any:
         if midi is None:
             return jsonify(error=MIDI_OFF), 404
-        return jsonify(bindings=midi.bindings(), takeover=midi.takeover_modes(), learning=midi.learning)
+        bindings = midi.bindings
+        return jsonify(
+            bindings=bindings.described(), takeover=bindings.takeover_modes(), learning=bindings.learner.target
+        )
 
     @bp.delete("/api/midi/bindings/<control_id>")
     def delete_binding(control_id: str) -> Any:
         if midi is None:
             return jsonify(error=MIDI_OFF), 404
         try:
-            removed = midi.unbind(control_id)
+            removed = midi.bindings.unbind(control_id)
         except UnknownControl as err:
             return jsonify(error=str(err)), 404
         return jsonify(id=control_id, binding=None, removed=removed)

@@ -1,6 +1,6 @@
 """MIDI scaling and message tables, without ports.
 
-The round-trip properties are the ones ``bridge.mapping`` states: every MIDI
+The round-trip properties are the ones ``bridge.midi.codec`` states: every MIDI
 number survives when the control can tell the numbers apart, every value on
 a coarse step grid survives, and one trip settles any value. Ranges are
 drawn with ends within +-1e6 and a span of at least 1e-3, where a float has
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bridge.mapping import (
+from bridge.midi.codec import (
     FOURTEEN_BIT_TOP,
     SEVEN_BIT_TOP,
     Decoder,
@@ -26,7 +26,7 @@ from bridge.mapping import (
     slot_of,
     to_midi,
 )
-from bridge.model import Control, MidiMapping, Value
+from bridge.model import Control, MidiBinding, Value
 from bridge.validation import normalize, snap
 
 TOPS = st.sampled_from([SEVEN_BIT_TOP, FOURTEEN_BIT_TOP])
@@ -131,13 +131,13 @@ def test_scaling_keeps_order(control: Control, top: int, a: float, b: float) -> 
 
 
 # -- the test config's controls -------------------------------------------------
-SLIDER = Control("slider1", "range", "S", 25, "/s", 0, 50, 1, MidiMapping(1, "cc", 1))
-FINE = Control("fine", "range", "F", 0.0, "/f", -1.0, 1.0, 0.0, MidiMapping(2, "cc14", 7))
-BEND = Control("bend", "range", "B", 0.5, "/b", 0.0, 1.0, 0.0, MidiMapping(3, "pitchbend"))
-TOGGLE = Control("toggle1", "toggle", "T", 0, "/t", midi=MidiMapping(1, "note", 60, feedback=True))
-BUTTON = Control("button1", "button", "B", 0, "/b1", midi=MidiMapping(1, "note", 61, feedback=True))
-PAD = Control("pad", "range", "P", 0.0, "/p", 0.0, 1.0, 0.0, MidiMapping(10, "note", 36))
-SWITCH_CC = Control("sw", "toggle", "W", 0, "/w", midi=MidiMapping(5, "cc", 64))
+SLIDER = Control("slider1", "range", "S", 25, "/s", 0, 50, 1, MidiBinding(1, "cc", 1))
+FINE = Control("fine", "range", "F", 0.0, "/f", -1.0, 1.0, 0.0, MidiBinding(2, "cc14", 7))
+BEND = Control("bend", "range", "B", 0.5, "/b", 0.0, 1.0, 0.0, MidiBinding(3, "pitchbend"))
+TOGGLE = Control("toggle1", "toggle", "T", 0, "/t", midi=MidiBinding(1, "note", 60, feedback=True))
+BUTTON = Control("button1", "button", "B", 0, "/b1", midi=MidiBinding(1, "note", 61, feedback=True))
+PAD = Control("pad", "range", "P", 0.0, "/p", 0.0, 1.0, 0.0, MidiBinding(10, "note", 36))
+SWITCH_CC = Control("sw", "toggle", "W", 0, "/w", midi=MidiBinding(5, "cc", 64))
 CONTROLS = [SLIDER, FINE, BEND, TOGGLE, BUTTON, PAD, SWITCH_CC]
 
 

@@ -14,25 +14,21 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
-from flask_socketio import SocketIO
 
-from bridge.adapters.web import WebAdapter
-from bridge.scenes import SceneError, Scenes
+from bridge.auth import Access, guard
+from bridge.errors import SceneError
+from bridge.scenes.engine import Scenes
+from bridge.web.adapter import READ_ONLY, WebAdapter
 
 log = logging.getLogger(__name__)
 
-READ_ONLY = "read-only: this browser joined with the viewer key"
 
-
-def register_scene_api(app: Flask, socketio: SocketIO, web: WebAdapter, scenes: Scenes) -> None:
+def register(app: Flask, web: WebAdapter, access: Access, scenes: Scenes) -> None:
     """Attach the scene routes, Socket.IO events and the page's scene names."""
-    app.register_blueprint(_blueprint(web, scenes))
+    app.register_blueprint(_blueprint(access, scenes))
 
-    def sid() -> str:
-        return str(request.sid)  # type: ignore[attr-defined]
-
-    def on_save(message: object = None) -> dict[str, Any]:
-        if web.role(sid()) != "control":
+    def on_save(sid: str, message: object = None) -> dict[str, Any]:
+        if web.role(sid) != "control":
             return {"ok": False, "error": READ_ONLY}
         name = message.get("name") if isinstance(message, dict) else None
         try:
@@ -41,8 +37,8 @@ def register_scene_api(app: Flask, socketio: SocketIO, web: WebAdapter, scenes: 
             return {"ok": False, "error": str(err)}
         return {"ok": True, "scene": scene.name, "count": len(scene.values)}
 
-    def on_recall(message: object = None) -> dict[str, Any]:
-        if web.role(sid()) != "control":
+    def on_recall(sid: str, message: object = None) -> dict[str, Any]:
+        if web.role(sid) != "control":
             return {"ok": False, "error": READ_ONLY}
         if not isinstance(message, dict) or not isinstance(message.get("name"), str):
             return {"ok": False, "error": 'expected {"name": scene, "fade": seconds}'}
@@ -52,13 +48,13 @@ def register_scene_api(app: Flask, socketio: SocketIO, web: WebAdapter, scenes: 
             return {"ok": False, "error": str(err)}
         return {"ok": True, **done.as_dict()}
 
-    socketio.on_event("scene save", on_save)
-    socketio.on_event("scene recall", on_recall)
+    web.on("scene save", on_save)
+    web.on("scene recall", on_recall)
 
 
-def _blueprint(web: WebAdapter, scenes: Scenes) -> Blueprint:
+def _blueprint(access: Access, scenes: Scenes) -> Blueprint:
     bp = Blueprint("scenes", __name__)
-    web.guard(bp)
+    guard(bp, access)
 
     @bp.app_context_processor
     def scene_names() -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Pure functions, no sockets. python-osc decodes the packets; what it lets
 through silently (a float argument cut off at the end of a datagram is read
 as 0.0 by python-osc 1.10) is caught here first, so that a fader never jumps
-because a packet was cut short.
+because a packet was cut short. :func:`decode` is the one way in: whatever
+python-osc raises on a bad packet leaves it as :class:`MalformedPacket`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pythonosc.osc_bundle import OscBundle
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from bridge.errors import BridgeError, InvalidValue
+from bridge.errors import InvalidValue, MalformedPacket
 from bridge.model import Control, Value
 
 BUNDLE_TAG = b"#bundle\x00"
@@ -26,10 +27,6 @@ BUNDLE_TAG = b"#bundle\x00"
 MAX_BUNDLE_DEPTH = 8
 _FIXED_SIZES = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
 _NO_DATA = "TFNI[]"
-
-
-class MalformedPacket(BridgeError):
-    """A datagram that is not a whole, well-formed OSC packet."""
 
 
 def _padded_string_end(data: bytes, start: int, what: str) -> int:
@@ -97,6 +94,17 @@ def _check_message(data: bytes) -> None:
             raise MalformedPacket(f"argument {tag!r} cut short")
     if pos != len(data):
         raise MalformedPacket(f"{len(data) - pos} bytes after the last argument")
+
+
+def decode(data: bytes) -> list[OscMessage]:
+    """Every message in the packet ``data``, in order; :class:`MalformedPacket` for anything else."""
+    try:
+        check_packet(data)
+        return list(messages(data))
+    except MalformedPacket:
+        raise
+    except Exception as err:  # python-osc's ParseError and whatever its parsers let escape
+        raise MalformedPacket(f"not decodable: {err}") from err
 
 
 def messages(data: bytes) -> Iterator[OscMessage]:

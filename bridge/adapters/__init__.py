@@ -1,1 +1,0 @@
-"""Adapters around the hub: each one speaks one transport."""

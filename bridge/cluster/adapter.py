@@ -1,0 +1,381 @@
+"""Several bridge processes, one set of values: the hub's adapter toward Redis.
+
+Imported only when the config has a ``[cluster]`` table; without it the
+bridge never imports Redis. The hub stays the one owner of the values in
+each process; this adapter keeps every process's hub in one global order,
+by the rules of :mod:`bridge.cluster.protocol`, through
+:mod:`bridge.cluster.store`.
+
+How a change travels. The hub applies a local change at once and hands it
+to :meth:`ClusterAdapter.send`, which files it (latest value per control)
+for the writer thread. The writer runs one Lua script per change, which
+increments the control's version, stores the value and publishes
+``{control, version, process, origin, value}``, all in one step. The
+listener thread of every process applies announcements from the others to
+its hub with the origin kind ``cluster``, so its web, OSC, MIDI and state
+adapters all see them, and this adapter does not write them back.
+
+Outages. Redis gone: each process keeps serving its own clients, keeps the
+latest local value per control, and writes them when Redis is back; the
+listener subscribes again, re-reads the hash and applies what differs.
+Versions let a process tell that Redis lost a write it had acknowledged
+(Redis restarted within its fsync window): it writes that value back, with
+its version, when it joins again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from bridge.cluster.protocol import Pending, Versions
+from bridge.cluster.store import Joined, RedisStore, StoreError
+from bridge.config import ClusterConfig
+from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
+from bridge.flow import Workers
+from bridge.hub import Hub
+from bridge.logs import LogLimiter
+from bridge.model import Change, Control, Origin, Value
+from bridge.validation import normalize
+
+log = logging.getLogger(__name__)
+
+#: The origin kind of changes that came from another process.
+ORIGIN_KIND = "cluster"
+BEAT_INTERVAL = 1.0
+#: How long the listener waits for an announcement before it looks at the clock.
+LISTEN_TIMEOUT = 0.5
+#: Reconnection backoff, doubled after each failed try.
+RETRY_MIN = 0.1
+RETRY_MAX = 2.0
+#: How long start-up waits for Redis before it gives up.
+START_TIMEOUT = 5.0
+
+
+def signature(controls: Any) -> str:
+    """A short hash of what must agree between processes: ids, types and ranges, in order."""
+    shape = [[c.id, c.type, c.min, c.max, c.step] for c in controls]
+    return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
+
+
+def redact(url: str) -> str:
+    """The Redis URL without its password, for logs and /healthz."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _safe(text: str) -> str:
+    """Only characters that need no escaping inside a JSON string built by the write script."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+class ClusterAdapter:
+    """Shares the hub's values with every other process of the same ``[cluster]``.
+
+    Locks: ``_apply_lock`` (one settle at a time, so the highest version
+    lands last) is taken before the versions' own lock, never after; the
+    state lock ``_lock`` is taken alone.
+    """
+
+    name = "cluster"
+
+    def __init__(self, hub: Hub, config: ClusterConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.url = redact(config.redis)
+        self.process_id = _safe(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
+        self.signature = signature(hub.controls.values())
+        self.store = RedisStore(config.redis, config.name, self.process_id)
+        self.versions = Versions(hub.controls)
+        self._lock = threading.Lock()  # state and counters
+        self._apply_lock = threading.Lock()
+        self._ready = threading.Event()
+        self._workers = Workers()
+        self._up = False
+        self._down_since = 0.0
+        self._next_beat = 0.0
+        self._refusal_logged = False
+        self._warn = LogLimiter(log, interval=10.0)
+        self.state = "starting"  # joined | down | refused
+        self.members = 0
+        self.written = 0
+        self.received = 0
+        self.applied = 0
+        self.outages = 0
+
+    # -- life cycle ------------------------------------------------------------
+    def start(self) -> None:
+        """Join the cluster (or stop start-up with a clear message), then start the threads."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                self._join(initial=True)
+                break
+            except StoreError as err:
+                self.store.unsubscribe()
+                if time.monotonic() > deadline:
+                    raise BridgeError(
+                        f"cannot reach Redis at {self.url}: {err} (start Redis, or fix [cluster] redis)"
+                    ) from err
+                time.sleep(0.2)
+        self._workers.start((self._listen_loop, "cluster-listen"), (self._write_loop, "cluster-write"))
+
+    def stop(self) -> None:
+        """Write what is still queued (briefly), leave the members, close the connections."""
+        started = self._workers.running
+        self._workers.stop(timeout=5, wake=(self._ready.set,))
+        if started:
+            self.store.leave()
+        self.store.close()
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            counters = {
+                "state": self.state,
+                "members": self.members,
+                "written": self.written,
+                "received": self.received,
+                "applied": self.applied,
+            }
+        return {
+            "redis": self.url,
+            "name": self.config.name,
+            "process": self.process_id,
+            **counters,
+            "queued": self.versions.queued,
+            "inflight": self.versions.inflight,
+            "outages": self.outages,
+        }
+
+    # -- local changes out -----------------------------------------------------
+    def send(self, change: Change) -> None:
+        """File a local change for the writer; the latest value per control wins."""
+        if change.origin.kind == ORIGIN_KIND:
+            return  # it came from the cluster: never written back
+        self.versions.file(change.control_id, change.value, _safe(change.origin.kind))
+        self._ready.set()
+
+    def _write_loop(self) -> None:
+        backoff = RETRY_MIN
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            stopping = self._workers.stopping.is_set()
+            batch = self.versions.take()
+            if batch is None:
+                # Redis is away: hold the changes; the listener wakes us when it is back.
+                if stopping:
+                    if self.versions.queued:
+                        log.warning("cluster: %d changes not written: Redis is unreachable", self.versions.queued)
+                    return
+                continue
+            if batch:
+                if not self._write(batch, stopping, backoff):
+                    if stopping:
+                        return
+                    backoff = min(RETRY_MAX, backoff * 2)
+                    self._ready.set()
+                    continue
+                backoff = RETRY_MIN
+            if stopping:
+                return
+
+    def _write(self, batch: list[tuple[str, Pending]], stopping: bool, backoff: float) -> bool:
+        """Write ``batch``; False (after waiting ``backoff``) when it must be tried again."""
+        try:
+            versions = self.store.write(batch)
+        except StoreError as err:
+            self.versions.requeue(batch)
+            if err.refused:
+                # Out of memory, read-only replica...: retried, reported once in a while.
+                self._warn.warning("refused", "cluster: Redis refused a write: %s; retrying", err)
+            else:
+                self._lost(err)
+            if stopping:
+                log.warning("cluster: %d changes not written before stopping: %s", len(batch), err)
+            else:
+                self._workers.wait(backoff)
+            return False
+        if backoff > RETRY_MIN:
+            self._reachable()
+        with self._lock:
+            self.written += len(batch)
+        for cid in self.versions.acknowledged(batch, versions):
+            self._settle(cid)
+        return True
+
+    # -- changes from the others in ----------------------------------------------
+    def _listen_loop(self) -> None:
+        backoff = RETRY_MIN
+        while not self._workers.stopping.is_set():
+            try:
+                if not self.store.subscribed:
+                    self._join(initial=False)
+                    backoff = RETRY_MIN
+                data = self.store.announcement(LISTEN_TIMEOUT)
+                if data is not None:
+                    self._announced(data)
+                if time.monotonic() >= self._next_beat:
+                    self._beat()
+            except ClusterRefused as err:
+                self.store.unsubscribe()
+                with self._lock:
+                    self.state = "refused"
+                if not self._refusal_logged:
+                    log.error("cluster: %s; serving locally, trying again every %.0f s", err, RETRY_MAX)
+                    self._refusal_logged = True
+                self._workers.wait(RETRY_MAX)
+            except StoreError as err:
+                self.store.unsubscribe()
+                # Writes wait for the next join: it re-reads what changed meanwhile.
+                self.versions.left()
+                with self._lock:
+                    if self.state != "refused":
+                        self.state = "down"
+                self._lost(err)
+                self._workers.wait(backoff)
+                backoff = min(RETRY_MAX, backoff * 2)
+
+    def _join(self, initial: bool) -> None:
+        """Subscribe, then read the hash in one step with the membership checks, and catch up.
+
+        Subscribing first means no announcement made after the read can be
+        missed; those made before it carry versions already known and are ignored.
+        """
+        self.store.subscribe()
+        values = self.hub.values()
+        known = [
+            (cid, json.dumps(values[cid] if value is None else value), version)
+            for cid, (value, version) in self.versions.known().items()
+        ]
+        joined = self.store.join(self.signature, known)
+        if not isinstance(joined, Joined):
+            theirs, running = joined
+            raise ClusterRefused(
+                f"cannot join the cluster {self.config.name!r} at {self.url}: this config's controls differ "
+                f"from those of the {running} process(es) running (signature {self.signature}, theirs {theirs}); "
+                "start every process with the same [[controls]] ids, types, min, max and step"
+            )
+        fresh = self._read_hash(joined.stored)
+        queued = self.versions.replace(fresh)
+        with self._lock:
+            self.state = "joined"
+            was_down = not self._up and not initial
+            down_for = time.monotonic() - self._down_since
+            self._up = True
+            self._refusal_logged = False
+        self._next_beat = 0.0
+        if joined.took_over:
+            log.warning(
+                "cluster %r: the controls changed and no other process was running: values reset from this config",
+                self.config.name,
+            )
+        if joined.restored:
+            log.warning(
+                "cluster: Redis had lost %d acknowledged values; written back from this process", joined.restored
+            )
+        if initial:
+            self.hub.restore({cid: value for cid, (_version, value) in fresh.items()})
+            log.info("cluster %r: joined at %s as %s", self.config.name, self.url, self.process_id)
+        else:
+            if was_down:
+                log.warning(
+                    "cluster: Redis at %s back after %.1f s; %d queued changes go out now", self.url, down_for, queued
+                )
+            for cid in fresh:
+                self._settle(cid)
+        self._ready.set()
+
+    def _read_hash(self, stored: dict[str, str]) -> dict[str, tuple[int, Value]]:
+        """The hash as {control: (version, value)}, each value checked against its control."""
+        fresh: dict[str, tuple[int, Value]] = {}
+        for cid, control in self.hub.controls.items():
+            if cid not in stored:
+                continue
+            value = self._checked(control, stored[cid])
+            if value is not None:
+                fresh[cid] = (int(stored.get(f"{cid}:version", 0)), value)
+        return fresh
+
+    def _checked(self, control: Control, text: str) -> Value | None:
+        try:
+            return normalize(control, json.loads(text))
+        except (ValueError, InvalidValue) as err:
+            log.warning("cluster: %s holds %r in Redis, which does not fit it (%s); ignored", control.id, text, err)
+            return None
+
+    def _announced(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+            cid, version, process = message["control"], int(message["version"]), message["process"]
+            control = self.hub.controls[cid]
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("cluster: announcement %r not understood (%s); ignored", data[:200], err)
+            return
+        value = self._checked(control, json.dumps(message.get("value")))
+        if value is None:
+            return
+        with self._lock:
+            self.received += 1
+        if self.versions.announced(cid, version, value) and process != self.process_id:
+            self._settle(cid)
+
+    def _settle(self, cid: str) -> None:
+        """Make the hub show the highest version known, unless a change of this process is pending.
+
+        Under ``_apply_lock``, so two threads settling at once cannot leave an older value last.
+        """
+        with self._apply_lock:
+            value = self.versions.settled(cid)
+            if value is None:
+                return
+            try:
+                applied = self.hub.set(cid, value, Origin(ORIGIN_KIND, self.process_id))
+            except (InvalidValue, UnknownControl) as err:
+                log.warning("cluster: %s from Redis not applied: %s", cid, err)
+                return
+            if applied.changed:
+                with self._lock:
+                    self.applied += 1
+
+    def _beat(self) -> None:
+        members = self.store.beat()
+        with self._lock:
+            self.members = members
+        self._next_beat = time.monotonic() + BEAT_INTERVAL
+
+    # -- outages -------------------------------------------------------------------
+    def _lost(self, err: BaseException) -> None:
+        """Note an outage; logged once per outage, not per retry."""
+        with self._lock:
+            if not self._up:
+                return
+            self._up = False
+            self.outages += 1
+            self._down_since = time.monotonic()
+        log.warning(
+            "cluster: lost Redis at %s (%s); serving this process's clients, changes held until it is back",
+            self.url,
+            err,
+        )
+
+    def _reachable(self) -> None:
+        """A write went through after failures the listener may never have seen (its own connection held)."""
+        with self._lock:
+            if self._up or not self.versions.joined:
+                return
+            self._up = True
+        log.warning("cluster: Redis at %s reachable again", self.url)

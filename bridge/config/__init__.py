@@ -1,0 +1,110 @@
+"""The TOML config, read with :mod:`tomllib` into frozen, checked objects.
+
+Every rule broken raises :class:`ConfigError` naming the file, the key and
+what is expected, so that ``python -m bridge`` can print one line and exit 2.
+The tables are read by :mod:`bridge.config.sections` and the controls by
+:mod:`bridge.config.controls`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.config import sections
+from bridge.config.controls import controls as read_controls
+from bridge.config.controls import parse_midi_binding
+from bridge.config.reader import Reader
+from bridge.config.sections import (
+    ClusterConfig,
+    DiscoveryConfig,
+    MidiConfig,
+    OscConfig,
+    OscQueryConfig,
+    OscTarget,
+    ServerConfig,
+)
+from bridge.errors import ConfigError
+from bridge.model import Control
+from bridge.views import View, parse_views
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "ClusterConfig",
+    "Config",
+    "DiscoveryConfig",
+    "MidiConfig",
+    "OscConfig",
+    "OscQueryConfig",
+    "OscTarget",
+    "ServerConfig",
+    "load_config",
+    "parse_config",
+    "parse_midi_binding",
+]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent.parent / "config" / "default.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the bridge needs, checked."""
+
+    path: Path
+    server: ServerConfig
+    controls: tuple[Control, ...]
+    osc: OscConfig | None = None
+    midi: MidiConfig | None = None
+    cluster: ClusterConfig | None = None
+    oscquery: OscQueryConfig | None = None
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    views: tuple[View, ...] = ()
+
+    def control(self, control_id: str) -> Control:
+        for control in self.controls:
+            if control.id == control_id:
+                return control
+        raise KeyError(control_id)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check the config at ``path``."""
+    path = Path(path)
+    name = str(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(name, "", "file not found") from None
+    except OSError as err:
+        raise ConfigError(name, "", f"cannot be read ({err.strerror})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(name, "", f"is not valid TOML: {err}") from err
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Check an already parsed TOML document; ``path`` anchors relative paths."""
+    reader = Reader(str(path))
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "views"})
+    server = sections.server(reader, reader.table(data, "server"), path)
+    osc = sections.osc(reader, data["osc"]) if "osc" in data else None
+    midi = sections.midi(reader, reader.table(data, "midi")) if "midi" in data else None
+    cluster = sections.cluster(reader, reader.table(data, "cluster")) if "cluster" in data else None
+    controls = read_controls(reader, data.get("controls"))
+    oscquery = sections.oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
+    discovery = sections.discovery(reader, reader.table(data, "discovery"))
+    views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()
+    return Config(
+        path=path,
+        server=server,
+        controls=controls,
+        osc=osc,
+        midi=midi,
+        oscquery=oscquery,
+        discovery=discovery,
+        views=views,
+        cluster=cluster,
+    )

@@ -1,0 +1,213 @@
+"""The config's tables other than the controls: ``[server]``, ``[osc]``, ``[midi]``, ``[cluster]``,
+``[oscquery]`` and ``[discovery]``, each read into a frozen dataclass."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Any
+
+from bridge.config.reader import OSC_ADDRESS_RE, Reader
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - phones on the LAN must reach the page
+    port: int = 5000
+    state_file: Path | None = None
+    key: str | None = None  # full control; "auto" is replaced by a generated key at start
+    viewer_key: str | None = None  # sees everything, changes nothing
+    allowed_origins: tuple[str, ...] = ()  # beyond the page's own origin
+    max_payload: int = 16_384  # bytes per Socket.IO message or HTTP body
+    max_rate: int = 200  # changes per second per browser; beyond it the latest value wins
+    max_clients: int = 250
+
+
+@dataclass(frozen=True)
+class OscTarget:
+    host: str
+    port: int
+    arg_type: str = "auto"  # auto | float | int
+    prefix: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    listen_host: str = "0.0.0.0"  # noqa: S104
+    listen_port: int = 9001
+    targets: tuple[OscTarget, ...] = ()
+    allow: tuple[IPv4Network | IPv6Network, ...] = ()  # empty: every source allowed
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    backend: str = "mido.backends.rtmidi"
+    input: str = "bridge"
+    output: str = "bridge"
+    virtual: bool = True
+    budget: int = 1000  # messages per second on the output; 0: no limit
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several bridge processes sharing their values through one Redis."""
+
+    redis: str  # redis://host:port/db, rediss://... or unix:///path
+    name: str = "stage-bridge"  # key prefix: several shows can share one Redis
+
+
+@dataclass(frozen=True)
+class OscQueryConfig:
+    """The OSCQuery server: HTTP and WebSocket on one port of its own."""
+
+    port: int = 5001
+    host: str | None = None  # None: the same interface as [server] host
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Zero-config discovery over mDNS; off unless asked for, since it multicasts on every interface."""
+
+    mdns: bool = False
+    name: str = "Stage Bridge"
+
+
+_SERVER_KEYS = {
+    "host",
+    "port",
+    "state_file",
+    "key",
+    "viewer_key",
+    "allowed_origins",
+    "max_payload",
+    "max_rate",
+    "max_clients",
+}
+
+
+def server(reader: Reader, table: dict[str, Any], path: Path) -> ServerConfig:
+    reader.keys(table, "server", _SERVER_KEYS)
+    host = reader.get(table, "host", "server.host", str, ServerConfig.host)
+    port = reader.port(reader.get(table, "port", "server.port", int, ServerConfig.port), "server.port")
+    state = reader.get(table, "state_file", "server.state_file", str, "state.json")
+    state_file = None if state == "" else (path.parent / state).resolve()
+    keys: dict[str, str | None] = {}
+    for name in ("key", "viewer_key"):
+        key = reader.get(table, name, f"server.{name}", str, None)
+        if key is not None and key != "auto" and (len(key) < 8 or not key.isprintable() or " " in key):
+            reader.fail(f"server.{name}", 'expected "auto" or at least 8 printable characters without spaces')
+        keys[name] = key or None
+    if keys["viewer_key"] and not keys["key"]:
+        reader.fail("server.viewer_key", "needs server.key too: without a key everyone already has full control")
+    if keys["key"] and keys["key"] != "auto" and keys["key"] == keys["viewer_key"]:
+        reader.fail("server.viewer_key", "must differ from server.key")
+    origins = reader.get(table, "allowed_origins", "server.allowed_origins", list, [])
+    for i, origin in enumerate(origins):
+        if not isinstance(origin, str) or not re.match(r"^https?://[^/\s]+$", origin):
+            reader.fail(
+                f"server.allowed_origins[{i}]", f'expected an origin such as "http://192.168.1.20:8080", got {origin!r}'
+            )
+    limits = {}
+    for name, low in (("max_payload", 1024), ("max_rate", 1), ("max_clients", 1)):
+        value = reader.get(table, name, f"server.{name}", int, getattr(ServerConfig, name))
+        if value < low:
+            reader.fail(f"server.{name}", f"expected at least {low}, got {value}")
+        limits[name] = value
+    return ServerConfig(
+        host=host,
+        port=port,
+        state_file=state_file,
+        key=keys["key"],
+        viewer_key=keys["viewer_key"],
+        allowed_origins=tuple(origins),
+        **limits,
+    )
+
+
+def osc(reader: Reader, table: dict[str, Any]) -> OscConfig:
+    if not isinstance(table, dict):
+        reader.fail("osc", "must be a table")
+    reader.keys(table, "osc", {"listen", "targets", "allow"})
+    allow = []
+    for i, item in enumerate(reader.get(table, "allow", "osc.allow", list, [])):
+        try:
+            allow.append(ip_network(item, strict=False))
+        except (TypeError, ValueError):
+            reader.fail(f"osc.allow[{i}]", f'expected an address or network such as "192.168.1.0/24", got {item!r}')
+    listen = reader.get(table, "listen", "osc.listen", str, "0.0.0.0:9001")
+    host, port = reader.host_port(listen, "osc.listen")
+    targets = []
+    for i, raw in enumerate(reader.get(table, "targets", "osc.targets", list, [])):
+        where = f"osc.targets[{i}]"
+        if isinstance(raw, str):
+            t_host, t_port = reader.host_port(raw, where)
+            targets.append(OscTarget(t_host, t_port))
+            continue
+        if not isinstance(raw, dict):
+            reader.fail(where, f'expected "host:port" or a table {{address = "host:port", type, prefix}}, got {raw!r}')
+        reader.keys(raw, where, {"address", "type", "prefix"})
+        t_host, t_port = reader.host_port(raw.get("address"), f"{where}.address")
+        arg_type = reader.get(raw, "type", f"{where}.type", str, "auto")
+        if arg_type not in ("auto", "float", "int"):
+            reader.fail(f"{where}.type", f'expected "auto", "float" or "int", got {arg_type!r}')
+        prefix = reader.get(raw, "prefix", f"{where}.prefix", str, "").rstrip("/")
+        if prefix and not OSC_ADDRESS_RE.match(prefix):
+            reader.fail(f"{where}.prefix", f'expected an OSC address such as "/stage", got {prefix!r}')
+        targets.append(OscTarget(t_host, t_port, arg_type, prefix))
+    return OscConfig(listen_host=host, listen_port=port, targets=tuple(targets), allow=tuple(allow))
+
+
+def midi(reader: Reader, table: dict[str, Any]) -> MidiConfig:
+    reader.keys(table, "midi", {"backend", "input", "output", "virtual", "budget"})
+    budget = reader.get(table, "budget", "midi.budget", int, MidiConfig.budget)
+    if budget < 0:
+        reader.fail("midi.budget", f"expected 0 (no limit) or messages per second, got {budget}")
+    return MidiConfig(
+        budget=budget,
+        backend=reader.get(table, "backend", "midi.backend", str, MidiConfig.backend),
+        input=reader.get(table, "input", "midi.input", str, MidiConfig.input),
+        output=reader.get(table, "output", "midi.output", str, MidiConfig.output),
+        virtual=reader.get(table, "virtual", "midi.virtual", bool, MidiConfig.virtual),
+    )
+
+
+def cluster(reader: Reader, table: dict[str, Any]) -> ClusterConfig:
+    reader.keys(table, "cluster", {"redis", "name"})
+    url = reader.get(table, "redis", "cluster.redis", str, None)
+    if url is None or not re.match(r"^(rediss?://[^\s]+|unix:///[^\s]+)$", url):
+        reader.fail("cluster.redis", f'expected a Redis URL such as "redis://127.0.0.1:6379/0", got {url!r}')
+    name = reader.get(table, "name", "cluster.name", str, ClusterConfig.name)
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+        reader.fail("cluster.name", f"expected 1-64 letters, digits, _, . or -, got {name!r}")
+    if importlib.util.find_spec("redis") is None:
+        reader.fail("cluster", "needs the Python package redis: pip install 'stage-bridge[cluster]'")
+    return ClusterConfig(redis=url, name=name)
+
+
+def oscquery(reader: Reader, table: dict[str, Any], server: ServerConfig, osc: OscConfig | None) -> OscQueryConfig:
+    reader.keys(table, "oscquery", {"port", "host"})
+    if osc is None:
+        reader.fail("oscquery", "needs an [osc] table too: OSCQuery clients send their values to its listen port")
+    port = reader.port(reader.get(table, "port", "oscquery.port", int, OscQueryConfig.port), "oscquery.port")
+    host = reader.get(table, "host", "oscquery.host", str, None)
+    if host == "":
+        reader.fail("oscquery.host", 'expected an interface such as "0.0.0.0", or leave it out for [server] host')
+    if port != 0 and port == server.port and (host is None or host == server.host):
+        reader.fail("oscquery.port", f"must differ from server.port ({server.port}): OSCQuery has a port of its own")
+    return OscQueryConfig(port=port, host=host)
+
+
+def discovery(reader: Reader, table: dict[str, Any]) -> DiscoveryConfig:
+    reader.keys(table, "discovery", {"mdns", "name"})
+    name = reader.get(table, "name", "discovery.name", str, DiscoveryConfig.name)
+    # An mDNS instance name is one DNS label: at most 63 bytes.
+    if not name.strip() or not name.isprintable() or len(name.encode("utf-8")) > 63:
+        reader.fail("discovery.name", f"expected 1-63 bytes of printable text, got {name!r}")
+    return DiscoveryConfig(mdns=reader.get(table, "mdns", "discovery.mdns", bool, DiscoveryConfig.mdns), name=name)

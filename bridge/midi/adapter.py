@@ -1,0 +1,334 @@
+"""MIDI as a hub adapter: controllers in; synths, motorized faders and LEDs out.
+
+Messages are mido's; the translation is :mod:`bridge.midi.codec`'s, the
+ports :mod:`bridge.midi.ports`' and the bindings :mod:`bridge.midi.bindings`'.
+
+Threads, and why:
+
+* **Reader.** It reads the input's queue every millisecond (see
+  :mod:`bridge.midi.ports` for why not a callback), decodes the messages
+  and sets the hub.
+* **send()** runs on whichever thread made the change, under the hub's
+  dispatch lock. It writes to the open output or holds the message back
+  for the budget; it never waits for a device.
+* **Drain.** It sends what the budget held back, the latest value per
+  control, as tokens come in.
+* **Watcher.** Every second it looks for the ports: it opens a configured
+  device that appeared, closes one that vanished, and when the output comes
+  back sends it every current value, so motorized faders and LEDs match at
+  once (and once more at the next look, see :meth:`MidiAdapter._put_output`).
+
+Locks, in the order they may be taken: the hub's dispatch lock, then
+``_out_lock`` (the output, what was last sent, what is held back and the
+budget). ``_in_lock`` (the input, between the reader and the watcher) is
+taken alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from bridge.config import MidiConfig
+from bridge.errors import InvalidValue, MidiPortError, UnknownControl
+from bridge.flow import Latest, TokenBucket, Workers
+from bridge.hub import Hub
+from bridge.logs import LogLimiter
+from bridge.midi.bindings import Bindings
+from bridge.midi.codec import encode
+from bridge.midi.ports import Inlet, Outlet, Ports
+from bridge.model import Change, Control, Origin, Value
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks for missing or vanished ports.
+POLL_INTERVAL = 1.0
+#: Seconds between two reads of an idle input: the most a message waits.
+READ_INTERVAL = 0.001
+
+#: A change held back by the budget: the MIDI number and the messages carrying it.
+Held = tuple[int, tuple[mido.Message, ...]]
+
+
+class MidiAdapter:
+    """MIDI input and output ports as a hub source and sink.
+
+    ``push(event, payload)`` sends a status event to every browser (and to
+    later ones when they connect): ``midi status`` on every change of a
+    port's state, and the bindings' events. ``notify(event, payload)`` tells
+    the browsers connected now. ``bindings_file`` holds the learned
+    bindings; without one, learned bindings last until a restart.
+    """
+
+    name = "midi"
+
+    def __init__(
+        self,
+        hub: Hub,
+        config: MidiConfig,
+        push: Callable[[str, Any], None],
+        poll_interval: float = POLL_INTERVAL,
+        bindings_file: Path | None = None,
+        notify: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.config = config
+        self.push = push
+        self.poll_interval = poll_interval
+        self.bindings = Bindings(hub, push, notify or push, self._forget, bindings_file)
+        self.ports = Ports(config, self._install_input, self._install_output)
+        self._warn = LogLimiter(log)
+        self._in_lock = threading.Lock()
+        self._inlet: Inlet | None = None
+        self._has_input = threading.Event()
+        self._out_lock = threading.Lock()
+        self._outlet: Outlet | None = None
+        self._last_sent: dict[str, int] = {}
+        # Output budget: a tenth of a second's worth in a burst; beyond it the
+        # changes wait, the latest per control, in order.
+        self._budget = TokenBucket(config.budget, max(1, config.budget // 10))
+        self._held_out: Latest[str, Held] = Latest()
+        self._out_waiting = threading.Event()
+        self.held_out = 0
+        self._workers = Workers()
+        self._resend_due = False
+
+    # -- adapter surface -----------------------------------------------------------
+    def start(self) -> None:
+        """Load the learned bindings, open the ports (or note them missing) and start the threads. Never raises."""
+        self.bindings.load()
+        try:
+            self._start()
+        except Exception:  # a MIDI fault of any kind must not stop the bridge
+            log.exception("MIDI failed to start; MIDI is off, everything else runs")
+            self.ports.close_all()
+            self._set_states("off")
+
+    def stop(self) -> None:
+        """Stop the threads, then close the ports."""
+        self._workers.stop(timeout=5, wake=(self._has_input.set, self._out_waiting.set))
+        self.ports.close_all()
+        self.ports.set_states("off")
+
+    def describe(self) -> dict[str, Any]:
+        """The MIDI part of ``/healthz``."""
+        return {
+            "backend": self.config.backend,
+            "virtual": self.config.virtual,
+            "scans": self.ports.scans,
+            "budget": self.config.budget,
+            "held_out": self.held_out,
+            **self.ports.status(),
+        }
+
+    @property
+    def on(self) -> bool:
+        """False when there is no MIDI system here (MIDI is off)."""
+        return self.ports.status()["input"]["state"] != "off"
+
+    def send(self, change: Change) -> None:
+        """Send ``change`` unless it came from MIDI (feedback aside) or the device shows it already."""
+        control = self.bindings.controls.get(change.control.id, change.control)  # with its binding of now
+        binding = control.midi
+        if binding is None:
+            return
+        if change.origin.kind != "midi":
+            # Set elsewhere: a pickup fader must reach the new value before it moves it.
+            self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id))
+        number, messages = encode(control, change.value)
+        with self._out_lock:
+            if change.origin.kind == "midi" and not binding.feedback:
+                # The controller is there already: a later change to this same
+                # number from elsewhere must not be skipped as "already sent".
+                self._last_sent[control.id] = number
+                return
+            outlet = self._outlet
+            if outlet is None:
+                return  # missing: every value is sent when it comes back
+            held = self._held_out
+            held.pop(control.id)  # a newer value replaces one still waiting
+            if self._last_sent.get(control.id) == number:
+                return  # the device shows it already
+            if held or not self._budget.take(len(messages)):
+                # Over the budget: the latest value per control waits its turn.
+                held.put(control.id, (number, messages))
+                self.held_out += 1
+                self._out_waiting.set()
+                return
+            if self._send(outlet, messages):
+                self._last_sent[control.id] = number
+
+    def _drain_held(self) -> None:
+        """Send held changes as the budget allows; the final value of each control always goes."""
+        while not self._workers.stopping.is_set():
+            self._out_waiting.wait()
+            if self._workers.stopping.is_set():
+                return
+            with self._out_lock:
+                outlet = self._outlet
+                while self._held_out and outlet is not None:
+                    cid, (number, messages) = self._held_out.first()
+                    if self._last_sent.get(cid) == number:
+                        self._held_out.pop(cid)
+                        continue
+                    if not self._budget.take(len(messages)):
+                        break
+                    self._held_out.pop(cid)
+                    if self._send(outlet, messages):
+                        self._last_sent[cid] = number
+                if outlet is None:
+                    self._held_out.clear()  # every value is sent when the device comes back
+                if not self._held_out:
+                    self._out_waiting.clear()
+                waiting = bool(self._held_out)
+            self._workers.wait(1.0 / max(1, self.config.budget) if waiting else 0)
+
+    def _forget(self, cids: list[str]) -> None:
+        """These controls start afresh on the output (a new binding): nothing counts as sent or waiting."""
+        with self._out_lock:
+            for cid in cids:
+                self._last_sent.pop(cid, None)
+                self._held_out.pop(cid)
+
+    # -- start and stop --------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            inputs, outputs = self.ports.open_system()
+        except MidiPortError as err:
+            log.warning(
+                "MIDI is off: backend %r is not available here (%s); everything else runs. "
+                "Start the MIDI system (ALSA sequencer or JACK server) and restart the bridge.",
+                self.config.backend,
+                err,
+            )
+            self._set_states("off")
+            return
+        self._workers.start((self._read, "midi-in"), (self._drain_held, "midi-out"))
+        self.ports.scan(inputs, outputs)
+        self._publish()
+        self._workers.spawn(self._watch, "midi-ports")
+
+    def _set_states(self, state: Any) -> None:
+        self.ports.set_states(state)
+        self._publish()
+
+    def _publish(self) -> None:
+        self.push("midi status", self.ports.status())
+
+    def _watch(self) -> None:
+        while not self._workers.wait(self.poll_interval):
+            if self.ports.system is None:
+                return
+            try:
+                changed = self.ports.look()
+            except MidiPortError as err:
+                self._warn.warning("list", "MIDI: cannot list ports (%s); trying again", err)
+                continue
+            resend, self._resend_due = self._resend_due, False
+            if changed:
+                self._publish()
+            if resend:
+                self.hub.with_values(self._resend)
+
+    # -- the ports in use ------------------------------------------------------------
+    def _install_input(self, inlet: Inlet | None) -> None:
+        with self._in_lock:
+            self._inlet = inlet
+            if inlet is not None:
+                self._has_input.set()
+
+    def _install_output(self, outlet: Outlet | None) -> None:
+        if outlet is None or self.config.virtual:
+            with self._out_lock:  # out of use; or a virtual port, where nobody listens yet: nothing to send
+                self._outlet = outlet
+                self._last_sent.clear()
+            return
+        # Under the hub's dispatch order: no change slips between the
+        # values sent here and the next send(), so the device ends on the newest.
+        self.hub.with_values(lambda values: self._put_output(outlet, values))
+
+    def _put_output(self, outlet: Outlet, values: dict[str, Value]) -> None:
+        with self._out_lock:
+            self._outlet = outlet
+            self._last_sent.clear()
+            self._send_all(outlet, values)
+        # A JACK connection takes effect a cycle or more after it is made, and
+        # what is written before is dropped: send everything once more at the
+        # next look. The same values again are harmless to any device.
+        self._resend_due = True
+
+    def _resend(self, values: dict[str, Value]) -> None:
+        with self._out_lock:
+            if self._outlet is not None:
+                self._send_all(self._outlet, values)
+
+    def _send_all(self, outlet: Outlet, values: dict[str, Value]) -> None:
+        """Send every bound control's value; the caller holds the output lock."""
+        for control in self.bindings.controls.values():
+            if control.midi is None:
+                continue
+            number, messages = encode(control, values[control.id])
+            if not self._send(outlet, messages):
+                return
+            self._last_sent[control.id] = number
+
+    def _send(self, outlet: Outlet, messages: tuple[mido.Message, ...]) -> bool:
+        try:
+            outlet.send(messages)
+        except MidiPortError as err:
+            self._warn.warning(("send", outlet.name), "MIDI output: %s", err)
+            return False
+        return True
+
+    # -- MIDI in -------------------------------------------------------------------------
+    def _read(self) -> None:
+        while True:
+            self._has_input.wait()
+            if self._workers.stopping.is_set():
+                return
+            with self._in_lock:
+                inlet = self._inlet
+                if inlet is None:
+                    # Cleared under the lock that installs an input: no wake-up is lost.
+                    self._has_input.clear()
+                    continue
+                try:
+                    messages = inlet.pending()
+                except MidiPortError as err:
+                    self._warn.warning(("read", inlet.name), "MIDI input: %s", err)
+                    messages = []
+            if not messages:
+                self.bindings.poll()
+                # A plain sleep costs half the CPU of an Event wait at this
+                # rate; stop() is noticed one interval later at most.
+                time.sleep(READ_INTERVAL)
+                continue
+            try:
+                self._apply(inlet.name, messages)
+            except Exception:  # the reader must outlive any one bad message
+                log.exception("MIDI in: failed to apply %d messages from %r", len(messages), inlet.name)
+
+    def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
+        bindings = self.bindings
+        messages = bindings.feed(messages)
+        origin = Origin("midi", port_name)
+        for control, value in bindings.decoder.decode(messages, self._current):
+            current = self._current(control) if control.type == "range" else None
+            if isinstance(value, int | float) and isinstance(current, int | float):
+                take, ghost = bindings.takeover.hardware(control, value, current)
+                bindings.push_ghost(ghost)
+                if not take:
+                    continue  # not picked up yet: the sound stays where it is
+            try:
+                self.hub.set(control.id, value, origin)
+            except (UnknownControl, InvalidValue) as err:
+                self._warn.warning(("in", control.id), "MIDI in from %r rejected: %s", port_name, err)
+
+    def _current(self, control: Control) -> Value:
+        return self.hub.get(control.id)

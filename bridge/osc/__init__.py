@@ -1,0 +1,1 @@
+"""OSC over UDP: the codec (packets <-> values) and the adapter."""

@@ -1,0 +1,1 @@
+"""OSCQuery: the namespace tree, its HTTP and WebSocket server, and the adapter."""

@@ -1,0 +1,94 @@
+"""OSCQuery as a hub adapter: every change to the listeners of its path, binary OSC in as values.
+
+Software such as ossia score, Chataigne or a VRChat tool finds every
+control, its type, range and current value by itself, without anyone typing
+addresses (:mod:`bridge.oscquery.namespace`), and listens to changes over a
+WebSocket (:mod:`bridge.oscquery.server`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.auth import Access
+from bridge.config import Config
+from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
+from bridge.hub import Hub
+from bridge.model import Change, Control, Origin
+from bridge.osc.codec import controls_at, decode, value_from_args
+from bridge.oscquery.namespace import Namespace, frame
+from bridge.oscquery.server import Client, OscQueryServer
+
+log = logging.getLogger(__name__)
+
+
+class OscQueryAdapter:
+    """The OSCQuery server, and the hub's sink toward its listeners."""
+
+    name = "oscquery"
+
+    def __init__(self, hub: Hub, config: Config, access: Access | None = None) -> None:
+        self.hub = hub
+        self.namespace = Namespace(list(hub.controls.values()), config.discovery.name)
+        self.server = OscQueryServer(self.namespace, config, access or Access(), hub.values, self._osc_in)
+        self.received = 0
+        self.refused = 0
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.server.describe(),
+            "received": self.received,
+            "dropped": self.server.dropped,
+            "refused": self.refused,
+        }
+
+    def send(self, change: Change) -> None:
+        """Offer ``change`` to the clients listening to its path, except the one it came from."""
+        source = change.origin.ident if change.origin.kind == "oscquery" else None
+        self.server.offer(change.control.osc, frame(change.control, change.value), skip=source)
+
+    def _osc_in(self, client: Client, data: bytes) -> None:
+        self.received += 1
+        if client.role != "control":
+            self.refused += 1
+            self.server.warn((client.ident, "viewer"), "OSCQuery %s: read-only (viewer key); OSC dropped", client.peer)
+            return
+        try:
+            found = decode(data)
+        except MalformedPacket as err:
+            self.server.drop((client.ident, "malformed"), "OSCQuery %s: malformed OSC dropped (%s)", client.peer, err)
+            return
+        origin = Origin("oscquery", client.ident)
+        for message in found:
+            address = message.address
+            for control in self._controls_at(address, client):
+                try:
+                    applied = self.hub.set(control.id, value_from_args(control, list(message.params)), origin)
+                except (InvalidValue, UnknownControl) as err:
+                    self.server.drop((address, str(err)), "OSCQuery %s: %s %s; dropped", client.peer, address, err)
+                    continue
+                if applied.adjusted and control.osc in client.paths:
+                    # Clamped or stepped: the sender shows something else; correct it.
+                    client.offer(control.osc, frame(control, applied.value))
+
+    def _controls_at(self, address: str, client: Client) -> list[Control]:
+        try:
+            controls = controls_at(address, self.namespace.by_address)
+        except MalformedPacket as err:
+            self.server.drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
+            return []
+        if not controls:
+            self.server.drop((address, "unknown"), "OSCQuery %s: no control at %s; dropped", client.peer, address)
+        return controls

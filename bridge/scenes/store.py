@@ -1,0 +1,162 @@
+"""Saved scenes: names, values, and the file they live in.
+
+A scene is a snapshot of the values of every control that takes part in
+scenes (``scene = false`` on a control, say a master volume, keeps it out),
+saved under a name. Scenes live in a JSON file beside the state file
+(``state.json`` -> ``state.scenes.json``), written atomically on every save;
+without a state file they live in memory only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import SceneError, UnknownScene
+from bridge.state import read_document, write_atomic
+
+log = logging.getLogger(__name__)
+
+#: The longest fade accepted, in seconds.
+MAX_FADE = 600.0
+MAX_SCENES = 500
+MAX_NAME_LENGTH = 64
+FORMAT_VERSION = 1
+
+
+def scene_file_for(state_file: Path) -> Path:
+    """Where the scenes of a show live: beside its state file, named after it."""
+    return state_file.with_name(f"{state_file.stem}.scenes.json")
+
+
+def check_name(raw: object) -> str:
+    """A scene name as given, or :class:`SceneError` saying what a name may be."""
+    if (
+        not isinstance(raw, str)
+        or not raw
+        or len(raw) > MAX_NAME_LENGTH
+        or not raw.isprintable()
+        or raw != raw.strip()
+        or "/" in raw
+    ):
+        raise SceneError(
+            f"a scene name is 1-{MAX_NAME_LENGTH} printable characters, no '/', no space at either end; got {raw!r}"
+        )
+    return raw
+
+
+def check_fade(raw: object) -> float:
+    """A fade time in seconds: a finite number from 0 to :data:`MAX_FADE`."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise SceneError(f"fade must be a number of seconds, got {raw!r}")
+    if not 0 <= raw <= MAX_FADE:
+        raise SceneError(f"fade must be 0-{MAX_FADE:g} seconds, got {raw!r}")
+    return float(raw)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Saved values by control id (as saved: checked against the controls on recall)."""
+
+    name: str
+    values: dict[str, object]
+    saved_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "saved_at": self.saved_at, "values": dict(self.values)}
+
+
+def load_scenes(path: Path) -> dict[str, Scene]:
+    """Read saved scenes; a corrupt file is moved aside and ``{}`` returned."""
+    saved = read_document(path, "scenes", "scenes file", "starting without scenes")
+    if saved is None:
+        return {}
+    scenes: dict[str, Scene] = {}
+    for name, body in saved.items():
+        values = body.get("values") if isinstance(body, dict) else None
+        try:
+            check_name(name)
+        except SceneError as err:
+            log.warning("scenes file %s: %s; left out", path, err)
+            continue
+        if not isinstance(values, dict):
+            log.warning("scenes file %s: scene %r has no 'values' object; left out", path, name)
+            continue
+        saved_at = body.get("saved_at")
+        stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else 0.0
+        scenes[name] = Scene(name, dict(values), stamp)
+    return scenes
+
+
+class SceneStore:
+    """The scenes of a show by name, kept in ``path`` (None: in memory only)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._scenes: dict[str, Scene] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Read the saved scenes (a corrupt file is moved aside)."""
+        if self.path is None:
+            log.info("no state file: scenes are kept in memory only and lost at exit")
+            return
+        loaded = load_scenes(self.path)
+        with self._lock:
+            self._scenes = loaded
+        if loaded:
+            log.info("loaded %d scenes from %s", len(loaded), self.path)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._scenes)
+
+    def all(self) -> list[Scene]:
+        with self._lock:
+            return list(self._scenes.values())
+
+    def get(self, name: str) -> Scene:
+        with self._lock:
+            scene = self._scenes.get(name)
+        if scene is None:
+            raise UnknownScene(name)
+        return scene
+
+    def save(self, raw_name: object, values: dict[str, object]) -> Scene:
+        """Save ``values`` as ``raw_name`` (checked), replacing a scene of that name."""
+        name = check_name(raw_name)
+        scene = Scene(name, values, time.time())
+        with self._lock:
+            if name not in self._scenes and len(self._scenes) >= MAX_SCENES:
+                raise SceneError(f"at most {MAX_SCENES} scenes; delete one first")
+            self._scenes[name] = scene
+            self._write()
+        return scene
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if name not in self._scenes:
+                raise UnknownScene(name)
+            del self._scenes[name]
+            self._write()
+
+    def _write(self) -> None:
+        """Write every scene to the file (called under the lock); a failure is logged, not raised."""
+        if self.path is None:
+            return
+        body = {
+            "version": FORMAT_VERSION,
+            "scenes": {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()},
+        }
+        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, payload)
+        except OSError as err:
+            log.warning("cannot write scenes to %s (%s); they are kept in memory", self.path, err.strerror)

@@ -1,0 +1,79 @@
+"""Changes coming in from browsers, each browser held to ``max_rate`` a second.
+
+A token bucket per browser allows ``max_rate`` changes a second, in bursts
+up to one second's worth. Beyond it, the browser's changes are held, its
+latest value per control, and let through as its budget allows, so the last
+value of a gesture always lands and one flooding browser cannot slow the
+others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from bridge.flow import Latest, TokenBucket
+
+#: Apply one browser change: (sid, control id, data).
+Apply = Callable[[str, str, object], None]
+
+
+class Intake:
+    """The way in from browsers: token buckets and what is held while a browser is over its rate."""
+
+    def __init__(self, max_rate: int) -> None:
+        self.max_rate = max_rate
+        self._lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._held: dict[str, Latest[str, object]] = {}  # sid -> latest data per control, over the rate
+        self._told: set[str] = set()
+        self.throttled = 0
+
+    def admit(self, sid: str, who: str, data: object) -> tuple[bool, bool]:
+        """Whether to apply this change now; if not (it is held), whether to tell the browser it is throttled."""
+        with self._lock:
+            held = self._held.get(sid)
+            if held is None and self._bucket(sid).take():
+                return True, False
+            # Over its rate: keep only this browser's latest value per control.
+            if held is None:
+                held = self._held[sid] = Latest()
+            held.put(who, data)
+            self.throttled += 1
+            tell = sid not in self._told
+            self._told.add(sid)
+            return False, tell
+
+    def release(self, connected: Callable[[str], bool], apply: Apply) -> bool:
+        """Apply the held changes whose browser has tokens again; True while some remain held.
+
+        Applied under the lock of the way in: once a browser's held value is
+        taken out, its next change (which would go straight through) waits
+        for it, so an older value never lands last. Nothing on the way from
+        the hub to an adapter takes this lock.
+        """
+        with self._lock:
+            for sid in list(self._held):
+                held = self._held[sid]
+                if not connected(sid):
+                    del self._held[sid]
+                    continue
+                while held and self._bucket(sid).take():
+                    who, data = held.first()
+                    held.pop(who)
+                    apply(sid, who, data)
+                if not held:
+                    del self._held[sid]
+            return bool(self._held)
+
+    def forget(self, sid: str) -> None:
+        with self._lock:
+            self._held.pop(sid, None)
+            self._buckets.pop(sid, None)
+            self._told.discard(sid)
+
+    def _bucket(self, sid: str) -> TokenBucket:
+        bucket = self._buckets.get(sid)
+        if bucket is None:
+            bucket = self._buckets[sid] = TokenBucket(self.max_rate, self.max_rate)
+        return bucket
