@@ -244,6 +244,32 @@ def test_max_clients(tmp_path: Path, bridge_factory: Start, client_factory: Conn
     assert "max_clients (2) reached" in proc.output()
 
 
+def refusal(url: str, **kwargs: Any) -> Any:
+    """Connect and expect a refusal; what the server said (python-socketio's ``connect_error`` data)."""
+    said: list[Any] = []
+    sio = socketio.Client(reconnection=False)
+    sio.on("connect_error", lambda data=None: said.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        sio.connect(url, wait_timeout=10, **kwargs)
+    return said[0] if said else None
+
+
+def test_a_refused_client_is_told_why(tmp_path: Path, bridge_factory: Start) -> None:
+    """Unauthorized and full are told apart by the message (not python-socketio's generic "refused by server")."""
+    config = keyed(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("[server]\n", "[server]\nmax_clients = 1\n"), encoding="utf-8"
+    )
+    proc = bridge_factory(config)
+    assert refusal(proc.url) == {"message": "unauthorized: open the join URL with its key"}
+    assert refusal(proc.url, auth={"key": "not-the-key"}) == {"message": "unauthorized: open the join URL with its key"}
+    first = connect(proc.url, auth={"key": KEY})
+    try:
+        assert refusal(proc.url, auth={"key": KEY}) == {"message": "server full: at most 1 clients"}
+    finally:
+        first.disconnect()
+
+
 def test_oversized_payload_is_not_applied(tmp_path: Path, bridge_factory: Start, client_factory: Connect) -> None:
     proc = bridge_factory(limited(tmp_path, max_payload=4096))
     big, other = client_factory(proc.url), client_factory(proc.url)
