@@ -47,8 +47,9 @@ lint: $(VENV)/.test-installed
 test: deps lint
 	$(PY) -m pytest -q
 
+# The fast lane: in-process tests only (hub, takeover, crossing, codecs, config, the Socket.IO protocol), seconds.
 unit: $(VENV)/.test-installed
-	$(PY) -m pytest -q -m "not slow" tests/test_config.py tests/test_validation.py tests/test_hub.py
+	$(PY) -m pytest -q -m unit
 
 bench: deps
 	$(PY) -m pip install --quiet -e '.[bench]'

@@ -114,22 +114,23 @@ class Outbox(Generic[K, V]):
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; starts full. Not locked.
 
-    ``rate`` 0 means no limit.
+    ``rate`` 0 means no limit. ``clock`` is for tests.
     """
 
-    __slots__ = ("rate", "burst", "_tokens", "_refilled")
+    __slots__ = ("rate", "burst", "_tokens", "_refilled", "_clock")
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._refilled = time.monotonic()
+        self._refilled = clock()
 
     def take(self, count: float = 1.0) -> bool:
         """Take ``count`` tokens if there are that many; True when taken."""
         if self.rate <= 0:
             return True
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
         if self._tokens >= count:

@@ -396,6 +396,7 @@ def test_start_fails_with_one_line_when_redis_is_unreachable(tmp_path: Path, bri
     assert len(errors) == 1 and f"cannot reach Redis at {nowhere}" in errors[0]
 
 
+@pytest.mark.unit
 def test_cluster_table_is_checked(tmp_path: Path) -> None:
     bad = member_config(tmp_path, "http://127.0.0.1:6379")
     with pytest.raises(ConfigError, match=r"cluster\.redis: expected a Redis URL"):

@@ -17,6 +17,7 @@ def control(body: str) -> str:
     return f"[[controls]]\n{body}\n"
 
 
+@pytest.mark.unit
 def test_default_config_is_the_classic_recipe() -> None:
     config = load_config(DEFAULT_CONFIG)
     ids = [c.id for c in config.controls]
@@ -31,11 +32,13 @@ def test_default_config_is_the_classic_recipe() -> None:
     assert config.server.port == 5000
 
 
+@pytest.mark.unit
 def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path))
     assert config.server.state_file == tmp_path / "state.json"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("controls", "key", "words"),
     [
@@ -84,6 +87,7 @@ def test_bad_config_names_the_key(tmp_path: Path, controls: str, key: str, words
     assert str(path) in str(info.value)
 
 
+@pytest.mark.unit
 def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(write_config(tmp_path, extra="[lights]\nx = 1"))
@@ -91,6 +95,7 @@ def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
         load_config(write_config(tmp_path, extra='[osc]\ntargets = ["localhost"]'))
 
 
+@pytest.mark.unit
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server\nport = 1", encoding="utf-8")

@@ -21,6 +21,7 @@ def view_factory(client_factory: Callable[..., Any]) -> ConnectView:
     return lambda url: client_factory(url, ViewClient)
 
 
+@pytest.mark.unit
 def test_a_lone_sender_is_never_confirmed() -> None:
     c = Crossings(delay=0.0)
     for t in range(5):
@@ -29,6 +30,7 @@ def test_a_lone_sender_is_never_confirmed() -> None:
     assert not c.pending
 
 
+@pytest.mark.unit
 def test_a_first_change_is_confirmed_only_after_broadcasts_since_the_snapshot() -> None:
     c = Crossings(delay=0.0)
     c.broadcast("a", None)
@@ -42,6 +44,7 @@ def test_a_first_change_is_confirmed_only_after_broadcasts_since_the_snapshot() 
     assert c.changed("s3", "a", 1.0)  # never joined: assume the worst
 
 
+@pytest.mark.unit
 def test_a_foreign_broadcast_between_two_changes_is_confirmed_once_paused() -> None:
     c = Crossings(delay=0.05)
     c.changed("s1", "a", 0.0)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bridge.config import load_config
 from bridge.discovery import HTTP_TYPE, OSC_TYPE, OSCQUERY_TYPE, Service, addresses, services
 from tests.helpers import ROOT, unavailable, write_config
@@ -23,6 +25,7 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
+@pytest.mark.unit
 def test_services_follow_the_config(tmp_path: Path) -> None:
     extra = '[osc]\nlisten = "0.0.0.0:9001"\n[oscquery]\nport = 5001\nhost = "127.0.0.1"\n'
     config = load_config(write_config(tmp_path, extra=extra))

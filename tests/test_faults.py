@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,6 +136,7 @@ def osc_datagrams() -> st.SearchStrategy[bytes]:
     return st.one_of(st.binary(max_size=120), structured, bundles)
 
 
+@pytest.mark.unit
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(osc_datagrams(), min_size=1, max_size=5))
 def test_fuzz_osc_datagrams(batch: list[bytes]) -> None:
@@ -160,6 +162,7 @@ payload = st.one_of(
 )
 
 
+@pytest.mark.unit
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads=st.lists(payload, min_size=1, max_size=5))
 def test_fuzz_socketio_payloads(payloads: list[object]) -> None:
@@ -175,6 +178,7 @@ def test_fuzz_socketio_payloads(payloads: list[object]) -> None:
     assert_in_bounds(bridge.hub)
 
 
+@pytest.mark.unit
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     chunks=st.lists(

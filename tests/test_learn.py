@@ -163,6 +163,7 @@ def controls_of(toml: str) -> dict[str, Any]:
     return {c.id: c for c in config.controls}
 
 
+@pytest.mark.unit
 def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
     controls = controls_of(TAKEOVER_TOML)
     modes = {cid: mode(c, c.midi) for cid, c in controls.items()}
@@ -175,6 +176,7 @@ def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
     assert mode(unset, None) == "jump"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("body", "key", "words"),
     [
@@ -189,6 +191,7 @@ def test_a_bad_takeover_names_the_key(tmp_path: Path, body: str, key: str, words
     assert err.value.key == key and words in err.value.expected
 
 
+@pytest.mark.unit
 def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
     vol = controls_of(TAKEOVER_TOML)["vol"]  # 0-100, step 1: one step is 1
     takeover = SoftTakeover()
@@ -208,6 +211,7 @@ def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
     assert takeover.hardware(controls_of(TAKEOVER_TOML)["jumpy"], 99, 0) == (True, None)
 
 
+@pytest.mark.unit
 def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
     controls = controls_of(LEARN_TOML)
     learner = Learner(window=0.25)
@@ -232,6 +236,7 @@ def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
     assert learner.target is None
 
 
+@pytest.mark.unit
 def test_learned_bindings_override_the_config_and_keep_entries_of_absent_controls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

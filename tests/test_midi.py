@@ -366,6 +366,7 @@ def test_without_a_jack_server_midi_is_off_and_the_rest_runs(
     assert server.output().count("MIDI is off") == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("backend", ["mido.backends.nonesuch", "mido.backends.rtmidi/NO_SUCH_API"])
 def test_an_unusable_backend_turns_midi_off_with_one_warning(
     hub: Hub, backend: str, caplog: pytest.LogCaptureFixture
@@ -393,6 +394,7 @@ ALSA_NAMES = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("wanted", "found"),
     [
@@ -408,6 +410,7 @@ def test_port_names_match_exactly_or_by_a_unique_part(wanted: str, found: str | 
     assert match_port(wanted, ALSA_NAMES) == found
 
 
+@pytest.mark.unit
 def test_an_ambiguous_port_name_lists_the_candidates() -> None:
     with pytest.raises(AmbiguousPort) as err:
         match_port("x-touch", ALSA_NAMES)

@@ -29,6 +29,8 @@ from bridge.midi.codec import (
 from bridge.model import Control, MidiBinding, Value
 from bridge.validation import normalize, snap
 
+pytestmark = pytest.mark.unit
+
 TOPS = st.sampled_from([SEVEN_BIT_TOP, FOURTEEN_BIT_TOP])
 
 

@@ -13,6 +13,8 @@ from bridge.errors import InvalidValue, MalformedPacket
 from bridge.model import Control
 from bridge.osc.codec import check_packet, encode, messages, pattern_regex, value_from_args
 
+pytestmark = pytest.mark.unit
+
 RANGE = Control("r", "range", "R", 0.0, "/r", min=0, max=1)
 TEXT = Control("x", "text", "X", "", "/x")
 TOGGLE = Control("t", "toggle", "T", 0, "/t")

@@ -105,6 +105,7 @@ def ws_peers() -> Iterator[Callable[..., WsPeer]]:
 
 
 # -- config --------------------------------------------------------------------------
+@pytest.mark.unit
 def test_oscquery_and_discovery_config(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, extra=oscquery_toml(9001, 5001)))
     assert config.oscquery is not None
@@ -118,6 +119,7 @@ def test_oscquery_and_discovery_config(tmp_path: Path) -> None:
     assert default.discovery.mdns is False  # no multicast unless asked for
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("extra", "key", "words"),
     [
@@ -139,6 +141,7 @@ def test_bad_oscquery_config_names_the_key(tmp_path: Path, extra: str, key: str,
     assert words in str(info.value)
 
 
+@pytest.mark.unit
 def test_namespace_tree_from_addresses(tmp_path: Path) -> None:
     both = '[[controls]]\nid = "mix"\ntype = "range"\nosc = "/mixer"\n'
     config = load_config(write_config(tmp_path, controls=GAIN_TOML + both))

@@ -331,6 +331,7 @@ def test_a_control_with_scene_false_is_never_touched(tmp_path: Path, bridge_fact
     assert values(proc)["master"] == 0.9 and watcher.series("master") == []
 
 
+@pytest.mark.unit
 def test_a_fade_step_that_crosses_a_change_from_elsewhere_is_undone(tmp_path: Path) -> None:
     """The hub in-process: a step computed before a performer's change but stored after it."""
     hub = Hub(load_config(scene_config(tmp_path)).controls)
@@ -488,6 +489,7 @@ def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(
 # -- Config ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_scene_key_is_checked(tmp_path: Path) -> None:
     config = load_config(scene_config(tmp_path))
     assert [c.id for c in config.controls if not c.scene] == ["master"]

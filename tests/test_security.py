@@ -126,6 +126,7 @@ def test_viewer_sees_everything_and_changes_nothing(
         viewer.disconnect()
 
 
+@pytest.mark.unit
 def test_keys_are_compared_with_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

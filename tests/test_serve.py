@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from bridge.errors import BridgeError
 from bridge.serve import listen, speed_up_gevent_websocket, xor_mask
 
+pytestmark = pytest.mark.unit
+
 
 def byte_by_byte(payload: bytes, mask: bytes) -> bytes:
     """RFC 6455, 5.3, as written there: octet i XOR mask octet i mod 4."""

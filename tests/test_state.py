@@ -83,6 +83,7 @@ def test_corrupt_state_file_is_moved_aside(tmp_path: Path, bridge_factory: Start
     assert "corrupt" in proc.output() and "WARNING" in proc.output()
 
 
+@pytest.mark.unit
 def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = load_config(write_config(tmp_path))
     state = tmp_path / "state.json"
@@ -96,6 +97,7 @@ def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplo
     assert "slider1=80 no longer fits" in caplog.text and "toggle1" in caplog.text
 
 
+@pytest.mark.unit
 def test_write_atomic_replaces_whole_files(tmp_path: Path) -> None:
     target = tmp_path / "s.json"
     write_atomic(target, b"one")

@@ -18,6 +18,8 @@ from bridge.model import MAX_TEXT_LENGTH, Change, Control, Origin
 from bridge.validation import normalize
 from tests.helpers import CONTROLS_TOML, assert_in_bounds
 
+pytestmark = pytest.mark.unit
+
 TEST_CONFIG = parse_config(tomllib.loads(CONTROLS_TOML), Path("test.toml"))
 RANGE = Control("r", "range", "R", 0, "/r", min=0, max=50, step=1)
 FINE = Control("f", "range", "F", 0.0, "/f", min=-1.0, max=1.0, step=0.1)

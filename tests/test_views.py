@@ -79,6 +79,7 @@ def config_with_views(tmp_path: Path, views: str) -> Path:
 # -- Config ------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_views_name_controls_and_groups_in_config_order(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, controls=SHOW))
     assert [(v.name, v.controls) for v in config.views] == [
@@ -88,6 +89,7 @@ def test_views_name_controls_and_groups_in_config_order(tmp_path: Path) -> None:
     assert load_config(config_with_views(tmp_path, "")).views == ()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("views", "message"),
     [
@@ -110,6 +112,7 @@ def test_bad_views_are_config_errors(tmp_path: Path, views: str, message: str) -
         load_config(config_with_views(tmp_path, views))
 
 
+@pytest.mark.unit
 def test_views_that_are_not_tables_are_a_config_error(tmp_path: Path) -> None:
     data = tomllib.loads(SHOW)
     data["views"] = "drums"

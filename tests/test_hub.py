@@ -1,0 +1,130 @@
+"""The hub on its own: checks, stores, fans out in store order, and keeps one adapter's fault to itself."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bridge.config import Config
+from bridge.errors import InvalidValue, UnknownControl
+from bridge.hub import Hub
+from bridge.model import Change, Origin
+
+pytestmark = pytest.mark.unit
+
+WEB = Origin("web", "s1")
+
+
+class Recorder:
+    """An adapter that writes down what it is handed."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def send(self, change: Change) -> None:
+        self.changes.append(change)
+
+
+class Broken(Recorder):
+    name = "broken"
+
+    def send(self, change: Change) -> None:
+        raise RuntimeError("this adapter always fails")
+
+
+def test_a_change_is_checked_stored_and_handed_to_every_adapter(hub: Hub) -> None:
+    first, second = Recorder(), Recorder()
+    hub.add_adapter(first)
+    hub.add_adapter(second)
+    applied = hub.set("slider1", 30, WEB)
+    assert applied.changed and not applied.adjusted and applied.value == 30
+    assert hub.get("slider1") == 30
+    assert [(c.control_id, c.value, c.origin) for c in first.changes] == [("slider1", 30, WEB)]
+    assert first.changes == second.changes
+
+
+def test_an_equal_value_is_not_fanned_out_and_an_adjusted_one_says_so(hub: Hub) -> None:
+    recorder = Recorder()
+    hub.add_adapter(recorder)
+    hub.set("slider1", 10, WEB)
+    assert not hub.set("slider1", 10.0, WEB).changed  # 10 and 10.0 are one number
+    clamped = hub.set("slider1", 99, WEB)
+    assert clamped.value == 50 and clamped.adjusted and clamped.changed
+    again = hub.set("slider1", 70, WEB)
+    assert again.value == 50 and again.adjusted and not again.changed
+    assert [c.value for c in recorder.changes] == [10, 50]
+
+
+def test_bad_input_stores_nothing(hub: Hub) -> None:
+    recorder = Recorder()
+    hub.add_adapter(recorder)
+    before = hub.values()
+    with pytest.raises(UnknownControl):
+        hub.set("nope", 1, WEB)
+    with pytest.raises(InvalidValue):
+        hub.set("slider1", "25", WEB)  # a string is not a number
+    with pytest.raises(InvalidValue):
+        hub.set("toggle1", 2, WEB)
+    assert hub.values() == before and recorder.changes == []
+
+
+def test_one_failing_adapter_does_not_stop_the_others(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    recorder = Recorder()
+    hub.add_adapter(Broken())
+    hub.add_adapter(recorder)
+    hub.set("slider2", 5, WEB)
+    assert [c.value for c in recorder.changes] == [5]
+    assert "adapter broken failed" in caplog.text
+
+
+def test_adapters_see_changes_in_store_order_from_many_threads(config: Config) -> None:
+    hub = Hub(config.controls)
+    recorder = Recorder()
+    hub.add_adapter(recorder)
+    barrier = threading.Barrier(4)
+
+    def hammer(seed: int) -> None:
+        barrier.wait()
+        for i in range(300):
+            hub.set("slider1", (seed * 7 + i) % 51, Origin("web", str(seed)))
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Whatever the interleaving, the last change an adapter saw is the value stored.
+    assert recorder.changes[-1].value == hub.get("slider1")
+    assert all(a.value != b.value for a, b in zip(recorder.changes, recorder.changes[1:], strict=False))
+
+
+def test_with_values_holds_the_fan_out_while_a_snapshot_is_taken(hub: Hub) -> None:
+    recorder = Recorder()
+    hub.add_adapter(recorder)
+    seen: list[dict[str, object]] = []
+    setter = threading.Thread(target=hub.set, args=("slider1", 42, WEB))
+
+    def snapshot(values: dict[str, object]) -> None:
+        seen.append(values)
+        setter.start()
+        # The change is stored (maybe) but not handed to any adapter while the snapshot is taken.
+        setter.join(timeout=0.2)
+        assert recorder.changes == []
+
+    hub.with_values(snapshot)
+    setter.join()
+    assert seen[0]["slider1"] == 25 and [c.value for c in recorder.changes] == [42]
+
+
+def test_restore_loads_values_without_fanning_out(hub: Hub) -> None:
+    recorder = Recorder()
+    hub.add_adapter(recorder)
+    hub.restore({"slider1": 3, "gone": 1})
+    assert hub.get("slider1") == 3 and "gone" not in hub.values() and recorder.changes == []
