@@ -18,7 +18,7 @@ from bridge.app import Bridge
 from bridge.config import MidiConfig, OscConfig, load_config
 from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
-from bridge.midi.ports import message_from_bytes
+from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
 from tests.helpers import BridgeProcess, assert_in_bounds, wait_until, write_config
 

@@ -18,7 +18,7 @@ from bridge.config import MidiConfig
 from bridge.errors import AmbiguousPort
 from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
-from bridge.midi.ports import match_port
+from bridge.midi.system import match_port
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
 from tests.jack import BACKEND, JackServer, MidiPeer, unique_name
 

@@ -42,7 +42,8 @@ from bridge.hub import Hub
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
 from bridge.midi.codec import encode
-from bridge.midi.ports import Inlet, Outlet, Ports
+from bridge.midi.ports import Ports
+from bridge.midi.system import Inlet, Outlet
 from bridge.model import Change, Control, Origin, Value
 
 log = logging.getLogger(__name__)

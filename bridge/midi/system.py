@@ -1,0 +1,259 @@
+"""The MIDI system behind a backend string: its ports listed, opened, read and written.
+
+The backend string comes from the config and is resolved with a
+``mido.Backend`` object of this module's own (never ``mido.set_backend``,
+which rewrites module globals). Whatever mido or python-rtmidi raise (no
+ALSA sequencer, no JACK server, an unknown port, a port gone) leaves this
+module as :class:`MidiPortError`: the adapter has one error to handle.
+
+Inputs are read by polling rtmidi's own queue rather than through a Python
+callback: a callback runs on the MIDI system's thread and must take the
+GIL there; with JACK that thread is the JACK process thread, and while it
+waits for the GIL the JACK cycles go by and their MIDI events are lost
+(measured: most of a burst, as soon as other Python threads are busy).
+rtmidi queues in C++ on that thread and no Python runs there.
+
+Which ports are wanted, and their coming and going, is :mod:`bridge.midi.ports`'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Literal, Protocol
+
+import mido
+
+from bridge.errors import AmbiguousPort, MidiPortError
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["input", "output"]
+
+#: Messages rtmidi holds for the reader; a fast knob twist fits many times over.
+QUEUE_LIMIT = 8192
+#: Messages taken from the input at once, so the input lock is held briefly.
+READ_BATCH = 1024
+RTMIDI_BACKEND = "mido.backends.rtmidi"
+#: MIDI client names of the bridge's ports, as other software lists them.
+CLIENT_NAMES: dict[Direction, str] = {"input": "Stage Bridge in", "output": "Stage Bridge out"}
+_LISTER_CLIENT = "Stage Bridge ports"
+#: rtmidi's names for the ports it makes to reach a device: never a device to
+#: match, or the bridge could end up listening to its own output.
+_RTMIDI_OWN_PORTS = ("rtmidi input", "rtmidi output")
+#: What mido and python-rtmidi raise when there is no MIDI system, no such
+#: port, or a port went away (rtmidi's errors derive from these).
+_MIDI_ERRORS = (OSError, ValueError, RuntimeError, ImportError, MemoryError)
+
+
+def match_port(wanted: str, names: Iterable[str]) -> str | None:
+    """The port ``wanted`` names: an exact name, else the one port containing it.
+
+    The part is matched regardless of case ("nanokontrol" finds
+    "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0", whose numbers may change from one
+    plug-in to the next). Returns None when nothing matches; raises
+    :class:`AmbiguousPort`, listing the candidates, when several do.
+    """
+    names = list(names)
+    if wanted in names:
+        return wanted
+    part = wanted.casefold()
+    candidates = [
+        name
+        for name in names
+        if part in name.casefold() and not any(own in name.casefold() for own in _RTMIDI_OWN_PORTS)
+    ]
+    if len(candidates) > 1:
+        raise AmbiguousPort(wanted, candidates)
+    return candidates[0] if candidates else None
+
+
+def message_from_bytes(data: Any) -> mido.Message | None:
+    """The message in ``data`` (a list of byte values), or None when it is not a whole one."""
+    try:
+        return mido.Message.from_bytes(data)
+    except (ValueError, TypeError, IndexError):
+        return None  # a broken message is no control's business
+
+
+class Inlet(Protocol):
+    """An open input, read by polling."""
+
+    name: str
+
+    def pending(self) -> list[mido.Message]: ...
+
+    def close(self) -> None: ...
+
+
+class _RtmidiInlet:
+    """A python-rtmidi input whose messages wait in rtmidi's own queue."""
+
+    def __init__(self, rtmidi: Any, api: int, name: str, virtual: bool) -> None:
+        rt = rtmidi.MidiIn(api, name=CLIENT_NAMES["input"], queue_size_limit=QUEUE_LIMIT)
+        try:
+            # Clock, sysex and active sensing set no control: dropped before Python sees them.
+            rt.ignore_types(sysex=True, timing=True, active_sense=True)
+            if virtual:
+                rt.open_virtual_port(name)
+            else:
+                names = rt.get_ports()
+                if name not in names:
+                    raise OSError(f"unknown port {name!r}")
+                rt.open_port(names.index(name))
+        except BaseException:
+            rt.delete()
+            raise
+        self._rt = rt
+        self.name = name
+
+    def pending(self) -> list[mido.Message]:
+        messages = []
+        try:
+            for _ in range(READ_BATCH):
+                item = self._rt.get_message()
+                if item is None:
+                    break
+                message = message_from_bytes(item[0])
+                if message is not None:
+                    messages.append(message)
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot read {self.name!r}: {err}") from err
+        return messages
+
+    def close(self) -> None:
+        try:
+            self._rt.close_port()
+            self._rt.delete()
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"error closing {self.name!r}: {err}") from err
+
+
+class _MidoInlet:
+    """An input of any other mido backend, read with ``iter_pending()``."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.name: str = port.name
+
+    def pending(self) -> list[mido.Message]:
+        try:
+            return list(self._port.iter_pending())
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot read {self.name!r}: {err}") from err
+
+    def close(self) -> None:
+        try:
+            self._port.close()
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"error closing {self.name!r}: {err}") from err
+
+
+class Outlet:
+    """An open output (a mido port) whose errors are :class:`MidiPortError`."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.name: str = port.name
+
+    def send(self, messages: Iterable[mido.Message]) -> None:
+        try:
+            for message in messages:
+                self._port.send(message)
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot send to {self.name!r}: {err}") from err
+
+    def close(self) -> None:
+        try:
+            self._port.close()
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"error closing {self.name!r}: {err}") from err
+
+
+class MidiSystem:
+    """The MIDI system behind a backend string: lists its ports and opens them.
+
+    Raises :class:`MidiPortError` when there is no such system here: no ALSA
+    sequencer, no JACK server, an unknown backend.
+    """
+
+    def __init__(self, backend_name: str) -> None:
+        try:
+            self._setup(backend_name)
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(str(err) or type(err).__name__) from err
+
+    def _setup(self, backend_name: str) -> None:
+        backend = mido.Backend(backend_name, load=True)
+        self._rtmidi: Any = None
+        self._api = 0
+        self._listers: tuple[Any, Any] | None = None
+        if backend.name == RTMIDI_BACKEND:
+            import rtmidi
+
+            api_ids = {n[len("API_") :]: getattr(rtmidi, n) for n in dir(rtmidi) if n.startswith("API_")}
+            api = api_ids.get(backend.api) if backend.api else rtmidi.API_UNSPECIFIED
+            if api is None:
+                raise ValueError(f"unknown rtmidi API {backend.api!r}; one of {', '.join(sorted(api_ids))}")
+            # One client per direction for the whole run: mido's own listing
+            # opens and closes two MIDI clients per call, which every patchbay
+            # on the machine would see flicker once a second.
+            lister_in = rtmidi.MidiIn(api, name=_LISTER_CLIENT)
+            try:
+                lister_out = rtmidi.MidiOut(api, name=_LISTER_CLIENT)
+            except BaseException:
+                lister_in.delete()
+                raise
+            self._listers = (lister_in, lister_out)
+            self._rtmidi = rtmidi
+            # Pin the API rtmidi picked, so ports open where the listers look.
+            self._api = lister_in.get_current_api()
+            api_names = {number: name for name, number in api_ids.items()}
+            backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
+        self.backend = backend
+
+    def __str__(self) -> str:
+        return f"{self.backend.name}/{self.backend.api}" if self.backend.api else str(self.backend.name)
+
+    def inputs(self) -> list[str]:
+        """Names of the ports one can read from."""
+        try:
+            if self._listers is not None:
+                return list(self._listers[0].get_ports())
+            return list(self.backend.get_input_names())
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot list inputs: {err}") from err
+
+    def outputs(self) -> list[str]:
+        """Names of the ports one can write to."""
+        try:
+            if self._listers is not None:
+                return list(self._listers[1].get_ports())
+            return list(self.backend.get_output_names())
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot list outputs: {err}") from err
+
+    def open_input(self, name: str, virtual: bool) -> Inlet:
+        try:
+            if self._rtmidi is not None:
+                return _RtmidiInlet(self._rtmidi, self._api, name, virtual)
+            return _MidoInlet(self.backend.open_input(name, virtual=virtual))
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(str(err) or type(err).__name__) from err
+
+    def open_output(self, name: str, virtual: bool) -> Outlet:
+        try:
+            if virtual and self._rtmidi is not None:
+                return Outlet(self.backend.open_output(name, virtual=True, client_name=CLIENT_NAMES["output"]))
+            return Outlet(self.backend.open_output(name, virtual=virtual))
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(str(err) or type(err).__name__) from err
+
+    def close(self) -> None:
+        if self._listers is not None:
+            for lister in self._listers:
+                try:
+                    lister.delete()
+                except _MIDI_ERRORS as err:
+                    log.warning("MIDI: error closing the port lister (%s)", err)
+            self._listers = None
