@@ -4,7 +4,7 @@
 before anything else is imported, so every thread of the bridge (the OSC
 reader, the MIDI poller, the fan-out, the state writer) is a greenlet and
 every socket cooperates. The measurements behind that choice are in the
-README's performance section.
+performance page (docs/performance.md).
 
 Code that would block the whole process for a while (``fsync`` on a slow
 card) goes through :func:`run_blocking`, which hands it to a real OS thread
@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 #: ``threading`` (or ``eventlet``, when installed) runs the bridge without
 #: gevent. For measuring and debugging only: both are slower under load, and
-#: eventlet's maintainers discourage new use (see the README).
+#: eventlet's maintainers discourage new use (see docs/performance.md).
 SERVER_MODEL_VARIABLE = "STAGE_BRIDGE_SERVER_MODEL"
 MODELS = ("gevent", "threading", "eventlet")
 

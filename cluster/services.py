@@ -2,7 +2,7 @@
 
 Each service runs in the foreground (no daemon) and is stopped by its own
 PID. Redis keeps its data with AOF, fsynced every second, exactly as the
-README asks of a show; nginx runs the shipped ``config/nginx-cluster.conf``
+docs (docs/cluster.md) ask of a show; nginx runs the shipped ``config/nginx-cluster.conf``
 with only its ports changed.
 """
 

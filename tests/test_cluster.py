@@ -1,7 +1,7 @@
 """Several bridge processes sharing one Redis: real redis-server and nginx on loopback.
 
 Every test starts its own Redis (AOF, fsync every second, no snapshots, as
-the README asks of a show), its own bridge processes and, where it says so,
+docs/cluster.md asks of a show), its own bridge processes and, where it says so,
 its own nginx; all are stopped by their PIDs afterwards.
 """
 
