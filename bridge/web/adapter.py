@@ -107,6 +107,7 @@ class WebAdapter:
             **self.fanout.describe(),
             "throttled": self.intake.throttled,
             "confirmed": self.fanout.confirmed,
+            "filed_replaced": self._outbox.replaced,
             "keys": self.access.enabled,
         }
 

@@ -25,7 +25,6 @@ nothing is installed and every packet takes the library's own way.
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 from typing import Any
 
@@ -156,7 +155,7 @@ class Wires:
                 eio_socket = getattr(self.app, "__self__", None)
                 sid = getattr(eio_socket, "sid", None)
                 gsock = getattr(getattr(ws, "handler", None), "socket", None)
-                if sid is None or not isinstance(getattr(gsock, "_sock", None), socket.socket):
+                if sid is None or not callable(getattr(getattr(gsock, "_sock", None), "send", None)):
                     return super().__call__(environ, start_response)
                 wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
                 try:

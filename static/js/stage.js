@@ -505,6 +505,7 @@
       reconnectionDelayMax: 2000,
       randomizationFactor: 0.3,
       timeout: 5000,
+      auth: { batch: true }, // held values may come as one "update values" frame
     });
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
@@ -515,6 +516,9 @@
     socket.on("snapshot", applySnapshot);
     socket.on("update value", (message) => {
       if (message && typeof message.who === "string") fromServer(message.who, message.data);
+    });
+    socket.on("update values", (list) => {
+      if (Array.isArray(list)) list.forEach((m) => m && typeof m.who === "string" && fromServer(m.who, m.data));
     });
     socket.on("rejected", onRejected);
     socket.on("throttled", (message) => window.console.warn("the bridge is throttling this page", message));
