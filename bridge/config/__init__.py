@@ -88,12 +88,12 @@ def load_config(path: str | Path) -> Config:
 def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Check an already parsed TOML document; ``path`` anchors relative paths."""
     reader = Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "views"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "repeat", "views"})
     server = sections.server(reader, reader.table(data, "server"), path)
     osc = sections.osc(reader, data["osc"]) if "osc" in data else None
     midi = sections.midi(reader, reader.table(data, "midi")) if "midi" in data else None
     cluster = sections.cluster(reader, reader.table(data, "cluster")) if "cluster" in data else None
-    controls = read_controls(reader, data.get("controls"))
+    controls = read_controls(reader, data.get("controls"), data.get("repeat"))
     oscquery = sections.oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
     discovery = sections.discovery(reader, reader.table(data, "discovery"))
     views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()

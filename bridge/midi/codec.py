@@ -34,6 +34,7 @@ from typing import Literal
 
 import mido
 
+from bridge.mapping import from_wire, to_wire
 from bridge.model import Control, MidiBinding, Value
 from bridge.validation import snap
 
@@ -56,8 +57,26 @@ def top(binding: MidiBinding) -> int:
     return FOURTEEN_BIT_TOP if binding.kind in ("cc14", "pitchbend") else SEVEN_BIT_TOP
 
 
-def to_midi(control: Control, value: float, top_number: int) -> int:
-    """``value`` of ``control`` as a MIDI number 0..``top_number`` (clamped, ends exact)."""
+def to_midi(control: Control, value: Value, top_number: int) -> int:
+    """``value`` of ``control`` as a MIDI number 0..``top_number`` (clamped, ends exact).
+
+    A range, knob or meter is scaled from min..max (through the binding's
+    ``range`` and ``curve`` when it has them); a switch is its ``on``/``off``
+    when those are MIDI numbers, else top/0; a select is its option's share
+    of 0..top; a label or a coloured LED sends its number as it is.
+    """
+    scale = control.midi.scale if control.midi is not None else None
+    if control.switch:
+        return _switch_number(control, bool(value), top_number)
+    if control.type == "select":
+        index = control.option_index(value) or 0
+        return round(index * top_number / max(1, len(control.options) - 1))
+    if isinstance(value, str):
+        return 0
+    if not control.numeric:
+        return min(max(round(value), 0), top_number)
+    if scale is not None:
+        return min(max(round(to_wire(scale, control.min, control.max, float(value))), 0), top_number)
     if value <= control.min:
         return 0
     if value >= control.max:
@@ -68,9 +87,20 @@ def to_midi(control: Control, value: float, top_number: int) -> int:
 
 def from_midi(control: Control, number: int, top_number: int) -> Value:
     """MIDI ``number`` (0..``top_number``) as the value ``control`` stores."""
-    if control.type != "range":
-        # Toggles and buttons: the upper half is on, as a fader's switch point.
+    if control.switch:
+        for state in (1, 0):
+            payload = control.on if state else control.off
+            if _is_number(payload, top_number) and number == payload:
+                return state
+        # The upper half is on, as a fader's switch point.
         return 1 if 2 * number >= top_number else 0
+    if control.type == "select":
+        return control.options[round(number * (len(control.options) - 1) / top_number)].value
+    if not control.numeric:
+        return number
+    scale = control.midi.scale if control.midi is not None else None
+    if scale is not None:
+        return snap(control, from_wire(scale, control.min, control.max, float(number)))
     if number <= 0:
         raw = control.min
     elif number >= top_number:
@@ -78,6 +108,17 @@ def from_midi(control: Control, number: int, top_number: int) -> Value:
     else:
         raw = control.min + (control.max - control.min) * number / top_number
     return snap(control, raw)
+
+
+def _switch_number(control: Control, on: bool, top_number: int) -> int:
+    payload = control.on if on else control.off
+    if _is_number(payload, top_number):
+        return int(payload)  # type: ignore[arg-type]
+    return top_number if on else 0
+
+
+def _is_number(payload: object, top_number: int) -> bool:
+    return isinstance(payload, int) and not isinstance(payload, bool) and 0 <= payload <= top_number
 
 
 def slots(binding: MidiBinding) -> list[tuple[Slot, Part]]:
@@ -133,9 +174,9 @@ def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...
     binding = control.midi
     if binding is None:
         raise ValueError(f"{control.id} has no MIDI mapping (binding)")
-    if isinstance(value, str):
+    if isinstance(value, str) and control.type != "select":
         raise ValueError(f"{control.id}: text has no MIDI form")
-    number = to_midi(control, float(value), top(binding))
+    number = to_midi(control, value, top(binding))
     channel = binding.channel - 1
     if binding.kind == "cc":
         return number, (mido.Message("control_change", channel=channel, control=binding.number, value=number),)
@@ -200,7 +241,7 @@ class Decoder:
             elif listener.part == "lsb":
                 msb = self._msb.get(control.id)
                 if msb is None:
-                    msb = to_midi(control, _number(current(control)), FOURTEEN_BIT_TOP) >> 7
+                    msb = to_midi(control, current(control), FOURTEEN_BIT_TOP) >> 7
                 yield control, from_midi(control, (msb << 7) | message.value, FOURTEEN_BIT_TOP)
             elif binding.kind == "pitchbend":
                 yield control, from_midi(control, message.pitch + PITCH_OFFSET, FOURTEEN_BIT_TOP)
@@ -229,7 +270,3 @@ def _is_lsb_of(message: mido.Message, binding: MidiBinding) -> bool:
         and message.channel == binding.channel - 1
         and message.control == binding.number + LSB_OFFSET
     )
-
-
-def _number(value: Value) -> float:
-    return 0.0 if isinstance(value, str) else float(value)

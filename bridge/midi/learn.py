@@ -139,7 +139,9 @@ class BindingStore:
                 )
                 continue
             try:
-                overrides[cid] = parse_midi_binding(table, f"bindings.{cid}", control.type, str(self.path))
+                overrides[cid] = parse_midi_binding(
+                    table, f"bindings.{cid}", control.type, str(self.path), (control.min, control.max)
+                )
             except ConfigError as err:
                 log.warning("MIDI bindings file %s; %s keeps its config binding", err, cid)
         return overrides

@@ -9,6 +9,7 @@ path, by a thread that retries every second until they resolve.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import select
 import socket
@@ -26,8 +27,9 @@ from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownCon
 from bridge.flow import Latest, Workers
 from bridge.hub import Hub
 from bridge.logs import LogLimiter
-from bridge.model import Change, Control, Origin
-from bridge.osc.codec import controls_at, decode, encode, value_from_args
+from bridge.looks import Looks
+from bridge.model import Change, Origin
+from bridge.osc.codec import address_table, arguments, controls_at, decode, encode, values_for
 from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ RESOLVE_INTERVAL = 1.0
 #: A target that refused nothing for this long is reported as reachable again.
 RECOVERY_QUIET = 5.0
 _MAX_DATAGRAM = 65535
+#: What a datagram batch files a change under: the control, or (control, press) for a button.
+Pending = str | tuple[str, int]
 RECEIVE_BUFFER = 4 * 1024 * 1024
 #: At most this many queued datagrams are applied as one batch.
 DRAIN_LIMIT = 1024
@@ -73,12 +77,18 @@ class OscAdapter:
         hub: Hub,
         config: OscConfig,
         commands: Mapping[str, Callable[[list[object], str], None]] | None = None,
+        looks: Looks | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
         # More of the bridge's own /bridge/... addresses (scenes): address -> handler(args, peer).
         self.commands = dict(commands or {})
-        self.by_address: dict[str, Control] = {c.osc: c for c in hub.controls.values()}
+        self.by_address = address_table(hub.controls.values())
+        # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
+        self.looks = looks
+        self.label_from = address_table(c for c in hub.controls.values() if c.label_from)
+        self.color_from = address_table(c for c in hub.controls.values() if c.color_from)
+        self._presses = itertools.count()
         self._targets = [_Target(t) for t in config.targets]
         self._warn = LogLimiter(log, interval=5.0)
         self._sock: socket.socket | None = None
@@ -238,7 +248,7 @@ class OscAdapter:
 
     def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
         """Check, unpack and apply datagrams in order; the latest value per control wins."""
-        pending: Latest[str, tuple[object, Origin, str]] = Latest()
+        pending: Latest[Pending, tuple[object, Origin, str]] = Latest()
         for data, sender in batch:
             peer = f"{sender[0]}:{sender[1]}"
             if self.config.allow and not self._allowed(sender[0]):
@@ -253,7 +263,7 @@ class OscAdapter:
             for message in found:
                 if message.address == SYNC_ADDRESS:
                     self._apply_pending(pending)  # the sync reports what came before it
-                    self._sync(list(message.params), sender, peer)
+                    self._sync(arguments(message), sender, peer)
                 elif message.address in self.commands:
                     self._apply_pending(pending)  # e.g. a scene saved after the values before it
                     self._command(message, peer)
@@ -270,29 +280,49 @@ class OscAdapter:
             address = address.ipv4_mapped
         return any(address in network for network in self.config.allow)
 
-    def _collect(self, message: OscMessage, peer: str, pending: Latest[str, tuple[object, Origin, str]]) -> None:
+    def _collect(self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
         address = message.address
-        args = list(message.params)
+        args = arguments(message)
         try:
-            controls = controls_at(address, self.by_address)
+            looked = self._look(address, args)
+            found, problems = values_for(address, args, self.by_address)
         except MalformedPacket as err:
             self._drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
             return
-        if not controls:
-            self._drop((address, "unknown"), "OSC %s from %s: no control at this address; dropped", address, peer)
-            return
+        if looked and not found:
+            return  # a name or colour from the desk, and no value here
+        for reason in problems:
+            self._drop((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
         origin = Origin("osc", peer)
-        for control in controls:
+        for control, raw in found:
             try:
-                raw = value_from_args(control, args)
                 normalize(control, raw)
             except InvalidValue as err:
                 self._drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
                 continue
-            pending.put(control.id, (raw, origin, address))  # the latest per control, in order
+            # The latest per control, in order; every press and release of a button.
+            key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
+            pending.put(key, (raw, origin, address))
 
-    def _apply_pending(self, pending: Latest[str, tuple[object, Origin, str]]) -> None:
-        for cid, (raw, origin, address) in pending.take().items():
+    def _look(self, address: str, args: list[object]) -> bool:
+        """Apply a label or colour the desk sent; True when ``address`` is one (never mirrored out)."""
+        if self.looks is None or not args:
+            return False
+        arg = args[0]
+        labelled = controls_at(address, self.label_from)
+        for control in labelled:
+            self.looks.set(control.id, label=arg if isinstance(arg, str) else _shown(arg))
+        coloured = controls_at(address, self.color_from)
+        for control in coloured:
+            assert control.color_from is not None  # noqa: S101 - the table holds only these
+            color = control.color_from.color(arg)
+            if color is not None:
+                self.looks.set(control.id, color=color)
+        return bool(labelled or coloured)
+
+    def _apply_pending(self, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
+        for key, (raw, origin, address) in pending.take().items():
+            cid = key if isinstance(key, str) else key[0]
             try:
                 self.hub.set(cid, raw, origin)
             except (InvalidValue, UnknownControl) as err:
@@ -321,6 +351,8 @@ class OscAdapter:
         log.info("OSC %s from %s: sending %d values to %s:%d", SYNC_ADDRESS, peer, len(values), dest[0], dest[1])
         for cid, value in values.items():
             control = self.hub.controls[cid]
+            if control.trigger:
+                continue  # an event, not a state: never replayed
             try:
                 sock.sendto(encode(prefix + control.osc, control, value, arg_type), dest)
             except OSError as err:
@@ -329,10 +361,17 @@ class OscAdapter:
 
     def _command(self, message: OscMessage, peer: str) -> None:
         try:
-            self.commands[message.address](list(message.params), peer)
+            self.commands[message.address](arguments(message), peer)
         except BridgeError as err:
             self._drop((message.address, "command"), "OSC %s from %s: %s; dropped", message.address, peer, err)
 
     def _drop(self, key: object, msg: str, *args: object) -> None:
         self.dropped += 1
         self._warn.warning(key, msg, *args)
+
+
+def _shown(arg: object) -> str:
+    """A desk's non-text argument as a label: 3 not 3.0."""
+    if isinstance(arg, float) and arg.is_integer():
+        return str(int(arg))
+    return str(arg)

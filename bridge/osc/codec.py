@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 
 from pythonosc.osc_bundle import OscBundle
@@ -20,7 +20,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue, MalformedPacket
-from bridge.model import Control, Value
+from bridge.mapping import float32_as_written, from_wire, to_wire
+from bridge.model import VALUE, Control, OscArg, Payload, Value
 
 BUNDLE_TAG = b"#bundle\x00"
 #: Bundles nested deeper than this are refused: no datagram may recurse forever.
@@ -172,54 +173,230 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
         raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
 
 
-def value_from_args(control: Control, args: list[object]) -> object:
-    """The raw value one OSC argument list carries for ``control`` (checked later by the hub).
+class ArgsMismatch(InvalidValue):
+    """A message at a control's address whose constant arguments are another control's."""
 
-    Raises :class:`InvalidValue` when the arguments cannot fit the control's type.
+
+#: An empty place for the value: a message with no argument where the value would go.
+EMPTY: tuple[()] = ()
+
+
+def arguments(message: OscMessage) -> list[object]:
+    """A message's arguments, float32s read as written (8.871, not 8.871000289916992)."""
+    params = list(message.params)
+    tags = _type_tags(message.dgram)
+    if tags is None or "[" in tags or len(tags) != len(params):
+        return params
+    return [
+        float32_as_written(p) if tag == "f" and isinstance(p, float) else p for tag, p in zip(tags, params, strict=True)
+    ]
+
+
+def _type_tags(dgram: bytes) -> str | None:
+    start = dgram.find(b"\x00")
+    start = (start // 4 + 1) * 4
+    if dgram[start : start + 1] != b",":
+        return None
+    end = dgram.find(b"\x00", start)
+    return dgram[start + 1 : end].decode("ascii", errors="replace")
+
+
+def value_from_args(control: Control, args: list[object]) -> object:
+    """The raw value an OSC argument list carries for ``control`` (checked later by the hub).
+
+    Raises :class:`ArgsMismatch` when the constant arguments are not the
+    control's (another control may share the address), :class:`InvalidValue`
+    when the value cannot fit the control's type.
     """
-    if len(args) != 1:
-        raise InvalidValue(control.id, args, f"expected one argument, got {len(args)}")
-    (arg,) = args
-    if control.type == "range":
-        if isinstance(arg, bool) or not isinstance(arg, int | float):
-            raise InvalidValue(control.id, arg, "expected an int or float argument")
-        return arg
-    if control.type in ("toggle", "button"):
-        if isinstance(arg, bool | int | float):
-            return arg  # T/F, 0/1, 0.0/1.0: the hub refuses anything else
-        raise InvalidValue(control.id, arg, "expected 0, 1, T or F")
-    if not isinstance(arg, str):
-        raise InvalidValue(control.id, arg, "expected a string argument")
-    return arg
+    template = control.osc_args if control.osc_args is not None else (VALUE,)
+    empty_ok = control.trigger or control.on == EMPTY or control.off == EMPTY
+    if VALUE in template:
+        k = template.index(VALUE)
+        constants = template[:k] + template[k + 1 :]
+        if len(args) == len(template):
+            payload: object = args[k]
+            rest = args[:k] + args[k + 1 :]
+        elif len(args) == len(template) - 1 and empty_ok:
+            payload, rest = EMPTY, args
+        else:
+            raise _count(control, args, len(template), constants)
+    else:
+        if len(args) != len(template):
+            raise _count(control, args, len(template), template)
+        payload, rest, constants = EMPTY, args, template
+    for want, got in zip(constants, rest, strict=True):
+        if not _same_arg(want, got):
+            raise ArgsMismatch(control.id, args, f"constant arguments {list(constants)!r} do not match")
+    return _raw(control, payload)
+
+
+def _count(control: Control, args: list[object], wanted: int, constants: tuple[OscArg, ...]) -> InvalidValue:
+    if constants:
+        return ArgsMismatch(control.id, args, f"expected {wanted} arguments, got {len(args)}")
+    noun = "argument" if wanted == 1 else "arguments"
+    return InvalidValue(control.id, args, f"expected {'one' if wanted == 1 else wanted} {noun}, got {len(args)}")
+
+
+def _same_arg(want: OscArg, got: object) -> bool:
+    if isinstance(want, bool) or isinstance(got, bool):
+        return want is got
+    if isinstance(want, int | float) and isinstance(got, int | float):
+        return float(want) == float(got)
+    return type(want) is type(got) and want == got
+
+
+def _raw(control: Control, payload: object) -> object:
+    """What the hub is handed for the argument at the value's place."""
+    if control.switch:
+        if control.on is not None and _same_payload(payload, control.on):
+            return 1
+        if control.off is not None and _same_payload(payload, control.off):
+            return 0
+        if payload == EMPTY and control.trigger:
+            return 1
+        if isinstance(payload, bool | int | float) and not isinstance(payload, tuple):
+            return payload  # T/F, 0/1, 0.0/1.0: the hub refuses anything else
+        raise InvalidValue(control.id, payload, "expected 0, 1, T or F")
+    if control.numeric or (control.type == "led" and control.colors):
+        if isinstance(payload, bool) or not isinstance(payload, int | float):
+            raise InvalidValue(control.id, payload, "expected an int or float argument")
+        if control.osc_scale is not None:
+            return from_wire(control.osc_scale, control.min, control.max, float(payload))
+        return payload
+    if control.type == "label":
+        return "" if payload == EMPTY else payload
+    if control.type == "select":
+        if payload == EMPTY:
+            raise InvalidValue(control.id, [], "expected one of the options as the argument")
+        return payload
+    if not isinstance(payload, str):
+        raise InvalidValue(control.id, payload, "expected a string argument")
+    return payload
+
+
+def _same_payload(got: object, want: Payload) -> bool:
+    if isinstance(want, tuple) or isinstance(got, tuple):
+        return want == got  # both empty
+    return _same_arg(want, got)
+
+
+def wire_value(control: Control, value: Value) -> object:
+    """What the wire carries at the value's place: the ``on``/``off`` of a switch, a scaled number..."""
+    if control.switch:
+        payload = control.on if value else control.off
+        return (1 if value else 0) if payload is None else payload
+    if control.numeric and control.osc_scale is not None and isinstance(value, int | float):
+        return to_wire(control.osc_scale, control.min, control.max, float(value))
+    return value
 
 
 def encode(address: str, control: Control, value: Value, arg_type: str = "auto") -> bytes:
     """One OSC message carrying ``value`` with the type a target asked for.
 
-    ``auto``: float for a range, int 0/1 for a toggle or button, string for text.
-    ``float`` or ``int`` force the numeric type (text stays a string).
+    ``auto``: float for a range, knob or meter, int 0/1 for a toggle or
+    button (or its ``on``/``off`` as written), string for text, the option's
+    own type for a select. ``float`` or ``int`` force the numeric type (text
+    stays a string). A template (``osc.args``) puts constants around the
+    value; ``osc.types`` sets every tag.
     """
     builder = OscMessageBuilder(address=address)
-    if control.type == "text":
-        builder.add_arg(str(value), OscMessageBuilder.ARG_TYPE_STRING)
-    else:
-        number = float(value)
-        wanted = arg_type if arg_type != "auto" else ("float" if control.type == "range" else "int")
-        if wanted == "int":
-            # Round half away from zero, as a person reading a desk would.
-            builder.add_arg(int(math.floor(abs(number) + 0.5) * (1 if number >= 0 else -1)), "i")
+    template = control.osc_args if control.osc_args is not None else (VALUE,)
+    types = control.osc_types
+    wired = wire_value(control, value)
+    for i, arg in enumerate(template):
+        tag = types[i] if types else None
+        if arg is VALUE:
+            if wired == EMPTY:
+                continue
+            _add(builder, wired, tag or _auto_tag(control, wired, arg_type))
         else:
-            builder.add_arg(number, OscMessageBuilder.ARG_TYPE_FLOAT)
+            _add(builder, arg, tag or _natural_tag(arg))
     return bytes(builder.build().dgram)
 
 
-def controls_at(address: str, by_address: Mapping[str, Control]) -> list[Control]:
-    """The controls an incoming ``address`` names: one exact match, or every match of an OSC 1.0 pattern.
+def _natural_tag(arg: object) -> str:
+    if isinstance(arg, bool):
+        return "T" if arg else "F"
+    if isinstance(arg, int):
+        return "i"
+    if isinstance(arg, float):
+        return "f"
+    return "s"
+
+
+def _auto_tag(control: Control, wired: object, arg_type: str) -> str:
+    if isinstance(wired, str):
+        return "s"
+    if isinstance(wired, bool):
+        return "T" if wired else "F"
+    if arg_type in ("int", "float"):
+        return "i" if arg_type == "int" else "f"
+    if control.numeric or (control.type == "led" and control.colors):
+        return "f"
+    return _natural_tag(wired)
+
+
+def _add(builder: OscMessageBuilder, arg: object, tag: str) -> None:
+    if tag in ("T", "F"):
+        builder.add_arg(bool(arg))
+    elif tag == "s":
+        builder.add_arg(_text(arg), "s")
+    elif tag in ("i", "h"):
+        number = float(arg) if isinstance(arg, int | float) else 0.0
+        # Round half away from zero, as a person reading a desk would.
+        builder.add_arg(int(math.floor(abs(number) + 0.5) * (1 if number >= 0 else -1)), tag)
+    else:
+        builder.add_arg(float(arg) if isinstance(arg, int | float) else 0.0, tag)
+
+
+def _text(arg: object) -> str:
+    if isinstance(arg, float) and arg.is_integer():
+        return str(int(arg))
+    return str(arg)
+
+
+def address_table(controls: Iterable[Control]) -> dict[str, tuple[Control, ...]]:
+    """The controls at each OSC address (several when their constant arguments differ)."""
+    table: dict[str, list[Control]] = {}
+    for control in controls:
+        table.setdefault(control.osc, []).append(control)
+    return {address: tuple(found) for address, found in table.items()}
+
+
+def controls_at(address: str, table: Mapping[str, tuple[Control, ...]]) -> list[Control]:
+    """The controls an incoming ``address`` names: those at it, or at every match of an OSC 1.0 pattern.
 
     Raises :class:`MalformedPacket` for a pattern that cannot be read.
     """
     if is_pattern(address):
         regex = pattern_regex(address)
-        return [control for a, control in by_address.items() if regex.match(a)]
-    control = by_address.get(address)
-    return [control] if control is not None else []
+        return [control for a, found in table.items() if regex.match(a) for control in found]
+    return list(table.get(address, ()))
+
+
+def values_for(
+    address: str, args: list[object], table: Mapping[str, tuple[Control, ...]]
+) -> tuple[list[tuple[Control, object]], list[str]]:
+    """Each control a message sets with its raw value, and the reasons it set no other.
+
+    A control whose constant arguments are not the message's is left out
+    quietly when another control at the address takes the message; when
+    none does, its reason is reported. Raises :class:`MalformedPacket` for
+    an unreadable pattern.
+    """
+    controls = controls_at(address, table)
+    if not controls:
+        return [], ["no control at this address"]
+    found: list[tuple[Control, object]] = []
+    problems: list[str] = []
+    mismatches: list[str] = []
+    for control in controls:
+        try:
+            found.append((control, value_from_args(control, args)))
+        except ArgsMismatch as err:
+            mismatches.append(err.reason)
+        except InvalidValue as err:
+            problems.append(err.reason)
+    if not found and not problems:
+        problems = ["no control takes these arguments" if len(controls) > 1 else mismatches[0]]
+    return found, problems
