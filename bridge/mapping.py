@@ -18,9 +18,10 @@ dB) while OSC or MIDI carry another range (e.g. 0..1) through a curve
     rising, the wires rising or falling (the Behringer X32 fader law is four
     such segments).
 
-Incoming values go through the inverse. Results are rounded to 12
-significant digits, so a value that comes in and goes out again settles in
-one round trip instead of creeping by the last bit.
+Incoming values go through the inverse, and what it gives is rounded to
+12 significant digits, so a value that comes in and goes out again settles
+in one round trip instead of creeping by the last bit (what goes out is a
+float32 or a MIDI number anyway).
 
 An OSC float is a float32: :func:`float32_as_written` gives the shortest
 decimal that is the same float32, so what a desk sent as 8.871 is stored,
@@ -64,13 +65,13 @@ def float32_as_written(x: float) -> float:
 def to_wire(scale: Scale, lo: float, hi: float, value: float) -> float:
     """The shown ``value`` of a control whose range is ``lo``..``hi``, as the wire carries it."""
     if scale.curve == "table":
-        return tidy(_along(scale.points, value, 0, 1))
+        return _along(scale.points, value, 0, 1)
     u = _clamp01((value - lo) / (hi - lo))
     if scale.curve == "log":
         u = _clamp01(math.log(max(value, lo) / lo) / math.log(hi / lo))
     if scale.curve == "exp":
-        return tidy(scale.lo * (scale.hi / scale.lo) ** u)
-    return tidy(scale.lo + u * (scale.hi - scale.lo))
+        return scale.lo * (scale.hi / scale.lo) ** u
+    return scale.lo + u * (scale.hi - scale.lo)
 
 
 def from_wire(scale: Scale, lo: float, hi: float, wire: float) -> float:

@@ -4,9 +4,12 @@
 
     [[repeat]]
     n = 16                  # or from = 1, to = 16
-    controls = [
-      { id = "fader{n}", type = "range", osc = "/ch/{n:02}/mix/fader", midi = { channel = 1, cc = "{n+10}" } },
-    ]
+
+    [[repeat.controls]]     # one table per control of the strip
+    id = "fader{n}"
+    type = "range"
+    osc = "/ch/{n:02}/mix/fader"
+    midi = { channel = 1, cc = "{n+10}" }
 
 Every string of each template may use ``{n}``, ``{n:02}`` (a format spec)
 and simple integer arithmetic on ``n`` (``{n+10}``, ``{n*2-1}``); ``{{`` and
