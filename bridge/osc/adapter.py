@@ -86,8 +86,8 @@ class OscAdapter:
         self.by_address = address_table(hub.controls.values())
         # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
         self.looks = looks
-        self.label_from = address_table(c for c in hub.controls.values() if c.label_from)
-        self.color_from = address_table(c for c in hub.controls.values() if c.color_from)
+        self.label_from = address_table(hub.controls.values(), lambda c: c.label_from)
+        self.color_from = address_table(hub.controls.values(), lambda c: c.color_from.address if c.color_from else None)
         self._presses = itertools.count()
         self._targets = [_Target(t) for t in config.targets]
         self._warn = LogLimiter(log, interval=5.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 
 from pythonosc.osc_bundle import OscBundle
@@ -355,11 +355,19 @@ def _text(arg: object) -> str:
     return str(arg)
 
 
-def address_table(controls: Iterable[Control]) -> dict[str, tuple[Control, ...]]:
-    """The controls at each OSC address (several when their constant arguments differ)."""
+def address_table(
+    controls: Iterable[Control], address: Callable[[Control], str | None] = lambda c: c.osc
+) -> dict[str, tuple[Control, ...]]:
+    """The controls at each OSC address (several when their constant arguments differ).
+
+    ``address`` picks the address: the control's own by default, or another
+    it listens to (``label_from``); controls for which it gives None are left out.
+    """
     table: dict[str, list[Control]] = {}
     for control in controls:
-        table.setdefault(control.osc, []).append(control)
+        at = address(control)
+        if at is not None:
+            table.setdefault(at, []).append(control)
     return {address: tuple(found) for address, found in table.items()}
 
 
