@@ -101,7 +101,9 @@ class Bridge:
             from bridge.osc.adapter import OscAdapter
 
             adapters.append(
-                OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands(), looks=self.looks)
+                OscAdapter(
+                    self.hub, self.config.osc, commands=self.scenes.osc_commands(), looks=self.looks, push=self.web.push
+                )
             )
         if self.config.midi is not None:
             self.midi = MidiAdapter(

@@ -50,8 +50,8 @@ class MidiBinding:
     """Where a control lives on MIDI. ``channel`` is 1-16 as users write it."""
 
     channel: int
-    kind: Literal["cc", "cc14", "note", "pitchbend"]
-    number: int = 0  # CC or note number; unused for pitch bend
+    kind: Literal["cc", "cc14", "note", "pitchbend", "program", "nrpn"]
+    number: int = 0  # CC, note or NRPN number; unused for pitch bend and program change
     feedback: bool = False
     scale: Scale | None = None  # MIDI numbers other than 0..top, or a curve
 

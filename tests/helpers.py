@@ -244,7 +244,7 @@ class Client:
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
         self.events: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
-        for name in ("update value", "snapshot", "rejected", "update look", "midi status", *MIDI_PUSHES):
+        for name in ("update value", "snapshot", "rejected", "update look", "midi status", "osc status", *MIDI_PUSHES):
             self.sio.on(name, self._recorder(name))
         self.sio.connect(url, wait_timeout=10)
 

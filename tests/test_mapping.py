@@ -14,7 +14,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.errors import InvalidValue
 from bridge.mapping import float32_as_written, from_wire, to_wire
 from bridge.model import VALUE, Control, Scale
-from bridge.osc.codec import ArgsMismatch, address_table, arguments, encode, value_from_args, values_for
+from bridge.osc.codec import ArgsMismatch, arguments, encode, value_from_args, values_for
+from bridge.osc.packets import address_table
 from bridge.validation import snap
 
 pytestmark = pytest.mark.unit

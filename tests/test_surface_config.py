@@ -137,7 +137,7 @@ def test_bad_surface_keys_name_the_key_and_the_fix(tmp_path: Path, body: str, ke
         (
             'type = "select"\noptions = ["a", "b"]\nmidi = { channel = 1, note = 3 }',
             "controls[0] (a).midi",
-            "a select takes cc or pitchbend",
+            "a select takes cc, nrpn, pitchbend or program",
         ),
     ],
 )
@@ -330,3 +330,47 @@ osc = { address = "/eq/freq", curve = "log" }
     assert c["cue"].osc_args == ("fire", 5, VALUE) and c["cue"].osc_types == "sif"
     assert c["db"].osc_scale.curve == "table" and c["db"].osc_scale.points[2] == (-30.0, 0.25)
     assert (c["hz"].osc_scale.lo, c["hz"].osc_scale.hi, c["hz"].osc_scale.curve) == (0.0, 1.0, "log")
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "words"),
+    [
+        (
+            'type = "select"\noptions = [0, 128]\nmidi = { program = true }',
+            "controls[0] (a).midi.program",
+            "program numbers 0-127",
+        ),
+        (
+            'type = "select"\noptions = ["a"]\nmidi = { program = true }',
+            "controls[0] (a).midi.program",
+            "program numbers 0-127",
+        ),
+        (
+            'type = "range"\nmin = 0\nmax = 200\nmidi = { program = true }',
+            "controls[0] (a).midi.program",
+            "within min = 0, max = 127",
+        ),
+        ('type = "toggle"\nmidi = { program = true }', "controls[0] (a).midi.program", "needs a select"),
+        ('type = "range"\nmidi = { nrpn = 16384 }', "controls[0] (a).midi.nrpn", "expected 0-16383"),
+        (
+            'type = "range"\nmidi = { nrpn = 5, hires = true }',
+            "controls[0] (a).midi.hires",
+            "an nrpn is 14-bit already",
+        ),
+    ],
+)
+def test_bad_program_and_nrpn_bindings_name_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, control(body))
+    assert err.value.key == key and words in err.value.expected, str(err.value)
+
+
+def test_an_nrpn_keeps_its_carrier_ccs(tmp_path: Path) -> None:
+    controls = (
+        control('type = "range"\nmidi = { channel = 3, nrpn = 7 }')
+        + '[[controls]]\nid = "b"\ntype = "range"\nmidi = { channel = 3, cc = 6 }\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, controls)
+    assert err.value.key == "controls[1] (b).midi" and "carries the NRPNs of 'a'" in err.value.expected
+    assert load(tmp_path, controls.replace("channel = 3, cc = 6", "channel = 4, cc = 6"))

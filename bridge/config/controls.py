@@ -303,21 +303,21 @@ def _with_wire(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> C
         if c.type == "text" or (c.type == "label" and isinstance(c.default, str)):
             what = "a text control" if c.type == "text" else "a label of text"
             reader.fail(f"{where}.midi", f"{what} has no MIDI form; remove this key")
-        binding = wire.midi_binding(reader, raw["midi"], f"{where}.midi", c.type, span)
+        options = tuple(o.value for o in c.options)
+        binding = wire.midi_binding(reader, raw["midi"], f"{where}.midi", c.type, span, options)
         if c.type == "select" and binding.kind == "note":
-            reader.fail(f"{where}.midi", "a select takes cc or pitchbend (each option a share of the range)")
+            reader.fail(f"{where}.midi", "a select takes cc, nrpn, pitchbend or program (each option a share)")
         c = replace(c, midi=binding)
     return c
 
 
-def parse_midi_binding(
-    raw: object, where: str, ctype: str, name: str, span: tuple[float, float] = (0, 1)
-) -> MidiBinding:
-    """A ``midi`` table as the config writes it, checked by the config's rules.
+def parse_midi_binding(raw: object, where: str, control: Control, name: str) -> MidiBinding:
+    """A ``midi`` table for ``control`` as the config writes it, checked by the config's rules.
 
     Raises :class:`ConfigError` naming ``name`` (the file it came from) and ``where``.
     """
-    return wire.midi_binding(Reader(name), raw, where, ctype, span)
+    options = tuple(o.value for o in control.options)
+    return wire.midi_binding(Reader(name), raw, where, control.type, (control.min, control.max), options)
 
 
 def osc_signature(control: Control) -> tuple[object, ...]:
@@ -339,6 +339,7 @@ def check_unique(reader: Reader, built: tuple[Control, ...]) -> None:
     ids: dict[str, str] = {}
     oscs: dict[tuple[object, ...], str] = {}
     midis: dict[Slot, str] = {}
+    nrpn_channels = {c.midi.channel: c.id for c in built if c.midi is not None and c.midi.kind == "nrpn"}
     for control in built:
         where = f"{control.where} ({control.id})"
         if control.id in ids:
@@ -355,10 +356,19 @@ def check_unique(reader: Reader, built: tuple[Control, ...]) -> None:
             if slot in midis:
                 reader.fail(f"{where}.midi", f"{describe_slot(slot)} is already used by {midis[slot]!r}")
             midis[slot] = control.id
+            kind, channel, number = slot
+            if kind == "cc" and number in wire.NRPN_CARRIERS and channel in nrpn_channels:
+                reader.fail(
+                    f"{where}.midi",
+                    f"MIDI channel {channel} cc {number} carries the NRPNs of {nrpn_channels[channel]!r}: "
+                    "use another cc or channel",
+                )
 
 
 def describe_slot(slot: Slot) -> str:
     kind, channel, number = slot
     if kind == "pitchbend":
         return f"MIDI channel {channel} pitch bend"
+    if kind == "program":
+        return f"MIDI channel {channel} program change"
     return f"MIDI channel {channel} {kind} {number}"

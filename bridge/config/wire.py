@@ -19,7 +19,10 @@ VALUE_TEXT = "{value}"
 #: OSC type tags a ``types`` string may use, and what each can carry.
 TAGS = {"i": "an integer", "h": "an integer", "f": "a number", "d": "a number", "s": "a string", "T": "", "F": ""}
 OSC_TABLE_KEYS = {"address", "args", "types", "range", "curve"}
-MIDI_KEYS = {"channel", "cc", "hires", "note", "pitchbend", "feedback", "range", "curve"}
+MIDI_KEYS = {"channel", "cc", "hires", "note", "pitchbend", "program", "nrpn", "feedback", "range", "curve"}
+#: CCs that carry NRPNs on a channel: parameter MSB and LSB, data entry MSB and LSB.
+NRPN_CARRIERS = (99, 98, 6, 38)
+NRPN_TOP = 16383
 
 
 def osc_address(reader: Reader, value: object, where: str, cid: str) -> str:
@@ -181,34 +184,55 @@ def payload(reader: Reader, raw: dict[str, Any], key: str, where: str) -> Payloa
     return value
 
 
-def midi_binding(reader: Reader, raw: object, where: str, ctype: str, span: tuple[float, float]) -> MidiBinding:
-    """A ``midi`` table, checked."""
+def midi_binding(
+    reader: Reader, raw: object, where: str, ctype: str, span: tuple[float, float], options: tuple[object, ...] = ()
+) -> MidiBinding:
+    """A ``midi`` table, checked; ``options`` are a select's values (for a program change)."""
     if not isinstance(raw, dict):
         reader.fail(where, "expected a table such as { channel = 1, cc = 7 }")
     reader.keys(raw, where, MIDI_KEYS)
     channel = reader.get(raw, "channel", f"{where}.channel", int, 1)
     if not 1 <= channel <= 16:
         reader.fail(f"{where}.channel", f"expected 1-16, got {channel}")
-    chosen = [k for k in ("cc", "note", "pitchbend") if k in raw]
+    chosen = [k for k in ("cc", "note", "pitchbend", "program", "nrpn") if k in raw]
     if len(chosen) != 1:
-        reader.fail(where, "expected exactly one of cc = N, note = N or pitchbend = true")
+        reader.fail(where, "expected exactly one of cc = N, note = N, nrpn = N, pitchbend = true or program = true")
     kind = chosen[0]
     hires = reader.get(raw, "hires", f"{where}.hires", bool, False)
     if hires and kind != "cc":
-        reader.fail(f"{where}.hires", "only applies to cc")
+        reader.fail(f"{where}.hires", "only applies to cc (an nrpn is 14-bit already)")
     number = 0
-    if kind == "pitchbend":
-        if reader.get(raw, "pitchbend", f"{where}.pitchbend", bool, True) is not True:
-            reader.fail(f"{where}.pitchbend", "expected true (or leave it out)")
+    if kind in ("pitchbend", "program"):
+        if reader.get(raw, kind, f"{where}.{kind}", bool, True) is not True:
+            reader.fail(f"{where}.{kind}", "expected true (or leave it out)")
     else:
         number = reader.get(raw, kind, f"{where}.{kind}", int, 0)
-        top = 31 if hires else 127
+        top = NRPN_TOP if kind == "nrpn" else 31 if hires else 127
         if not 0 <= number <= top:
             extra = " (a 14-bit cc uses N and N+32)" if hires else ""
             reader.fail(f"{where}.{kind}", f"expected 0-{top}{extra}, got {number}")
+    if kind == "program":
+        _program_fits(reader, raw, where, ctype, span, options)
     feedback_default = kind == "note" and ctype in ("toggle", "button")
     feedback = reader.get(raw, "feedback", f"{where}.feedback", bool, feedback_default)
     final_kind = "cc14" if hires else kind
-    top_number = 16383 if final_kind in ("cc14", "pitchbend") else 127
+    top_number = 16383 if final_kind in ("cc14", "pitchbend", "nrpn") else 127
     scale = scale_of(reader, raw, where, ctype, span, (0, top_number))
     return MidiBinding(channel=channel, kind=final_kind, number=number, feedback=feedback, scale=scale)  # type: ignore[arg-type]
+
+
+def _program_fits(
+    reader: Reader, raw: dict[str, Any], where: str, ctype: str, span: tuple[float, float], options: tuple[object, ...]
+) -> None:
+    """A program change carries a program number 0-127 as it is: a select of them, or a range within 0-127."""
+    if "range" in raw or "curve" in raw:
+        reader.fail(f"{where}.program", "a program number goes as it is: remove range and curve")
+    numbers = all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= 127 for o in options)
+    if ctype == "select" and options and numbers:
+        return
+    if ctype == "range" and 0 <= span[0] and span[1] <= 127:
+        return
+    reader.fail(
+        f"{where}.program",
+        "needs a select whose options are program numbers 0-127, or a range within min = 0, max = 127",
+    )

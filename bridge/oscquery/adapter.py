@@ -16,7 +16,8 @@ from bridge.config import Config
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub
 from bridge.model import Change, Origin
-from bridge.osc.codec import arguments, decode, values_for
+from bridge.osc.codec import arguments, values_for
+from bridge.osc.packets import decode
 from bridge.oscquery.namespace import Namespace, frame
 from bridge.oscquery.server import Client, OscQueryServer
 

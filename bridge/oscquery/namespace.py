@@ -14,7 +14,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.auth import Role
 from bridge.model import VALUE, Control, Value
-from bridge.osc.codec import address_table, encode
+from bridge.osc.codec import encode
+from bridge.osc.packets import address_table
 
 #: The attributes a node may carry here, in the order they are written.
 ATTRIBUTES = ("FULL_PATH", "DESCRIPTION", "ACCESS", "TYPE", "VALUE", "RANGE", "CLIPMODE", "UNIT", "CONTENTS")

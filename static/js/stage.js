@@ -324,6 +324,29 @@
     midiBox.hidden = midiBox.childElementCount === 0;
   }
 
+  /** Consoles reached over TCP (or unreachable over UDP): one chip each, beside the connection. */
+  function showOsc(status) {
+    const box = byId("osc-status");
+    if (!box || !status || !Array.isArray(status.targets)) return;
+    box.textContent = "";
+    status.targets.forEach((target) => {
+      if (target.transport !== "tcp" && target.state === "ok") return; // a plain UDP target says nothing while fine
+      const chip = document.createElement("span");
+      chip.className = "midi-port";
+      chip.dataset.state = target.state === "connected" || target.state === "ok" ? "connected" : "missing";
+      chip.title = "OSC target " + target.address;
+      const dir = document.createElement("span");
+      dir.className = "dir";
+      dir.textContent = "OSC";
+      const name = document.createElement("span");
+      name.className = "port-name";
+      name.textContent = target.address + " · " + target.state;
+      chip.append(dir, name);
+      box.append(chip);
+    });
+    box.hidden = box.childElementCount === 0;
+  }
+
   function connect() {
     if (typeof window.io !== "function") {
       setConnection("offline", "Offline: client script missing");
@@ -348,6 +371,7 @@
     socket.on("rejected", onRejected);
     socket.on("throttled", (message) => window.console.warn("the bridge is throttling this page", message));
     socket.on("midi status", showMidi);
+    socket.on("osc status", showOsc);
     socket.io.on("reconnect_attempt", onReconnectAttempt);
   }
 
