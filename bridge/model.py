@@ -148,6 +148,7 @@ class Control:
     osc_args: tuple[OscArg, ...] | None = None  # None: the value alone
     osc_types: str | None = None
     osc_scale: Scale | None = None
+    osc_json: str | None = None  # an argument that is JSON text (QLab's replies): the field to take, "data"
     label_from: str | None = None
     color_from: ColorFrom | None = None
     where: str = ""  # where the config defines it: "controls[3]", or "repeat[0] n=5 controls[1]"

@@ -13,7 +13,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue
 from bridge.mapping import float32_as_written, from_wire, to_wire
-from bridge.model import VALUE, Control, Scale
+from bridge.model import VALUE, Control, Option, Scale
 from bridge.osc.codec import ArgsMismatch, arguments, encode, value_from_args, values_for
 from bridge.osc.packets import address_table
 from bridge.validation import snap
@@ -162,3 +162,19 @@ def test_on_and_off_payloads_both_ways() -> None:
     scaled_db = fader(-90, 10, 0.0, X32)
     assert OscMessage(encode("/f", scaled_db, -10)).params == [0.5]
     assert value_from_args(scaled_db, [0.25]) == -30.0
+
+
+def test_a_value_may_stand_in_the_address() -> None:
+    cue = Control(
+        "cue", "select", "", "1", "/cue/{value}/start", osc_args=(), options=(Option("1", "1"), Option(2, "Two"))
+    )
+    assert OscMessage(encode("/cue/{value}/start", cue, 2)).address == "/cue/2/start"
+    assert OscMessage(encode("/cue/{value}/start", cue, 2)).params == []
+    table = address_table([cue])
+    assert values_for("/cue/1/start", [], table) == ([(cue, "1")], [])
+    assert values_for("/cue/2/start", [], table) == ([(cue, 2)], [])
+    assert values_for("/cue/2/stop", [], table)[0] == []
+    assert values_for("/cue/a/b/start", [], table)[0] == []  # one segment only
+    level = fader(0, 100)
+    level = Control("sub", "range", "", 0, "/eos/sub/{value}", 0, 100, osc_args=())
+    assert values_for("/eos/sub/42", [], address_table([level])) == ([(level, 42)], [])

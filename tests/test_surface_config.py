@@ -374,3 +374,31 @@ def test_an_nrpn_keeps_its_carrier_ccs(tmp_path: Path) -> None:
         load(tmp_path, controls)
     assert err.value.key == "controls[1] (b).midi" and "carries the NRPNs of 'a'" in err.value.expected
     assert load(tmp_path, controls.replace("channel = 3, cc = 6", "channel = 4, cc = 6"))
+
+
+def test_repeated_controls_keep_their_place_among_the_others(tmp_path: Path) -> None:
+    text = (
+        '[[controls]]\nid = "first"\ntype = "range"\n'
+        '[[repeat]]\nn = 2\n[[repeat.controls]]\nid = "strip{n}"\ntype = "range"\n'
+        '[[controls]]\nid = "last"\ntype = "range"\n'
+    )
+    config = load(tmp_path, text)
+    assert [c.id for c in config.controls] == ["first", "strip1", "strip2", "last"]  # type: ignore[attr-defined]
+
+
+def test_the_value_may_stand_in_the_address(tmp_path: Path) -> None:
+    config = load(tmp_path, control('type = "select"\noptions = ["1", "SND"]\nosc = "/select/{value}"'))
+    (select,) = config.controls  # type: ignore[attr-defined]
+    assert select.osc == "/select/{value}" and select.osc_args == ()
+    for body, key, words in (
+        ('type = "select"\noptions = ["1"]\nosc = "/a/{value}/{value}"', "controls[0] (a).osc", "once"),
+        ('type = "button"\nmode = "trigger"\nosc = "/go/{value}"', "controls[0] (a).osc", "an OSC address"),
+        (
+            'type = "range"\nosc = { address = "/s/{value}", args = ["{value}"] }',
+            "controls[0] (a).osc.args",
+            "in the address already",
+        ),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load(tmp_path, control(body))
+        assert err.value.key == key and words in err.value.expected, str(err.value)

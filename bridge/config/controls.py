@@ -46,15 +46,32 @@ _KEY_HINTS = {
 }
 
 
-def controls(reader: Reader, raw_controls: object, raw_repeat: object = None) -> tuple[Control, ...]:
-    """Every control of the config (the ``[[controls]]``, then what ``[[repeat]]`` makes), checked together."""
-    tables: list[tuple[str, Any]] = []
+def controls(
+    reader: Reader, raw_controls: object, raw_repeat: object = None, order: list[str] | None = None
+) -> tuple[Control, ...]:
+    """Every control of the config, checked together: the ``[[controls]]`` and what each ``[[repeat]]`` makes.
+
+    ``order`` lists "controls" and "repeat" as their tables follow each other
+    in the file, so that a strip repeated between two controls stays there;
+    without it, the repeats come after the controls.
+    """
+    plain: list[tuple[str, Any]] = []
     if raw_controls is not None:
         if not isinstance(raw_controls, list):
             reader.fail("controls", "expected [[controls]] tables")
-        tables += [(f"controls[{i}]", raw) for i, raw in enumerate(raw_controls)]
+        plain = [(f"controls[{i}]", raw) for i, raw in enumerate(raw_controls)]
+    repeats: list[list[tuple[str, Any]]] = []
     if raw_repeat is not None:
-        tables += expand(reader, raw_repeat)
+        made = expand(reader, raw_repeat)
+        repeats = [[m for m in made if m[0].startswith(f"repeat[{i}] ")] for i in range(len(raw_repeat))]  # type: ignore[arg-type]
+    tables: list[tuple[str, Any]] = []
+    plain_left, repeats_left = iter(plain), iter(repeats)
+    for kind in order or []:
+        if kind == "controls":
+            tables += [next(plain_left, ("", None))]
+        else:
+            tables += next(repeats_left, [])
+    tables = [t for t in tables if t[1] is not None] + list(plain_left) + [t for r in repeats_left for t in r]
     if not tables:
         reader.fail("controls", "at least one [[controls]] table (or a [[repeat]])")
     built = tuple(control(reader, raw, where) for where, raw in tables)
@@ -297,8 +314,8 @@ def _with_wire(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> C
     """The control's ``osc`` and ``midi`` tables, read once its type and range are known."""
     has_value = not c.trigger
     span = (c.min, c.max)
-    address, args, types, scale = wire.osc_form(reader, raw.get("osc"), f"{where}.osc", c.id, c.type, has_value, span)
-    c = replace(c, osc=address, osc_args=args, osc_types=types, osc_scale=scale)
+    form = wire.osc_form(reader, raw.get("osc"), f"{where}.osc", c.id, c.type, has_value, span)
+    c = replace(c, osc=form.address, osc_args=form.args, osc_types=form.types, osc_scale=form.scale, osc_json=form.json)
     if "midi" in raw:
         if c.type == "text" or (c.type == "label" and isinstance(c.default, str)):
             what = "a text control" if c.type == "text" else "a label of text"

@@ -39,7 +39,7 @@ class OscTarget:
     transport: Literal["udp", "tcp"] = "udp"
     framing: Literal["slip", "length"] = "slip"  # TCP only
     on_connect: tuple[OscCall, ...] = ()  # sent when a TCP target connects (at start for UDP)
-    keepalive: OscCall | None = None  # sent every `every` seconds while the bridge runs
+    keepalive: tuple[OscCall, ...] = ()  # sent every `every` seconds while the bridge runs
     every: float = 0.0
     query_on_connect: bool = False  # every control's address with no argument: the desk answers its values
 
@@ -211,11 +211,15 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         _call(reader, item, f"{where}.on_connect[{i}]")
         for i, item in enumerate(reader.get(raw, "on_connect", f"{where}.on_connect", list, []))
     )
-    keepalive, every = None, 0.0
+    keepalive: tuple[OscCall, ...] = ()
+    every = 0.0
     if "keepalive" in raw:
         table = reader.get(raw, "keepalive", f"{where}.keepalive", dict, {})
         reader.keys(table, f"{where}.keepalive", {"message", "every"})
-        keepalive = _call(reader, table.get("message"), f"{where}.keepalive.message")
+        said = table.get("message")
+        several = isinstance(said, list) and bool(said) and all(isinstance(m, list) for m in said)
+        calls = said if several else [said]
+        keepalive = tuple(_call(reader, m, f"{where}.keepalive.message") for m in calls)  # type: ignore[union-attr]
         every = float(reader.get(table, "every", f"{where}.keepalive.every", (int, float), 0.0))
         if not MIN_KEEPALIVE <= every <= 3600:
             reader.fail(f"{where}.keepalive.every", f"expected {MIN_KEEPALIVE}-3600 seconds, got {every:g}")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.config.reader import NUMBER, OSC_ADDRESS_RE, Reader
@@ -18,41 +19,66 @@ RESERVED_OSC_PREFIX = "/bridge/"
 VALUE_TEXT = "{value}"
 #: OSC type tags a ``types`` string may use, and what each can carry.
 TAGS = {"i": "an integer", "h": "an integer", "f": "a number", "d": "a number", "s": "a string", "T": "", "F": ""}
-OSC_TABLE_KEYS = {"address", "args", "types", "range", "curve"}
+OSC_TABLE_KEYS = {"address", "args", "types", "range", "curve", "json"}
 MIDI_KEYS = {"channel", "cc", "hires", "note", "pitchbend", "program", "nrpn", "feedback", "range", "curve"}
 #: CCs that carry NRPNs on a channel: parameter MSB and LSB, data entry MSB and LSB.
 NRPN_CARRIERS = (99, 98, 6, 38)
 NRPN_TOP = 16383
 
 
-def osc_address(reader: Reader, value: object, where: str, cid: str) -> str:
-    if not isinstance(value, str) or not OSC_ADDRESS_RE.match(value):
+def osc_address(reader: Reader, value: object, where: str, cid: str, templated: bool = False) -> str:
+    """A control's OSC address; with ``templated``, one path segment may be ``{value}`` (``/cue/{value}/start``)."""
+    plain = value.replace(f"/{VALUE_TEXT}/", "/x/") if isinstance(value, str) and templated else value
+    if isinstance(plain, str) and templated and plain.endswith(f"/{VALUE_TEXT}"):
+        plain = plain[: -len(VALUE_TEXT)] + "x"
+    if not isinstance(plain, str) or not OSC_ADDRESS_RE.match(plain):
         reader.fail(where, f'expected an OSC address such as "/{cid}" (no spaces or #*,?[]{{}}), got {value!r}')
+    assert isinstance(value, str)  # noqa: S101 - plain is value with {value} stood in for
+    if value.count(VALUE_TEXT) > 1:
+        reader.fail(where, f'"{VALUE_TEXT}" may stand for one path segment once, got {value!r}')
     if value.startswith(RESERVED_OSC_PREFIX) or value == "/bridge":
         reader.fail(where, f"addresses under /bridge are the bridge's own, got {value!r}")
     return value
 
 
+@dataclass(frozen=True)
+class OscForm:
+    """What an ``osc`` key says: the address, the argument template, the type tags, the scale, a JSON field."""
+
+    address: str
+    args: tuple[OscArg, ...] | None = None
+    types: str | None = None
+    scale: Scale | None = None
+    json: str | None = None
+
+
 def osc_form(
     reader: Reader, raw: object, where: str, cid: str, ctype: str, has_value: bool, span: tuple[float, float]
-) -> tuple[str, tuple[OscArg, ...] | None, str | None, Scale | None]:
-    """The address, argument template, type tags and scale of an ``osc`` key (a string or a table)."""
+) -> OscForm:
+    """The ``osc`` key of a control (a string or a table), checked."""
     if raw is None:
-        return f"/{cid}", None, None, None
+        return OscForm(f"/{cid}")
     if isinstance(raw, str):
-        return osc_address(reader, raw, where, cid), None, None, None
+        address = osc_address(reader, raw, where, cid, templated=has_value)
+        return OscForm(address, () if VALUE_TEXT in address else None)
     if not isinstance(raw, dict):
         reader.fail(where, 'expected "/address" or a table { address = "/address", args = [...], ... }')
     reader.keys(raw, where, OSC_TABLE_KEYS)
-    address = osc_address(reader, raw.get("address"), f"{where}.address", cid)
-    args: tuple[OscArg, ...] | None = None
+    address = osc_address(reader, raw.get("address"), f"{where}.address", cid, templated=has_value)
+    in_address = VALUE_TEXT in address
+    args: tuple[OscArg, ...] | None = () if in_address else None
     if "args" in raw:
-        args = _args(reader, raw["args"], f"{where}.args", has_value)
+        args = _args(reader, raw["args"], f"{where}.args", has_value and not in_address)
+        if in_address and VALUE in args:
+            reader.fail(f"{where}.args", f'"{VALUE_TEXT}" is in the address already: remove it from args')
     types = None
     if "types" in raw:
         types = _types(reader, raw["types"], f"{where}.types", args)
     scale = scale_of(reader, raw, where, ctype, span, None)
-    return address, args, types, scale
+    field = reader.get(raw, "json", f"{where}.json", str, None)
+    if field is not None and not all(part.isidentifier() or part.isdigit() for part in field.split(".")):
+        reader.fail(f"{where}.json", f'expected a field of the JSON text such as "data" or "data.name", got {field!r}')
+    return OscForm(address, args, types, scale, field)
 
 
 def _args(reader: Reader, raw: object, where: str, has_value: bool) -> tuple[OscArg, ...]:

@@ -209,12 +209,13 @@ class OscAdapter:
         while not self._workers.stopping.is_set():
             now = time.monotonic()
             for target in self._targets:
-                call = target.config.keepalive
-                if call is None or due[id(target)] > now:
+                calls = target.config.keepalive
+                if not calls or due[id(target)] > now:
                     continue
                 due[id(target)] = now + target.config.every
                 if target.connected:
-                    target.raw(message(call, target.config.prefix))
+                    for call in calls:
+                        target.raw(message(call, target.config.prefix))
             self._publish()
             wait = min((when - time.monotonic() for when in due.values()), default=RESOLVE_INTERVAL)
             self._workers.wait(max(0.01, min(wait, RESOLVE_INTERVAL)))

@@ -9,6 +9,7 @@ is taken from its place. Packets themselves are :mod:`bridge.osc.packets`'.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 
@@ -95,6 +96,8 @@ def _same_arg(want: OscArg, got: object) -> bool:
 
 def _raw(control: Control, payload: object) -> object:
     """What the hub is handed for the argument at the value's place."""
+    if control.osc_json is not None:
+        payload = _field(control, payload, control.osc_json)
     if control.switch:
         if control.on is not None and _same_payload(payload, control.on):
             return 1
@@ -122,6 +125,44 @@ def _raw(control: Control, payload: object) -> object:
     return payload
 
 
+def _field(control: Control, payload: object, path: str) -> object:
+    """The field ``path`` ("data", "data.name") of an argument that is JSON text."""
+    try:
+        found = json.loads(payload) if isinstance(payload, str) else None
+        for part in path.split("."):
+            found = found[int(part)] if isinstance(found, list) and part.isdigit() else found[part]  # type: ignore[index]
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        raise InvalidValue(control.id, payload, f"expected JSON text with a {path!r} field") from err
+    if isinstance(found, dict | list) or found is None:
+        raise InvalidValue(control.id, payload, f"the {path!r} field is not a number or a text")
+    return found
+
+
+def value_from_address(control: Control, address: str, args: list[object]) -> object:
+    """The value of a control whose address carries it (``/cue/{value}/start``): the segment's text."""
+    template = control.osc_args or ()
+    if len(args) != len(template) or not all(_same_arg(w, g) for w, g in zip(template, args, strict=True)):
+        raise ArgsMismatch(control.id, args, f"expected the arguments {list(template)!r}")
+    text = _segment(control.osc, address)
+    if control.type == "select":
+        for option in control.options:
+            if address_text(option.value) == text:
+                return option.value
+        return text
+    if control.numeric or control.switch or (control.type == "led" and control.colors):
+        try:
+            number = float(text)
+        except ValueError as err:
+            raise InvalidValue(control.id, text, "expected a number in the address") from err
+        return int(number) if number.is_integer() else number
+    return text
+
+
+def _segment(template: str, address: str) -> str:
+    head, _, tail = template.partition(VALUE_IN_ADDRESS)
+    return address[len(head) : len(address) - len(tail)]
+
+
 def _same_payload(got: object, want: Payload) -> bool:
     if isinstance(want, tuple) or isinstance(got, tuple):
         return want == got  # both empty
@@ -138,6 +179,18 @@ def wire_value(control: Control, value: Value) -> object:
     return value
 
 
+VALUE_IN_ADDRESS = "{value}"
+
+
+def address_text(value: object) -> str:
+    """A value as a path segment of an address: 5, not 5.0."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def encode(address: str, control: Control, value: Value, arg_type: str = "auto") -> bytes:
     """One OSC message carrying ``value`` with the type a target asked for.
 
@@ -147,10 +200,12 @@ def encode(address: str, control: Control, value: Value, arg_type: str = "auto")
     stays a string). A template (``osc.args``) puts constants around the
     value; ``osc.types`` sets every tag.
     """
+    wired = wire_value(control, value)
+    if VALUE_IN_ADDRESS in address:
+        address = address.replace(VALUE_IN_ADDRESS, address_text(wired))
     builder = OscMessageBuilder(address=address)
     template = control.osc_args if control.osc_args is not None else (VALUE,)
     types = control.osc_types
-    wired = wire_value(control, value)
     for i, arg in enumerate(template):
         tag = types[i] if types else None
         if arg is VALUE:
@@ -221,7 +276,10 @@ def values_for(
     mismatches: list[str] = []
     for control in controls:
         try:
-            found.append((control, value_from_args(control, args)))
+            if VALUE_IN_ADDRESS in control.osc:
+                found.append((control, value_from_address(control, address, args)))
+            else:
+                found.append((control, value_from_args(control, args)))
         except ArgsMismatch as err:
             mismatches.append(err.reason)
         except InvalidValue as err:

@@ -194,4 +194,16 @@ def controls_at(address: str, table: Mapping[str, tuple[Control, ...]]) -> list[
     if is_pattern(address):
         regex = pattern_regex(address)
         return [control for a, found in table.items() if regex.match(a) for control in found]
-    return list(table.get(address, ()))
+    exact = list(table.get(address, ()))
+    for template, found in table.items():
+        if "{value}" in template and _fits(template, address):
+            exact += found
+    return exact
+
+
+def _fits(template: str, address: str) -> bool:
+    """Whether ``address`` is ``template`` with one path segment where its ``{value}`` stands."""
+    head, _, tail = template.partition("{value}")
+    if not (address.startswith(head) and address.endswith(tail) and len(address) > len(head) + len(tail)):
+        return False
+    return "/" not in address[len(head) : len(address) - len(tail)]

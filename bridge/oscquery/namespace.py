@@ -167,8 +167,10 @@ class Namespace:
         #: Every control at each address (several when their constant arguments differ), for messages in.
         self.table = address_table(controls)
         for control in controls:
-            if control.osc in self.by_address:
-                continue  # one node per address: the first control there describes it
+            if control.osc in self.by_address or "{value}" in control.osc:
+                # One node per address, the first control there describes it; an address
+                # that carries the value (/cue/{value}/start) is no one node at all.
+                continue
             self.by_address[control.osc] = control
             node = self.root
             for part in control.osc.strip("/").split("/"):

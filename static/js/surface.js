@@ -39,6 +39,14 @@
     return match ? decodeURIComponent(match[1]) : null;
   }
 
+  // The tab bar sticks under the header, whatever its height (it wraps on a phone).
+  const bar = document.querySelector(".bar");
+  if (bar && tabs.length && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      document.documentElement.style.setProperty("--bar-h", bar.offsetHeight + "px");
+    }).observe(bar);
+  }
+
   if (tabs.length) {
     tabs.forEach((tab) => tab.addEventListener("click", () => choose(tab.dataset.page, false)));
     document.getElementById("tabs").addEventListener("keydown", (event) => {
