@@ -9,7 +9,7 @@ DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx
 # nginx lives in /usr/sbin, which a plain user's PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: run test lint unit deps system-deps bench cluster clean
+.PHONY: run test lint unit deps system-deps bench cluster screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,8 @@ system-deps:
 deps: system-deps $(VENV)/.test-installed
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check bridge tests bench cluster
-	$(VENV)/bin/ruff format --check bridge tests bench cluster
+	$(VENV)/bin/ruff check bridge tests bench cluster docs
+	$(VENV)/bin/ruff format --check bridge tests bench cluster docs
 	$(VENV)/bin/mypy
 
 test: deps lint
@@ -60,6 +60,10 @@ cluster: $(VENV)/.installed
 	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="redis-server nginx" DEB_COMMANDS="redis-server nginx"
 	$(PY) -m pip install --quiet -e '.[cluster]'
 	$(PY) -m cluster.run $(CLUSTER_ARGS)
+
+# The example surfaces at phone and tablet size, into docs/images/ (Chromium, stand-in desks on loopback).
+screenshots: deps
+	$(PY) -m docs.shots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -17,13 +17,14 @@ from bridge.auth import Access
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.hub import Adapter, Hub
+from bridge.looks import Looks
 from bridge.midi import api as midi_api
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.learn import bindings_path
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
-from bridge.state import StateStore, load_state
+from bridge.state import StateStore, load_state, saved_looks
 from bridge.web import pages
 from bridge.web.adapter import WebAdapter
 
@@ -61,9 +62,10 @@ class Bridge:
         )
         self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)
+        self.looks = Looks(self.hub.controls)
         self.state: StateStore | None = None
         if config.server.state_file is not None:
-            self.state = StateStore(self.hub, config.server.state_file)
+            self.state = StateStore(self.hub, config.server.state_file, self.looks)
         self.web = WebAdapter(
             self.hub,
             self.socketio,
@@ -71,9 +73,10 @@ class Bridge:
             max_rate=server.max_rate,
             max_clients=server.max_clients,
             views=config.views,
+            looks=self.looks,
         )
         self.web.register()
-        self.app.register_blueprint(pages.blueprint(self.hub, self.access, self.web.views, self.status))
+        self.app.register_blueprint(pages.blueprint(self.hub, self.access, self.web.views, self.status, self.looks))
         state_file = config.server.state_file
         self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
         scenes_api.register(self.app, self.web, self.access, self.scenes)
@@ -97,7 +100,11 @@ class Bridge:
         if self.config.osc is not None:
             from bridge.osc.adapter import OscAdapter
 
-            adapters.append(OscAdapter(self.hub, self.config.osc, commands=self.scenes.osc_commands()))
+            adapters.append(
+                OscAdapter(
+                    self.hub, self.config.osc, commands=self.scenes.osc_commands(), looks=self.looks, push=self.web.push
+                )
+            )
         if self.config.midi is not None:
             self.midi = MidiAdapter(
                 self.hub,
@@ -128,6 +135,7 @@ class Bridge:
         if self.state is not None:
             restored = load_state(self.state.path, self.hub.controls)
             self.hub.restore(restored)
+            self.looks.restore(saved_looks(self.state.path))
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True

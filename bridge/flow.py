@@ -98,6 +98,17 @@ class Outbox(Generic[K, V]):
         with self._lock:
             return self._latest.pop(key)
 
+    def put_back(self, items: dict[K, V]) -> None:
+        """Return what was taken and could not be sent, ahead of what came since; a newer value wins."""
+        with self._lock:
+            newer = self._latest.take()
+            for key, value in items.items():
+                if key not in newer:
+                    self._latest.put(key, value)
+            for key, value in newer.items():
+                self._latest.put(key, value)
+        self._ready.set()
+
     def wake(self) -> None:
         """End a :meth:`take` that is waiting, with whatever is there (nothing, when stopping)."""
         self._ready.set()

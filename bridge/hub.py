@@ -2,9 +2,11 @@
 
 Every change, from any source, goes through :meth:`Hub.set`: it is checked
 against its control, stored under a lock, and handed to every adapter with
-its origin. Adapters are called outside the value lock but one change at a
-time and in the order the values were stored, so no adapter ever ends on a
-value older than the store's. The hub imports no transport.
+its origin. A trigger button's press is handed on without being stored: it
+is an event, not a state, and no late joiner or recall ever replays it.
+Adapters are called outside the value lock but one change at a time and in
+the order the values were stored, so no adapter ever ends on a value older
+than the store's. The hub imports no transport.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class Hub:
         """
         control = self.control(control_id)
         value = normalize(control, raw)
+        if control.trigger:
+            return self._fire(control, value, origin)
         with self._lock:
             if _same(self._values[control.id], value):
                 return Applied(control, self._values[control.id], changed=False, adjusted=not _same(value, raw))
@@ -117,6 +121,15 @@ class Hub:
             self._outbox.append(Change(control, value, origin))
         self._dispatch()
         return Applied(control, value, changed=True, adjusted=not _same(value, raw))
+
+    def _fire(self, control: Control, value: Value, origin: Origin) -> Applied:
+        """A trigger: a press goes to every adapter and is never stored; a release does nothing."""
+        if not value:
+            return Applied(control, 0, changed=False)
+        with self._lock:
+            self._outbox.append(Change(control, 1, origin))
+        self._dispatch()
+        return Applied(control, 1, changed=True)
 
     def _dispatch(self) -> None:
         # Whoever holds the dispatch lock drains the outbox in store order,

@@ -24,6 +24,7 @@ from bridge.validation import normalize
 
 if TYPE_CHECKING:
     from bridge.hub import Hub
+    from bridge.looks import Looks
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,16 @@ def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
     return values
 
 
+def saved_looks(path: Path) -> dict[str, Any]:
+    """The labels and colours a desk gave the controls, as saved beside the values ({} when none)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # load_state has said what is wrong with the file
+    looks = data.get("looks") if isinstance(data, dict) else None
+    return looks if isinstance(looks, dict) else {}
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so that a reader sees the old or the new file, whole."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -133,13 +144,21 @@ class StateStore:
 
     name = "state"
 
-    def __init__(self, hub: Hub, path: Path) -> None:
+    def __init__(self, hub: Hub, path: Path, looks: Looks | None = None) -> None:
         self.hub = hub
         self.path = path
+        self.looks = looks
         self._dirty = threading.Event()
         self._workers = Workers()
         self._failing = False
-        self.saved_version = -1
+        self._looks_version = 0
+        self.saved_version: tuple[int, int] = (-1, -1)
+        if looks is not None:
+            looks.listen(self._looked)
+
+    def _looked(self, cid: str, look: dict[str, str]) -> None:
+        self._looks_version += 1
+        self._dirty.set()
 
     def start(self) -> None:
         self._workers.start((self._run, "state-writer"))
@@ -152,11 +171,13 @@ class StateStore:
         self._dirty.set()
 
     def save(self) -> bool:
-        """Write the current values now; True when they are on disk."""
-        version = self.hub.version
+        """Write the current values (and the desk's labels and colours) now; True when they are on disk."""
+        version = (self.hub.version, self._looks_version)
         if version == self.saved_version:
             return True
-        body = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": self.hub.values()}
+        body: dict[str, Any] = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": self.hub.values()}
+        if self.looks is not None:
+            body["looks"] = self.looks.all()
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

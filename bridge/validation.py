@@ -1,8 +1,8 @@
 """Checks a raw value against its control and returns the value to store.
 
-Pure functions: no I/O, no locks. Ranges are clamped to their bounds and
-snapped to their step (the caller tells the sender when that changed the
-value); every other misfit raises :class:`InvalidValue`.
+Pure functions: no I/O, no locks. Ranges, knobs and meters are clamped to
+their bounds and snapped to their step (the caller tells the sender when
+that changed the value); every other misfit raises :class:`InvalidValue`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,16 @@ from bridge.model import MAX_TEXT_LENGTH, Control, Value
 
 def normalize(control: Control, raw: object) -> Value:
     """Return ``raw`` as ``control`` stores it, or raise :class:`InvalidValue`."""
-    if control.type == "range":
-        return _range_value(control, raw)
-    if control.type in ("toggle", "button"):
+    if control.numeric:
+        return _number_value(control, raw)
+    if control.switch:
         return _switch_value(control, raw)
+    if control.type == "select":
+        return _option_value(control, raw)
+    if control.type == "label":
+        return _label_value(control, raw)
+    if control.type == "led":  # with colours: any finite number, the colour by threshold
+        return _finite(control, raw)
     return _text_value(control, raw)
 
 
@@ -37,13 +43,17 @@ def snap(control: Control, number: float) -> float | int:
     return float(value)
 
 
-def _range_value(control: Control, raw: object) -> float | int:
+def _finite(control: Control, raw: object) -> float | int:
     # bool is an int in Python, but True is not a fader position.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidValue(control.id, raw, "expected a number")
     if not math.isfinite(raw):
         raise InvalidValue(control.id, raw, "expected a finite number")
-    return snap(control, float(raw))
+    return raw
+
+
+def _number_value(control: Control, raw: object) -> float | int:
+    return snap(control, float(_finite(control, raw)))
 
 
 def _switch_value(control: Control, raw: object) -> int:
@@ -52,6 +62,23 @@ def _switch_value(control: Control, raw: object) -> int:
     if isinstance(raw, int | float) and raw in (0, 1):
         return int(raw)
     raise InvalidValue(control.id, raw, "expected 0 or 1 (or true/false)")
+
+
+def _option_value(control: Control, raw: object) -> Value:
+    index = control.option_index(raw)
+    if index is None:
+        choices = ", ".join(repr(o.value) for o in control.options)
+        raise InvalidValue(control.id, raw, f"expected one of the options {choices}")
+    return control.options[index].value
+
+
+def _label_value(control: Control, raw: object) -> Value:
+    if isinstance(raw, str):
+        return raw[:MAX_TEXT_LENGTH]
+    if isinstance(raw, bool):
+        return int(raw)
+    number = _finite(control, raw)
+    return int(number) if isinstance(number, int) else float(number)
 
 
 def _text_value(control: Control, raw: object) -> str:

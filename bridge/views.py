@@ -17,7 +17,7 @@ from bridge.model import Control
 
 #: A view's name goes into a URL (``/?view=drums``): the same rule as a control id.
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_VIEW_KEYS = ("name", "controls", "groups")
+_VIEW_KEYS = ("name", "controls", "groups", "pages")
 
 #: How a config error is raised: ``fail(key, expected)`` (the config reader's).
 Fail = Callable[[str, str], NoReturn]
@@ -37,8 +37,8 @@ class View:
 def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[View, ...]:
     """Check the ``[[views]]`` tables against the controls; every misfit is a config error.
 
-    A view lists ``controls = [ids]``, ``groups = [group names]`` or both;
-    it shows their union in config order. Unknown ids or groups, empty
+    A view lists ``controls = [ids]``, ``groups = [group names]``, ``pages
+    = [page names]`` or several; it shows their union in config order. Unknown ids, groups or pages, empty
     views and duplicate names are refused, so a typo cannot silently hide
     a fader from the person who needs it.
     """
@@ -47,6 +47,7 @@ def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[V
     known = list(controls)
     ids = {c.id for c in known}
     groups = {c.group for c in known if c.group}
+    pages = {c.page for c in known if c.page}
     seen: dict[str, int] = {}
     views: list[View] = []
     for index, table in enumerate(raw):
@@ -63,6 +64,7 @@ def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[V
         seen[name] = index
         wanted_ids = _names(table, "controls", where, fail)
         wanted_groups = _names(table, "groups", where, fail)
+        wanted_pages = _names(table, "pages", where, fail)
         for cid in wanted_ids:
             if cid not in ids:
                 fail(f"{where}.controls", f"unknown control {cid!r}")
@@ -70,9 +72,17 @@ def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[V
             if group not in groups:
                 listed = ", ".join(repr(g) for g in sorted(groups)) or "none"
                 fail(f"{where}.groups", f"unknown group {group!r} (groups: {listed})")
-        members = tuple(c.id for c in known if c.id in wanted_ids or (c.group and c.group in wanted_groups))
+        for page in wanted_pages:
+            if page not in pages:
+                listed = ", ".join(repr(p) for p in sorted(pages)) or "none"
+                fail(f"{where}.pages", f"unknown page {page!r} (pages: {listed})")
+        members = tuple(
+            c.id
+            for c in known
+            if c.id in wanted_ids or (c.group and c.group in wanted_groups) or (c.page and c.page in wanted_pages)
+        )
         if not members:
-            fail(where, "expected controls = [...] or groups = [...] naming at least one control")
+            fail(where, "expected controls = [...] or groups = [...] (or pages = [...]) naming at least one control")
         views.append(View(name, members))
     return tuple(views)
 

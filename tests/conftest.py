@@ -15,6 +15,7 @@ from bridge.hub import Hub
 from tests.browser import Pages, is_loopback, launch
 from tests.helpers import BridgeProcess, Client, unavailable, write_config
 from tests.jack import JackServer, MidiPeer, jack_available
+from tests.osc_tools import OscDump, OscPeer
 
 
 @pytest.fixture
@@ -112,3 +113,26 @@ def pages(browser: Browser) -> Iterator[Pages]:
     opened.close()
     outside = [url for url in opened.requests if not is_loopback(url)]
     assert outside == [], f"requests beyond loopback: {outside}"
+
+
+@pytest.fixture
+def dump() -> Iterator[OscDump]:
+    """liblo's oscdump on a free UDP port, stopped afterwards."""
+    d = OscDump()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[], OscPeer]]:
+    """python-osc peers on free UDP ports, each closed afterwards."""
+    made: list[OscPeer] = []
+
+    def make() -> OscPeer:
+        peer = OscPeer()
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()

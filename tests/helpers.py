@@ -213,15 +213,19 @@ class BridgeProcess:
             status, body = self.put_json(f"/api/values/{cid}", {"value": value})
             assert status == 200, body
 
-    def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+    def get_json(self, path: str, key: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=5) as resp:
             return json.loads(resp.read())
 
-    def put_json(self, path: str, body: object) -> tuple[int, Any]:
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            return str(resp.read().decode("utf-8"))
+
+    def put_json(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.url + path, data=data, method="PUT", headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+        req = urllib.request.Request(self.url + path, data=data, method="PUT", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
@@ -240,7 +244,7 @@ class Client:
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
         self.events: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
-        for name in ("update value", "snapshot", "rejected", "midi status", *MIDI_PUSHES):
+        for name in ("update value", "snapshot", "rejected", "update look", "midi status", "osc status", *MIDI_PUSHES):
             self.sio.on(name, self._recorder(name))
         self.sio.connect(url, wait_timeout=10)
 

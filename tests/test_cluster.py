@@ -139,6 +139,46 @@ def test_a_late_process_starts_from_the_current_values(
     assert (snapshot["slider1"], snapshot["txt1"]) == (12, "cue 7")
 
 
+SURFACE_TOML = (
+    CONTROLS_TOML
+    + """
+[[controls]]
+id = "list"
+type = "select"
+options = ["Main", "Sound", "Video"]
+[[controls]]
+id = "cue_name"
+type = "label"
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+"""
+)
+
+
+def test_the_new_types_are_shared_and_a_trigger_fires_everywhere_without_being_stored(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    p1, p2 = start_processes(
+        bridge_factory,
+        [member_config(tmp_path / f"p{n}", redis_server.url, controls=SURFACE_TOML) for n in (1, 2)],
+    )
+    a, b = clients(p1.url), clients(p2.url)
+    for client in (a, b):
+        client.wait_event("snapshot")
+    a.send("list", "Video")
+    b.wait_value("list", "Video")
+    p2.put_values(cue_name="Act 3")
+    a.wait_value("cue_name", "Act 3")
+    a.send("go", 1)
+    b.wait_event("update value", lambda e: e == {"who": "go", "data": 1})
+    assert p2.get_json("/api/values")["go"] == 0
+    late = bridge_factory(member_config(tmp_path / "p3", redis_server.url, controls=SURFACE_TOML))
+    values = late.get_json("/api/values")
+    assert (values["list"], values["cue_name"], values["go"]) == ("Video", "Act 3", 0)
+
+
 def test_a_process_with_other_controls_refuses_to_join_until_the_others_are_gone(
     tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
 ) -> None:

@@ -49,7 +49,7 @@ def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
         ),
         (control('id = "a"\ntype = "range"\nmin = 5\nmax = 5'), "controls[0] (a).min", "less than max"),
         (control('id = "a"\ntype = "range"\nmin = 0\nmax = 10\nvalue = 11'), "controls[0] (a).value", "within min-max"),
-        (control('id = "a"\ntype = "knob"'), "controls[0] (a).type", "range, toggle, button, text"),
+        (control('id = "a"\ntype = "wheel"'), "controls[0] (a).type", "range, knob, toggle, button, select, text"),
         (control('id = "a"\ntype = "range"\ncolour = "red"'), "controls[0] (a).colour", "unknown key"),
         (
             control('id = "a"\ntype = "range"\nosc = "/x"') + control('id = "b"\ntype = "range"\nosc = "/x"'),

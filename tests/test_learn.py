@@ -540,3 +540,63 @@ def test_the_page_learns_shows_the_binding_and_draws_the_ghost(
     peer.send(cc(1, 70, 120))  # past 80: picked up, the ghost goes
     expect(tile.locator(".ghost")).to_have_count(0)
     page.wait_for_function("document.getElementById('fader1').valueAsNumber === 94")
+
+
+# -- program change and NRPN ---------------------------------------------------------------
+PROGRAM_NRPN_TOML = (
+    LINK_TOML
+    + """
+[[controls]]
+id = "patch"
+type = "select"
+options = [{ value = 0, label = "Piano" }, { value = 5, label = "Strings" }, { value = 42, label = "Pad" }]
+midi = { channel = 2, program = true }
+
+[[controls]]
+id = "cutoff"
+type = "range"
+min = 0
+max = 1
+takeover = "jump"
+midi = { channel = 3, nrpn = 1234 }
+
+[[controls]]
+id = "fresh"
+type = "range"
+min = 0
+max = 16383
+step = 1
+takeover = "jump"
+"""
+)
+
+
+def test_program_change_and_nrpn_in_and_out_and_an_nrpn_learned(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    rig = Rig(jack, peer, tmp_path, bridge_factory, PROGRAM_NRPN_TOML)
+    client = client_factory(rig.server.url)
+    client.wait_event("snapshot")
+
+    peer.send(mido.Message("program_change", channel=1, program=5))
+    client.wait_value("patch", 5)
+    rig.server.put_values(patch=42)
+    peer.wait_for(mido.Message("program_change", channel=1, program=42))
+
+    # NRPN 1234 (MSB 9, LSB 82), value 12287 (MSB 95, LSB 127) on channel 3.
+    peer.send(cc(3, 99, 9), cc(3, 98, 82), cc(3, 6, 95), cc(3, 38, 127))
+    client.wait_value("cutoff", 12287 / 16383)
+    peer.send(cc(3, 6, 127))  # an MSB alone: its LSB taken as 0
+    client.wait_value("cutoff", (127 << 7) / 16383)
+    peer.send(cc(3, 38, 5))  # a fine move: joined to the last MSB
+    client.wait_value("cutoff", ((127 << 7) | 5) / 16383)
+    peer.clear()
+    rig.server.put_values(cutoff=0.5)  # 8192 of 16383: data MSB 64, LSB 0
+    peer.wait_for(cc(3, 99, 9), cc(3, 98, 82), cc(3, 6, 64), cc(3, 38, 0))
+    bindings = rig.server.get_json("/api/midi/bindings")["bindings"]
+    assert bindings["cutoff"]["label"] == "NRPN 1234 ch 3" and bindings["patch"]["label"] == "Program ch 2"
+
+    learned = learn(client, rig, "fresh", cc(4, 99, 1), cc(4, 98, 2), cc(4, 6, 3), cc(4, 38, 4))
+    assert learned["binding"] == {"channel": 4, "nrpn": 130, "label": "NRPN 130 ch 4", "learned": True}
+    peer.send(cc(4, 99, 1), cc(4, 98, 2), cc(4, 6, 100), cc(4, 38, 1))
+    client.wait_value("fresh", (100 << 7) | 1)

@@ -437,3 +437,88 @@ def test_output_budget_sends_the_latest_value_per_control_and_always_the_last(
     assert sent[-1] == 127 and len(sent) < 50  # in-between values gave way to newer ones
     assert midi_health(server)["held_out"] > 0
     assert midi_health(server)["budget"] == 50
+
+
+# -- the surface's types on MIDI -----------------------------------------------------------
+SURFACE_MIDI = """
+[[controls]]
+id = "slider2"
+type = "range"
+min = 0
+max = 50
+step = 1
+midi = { channel = 1, cc = 2 }
+takeover = "jump"
+
+[[controls]]
+id = "pan"
+type = "knob"
+min = -1
+max = 1
+takeover = "jump"
+midi = { channel = 1, cc = 20 }
+
+[[controls]]
+id = "list"
+type = "select"
+options = ["Main", "Sound", "Video"]
+midi = { channel = 1, cc = 21 }
+
+[[controls]]
+id = "rec"
+type = "led"
+midi = { channel = 1, note = 40, feedback = true }
+
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+midi = { channel = 1, note = 41 }
+
+[[controls]]
+id = "send"
+type = "range"
+takeover = "jump"
+midi = { channel = 1, cc = 23, range = [0, 100] }
+
+[[controls]]
+id = "colour"
+type = "button"
+on = 5
+off = 1
+midi = { channel = 1, note = 42 }
+"""
+
+
+def test_knobs_selects_leds_triggers_and_midi_ranges_both_ways(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    config = write_config(
+        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=SURFACE_MIDI
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    client = client_factory(server.url)
+    client.wait_event("snapshot")
+
+    peer.send(cc(1, 20, 127))  # a knob is a range
+    client.wait_value("pan", 1.0)
+    peer.send(cc(1, 21, 64))  # a select: its options share the range
+    client.wait_value("list", "Sound")
+    server.put_values(list="Video")
+    peer.wait_for(cc(1, 21, 127))
+    server.put_values(rec=1)  # an LED lights the controller's pad
+    peer.wait_for(note_on(1, 40, 127))
+    peer.send(note_on(1, 41, 100))  # a trigger pad fires
+    client.wait_event("update value", lambda e: e == {"who": "go", "data": 1})
+    assert server.get_json("/api/values")["go"] == 0  # and stores nothing
+    server.put_values(send=1)  # a MIDI range of 0-100
+    peer.wait_for(cc(1, 23, 100))
+    peer.send(cc(1, 23, 50))
+    client.wait_value("send", 0.5)
+    server.put_values(colour=1)  # numeric on/off are the velocities (a pad's colours)
+    peer.wait_for(note_on(1, 42, 5))
+    server.put_values(colour=0)
+    peer.wait_for(note_on(1, 42, 1))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
@@ -16,27 +15,6 @@ from tests.osc_tools import OscDump, OscPeer, oscsend
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
-
-
-@pytest.fixture
-def dump() -> Iterator[OscDump]:
-    d = OscDump()
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def peers() -> Iterator[Callable[[], OscPeer]]:
-    made: list[OscPeer] = []
-
-    def make() -> OscPeer:
-        peer = OscPeer()
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def osc_bridge(tmp_path: Path, start: Start, targets: list[str]) -> tuple[BridgeProcess, int]:

@@ -11,7 +11,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue, MalformedPacket
 from bridge.model import Control
-from bridge.osc.codec import check_packet, encode, messages, pattern_regex, value_from_args
+from bridge.osc.codec import encode, value_from_args
+from bridge.osc.packets import check_packet, messages, pattern_regex
 
 pytestmark = pytest.mark.unit
 

@@ -73,10 +73,10 @@ def oscquery_toml(osc_port: int, port: int, targets: str = "", server: str = "")
 
 @pytest.fixture
 def start_bridge(tmp_path: Path, bridge_factory: Start) -> Callable[..., QueryBridge]:
-    def start(targets: str = "", server: str = "", midi: str = "") -> QueryBridge:
+    def start(targets: str = "", server: str = "", midi: str = "", more: str = "") -> QueryBridge:
         osc_port, port = free_port(socket.SOCK_DGRAM), free_port()
         extra = oscquery_toml(osc_port, port, targets, server) + midi
-        controls = CONTROLS_TOML + GAIN_TOML
+        controls = CONTROLS_TOML + GAIN_TOML + more
         if midi:
             controls = jumping(controls)  # about the path to listeners, not soft takeover
         proc = bridge_factory(write_config(tmp_path, extra=extra, controls=controls))
@@ -169,14 +169,17 @@ def check_node(node: dict[str, Any], path: str) -> None:
         assert node["ACCESS"] == 0 and "VALUE" not in node and "CONTENTS" in node
         return
     tags = node["TYPE"]
-    assert tags and set(tags) <= set("ifsTF")
+    assert tags and set(tags) <= set("ifsTFN")
     assert len(node["VALUE"]) == len(tags)  # one item per type tag
     for tag, value in zip(tags, node["VALUE"], strict=True):
-        expected = {"i": int, "f": float, "s": str, "T": bool, "F": bool}[tag]
+        expected = {"i": int, "f": float, "s": str, "T": bool, "F": bool, "N": type(None)}[tag]
         assert type(value) is expected, (path, tag, value)
     for ranged in node.get("RANGE", []):
-        assert set(ranged) <= {"MIN", "MAX", "VALS"}
-        assert ranged["MIN"] <= ranged["MAX"]
+        if ranged is None:  # an argument with no range (the proposal's null)
+            continue
+        assert set(ranged) <= {"MIN", "MAX", "VALS"} and ranged
+        if "MIN" in ranged and "MAX" in ranged:
+            assert ranged["MIN"] <= ranged["MAX"]
     for attribute in ("RANGE", "CLIPMODE", "UNIT"):
         if attribute in node:
             assert len(node[attribute]) == len(tags)
@@ -494,3 +497,70 @@ def test_midi_change_reaches_a_listener(
     listener.wait_for("/slider1", [40.0])
     peer.send(cc(1, 1, 127))
     listener.wait_for("/slider1", [50.0])
+
+
+SURFACE_TOML = """
+[[controls]]
+id = "cue_name"
+type = "label"
+value = "Preshow"
+[[controls]]
+id = "level"
+type = "meter"
+min = -60
+max = 6
+unit = "dB"
+[[controls]]
+id = "rec"
+type = "led"
+[[controls]]
+id = "list"
+type = "select"
+options = ["Main", "Sound", "Video"]
+[[controls]]
+id = "steps"
+type = "select"
+options = [1, 2, 3]
+[[controls]]
+id = "pan"
+type = "knob"
+min = -1
+max = 1
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+on = []
+[[controls]]
+id = "cue5"
+type = "range"
+max = 100
+osc = { address = "/eos/cue", args = ["fire", 5, "{value}"] }
+"""
+
+
+def test_every_new_type_has_its_type_range_and_access(start_bridge: Callable[..., QueryBridge]) -> None:
+    bridge = start_bridge(more=SURFACE_TOML)
+    status, root = bridge.get("/")
+    assert status == 200
+    check_node(root, "/")
+    nodes = root["CONTENTS"]
+    expected = {
+        "cue_name": ("s", 1, ["Preshow"], None),
+        "level": ("f", 1, [-60.0], [{"MIN": -60.0, "MAX": 6.0}]),
+        "rec": ("i", 1, [0], [{"MIN": 0, "MAX": 1}]),
+        "list": ("s", 3, ["Main"], [{"VALS": ["Main", "Sound", "Video"]}]),
+        "steps": ("i", 3, [1], [{"VALS": [1, 2, 3]}]),
+        "pan": ("f", 3, [-1.0], [{"MIN": -1.0, "MAX": 1.0}]),
+        "go": ("N", 3, [None], None),
+    }
+    for name, (tag, access, value, ranges) in expected.items():
+        node = nodes[name]
+        assert (node["TYPE"], node["ACCESS"], node["VALUE"], node.get("RANGE")) == (tag, access, value, ranges), name
+    assert nodes["level"]["UNIT"] == ["dB"] and nodes["level"]["CLIPMODE"] == ["both"]
+    cue = nodes["eos"]["CONTENTS"]["cue"]
+    assert cue["TYPE"] == "sif" and cue["VALUE"] == ["fire", 5, 0.0]
+    assert cue["RANGE"] == [{"VALS": ["fire"]}, {"VALS": [5]}, {"MIN": 0.0, "MAX": 100.0}]
+    # The viewer key reads the displays as read only, like everything else.
+    status, access = bridge.get("/level?ACCESS")
+    assert status == 200 and access == {"ACCESS": 1}

@@ -45,6 +45,7 @@ max = 50
 step = 1
 value = 25
 group = "Lights"
+touch = "absolute"  # a press jumps to the finger here (relative touch is tested in test_surface_page.py)
 
 [[controls]]
 id = "slider2"

@@ -222,6 +222,53 @@ def test_scenes_over_http_save_list_recall_delete(tmp_path: Path, bridge_factory
     assert call(proc, "GET", "/api/scenes") == (200, {"scenes": {}})
 
 
+SURFACE_CONTROLS = """
+[[controls]]
+id = "pan"
+type = "knob"
+min = -1
+max = 1
+[[controls]]
+id = "level"
+type = "meter"
+min = -60
+max = 0
+[[controls]]
+id = "list"
+type = "select"
+options = ["Main", "Sound", "Video"]
+[[controls]]
+id = "cue_name"
+type = "label"
+[[controls]]
+id = "rec"
+type = "led"
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+"""
+
+
+def test_scenes_carry_the_new_types_and_never_a_trigger(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory(scene_config(tmp_path, controls=SURFACE_CONTROLS))
+    put_values(proc, pan=0.5, level=-20, list="Video", cue_name="Act 2", rec=1, go=1)
+    status, saved = call(proc, "PUT", "/api/scenes/Look")
+    assert status == 200
+    assert saved["values"] == {"pan": 0.5, "level": -20.0, "list": "Video", "cue_name": "Act 2", "rec": 1}
+    put_values(proc, pan=-1, level=-60, list="Main", cue_name="elsewhere", rec=0)
+    status, done = call(proc, "POST", "/api/scenes/Look/recall", {"fade": 0.5})
+    assert status == 200 and "go" not in done["recalled"]
+    # The knob and the meter fade; the select, the label and the LED switch at once.
+    assert values(proc)["list"] == "Video" and values(proc)["cue_name"] == "Act 2" and values(proc)["rec"] == 1
+    wait_until(lambda: values(proc)["pan"] == 0.5 and values(proc)["level"] == -20.0, what="the fade's end")
+    assert values(proc)["go"] == 0
+    # A scene file that names the trigger (hand-written, or saved before it became one) never fires it.
+    scenes_file = tmp_path / "state.scenes.json"
+    body = json.loads(scenes_file.read_text())
+    assert "go" not in body["scenes"]["Look"]["values"]
+
+
 def test_a_viewer_sees_scenes_but_cannot_save_or_recall(tmp_path: Path, bridge_factory: Start, peers: Any) -> None:
     key, viewer = "control-key-1", "viewer-key-1"
     proc = bridge_factory(scene_config(tmp_path, f'key = "{key}"\nviewer_key = "{viewer}"\n'))

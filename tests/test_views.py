@@ -200,3 +200,15 @@ def test_a_view_survives_the_join_key(tmp_path: Path, pages: Pages) -> None:
         assert page.eval_on_selector_all("[data-control]", "els => els.length") == 3
     finally:
         proc.stop()
+
+
+@pytest.mark.unit
+def test_a_view_may_list_pages(tmp_path: Path) -> None:
+    paged = SHOW.split("[[views]]")[0].replace('group = "Drums"', 'group = "Drums"\npage = "Band"')
+    config = load_config(
+        write_config(tmp_path, controls=paged + '[[views]]\nname = "band"\npages = ["Band"]\ncontrols = ["cue"]\n')
+    )
+    assert config.views[0].controls == ("kick", "snare", "cue")
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, controls=paged + '[[views]]\nname = "x"\npages = ["Nope"]\n'))
+    assert err.value.key == "views[0] (x).pages" and "unknown page 'Nope' (pages: 'Band')" in err.value.expected

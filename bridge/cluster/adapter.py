@@ -26,6 +26,7 @@ its version, when it joins again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ from bridge.cluster.protocol import Pending, Versions
 from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
-from bridge.flow import Workers
+from bridge.flow import Latest, Workers
 from bridge.hub import Hub
 from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
@@ -63,7 +64,9 @@ START_TIMEOUT = 5.0
 
 def signature(controls: Any) -> str:
     """A short hash of what must agree between processes: ids, types and ranges, in order."""
-    shape = [[c.id, c.type, c.min, c.max, c.step] for c in controls]
+    shape = [
+        [c.id, c.type, c.min, c.max, c.step] + ([[o.value for o in c.options]] if c.options else []) for c in controls
+    ]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
@@ -103,6 +106,8 @@ class ClusterAdapter:
         self._lock = threading.Lock()  # state and counters
         self._apply_lock = threading.Lock()
         self._ready = threading.Event()
+        self._fires: Latest[tuple[str, int], str] = Latest()  # trigger presses to announce, in order
+        self._presses = itertools.count()
         self._workers = Workers()
         self._up = False
         self._down_since = 0.0
@@ -165,6 +170,11 @@ class ClusterAdapter:
         """File a local change for the writer; the latest value per control wins."""
         if change.origin.kind == ORIGIN_KIND:
             return  # it came from the cluster: never written back
+        if change.control.trigger:
+            with self._lock:
+                self._fires.put((change.control_id, next(self._presses)), _safe(change.origin.kind))
+            self._ready.set()
+            return
         self.versions.file(change.control_id, change.value, _safe(change.origin.kind))
         self._ready.set()
 
@@ -174,6 +184,7 @@ class ClusterAdapter:
             self._ready.wait()
             self._ready.clear()
             stopping = self._workers.stopping.is_set()
+            self._announce_fires()
             batch = self.versions.take()
             if batch is None:
                 # Redis is away: hold the changes; the listener wakes us when it is back.
@@ -191,6 +202,19 @@ class ClusterAdapter:
                     continue
                 backoff = RETRY_MIN
             if stopping:
+                return
+
+    def _announce_fires(self) -> None:
+        """Tell the other processes of trigger presses (lost while Redis is away: an old press is no cue)."""
+        with self._lock:
+            fires = self._fires.take()
+        if not self.versions.joined:
+            return
+        for (cid, _press), kind in fires.items():
+            try:
+                self.store.fire(cid, kind)
+            except StoreError as err:
+                self._lost(err)
                 return
 
     def _write(self, batch: list[tuple[str, Pending]], stopping: bool, backoff: float) -> bool:
@@ -320,6 +344,9 @@ class ClusterAdapter:
     def _announced(self, data: str) -> None:
         try:
             message = json.loads(data)
+            if message.get("fire") is True:
+                self._fired(message["control"], message["process"])
+                return
             cid, version, process = message["control"], int(message["version"]), message["process"]
             control = self.hub.controls[cid]
         except (ValueError, KeyError, TypeError) as err:
@@ -332,6 +359,16 @@ class ClusterAdapter:
             self.received += 1
         if self.versions.announced(cid, version, value) and process != self.process_id:
             self._settle(cid)
+
+    def _fired(self, cid: object, process: object) -> None:
+        if process == self.process_id:
+            return
+        with self._lock:
+            self.received += 1
+        try:
+            self.hub.set(cid, 1, Origin(ORIGIN_KIND, str(process)))
+        except (InvalidValue, UnknownControl) as err:
+            log.warning("cluster: a trigger press from %s not applied: %s", process, err)
 
     def _settle(self, cid: str) -> None:
         """Make the hub show the highest version known, unless a change of this process is pending.

@@ -146,6 +146,11 @@ class RedisStore:
 
         return _translated(run)
 
+    def fire(self, cid: str, kind: str) -> None:
+        """Announce a trigger's press: no version, nothing stored (a trigger is an event, not a state)."""
+        text = json.dumps({"control": cid, "fire": True, "process": self.process_id, "origin": kind})
+        _translated(lambda: self.client.publish(self.channel, text))
+
     def subscribe(self) -> None:
         """Subscribe to the channel and wait for Redis to confirm it."""
 

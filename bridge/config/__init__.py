@@ -8,6 +8,7 @@ The tables are read by :mod:`bridge.config.sections` and the controls by
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,26 +75,43 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     name = str(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(name, "", "file not found") from None
     except OSError as err:
         raise ConfigError(name, "", f"cannot be read ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(name, "", f"is not valid TOML: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    return parse_text(text, path)
+
+
+def parse_text(text: str, path: Path) -> Config:
+    """Check a config given as its TOML text; ``path`` names it in errors and anchors relative paths."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(name, "", f"is not valid TOML: {err}") from err
-    return parse_config(data, path)
+        raise ConfigError(str(path), "", f"is not valid TOML: {err}") from err
+    return parse_config(data, path, table_order(text))
 
 
-def parse_config(data: dict[str, Any], path: Path) -> Config:
-    """Check an already parsed TOML document; ``path`` anchors relative paths."""
+#: The header of a [[controls]] or [[repeat]] table, on a line of its own.
+_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*(controls|repeat)\s*\]\]", re.MULTILINE)
+
+
+def table_order(text: str) -> list[str]:
+    """ "controls" and "repeat" in the order their [[...]] tables follow each other in a config's text."""
+    return _ARRAY_HEADER.findall(text)
+
+
+def parse_config(data: dict[str, Any], path: Path, order: list[str] | None = None) -> Config:
+    """Check an already parsed TOML document; ``path`` anchors relative paths; ``order`` see :func:`table_order`."""
     reader = Reader(str(path))
-    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "views"})
+    reader.keys(data, "", {"server", "osc", "midi", "oscquery", "discovery", "cluster", "controls", "repeat", "views"})
     server = sections.server(reader, reader.table(data, "server"), path)
     osc = sections.osc(reader, data["osc"]) if "osc" in data else None
     midi = sections.midi(reader, reader.table(data, "midi")) if "midi" in data else None
     cluster = sections.cluster(reader, reader.table(data, "cluster")) if "cluster" in data else None
-    controls = read_controls(reader, data.get("controls"))
+    controls = read_controls(reader, data.get("controls"), data.get("repeat"), order)
     oscquery = sections.oscquery(reader, reader.table(data, "oscquery"), server, osc) if "oscquery" in data else None
     discovery = sections.discovery(reader, reader.table(data, "discovery"))
     views = parse_views(data["views"], controls, reader.fail) if "views" in data else ()

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bridge.config.reader import OSC_ADDRESS_RE, Reader
 
@@ -26,16 +26,26 @@ class ServerConfig:
     max_clients: int = 250
 
 
+#: One OSC message written in the config: its address and arguments.
+OscCall = tuple[str, tuple[int | float | str | bool, ...]]
+
+
 @dataclass(frozen=True)
 class OscTarget:
     host: str
     port: int
     arg_type: str = "auto"  # auto | float | int
     prefix: str = ""
+    transport: Literal["udp", "tcp"] = "udp"
+    framing: Literal["slip", "length"] = "slip"  # TCP only
+    on_connect: tuple[OscCall, ...] = ()  # sent when a TCP target connects (at start for UDP)
+    keepalive: tuple[OscCall, ...] = ()  # sent every `every` seconds while the bridge runs
+    every: float = 0.0
+    query_on_connect: bool = False  # every control's address with no argument: the desk answers its values
 
     @property
     def label(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}" + ("/tcp" if self.transport == "tcp" else "")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class OscConfig:
     listen_port: int = 9001
     targets: tuple[OscTarget, ...] = ()
     allow: tuple[IPv4Network | IPv6Network, ...] = ()  # empty: every source allowed
+    listen_tcp: tuple[str, int] | None = None  # TCP OSC clients, each a source and a target
+    listen_tcp_framing: Literal["slip", "length"] | None = None  # None: each client's own, from its first byte
 
 
 @dataclass(frozen=True)
@@ -131,10 +143,15 @@ def server(reader: Reader, table: dict[str, Any], path: Path) -> ServerConfig:
     )
 
 
+_TARGET_KEYS = {"address", "type", "prefix", "transport", "framing", "on_connect", "keepalive", "query_on_connect"}
+#: The shortest keepalive period: a desk needs one every few seconds, not a flood.
+MIN_KEEPALIVE = 0.1
+
+
 def osc(reader: Reader, table: dict[str, Any]) -> OscConfig:
     if not isinstance(table, dict):
         reader.fail("osc", "must be a table")
-    reader.keys(table, "osc", {"listen", "targets", "allow"})
+    reader.keys(table, "osc", {"listen", "targets", "allow", "listen_tcp", "listen_tcp_framing"})
     allow = []
     for i, item in enumerate(reader.get(table, "allow", "osc.allow", list, [])):
         try:
@@ -143,25 +160,93 @@ def osc(reader: Reader, table: dict[str, Any]) -> OscConfig:
             reader.fail(f"osc.allow[{i}]", f'expected an address or network such as "192.168.1.0/24", got {item!r}')
     listen = reader.get(table, "listen", "osc.listen", str, "0.0.0.0:9001")
     host, port = reader.host_port(listen, "osc.listen")
-    targets = []
-    for i, raw in enumerate(reader.get(table, "targets", "osc.targets", list, [])):
-        where = f"osc.targets[{i}]"
-        if isinstance(raw, str):
-            t_host, t_port = reader.host_port(raw, where)
-            targets.append(OscTarget(t_host, t_port))
-            continue
-        if not isinstance(raw, dict):
-            reader.fail(where, f'expected "host:port" or a table {{address = "host:port", type, prefix}}, got {raw!r}')
-        reader.keys(raw, where, {"address", "type", "prefix"})
-        t_host, t_port = reader.host_port(raw.get("address"), f"{where}.address")
-        arg_type = reader.get(raw, "type", f"{where}.type", str, "auto")
-        if arg_type not in ("auto", "float", "int"):
-            reader.fail(f"{where}.type", f'expected "auto", "float" or "int", got {arg_type!r}')
-        prefix = reader.get(raw, "prefix", f"{where}.prefix", str, "").rstrip("/")
-        if prefix and not OSC_ADDRESS_RE.match(prefix):
-            reader.fail(f"{where}.prefix", f'expected an OSC address such as "/stage", got {prefix!r}')
-        targets.append(OscTarget(t_host, t_port, arg_type, prefix))
-    return OscConfig(listen_host=host, listen_port=port, targets=tuple(targets), allow=tuple(allow))
+    targets = [
+        _target(reader, raw, f"osc.targets[{i}]")
+        for i, raw in enumerate(reader.get(table, "targets", "osc.targets", list, []))
+    ]
+    listen_tcp = None
+    if "listen_tcp" in table:
+        listen_tcp = reader.host_port(reader.get(table, "listen_tcp", "osc.listen_tcp", str, ""), "osc.listen_tcp")
+    framing = reader.get(table, "listen_tcp_framing", "osc.listen_tcp_framing", str, None)
+    if framing is not None and framing not in ("slip", "length"):
+        reader.fail(
+            "osc.listen_tcp_framing",
+            f'expected "slip" or "length" (or leave it out: each client\'s own), got {framing!r}',
+        )
+    if framing is not None and listen_tcp is None:
+        reader.fail("osc.listen_tcp_framing", "needs osc.listen_tcp, the TCP port to listen on")
+    return OscConfig(
+        listen_host=host,
+        listen_port=port,
+        targets=tuple(targets),
+        allow=tuple(allow),
+        listen_tcp=listen_tcp,
+        listen_tcp_framing=framing,
+    )
+
+
+def _target(reader: Reader, raw: object, where: str) -> OscTarget:
+    if isinstance(raw, str):
+        t_host, t_port = reader.host_port(raw, where)
+        return OscTarget(t_host, t_port)
+    if not isinstance(raw, dict):
+        reader.fail(where, f'expected "host:port" or a table {{address = "host:port", transport, ...}}, got {raw!r}')
+    reader.keys(raw, where, _TARGET_KEYS)
+    t_host, t_port = reader.host_port(raw.get("address"), f"{where}.address")
+    arg_type = reader.get(raw, "type", f"{where}.type", str, "auto")
+    if arg_type not in ("auto", "float", "int"):
+        reader.fail(f"{where}.type", f'expected "auto", "float" or "int", got {arg_type!r}')
+    prefix = reader.get(raw, "prefix", f"{where}.prefix", str, "").rstrip("/")
+    if prefix and not OSC_ADDRESS_RE.match(prefix):
+        reader.fail(f"{where}.prefix", f'expected an OSC address such as "/stage", got {prefix!r}')
+    transport = reader.get(raw, "transport", f"{where}.transport", str, "udp")
+    if transport not in ("udp", "tcp"):
+        reader.fail(f"{where}.transport", f'expected "udp" or "tcp", got {transport!r}')
+    framing = reader.get(raw, "framing", f"{where}.framing", str, None)
+    if framing is not None and transport == "udp":
+        reader.fail(f"{where}.framing", 'only a TCP target has framing: add transport = "tcp", or remove framing')
+    if framing is not None and framing not in ("slip", "length"):
+        reader.fail(f"{where}.framing", f'expected "slip" (OSC 1.1) or "length" (OSC 1.0), got {framing!r}')
+    on_connect = tuple(
+        _call(reader, item, f"{where}.on_connect[{i}]")
+        for i, item in enumerate(reader.get(raw, "on_connect", f"{where}.on_connect", list, []))
+    )
+    keepalive: tuple[OscCall, ...] = ()
+    every = 0.0
+    if "keepalive" in raw:
+        table = reader.get(raw, "keepalive", f"{where}.keepalive", dict, {})
+        reader.keys(table, f"{where}.keepalive", {"message", "every"})
+        said = table.get("message")
+        several = isinstance(said, list) and bool(said) and all(isinstance(m, list) for m in said)
+        calls = said if several else [said]
+        keepalive = tuple(_call(reader, m, f"{where}.keepalive.message") for m in calls)  # type: ignore[union-attr]
+        every = float(reader.get(table, "every", f"{where}.keepalive.every", (int, float), 0.0))
+        if not MIN_KEEPALIVE <= every <= 3600:
+            reader.fail(f"{where}.keepalive.every", f"expected {MIN_KEEPALIVE}-3600 seconds, got {every:g}")
+    return OscTarget(
+        t_host,
+        t_port,
+        arg_type,
+        prefix,
+        transport=transport,
+        framing=framing or "slip",
+        on_connect=on_connect,
+        keepalive=keepalive,
+        every=every,
+        query_on_connect=reader.get(raw, "query_on_connect", f"{where}.query_on_connect", bool, False),
+    )
+
+
+def _call(reader: Reader, raw: object, where: str) -> OscCall:
+    """``["/address", arg, ...]``: one message to send as it is."""
+    if not isinstance(raw, list) or not raw or not isinstance(raw[0], str) or not OSC_ADDRESS_RE.match(raw[0]):
+        reader.fail(
+            where, f'expected ["/address", arguments...], e.g. ["/xremote"] or ["/alwaysReply", 1], got {raw!r}'
+        )
+    for arg in raw[1:]:
+        if not isinstance(arg, bool | int | float | str):
+            reader.fail(where, f"expected numbers, strings or true/false as arguments, got {arg!r}")
+    return raw[0], tuple(raw[1:])
 
 
 def midi(reader: Reader, table: dict[str, Any]) -> MidiConfig:

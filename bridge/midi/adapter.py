@@ -136,7 +136,7 @@ class MidiAdapter:
         """Send ``change`` unless it came from MIDI (feedback aside) or the device shows it already."""
         control = self.bindings.controls.get(change.control.id, change.control)  # with its binding of now
         binding = control.midi
-        if binding is None:
+        if binding is None or not _has_midi_form(control, change.value):
             return
         if change.origin.kind != "midi":
             # Set elsewhere: a pickup fader must reach the new value before it moves it.
@@ -271,7 +271,7 @@ class MidiAdapter:
     def _send_all(self, outlet: Outlet, values: dict[str, Value]) -> None:
         """Send every bound control's value; the caller holds the output lock."""
         for control in self.bindings.controls.values():
-            if control.midi is None:
+            if control.midi is None or control.trigger or not _has_midi_form(control, values[control.id]):
                 continue
             number, messages = encode(control, values[control.id])
             if not self._send(outlet, messages):
@@ -320,7 +320,7 @@ class MidiAdapter:
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)
         for control, value in bindings.decoder.decode(messages, self._current):
-            current = self._current(control) if control.type == "range" else None
+            current = self._current(control) if control.fader else None
             if isinstance(value, int | float) and isinstance(current, int | float):
                 take, ghost = bindings.takeover.hardware(control, value, current)
                 bindings.push_ghost(ghost)
@@ -333,3 +333,8 @@ class MidiAdapter:
 
     def _current(self, control: Control) -> Value:
         return self.hub.get(control.id)
+
+
+def _has_midi_form(control: Control, value: Value) -> bool:
+    """Text has none (a label showing words, say); everything else is a MIDI number."""
+    return not isinstance(value, str) or control.type == "select"

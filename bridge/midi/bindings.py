@@ -100,7 +100,7 @@ class Bindings:
 
     def takeover_modes(self) -> dict[str, str]:
         """How each bound range meets values set elsewhere: "jump" or "pickup"."""
-        return {cid: self.takeover.mode(cid) for cid, c in self.controls.items() if c.type == "range"}
+        return {cid: self.takeover.mode(cid) for cid, c in self.controls.items() if c.fader}
 
     def _publish(self) -> None:
         self.push("midi bindings", {"bindings": self.described(), "takeover": self.takeover_modes()})

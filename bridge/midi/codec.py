@@ -34,6 +34,7 @@ from typing import Literal
 
 import mido
 
+from bridge.mapping import from_wire, to_wire
 from bridge.model import Control, MidiBinding, Value
 from bridge.validation import snap
 
@@ -45,6 +46,10 @@ FOURTEEN_BIT_TOP = 16383
 PITCH_OFFSET = 8192
 #: A 14-bit CC sends its low 7 bits on this CC number plus the MSB's.
 LSB_OFFSET = 32
+#: NRPN: the parameter's MSB and LSB, then the value's (data entry) MSB and LSB.
+NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB = 99, 98, 6, 38
+#: RPN's parameter CCs: once one is seen, data entry is an RPN's, no NRPN's.
+RPN_MSB, RPN_LSB = 101, 100
 
 #: (kind, channel 1-16, number) as in the config; pitch bend has number 0.
 Slot = tuple[str, int, int]
@@ -53,11 +58,31 @@ Part = Literal["whole", "msb", "lsb"]
 
 def top(binding: MidiBinding) -> int:
     """The largest MIDI number of ``binding``: 127, or 16383 for 14-bit kinds."""
-    return FOURTEEN_BIT_TOP if binding.kind in ("cc14", "pitchbend") else SEVEN_BIT_TOP
+    return FOURTEEN_BIT_TOP if binding.kind in ("cc14", "pitchbend", "nrpn") else SEVEN_BIT_TOP
 
 
-def to_midi(control: Control, value: float, top_number: int) -> int:
-    """``value`` of ``control`` as a MIDI number 0..``top_number`` (clamped, ends exact)."""
+def to_midi(control: Control, value: Value, top_number: int) -> int:
+    """``value`` of ``control`` as a MIDI number 0..``top_number`` (clamped, ends exact).
+
+    A range, knob or meter is scaled from min..max (through the binding's
+    ``range`` and ``curve`` when it has them); a switch is its ``on``/``off``
+    when those are MIDI numbers, else top/0; a select is its option's share
+    of 0..top; a label or a coloured LED sends its number as it is.
+    """
+    scale = control.midi.scale if control.midi is not None else None
+    if control.midi is not None and control.midi.kind == "program":
+        return 0 if isinstance(value, str) else min(max(round(value), 0), SEVEN_BIT_TOP)  # the number as it is
+    if control.switch:
+        return _switch_number(control, bool(value), top_number)
+    if control.type == "select":
+        index = control.option_index(value) or 0
+        return round(index * top_number / max(1, len(control.options) - 1))
+    if isinstance(value, str):
+        return 0
+    if not control.numeric:
+        return min(max(round(value), 0), top_number)
+    if scale is not None:
+        return min(max(round(to_wire(scale, control.min, control.max, float(value))), 0), top_number)
     if value <= control.min:
         return 0
     if value >= control.max:
@@ -68,9 +93,20 @@ def to_midi(control: Control, value: float, top_number: int) -> int:
 
 def from_midi(control: Control, number: int, top_number: int) -> Value:
     """MIDI ``number`` (0..``top_number``) as the value ``control`` stores."""
-    if control.type != "range":
-        # Toggles and buttons: the upper half is on, as a fader's switch point.
+    if control.switch:
+        for state in (1, 0):
+            payload = control.on if state else control.off
+            if _is_number(payload, top_number) and number == payload:
+                return state
+        # The upper half is on, as a fader's switch point.
         return 1 if 2 * number >= top_number else 0
+    if control.type == "select":
+        return control.options[round(number * (len(control.options) - 1) / top_number)].value
+    if not control.numeric:
+        return number
+    scale = control.midi.scale if control.midi is not None else None
+    if scale is not None:
+        return snap(control, from_wire(scale, control.min, control.max, float(number)))
     if number <= 0:
         raw = control.min
     elif number >= top_number:
@@ -80,6 +116,17 @@ def from_midi(control: Control, number: int, top_number: int) -> Value:
     return snap(control, raw)
 
 
+def _switch_number(control: Control, on: bool, top_number: int) -> int:
+    payload = control.on if on else control.off
+    if _is_number(payload, top_number):
+        return int(payload)  # type: ignore[arg-type]
+    return top_number if on else 0
+
+
+def _is_number(payload: object, top_number: int) -> bool:
+    return isinstance(payload, int) and not isinstance(payload, bool) and 0 <= payload <= top_number
+
+
 def slots(binding: MidiBinding) -> list[tuple[Slot, Part]]:
     """The slots ``binding`` listens on, and which part of the value each carries."""
     if binding.kind == "cc14":
@@ -87,8 +134,8 @@ def slots(binding: MidiBinding) -> list[tuple[Slot, Part]]:
             (("cc", binding.channel, binding.number), "msb"),
             (("cc", binding.channel, binding.number + LSB_OFFSET), "lsb"),
         ]
-    if binding.kind == "pitchbend":
-        return [(("pitchbend", binding.channel, 0), "whole")]
+    if binding.kind in ("pitchbend", "program"):
+        return [((binding.kind, binding.channel, 0), "whole")]
     return [((binding.kind, binding.channel, binding.number), "whole")]
 
 
@@ -101,6 +148,8 @@ def slot_of(message: mido.Message) -> Slot | None:
         return ("note", message.channel + 1, message.note)
     if kind == "pitchwheel":
         return ("pitchbend", message.channel + 1, 0)
+    if kind == "program_change":
+        return ("program", message.channel + 1, 0)
     return None
 
 
@@ -133,9 +182,9 @@ def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...
     binding = control.midi
     if binding is None:
         raise ValueError(f"{control.id} has no MIDI mapping (binding)")
-    if isinstance(value, str):
+    if isinstance(value, str) and control.type != "select":
         raise ValueError(f"{control.id}: text has no MIDI form")
-    number = to_midi(control, float(value), top(binding))
+    number = to_midi(control, value, top(binding))
     channel = binding.channel - 1
     if binding.kind == "cc":
         return number, (mido.Message("control_change", channel=channel, control=binding.number, value=number),)
@@ -148,6 +197,16 @@ def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...
         if number > 0:
             return number, (mido.Message("note_on", channel=channel, note=binding.number, velocity=number),)
         return number, (mido.Message("note_off", channel=channel, note=binding.number, velocity=0),)
+    if binding.kind == "program":
+        return number, (mido.Message("program_change", channel=channel, program=number),)
+    if binding.kind == "nrpn":
+        parameter = binding.number
+        return number, (
+            mido.Message("control_change", channel=channel, control=NRPN_MSB, value=parameter >> 7),
+            mido.Message("control_change", channel=channel, control=NRPN_LSB, value=parameter & 0x7F),
+            mido.Message("control_change", channel=channel, control=DATA_MSB, value=number >> 7),
+            mido.Message("control_change", channel=channel, control=DATA_LSB, value=number & 0x7F),
+        )
     return number, (mido.Message("pitchwheel", channel=channel, pitch=number - PITCH_OFFSET),)
 
 
@@ -161,6 +220,9 @@ class Decoder:
     def __init__(self, controls: Iterable[Control]) -> None:
         self.table = input_table(controls)
         self._msb: dict[str, int] = {}
+        #: Channels with NRPN bindings: their CC 99/98/6/38 are read as NRPNs.
+        self._nrpn_channels = {slot[1] for slot in self.table if slot[0] == "nrpn"}
+        self._nrpn: dict[int, _Nrpn] = {}
 
     def decode(
         self, messages: Sequence[mido.Message], current: Callable[[Control], Value]
@@ -183,6 +245,12 @@ class Decoder:
             slot = slot_of(message)
             if slot is None:
                 continue  # clock, sysex, ...: not a control's business, and too frequent to log
+            if slot[0] == "cc" and slot[1] in self._nrpn_channels and slot[2] in _NRPN_CCS:
+                found, used = self._nrpn_step(message, messages[i] if i < len(messages) else None, current)
+                i += used
+                if found is not None:
+                    yield found
+                continue
             listener = self.table.get(slot)
             if listener is None:
                 log.debug("MIDI %s: no control on %s", message, slot)
@@ -200,16 +268,80 @@ class Decoder:
             elif listener.part == "lsb":
                 msb = self._msb.get(control.id)
                 if msb is None:
-                    msb = to_midi(control, _number(current(control)), FOURTEEN_BIT_TOP) >> 7
+                    msb = to_midi(control, current(control), FOURTEEN_BIT_TOP) >> 7
                 yield control, from_midi(control, (msb << 7) | message.value, FOURTEEN_BIT_TOP)
             elif binding.kind == "pitchbend":
                 yield control, from_midi(control, message.pitch + PITCH_OFFSET, FOURTEEN_BIT_TOP)
+            elif binding.kind == "program":
+                yield control, message.program  # the program number as it is
             elif binding.kind == "note":
                 pair = _note(control, message, current)
                 if pair is not None:
                     yield pair
             else:
                 yield control, from_midi(control, message.value, SEVEN_BIT_TOP)
+
+    def _nrpn_step(
+        self, message: mido.Message, following: mido.Message | None, current: Callable[[Control], Value]
+    ) -> tuple[tuple[Control, Value] | None, int]:
+        """One carrier CC of an NRPN: the value it completes (if any), and whether it used ``following``.
+
+        A data entry MSB (CC 6) sets the value at once with its LSB taken as 0,
+        or with the LSB (CC 38) that directly follows it; a lone LSB is joined
+        to the last MSB, as for a 14-bit CC.
+        """
+        channel = message.channel + 1
+        state = self._nrpn.setdefault(channel, _Nrpn())
+        number, value = message.control, message.value
+        if number == NRPN_MSB:
+            state.msb = value
+            return None, 0
+        if number == NRPN_LSB:
+            state.lsb = value
+            return None, 0
+        if number in (RPN_MSB, RPN_LSB):
+            state.msb = state.lsb = None  # data entry is an RPN's from here on
+            return None, 0
+        if state.msb is None or state.lsb is None:
+            return None, 0  # data entry for no NRPN (an RPN's, or one we never saw the start of)
+        listener = self.table.get(("nrpn", channel, state.msb << 7 | state.lsb))
+        if listener is None:
+            return None, 0
+        control = listener.control
+        if number == DATA_MSB:
+            state.data = value
+            lsb = 0
+            used = _is_data_lsb(following, message.channel)
+            if used and following is not None:
+                lsb = following.value
+            return (control, from_midi(control, value << 7 | lsb, FOURTEEN_BIT_TOP)), int(used)
+        msb = state.data
+        if msb is None:
+            msb = to_midi(control, current(control), FOURTEEN_BIT_TOP) >> 7
+        return (control, from_midi(control, msb << 7 | value, FOURTEEN_BIT_TOP)), 0
+
+
+_NRPN_CCS = (NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB, RPN_MSB, RPN_LSB)
+
+
+def _is_data_lsb(message: mido.Message | None, channel: int) -> bool:
+    return (
+        message is not None
+        and message.type == "control_change"
+        and message.channel == channel
+        and message.control == DATA_LSB
+    )
+
+
+class _Nrpn:
+    """Where an NRPN stream stands on one channel."""
+
+    __slots__ = ("msb", "lsb", "data")
+
+    def __init__(self) -> None:
+        self.msb: int | None = None
+        self.lsb: int | None = None
+        self.data: int | None = None
 
 
 def _note(control: Control, message: mido.Message, current: Callable[[Control], Value]) -> tuple[Control, Value] | None:
@@ -229,7 +361,3 @@ def _is_lsb_of(message: mido.Message, binding: MidiBinding) -> bool:
         and message.channel == binding.channel - 1
         and message.control == binding.number + LSB_OFFSET
     )
-
-
-def _number(value: Value) -> float:
-    return 0.0 if isinstance(value, str) else float(value)

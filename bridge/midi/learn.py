@@ -34,7 +34,7 @@ import mido
 
 from bridge.config.controls import parse_midi_binding
 from bridge.errors import ConfigError
-from bridge.midi.codec import LSB_OFFSET, Slot, slots
+from bridge.midi.codec import DATA_LSB, DATA_MSB, LSB_OFFSET, NRPN_LSB, NRPN_MSB, Slot, slots
 from bridge.model import Control, MidiBinding
 from bridge.state import read_document, write_atomic
 
@@ -62,6 +62,10 @@ def label(binding: MidiBinding | None) -> str:
         return f"CC {binding.number}+{binding.number + LSB_OFFSET} ch {binding.channel}"
     if binding.kind == "note":
         return f"Note {binding.number} ch {binding.channel}"
+    if binding.kind == "nrpn":
+        return f"NRPN {binding.number} ch {binding.channel}"
+    if binding.kind == "program":
+        return f"Program ch {binding.channel}"
     return f"Pitch bend ch {binding.channel}"
 
 
@@ -73,10 +77,10 @@ def default_feedback(binding_kind: str, control_type: str) -> bool:
 def to_table(binding: MidiBinding, control_type: str) -> dict[str, Any]:
     """``binding`` as the config would write its ``midi`` table."""
     table: dict[str, Any] = {"channel": binding.channel}
-    if binding.kind == "pitchbend":
-        table["pitchbend"] = True
-    elif binding.kind == "note":
-        table["note"] = binding.number
+    if binding.kind in ("pitchbend", "program"):
+        table[binding.kind] = True
+    elif binding.kind in ("note", "nrpn"):
+        table[binding.kind] = binding.number
     else:
         table["cc"] = binding.number
         if binding.kind == "cc14":
@@ -139,7 +143,7 @@ class BindingStore:
                 )
                 continue
             try:
-                overrides[cid] = parse_midi_binding(table, f"bindings.{cid}", control.type, str(self.path))
+                overrides[cid] = parse_midi_binding(table, f"bindings.{cid}", control, str(self.path))
             except ConfigError as err:
                 log.warning("MIDI bindings file %s; %s keeps its config binding", err, cid)
         return overrides
@@ -223,6 +227,7 @@ class Learner:
         self._lock = threading.Lock()
         self._target: Control | None = None
         self._first: tuple[int, int, float] | None = None  # channel (1-16), CC number, when seen
+        self._nrpn: dict[int, list[int | None]] = {}  # channel -> [parameter MSB, LSB] seen while learning
 
     @property
     def target(self) -> str | None:
@@ -234,6 +239,7 @@ class Learner:
         with self._lock:
             self._target = control
             self._first = None
+            self._nrpn = {}
 
     def cancel(self) -> str | None:
         """Stop waiting; returns the control that was waiting, if any."""
@@ -272,6 +278,9 @@ class Learner:
         """Whether ``message`` decides the binding, and whether it is used up."""
         kind = message.type
         channel = getattr(message, "channel", 0) + 1
+        nrpn = self._nrpn_part(message, channel)
+        if nrpn is not None:
+            return nrpn
         if self._first is not None:
             first_channel, first, since = self._first
             if now - since >= self.window:
@@ -293,12 +302,28 @@ class Learner:
             return self._done(MidiBinding(channel, "note", message.note)), True
         if kind == "pitchwheel":
             return self._done(MidiBinding(channel, "pitchbend")), True
+        if kind == "program_change" and self._target is not None and self._target.type in ("select", "range"):
+            return self._done(MidiBinding(channel, "program")), True
         return None, False
+
+    def _nrpn_part(self, message: mido.Message, channel: int) -> tuple[Learned | None, bool] | None:
+        """An NRPN's parameter (CC 99, 98) is kept; its data entry (CC 6 or 38) then binds it."""
+        if message.type != "control_change":
+            return None
+        if message.control in (NRPN_MSB, NRPN_LSB):
+            parts = self._nrpn.setdefault(channel, [None, None])
+            parts[0 if message.control == NRPN_MSB else 1] = message.value
+            self._first = None  # not the start of a 14-bit pair after all
+            return None, True
+        msb, lsb = self._nrpn.get(channel, [None, None])
+        if message.control in (DATA_MSB, DATA_LSB) and msb is not None and lsb is not None:
+            return self._done(MidiBinding(channel, "nrpn", msb << 7 | lsb)), True
+        return None
 
     def _done(self, binding: MidiBinding) -> Learned:
         target = self._target
         assert target is not None  # noqa: S101 - only called while a control waits
-        self._target, self._first = None, None
+        self._target, self._first, self._nrpn = None, None, {}
         feedback = default_feedback(binding.kind, target.type)
         configured = target.midi
         if configured is not None and configured.feedback != default_feedback(configured.kind, target.type):

@@ -39,12 +39,7 @@ def mode(control: Control, binding: MidiBinding | None) -> Takeover:
     """How ``control`` meets values set elsewhere when bound to ``binding``."""
     if control.takeover is not None:
         return control.takeover
-    if (
-        control.type == "range"
-        and binding is not None
-        and binding.kind in ("cc", "cc14", "pitchbend")
-        and not binding.feedback
-    ):
+    if control.fader and binding is not None and binding.kind in ("cc", "cc14", "pitchbend") and not binding.feedback:
         return "pickup"
     return "jump"
 

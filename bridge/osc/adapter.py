@@ -1,70 +1,82 @@
-"""OSC over UDP: every change mirrored to the targets, every message in applied.
+"""OSC as a hub adapter: every change mirrored to the targets, every message in applied.
 
-One UDP socket listens on ``[osc] listen`` and also sends the replies to
-``/bridge/sync``. Each target has a connected socket of its own, so that the
-kernel tells us when nothing listens there (ICMP port unreachable) and one
-broken target never delays another. Host names are resolved off the send
-path, by a thread that retries every second until they resolve.
+One UDP socket listens on ``[osc] listen`` and also answers ``/bridge/sync``.
+Targets are UDP (:mod:`bridge.osc.udp`: a connected socket each, whose
+replies are read like the listening socket's datagrams) or TCP
+(:mod:`bridge.osc.tcp`: connected and reconnected, their replies read from
+the connection). ``[osc] listen_tcp`` takes TCP clients, each a source and a
+target. Whatever arrives is applied by :mod:`bridge.osc.inbound`.
+
+Consoles that need more than values are served per target: ``on_connect``
+messages when it connects (at start for UDP), a ``keepalive`` message every
+so many seconds (an X32 forgets a client that has not sent ``/xremote`` for
+10 s), and with ``query_on_connect`` every control's address with no
+argument, so the desk answers with its values.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from ipaddress import ip_address
 from typing import Any
 
-from pythonosc.osc_message import OscMessage
-
-from bridge.config import OscConfig, OscTarget
-from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownControl
-from bridge.flow import Latest, Workers
+from bridge.config import OscConfig
+from bridge.config.sections import OscCall
+from bridge.errors import BridgeError
+from bridge.flow import Workers
 from bridge.hub import Hub
-from bridge.logs import LogLimiter
-from bridge.model import Change, Control, Origin
-from bridge.osc.codec import controls_at, decode, encode, value_from_args
-from bridge.validation import normalize
+from bridge.looks import Looks
+from bridge.model import Change, Control
+from bridge.osc.codec import encode
+from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
+from bridge.osc.tcp import Stream, TcpListener, TcpTarget
+from bridge.osc.udp import UdpTarget
 
 log = logging.getLogger(__name__)
 
-SYNC_ADDRESS = "/bridge/sync"
 RESOLVE_INTERVAL = 1.0
-#: A target that refused nothing for this long is reported as reachable again.
-RECOVERY_QUIET = 5.0
 _MAX_DATAGRAM = 65535
 RECEIVE_BUFFER = 4 * 1024 * 1024
 #: At most this many queued datagrams are applied as one batch.
 DRAIN_LIMIT = 1024
 
+Target = UdpTarget | TcpTarget
 
-@dataclass
-class _Target:
-    config: OscTarget
-    sock: socket.socket | None = None
-    ip: str | None = None
-    state: str = "resolving"  # resolving | ok | unresolved | unreachable
-    last_error: float = 0.0
-    sent: int = 0
-    errors: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "address": self.config.label,
-            "ip": self.ip,
-            "state": self.state,
-            "sent": self.sent,
-            "errors": self.errors,
-        }
+def message(call: OscCall, prefix: str = "") -> bytes:
+    """One message written in the config (on_connect, keepalive), as bytes."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    builder = OscMessageBuilder(address=prefix + call[0])
+    for arg in call[1]:
+        builder.add_arg(arg)
+    return bytes(builder.build().dgram)
+
+
+def queries(controls: Mapping[str, Control]) -> list[str]:
+    """The addresses a desk is asked for its values at: every control's that carries a value, and label_from's.
+
+    A trigger's address, or one whose message has no argument, is never
+    sent bare: to a console that is the cue itself (QLab's /go).
+    """
+    found: dict[str, None] = {}
+    for control in controls.values():
+        empty = control.on == () or control.off == ()
+        if not control.trigger and not empty and control.osc_args is None:
+            found[control.osc] = None
+    for control in controls.values():
+        for address in (control.label_from, control.color_from.address if control.color_from else None):
+            if address:
+                found[address] = None
+    return list(found)
 
 
 class OscAdapter:
-    """python-osc for decoding and encoding; plain UDP sockets for transport."""
+    """python-osc for decoding and encoding; plain sockets for transport."""
 
     name = "osc"
 
@@ -72,24 +84,29 @@ class OscAdapter:
         self,
         hub: Hub,
         config: OscConfig,
-        commands: Mapping[str, Callable[[list[object], str], None]] | None = None,
+        commands: Mapping[str, Command] | None = None,
+        looks: Looks | None = None,
+        push: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
-        # More of the bridge's own /bridge/... addresses (scenes): address -> handler(args, peer).
-        self.commands = dict(commands or {})
-        self.by_address: dict[str, Control] = {c.osc: c for c in hub.controls.values()}
-        self._targets = [_Target(t) for t in config.targets]
-        self._warn = LogLimiter(log, interval=5.0)
+        self.push = push
+        self.inbound = Inbound(hub, config.allow, commands or {}, self._sync, looks)
+        self._targets: list[Target] = [
+            TcpTarget(t, self._stream_in, self._hello) if t.transport == "tcp" else UdpTarget(t) for t in config.targets
+        ]
+        self._udp = [t for t in self._targets if isinstance(t, UdpTarget)]
+        self.listener: TcpListener | None = None
+        if config.listen_tcp is not None:
+            host, port = config.listen_tcp
+            self.listener = TcpListener(host, port, config.listen_tcp_framing, self._stream_in, self.inbound.allowed)
         self._sock: socket.socket | None = None
         self._workers = Workers()
-        self.received = 0
-        self.dropped = 0
-        self.refused = 0
+        self._states: list[str] = []
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
-        """Bind the listening socket and start the receive and resolve threads."""
+        """Bind the listening sockets, say hello to the targets and start the threads."""
         family = socket.AF_INET6 if ":" in self.config.listen_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         # Room for a burst (a desk recalling a cue, a fast fader) while a change is being fanned out.
@@ -104,23 +121,37 @@ class OscAdapter:
             ) from err
         sock.setblocking(False)
         self._sock = sock
+        if self.listener is not None:
+            try:
+                self.listener.start()
+            except BridgeError:
+                sock.close()
+                raise
+        for udp in self._udp:
+            if udp.resolve():
+                self._greet(udp)
         for target in self._targets:
-            self._resolve(target)
-        self._workers.start((self._receive_loop, "osc-in"), (self._resolve_loop, "osc-resolve"))
+            if isinstance(target, TcpTarget):
+                target.start()
+        self._workers.start(
+            (self._receive_loop, "osc-in"), (self._resolve_loop, "osc-resolve"), (self._keepalive_loop, "osc-alive")
+        )
         host, port = sock.getsockname()[:2]
         targets = ", ".join(t.config.label for t in self._targets) or "none"
         log.info("OSC listening on %s:%d; targets: %s", host, port, targets)
 
     def stop(self) -> None:
         self._workers.stop()
+        for target in self._targets:
+            if isinstance(target, TcpTarget):
+                target.stop()
+            else:
+                target.close()
+        if self.listener is not None:
+            self.listener.stop()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        for target in self._targets:
-            with target.lock:
-                if target.sock is not None:
-                    target.sock.close()
-                    target.sock = None
 
     @property
     def port(self) -> int:
@@ -129,210 +160,187 @@ class OscAdapter:
         return int(self._sock.getsockname()[1])
 
     def describe(self) -> dict[str, Any]:
-        return {
+        inbound = self.inbound
+        described: dict[str, Any] = {
             "listen": f"{self.config.listen_host}:{self.config.listen_port}",
-            "received": self.received,
-            "dropped": self.dropped,
-            "refused": self.refused,
+            "received": inbound.received,
+            "dropped": inbound.dropped,
+            "refused": inbound.refused,
             "targets": [t.describe() for t in self._targets],
         }
+        if self.listener is not None:
+            described["tcp"] = self.listener.describe()
+        return described
+
+    def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
+        """Apply datagrams as if they had come in on the listening socket from these senders."""
+        self.inbound.handle([(data, self._udp_source(sender)) for data, sender in batch])
 
     # -- out ---------------------------------------------------------------------
     def send(self, change: Change) -> None:
-        """Mirror ``change`` to every target but the exact host:port it came from."""
+        """Mirror ``change`` to every target and TCP client but the one it came from."""
         source = change.origin.ident if change.origin.kind == "osc" else None
+        control = change.control
         for target in self._targets:
-            if source is not None and source == f"{target.ip}:{target.config.port}":
+            if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
-            address = target.config.prefix + change.control.osc
-            self._send_to(target, encode(address, change.control, change.value, target.config.arg_type))
+            address = target.config.prefix + control.osc
+            target.put(control.id, encode(address, control, change.value, target.config.arg_type))
+        if self.listener is not None:
+            packet = encode(control.osc, control, change.value)
+            for stream in self.listener.streams():
+                if stream.ident != source:
+                    stream.put(control.id, packet)
 
-    def _send_to(self, target: _Target, payload: bytes) -> None:
-        with target.lock:
-            sock = target.sock
-            if sock is None:
-                return  # not resolved yet; reported by the resolver
-            try:
-                sock.send(payload)
-            except OSError as err:
-                target.errors += 1
-                target.last_error = time.monotonic()
-                if target.state != "unreachable":
-                    target.state = "unreachable"
-                    log.warning(
-                        "OSC target %s (%s) unreachable: %s; still sending, other targets unaffected",
-                        target.config.label,
-                        target.ip,
-                        err.strerror or err,
-                    )
-                return
-            target.sent += 1
-            if target.state == "unreachable" and time.monotonic() - target.last_error > RECOVERY_QUIET:
-                target.state = "ok"
-                log.info("OSC target %s reachable again", target.config.label)
+    def _hello(self, target: Target) -> list[bytes]:
+        """What a target is sent first, whenever it connects: its on_connect messages, then the queries."""
+        config = target.config
+        packets = [message(call, config.prefix) for call in config.on_connect]
+        if config.query_on_connect:
+            packets += [message((address, ()), config.prefix) for address in queries(self.hub.controls)]
+        return packets
 
-    def _resolve(self, target: _Target) -> None:
-        host, port = target.config.host, target.config.port
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        except OSError as err:
-            if target.state != "unresolved":
-                target.state = "unresolved"
-                log.warning(
-                    "OSC target %s: cannot resolve %r (%s); retrying every second", target.config.label, host, err
-                )
+    def _greet(self, target: UdpTarget) -> None:
+        for packet in self._hello(target):
+            target.raw(packet)
+
+    def _keepalive_loop(self) -> None:
+        due = {id(t): time.monotonic() + t.config.every for t in self._targets if t.config.keepalive}
+        while not self._workers.stopping.is_set():
+            now = time.monotonic()
+            for target in self._targets:
+                calls = target.config.keepalive
+                if not calls or due[id(target)] > now:
+                    continue
+                due[id(target)] = now + target.config.every
+                if target.connected:
+                    for call in calls:
+                        target.raw(message(call, target.config.prefix))
+            self._publish()
+            wait = min((when - time.monotonic() for when in due.values()), default=RESOLVE_INTERVAL)
+            self._workers.wait(max(0.01, min(wait, RESOLVE_INTERVAL)))
+
+    def _publish(self) -> None:
+        """Tell the pages when a target's state changed (connected, down...)."""
+        states = [t.state for t in self._targets]
+        if states == self._states or self.push is None:
             return
-        family, _, _, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.connect(sockaddr)
-        except OSError as err:
-            sock.close()
-            if target.state != "unreachable":
-                target.state = "unreachable"
-                log.warning("OSC target %s: %s; retrying every second", target.config.label, err.strerror)
-            return
-        with target.lock:
-            target.sock = sock
-            target.ip = str(sockaddr[0])
-            if target.state == "unresolved":
-                log.info("OSC target %s resolved to %s", target.config.label, target.ip)
-            target.state = "ok"
+        self._states = states
+        self.push("osc status", {"targets": [_status(t) for t in self._targets]})
 
     def _resolve_loop(self) -> None:
         while not self._workers.wait(RESOLVE_INTERVAL):
-            for target in self._targets:
-                if target.sock is None:
-                    self._resolve(target)
+            for target in self._udp:
+                if target.sock is None and target.resolve():
+                    self._greet(target)
 
     # -- in ----------------------------------------------------------------------
+    def _udp_source(self, sender: tuple[str, int]) -> Source:
+        sock = self._sock
+
+        def reply(packet: bytes) -> None:
+            if sock is not None:
+                sock.sendto(packet, sender)
+
+        return Source(f"{sender[0]}:{sender[1]}", sender[0], reply)
+
+    def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
+        def reply(packet: bytes) -> None:
+            stream.put(("reply", next(_replies)), packet)
+
+        source = Source(stream.ident, stream.host, reply)
+        try:
+            self.inbound.handle([(packet, source) for packet in packets])
+        except Exception:  # the reader must survive anything a packet does
+            self.inbound.dropped += len(packets)
+            log.exception("OSC packets from %s crashed their handler; dropped", stream.ident)
+
     def _receive_loop(self) -> None:
         sock = self._sock
         assert sock is not None  # noqa: S101
         while not self._workers.stopping.is_set():
             # Wait with a timeout so that stop() is noticed, then take whatever
             # has arrived: a burst is applied as one batch in which the latest
-            # value per control wins.
-            ready, _, _ = select.select([sock], [], [], 0.25)
+            # value per control wins. Targets' sockets bring their replies.
+            replying = {t.sock: t for t in self._udp if t.sock is not None}
+            ready, _, _ = select.select([sock, *replying], [], [], 0.25)
             if not ready:
                 continue
-            batch: list[tuple[bytes, Any]] = []
-            while len(batch) < DRAIN_LIMIT:
-                try:
-                    batch.append(sock.recvfrom(_MAX_DATAGRAM))
-                except BlockingIOError:
-                    break
-                except OSError as err:
-                    if self._workers.stopping.is_set():
-                        return
-                    self._warn.warning(("recv", err.errno), "OSC receive error: %s", err)
-                    break
+            batch: list[tuple[bytes, Source]] = []
+            if sock in ready:
+                self._drain(sock, batch)
+            for ready_sock in ready:
+                target = replying.get(ready_sock)
+                if target is not None:
+                    self._drain_target(target, batch)
             if not batch:
                 continue
-            self.received += len(batch)
             try:
-                self.handle_datagrams([(data, (str(s[0]), int(s[1]))) for data, s in batch])
+                self.inbound.handle(batch)
             except Exception:  # the listener must survive anything a datagram does
-                self.dropped += len(batch)
+                self.inbound.dropped += len(batch)
                 log.exception("OSC datagrams crashed their handler; dropped")
 
-    def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
-        """Check, unpack and apply datagrams in order; the latest value per control wins."""
-        pending: Latest[str, tuple[object, Origin, str]] = Latest()
-        for data, sender in batch:
-            peer = f"{sender[0]}:{sender[1]}"
-            if self.config.allow and not self._allowed(sender[0]):
-                self.refused += 1
-                self._warn.warning(("refused", sender[0]), "OSC from %s: source not in [osc] allow; dropped", peer)
-                continue
+    def _drain(self, sock: socket.socket, batch: list[tuple[bytes, Source]]) -> None:
+        while len(batch) < DRAIN_LIMIT:
             try:
-                found = decode(data)
-            except MalformedPacket as err:
-                self._drop(("malformed", sender[0]), "OSC from %s: malformed packet dropped (%s)", peer, err)
-                continue
-            for message in found:
-                if message.address == SYNC_ADDRESS:
-                    self._apply_pending(pending)  # the sync reports what came before it
-                    self._sync(list(message.params), sender, peer)
-                elif message.address in self.commands:
-                    self._apply_pending(pending)  # e.g. a scene saved after the values before it
-                    self._command(message, peer)
-                else:
-                    self._collect(message, peer, pending)
-        self._apply_pending(pending)
+                data, sender = sock.recvfrom(_MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                if not self._workers.stopping.is_set():
+                    self.inbound.drop(("recv", err.errno), "OSC receive error: %s", err)
+                return
+            batch.append((data, self._udp_source((str(sender[0]), int(sender[1])))))
 
-    def _allowed(self, host: str) -> bool:
-        try:
-            address = ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.config.allow)
-
-    def _collect(self, message: OscMessage, peer: str, pending: Latest[str, tuple[object, Origin, str]]) -> None:
-        address = message.address
-        args = list(message.params)
-        try:
-            controls = controls_at(address, self.by_address)
-        except MalformedPacket as err:
-            self._drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
+    def _drain_target(self, target: UdpTarget, batch: list[tuple[bytes, Source]]) -> None:
+        sock = target.sock
+        if sock is None:
             return
-        if not controls:
-            self._drop((address, "unknown"), "OSC %s from %s: no control at this address; dropped", address, peer)
+        try:
+            data = sock.recv(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return  # nothing there after all
+        except OSError as err:
+            target.failed(err)  # the ICMP "unreachable" of an earlier send
             return
-        origin = Origin("osc", peer)
-        for control in controls:
-            try:
-                raw = value_from_args(control, args)
-                normalize(control, raw)
-            except InvalidValue as err:
-                self._drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
-                continue
-            pending.put(control.id, (raw, origin, address))  # the latest per control, in order
+        batch.append((data, Source(target.ident, target.ip or "", target.raw)))
 
-    def _apply_pending(self, pending: Latest[str, tuple[object, Origin, str]]) -> None:
-        for cid, (raw, origin, address) in pending.take().items():
-            try:
-                self.hub.set(cid, raw, origin)
-            except (InvalidValue, UnknownControl) as err:
-                self._drop((address, str(err)), "OSC %s from %s: %s; dropped", address, origin.ident, err)
-
-    def _sync(self, args: list[object], sender: tuple[str, int], peer: str) -> None:
-        dest: tuple[str, int] = sender
+    def _sync(self, args: list[object], source: Source) -> None:
+        """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
+        send = source.reply
+        prefix, arg_type = "", "auto"
         if args:
             text = args[0]
             host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
             if len(args) != 1 or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                self._drop(
+                self.inbound.drop(
                     (SYNC_ADDRESS, "args"),
                     'OSC %s from %s: expected no argument or one "host:port"',
                     SYNC_ADDRESS,
-                    peer,
+                    source.ident,
                 )
                 return
             dest = (host.strip("[]"), int(port))
-        target = next((t for t in self._targets if (t.ip, t.config.port) == dest), None)
-        prefix, arg_type = (target.config.prefix, target.config.arg_type) if target else ("", "auto")
-        sock = self._sock
-        if sock is None:
-            return
+            target = next((t for t in self._udp if (t.ip, t.config.port) == dest), None)
+            if target is not None:
+                prefix, arg_type = target.config.prefix, target.config.arg_type
+            send = self._udp_source(dest).reply
         values = self.hub.values()
-        log.info("OSC %s from %s: sending %d values to %s:%d", SYNC_ADDRESS, peer, len(values), dest[0], dest[1])
+        log.info("OSC %s from %s: sending %d values", SYNC_ADDRESS, source.ident, len(values))
         for cid, value in values.items():
             control = self.hub.controls[cid]
+            if control.trigger:
+                continue  # an event, not a state: never replayed
             try:
-                sock.sendto(encode(prefix + control.osc, control, value, arg_type), dest)
+                send(encode(prefix + control.osc, control, value, arg_type))
             except OSError as err:
-                self._drop((SYNC_ADDRESS, "send"), "OSC sync to %s:%d failed: %s", dest[0], dest[1], err)
+                self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", source.ident, err)
                 return
 
-    def _command(self, message: OscMessage, peer: str) -> None:
-        try:
-            self.commands[message.address](list(message.params), peer)
-        except BridgeError as err:
-            self._drop((message.address, "command"), "OSC %s from %s: %s; dropped", message.address, peer, err)
 
-    def _drop(self, key: object, msg: str, *args: object) -> None:
-        self.dropped += 1
-        self._warn.warning(key, msg, *args)
+def _status(target: Target) -> dict[str, Any]:
+    return {"address": target.config.label, "transport": target.config.transport, "state": target.state}
+
+
+_replies = itertools.count()

@@ -15,8 +15,9 @@ from bridge.auth import Access
 from bridge.config import Config
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub
-from bridge.model import Change, Control, Origin
-from bridge.osc.codec import controls_at, decode, value_from_args
+from bridge.model import Change, Origin
+from bridge.osc.codec import arguments, values_for
+from bridge.osc.packets import decode
 from bridge.oscquery.namespace import Namespace, frame
 from bridge.oscquery.server import Client, OscQueryServer
 
@@ -73,22 +74,19 @@ class OscQueryAdapter:
         origin = Origin("oscquery", client.ident)
         for message in found:
             address = message.address
-            for control in self._controls_at(address, client):
+            try:
+                pairs, problems = values_for(address, arguments(message), self.namespace.table)
+            except MalformedPacket as err:
+                self.server.drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
+                continue
+            for reason in problems:
+                self.server.drop((address, reason), "OSCQuery %s: %s: %s; dropped", client.peer, address, reason)
+            for control, raw in pairs:
                 try:
-                    applied = self.hub.set(control.id, value_from_args(control, list(message.params)), origin)
+                    applied = self.hub.set(control.id, raw, origin)
                 except (InvalidValue, UnknownControl) as err:
                     self.server.drop((address, str(err)), "OSCQuery %s: %s %s; dropped", client.peer, address, err)
                     continue
                 if applied.adjusted and control.osc in client.paths:
                     # Clamped or stepped: the sender shows something else; correct it.
                     client.offer(control.osc, frame(control, applied.value))
-
-    def _controls_at(self, address: str, client: Client) -> list[Control]:
-        try:
-            controls = controls_at(address, self.namespace.by_address)
-        except MalformedPacket as err:
-            self.server.drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
-            return []
-        if not controls:
-            self.server.drop((address, "unknown"), "OSCQuery %s: no control at %s; dropped", client.peer, address)
-        return controls

@@ -13,8 +13,9 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.auth import Role
-from bridge.model import Control, Value
+from bridge.model import VALUE, Control, Value
 from bridge.osc.codec import encode
+from bridge.osc.packets import address_table
 
 #: The attributes a node may carry here, in the order they are written.
 ATTRIBUTES = ("FULL_PATH", "DESCRIPTION", "ACCESS", "TYPE", "VALUE", "RANGE", "CLIPMODE", "UNIT", "CONTENTS")
@@ -43,33 +44,107 @@ ACCESS = {"control": 3, "viewer": 1}
 
 
 def osc_type(control: Control) -> str:
-    """The OSC type tag a control has here.
+    """The OSC type tag of the value's place.
 
-    A range is a float and a text a string, as over UDP. A toggle is an OSC
-    boolean (``T``/``F``), which OSCQuery clients show as a switch; a button
-    is an int 0/1 (pressed, released), as buttons send in OSC software.
+    A range, knob or meter is a float and a text a string, as over UDP. A
+    toggle is an OSC boolean (``T``/``F``), which OSCQuery clients show as
+    a switch; a button is an int 0/1 (pressed, released), as buttons send
+    in OSC software, and a trigger that sends no argument is ``N``. A
+    select's type is its options'.
     """
-    return {"range": "f", "toggle": "T", "button": "i", "text": "s"}[control.type]
-
-
-def json_value(control: Control, value: Value) -> float | int | bool | str:
-    """A stored value as its OSCQuery ``VALUE`` item."""
-    if control.type == "range":
-        return float(value)
+    if control.switch and (control.on is not None or control.off is not None):
+        sent = control.on if control.on is not None else control.off
+        return "N" if sent == () else _tag(sent)
     if control.type == "toggle":
+        return "T"
+    if control.switch:
+        return "i"
+    if control.type == "select":
+        tags = {_tag(option.value) for option in control.options}
+        return tags.pop() if len(tags) == 1 else "f" if "s" not in tags else "s"
+    if control.type == "label":
+        return _tag(control.default)
+    if control.numeric or control.type == "led":
+        return "f"
+    return "s"
+
+
+def _tag(value: object) -> str:
+    if isinstance(value, str):
+        return "s"
+    return "i" if isinstance(value, int) and not isinstance(value, bool) else "f"
+
+
+def type_string(control: Control) -> str:
+    """``TYPE``: one tag per argument, the constants of a template included."""
+    if control.osc_types is not None:
+        return control.osc_types
+    template = control.osc_args if control.osc_args is not None else (VALUE,)
+    tags = []
+    for arg in template:
+        if arg is VALUE:
+            tags.append(osc_type(control))
+        elif isinstance(arg, bool):
+            tags.append("T" if arg else "F")
+        else:
+            tags.append(_tag(arg))
+    return "".join(tags)
+
+
+def json_value(control: Control, value: Value) -> float | int | bool | str | None:
+    """A stored value as its OSCQuery ``VALUE`` item at the value's place."""
+    tag = osc_type(control)
+    if tag == "N":
+        return None
+    if control.switch and (control.on is not None or control.off is not None):
+        sent = control.on if value else control.off
+        return None if isinstance(sent, tuple) or sent is None else sent
+    if tag == "T":
         return bool(value)
-    if control.type == "button":
+    if tag == "f" and isinstance(value, int | float):
+        return float(value)
+    if tag == "i" and isinstance(value, int | float):
         return int(value)
-    return str(value)
+    return value
 
 
 def frame(control: Control, value: Value) -> bytes:
     """The binary OSC message a listener gets for ``value``, typed as ``TYPE`` says."""
-    if control.type == "toggle":
+    if control.type == "toggle" and control.on is None and control.off is None and control.osc_args is None:
         builder = OscMessageBuilder(address=control.osc)
         builder.add_arg(bool(value))  # T or F: no data bytes
         return bytes(builder.build().dgram)
     return encode(control.osc, control, value)
+
+
+def _attributes(control: Control, value: Value) -> dict[str, Any]:
+    """TYPE, VALUE, RANGE and CLIPMODE, one entry per argument (constants as a VALS of one)."""
+    template = control.osc_args if control.osc_args is not None else (VALUE,)
+    values: list[Any] = []
+    ranges: list[Any] = []
+    for arg in template:
+        if arg is VALUE:
+            values.append(json_value(control, value))
+            ranges.append(_range(control))
+        else:
+            values.append(arg)
+            ranges.append({"VALS": [arg]})
+    out: dict[str, Any] = {"TYPE": type_string(control), "VALUE": values}
+    if any(r is not None for r in ranges):
+        out["RANGE"] = ranges
+    if control.numeric:
+        out["CLIPMODE"] = ["both" if arg is VALUE else "none" for arg in template]
+    return out
+
+
+def _range(control: Control) -> dict[str, Any] | None:
+    if control.numeric:
+        return {"MIN": control.min, "MAX": control.max}
+    if control.type == "select":
+        return {"VALS": [option.value for option in control.options]}
+    if control.switch and control.on is None and control.off is None and control.type != "toggle":
+        return {"MIN": 0, "MAX": 1}
+    return None
 
 
 @dataclass
@@ -89,7 +164,13 @@ class Namespace:
         self.root = Node("/")
         self.nodes: dict[str, Node] = {"/": self.root}
         self.by_address: dict[str, Control] = {}
+        #: Every control at each address (several when their constant arguments differ), for messages in.
+        self.table = address_table(controls)
         for control in controls:
+            if control.osc in self.by_address or "{value}" in control.osc:
+                # One node per address, the first control there describes it; an address
+                # that carries the value (/cue/{value}/start) is no one node at all.
+                continue
             self.by_address[control.osc] = control
             node = self.root
             for part in control.osc.strip("/").split("/"):
@@ -116,16 +197,13 @@ class Namespace:
             out["ACCESS"] = 0
         else:
             out["DESCRIPTION"] = control.label
-            out["ACCESS"] = ACCESS[role]
-            out["TYPE"] = osc_type(control)
-            out["VALUE"] = [json_value(control, values[control.id])]
-            if control.type == "range":
-                out["RANGE"] = [{"MIN": control.min, "MAX": control.max}]
-                out["CLIPMODE"] = ["both"]  # out-of-range values are clamped, never refused
-            elif control.type == "button":
-                out["RANGE"] = [{"MIN": 0, "MAX": 1}]
+            # Read only: the viewer key, or a display the desk feeds (label, meter, LED).
+            out["ACCESS"] = ACCESS["viewer"] if control.read_only else ACCESS[role]
+            # Out-of-range values are clamped, never refused: CLIPMODE "both".
+            out.update(_attributes(control, values[control.id]))
             if control.unit:
-                out["UNIT"] = [control.unit]
+                template = control.osc_args if control.osc_args is not None else (VALUE,)
+                out["UNIT"] = [control.unit if arg is VALUE else "" for arg in template]
         if node.children:
             out["CONTENTS"] = {name: self.describe(child, values, role) for name, child in node.children.items()}
         return out

@@ -1,7 +1,7 @@
 """Scenes recalled: switched at once or moved over a fade, through the hub.
 
-Recalling a scene switches toggles, buttons and text at once and moves every
-range in a straight line to its saved value over ``fade`` seconds, one step
+Recalling a scene switches toggles, buttons, selects and text at once and
+moves every range, knob and meter in a straight line to its saved value over ``fade`` seconds, one step
 every :data:`STEP_INTERVAL` through the hub, so browsers, OSC and MIDI all
 follow the fade. The last step lands exactly on the saved value.
 
@@ -121,7 +121,10 @@ class Scenes:
     def save(self, raw_name: object) -> Scene:
         """Save every current value (but those with ``scene = false``) as ``raw_name``."""
         controls = self.hub.controls
-        values: dict[str, object] = {cid: v for cid, v in self.hub.values().items() if controls[cid].scene}
+        # A trigger is an event, not a state: never in a scene.
+        values: dict[str, object] = {
+            cid: v for cid, v in self.hub.values().items() if controls[cid].scene and not controls[cid].trigger
+        }
         scene = self.store.save(raw_name, values)
         log.info("scene %r saved (%d values)", scene.name, len(values))
         self._announce()
@@ -159,8 +162,8 @@ class Scenes:
             if control is None:
                 skipped.append(cid)
                 continue
-            if not control.scene:
-                continue  # saved before it was kept out of scenes: still never touched
+            if not control.scene or control.trigger:
+                continue  # saved before it was kept out of scenes (or became a trigger): still never touched
             try:
                 targets[cid] = normalize(control, raw)
             except InvalidValue:
@@ -177,7 +180,7 @@ class Scenes:
                 new = _Fade(origin, time.monotonic(), seconds)
                 for cid, value in targets.items():
                     start = current[cid]
-                    if seconds > 0 and controls[cid].type == "range" and isinstance(start, int | float):
+                    if seconds > 0 and controls[cid].numeric and isinstance(start, int | float):
                         if start != value:
                             new.moves[cid] = (float(start), float(value))
                     else:

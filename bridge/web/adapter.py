@@ -36,6 +36,7 @@ from bridge.errors import InvalidValue, UnknownControl
 from bridge.flow import Outbox, Workers
 from bridge.hub import Hub
 from bridge.logs import LogLimiter
+from bridge.looks import Looks
 from bridge.model import Change, Origin, Value
 from bridge.views import View
 from bridge.web.fanout import Fanout
@@ -69,6 +70,7 @@ class WebAdapter:
         max_rate: int = 200,
         max_clients: int = 250,
         views: Iterable[View] = (),
+        looks: Looks | None = None,
     ) -> None:
         self.hub = hub
         self.socketio = socketio
@@ -94,6 +96,10 @@ class WebAdapter:
         self._turn = _Turn() if direct else None
         self.fanout = Fanout(self.server, hub.get, self._wake.set, self.wires)
         self.intake = Intake(max_rate)
+        self.looks = looks
+        if looks is not None:
+            # A name or colour from the desk: to every page at once (a late joiner gets them on connect).
+            looks.listen(lambda cid, look: self.server.emit("update look", {"who": cid, **look}))
 
     def start(self) -> None:
         """Start the fan-out thread and the one that sends held-back values to clients that caught up."""
@@ -125,7 +131,8 @@ class WebAdapter:
             return
         if change.control.type == "button":
             # A tap is a press and a release, often in one batch: both go out,
-            # or other pages (and their hooks) would never see the press.
+            # or other pages (and their hooks) would never see the press; every
+            # press of a trigger goes out.
             self._outbox.put((change.control.id, next(self._presses)), change)
         else:
             self._outbox.put(change.control.id, change)
@@ -192,6 +199,9 @@ class WebAdapter:
             self.fanout.join(sid, batch)
 
         self.hub.with_values(welcome)
+        if self.looks is not None:
+            for cid, look in self.looks.all().items():
+                self.server.emit("update look", {"who": cid, **look}, to=sid)
         with self._pushed_lock:
             pushed = list(self._pushed.items())
         for event, payload in pushed:
@@ -224,6 +234,10 @@ class WebAdapter:
             return
         if not isinstance(who, str) or who not in self.hub.controls:
             self._reject(sid, who, data, f"unknown control {who!r}")
+            return
+        control = self.hub.controls[who]
+        if control.read_only:
+            self._reject(sid, who, data, f"read-only: {control.label} is a display, set by OSC, MIDI, HTTP or a scene")
             return
         # Its own lock: the way in never waits for the fan-out to browsers.
         now, tell = self.intake.admit(sid, who, data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import segno
@@ -15,15 +16,21 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from bridge.auth import Access, guard, request_role
 from bridge.errors import InvalidValue
 from bridge.hub import Hub
+from bridge.looks import Looks
 from bridge.model import Control, Origin
 from bridge.net import lan_address
 from bridge.views import View
 
 
-def blueprint(hub: Hub, access: Access, views: Mapping[str, View], status: Callable[[], dict[str, Any]]) -> Blueprint:
+def blueprint(
+    hub: Hub, access: Access, views: Mapping[str, View], status: Callable[[], dict[str, Any]], looks: Looks
+) -> Blueprint:
     """The page and API routes for ``hub``; ``status()`` is what ``/healthz`` serves."""
     bp = Blueprint("bridge", __name__)
     guard(bp, access)
+
+    bp.add_app_template_filter(ink, "ink")
+    bp.add_app_template_filter(led_color, "led_color")
 
     @bp.get("/")
     def index() -> Any:
@@ -37,20 +44,18 @@ def blueprint(hub: Hub, access: Access, views: Mapping[str, View], status: Calla
                 return render_template("no_view.html", name=view_name, views=list(views)), 404
             # Only what this device needs; the values of the rest still reach it, unshown.
             controls = [c for c in controls if view.shows(c.id)]
-        groups: dict[str, list[Control]] = {}
-        for control in controls:
-            groups.setdefault(control.group, []).append(control)
         role = request_role() or "control"
         return render_template(
             "index.html",
             controls=controls,
             values=hub.values(),
-            groups=list(groups.items()),
+            pages=layout(controls),
             decimals={c.id: places(c) for c in controls},
             role=role,
             read_only=role == "viewer",
             view=view_name,
             views=list(views),
+            looks=looks.all(),
         )
 
     @bp.get("/api/values")
@@ -95,6 +100,58 @@ def blueprint(hub: Hub, access: Access, views: Mapping[str, View], status: Calla
         return jsonify(status())
 
     return bp
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A group's controls; a strip (a mixer channel) when they are all narrow ones standing upright."""
+
+    name: str
+    controls: tuple[Control, ...]
+    strip: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    """One tab: the panels of the controls with this ``page``, in config order."""
+
+    name: str
+    panels: tuple[Panel, ...]
+
+
+def layout(controls: list[Control]) -> list[Page]:
+    """The pages (tabs, in the order they first appear) and the group panels on each."""
+    pages: dict[str, dict[str, list[Control]]] = {}
+    for control in controls:
+        pages.setdefault(control.page, {}).setdefault(control.group, []).append(control)
+    return [
+        Page(name, tuple(Panel(group, tuple(members), _strip(members)) for group, members in groups.items()))
+        for name, groups in pages.items()
+    ]
+
+
+def _strip(members: list[Control]) -> bool:
+    upright = [c for c in members if c.type == "knob" or (c.numeric and c.orientation == "vertical")]
+    narrow = all(c.type in ("knob", "label", "led", "button", "toggle") or c in upright for c in members)
+    return bool(upright) and narrow
+
+
+def ink(color: str) -> str:
+    """Text that reads on ``color`` ("#rrggbb"): near-black on light colours, white on dark ones (WCAG luminance)."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return "#111111" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "#ffffff"
+
+
+def led_color(control: Control, value: object) -> str | None:
+    """The colour an LED shows for ``value``: its threshold's, or its own colour when on; None when dark."""
+    if control.colors:
+        lit = None
+        for threshold, color in control.colors:
+            if isinstance(value, int | float) and value >= threshold:
+                lit = color
+        return lit
+    return (control.color or None) if value else None
 
 
 def places(control: Control) -> int:

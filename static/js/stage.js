@@ -5,6 +5,7 @@
  * every (re)connection, "snapshot" {values}. Hooks for custom scripts: window
  * gets a "bridge:update" CustomEvent after a control shows a value from the
  * server, and "bridge:send" when the page sends one; detail is {who, data}.
+ * What each control type shows, and how it is moved, is kinds.js's.
  */
 (function () {
   "use strict";
@@ -12,11 +13,7 @@
   const PING_EVERY_MS = 2000;
   const PING_TIMEOUT_MS = 4000;
   const SLOW_RTT_MS = 100;
-  const TEXT_DEBOUNCE_MS = 150;
-  const TEXT_MAX_WAIT_MS = 600;
   const OFFLINE_AFTER_ATTEMPTS = 3;
-  const SLIDE_OFF_MARGIN_PX = 4;
-  const FADER_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"]);
   const MIDI_STATES = { connected: "connected", missing: "missing", off: "off" };
 
   const root = document.documentElement;
@@ -27,10 +24,9 @@
   const midiBox = byId("midi-status");
   const panels = byId("panels");
 
+  const kinds = window.stageKinds;
   /** id -> what the page knows about one control. */
   const records = new Map();
-  /** pointerId -> the fader record it holds (buttons track their own). */
-  const faderPointers = new Map();
   let socket = null;
   let pingTimer = 0;
 
@@ -46,55 +42,12 @@
 
   /** The value a control shows right now, as the protocol spells it. */
   function shown(rec) {
-    switch (rec.type) {
-      case "range":
-        return rec.el.valueAsNumber;
-      case "toggle":
-        return rec.el.checked ? 1 : 0;
-      case "button":
-        return rec.el.getAttribute("aria-pressed") === "true" ? 1 : 0;
-      default:
-        return rec.el.value;
-    }
+    return rec.kind.shown(rec);
   }
 
   /** Put ``value`` on the control. Setting properties fires no input event, so nothing is sent back. */
   function show(rec, value) {
-    switch (rec.type) {
-      case "range":
-        rec.el.value = String(value);
-        paintRange(rec);
-        break;
-      case "toggle":
-        rec.el.checked = value === 1 || value === true;
-        paintToggle(rec);
-        break;
-      case "button":
-        paintButton(rec, value === 1 || value === true);
-        break;
-      default:
-        if (rec.el.value !== String(value)) rec.el.value = String(value);
-    }
-  }
-
-  function paintRange(rec) {
-    const el = rec.el;
-    const value = el.valueAsNumber;
-    const lo = Number(el.min);
-    const hi = Number(el.max);
-    let text = value.toFixed(rec.decimals);
-    if (Number(text) === 0) text = (0).toFixed(rec.decimals); // no "-0.00"
-    rec.num.textContent = text;
-    el.setAttribute("aria-valuetext", rec.unit ? text + " " + rec.unit : text);
-    el.style.setProperty("--p", hi > lo ? String((value - lo) / (hi - lo)) : "0");
-  }
-
-  function paintToggle(rec) {
-    if (rec.state) rec.state.textContent = rec.el.checked ? "On" : "Off";
-  }
-
-  function paintButton(rec, pressed) {
-    rec.el.setAttribute("aria-pressed", pressed ? "true" : "false");
+    rec.kind.show(rec, value);
   }
 
   // ---- From the server -----------------------------------------------------
@@ -102,6 +55,11 @@
   function fromServer(who, data) {
     const rec = records.get(who);
     if (!rec) return;
+    if (rec.trigger) {
+      show(rec, data); // fired elsewhere: a flash, whatever this page holds
+      announce("bridge:update", who, data);
+      return;
+    }
     rec.server = data;
     if (rec.holds.size) {
       // Under the performer's finger: remember it, show it on release.
@@ -125,22 +83,28 @@
 
   function sendNow(rec, value) {
     if (!socket || !socket.connected) return false; // never queued: the snapshot on reconnect wins
-    if (same(value, rec.server)) return false;
+    if (!rec.trigger && same(value, rec.server)) return false;
     socket.emit("value changed", { who: rec.id, data: value });
-    rec.server = value;
+    rec.server = rec.trigger ? 0 : value; // a trigger stores nothing: every press is sent
     announce("bridge:send", rec.id, value);
     return true;
   }
 
-  // While a control moves, its latest value goes out once per animation frame.
+  // While a control moves, its latest value goes out once per animation frame;
+  // the first move of a gesture (a touch, a key press) goes out at once.
   const queued = new Set();
   let frame = 0;
+
+  function startGesture(rec) {
+    rec.fresh = true;
+  }
 
   function queue(rec, value) {
     rec.pending = value;
     rec.hasPending = true;
-    if (document.hidden) {
-      flush(rec); // no frames while hidden
+    if (document.hidden || rec.fresh) {
+      rec.fresh = false;
+      flush(rec); // no frames while hidden; no wait for the first move
       return;
     }
     queued.add(rec);
@@ -200,173 +164,39 @@
   }
 
   function releaseAll() {
-    faderPointers.forEach((rec, pointerId) => release(rec, "pointer:" + pointerId));
-    faderPointers.clear();
     records.forEach((rec) => {
       Array.from(rec.holds).forEach((token) => {
-        if (rec.type === "button") {
-          releaseButton(rec, token);
+        if (rec.kind.release) {
+          rec.kind.release(rec, token);
           return;
         }
-        if (rec.type === "text") sendText(rec);
+        if (rec.type === "text") kinds.text.send(rec, api);
         release(rec, token);
       });
     });
   }
 
-  // ---- Wiring each kind of control -------------------------------------------
-
-  function wireRange(rec) {
-    const el = rec.el;
-    rec.num = rec.wrap.querySelector(".value .num");
-    rec.decimals = Number(el.dataset.decimals) || 0;
-    rec.unit = el.dataset.unit || "";
-    el.addEventListener("input", () => {
-      paintRange(rec);
-      queue(rec, el.valueAsNumber);
-    });
-    el.addEventListener("change", () => flush(rec));
-    el.addEventListener("pointerdown", (event) => {
-      if (event.pointerType === "mouse" && event.button !== 0) return;
-      faderPointers.set(event.pointerId, rec);
-      hold(rec, "pointer:" + event.pointerId);
-    });
-    el.addEventListener("keydown", (event) => {
-      if (FADER_KEYS.has(event.key)) hold(rec, "key");
-    });
-    el.addEventListener("keyup", (event) => {
-      if (FADER_KEYS.has(event.key)) release(rec, "key");
-    });
-    el.addEventListener("blur", () => release(rec, "key"));
-  }
-
-  function endFaderPointer(event) {
-    const rec = faderPointers.get(event.pointerId);
-    if (!rec) return;
-    faderPointers.delete(event.pointerId);
-    release(rec, "pointer:" + event.pointerId);
-  }
-
-  function wireToggle(rec) {
-    rec.state = rec.wrap.querySelector(".state");
-    rec.el.addEventListener("change", () => {
-      paintToggle(rec);
-      sendNow(rec, rec.el.checked ? 1 : 0);
-    });
-  }
-
-  function pressButton(rec, token) {
-    const first = rec.holds.size === 0;
-    hold(rec, token);
-    if (!first) return;
-    paintButton(rec, true);
-    sendNow(rec, 1);
-  }
-
-  function releaseButton(rec, token) {
-    if (!rec.holds.delete(token) || rec.holds.size) return;
-    rec.wrap.classList.remove("held");
-    paintButton(rec, false);
-    sendNow(rec, 0);
-    settle(rec);
-  }
-
-  function inside(el, event) {
-    const box = el.getBoundingClientRect();
-    const m = SLIDE_OFF_MARGIN_PX;
-    return (
-      event.clientX >= box.left - m &&
-      event.clientX <= box.right + m &&
-      event.clientY >= box.top - m &&
-      event.clientY <= box.bottom + m
-    );
-  }
-
-  function wireButton(rec) {
-    const el = rec.el;
-    el.addEventListener("pointerdown", (event) => {
-      if (event.pointerType === "mouse" && event.button !== 0) return;
-      // Captured, so the release reaches this pad wherever the finger lifts.
-      try {
-        el.setPointerCapture(event.pointerId);
-      } catch (err) {
-        /* the pointer is already gone */
-      }
-      pressButton(rec, "pointer:" + event.pointerId);
-    });
-    el.addEventListener("pointermove", (event) => {
-      const token = "pointer:" + event.pointerId;
-      if (!rec.holds.has(token) || inside(el, event)) return;
-      // Slid off the pad: released, as a hardware pad would be.
-      if (el.hasPointerCapture(event.pointerId)) el.releasePointerCapture(event.pointerId);
-      releaseButton(rec, token);
-    });
-    const end = (event) => releaseButton(rec, "pointer:" + event.pointerId);
-    el.addEventListener("pointerup", end);
-    el.addEventListener("pointercancel", end);
-    el.addEventListener("lostpointercapture", end);
-    el.addEventListener("contextmenu", (event) => event.preventDefault());
-    const isPressKey = (event) => event.key === " " || event.key === "Enter";
-    el.addEventListener("keydown", (event) => {
-      if (!isPressKey(event)) return;
-      event.preventDefault();
-      if (!event.repeat) pressButton(rec, "key");
-    });
-    el.addEventListener("keyup", (event) => {
-      if (!isPressKey(event)) return;
-      event.preventDefault();
-      releaseButton(rec, "key");
-    });
-    el.addEventListener("blur", () => releaseButton(rec, "key"));
-  }
-
-  function sendText(rec) {
-    clearTimeout(rec.textTimer);
-    rec.textTimer = 0;
-    rec.textSince = 0;
-    flush(rec);
-  }
-
-  function wireText(rec) {
-    const el = rec.el;
-    rec.textTimer = 0;
-    rec.textSince = 0;
-    const typed = (event) => {
-      // Held while typing: a change from elsewhere waits until Enter or blur.
-      hold(rec, "typing");
-      if (event.isComposing) return; // half-built characters (an input method) are not sent
-      rec.pending = el.value;
-      rec.hasPending = true;
-      const now = window.performance.now();
-      if (!rec.textSince) rec.textSince = now;
-      clearTimeout(rec.textTimer);
-      const wait = Math.max(0, Math.min(TEXT_DEBOUNCE_MS, rec.textSince + TEXT_MAX_WAIT_MS - now));
-      rec.textTimer = setTimeout(() => sendText(rec), wait);
-    };
-    el.addEventListener("input", typed);
-    el.addEventListener("compositionend", typed);
-    el.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter" || event.isComposing) return;
-      event.preventDefault();
-      // Enter sends what the field shows, even over a newer change from elsewhere.
-      rec.pending = el.value;
-      rec.hasPending = true;
-      sendText(rec);
-      release(rec, "typing");
-    });
-    el.addEventListener("blur", () => {
-      sendText(rec);
-      release(rec, "typing");
-    });
-  }
+  /** What kinds.js may use of this page. */
+  const api = Object.freeze({
+    queue: queue,
+    flush: flush,
+    sendNow: sendNow,
+    hold: hold,
+    release: release,
+    settle: settle,
+    startGesture: startGesture,
+    picking: () => root.dataset.learn === "on",
+  });
 
   function register(wrap) {
     const id = wrap.dataset.control;
     const el = byId(id);
-    if (!el) return;
+    const kind = kinds[wrap.dataset.type];
+    if (!el || !kind) return;
     const rec = {
       id: id,
       type: wrap.dataset.type,
+      kind: kind,
       el: el,
       wrap: wrap,
       server: undefined,
@@ -374,13 +204,12 @@
       pending: undefined,
       hasPending: false,
       remoteWhileHeld: false,
+      fresh: false,
     };
     records.set(id, rec);
-    if (rec.type === "range") wireRange(rec);
-    else if (rec.type === "toggle") wireToggle(rec);
-    else if (rec.type === "button") wireButton(rec);
-    else wireText(rec);
+    kind.wire(rec, api);
     rec.server = shown(rec); // rendered by the server with the current values
+    if (wrap.dataset.mode === "trigger") rec.server = 0;
   }
 
   // ---- Connection ----------------------------------------------------------
@@ -495,6 +324,29 @@
     midiBox.hidden = midiBox.childElementCount === 0;
   }
 
+  /** Consoles reached over TCP (or unreachable over UDP): one chip each, beside the connection. */
+  function showOsc(status) {
+    const box = byId("osc-status");
+    if (!box || !status || !Array.isArray(status.targets)) return;
+    box.textContent = "";
+    status.targets.forEach((target) => {
+      if (target.transport !== "tcp" && target.state === "ok") return; // a plain UDP target says nothing while fine
+      const chip = document.createElement("span");
+      chip.className = "midi-port";
+      chip.dataset.state = target.state === "connected" || target.state === "ok" ? "connected" : "missing";
+      chip.title = "OSC target " + target.address;
+      const dir = document.createElement("span");
+      dir.className = "dir";
+      dir.textContent = "OSC";
+      const name = document.createElement("span");
+      name.className = "port-name";
+      name.textContent = target.address + " · " + target.state;
+      chip.append(dir, name);
+      box.append(chip);
+    });
+    box.hidden = box.childElementCount === 0;
+  }
+
   function connect() {
     if (typeof window.io !== "function") {
       setConnection("offline", "Offline: client script missing");
@@ -523,6 +375,7 @@
     socket.on("rejected", onRejected);
     socket.on("throttled", (message) => window.console.warn("the bridge is throttling this page", message));
     socket.on("midi status", showMidi);
+    socket.on("osc status", showOsc);
     socket.io.on("reconnect_attempt", onReconnectAttempt);
   }
 
@@ -592,8 +445,6 @@
   // ---- Start -------------------------------------------------------------------
 
   document.querySelectorAll("[data-control]").forEach(register);
-  window.addEventListener("pointerup", endFaderPointer, true);
-  window.addEventListener("pointercancel", endFaderPointer, true);
   // A phone locked or an app switched mid-gesture: nothing stays held.
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) releaseAll();

@@ -1,0 +1,178 @@
+"""OSC coming in, whatever carried it (UDP, a TCP target's replies, a TCP client): checked and applied.
+
+Packets are checked whole before python-osc decodes them
+(:func:`bridge.osc.codec.decode`); bundles are unpacked and applied in
+order. A burst that arrived together is applied as one batch in which the
+latest value per control wins (every press and release of a button goes
+through). Addresses the desk uses to name or colour a control
+(``label_from``, ``color_from``) go to :class:`bridge.looks.Looks`; the
+bridge's own ``/bridge/...`` addresses to their handlers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+from pythonosc.osc_message import OscMessage
+
+from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownControl
+from bridge.flow import Latest
+from bridge.hub import Hub
+from bridge.logs import LogLimiter
+from bridge.looks import Looks
+from bridge.model import Origin
+from bridge.osc.codec import arguments, values_for
+from bridge.osc.packets import address_table, controls_at, decode
+from bridge.validation import normalize
+
+log = logging.getLogger(__name__)
+
+SYNC_ADDRESS = "/bridge/sync"
+#: What a batch files a change under: the control, or (control, press) for a button.
+Pending = str | tuple[str, int]
+#: A handler of one of the bridge's own addresses: (arguments, the sender's ident).
+Command = Callable[[list[object], str], None]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where packets came from: who (``ident``: no echo goes back there), its host, and how to answer it."""
+
+    ident: str
+    host: str
+    reply: Callable[[bytes], None]
+
+
+class Inbound:
+    """Applies OSC input to the hub; counts what it takes, drops and refuses."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        allow: tuple[IPv4Network | IPv6Network, ...],
+        commands: Mapping[str, Command],
+        sync: Callable[[list[object], Source], None],
+        looks: Looks | None = None,
+    ) -> None:
+        self.hub = hub
+        self.allow = allow
+        self.commands = dict(commands)
+        self._sync = sync
+        self.looks = looks
+        self.by_address = address_table(hub.controls.values())
+        # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
+        self.label_from = address_table(hub.controls.values(), lambda c: c.label_from)
+        self.color_from = address_table(hub.controls.values(), lambda c: c.color_from.address if c.color_from else None)
+        self._presses = itertools.count()
+        self._warn = LogLimiter(log, interval=5.0)
+        self.received = 0
+        self.dropped = 0
+        self.refused = 0
+
+    def allowed(self, host: str) -> bool:
+        """True when ``[osc] allow`` lets OSC from ``host`` in (everyone when it lists nothing)."""
+        if not self.allow:
+            return True
+        try:
+            address = ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow)
+
+    def handle(self, batch: list[tuple[bytes, Source]]) -> None:
+        """Check, unpack and apply packets in order; the latest value per control wins."""
+        self.received += len(batch)
+        pending: Latest[Pending, tuple[object, Origin, str]] = Latest()
+        for data, source in batch:
+            peer = source.ident
+            if not self.allowed(source.host):
+                self.refused += 1
+                self._warn.warning(("refused", source.host), "OSC from %s: source not in [osc] allow; dropped", peer)
+                continue
+            try:
+                found = decode(data)
+            except MalformedPacket as err:
+                self.drop(("malformed", source.host), "OSC from %s: malformed packet dropped (%s)", peer, err)
+                continue
+            for message in found:
+                if message.address == SYNC_ADDRESS:
+                    self._apply(pending)  # the sync reports what came before it
+                    self._sync(arguments(message), source)
+                elif message.address in self.commands:
+                    self._apply(pending)  # e.g. a scene saved after the values before it
+                    self._command(message, peer)
+                else:
+                    self._collect(message, peer, pending)
+        self._apply(pending)
+
+    def _collect(self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
+        address = message.address
+        args = arguments(message)
+        try:
+            looked = self._look(address, args)
+            found, problems = values_for(address, args, self.by_address)
+        except MalformedPacket as err:
+            self.drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
+            return
+        if looked and not found:
+            return  # a name or colour from the desk, and no value here
+        for reason in problems:
+            self.drop((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
+        origin = Origin("osc", peer)
+        for control, raw in found:
+            try:
+                normalize(control, raw)
+            except InvalidValue as err:
+                self.drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
+                continue
+            # The latest per control, in order; every press and release of a button.
+            key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
+            pending.put(key, (raw, origin, address))
+
+    def _look(self, address: str, args: list[object]) -> bool:
+        """Apply a label or colour the desk sent; True when ``address`` is one (never mirrored out)."""
+        if self.looks is None or not args:
+            return False
+        arg = args[0]
+        labelled = controls_at(address, self.label_from)
+        for control in labelled:
+            self.looks.set(control.id, label=arg if isinstance(arg, str) else _shown(arg))
+        coloured = controls_at(address, self.color_from)
+        for control in coloured:
+            assert control.color_from is not None  # noqa: S101 - the table holds only these
+            color = control.color_from.color(arg)
+            if color is not None:
+                self.looks.set(control.id, color=color)
+        return bool(labelled or coloured)
+
+    def _apply(self, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
+        for key, (raw, origin, address) in pending.take().items():
+            cid = key if isinstance(key, str) else key[0]
+            try:
+                self.hub.set(cid, raw, origin)
+            except (InvalidValue, UnknownControl) as err:
+                self.drop((address, str(err)), "OSC %s from %s: %s; dropped", address, origin.ident, err)
+
+    def _command(self, message: OscMessage, peer: str) -> None:
+        try:
+            self.commands[message.address](arguments(message), peer)
+        except BridgeError as err:
+            self.drop((message.address, "command"), "OSC %s from %s: %s; dropped", message.address, peer, err)
+
+    def drop(self, key: object, msg: str, *args: object) -> None:
+        """Count and log (rate-limited) something dropped."""
+        self.dropped += 1
+        self._warn.warning(key, msg, *args)
+
+
+def _shown(arg: object) -> str:
+    """A desk's non-text argument as a label: 3 not 3.0."""
+    if isinstance(arg, float) and arg.is_integer():
+        return str(int(arg))
+    return str(arg)

@@ -1,0 +1,209 @@
+"""OSC packets at the edge: whole-packet checks, decoding, address patterns and the controls an address names.
+
+Pure functions, no sockets. python-osc decodes the packets; what it lets
+through silently (a float argument cut off at the end of a datagram is read
+as 0.0 by python-osc 1.10) is caught here first, so that a fader never jumps
+because a packet was cut short. :func:`decode` is the one way in: whatever
+python-osc raises on a bad packet leaves it as :class:`MalformedPacket`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
+
+from pythonosc.osc_bundle import OscBundle
+from pythonosc.osc_message import OscMessage
+
+from bridge.errors import MalformedPacket
+from bridge.model import Control
+
+BUNDLE_TAG = b"#bundle\x00"
+#: Bundles nested deeper than this are refused: no datagram may recurse forever.
+MAX_BUNDLE_DEPTH = 8
+_FIXED_SIZES = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
+_NO_DATA = "TFNI[]"
+
+
+def _padded_string_end(data: bytes, start: int, what: str) -> int:
+    end = data.find(b"\x00", start)
+    if end < 0:
+        raise MalformedPacket(f"{what} has no terminating NUL")
+    return (end // 4 + 1) * 4
+
+
+def check_packet(data: bytes, depth: int = 0) -> None:
+    """Raise :class:`MalformedPacket` unless ``data`` is one whole OSC packet."""
+    if not data or len(data) % 4:
+        raise MalformedPacket(f"length {len(data)} is not a positive multiple of 4")
+    if data.startswith(BUNDLE_TAG):
+        _check_bundle(data, depth)
+    elif data.startswith(b"/"):
+        _check_message(data)
+    else:
+        raise MalformedPacket("neither a message (starts with /) nor a bundle (#bundle)")
+
+
+def _check_bundle(data: bytes, depth: int) -> None:
+    if depth >= MAX_BUNDLE_DEPTH:
+        raise MalformedPacket(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
+    pos = len(BUNDLE_TAG) + 8  # time tag
+    if len(data) < pos:
+        raise MalformedPacket("bundle cut short in its time tag")
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise MalformedPacket("bundle element size cut short")
+        (size,) = struct.unpack_from(">i", data, pos)
+        pos += 4
+        if size <= 0 or pos + size > len(data):
+            raise MalformedPacket(f"bundle element of size {size} does not fit the datagram")
+        check_packet(data[pos : pos + size], depth + 1)
+        pos += size
+
+
+def _check_message(data: bytes) -> None:
+    pos = _padded_string_end(data, 0, "address")
+    if pos > len(data):
+        raise MalformedPacket("address cut short")
+    if pos == len(data):
+        return  # no type tag string: an old-style message without arguments
+    if data[pos : pos + 1] != b",":
+        raise MalformedPacket("type tag string does not start with ','")
+    tags_end = _padded_string_end(data, pos, "type tag string")
+    tags = data[pos + 1 : data.find(b"\x00", pos)].decode("ascii", errors="replace")
+    pos = tags_end
+    for tag in tags:
+        if tag in _FIXED_SIZES:
+            pos += _FIXED_SIZES[tag]
+        elif tag in "sS":
+            pos = _padded_string_end(data, pos, "string argument")
+        elif tag == "b":
+            if pos + 4 > len(data):
+                raise MalformedPacket("blob size cut short")
+            (size,) = struct.unpack_from(">i", data, pos)
+            if size < 0:
+                raise MalformedPacket("negative blob size")
+            pos += 4 + (size + 3) // 4 * 4
+        elif tag not in _NO_DATA:
+            raise MalformedPacket(f"unknown type tag {tag!r}")
+        if pos > len(data):
+            raise MalformedPacket(f"argument {tag!r} cut short")
+    if pos != len(data):
+        raise MalformedPacket(f"{len(data) - pos} bytes after the last argument")
+
+
+def decode(data: bytes) -> list[OscMessage]:
+    """Every message in the packet ``data``, in order; :class:`MalformedPacket` for anything else."""
+    try:
+        check_packet(data)
+        return list(messages(data))
+    except MalformedPacket:
+        raise
+    except Exception as err:  # python-osc's ParseError and whatever its parsers let escape
+        raise MalformedPacket(f"not decodable: {err}") from err
+
+
+def messages(data: bytes) -> Iterator[OscMessage]:
+    """Every message in a checked packet, bundles unpacked depth-first, in order.
+
+    Time tags are not waited for: a bundle's messages are applied on arrival.
+    """
+    if data.startswith(BUNDLE_TAG):
+        for element in OscBundle(data):
+            if isinstance(element, OscBundle):
+                yield from messages(element.dgram)
+            else:
+                yield element
+    else:
+        yield OscMessage(data)
+
+
+_PATTERN_CHARS = re.compile(r"[*?\[\]{}]")
+
+
+def is_pattern(address: str) -> bool:
+    return bool(_PATTERN_CHARS.search(address))
+
+
+@lru_cache(maxsize=1024)
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The regex for an OSC 1.0 address pattern (``*``, ``?``, ``[a-z]``, ``[!a-z]``, ``{a,b}``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise MalformedPacket(f"unclosed [ in address pattern {pattern!r}")
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            if negate:
+                body = body[1:]
+            # Keep ranges (a-z), escape everything else.
+            parts = [re.escape(c) if c != "-" else "-" for c in body]
+            if parts and parts[0] == "-":
+                parts[0] = r"\-"
+            if parts and parts[-1] == "-" and len(parts) > 1:
+                parts[-1] = r"\-"
+            out.append(("[^" if negate else "[") + "".join(parts) + "]")
+            i = end
+        elif ch == "{":
+            end = pattern.find("}", i + 1)
+            if end < 0:
+                raise MalformedPacket(f"unclosed {{ in address pattern {pattern!r}")
+            choices = pattern[i + 1 : end].split(",")
+            out.append("(?:" + "|".join(re.escape(c) for c in choices) + ")")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as err:
+        raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
+
+
+def address_table(
+    controls: Iterable[Control], address: Callable[[Control], str | None] = lambda c: c.osc
+) -> dict[str, tuple[Control, ...]]:
+    """The controls at each OSC address (several when their constant arguments differ).
+
+    ``address`` picks the address: the control's own by default, or another
+    it listens to (``label_from``); controls for which it gives None are left out.
+    """
+    table: dict[str, list[Control]] = {}
+    for control in controls:
+        at = address(control)
+        if at is not None:
+            table.setdefault(at, []).append(control)
+    return {address: tuple(found) for address, found in table.items()}
+
+
+def controls_at(address: str, table: Mapping[str, tuple[Control, ...]]) -> list[Control]:
+    """The controls an incoming ``address`` names: those at it, or at every match of an OSC 1.0 pattern.
+
+    Raises :class:`MalformedPacket` for a pattern that cannot be read.
+    """
+    if is_pattern(address):
+        regex = pattern_regex(address)
+        return [control for a, found in table.items() if regex.match(a) for control in found]
+    exact = list(table.get(address, ()))
+    for template, found in table.items():
+        if "{value}" in template and _fits(template, address):
+            exact += found
+    return exact
+
+
+def _fits(template: str, address: str) -> bool:
+    """Whether ``address`` is ``template`` with one path segment where its ``{value}`` stands."""
+    head, _, tail = template.partition("{value}")
+    if not (address.startswith(head) and address.endswith(tail) and len(address) > len(head) + len(tail)):
+        return False
+    return "/" not in address[len(head) : len(address) - len(tail)]

@@ -1,0 +1,348 @@
+"""OSC over TCP: targets the bridge connects to (an Eos desk, QLab), and clients that connect to it.
+
+Every connection is a :class:`Stream`: a reader that turns the bytes into
+packets (:mod:`bridge.osc.framing`) and hands them on as OSC input, and a
+writer thread that sends what waits in its outbox, the latest per control:
+a peer that stops reading holds up only its own writer, and what waits for
+it stays bounded by the number of controls. A stream whose peer sends
+garbage (bytes that are not framed OSC) is closed and counted.
+
+A :class:`TcpTarget` connects at start and again whenever the connection
+drops, backing off to :data:`RETRY_MAX`; values changed meanwhile wait in
+its outbox, the latest per control, and go out once it is back, after its
+``on_connect`` messages. A :class:`TcpListener` accepts clients
+(``[osc] listen_tcp``), each a source and a target.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bridge.config import OscTarget
+from bridge.errors import BridgeError, MalformedPacket
+from bridge.flow import Outbox, Workers
+from bridge.osc.framing import Deframer, Framing, frame
+from bridge.osc.packets import check_packet
+
+log = logging.getLogger(__name__)
+
+#: Reconnection backoff for a target, doubled after each failed try.
+RETRY_MIN = 0.1
+RETRY_MAX = 2.0
+#: A peer whose socket takes nothing for this long is gone: the connection is dropped.
+SEND_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 2.0
+#: Bytes read at once.
+READ_SIZE = 65536
+#: A client that has not spoken yet, whose framing is therefore unknown, is
+#: sent nothing for this long; then it gets SLIP, OSC 1.1's framing for streams.
+FRAMING_WAIT = 1.0
+
+#: Packets that arrived on a stream, and the stream: (packets, stream).
+Receive = Callable[[list[bytes], "Stream"], None]
+#: Packets to send first on every new connection (on_connect, queries).
+Hello = Callable[["TcpTarget"], list[bytes]]
+
+
+class Stream:
+    """One TCP connection carrying framed OSC both ways."""
+
+    def __init__(self, sock: socket.socket, ident: str, framing: Framing | None, receive: Receive) -> None:
+        self.sock = sock
+        self.ident = ident
+        self.host = ident.rsplit(":", 1)[0].removeprefix("tcp:").strip("[]")
+        self.framing = framing
+        self._deframer = Deframer(framing)
+        self._receive = receive
+        self.outbox: Outbox[object, bytes] = Outbox()
+        self._framed = threading.Event()
+        if framing is not None:
+            self._framed.set()
+        self._closed = threading.Event()
+        self._write_lock = threading.Lock()
+        self.garbage = False
+        sock.settimeout(SEND_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def put(self, key: object, packet: bytes) -> None:
+        """Queue ``packet`` (a newer one with the same key replaces it); never blocks."""
+        if not self.closed:
+            self.outbox.put(key, packet)
+
+    def write(self, packets: list[bytes]) -> None:
+        """Write ``packets`` now, whole and in order (on this thread); :class:`OSError` when the peer is gone."""
+        framing = self.framing or "slip"
+        with self._write_lock:
+            for packet in packets:
+                self.sock.sendall(frame(packet, framing))
+
+    def write_loop(self) -> None:
+        """Send what waits in the outbox until the stream closes (its own thread)."""
+        if not self._framed.wait(FRAMING_WAIT):
+            self.framing = self.framing or "slip"
+        while not self.closed:
+            batch = self.outbox.take()
+            if self.closed:
+                return
+            try:
+                self.write(list(batch.values()))
+            except OSError:
+                self.close()
+                return
+
+    def read_loop(self) -> None:
+        """Read, deframe and hand on packets until the peer leaves or sends garbage (its own thread)."""
+        self.sock.settimeout(None)
+        try:
+            while not self.closed:
+                data = self.sock.recv(READ_SIZE)
+                if not data:
+                    return
+                packets = self._deframer.feed(data)
+                if self.framing is None:
+                    self.framing = self._deframer.framing  # answer a client in its own framing
+                    self._framed.set()
+                for packet in packets:
+                    check_packet(packet)  # garbage in a stream: the stream is not OSC, close it
+                if packets:
+                    self._receive(packets, self)
+        except MalformedPacket as err:
+            self.garbage = True
+            log.warning("OSC over TCP from %s: %s; connection closed", self.ident, err)
+        except OSError:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._framed.set()
+        self.outbox.wake()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+class TcpTarget:
+    """A console the bridge connects to over TCP, and keeps connecting to."""
+
+    def __init__(self, config: OscTarget, receive: Receive, hello: Hello) -> None:
+        self.config = config
+        self.ident = f"tcp:{config.host}:{config.port}"
+        self._receive = receive
+        self._hello = hello
+        #: Values waiting for the connection, latest per control; kept across reconnects.
+        self.outbox: Outbox[object, bytes] = Outbox()
+        self.stream: Stream | None = None
+        self.state = "connecting"  # connecting | connected | down
+        self.connects = 0
+        self.sent = 0
+        self.errors = 0
+        self._workers = Workers()
+        self._logged_down = False
+
+    @property
+    def connected(self) -> bool:
+        stream = self.stream
+        return stream is not None and not stream.closed
+
+    def start(self) -> None:
+        self._workers.start((self._run, f"osc-tcp-{self.config.label}"))
+
+    def stop(self) -> None:
+        self._workers.stopping.set()
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+        self._workers.stop(wake=(self.outbox.wake,))
+
+    def put(self, key: object, packet: bytes) -> None:
+        """A value for a control: sent when connected, kept (the latest) while not."""
+        self.outbox.put(key, packet)
+
+    def raw(self, packet: bytes) -> None:
+        """A message that is not a value (a keepalive): sent if connected, else dropped."""
+        if self.connected:
+            self.outbox.put(("raw", next(_raws)), packet)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "address": self.config.label,
+            "transport": "tcp",
+            "framing": self.config.framing,
+            "state": self.state,
+            "connects": self.connects,
+            "sent": self.sent,
+            "errors": self.errors,
+            "waiting": len(self.outbox),
+        }
+
+    def _run(self) -> None:
+        backoff = RETRY_MIN
+        while not self._workers.stopping.is_set():
+            try:
+                sock = socket.create_connection((self.config.host, self.config.port), timeout=CONNECT_TIMEOUT)
+            except OSError as err:
+                self._down(f"cannot connect: {err.strerror or err}")
+                self._workers.wait(backoff)
+                backoff = min(RETRY_MAX, backoff * 2)
+                continue
+            backoff = RETRY_MIN
+            self._serve(sock)
+            if not self._workers.stopping.is_set():
+                self._down("connection closed")
+
+    def _serve(self, sock: socket.socket) -> None:
+        stream = Stream(sock, self.ident, self.config.framing, self._receive)
+        self.stream = stream
+        self.connects += 1
+        self.state = "connected"
+        self._logged_down = False
+        log.info("OSC target %s connected", self.config.label)
+        reader = threading.Thread(target=stream.read_loop, name=f"osc-tcp-read-{self.config.label}", daemon=True)
+        reader.start()
+        try:
+            stream.write(self._hello(self))  # on_connect and queries first, then what waited
+            while not stream.closed and not self._workers.stopping.is_set():
+                batch = self.outbox.take(timeout=1.0)
+                if batch:
+                    try:
+                        stream.write(list(batch.values()))
+                    except OSError:
+                        self.outbox.put_back(batch)  # not sent: kept, unless a newer value came
+                        raise
+                    self.sent += len(batch)
+        except OSError as err:
+            self.errors += 1
+            log.debug("OSC target %s: %s", self.config.label, err)
+        finally:
+            stream.close()
+            reader.join(timeout=2)
+            self.stream = None
+            self.state = "down"
+
+    def _down(self, why: str) -> None:
+        self.state = "down"
+        if not self._logged_down:
+            self._logged_down = True
+            log.warning(
+                "OSC target %s: %s; retrying (at most every %.0f s), its latest values kept",
+                self.config.label,
+                why,
+                RETRY_MAX,
+            )
+
+
+_raws = itertools.count()
+
+
+class TcpListener:
+    """``[osc] listen_tcp``: OSC clients over TCP, each a source and a target."""
+
+    def __init__(
+        self, host: str, port: int, framing: Framing | None, receive: Receive, allowed: Callable[[str], bool]
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.framing = framing
+        self._receive = receive
+        self._allowed = allowed
+        self.clients: dict[str, Stream] = {}
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._workers = Workers()
+        self.accepted = 0
+        self.closed_garbage = 0
+        self.refused = 0
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+            sock.listen(64)
+        except OSError as err:
+            sock.close()
+            raise BridgeError(
+                f"cannot listen for OSC over TCP on {self.host}:{self.port}: {err.strerror} (change [osc] listen_tcp)"
+            ) from err
+        self._sock = sock
+        self.port = int(sock.getsockname()[1])
+        self._workers.start((self._accept_loop, "osc-tcp-accept"))
+        log.info("OSC over TCP listening on %s:%d", self.host, self.port)
+
+    def stop(self) -> None:
+        self._workers.stopping.set()
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        with self._lock:
+            clients = list(self.clients.values())
+        for client in clients:
+            client.close()
+        self._workers.stop()
+
+    def streams(self) -> list[Stream]:
+        with self._lock:
+            return list(self.clients.values())
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "listen": f"{self.host}:{self.port}",
+                "clients": len(self.clients),
+                "accepted": self.accepted,
+                "closed_garbage": self.closed_garbage,
+                "refused": self.refused,
+            }
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None  # noqa: S101
+        while not self._workers.stopping.is_set():
+            try:
+                conn, address = self._sock.accept()
+            except OSError:
+                if self._workers.stopping.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            if not self._allowed(str(address[0])):
+                self.refused += 1
+                conn.close()
+                continue
+            ident = f"tcp:{address[0]}:{address[1]}"
+            stream = Stream(conn, ident, self.framing, self._receive)
+            with self._lock:
+                self.clients[ident] = stream
+                self.accepted += 1
+            self._workers.spawn(lambda s=stream: self._serve(s), f"osc-tcp-{ident}")  # type: ignore[misc]
+
+    def _serve(self, stream: Stream) -> None:
+        log.info("OSC client %s connected over TCP", stream.ident)
+        writer = threading.Thread(target=stream.write_loop, name=f"osc-tcp-write-{stream.ident}", daemon=True)
+        writer.start()
+        stream.read_loop()
+        writer.join(timeout=2)
+        with self._lock:
+            self.clients.pop(stream.ident, None)
+            if stream.garbage:
+                self.closed_garbage += 1
+        log.info("OSC client %s left", stream.ident)

@@ -1,0 +1,95 @@
+/* Stage Bridge page: pages as tabs, and the labels and colours a desk gives the controls.
+ *
+ * Runs after stage.js, on its socket (window.stageBridge.socket).
+ * - Tabs: controls with the same `page` form one tab; one page shows at a
+ *   time, the others stay in the document (their values keep syncing). The
+ *   tab is kept in the address (#page=Name), so a reload or a reconnect
+ *   keeps it.
+ * - "update look" {who, label?, color?}: the desk named or coloured a control
+ *   (label_from, color_from); sent on connect for every control that has one.
+ */
+(function () {
+  "use strict";
+
+  const bridge = window.stageBridge;
+  const tabs = Array.from(document.querySelectorAll('#tabs [role="tab"]'));
+  const pages = Array.from(document.querySelectorAll("#panels > .page"));
+
+  // ---- Tabs --------------------------------------------------------------------
+
+  function choose(name, focus) {
+    const tab = tabs.find((t) => t.dataset.page === name);
+    if (!tab) return;
+    tabs.forEach((t) => {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+    });
+    pages.forEach((page) => {
+      page.hidden = page.dataset.page !== name;
+    });
+    document.documentElement.dataset.page = name;
+    if (focus) tab.focus();
+    const hash = "#page=" + encodeURIComponent(name);
+    if (window.location.hash !== hash) window.history.replaceState(null, "", hash);
+  }
+
+  function fromAddress() {
+    const match = /^#page=(.*)$/.exec(window.location.hash);
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  // The tab bar sticks under the header, whatever its height (it wraps on a phone).
+  const bar = document.querySelector(".bar");
+  if (bar && tabs.length && window.ResizeObserver) {
+    new ResizeObserver(() => {
+      document.documentElement.style.setProperty("--bar-h", bar.offsetHeight + "px");
+    }).observe(bar);
+  }
+
+  if (tabs.length) {
+    tabs.forEach((tab) => tab.addEventListener("click", () => choose(tab.dataset.page, false)));
+    document.getElementById("tabs").addEventListener("keydown", (event) => {
+      const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -Infinity, End: Infinity };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      const at = tabs.indexOf(document.activeElement);
+      const step = moves[event.key];
+      const next = step === Infinity ? tabs.length - 1 : step === -Infinity ? 0 : (at + step + tabs.length) % tabs.length;
+      choose(tabs[next].dataset.page, true);
+    });
+    const wanted = fromAddress();
+    choose(tabs.some((t) => t.dataset.page === wanted) ? wanted : tabs[0].dataset.page, false);
+    window.addEventListener("hashchange", () => {
+      const name = fromAddress();
+      if (name !== null) choose(name, false);
+    });
+  }
+
+  // ---- Looks from the desk -------------------------------------------------------
+
+  /** Near-black text on light colours, white on dark ones (WCAG relative luminance). */
+  function ink(color) {
+    const channels = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16) / 255);
+    const [r, g, b] = channels.map((c) => (c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4)));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 ? "#111111" : "#ffffff";
+  }
+
+  function onLook(message) {
+    if (!message || typeof message.who !== "string") return;
+    const wrap = document.querySelector('[data-control="' + CSS.escape(message.who) + '"]');
+    if (!wrap) return;
+    if (typeof message.label === "string") {
+      const name = wrap.querySelector(".name") || wrap.querySelector("label");
+      if (name) name.textContent = message.label;
+    }
+    if (typeof message.color === "string" && /^#[0-9a-f]{6}$/i.test(message.color)) {
+      wrap.dataset.color = message.color;
+      wrap.style.setProperty("--accent", message.color);
+      wrap.style.setProperty("--on-accent", ink(message.color));
+    }
+    window.dispatchEvent(new CustomEvent("bridge:look", { detail: message }));
+  }
+
+  if (bridge && bridge.socket) bridge.socket.on("update look", onLook);
+})();

@@ -1,0 +1,294 @@
+"""Real consoles' ways on loopback: OSC over TCP in both framings, handshakes and keepalives, TCP clients.
+
+The consoles are test peers written from their published behaviour
+(tests/console_tools.py says which document each follows); liblo's
+``oscsend osc.tcp://`` is a TCP client we did not write.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config
+from bridge.errors import ConfigError
+from tests.console_tools import FakeX32, TcpConsole, build, slip
+from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.osc_tools import OscDump
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+CONTROLS = """
+[[controls]]
+id = "level"
+type = "range"
+min = 0
+max = 100
+step = 1
+osc = "/eos/sub/1"
+[[controls]]
+id = "cue"
+type = "label"
+osc = "/eos/out/active/cue/text"
+[[controls]]
+id = "txt"
+type = "text"
+"""
+
+
+@pytest.fixture
+def consoles() -> Iterator[Callable[..., TcpConsole]]:
+    made: list[TcpConsole] = []
+
+    def make(framing: str, port: int | None = None) -> TcpConsole:
+        console = TcpConsole(framing, port).start()
+        made.append(console)
+        return console
+
+    yield make
+    for console in made:
+        console.stop()
+
+
+def bridge_config(tmp_path: Path, osc: str, controls: str = CONTROLS) -> Path:
+    port = free_port(socket.SOCK_DGRAM)
+    return write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\n{osc}', controls=controls)
+
+
+def target_state(proc: BridgeProcess) -> str:
+    return str(proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["state"])
+
+
+@pytest.mark.parametrize("framing", ["slip", "length"])
+def test_a_tcp_target_gets_values_answers_and_survives_its_restart(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole], framing: str
+) -> None:
+    desk = consoles(framing)
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\ntransport = "tcp"\nframing = "{framing}"\n'
+        'on_connect = [["/eos/subscribe", 1]]\n'
+    )
+    proc = bridge_factory(bridge_config(tmp_path, osc))
+    client = client_factory(proc.url)
+    desk.wait_connected()
+    desk.wait_for("/eos/subscribe", [1])
+    wait_until(lambda: target_state(proc) == "connected", what="the target connected in /healthz")
+    client.send("level", 40)
+    desk.wait_for("/eos/sub/1", [40.0])
+    desk.send("/eos/out/active/cue/text", "1/5 Storm 0:05")  # what the desk says comes in as OSC
+    client.wait_value("cue", "1/5 Storm 0:05")
+    assert desk.got("/eos/out/active/cue/text") == []  # and is not sent back to it
+
+    # The desk restarts: changes made meanwhile wait, the latest per control, and go out once, in order.
+    desk.stop()
+    wait_until(lambda: target_state(proc) == "down", what="the target down in /healthz")
+    client.wait_event("osc status", lambda status: status["targets"][0]["state"] == "down")  # the page says so
+    for value in (41, 55, 70):
+        client.send("level", value)
+    client.send("txt", "while away")
+    before = len(desk.messages())
+    back = consoles(framing, port=desk.port)
+    back.wait_connected()
+    back.wait_for("/eos/sub/1", [70.0])
+    back.wait_for("/txt", ["while away"])
+    assert back.messages()[0] == ("/eos/subscribe", [1])  # the hello first
+    assert back.got("/eos/sub/1") == [[70.0]]  # the latest only: nothing older after it, nothing twice
+    assert len(desk.messages()) == before
+    wait_until(lambda: target_state(proc) == "connected", what="connected again")
+    assert proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["connects"] == 2
+
+
+def test_a_target_that_stops_reading_stalls_nobody(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    stuck = consoles("slip")
+    stuck.reading = False
+    dump = OscDump()
+    try:
+        osc = f'targets = ["127.0.0.1:{dump.port}", {{ address = "127.0.0.1:{stuck.port}", transport = "tcp" }}]\n'
+        proc = bridge_factory(bridge_config(tmp_path, osc))
+        sender, watcher = client_factory(proc.url), client_factory(proc.url)
+        stuck.wait_connected()
+        text = "x" * 900  # big enough to fill the stuck connection's buffers quickly
+        for i in range(3000):
+            sender.send("txt", f"{i} {text}")
+            sender.send("level", i % 100)
+        sender.send("level", 100)  # a value the flood never sent
+        watcher.wait_value("level", 100)
+        dump.wait_for("/eos/sub/1 f 100.000000")
+        assert proc.get_json("/healthz")["status"] == "ok"
+        waiting = proc.get_json("/healthz")["adapters"]["osc"]["targets"][1]["waiting"]
+        assert waiting <= 3  # the latest per control, not the flood
+    finally:
+        dump.close()
+
+
+def test_tcp_clients_see_each_other_and_a_browser_never_their_own_echo(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
+    browser = client_factory(proc.url)
+    slip_client = socket.create_connection(("127.0.0.1", tcp_port))
+    length_client = socket.create_connection(("127.0.0.1", tcp_port))
+    try:
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 2, what="2 clients")
+        slip_client.sendall(slip(build("/eos/sub/1", 25.0)))
+        browser.wait_value("level", 25)
+        packet = build("/txt", "from length")
+        length_client.sendall(struct.pack(">i", len(packet)) + packet)
+        browser.wait_value("txt", "from length")
+        browser.send("level", 60)
+        heard_slip = read_slip(slip_client, lambda messages: ("/eos/sub/1", [60.0]) in messages)
+        heard_length = read_length(length_client, lambda messages: ("/eos/sub/1", [60.0]) in messages)
+        assert ("/txt", ["from length"]) in heard_slip  # each hears the other
+        assert ("/eos/sub/1", [25.0]) in heard_length
+        assert ("/eos/sub/1", [25.0]) not in heard_slip  # never its own change back
+        assert ("/txt", ["from length"]) not in heard_length
+        # liblo's oscsend speaks length-prefixed OSC over TCP: a client we did not write.
+        subprocess.run(["oscsend", f"osc.tcp://127.0.0.1:{tcp_port}", "/txt", "s", "liblo"], check=True, timeout=10)
+        browser.wait_value("txt", "liblo")
+    finally:
+        slip_client.close()
+        length_client.close()
+
+
+def read_slip(
+    sock: socket.socket, done: Callable[[list[tuple[str, list[object]]]], bool]
+) -> list[tuple[str, list[object]]]:
+    from pythonosc.osc_message import OscMessage
+
+    from tests.console_tools import unslip
+
+    buffer = bytearray()
+    messages: list[tuple[str, list[object]]] = []
+    sock.settimeout(15)
+    while not done(messages):
+        buffer += sock.recv(65536)
+        messages += [(m.address, list(m.params)) for m in map(OscMessage, unslip(buffer))]
+    return messages
+
+
+def read_length(
+    sock: socket.socket, done: Callable[[list[tuple[str, list[object]]]], bool]
+) -> list[tuple[str, list[object]]]:
+    from pythonosc.osc_message import OscMessage
+
+    buffer = bytearray()
+    messages: list[tuple[str, list[object]]] = []
+    sock.settimeout(15)
+    while not done(messages):
+        buffer += sock.recv(65536)
+        while len(buffer) >= 4 and len(buffer) >= 4 + struct.unpack(">i", buffer[:4])[0]:
+            size = struct.unpack(">i", buffer[:4])[0]
+            message = OscMessage(bytes(buffer[4 : 4 + size]))
+            messages.append((message.address, list(message.params)))
+            del buffer[: 4 + size]
+    return messages
+
+
+def test_garbage_on_tcp_closes_that_connection_only(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
+    browser = client_factory(proc.url)
+    good = socket.create_connection(("127.0.0.1", tcp_port))
+    bad = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(3)]
+    try:
+        bad[0].sendall(bytes([0xC0]) + b"/not osc at all" + bytes([0xC0]))  # a SLIP frame that is no OSC
+        bad[1].sendall(struct.pack(">i", 10_000_000) + b"xxxx")  # a length over the limit
+        bad[2].sendall(bytes([0xC0]) + b"/x" * 40_000)  # a SLIP packet that never ends
+        for sock in bad:
+            sock.settimeout(15)
+            assert sock.recv(10) == b""  # closed by the bridge
+        health = wait_until(
+            lambda: (tcp := proc.get_json("/healthz")["adapters"]["osc"]["tcp"])["closed_garbage"] == 3 and tcp,
+            what="three connections closed and counted",
+        )
+        assert health["clients"] == 1
+        good.sendall(slip(build("/eos/sub/1", 33.0)))
+        browser.wait_value("level", 33)
+    finally:
+        for sock in (good, *bad):
+            sock.close()
+
+
+def test_an_x32_keeps_reporting_because_of_the_keepalive_and_answers_the_queries(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    desk = FakeX32({"/ch/01/mix/fader": 0.75, "/ch/01/config/name": "Vox", "/ch/01/mix/on": 1})
+    controls = """
+[[controls]]
+id = "fader1"
+type = "range"
+min = -90
+max = 10
+step = 0.1
+osc = { address = "/ch/01/mix/fader", curve = [[-90, 0.0], [-60, 0.0625], [-30, 0.25], [-10, 0.5], [10, 1.0]] }
+label_from = "/ch/01/config/name"
+[[controls]]
+id = "on1"
+type = "toggle"
+osc = "/ch/01/mix/on"
+"""
+    try:
+        osc = (
+            f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"]]\n'
+            'keepalive = { message = ["/xremote"], every = 9.0 }\nquery_on_connect = true\n'
+        )
+        proc = bridge_factory(bridge_config(tmp_path, osc, controls))
+        client = client_factory(proc.url)
+        client.wait_value("fader1", 0.0)  # 0.75 on the X32 law: 0 dB, answered to the query
+        client.wait_value("on1", 1)
+        client.wait_event("update look", lambda look: look == {"who": "fader1", "label": "Vox"})
+        assert set(desk.queries) >= {"/ch/01/mix/fader", "/ch/01/mix/on", "/ch/01/config/name"}
+        # Past two keepalive periods (an /xremote at start and every 9 s after, the desk's subscription
+        # 10 s long): the desk still reports a change made on it.
+        wait_until(lambda: desk.xremotes >= 4, timeout=40, what="three keepalives after the first /xremote")
+        desk.change("/ch/01/mix/fader", 0.5)
+        client.wait_value("fader1", -10.0)
+        client.send("on1", 0)
+        wait_until(lambda: desk.values["/ch/01/mix/on"] == 0, what="the desk switched off by the page")
+    finally:
+        desk.close()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("osc", "key", "words"),
+    [
+        ('targets = [{ address = "127.0.0.1:9000", framing = "slip" }]', "osc.targets[0].framing", "only a TCP target"),
+        (
+            'targets = [{ address = "127.0.0.1:9000", transport = "sctp" }]',
+            "osc.targets[0].transport",
+            '"udp" or "tcp"',
+        ),
+        (
+            'targets = [{ address = "127.0.0.1:9000", keepalive = { message = ["/xremote"], every = 0.05 } }]',
+            "osc.targets[0].keepalive.every",
+            "0.1-3600 seconds",
+        ),
+        (
+            'targets = [{ address = "127.0.0.1:9000", on_connect = [["xremote"]] }]',
+            "osc.targets[0].on_connect[0]",
+            '["/address"',
+        ),
+        ('listen_tcp_framing = "length"', "osc.listen_tcp_framing", "needs osc.listen_tcp"),
+        (
+            'targets = [{ address = "127.0.0.1:9000", transport = "tcp", framing = "cobs" }]',
+            "osc.targets[0].framing",
+            '"slip" (OSC 1.1) or "length"',
+        ),
+    ],
+)
+def test_bad_console_keys_name_the_key(tmp_path: Path, osc: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:9001"\n{osc}\n'))
+    assert err.value.key == key and words in err.value.expected, str(err.value)

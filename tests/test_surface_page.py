@@ -1,0 +1,315 @@
+"""The surface in a real browser (Debian's Chromium): relative touch, fine mode, double tap, knobs,
+confirm buttons, tabs, displays fed by a desk, and the viewer who moves nothing."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser import PHONE, Pages, Touch, centre, hooks, wait_shows
+from tests.helpers import BridgeProcess, free_port, wait_until, write_config
+from tests.osc_tools import OscDump, oscsend
+
+VIEWER = "viewer-key-1"
+CONTROL = "control-key-1"
+
+CONTROLS = """
+[[controls]]
+id = "wash"
+type = "range"
+min = 0
+max = 100
+step = 1
+value = 50
+reset = true
+page = "Lights"
+group = "Faders"
+
+[[controls]]
+id = "level"
+type = "range"
+orientation = "vertical"
+min = 0
+max = 100
+step = 1
+value = 20
+page = "Lights"
+group = "Strip"
+
+[[controls]]
+id = "pan"
+type = "knob"
+min = -1
+max = 1
+step = 0.01
+value = 0
+page = "Lights"
+group = "Strip"
+
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+confirm = true
+osc = "/go"
+on = []
+page = "Lights"
+group = "Cues"
+
+[[controls]]
+id = "list"
+type = "select"
+options = ["Main", "Sound", "Video"]
+page = "Lights"
+group = "Cues"
+
+[[controls]]
+id = "cue_name"
+type = "label"
+value = "Preshow"
+page = "Sound"
+
+[[controls]]
+id = "vu"
+type = "meter"
+min = -60
+max = 0
+page = "Sound"
+
+[[controls]]
+id = "rec"
+type = "led"
+page = "Sound"
+
+[[controls]]
+id = "hidden"
+type = "range"
+min = 0
+max = 10
+step = 1
+page = "Sound"
+label_from = "/names/hidden"
+"""
+
+
+@pytest.fixture(scope="module")
+def osc_port() -> int:
+    return free_port(socket.SOCK_DGRAM)
+
+
+@pytest.fixture(scope="module")
+def dump() -> Iterator[OscDump]:
+    d = OscDump()
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory, osc_port: int, dump: OscDump) -> Iterator[BridgeProcess]:
+    folder = tmp_path_factory.mktemp("surface")
+    extra = (
+        f'key = "{CONTROL}"\nviewer_key = "{VIEWER}"\n'
+        f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = ["127.0.0.1:{dump.port}"]\n'
+    )
+    config = write_config(folder, controls=CONTROLS)
+    text = config.read_text(encoding="utf-8").replace('state_file = "state.json"\n', f'state_file = ""\n{extra}', 1)
+    config.write_text(text, encoding="utf-8")
+    proc = BridgeProcess(config).start()
+    yield proc
+    proc.stop()
+
+
+def open_page(pages: Pages, stage: BridgeProcess, key: str = CONTROL, **kwargs: object) -> Page:
+    return pages.open(f"{stage.url}/?key={key}", **kwargs)  # type: ignore[arg-type]
+
+
+def put(stage: BridgeProcess, **values: object) -> None:
+    for cid, value in values.items():
+        status, body = stage.put_json(f"/api/values/{cid}", {"value": value}, key=CONTROL)
+        assert status == 200, body
+
+
+def stored(stage: BridgeProcess, cid: str) -> object:
+    return stage.get_json("/api/values", key=CONTROL)[cid]
+
+
+def box(page: Page, selector: str) -> dict[str, float]:
+    locator = page.locator(selector)
+    locator.scroll_into_view_if_needed()
+    found = locator.bounding_box()
+    assert found is not None
+    return found
+
+
+def track(page: Page, cid: str, fraction: float) -> tuple[float, float]:
+    """A point on a horizontal fader's track at ``fraction`` of its travel (the thumb is 30 px wide)."""
+    b = box(page, f'[data-control="{cid}"] .fader')
+    return b["x"] + 15 + (b["width"] - 30) * fraction, b["y"] + b["height"] / 2
+
+
+def sent(page: Page, cid: str) -> list[object]:
+    return [e["data"] for e in hooks(page, "bridge:send", cid)]
+
+
+# -- relative touch ----------------------------------------------------------------------
+
+
+def test_a_tap_away_from_the_thumb_changes_nothing_and_a_drag_moves_from_where_it_is(
+    stage: BridgeProcess, pages: Pages
+) -> None:
+    put(stage, wash=50)
+    laptop = open_page(pages, stage)
+    x, y = track(laptop, "wash", 0.9)  # far from the thumb at 0.5
+    laptop.mouse.click(x, y)
+    phone = open_page(pages, stage, viewport=PHONE, touch=True)
+    px, py = track(phone, "wash", 0.1)
+    phone.touchscreen.tap(px, py)
+    assert sent(laptop, "wash") == [] and sent(phone, "wash") == []
+    assert stored(stage, "wash") == 50
+    # A drag from anywhere moves the value by the distance dragged: +20 % of the travel.
+    x0, y0 = track(laptop, "wash", 0.1)
+    x1, _ = track(laptop, "wash", 0.3)
+    laptop.mouse.move(x0, y0)
+    laptop.mouse.down()
+    laptop.mouse.move(x1, y0, steps=10)
+    laptop.mouse.up()
+    wait_until(lambda: stored(stage, "wash") == 70, what="the drag's +20 stored")
+    wait_shows(phone, "wash", 70)
+    # The first move of the gesture went out at once, the last one too.
+    assert sent(laptop, "wash")[-1] == 70 and len(sent(laptop, "wash")) >= 2
+    # A touch drag on the phone, downwards by 20 % of its travel.
+    finger = Touch(phone)
+    sx, sy = track(phone, "wash", 0.8)
+    ex, _ = track(phone, "wash", 0.6)
+    finger.down(1, sx, sy)
+    finger.move(1, ex, sy, steps=8)
+    finger.up(1)
+    wait_until(lambda: stored(stage, "wash") == 50, what="the touch drag's -20 stored")
+
+
+def test_fine_mode_and_a_double_tap_back_to_the_default(stage: BridgeProcess, pages: Pages) -> None:
+    put(stage, wash=20)
+    page = open_page(pages, stage)
+    x0, y = track(page, "wash", 0.2)
+    x1, _ = track(page, "wash", 0.6)
+    page.keyboard.down("Shift")  # fine: a tenth of the speed
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    page.mouse.move(x1, y, steps=10)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    wait_until(lambda: stored(stage, "wash") == 24, what="+40 % of the travel at a tenth: +4")
+    phone = open_page(pages, stage, viewport=PHONE, touch=True)
+    tx, ty = track(phone, "wash", 0.5)
+    phone.touchscreen.tap(tx, ty)
+    phone.touchscreen.tap(tx, ty)
+    wait_until(lambda: stored(stage, "wash") == 50, what="the double tap's reset to the default 50")
+    wait_shows(page, "wash", 50)
+
+
+def test_a_vertical_fader_and_a_knob_follow_an_upright_drag(stage: BridgeProcess, pages: Pages) -> None:
+    put(stage, level=20, pan=0)
+    phone = open_page(pages, stage, viewport=PHONE, touch=True)
+    fader = box(phone, '[data-control="level"] .fader')
+    travel = fader["height"] - 30
+    x = fader["x"] + fader["width"] / 2
+    y = fader["y"] + fader["height"] / 2
+    finger = Touch(phone)
+    finger.down(1, x, y)
+    finger.move(1, x, y - travel * 0.3, steps=10)  # up by 30 % of the travel
+    finger.up(1)
+    wait_until(lambda: stored(stage, "level") == 50, what="the vertical fader at 20 + 30")
+    laptop = open_page(pages, stage)
+    kx, ky = centre(laptop, '[data-control="pan"] .dial')
+    laptop.mouse.move(kx, ky)
+    laptop.mouse.down()
+    laptop.mouse.move(kx, ky - 55, steps=10)  # a quarter of the knob's 220 px travel: +0.5 of its 2
+    laptop.mouse.up()
+    wait_until(lambda: stored(stage, "pan") == 0.5, what="the knob turned up by a quarter")
+    wait_shows(phone, "pan", 0.5)
+
+
+# -- buttons and selects -------------------------------------------------------------------
+
+
+def test_a_confirm_button_needs_a_second_tap_within_three_seconds_and_fires_once(
+    stage: BridgeProcess, pages: Pages, dump: OscDump
+) -> None:
+    page = open_page(pages, stage, viewport=PHONE, touch=True)
+    before = dump.messages().count("/go")
+    x, y = centre(page, "#go")
+    page.touchscreen.tap(x, y)
+    expect(page.locator('[data-control="go"]')).to_have_attribute("data-armed", "true")
+    assert sent(page, "go") == []
+    page.touchscreen.tap(x, y)
+    wait_until(lambda: dump.messages().count("/go") == before + 1, what="one /go")
+    expect(page.locator('[data-control="go"]')).not_to_have_attribute("data-armed", "true")
+    assert sent(page, "go") == [1]
+    # Armed, then left alone: it disarms by itself and nothing fires.
+    page.touchscreen.tap(x, y)
+    expect(page.locator('[data-control="go"]')).to_have_attribute("data-armed", "true")
+    expect(page.locator('[data-control="go"]')).not_to_have_attribute("data-armed", "true", timeout=5000)
+    assert dump.messages().count("/go") == before + 1 and sent(page, "go") == [1]
+
+
+def test_a_select_sends_its_option_and_shows_the_others(stage: BridgeProcess, pages: Pages) -> None:
+    put(stage, list="Main")
+    a, b = open_page(pages, stage), open_page(pages, stage)
+    a.get_by_role("radio", name="Video").click()
+    wait_until(lambda: stored(stage, "list") == "Video", what="Video stored")
+    expect(b.get_by_role("radio", name="Video")).to_have_attribute("aria-checked", "true")
+    expect(b.get_by_role("radio", name="Main")).to_have_attribute("aria-checked", "false")
+
+
+# -- pages, displays, looks ---------------------------------------------------------------
+
+
+def test_tabs_switch_pages_and_a_hidden_page_shows_what_changed_meanwhile(
+    stage: BridgeProcess, pages: Pages, osc_port: int
+) -> None:
+    put(stage, cue_name="Preshow", vu=-60, rec=0)
+    page = open_page(pages, stage, viewport=PHONE, touch=True)
+    expect(page.locator('#tabs [data-page="Lights"]')).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#cue_name")).to_be_hidden()
+    oscsend(osc_port, "/cue_name", "s", "Act 2")
+    oscsend(osc_port, "/vu", "f", -12.0)
+    oscsend(osc_port, "/rec", "i", 1)
+    oscsend(osc_port, "/names/hidden", "s", "Haze")
+    page.wait_for_function("window.stageBridge.values().cue_name === 'Act 2'")
+    page.locator('#tabs [data-page="Sound"]').click()
+    expect(page.locator("#cue_name")).to_have_text("Act 2")
+    expect(page.locator("#vu")).to_have_js_property("value", -12)
+    expect(page.locator("#rec")).to_have_attribute("aria-label", "rec: on")
+    expect(page.locator('[data-control="hidden"] label')).to_have_text("Haze")
+    expect(page.locator('[data-control="wash"]')).to_be_hidden()
+    page.reload()  # the tab is kept in the address
+    expect(page.locator('#tabs [data-page="Sound"]')).to_have_attribute("aria-selected", "true")
+    expect(page.locator('[data-control="hidden"] label')).to_have_text("Haze")  # rendered at first paint
+
+
+def test_the_viewer_can_move_nothing(stage: BridgeProcess, pages: Pages) -> None:
+    put(stage, wash=50, level=20, pan=0, list="Main")
+    viewer = open_page(pages, stage, key=VIEWER, viewport=PHONE, touch=True)
+    expect(viewer.locator("html")).to_have_attribute("data-role", "viewer")
+    x0, y = track(viewer, "wash", 0.5)
+    x1, _ = track(viewer, "wash", 0.9)
+    finger = Touch(viewer)
+    finger.down(1, x0, y)
+    finger.move(1, x1, y, steps=6)
+    finger.up(1)
+    kx, ky = centre(viewer, '[data-control="pan"] .dial')
+    finger.down(2, kx, ky)
+    finger.move(2, kx, ky - 80, steps=6)
+    finger.up(2)
+    viewer.get_by_role("radio", name="Video").click(force=True)
+    gx, gy = centre(viewer, "#go")
+    viewer.touchscreen.tap(gx, gy)
+    viewer.touchscreen.tap(gx, gy)
+    assert hooks(viewer, "bridge:send") == []
+    values = stage.get_json("/api/values", key=CONTROL)
+    assert (values["wash"], values["pan"], values["list"]) == (50, 0, "Main")
+    expect(viewer.locator('[data-control="go"]')).not_to_have_class(re.compile(r"\bheld\b"))
