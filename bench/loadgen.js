@@ -10,7 +10,7 @@
 // that a thousand frames arriving at once never make it send late.
 //
 // Protocol with the caller (bench/nodegen.py), one JSON line each on stdout:
-//   {"ready": true}            every client connected and has its snapshot
+//   {"ready": true}            every client connected (and, from the bridge, has its snapshot)
 // then, after a line "go" on stdin, the run, and
 //   {"result": {...}}          latencies, delivery, own CPU and event-loop lag.
 //
@@ -42,6 +42,7 @@ class Client {
     this.index = index;
     this.frames = []; // [time ms, Buffer]
     this.snapshot = null;
+    this.connected = false;
   }
 
   connect(url) {
@@ -60,7 +61,7 @@ class Client {
           ws.send("3");
           return;
         }
-        if (this.snapshot !== null) {
+        if (this.connected) {
           this.frames.push([t, data]);
           return;
         }
@@ -68,7 +69,9 @@ class Client {
         if (text.startsWith("0")) {
           ws.send('40{"batch":true}'); // reads "update values", as the page does
         } else if (text.startsWith('42["snapshot"')) {
-          this.snapshot = JSON.parse(text.slice(2))[1].values;
+          this.snapshot = JSON.parse(text.slice(2))[1].values; // the bridge's, before its connect answer
+        } else if (text.startsWith("40")) {
+          this.connected = true;
           clearTimeout(timer);
           resolve(this);
         } else if (text.startsWith("44")) {
