@@ -27,6 +27,7 @@ LATE_LIMIT = 1.0
 
 OSC_IN = "OSC in -> 10 raw listeners, 200/s"
 FANOUT_10 = "fan-out, 10 clients, 200 changes/s (node)"
+FANOUT_100 = "fan-out, 100 clients, 200 changes/s (node)"
 SCALE_50 = "1,000 clients, 50 changes/s"
 SCALE_10 = "1,000 clients, 10 changes/s"
 
@@ -100,6 +101,7 @@ def node_paths(root: Path, quick: bool, base: int) -> dict[str, dict[str, Any]]:
     with Server(extra, root=root) as server:
         results[OSC_IN] = osc_in(server, osc_port, 10, int(200 * seconds), 200, base)
         results[FANOUT_10] = fanout(server, 10, 200, seconds, base + 10_000)
+        results[FANOUT_100] = fanout(server, 100, 200, seconds, base + 40_000)
     with Server("", root=root) as server:
         clients = 200 if quick else 1000
         results[SCALE_50] = fanout(server, clients, 50, seconds, base + 20_000)

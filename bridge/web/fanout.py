@@ -55,6 +55,7 @@ class _Client:
     eio_sid: str
     batch: bool  # reads ``update values``
     held: Latest[str, Value] | None = None
+    wire: Wire | None = None  # its WebSocket, once it is written directly
 
 
 class Fanout:
@@ -208,12 +209,14 @@ class Fanout:
     def _way(self, client: _Client) -> Any:
         """How to reach ``client`` now: its :class:`Wire`, ``_QUEUED`` (the library's way) or ``_BEHIND``."""
         if self._wires is not None:
-            wire = self._wires.get(client.eio_sid)
+            wire = client.wire
+            if wire is None or wire.dead:
+                wire = client.wire = self._wires.get(client.eio_sid)
             if wire is not None and wire.ready:
                 if wire.flushing:
                     return _BEHIND
-                queued = wire.queued
-                if queued == 0:
+                queued = wire.queue.qsize()
+                if not queued:
                     return wire
                 # Packets wait in the library's queue (a ping, a status event):
                 # this one goes after them, the same way.

@@ -47,10 +47,12 @@ def frame(text: str) -> bytes:
 class Wire:
     """The write side of one browser's WebSocket; ``eio_socket`` is its Engine.IO socket."""
 
-    __slots__ = ("eio_socket", "flushing", "dead", "_gsock", "_raw", "_pending", "_spawn")
+    __slots__ = ("eio_socket", "queue", "flushing", "dead", "_gsock", "_raw", "_pending", "_spawn", "_ready")
 
     def __init__(self, eio_socket: Any, ws: Any, spawn: Any) -> None:
         self.eio_socket = eio_socket
+        self.queue = eio_socket.queue  # the library's packets for this browser, not written yet
+        self._ready = False
         self._gsock = ws.handler.socket  # gevent's socket: sendall waits for room, yielding
         self._raw = self._gsock._sock  # the real one underneath, non-blocking
         self._pending: list[bytes] = []
@@ -64,13 +66,11 @@ class Wire:
     @property
     def ready(self) -> bool:
         """True once the WebSocket carries the session (after an upgrade from polling, once it is done)."""
+        if self._ready:
+            return not self.dead  # a session that ends ends its wire too
         eio = self.eio_socket
-        return bool(eio.upgraded and not eio.upgrading and not eio.closed and not self.dead)
-
-    @property
-    def queued(self) -> int:
-        """Packets waiting in the library's queue (not yet handed to :meth:`write`)."""
-        return int(self.eio_socket.queue.qsize())
+        self._ready = bool(eio.upgraded and not eio.upgrading and not eio.closed)
+        return self._ready and not self.dead
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (whole frames) after everything written before; never waits.
