@@ -345,7 +345,8 @@ def median_results(runs: list[dict[str, Result]]) -> dict[str, Result]:
             elif isinstance(first, int | float) and all(isinstance(v, int | float) for v in values):
                 merged[path][key] = round(statistics.median(values), 3)
             else:
-                merged[path][key] = values[-1]
+                # Words (which side was the limit): the most common, the latest on a tie.
+                merged[path][key] = max(reversed(values), key=values.count)
     return merged
 
 
