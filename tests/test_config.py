@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import DEFAULT_CONFIG, load_config
+from bridge.config.lines import line_of
 from bridge.errors import ConfigError
 from tests.helpers import ROOT, write_config
 
@@ -103,6 +104,73 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+LINES = """\
+[server]
+port = 5000
+[osc]
+targets = [
+  "127.0.0.1:9000",
+]
+
+[[controls]]
+id = "a"
+type = "range"
+
+[[repeat]]
+n = 2
+[[repeat.controls]]
+id = "ch{n}"
+[[repeat.controls]]
+id = "mute{n}"
+osc = { address = "/m" }
+
+[[controls]]
+id = "b"
+  colour = "red"
+
+[[repeat]]
+n = 3
+[[repeat.controls]]
+id = "x{n}"
+"""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("server.port", 2),
+        ("server", 1),
+        ("osc.targets[0]", 4),
+        ("controls[0] (a).type", 10),
+        ("controls[1] (b).colour", 22),
+        ("controls[1].id", 21),
+        ("repeat[0].n", 13),
+        ("repeat[0] n=2 controls[1] (mute2).osc", 18),
+        ("repeat[0] n=1 controls[0] (ch1)", 14),
+        ("repeat[1] n=3 controls[0] (x3).id", 27),
+        ("controls[5].id", None),  # no such table
+        ("views.nope", None),
+    ],
+)
+def test_an_error_names_the_line_of_its_key(key: str, line: int | None) -> None:
+    assert line_of(LINES, key) == line
+
+
+@pytest.mark.unit
+def test_a_config_error_starts_with_file_and_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, controls=control('id = "a"\ntype = "range"\ncolour = 1'))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    at = lines.index("colour = 1") + 1
+    assert str(caught.value).startswith(f"{path}:{at}: controls[0] (a).colour: unknown key")
+    path.write_text('[server]\nport = 5000\n[[controls]]\nid = "a\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:4: is not valid TOML")
 
 
 @pytest.mark.parametrize(
