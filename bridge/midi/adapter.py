@@ -38,7 +38,7 @@ import mido
 from bridge.config import MidiConfig
 from bridge.errors import InvalidValue, MidiPortError, UnknownControl
 from bridge.flow import Latest, TokenBucket, Workers
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
 from bridge.midi.codec import encode
@@ -189,6 +189,12 @@ class MidiAdapter:
                     self._out_waiting.clear()
                 waiting = bool(self._held_out)
             self._workers.wait(1.0 / max(1, self.config.budget) if waiting else 0)
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """The controls changed (a reload, with this same [midi] table): their bindings, and the device told."""
+        self.bindings.load()
+        self._forget([*reshaped.added, *reshaped.redefined])
+        self._resend(self.hub.values())
 
     def _forget(self, cids: list[str]) -> None:
         """These controls start afresh on the output (a new binding): nothing counts as sent or waiting."""
