@@ -44,6 +44,8 @@ def blueprint(
             role=role,
             view=view_name,
             views=list(views),
+            # The editor: asked for, and only ever for the control role (the file holds the keys).
+            editing=request.args.get("edit") == "1" and role == "control",
         )
 
     @bp.get("/api/values")
