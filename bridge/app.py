@@ -13,24 +13,28 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
-from bridge.auth import Access
+from bridge.auth import Access, Role
 from bridge.concurrency import async_mode
 from bridge.config import Config
+from bridge.errors import BridgeError
 from bridge.hub import Adapter, Hub
 from bridge.looks import Looks
 from bridge.midi import api as midi_api
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.learn import bindings_path
+from bridge.reload import Reloader
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
 from bridge.state import StateStore, load_state, saved_looks
-from bridge.web import pages
+from bridge.web import config_api, editor_api, pages
 from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The tables whose adapter has ports: a reload that changes one starts a new adapter for it.
+PORTED = ("osc", "midi", "oscquery", "discovery")
 
 
 class Bridge:
@@ -80,14 +84,22 @@ class Bridge:
         state_file = config.server.state_file
         self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
         scenes_api.register(self.app, self.web, self.access, self.scenes)
-        self.midi: MidiAdapter | None = None
-        for adapter in self._transport_adapters():
+        self.reloader = Reloader(self, self.web.push)
+        config_api.register(self.app, self.access, self.reloader)
+        editor_api.register(self.app, self.access, self)
+        self.ported: dict[str, Adapter | None] = {}
+        for adapter in self._adapters():
             self.hub.add_adapter(adapter)
-        midi_api.register(self.app, self.web, self.access, self.midi)
+        midi_api.register(self.app, self.web, self.access, lambda: self.midi)
         self.app.extensions["stage_bridge"] = self
         self._started = False
 
-    def _transport_adapters(self) -> list[Adapter]:
+    @property
+    def midi(self) -> MidiAdapter | None:
+        midi = self.ported.get("midi")
+        return midi if isinstance(midi, MidiAdapter) else None
+
+    def _adapters(self) -> list[Adapter]:
         adapters: list[Adapter] = [self.web]
         if self.config.cluster is not None:
             # First: it joins the cluster at start, so every other adapter starts on its values.
@@ -97,56 +109,98 @@ class Bridge:
         if self.state is not None:
             adapters.append(self.state)
         adapters.append(self.scenes)
-        if self.config.osc is not None:
+        # Last: discovery announces the ports the others have bound.
+        for section in PORTED:
+            adapter = self._make(section, self.config)
+            self.ported[section] = adapter
+            if adapter is not None:
+                adapters.append(adapter)
+        return adapters
+
+    def _make(self, section: str, config: Config) -> Adapter | None:
+        """The adapter for one of the tables with ports, as ``config`` has it (None when it has none)."""
+        if section == "osc" and config.osc is not None:
             from bridge.osc.adapter import OscAdapter
 
-            adapters.append(
-                OscAdapter(
-                    self.hub, self.config.osc, commands=self.scenes.osc_commands(), looks=self.looks, push=self.web.push
-                )
-            )
-        if self.config.midi is not None:
-            self.midi = MidiAdapter(
+            commands = self.scenes.osc_commands()
+            return OscAdapter(self.hub, config.osc, commands=commands, looks=self.looks, push=self.web.push)
+        if section == "midi" and config.midi is not None:
+            return MidiAdapter(
                 self.hub,
-                self.config.midi,
+                config.midi,
                 push=self.web.push,
-                bindings_file=bindings_path(self.config.path),
+                bindings_file=bindings_path(config.path),
                 notify=self.web.server.emit,
             )
-            adapters.append(self.midi)
-        oscquery = None
-        if self.config.oscquery is not None:
+        if section == "oscquery" and config.oscquery is not None:
             from bridge.oscquery.adapter import OscQueryAdapter
 
-            oscquery = OscQueryAdapter(self.hub, self.config, self.access)
-            adapters.append(oscquery)
-        if self.config.discovery.mdns:
+            return OscQueryAdapter(self.hub, config, self.access)
+        if section == "discovery" and config.discovery.mdns:
             from bridge.discovery import Advertiser
 
-            # Last: it announces the ports the others have bound.
-            port = (lambda: oscquery.port) if oscquery is not None else None
-            adapters.append(Advertiser(self.config, oscquery_port=port))
-        return adapters
+            return Advertiser(config, oscquery_port=self._oscquery_port)
+        return None
+
+    def _oscquery_port(self) -> int | None:
+        oscquery = self.ported.get("oscquery")
+        return getattr(oscquery, "port", None)
+
+    def replace_adapters(self, old: Config, new: Config) -> None:
+        """After a reload: a table with ports that changed gets a new adapter, swapped in once it started.
+
+        A new adapter that cannot start (its port is taken) leaves the old one
+        running; the log says which.
+        """
+        for section in PORTED:
+            if getattr(old, section) == getattr(new, section):
+                continue
+            current = self.ported.get(section)
+            fresh = self._make(section, new)
+            if fresh is not None and self._started:
+                if current is not None:
+                    current.stop()  # its ports are free for the new one (tried again below if that fails)
+                try:
+                    fresh.start()
+                except BridgeError as err:
+                    log.warning("config: %s not changed, the old one stays: %s", section, err)
+                    if current is not None:
+                        current.start()
+                    continue
+            elif current is not None:
+                current.stop()
+            self.hub.replace_adapter(current, fresh)
+            self.ported[section] = fresh
+            log.info("config: %s %s", section, "restarted" if fresh is not None else "switched off")
+
+    def render_surface(self, view: str | None, role: Role) -> str:
+        """The tabs and panels a page of ``view`` and ``role`` shows now (the ``layout`` a reload sends)."""
+        context = pages.surface(self.hub, self.looks, self.web.views, view, role, self.hub.values())
+        return pages.render_surface(self.app, context)
 
     def start(self) -> None:
         """Restore the saved values, then open every adapter's ports and threads."""
         if not self.access.enabled:
             log.warning("no [server] key set: anyone on this network can control the show")
         if self.state is not None:
-            restored = load_state(self.state.path, self.hub.controls)
+            elsewhere: dict[str, Any] = {}
+            restored = load_state(self.state.path, self.hub.controls, elsewhere)
             self.hub.restore(restored)
+            self.hub.park(elsewhere)
             self.looks.restore(saved_looks(self.state.path))
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True
         for adapter in self.hub.adapters:
             adapter.start()
+        self.reloader.start()
 
     def stop(self) -> None:
         """Close every adapter (the state is saved one last time)."""
         if not self._started:
             return
         self._started = False
+        self.reloader.stop()
         for adapter in reversed(self.hub.adapters):
             try:
                 adapter.stop()
@@ -164,6 +218,7 @@ class Bridge:
             "status": "ok",
             "server_model": self.socketio.async_mode,
             "controls": len(self.hub.controls),
+            "config": self.reloader.describe(),
             "adapters": adapters,
         }
 

@@ -55,12 +55,18 @@ def presented_key(req: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Access:
-    """The keys in force: ``key`` gives control, ``viewer_key`` read-only access."""
+    """The keys in force: ``key`` gives control, ``viewer_key`` read-only access.
+
+    One object for the whole run: a config reload changes its keys in place
+    (:meth:`follow`), and every check everywhere sees the new ones.
+    """
 
     key: str | None = None
     viewer_key: str | None = None
+    #: The keys as the config writes them ("auto" included), to tell what a reload changed.
+    wanted: tuple[str | None, str | None] = (None, None)
 
     @classmethod
     def from_config(cls, key: str | None, viewer_key: str | None) -> Access:
@@ -68,7 +74,24 @@ class Access:
         return cls(
             key=generate_key() if key == "auto" else key,
             viewer_key=generate_key() if viewer_key == "auto" else viewer_key,
+            wanted=(key, viewer_key),
         )
+
+    def follow(self, key: str | None, viewer_key: str | None) -> bool:
+        """Take the keys of a reloaded config; an "auto" key that stays "auto" keeps its value.
+
+        True when a key changed.
+        """
+        if (key, viewer_key) == self.wanted:
+            return False
+        fresh = Access.from_config(key, viewer_key)
+        if key == "auto" and self.wanted[0] == "auto":
+            fresh.key = self.key
+        if viewer_key == "auto" and self.wanted[1] == "auto":
+            fresh.viewer_key = self.viewer_key
+        changed = (fresh.key, fresh.viewer_key) != (self.key, self.viewer_key)
+        self.key, self.viewer_key, self.wanted = fresh.key, fresh.viewer_key, (key, viewer_key)
+        return changed
 
     @property
     def enabled(self) -> bool:

@@ -85,7 +85,7 @@ class Advertiser:
 
     name = "discovery"
 
-    def __init__(self, config: Config, oscquery_port: Callable[[], int] | None = None) -> None:
+    def __init__(self, config: Config, oscquery_port: Callable[[], int | None] | None = None) -> None:
         self.config = config
         self.instance = config.discovery.name
         self._oscquery_port = oscquery_port

@@ -18,12 +18,18 @@ class ConfigError(BridgeError):
     ``str(err)`` is one line naming the file, the key and what is expected.
     """
 
-    def __init__(self, path: str, key: str, expected: str) -> None:
+    def __init__(self, path: str, key: str, expected: str, line: int | None = None) -> None:
         self.path = path
         self.key = key
         self.expected = expected
-        where = f"{path}: {key}" if key else path
+        self.line = line
+        where = f"{path}:{line}" if line else path
+        where = f"{where}: {key}" if key else where
         super().__init__(f"{where}: {expected}")
+
+    def at_line(self, line: int | None) -> ConfigError:
+        """The same error, naming the line of the file it is on."""
+        return ConfigError(self.path, self.key, self.expected, line)
 
 
 class UnknownControl(BridgeError):

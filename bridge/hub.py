@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.errors import UnknownControl
+from bridge.errors import InvalidValue, UnknownControl
 from bridge.model import Change, Control, Origin, Value
 from bridge.validation import normalize
 
@@ -49,6 +49,27 @@ class Applied:
     adjusted: bool = False
 
 
+@dataclass(frozen=True)
+class Reshaped:
+    """What a new set of controls changed (a config reload): ids added, removed, and redefined,
+    and the values the new definitions refused (reset to the default) or clamped."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    redefined: tuple[str, ...]
+    adjusted: dict[str, tuple[Value, Value]]  # id -> (value before, value now)
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.added or self.removed or self.redefined)
+
+
+#: Where the changes a reload makes to values (clamped, reset) come from.
+RELOAD = Origin("config", "reload")
+#: The editor's "send test": a control's value sent out once more, stored nowhere.
+TEST = Origin("test", "editor")
+
+
 class Hub:
     """Owns the values; validates, stores and fans out every change."""
 
@@ -61,11 +82,31 @@ class Hub:
         self._lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self._outbox: deque[Change] = deque()
+        #: Values of controls a reload removed, kept for when they come back.
+        self._parked: dict[str, Value] = {}
         self.version = 0
 
     # -- adapters --------------------------------------------------------
     def add_adapter(self, adapter: Adapter) -> None:
-        self._adapters.append(adapter)
+        self.replace_adapter(None, adapter)
+
+    def replace_adapter(self, old: Adapter | None, new: Adapter | None) -> None:
+        """Put ``new`` where ``old`` was (or last); None removes, or adds nothing.
+
+        The list is replaced whole, under the dispatch lock: a change being
+        handed out meanwhile goes to the adapters it started with.
+        """
+        with self._dispatch_lock:
+            adapters = list(self._adapters)
+            if old is not None and old in adapters:
+                at = adapters.index(old)
+                if new is None:
+                    del adapters[at]
+                else:
+                    adapters[at] = new
+            elif new is not None:
+                adapters.append(new)
+            self._adapters = adapters
 
     @property
     def adapters(self) -> tuple[Adapter, ...]:
@@ -131,20 +172,101 @@ class Hub:
         self._dispatch()
         return Applied(control, 1, changed=True)
 
+    def reshape(
+        self, controls: Iterable[Control], saved: Mapping[str, Value], apply: Callable[[Reshaped], None]
+    ) -> Reshaped:
+        """Take a new set of controls, keeping every value that still fits; ``apply`` runs before any later change.
+
+        A control whose id stays keeps its value (clamped or stepped into a
+        new range; reset to its new default when its new definition refuses
+        it). A new control starts from ``saved`` (the state file, or a value
+        it had before it was removed), else from its default. A removed
+        control's value is parked for when it comes back. ``apply`` (the
+        adapters taking the new controls) runs under the dispatch lock, so
+        no change reaches an adapter between the new controls and it; the
+        values that had to change then go to every adapter.
+        """
+        fresh = {c.id: c for c in controls}
+        with self._dispatch_lock:
+            self._drain()  # what was stored under the old controls goes out under them
+            with self._lock:
+                old, values = self.controls, self._values
+                kept = [cid for cid in fresh if cid in old]
+                added = tuple(cid for cid in fresh if cid not in old)
+                removed = tuple(cid for cid in old if cid not in fresh)
+                redefined = tuple(cid for cid in kept if fresh[cid] != old[cid])
+                new_values: dict[str, Value] = {}
+                adjusted: dict[str, tuple[Value, Value]] = {}
+                for cid, control in fresh.items():
+                    before = values[cid] if cid in old else self._parked.pop(cid, saved.get(cid, control.default))
+                    try:
+                        now = normalize(control, before)
+                    except InvalidValue:
+                        now = control.default
+                    if control.trigger:
+                        now = control.default
+                    new_values[cid] = now
+                    if cid in old and not _same(now, before):
+                        adjusted[cid] = (before, now)
+                for cid in removed:
+                    self._parked[cid] = values[cid]
+                self.controls, self._values = fresh, new_values
+                self.version += 1
+                for cid, (_before, now) in adjusted.items():
+                    self._outbox.append(Change(fresh[cid], now, RELOAD))
+            reshaped = Reshaped(added, removed, redefined, adjusted)
+            apply(reshaped)
+            self._drain()
+        return reshaped
+
+    def park(self, values: Mapping[str, Value]) -> None:
+        """Keep values of controls the config does not have (from the state file) for when it does."""
+        with self._lock:
+            for cid, value in values.items():
+                if cid not in self.controls:
+                    self._parked[cid] = value
+
+    def send_test(self, cid: str, adapters: Iterable[Adapter]) -> Value:
+        """Hand ``cid``'s stored value to ``adapters`` once more (the editor's "send test"), in dispatch order.
+
+        Nothing is stored and no other adapter sees it; an adapter that skips
+        a value its device shows already sends it anyway (origin ``test``).
+        """
+        with self._dispatch_lock:
+            control = self.controls.get(cid)
+            if control is None:
+                raise UnknownControl(cid)
+            value = self.get(cid)
+            for adapter in adapters:
+                try:
+                    adapter.send(Change(control, value, TEST))
+                except Exception:  # an adapter's fault must not stop the others
+                    log.exception("adapter %s failed to send a test of %s", adapter.name, cid)
+        return value
+
+    def parked(self) -> dict[str, Value]:
+        """Values of controls a reload removed (kept in the state file for when they come back)."""
+        with self._lock:
+            return dict(self._parked)
+
     def _dispatch(self) -> None:
         # Whoever holds the dispatch lock drains the outbox in store order,
         # including changes queued by other threads meanwhile.
         with self._dispatch_lock:
-            while True:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Hand every queued change to every adapter (under the dispatch lock)."""
+        while True:
+            try:
+                change = self._outbox.popleft()
+            except IndexError:
+                return
+            for adapter in self._adapters:
                 try:
-                    change = self._outbox.popleft()
-                except IndexError:
-                    return
-                for adapter in self._adapters:
-                    try:
-                        adapter.send(change)
-                    except Exception:  # an adapter's fault must not stop the others
-                        log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
+                    adapter.send(change)
+                except Exception:  # an adapter's fault must not stop the others
+                    log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
 
 
 def _same(a: object, b: object) -> bool:

@@ -32,6 +32,10 @@ class Looks:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
 
+    def reshape(self, control_ids: Iterable[str]) -> None:
+        """The controls changed (a reload): looks are kept for the ids that stay (and for those that come back)."""
+        self._ids = set(control_ids)
+
     def listen(self, listener: Listener) -> None:
         """Call ``listener(control id, its whole look)`` after every change."""
         self._listeners.append(listener)

@@ -6,7 +6,7 @@ which Linux hands down to every accepted connection: an ``update value``
 frame is a few dozen bytes, and Nagle's algorithm would otherwise hold it
 back until the browser acknowledges the previous one (up to 40 ms with a
 delayed ACK). SIGTERM and Ctrl-C stop the server cleanly; the caller then
-stops the bridge, which saves the state.
+stops the bridge, which saves the state. SIGHUP reads the config file again.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,7 @@ class HttpServer:
         if self._server is None:
             # Measurement only (bridge.concurrency): Werkzeug's threads, as Flask-SocketIO runs them.
             signal.signal(signal.SIGTERM, _exit)
+            signal.signal(signal.SIGHUP, lambda signum, frame: self._reload_soon())
             self.bridge.socketio.run(
                 self.bridge.app,
                 host=self.host,
@@ -132,7 +134,13 @@ class HttpServer:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, self.stop)
+        gevent.signal_handler(signal.SIGHUP, self._reload_soon)
         self._server.serve_forever(stop_timeout=STOP_TIMEOUT)
+
+    def _reload_soon(self) -> None:
+        """SIGHUP: read the config file again, on a thread of its own (not inside the signal handler)."""
+        reload = self.bridge.reloader.reload
+        threading.Thread(target=reload, args=("SIGHUP",), name="config-sighup", daemon=True).start()
 
     def stop(self) -> None:
         if self._server is not None and not self._server.closed:

@@ -23,7 +23,7 @@ from bridge.model import Change, Control, Value
 from bridge.validation import normalize
 
 if TYPE_CHECKING:
-    from bridge.hub import Hub
+    from bridge.hub import Hub, Reshaped
     from bridge.looks import Looks
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,13 @@ def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, An
     return found
 
 
-def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
+def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, Any] | None = None) -> dict[str, Value]:
     """Read saved values; a corrupt file is moved aside and ``{}`` returned.
 
     A value that no longer fits its control (the config changed) is left out,
-    so its control starts at its default, with a warning.
+    so its control starts at its default, with a warning. Values of controls
+    the config no longer has go to ``elsewhere`` when given (the hub keeps
+    them for when the control comes back).
     """
     saved = read_document(path, "values", "state file", "starting from defaults")
     if saved is None:
@@ -81,7 +83,9 @@ def load_state(path: Path, controls: dict[str, Control]) -> dict[str, Value]:
     for cid, raw in saved.items():
         control = controls.get(cid)
         if control is None:
-            log.info("state file %s: control %r is no longer in the config; ignored", path, cid)
+            if elsewhere is not None:
+                elsewhere[cid] = raw
+            log.info("state file %s: control %r is not in the config; its value is kept for when it is", path, cid)
             continue
         try:
             value = normalize(control, raw)
@@ -170,12 +174,18 @@ class StateStore:
     def send(self, change: Change) -> None:
         self._dirty.set()
 
+    def reshape(self, reshaped: Reshaped) -> None:
+        """A reload: the controls it removed are still saved (parked), and new ones are."""
+        self._dirty.set()
+
     def save(self) -> bool:
         """Write the current values (and the desk's labels and colours) now; True when they are on disk."""
         version = (self.hub.version, self._looks_version)
         if version == self.saved_version:
             return True
-        body: dict[str, Any] = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": self.hub.values()}
+        # With the values of controls a reload removed: they come back with them.
+        values = {**self.hub.parked(), **self.hub.values()}
+        body: dict[str, Any] = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": values}
         if self.looks is not None:
             body["looks"] = self.looks.all()
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")

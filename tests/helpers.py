@@ -233,6 +233,8 @@ class BridgeProcess:
             return err.code, json.loads(err.read() or b"null")
 
 
+#: The events a test client keeps.
+RECORDED = ("update value", "snapshot", "rejected", "update look", "midi status", "osc status", "layout", "config")
 #: What the MIDI adapter pushes besides its status: bindings, learning, takeover ghosts.
 MIDI_PUSHES = ("midi bindings", "midi learning", "midi learned", "midi ghost")
 
@@ -244,7 +246,7 @@ class Client:
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
         self.events: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
-        for name in ("update value", "snapshot", "rejected", "update look", "midi status", "osc status", *MIDI_PUSHES):
+        for name in (*RECORDED, *MIDI_PUSHES):
             self.sio.on(name, self._recorder(name))
         self.sio.connect(url, wait_timeout=10)
 
@@ -293,6 +295,8 @@ class Client:
             return list(self.events)
 
     def close(self) -> None:
-        # shutdown() also ends a reconnection loop (its server already gone),
-        # which disconnect() would leave running after the test.
+        # No new reconnection loop from here on (the server may be gone before
+        # the loss is noticed), and shutdown() ends one already running: a
+        # loop left behind would retry for the rest of the session.
+        self.sio.reconnection = False
         self.sio.shutdown()

@@ -204,6 +204,49 @@ def test_a_process_with_other_controls_refuses_to_join_until_the_others_are_gone
     assert "values reset from this config" in took_over.output()
 
 
+def test_a_reload_made_by_every_process_is_shared_and_a_disagreement_is_said(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    extra_control = '\n[[controls]]\nid = "spot"\ntype = "range"\nmax = 10\nvalue = 2\n'
+    first, second = member_config(tmp_path / "p1", redis_server.url), member_config(tmp_path / "p2", redis_server.url)
+    p1, p2 = start_processes(bridge_factory, [first, second])
+    a, b = clients(p1.url, Client), clients(p2.url, Client)
+    a.send("slider1", 33)
+    b.wait_value("slider1", 33)
+
+    # Each process has its own copy; only the first is edited: they disagree, and say so.
+    first.write_text(first.read_text(encoding="utf-8") + extra_control, encoding="utf-8")
+    a.wait_event("layout", lambda e: e["generation"] == 2)
+    wait_until(lambda: cluster_status(p1)["differ"] == 1, what="process 1 to see that process 2 differs")
+    wait_until(lambda: cluster_status(p2)["differ"] == 1, what="process 2 to see that process 1 differs")
+    wait_until(lambda: "a config reload not made by every process" in p1.output(), what="the warning")
+    a.send("spot", 5)  # a control only process 1 has: shared once process 2 has it too
+    a.send("slider1", 34)  # one they share: still shared
+    b.wait_value("slider1", 34)
+    assert "spot" not in p2.get_json("/api/values")
+    # A third process with the old controls still joins: process 2 runs them.
+    p3 = bridge_factory(member_config(tmp_path / "p3", redis_server.url))
+    assert cluster_status(p3)["state"] == "joined"
+    assert p3.stop() == 0
+
+    # The second copy gets the same edit: the new control comes with the value process 1 gave it.
+    second.write_text(second.read_text(encoding="utf-8") + extra_control, encoding="utf-8")
+    b.wait_event("layout", lambda e: e["generation"] == 2)
+    b.wait_value("spot", 5)
+    wait_until(lambda: all(cluster_status(p)["differ"] == 0 for p in (p1, p2)), what="both to agree again")
+    assert "every process runs the same controls again" in p1.output()
+    b.send("spot", 8)
+    a.wait_value("spot", 8)
+
+    # Now a process with the old controls is refused: no process runs them any more.
+    refused = bridge_factory(member_config(tmp_path / "p4", redis_server.url), wait=False)
+    assert refused.proc is not None and refused.proc.wait(timeout=30) == 1
+    assert "controls differ" in refused.output()
+    # And one started on the new file joins, with the shared values.
+    p5 = bridge_factory(second)
+    assert p5.get_json("/api/values")["spot"] == 8 and p5.get_json("/api/values")["slider1"] == 34
+
+
 def test_through_nginx_fifty_clients_stay_in_sync_and_survive_a_killed_process(
     tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
 ) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.config import DEFAULT_CONFIG, load_config
+from bridge.config.controls import ALL_KEYS, FIELDS
+from bridge.config.lines import line_of
 from bridge.errors import ConfigError
 from tests.helpers import ROOT, write_config
 
@@ -75,7 +77,7 @@ def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
         (control('id = "a"\ntype = "text"\nmidi = { cc = 1 }'), "controls[0] (a).midi", "no MIDI"),
         (control('id = "a b"\ntype = "range"'), "controls[0].id", "letters"),
         (control('id = "a"\ntype = "range"\nosc = "/bridge/sync"'), "controls[0] (a).osc", "/bridge"),
-        ("", "controls", "at least one"),
+        ("[controls]\nid = 1", "controls", "expected [[controls]] tables"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, controls: str, key: str, words: str) -> None:
@@ -96,6 +98,22 @@ def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+def test_a_config_with_no_controls_is_a_surface_to_build(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text("controls = []\n[server]\nport = 5000\n", encoding="utf-8")
+    assert load_config(path).controls == ()
+    assert load_config(write_config(tmp_path, controls="")).controls == ()
+
+
+@pytest.mark.unit
+def test_the_editor_knows_every_key_the_loader_takes() -> None:
+    assert set(FIELDS) == ALL_KEYS
+    for kind, choices in FIELDS.values():
+        assert kind in ("text", "number", "integer", "flag", "color", "address", "choice", "value", "toml")
+        assert bool(choices) == (kind == "choice")
+
+
+@pytest.mark.unit
 def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server\nport = 1", encoding="utf-8")
@@ -103,6 +121,73 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+LINES = """\
+[server]
+port = 5000
+[osc]
+targets = [
+  "127.0.0.1:9000",
+]
+
+[[controls]]
+id = "a"
+type = "range"
+
+[[repeat]]
+n = 2
+[[repeat.controls]]
+id = "ch{n}"
+[[repeat.controls]]
+id = "mute{n}"
+osc = { address = "/m" }
+
+[[controls]]
+id = "b"
+  colour = "red"
+
+[[repeat]]
+n = 3
+[[repeat.controls]]
+id = "x{n}"
+"""
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("server.port", 2),
+        ("server", 1),
+        ("osc.targets[0]", 4),
+        ("controls[0] (a).type", 10),
+        ("controls[1] (b).colour", 22),
+        ("controls[1].id", 21),
+        ("repeat[0].n", 13),
+        ("repeat[0] n=2 controls[1] (mute2).osc", 18),
+        ("repeat[0] n=1 controls[0] (ch1)", 14),
+        ("repeat[1] n=3 controls[0] (x3).id", 27),
+        ("controls[5].id", None),  # no such table
+        ("views.nope", None),
+    ],
+)
+def test_an_error_names_the_line_of_its_key(key: str, line: int | None) -> None:
+    assert line_of(LINES, key) == line
+
+
+@pytest.mark.unit
+def test_a_config_error_starts_with_file_and_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, controls=control('id = "a"\ntype = "range"\ncolour = 1'))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    at = lines.index("colour = 1") + 1
+    assert str(caught.value).startswith(f"{path}:{at}: controls[0] (a).colour: unknown key")
+    path.write_text('[server]\nport = 5000\n[[controls]]\nid = "a\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:4: is not valid TOML")
 
 
 @pytest.mark.parametrize(

@@ -279,7 +279,9 @@ def test_host_info(bridge: QueryBridge) -> None:
     extensions = info["EXTENSIONS"]
     for attribute in ("ACCESS", "VALUE", "RANGE", "DESCRIPTION", "UNIT", "CLIPMODE", "LISTEN"):
         assert extensions[attribute] is True
-    assert extensions["PATH_CHANGED"] is False  # the namespace never changes while the bridge runs
+    # A config reload changes the namespace, and listeners are told (tests/test_live_config.py).
+    assert (extensions["PATH_ADDED"], extensions["PATH_REMOVED"], extensions["PATH_CHANGED"]) == (True, True, True)
+    assert extensions["PATH_RENAMED"] is False  # a renamed control is one path removed and one added
     assert bridge.get("/slider1?HOST_INFO") == (200, info)  # the path is irrelevant to HOST_INFO
 
 

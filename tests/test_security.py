@@ -282,3 +282,33 @@ def test_oversized_payload_is_not_applied(tmp_path: Path, bridge_factory: Start,
     assert proc.get_json("/api/values")["txt1"] in ("", "after")
     status, _ = http(proc.url + "/api/values/txt1", "PUT", {"value": "z" * 10_000})
     assert status == 413
+
+
+@pytest.mark.unit
+def test_a_reload_keeps_an_auto_key_and_takes_new_ones() -> None:
+    access = Access.from_config("auto", None)
+    generated = access.key
+    assert access.follow("auto", None) is False and access.key == generated  # still "auto": the same key
+    assert access.follow("auto", "watch") is True
+    assert (access.key, access.viewer_key) == (generated, "watch")
+    assert access.follow("stage", "watch") is True and access.role_for(generated) is None
+    assert access.role_for("stage") == "control"
+    assert access.follow(None, None) is True and access.role_for(None) == "control"  # no key: open again
+
+
+def test_a_reload_with_a_new_key_lets_go_of_browsers_with_the_old_one(tmp_path: Path, bridge_factory: Start) -> None:
+    config = keyed(tmp_path)
+    proc = bridge_factory(config)
+    old, kept = socketio.Client(reconnection=False), socketio.Client(reconnection=False)
+    old.connect(proc.url, auth={"key": KEY}, wait_timeout=10)
+    kept.connect(proc.url, auth={"key": VIEWER}, wait_timeout=10)
+    try:
+        config.write_text(config.read_text(encoding="utf-8").replace(KEY, "control-key-2"), encoding="utf-8")
+        wait_until(lambda: not old.connected, what="the browser with the old key let go")
+        assert kept.connected  # the viewer key did not change
+        assert http(proc.url + "/api/values", headers={"Authorization": f"Bearer {KEY}"})[0] == 401
+        assert http(proc.url + "/api/values", headers={"Authorization": "Bearer control-key-2"})[0] == 200
+        assert "no longer valid after the reload" in proc.output()
+    finally:
+        old.disconnect()
+        kept.disconnect()

@@ -43,7 +43,7 @@ from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
 from bridge.flow import Latest, Workers
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
 from bridge.validation import normalize
@@ -116,6 +116,9 @@ class ClusterAdapter:
         self._warn = LogLimiter(log, interval=10.0)
         self.state = "starting"  # joined | down | refused
         self.members = 0
+        #: Processes running other controls (a config reload not made by every process yet).
+        self.differ = 0
+        self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
         self.written = 0
         self.received = 0
         self.applied = 0
@@ -151,6 +154,7 @@ class ClusterAdapter:
             counters = {
                 "state": self.state,
                 "members": self.members,
+                "differ": self.differ,
                 "written": self.written,
                 "received": self.received,
                 "applied": self.applied,
@@ -164,6 +168,54 @@ class ClusterAdapter:
             "inflight": self.versions.inflight,
             "outages": self.outages,
         }
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """A config reload (under the hub's dispatch order): the new controls are shared from now on.
+
+        Redis is told the new signature, and the values it holds for the
+        controls added are read, by the listener thread: never Redis I/O
+        under the hub's lock.
+        """
+        self.versions.reshape(self.hub.controls)
+        with self._lock:
+            self.signature = signature(self.hub.controls.values())
+            self._reshaped = (self._reshaped or []) + list(reshaped.added)
+
+    def _take_reshape(self) -> None:
+        """On the listener: tell Redis the signature of a reload, and take what it holds of new controls."""
+        with self._lock:
+            added, self._reshaped = self._reshaped, None
+            mine = self.signature
+        if added is None:
+            return
+        try:
+            differ = self.store.reshape(mine)
+            stored = self.store.read([cid for cid in added if cid in self.hub.controls])
+        except StoreError:
+            with self._lock:
+                self._reshaped = (self._reshaped or []) + added  # again once Redis is back
+            raise
+        self._agree(differ)
+        for cid, (text, version) in stored.items():
+            control = self.hub.controls.get(cid)
+            value = None if control is None else self._checked(control, text)
+            if value is not None and self.versions.announced(cid, version, value):
+                self._settle(cid)
+
+    def _agree(self, differ: int) -> None:
+        """Say when the processes start or stop running the same controls."""
+        with self._lock:
+            before, self.differ = self.differ, differ
+        if differ and not before:
+            log.warning(
+                "cluster %r: %d other process(es) run other controls (signature here %s): a config reload "
+                "not made by every process; values are shared only for the controls they have in common",
+                self.config.name,
+                differ,
+                self.signature,
+            )
+        elif before and not differ:
+            log.info("cluster %r: every process runs the same controls again", self.config.name)
 
     # -- local changes out -----------------------------------------------------
     def send(self, change: Change) -> None:
@@ -249,6 +301,7 @@ class ClusterAdapter:
                 if not self.store.subscribed:
                     self._join(initial=False)
                     backoff = RETRY_MIN
+                self._take_reshape()
                 data = self.store.announcement(LISTEN_TIMEOUT)
                 if data is not None:
                     self._announced(data)
@@ -295,6 +348,7 @@ class ClusterAdapter:
             )
         fresh = self._read_hash(joined.stored)
         queued = self.versions.replace(fresh)
+        self._agree(joined.differ)
         with self._lock:
             self.state = "joined"
             was_down = not self._up and not initial
@@ -348,10 +402,12 @@ class ClusterAdapter:
                 self._fired(message["control"], message["process"])
                 return
             cid, version, process = message["control"], int(message["version"]), message["process"]
-            control = self.hub.controls[cid]
         except (ValueError, KeyError, TypeError) as err:
             log.warning("cluster: announcement %r not understood (%s); ignored", data[:200], err)
             return
+        control = self.hub.controls.get(cid)
+        if control is None:
+            return  # a control another process has and this one does not (a reload not made everywhere)
         value = self._checked(control, json.dumps(message.get("value")))
         if value is None:
             return
@@ -361,7 +417,7 @@ class ClusterAdapter:
             self._settle(cid)
 
     def _fired(self, cid: object, process: object) -> None:
-        if process == self.process_id:
+        if process == self.process_id or cid not in self.hub.controls:
             return
         with self._lock:
             self.received += 1
@@ -389,7 +445,8 @@ class ClusterAdapter:
                     self.applied += 1
 
     def _beat(self) -> None:
-        members = self.store.beat()
+        members, differ = self.store.beat(self.signature)
+        self._agree(differ)
         with self._lock:
             self.members = members
         self._next_beat = time.monotonic() + BEAT_INTERVAL

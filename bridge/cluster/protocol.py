@@ -72,7 +72,10 @@ class Versions:
         with self._lock:
             newer = self._queued.take()
             for cid, pending in batch:
-                self._known[cid].inflight -= 1
+                known = self._known.get(cid)
+                if known is None:
+                    continue  # removed by a reload meanwhile
+                known.inflight -= 1
                 if cid not in newer:
                     self._queued.put(cid, pending)
             for cid, pending in newer.items():
@@ -82,17 +85,21 @@ class Versions:
         """Redis wrote ``batch`` with these versions; the controls to settle now."""
         with self._lock:
             for (cid, (value, _kind)), version in zip(batch, versions, strict=True):
-                known = self._known[cid]
+                known = self._known.get(cid)
+                if known is None:
+                    continue  # removed by a reload meanwhile
                 known.inflight -= 1
                 if version > known.version:
                     known.version, known.value = version, value
-        return list(dict.fromkeys(cid for cid, _pending in batch))
+        return list(dict.fromkeys(cid for cid, _pending in batch if cid in self._known))
 
     # -- what the others say -------------------------------------------------------
     def announced(self, cid: str, version: int, value: Value) -> bool:
         """A change announced on the channel; True when it is news (a higher version)."""
         with self._lock:
-            known = self._known[cid]
+            known = self._known.get(cid)
+            if known is None:
+                return False  # a control this process does not run (a reload not made here yet)
             if version <= known.version:
                 return False  # stale, or already known (its own write, acknowledged)
             known.version, known.value = version, value
@@ -101,8 +108,8 @@ class Versions:
     def settled(self, cid: str) -> Value | None:
         """The value to show for ``cid`` now, or None while a change of this process is pending."""
         with self._lock:
-            known = self._known[cid]
-            if not self.joined or cid in self._queued or known.inflight or known.value is None:
+            known = self._known.get(cid)
+            if known is None or not self.joined or cid in self._queued or known.inflight or known.value is None:
                 return None
             return known.value
 
@@ -116,11 +123,25 @@ class Versions:
         """Take what Redis holds after a join as known, and count as joined; the changes still queued."""
         with self._lock:
             for cid, (version, value) in fresh.items():
-                known = self._known[cid]
+                known = self._known.setdefault(cid, Known())
                 # Replaced, not merged: after a restart that lost data, versions may have gone down.
                 known.version, known.value = version, value
             self.joined = True
             return len(self._queued)
+
+    def reshape(self, control_ids: Iterable[str]) -> None:
+        """A config reload: new controls start unknown (version 0); removed ones are forgotten, queued or not."""
+        with self._lock:
+            ids = list(control_ids)
+            self._known = {cid: self._known.get(cid) or Known() for cid in ids}
+            queued = self._queued.take()
+            for cid, pending in queued.items():
+                if cid in self._known:
+                    self._queued.put(cid, pending)
+
+    def knows(self, cid: str) -> bool:
+        with self._lock:
+            return cid in self._known
 
     def left(self) -> None:
         """Redis is away: hold the writes until the next join."""

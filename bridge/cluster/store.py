@@ -5,7 +5,10 @@ Keys, under the ``[cluster] name`` prefix:
 ``<name>:values``
     one hash: ``<id>`` holds the JSON value, ``<id>:version`` its version.
 ``<name>:signature``
-    the controls' signature (ids, types, ranges) of the processes running.
+    the controls' signature (ids, types, ranges) the values were written under.
+``<name>:signatures``
+    a hash: each process running and the signature of the controls it runs
+    now (a config reload changes it).
 ``<name>:members``
     a sorted set of the processes alive, each scored with the Redis time at
     which it counts as gone unless it beats again.
@@ -46,24 +49,55 @@ redis.call('PUBLISH', ARGV[5], '{"control":"' .. ARGV[1] .. '","version":' .. ve
 return version
 """
 
-# Joining: check the controls' signature against the processes running (or
-# take over when none is), register as a member, fill in controls Redis does
-# not have or holds at an older version than this process knows, and return
-# the whole hash.
-_JOIN = """
+# The signatures of the other processes running, once those of processes gone
+# are dropped: how many there are, and how many differ from ARGV[1].
+# (KEYS[1] signatures, KEYS[2] members, KEYS[3] the values' signature, ARGV[2] this process.)
+_OTHERS = """
+local function others(sigs, members, fallback, mine, me)
+  local flat = redis.call('HGETALL', sigs)
+  for i = 1, #flat, 2 do
+    if not redis.call('ZSCORE', members, flat[i]) then redis.call('HDEL', sigs, flat[i]) end
+  end
+  local ids = redis.call('ZRANGE', members, 0, -1)
+  local count, differ, theirs = 0, 0, false
+  for _, id in ipairs(ids) do
+    if id ~= me then
+      count = count + 1
+      local sig = redis.call('HGET', sigs, id) or redis.call('GET', fallback)
+      if sig ~= mine then
+        differ = differ + 1
+        theirs = sig
+      end
+    end
+  end
+  return count, differ, theirs
+end
+"""
+
+# Joining: check the controls' signature against the processes running: at
+# least one must run the same controls (after a reload made everywhere, they
+# all do); with none running, a different signature means a different show,
+# whose values are dropped. Then register as a member, fill in controls Redis
+# does not have or holds at an older version than this process knows, and
+# return the whole hash.
+_JOIN = (
+    _OTHERS
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local current = redis.call('GET', KEYS[2])
+local count, differ, theirs = others(KEYS[4], KEYS[3], KEYS[2], ARGV[1], ARGV[2])
 local took_over = 0
-if current and current ~= ARGV[1] then
-  local others = redis.call('ZCARD', KEYS[3])
-  if redis.call('ZSCORE', KEYS[3], ARGV[2]) then others = others - 1 end
-  if others > 0 then return {'refused', current, others} end
-  redis.call('DEL', KEYS[1])
-  took_over = 1
+if count > 0 and differ == count then return {'refused', theirs, count} end
+if count == 0 then
+  local current = redis.call('GET', KEYS[2])
+  if current and current ~= ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    took_over = 1
+  end
 end
 redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 local restored = 0
 for i = 5, #ARGV, 3 do
@@ -76,17 +110,34 @@ for i = 5, #ARGV, 3 do
       ',"process":"' .. ARGV[2] .. '","origin":"join","value":' .. value .. '}')
   end
 end
-return {'joined', redis.call('HGETALL', KEYS[1]), took_over, restored}
+return {'joined', redis.call('HGETALL', KEYS[1]), took_over, restored, differ}
 """
+)
 
-# A heartbeat: still running; the number of processes that are.
-_BEAT = """
+# A reload: this process runs other controls now. Returns how many of the
+# others run different ones.
+_RESHAPE = (
+    _OTHERS
+    + """
+local count, differ, theirs = others(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[1])
+return differ
+"""
+)
+
+# A heartbeat: still running; the number of processes that are, and of those whose controls differ.
+_BEAT = (
+    _OTHERS
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+local count, differ = others(KEYS[2], KEYS[1], KEYS[3], ARGV[3], ARGV[1])
+return {redis.call('ZCARD', KEYS[1]), differ}
 """
+)
 
 
 class StoreError(BridgeError):
@@ -107,12 +158,14 @@ def _translated(call: Callable[[], T]) -> T:
 
 
 class Joined:
-    """What a join found: the hash as {field: text}, and whether this process took over or restored values."""
+    """What a join found: the hash as {field: text}, whether this process took over or restored values,
+    and how many of the processes running have other controls (a reload not made by all yet)."""
 
-    def __init__(self, stored: dict[str, str], took_over: bool, restored: int) -> None:
+    def __init__(self, stored: dict[str, str], took_over: bool, restored: int, differ: int = 0) -> None:
         self.stored = stored
         self.took_over = took_over
         self.restored = restored
+        self.differ = differ
 
 
 class RedisStore:
@@ -122,6 +175,7 @@ class RedisStore:
         self.process_id = process_id
         self.values_key = f"{name}:values"
         self.signature_key = f"{name}:signature"
+        self.signatures_key = f"{name}:signatures"
         self.members_key = f"{name}:members"
         self.channel = f"{name}:changes"
         # No retries inside redis-py: the adapter's writer and listener retry, with backoff, themselves.
@@ -193,10 +247,11 @@ class RedisStore:
         reply = _translated(
             lambda: self.client.eval(
                 _JOIN,
-                3,
+                4,
                 self.values_key,
                 self.signature_key,
                 self.members_key,
+                self.signatures_key,
                 signature,
                 self.process_id,
                 MEMBER_TTL_MS,
@@ -207,16 +262,41 @@ class RedisStore:
         if reply[0] == "refused":
             return str(reply[1]), int(reply[2])
         flat = reply[1]
-        return Joined(dict(zip(flat[::2], flat[1::2], strict=True)), bool(int(reply[2])), int(reply[3]))
+        return Joined(dict(zip(flat[::2], flat[1::2], strict=True)), bool(int(reply[2])), int(reply[3]), int(reply[4]))
 
-    def beat(self) -> int:
-        """Still running; the number of processes that are."""
-        return int(_translated(lambda: self.client.eval(_BEAT, 1, self.members_key, self.process_id, MEMBER_TTL_MS)))
+    def reshape(self, signature: str) -> int:
+        """This process runs other controls now (a reload); how many of the others run different ones."""
+        keys = (self.signatures_key, self.members_key, self.signature_key)
+        return int(_translated(lambda: self.client.eval(_RESHAPE, 3, *keys, signature, self.process_id)))
+
+    def read(self, ids: list[str]) -> dict[str, tuple[str, int]]:
+        """The JSON value and version Redis holds for each of ``ids`` it has."""
+        fields = [f for cid in ids for f in (cid, f"{cid}:version")]
+        reply = _translated(lambda: self.client.hmget(self.values_key, fields)) if fields else []
+        found: dict[str, tuple[str, int]] = {}
+        for at, cid in enumerate(ids):
+            text, version = reply[2 * at], reply[2 * at + 1]
+            if text is not None:
+                found[cid] = (str(text), int(version or 0))
+        return found
+
+    def beat(self, signature: str) -> tuple[int, int]:
+        """Still running; the number of processes that are, and of those that run other controls."""
+        keys = (self.members_key, self.signatures_key, self.signature_key)
+        reply = _translated(lambda: self.client.eval(_BEAT, 3, *keys, self.process_id, MEMBER_TTL_MS, signature))
+        return int(reply[0]), int(reply[1])
 
     def leave(self) -> None:
         """No longer a member (best effort: Redis may be gone)."""
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.members_key, self.process_id)
+            pipe.hdel(self.signatures_key, self.process_id)
+            pipe.execute()
+
         try:
-            _translated(lambda: self.client.zrem(self.members_key, self.process_id))
+            _translated(run)
         except StoreError:
             pass
 

@@ -17,6 +17,7 @@ from typing import Any
 from bridge.config import sections
 from bridge.config.controls import controls as read_controls
 from bridge.config.controls import parse_midi_binding
+from bridge.config.lines import line_of
 from bridge.config.reader import Reader
 from bridge.config.sections import (
     ClusterConfig,
@@ -90,8 +91,16 @@ def parse_text(text: str, path: Path) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(str(path), "", f"is not valid TOML: {err}") from err
-    return parse_config(data, path, table_order(text))
+        # "Illegal character '\n' (at line 6, column 11)": the line goes up front, as with every error.
+        message = str(err)
+        at = re.search(r"\(at line (\d+), column \d+\)", message)
+        raise ConfigError(str(path), "", f"is not valid TOML: {message}", int(at.group(1)) if at else None) from err
+    try:
+        return parse_config(data, path, table_order(text))
+    except ConfigError as err:
+        if err.line is None and err.key:
+            raise err.at_line(line_of(text, err.key)) from err
+        raise
 
 
 #: The header of a [[controls]] or [[repeat]] table, on a line of its own.

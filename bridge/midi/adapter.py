@@ -37,7 +37,7 @@ import mido
 from bridge.config import MidiConfig
 from bridge.errors import InvalidValue, MidiPortError, UnknownControl
 from bridge.flow import Latest, TokenBucket, Workers
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
 from bridge.midi.codec import encode
@@ -153,6 +153,8 @@ class MidiAdapter:
                 return  # missing: every value is sent when it comes back
             held = self._held_out
             held.pop(control.id)  # a newer value replaces one still waiting
+            if change.origin.kind == "test":
+                self._last_sent.pop(control.id, None)  # the editor's "send test": out even if shown already
             if self._last_sent.get(control.id) == number:
                 return  # the device shows it already
             if held or not self._budget.take(len(messages)):
@@ -188,6 +190,12 @@ class MidiAdapter:
                     self._out_waiting.clear()
                 waiting = bool(self._held_out)
             self._workers.wait(1.0 / max(1, self.config.budget) if waiting else 0)
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """The controls changed (a reload, with this same [midi] table): their bindings, and the device told."""
+        self.bindings.load()
+        self._forget([*reshaped.added, *reshaped.redefined])
+        self._resend(self.hub.values())
 
     def _forget(self, cids: list[str]) -> None:
         """These controls start afresh on the output (a new binding): nothing counts as sent or waiting."""

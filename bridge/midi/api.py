@@ -18,6 +18,7 @@ HTTP: ``GET /api/midi/bindings`` and ``DELETE /api/midi/bindings/<id>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify
@@ -33,10 +34,11 @@ MIDI_OFF = "MIDI is off: the config has no [midi] table"
 Answer = dict[str, Any]
 
 
-def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | None) -> None:
-    """Attach the learn events and routes; ``midi`` is None when the config has no [midi]."""
+def register(app: Flask, web: WebAdapter, access: Access, adapter: Callable[[], MidiAdapter | None]) -> None:
+    """Attach the learn events and routes; ``adapter()`` is the MIDI adapter of now (None without [midi])."""
 
     def refused(sid: str) -> Answer | None:
+        midi = adapter()
         if web.role(sid) != "control":
             return {"ok": False, "error": READ_ONLY}
         if midi is None:
@@ -47,6 +49,7 @@ def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | No
         return message.get("who") if isinstance(message, dict) else None
 
     def on_learn(sid: str, message: object = None) -> Answer:
+        midi = adapter()
         no = refused(sid)
         if no is not None or midi is None:
             return no or {"ok": False, "error": MIDI_OFF}
@@ -57,12 +60,14 @@ def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | No
         return {"ok": True, "who": control.id}
 
     def on_cancel(sid: str, message: object = None) -> Answer:
+        midi = adapter()
         no = refused(sid)
         if no is not None or midi is None:
             return no or {"ok": False, "error": MIDI_OFF}
         return {"ok": True, "who": midi.bindings.cancel_learn()}
 
     def on_unlearn(sid: str, message: object = None) -> Answer:
+        midi = adapter()
         no = refused(sid)
         if no is not None or midi is None:
             return no or {"ok": False, "error": MIDI_OFF}
@@ -81,6 +86,7 @@ def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | No
 
     @bp.get("/api/midi/bindings")
     def get_bindings() -> Any:
+        midi = adapter()
         if midi is None:
             return jsonify(error=MIDI_OFF), 404
         bindings = midi.bindings
@@ -90,6 +96,7 @@ def register(app: Flask, web: WebAdapter, access: Access, midi: MidiAdapter | No
 
     @bp.delete("/api/midi/bindings/<control_id>")
     def delete_binding(control_id: str) -> Any:
+        midi = adapter()
         if midi is None:
             return jsonify(error=MIDI_OFF), 404
         try:

@@ -28,7 +28,7 @@ from bridge.config import OscConfig
 from bridge.config.sections import OscCall
 from bridge.errors import BridgeError
 from bridge.flow import Workers
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.osc.codec import encode
@@ -171,6 +171,10 @@ class OscAdapter:
         if self.listener is not None:
             described["tcp"] = self.listener.describe()
         return described
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """The controls changed (a reload, with this same [osc] table): new addresses in and out from now on."""
+        self.inbound.retable()
 
     def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
         """Apply datagrams as if they had come in on the listening socket from these senders."""

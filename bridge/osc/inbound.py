@@ -63,15 +63,20 @@ class Inbound:
         self.commands = dict(commands)
         self._sync = sync
         self.looks = looks
-        self.by_address = address_table(hub.controls.values())
-        # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
-        self.label_from = address_table(hub.controls.values(), lambda c: c.label_from)
-        self.color_from = address_table(hub.controls.values(), lambda c: c.color_from.address if c.color_from else None)
+        self.retable()
         self._presses = itertools.count()
         self._warn = LogLimiter(log, interval=5.0)
         self.received = 0
         self.dropped = 0
         self.refused = 0
+
+    def retable(self) -> None:
+        """Build the address tables from the hub's controls (again, after a reload)."""
+        controls = list(self.hub.controls.values())
+        self.by_address = address_table(controls)
+        # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
+        self.label_from = address_table(controls, lambda c: c.label_from)
+        self.color_from = address_table(controls, lambda c: c.color_from.address if c.color_from else None)
 
     def allowed(self, host: str) -> bool:
         """True when ``[osc] allow`` lets OSC from ``host`` in (everyone when it lists nothing)."""

@@ -14,7 +14,7 @@ from typing import Any
 from bridge.auth import Access
 from bridge.config import Config
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.model import Change, Origin
 from bridge.osc.codec import arguments, values_for
 from bridge.osc.packets import decode
@@ -54,6 +54,11 @@ class OscQueryAdapter:
             "dropped": self.server.dropped,
             "refused": self.refused,
         }
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """The controls changed (a reload): a new namespace, and the clients told."""
+        self.namespace = Namespace(list(self.hub.controls.values()), self.namespace.name)
+        self.server.reshape(self.namespace)
 
     def send(self, change: Change) -> None:
         """Offer ``change`` to the clients listening to its path, except the one it came from."""

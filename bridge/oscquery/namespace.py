@@ -19,8 +19,9 @@ from bridge.osc.packets import address_table
 
 #: The attributes a node may carry here, in the order they are written.
 ATTRIBUTES = ("FULL_PATH", "DESCRIPTION", "ACCESS", "TYPE", "VALUE", "RANGE", "CLIPMODE", "UNIT", "CONTENTS")
-#: What ``?HOST_INFO`` says this server supports. There is no config reload,
-#: so the namespace never changes while the bridge runs: no PATH_* messages.
+#: What ``?HOST_INFO`` says this server supports. A config reload changes the
+#: namespace: listeners are told with PATH_ADDED, PATH_REMOVED and PATH_CHANGED
+#: (a rename shows as a removal and an addition).
 EXTENSIONS = {
     "ACCESS": True,
     "VALUE": True,
@@ -34,10 +35,10 @@ EXTENSIONS = {
     "CRITICAL": False,
     "OVERLOADS": False,
     "HTML": False,
-    "PATH_CHANGED": False,
+    "PATH_CHANGED": True,
     "PATH_RENAMED": False,
-    "PATH_ADDED": False,
-    "PATH_REMOVED": False,
+    "PATH_ADDED": True,
+    "PATH_REMOVED": True,
 }
 #: ACCESS: 0 a container, 1 read only (the viewer key), 3 read and write.
 ACCESS = {"control": 3, "viewer": 1}
@@ -180,6 +181,17 @@ class Namespace:
                     child = node.children[part] = self.nodes[path] = Node(path)
                 node = child
             node.control = control
+
+    def changes(self, old: Namespace) -> list[tuple[str, str]]:
+        """What a listener is told when ``old`` becomes this namespace: (command, path), removals first."""
+        removed = [("PATH_REMOVED", p) for p in old.nodes if p not in self.nodes]
+        added = [("PATH_ADDED", p) for p in self.nodes if p not in old.nodes]
+        changed = [
+            ("PATH_CHANGED", p)
+            for p, node in self.nodes.items()
+            if p in old.nodes and node.control != old.nodes[p].control and node.control is not None
+        ]
+        return removed + added + changed
 
     def find(self, path: str) -> Node | None:
         """The node at ``path`` (a trailing slash is ignored), or None."""

@@ -62,11 +62,11 @@ class Client:
         self.peer = peer
         self.paths: set[str] = set()
         self.sent = 0
-        self._outbox: Outbox[str, bytes] = Outbox()
+        self._outbox: Outbox[str, bytes | str] = Outbox()
         self._closed = False
 
-    def offer(self, path: str, data: bytes) -> None:
-        """Queue ``data`` for ``path``; never blocks on the network."""
+    def offer(self, path: str, data: bytes | str) -> None:
+        """Queue ``data`` for ``path`` (a text frame when it is text); never blocks on the network."""
         if not self._closed:
             self._outbox.put(path, data)
 
@@ -205,6 +205,21 @@ class OscQueryServer:
                 "sent": self._gone[0] + sum(c.sent for c in self._clients.values()),
                 "coalesced": self._gone[1] + sum(c.coalesced for c in self._clients.values()),
             }
+
+    def reshape(self, namespace: Namespace) -> None:
+        """A new namespace (a reload): every WebSocket client is told what changed; listeners of a path that went
+        stop listening to it."""
+        old, self.namespace = self.namespace, namespace
+        changes = namespace.changes(old)
+        with self._lock:
+            clients = list(self._clients.values())
+            for path in [p for _command, p in changes if p not in namespace.nodes]:
+                for client in self._listeners.pop(path, []):
+                    client.paths.discard(path)
+        for command, path in changes:
+            text = json.dumps({"COMMAND": command, "DATA": path})
+            for client in clients:
+                client.offer(f"{command} {path}", text)
 
     def offer(self, path: str, data: bytes, skip: str | None = None) -> None:
         """Queue ``data`` for every client listening to ``path`` but ``skip`` (the one it came from)."""

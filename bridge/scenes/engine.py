@@ -28,7 +28,7 @@ from bridge.scenes.store import Scene, SceneStore, check_fade
 from bridge.validation import normalize
 
 if TYPE_CHECKING:
-    from bridge.hub import Hub
+    from bridge.hub import Hub, Reshaped
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,13 @@ class Scenes:
             self.hub.set(cid, value, origin)
         except BridgeError as err:  # the control cannot take it: the rest goes on
             log.warning("scene recall: %s", err)
+
+    def reshape(self, reshaped: Reshaped) -> None:
+        """The controls changed (a reload): a running fade lets go of the controls that went or were redefined."""
+        with self._fade_lock:
+            if self._fade is not None:
+                for cid in (*reshaped.removed, *reshaped.redefined):
+                    self._fade.moves.pop(cid, None)
 
     # -- the fade engine -----------------------------------------------------------
     def send(self, change: Change) -> None:

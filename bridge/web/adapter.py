@@ -32,9 +32,10 @@ from flask_socketio import ConnectionRefusedError, SocketIO
 from werkzeug.wrappers import Request
 
 from bridge.auth import Access, Role, presented_key
+from bridge.config import ServerConfig
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.flow import Outbox, Workers
-from bridge.hub import Hub
+from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Change, Origin, Value
@@ -79,6 +80,8 @@ class WebAdapter:
         self.max_clients = max_clients
         self.views = {view.name: view for view in views}
         self._roles: dict[str, Role] = {}
+        self._keys: dict[str, str | None] = {}  # sid -> the key it joined with (a reload may revoke it)
+        self._views: dict[str, str | None] = {}  # sid -> the view its page shows
         self._roles_lock = threading.Lock()
         self._warn = LogLimiter(log)
         self._pushed: dict[str, Any] = {}
@@ -160,6 +163,53 @@ class WebAdapter:
             self._pushed[event] = payload
         self.server.emit(event, payload)
 
+    def reconfigure(self, server: ServerConfig, views: Iterable[View]) -> None:
+        """A reload: the views and limits of the new config (the page's routes see the same views)."""
+        self.views.clear()
+        self.views.update({view.name: view for view in views})
+        self.max_clients = server.max_clients
+        self.intake.max_rate = server.max_rate
+
+    def relayout(self, render: Callable[[str | None, Role], str], generation: int, reshaped: Reshaped) -> None:
+        """Send every page its new surface (a reload), as one ``layout`` event rendered once per view and role.
+
+        Called under the hub's dispatch order: ``values`` (the controls new in
+        this generation) are the ones every later ``update value`` follows;
+        a control that stays keeps the value the client knows.
+        """
+        with self._roles_lock:
+            pages = [(sid, self._views.get(sid), role) for sid, role in self._roles.items()]
+        values = {cid: self.hub.get(cid) for cid in reshaped.added}
+        removed = list(reshaped.removed)
+        rendered: dict[tuple[str | None, Role], str] = {}
+        for sid, view, role in pages:
+            if view is not None and view not in self.views:
+                view = None  # its view is gone: the whole surface
+            if (view, role) not in rendered:
+                rendered[(view, role)] = render(view, role)
+            payload = {
+                "generation": generation,
+                "surface": rendered[(view, role)],
+                "values": values,
+                "removed": removed,
+            }
+            self.server.emit("layout", payload, to=sid)
+
+    def recheck_keys(self) -> None:
+        """The keys changed: a browser whose key no longer opens the show is let go; one whose role changed keeps
+        its connection with its new role."""
+        with self._roles_lock:
+            joined = dict(self._keys)
+        for sid, key in joined.items():
+            role = self.access.role_for(key)
+            if role is None:
+                log.warning("browser %s: its key is no longer valid after the reload; disconnected", sid)
+                self.server.disconnect(sid)
+                continue
+            with self._roles_lock:
+                if sid in self._roles:
+                    self._roles[sid] = role
+
     def role(self, sid: str) -> Role | None:
         """The role the Socket.IO client ``sid`` joined with, or None once it left."""
         with self._roles_lock:
@@ -181,6 +231,7 @@ class WebAdapter:
         presented = auth.get("key") if isinstance(auth, dict) else None
         if not isinstance(presented, str):
             presented = presented_key(Request(environ))
+        view = auth.get("view") if isinstance(auth, dict) else None
         role = self.access.role_for(presented)
         if role is None:
             raise ConnectionRefusedError("unauthorized: open the join URL with its key")
@@ -189,6 +240,8 @@ class WebAdapter:
                 self._warn.warning("full", "refused a browser: max_clients (%d) reached", self.max_clients)
                 raise ConnectionRefusedError(f"server full: at most {self.max_clients} clients")
             self._roles[sid] = role
+            self._keys[sid] = presented
+            self._views[sid] = view if isinstance(view, str) else None
 
         # Under the hub's dispatch order, so no update can slip between the
         # values read here and the snapshot sent with them.
@@ -210,6 +263,8 @@ class WebAdapter:
     def _on_disconnect(self, sid: str, reason: object = None) -> None:
         with self._roles_lock:
             self._roles.pop(sid, None)
+            self._keys.pop(sid, None)
+            self._views.pop(sid, None)
         self.fanout.leave(sid)
         self.intake.forget(sid)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import segno
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
 from bridge.auth import Access, guard, request_role
 from bridge.errors import InvalidValue
@@ -34,28 +34,18 @@ def blueprint(
 
     @bp.get("/")
     def index() -> Any:
-        # Complete at first paint: the values, the digits to show them with,
-        # and the config's groups as panels in the order they first appear.
-        controls = list(hub.controls.values())
         view_name = request.args.get("view") or None
-        if view_name is not None:
-            view = views.get(view_name)
-            if view is None:
-                return render_template("no_view.html", name=view_name, views=list(views)), 404
-            # Only what this device needs; the values of the rest still reach it, unshown.
-            controls = [c for c in controls if view.shows(c.id)]
+        if view_name is not None and view_name not in views:
+            return render_template("no_view.html", name=view_name, views=list(views)), 404
         role = request_role() or "control"
         return render_template(
             "index.html",
-            controls=controls,
-            values=hub.values(),
-            pages=layout(controls),
-            decimals={c.id: places(c) for c in controls},
+            **surface(hub, looks, views, view_name, role, hub.values()),
             role=role,
-            read_only=role == "viewer",
             view=view_name,
             views=list(views),
-            looks=looks.all(),
+            # The editor: asked for, and only ever for the control role (the file holds the keys).
+            editing=request.args.get("edit") == "1" and role == "control",
         )
 
     @bp.get("/api/values")
@@ -100,6 +90,32 @@ def blueprint(
         return jsonify(status())
 
     return bp
+
+
+def surface(
+    hub: Hub, looks: Looks, views: Mapping[str, View], view: str | None, role: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """What the surface template needs for ``view`` and ``role``: complete at first paint (the values, the
+    digits to show them with, the pages and the groups as panels in the order they first appear)."""
+    controls = list(hub.controls.values())
+    shown = views.get(view) if view is not None else None
+    if shown is not None:
+        # Only what this device needs; the values of the rest still reach it, unshown.
+        controls = [c for c in controls if shown.shows(c.id)]
+    return {
+        "controls": controls,
+        "values": values,
+        "pages": layout(controls),
+        "decimals": {c.id: places(c) for c in controls},
+        "read_only": role == "viewer",
+        "looks": looks.all(),
+    }
+
+
+def render_surface(app: Flask, context: dict[str, Any]) -> str:
+    """The tabs and panels alone (``_surface.html``), for the ``layout`` a reload sends to a page."""
+    with app.test_request_context("/"):
+        return render_template("_surface.html", **context)
 
 
 @dataclass(frozen=True)

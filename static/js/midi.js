@@ -21,7 +21,11 @@
 
   /** id -> the control's wrapper element. */
   const wraps = new Map();
-  document.querySelectorAll("[data-control]").forEach((wrap) => wraps.set(wrap.dataset.control, wrap));
+  function findWraps() {
+    wraps.clear();
+    document.querySelectorAll("[data-control]").forEach((wrap) => wraps.set(wrap.dataset.control, wrap));
+  }
+  findWraps();
 
   let bindings = {};
   let picked = null; // the control this page asked the bridge to learn
@@ -195,6 +199,12 @@
     panels.addEventListener("click", picking, true);
     panels.addEventListener("keydown", picking, true);
   }
+  // A config reload put a new surface in place: the badges go on the new controls.
+  window.addEventListener("bridge:layout", () => {
+    findWraps();
+    wraps.forEach((wrap, id) => showBinding(id, bindings[id]));
+    if (root.dataset.learn === "on") setLearn(true);
+  });
   socket.on("midi bindings", onBindings);
   socket.on("midi learning", onLearning);
   socket.on("midi learned", onLearned);

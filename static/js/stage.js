@@ -4,7 +4,8 @@
  * "value changed" {who, data}; it receives "update value" {who, data} and, on
  * every (re)connection, "snapshot" {values}. Hooks for custom scripts: window
  * gets a "bridge:update" CustomEvent after a control shows a value from the
- * server, and "bridge:send" when the page sends one; detail is {who, data}.
+ * server, and "bridge:send" when the page sends one; detail is {who, data};
+ * "bridge:layout" after a config reload put a new surface in place.
  * What each control type shows, and how it is moved, is kinds.js's.
  */
 (function () {
@@ -150,6 +151,7 @@
     rec.wrap.classList.remove("held");
     flush(rec);
     settle(rec);
+    if (rec.next) renew(rec); // a reload came while it was held: its new definition now
   }
 
   /** After a release: show the server's latest value if it moved meanwhile. */
@@ -210,6 +212,124 @@
     kind.wire(rec, api);
     rec.server = shown(rec); // rendered by the server with the current values
     if (wrap.dataset.mode === "trigger") rec.server = 0;
+  }
+
+  // ---- A new surface (a config reload) -----------------------------------------
+
+  /** Put the freshly rendered ``wrap`` in place of ``rec``'s, showing the value the page knows. */
+  function renew(rec) {
+    const wrap = rec.next;
+    rec.next = null;
+    if (records.get(rec.id) !== rec) return; // gone meanwhile
+    records.delete(rec.id);
+    if (rec.wrap.isConnected) rec.wrap.replaceWith(wrap);
+    register(wrap);
+    carry(rec, records.get(rec.id));
+    announce("bridge:layout", null, null);
+  }
+
+  /** The value ``before`` knew (every change since this page joined) on its fresh record ``after``. */
+  function carry(before, after) {
+    if (!before || !after || before.trigger || after.trigger || before.server === undefined) return;
+    if (typeof before.server !== typeof after.server) return; // its type changed: the server resets it
+    show(after, before.server);
+    after.server = before.server;
+  }
+
+  /**
+   * Make the live element ``live`` look like ``fresh`` (a freshly rendered
+   * copy), keeping the live elements ``kept`` maps fresh ones to: the
+   * controls held under a finger and the containers around them. A held
+   * control never leaves the document, even for a moment: the browser would
+   * end its pointer capture, and the finger would let go.
+   */
+  function adopt(live, fresh, kept) {
+    Array.from(live.attributes).forEach((attr) => {
+      if (!fresh.hasAttribute(attr.name)) live.removeAttribute(attr.name);
+    });
+    Array.from(fresh.attributes).forEach((attr) => live.setAttribute(attr.name, attr.value));
+    const freshKids = Array.from(fresh.childNodes);
+    const wanted = freshKids.map((child) => kept.get(child) || child);
+    const staying = new Set(wanted);
+    Array.from(live.childNodes).forEach((child) => {
+      if (!staying.has(child)) child.remove();
+    });
+    let cursor = live.firstChild;
+    wanted.forEach((node) => {
+      if (node === cursor) cursor = cursor.nextSibling;
+      else live.insertBefore(node, cursor);
+    });
+    freshKids.forEach((child) => {
+      const mine = kept.get(child);
+      if (mine && !mine.dataset.control) adopt(mine, child, kept); // a container; a held control stays as it is
+    });
+  }
+
+  /**
+   * "layout" {generation, surface, values, removed}: the config changed;
+   * ``surface`` is the new tabs and panels, rendered with the values of that
+   * moment. Controls this page already had keep the values it knows (every
+   * later change reaches it as an "update value", its own ones included); a
+   * control held under a finger keeps its element, and takes its new
+   * definition once let go; the tab stays (surface.js).
+   */
+  function relayout(message) {
+    if (!message || typeof message.surface !== "string") return;
+    const holder = document.createElement("template");
+    holder.innerHTML = message.surface;
+    const freshPanels = holder.content.querySelector("#panels");
+    if (!freshPanels) return;
+    const freshTabs = holder.content.querySelector("#tabs");
+    const before = new Map(records);
+    const kept = new Map(); // fresh element -> the live one that stays in its place
+    records.forEach((rec, id) => {
+      flush(rec); // a move not yet sent goes now, under the old definition
+      if (!rec.holds.size) return;
+      const fresh = freshPanels.querySelector('[data-control="' + CSS.escape(id) + '"]');
+      if (!fresh) return; // removed from the config: it goes, finger or not
+      const pairs = [];
+      let f = fresh;
+      let l = rec.wrap;
+      for (; f && l && f !== freshPanels && l !== panels; f = f.parentElement, l = l.parentElement) pairs.push([f, l]);
+      if (f !== freshPanels || l !== panels) return; // nested otherwise now: replaced
+      if (pairs.some(([a, b]) => kept.has(a) && kept.get(a) !== b)) return; // two held controls that changed places
+      pairs.forEach(([a, b]) => kept.set(a, b));
+      rec.next = fresh;
+    });
+    records.clear();
+    const oldTabs = byId("tabs");
+    if (oldTabs) oldTabs.remove();
+    if (freshTabs) panels.before(freshTabs);
+    adopt(panels, freshPanels, kept);
+    panels.querySelectorAll("[data-control]").forEach((wrap) => {
+      const id = wrap.dataset.control;
+      const old = before.get(id);
+      if (old && old.wrap === wrap) {
+        records.set(id, old); // still held
+        return;
+      }
+      register(wrap);
+      carry(old, records.get(id));
+    });
+    before.forEach((rec, id) => {
+      if (records.get(id) !== rec) {
+        clearTimeout(rec.textTimer); // replaced, or gone with the old config
+        rec.next = null;
+      }
+    });
+    root.dataset.generation = String(message.generation);
+    announce("bridge:layout", null, message.generation);
+  }
+
+  /** "config" {generation, error}: a save the bridge could not take; control pages say why until a good one. */
+  function showConfig(message) {
+    const banner = byId("config-error");
+    if (!banner || !message) return;
+    const error = typeof message.error === "string" ? message.error : "";
+    banner.querySelector(".why").textContent = error;
+    banner.hidden = !error;
+    if (error) root.dataset.configError = "true";
+    else delete root.dataset.configError;
   }
 
   // ---- Connection ----------------------------------------------------------
@@ -357,7 +477,9 @@
       reconnectionDelayMax: 2000,
       randomizationFactor: 0.3,
       timeout: 5000,
-      auth: { batch: true }, // held values may come as one "update values" frame
+      // The view this page shows: a config reload sends it that view's new surface.
+      // batch: held values may come as one "update values" frame.
+      auth: root.dataset.view ? { view: root.dataset.view, batch: true } : { batch: true },
     });
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
@@ -376,6 +498,8 @@
     socket.on("throttled", (message) => window.console.warn("the bridge is throttling this page", message));
     socket.on("midi status", showMidi);
     socket.on("osc status", showOsc);
+    socket.on("layout", relayout);
+    socket.on("config", showConfig);
     socket.io.on("reconnect_attempt", onReconnectAttempt);
   }
 

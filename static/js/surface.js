@@ -4,7 +4,7 @@
  * - Tabs: controls with the same `page` form one tab; one page shows at a
  *   time, the others stay in the document (their values keep syncing). The
  *   tab is kept in the address (#page=Name), so a reload or a reconnect
- *   keeps it.
+ *   keeps it, and so does a config reload ("bridge:layout").
  * - "update look" {who, label?, color?}: the desk named or coloured a control
  *   (label_from, color_from); sent on connect for every control that has one.
  */
@@ -12,8 +12,8 @@
   "use strict";
 
   const bridge = window.stageBridge;
-  const tabs = Array.from(document.querySelectorAll('#tabs [role="tab"]'));
-  const pages = Array.from(document.querySelectorAll("#panels > .page"));
+  let tabs = [];
+  let pages = [];
 
   // ---- Tabs --------------------------------------------------------------------
 
@@ -47,24 +47,37 @@
     }).observe(bar);
   }
 
-  if (tabs.length) {
+  function onTabKey(event) {
+    const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -Infinity, End: Infinity };
+    if (!(event.key in moves)) return;
+    event.preventDefault();
+    const at = tabs.indexOf(document.activeElement);
+    const step = moves[event.key];
+    const next = step === Infinity ? tabs.length - 1 : step === -Infinity ? 0 : (at + step + tabs.length) % tabs.length;
+    choose(tabs[next].dataset.page, true);
+  }
+
+  /** Find the tabs and pages (at start, and after a config reload put a new surface in place). */
+  function wire() {
+    tabs = Array.from(document.querySelectorAll('#tabs [role="tab"]'));
+    pages = Array.from(document.querySelectorAll("#panels > .page"));
+    if (!tabs.length) {
+      delete document.documentElement.dataset.page;
+      return;
+    }
     tabs.forEach((tab) => tab.addEventListener("click", () => choose(tab.dataset.page, false)));
-    document.getElementById("tabs").addEventListener("keydown", (event) => {
-      const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -Infinity, End: Infinity };
-      if (!(event.key in moves)) return;
-      event.preventDefault();
-      const at = tabs.indexOf(document.activeElement);
-      const step = moves[event.key];
-      const next = step === Infinity ? tabs.length - 1 : step === -Infinity ? 0 : (at + step + tabs.length) % tabs.length;
-      choose(tabs[next].dataset.page, true);
-    });
+    document.getElementById("tabs").addEventListener("keydown", onTabKey);
+    // The tab in the address: the one chosen before a reload, or asked for by the link.
     const wanted = fromAddress();
     choose(tabs.some((t) => t.dataset.page === wanted) ? wanted : tabs[0].dataset.page, false);
-    window.addEventListener("hashchange", () => {
-      const name = fromAddress();
-      if (name !== null) choose(name, false);
-    });
   }
+
+  wire();
+  window.addEventListener("bridge:layout", wire);
+  window.addEventListener("hashchange", () => {
+    const name = fromAddress();
+    if (name !== null) choose(name, false);
+  });
 
   // ---- Looks from the desk -------------------------------------------------------
 

@@ -1,0 +1,175 @@
+"""Live config: save the file, and the running show takes it, with no value lost.
+
+The file is watched (its size, time and inode, four times a second: any
+editor's way of saving shows, write in place or write-then-rename), and
+``SIGHUP`` and ``POST /api/config/reload`` ask for the same. A new version
+is read and checked whole first; a broken one changes nothing: the running
+config stays, the log and the pages' banner say why (file, line, key), and
+``/healthz`` shows it until a good save.
+
+A good one is applied in one step under the hub's dispatch order
+(:meth:`bridge.hub.Hub.reshape`): values of the controls that stay are
+kept, new controls start from their saved or default value, and every
+adapter takes the new controls before any later change reaches it; every
+page gets its new surface as one ``layout`` event. Then what has ports is
+brought in line: a changed ``[osc]``, ``[midi]``, ``[oscquery]`` or
+``[discovery]`` table starts a new adapter beside the old one and swaps it
+in only when it started (a port that cannot be opened keeps the old one,
+and the log says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bridge.config import Config, load_config
+from bridge.errors import BridgeError, ConfigError
+from bridge.flow import Workers
+from bridge.hub import Reshaped
+from bridge.state import load_state
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+#: How often the file is looked at.
+WATCH_INTERVAL = 0.25
+#: A save is taken once the file has stayed the same this long (an editor may write it in pieces).
+SETTLE = 0.1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reload did."""
+
+    generation: int
+    error: str | None = None
+    reshaped: Reshaped | None = None
+
+
+class Reloader:
+    """Applies new versions of the config file to a running :class:`Bridge`."""
+
+    def __init__(self, bridge: Bridge, push: Callable[[str, Any], None]) -> None:
+        self.bridge = bridge
+        self.path = bridge.config.path
+        self._push = push
+        self._lock = threading.Lock()  # one reload at a time
+        self._workers = Workers()
+        self._seen = self._stamp()
+        self.generation = 1
+        self.error: str | None = None
+        self.reloads = 0
+        #: ``[server]`` keys the command line set (--host, --port): they stay over the file's.
+        self.overrides: dict[str, Any] = {}
+
+    def start(self) -> None:
+        self._push("config", {"generation": self.generation, "error": None})
+        self._workers.start((self._watch, "config-watch"))
+
+    def stop(self) -> None:
+        self._workers.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "generation": self.generation, "error": self.error, "reloads": self.reloads}
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _watch(self) -> None:
+        while not self._workers.wait(WATCH_INTERVAL):
+            stamp = self._stamp()
+            if stamp == self._seen or stamp is None:
+                continue  # unchanged, or between an editor's delete and its rename
+            while not self._workers.wait(SETTLE):
+                again = self._stamp()
+                if again == stamp:
+                    break
+                stamp = again
+            self._seen = stamp
+            self.reload("the file was saved")
+
+    def reload(self, why: str) -> Outcome:
+        """Read the config file again and apply it; what happened (the running config stays on an error)."""
+        with self._lock:
+            self._seen = self._stamp()
+            try:
+                config = load_config(self.path)
+            except ConfigError as err:
+                return self._refused(str(err))
+            if self.overrides:
+                config = dataclasses.replace(config, server=dataclasses.replace(config.server, **self.overrides))
+            if config == self.bridge.config:
+                # Saved again as it was (or put back after a broken save): nothing to apply.
+                if self.error is not None:
+                    self.error = None
+                    self._push("config", {"generation": self.generation, "error": None})
+                    log.info("config: %s is good again, as it was", self.path)
+                return Outcome(self.generation, None, Reshaped((), (), (), {}))
+            try:
+                reshaped = apply(self.bridge, config, self.generation + 1)
+            except BridgeError as err:
+                return self._refused(str(err))
+            self.generation += 1
+            self.reloads += 1
+            self.error = None
+            self._push("config", {"generation": self.generation, "error": None})
+            for cid, (before, now) in reshaped.adjusted.items():
+                log.warning("config: %s was %r, which its new definition refuses; now %r", cid, before, now)
+            log.info(
+                "config reloaded (%s): generation %d; %d controls added, %d removed, %d changed",
+                why,
+                self.generation,
+                len(reshaped.added),
+                len(reshaped.removed),
+                len(reshaped.redefined),
+            )
+            return Outcome(self.generation, None, reshaped)
+
+    def _refused(self, error: str) -> Outcome:
+        if error != self.error:
+            log.warning("config not reloaded, the running one stays: %s", error)
+        self.error = error
+        self._push("config", {"generation": self.generation, "error": error})
+        return Outcome(self.generation, error)
+
+
+def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
+    """Put ``config`` in force in the running ``bridge``."""
+    old = bridge.config
+    for key in ("host", "port", "state_file"):
+        if getattr(config.server, key) != getattr(old.server, key):
+            log.warning("config: server.%s changed; it takes effect at the next start", key)
+    if config.cluster != old.cluster:
+        log.warning("config: [cluster] changed; it takes effect at the next start")
+    bridge.config = config
+    if bridge.access.follow(config.server.key, config.server.viewer_key):
+        log.warning("config: the keys changed; browsers whose key no longer opens the show are let go")
+        bridge.web.recheck_keys()
+    bridge.web.reconfigure(config.server, config.views)
+    saved = load_state(old.server.state_file, {c.id: c for c in config.controls}) if old.server.state_file else {}
+
+    def in_force(reshaped: Reshaped) -> None:
+        # Under the hub's dispatch order: no change reaches an adapter between the new controls and this.
+        bridge.looks.reshape(bridge.hub.controls)
+        for adapter in bridge.hub.adapters:
+            # Those whose table changed too: if their successor cannot start, they stay, on the new controls.
+            reshape = getattr(adapter, "reshape", None)
+            if reshape is not None:
+                reshape(reshaped)
+        bridge.web.relayout(bridge.render_surface, generation, reshaped)
+
+    reshaped = bridge.hub.reshape(config.controls, saved, in_force)
+    bridge.replace_adapters(old, config)
+    return reshaped

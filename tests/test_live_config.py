@@ -1,0 +1,501 @@
+"""Live config on the real server: the file saved under a running show, with clients connected.
+
+Socket.IO clients (python-socketio), OSC with liblo's oscsend and oscdump,
+an OSCQuery LISTEN client over a real WebSocket, SIGHUP and the HTTP
+endpoint. The page's side (a finger held during a reload, the tab kept,
+the banner) is in tests/test_live_page.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import socketio
+
+from tests.helpers import BridgeProcess, Client, free_port, wait_until
+from tests.osc_tools import OscDump, OscPeer, oscsend, udp_port_taken
+from tests.oscquery_tools import WsPeer, wait_listening
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[..., Client]
+
+
+@dataclass
+class Ports:
+    osc: int
+    dump: int
+    oscquery: int
+
+
+def show(ports: Ports, version: str, server: str = "") -> str:
+    """The config of the show in one of its versions: "before", "after" (every kind of edit), or "broken"."""
+    head = (
+        f'[server]\nhost = "127.0.0.1"\nport = 5000\nstate_file = "state.json"\n{server}'
+        f'[osc]\nlisten = "127.0.0.1:{ports.osc}"\ntargets = ["127.0.0.1:{ports.dump}"]\n'
+        f"[oscquery]\nport = {ports.oscquery}\n"
+    )
+    before = """
+[[controls]]
+id = "master"
+type = "range"
+label = "Master"
+max = 100
+osc = "/master"
+
+[[controls]]
+id = "gain"
+type = "range"
+label = "Gain"
+max = 100
+osc = "/gain/old"
+
+[[controls]]
+id = "width"
+type = "range"
+label = "Width"
+max = 100
+osc = "/width"
+
+[[controls]]
+id = "mute"
+type = "toggle"
+label = "Mute"
+osc = "/mute"
+"""
+    after = """
+[[controls]]
+id = "master"
+type = "range"
+label = "Main"
+max = 100
+osc = "/master"
+
+[[controls]]
+id = "gain"
+type = "range"
+label = "Gain"
+max = 100
+osc = "/gain/new"
+
+[[controls]]
+id = "width"
+type = "range"
+label = "Width"
+max = 50
+osc = "/width"
+
+[[controls]]
+id = "spot"
+type = "range"
+label = "Spot"
+max = 10
+value = 7
+osc = "/spot"
+"""
+    return head + {"before": before, "after": after}[version]
+
+
+def save(path: Path, text: str, in_place: bool = False) -> None:
+    """Save as editors do: write a new file and rename it over the old one (vim, VS Code), or write in place."""
+    if in_place:
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(text, encoding="utf-8")
+    fresh.replace(path)
+
+
+def generation(proc: BridgeProcess) -> int:
+    return int(proc.get_json("/healthz")["config"]["generation"])
+
+
+def layout(client: Client, gen: int) -> dict[str, Any]:
+    found: dict[str, Any] = client.wait_event("layout", lambda e: e["generation"] == gen)
+    return found
+
+
+def model(client: Client) -> dict[str, Any]:
+    """What a client knows of the values: the snapshot, every update since, and each layout's new controls."""
+    values: dict[str, Any] = {}
+    for event, data in client.events_copy():
+        if event == "snapshot":
+            values = dict(data["values"])
+        elif event == "update value":
+            values[data["who"]] = data["data"]
+        elif event == "layout":
+            for cid in data["removed"]:
+                values.pop(cid, None)
+            values.update(data["values"])
+    return values
+
+
+def post(proc: BridgeProcess, path: str, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    req = urllib.request.Request(proc.url + path, data=b"", method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def start_show(tmp_path: Path, start: Start, dump: OscDump, server: str = "") -> tuple[BridgeProcess, Path, Ports]:
+    ports = Ports(free_port(socket.SOCK_DGRAM), dump.port, free_port())
+    path = tmp_path / "bridge.toml"
+    path.write_text(show(ports, "before", server), encoding="utf-8")
+    return start(path), path, ports
+
+
+def test_a_saved_edit_reaches_every_client_keeps_values_and_moves_the_osc_addresses(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    proc.put_values(master=42, gain=30, width=80, mute=True)
+    clients = [client_factory(proc.url) for _ in range(3)]
+    for client in clients:
+        client.wait_value("width", 80)
+        client.wait_value("mute", True)
+    dump.wait_for("/gain/old f 30.000000")
+    mirrored = len(dump.messages())
+
+    save(path, show(ports, "after"))  # write, then rename over the old file
+    for client in clients:
+        new = layout(client, 2)
+        assert new["values"] == {"spot": 7}  # the new control, from its default
+        assert new["removed"] == ["mute"]
+        assert 'data-control="spot"' in new["surface"] and 'data-control="mute"' not in new["surface"]
+        assert ">Main<" in new["surface"]  # the new label
+        client.wait_value("width", 50)  # its new range refuses 80: clamped, and everyone is told
+    values = proc.get_json("/api/values")
+    assert values == {"master": 42, "gain": 30, "width": 50, "spot": 7}
+    for client in clients:
+        # Kept values are not sent again: nothing moved them.
+        after = client.events_copy()[[e for e, _ in client.events_copy()].index("layout") :]
+        assert not [d for e, d in after if e == "update value" and d["who"] in ("master", "gain")]
+    assert proc.get_json("/healthz")["config"] == {
+        "path": str(path),
+        "generation": 2,
+        "error": None,
+        "reloads": 1,
+    }
+
+    # OSC in: the new address at once, the old one no more (sent first, so handled first).
+    oscsend(ports.osc, "/gain/old", "f", 99)
+    oscsend(ports.osc, "/gain/new", "f", 55)
+    clients[0].wait_value("gain", 55)
+    assert 99 not in [d["data"] for d in clients[0].of("update value") if d["who"] == "gain"]
+    oscsend(ports.osc, "/mute", "i", 0)  # gone: nothing
+    oscsend(ports.osc, "/spot", "f", 3)
+    clients[1].wait_value("spot", 3)
+    assert proc.get_json("/api/values")["gain"] == 55
+
+    # OSC out: the new address only.
+    clients[0].send("gain", 66)
+    dump.wait_for("/gain/new f 66.000000")
+    clients[0].send("master", 43)
+    dump.wait_for("/master f 43.000000")
+    assert not [m for m in dump.messages()[mirrored:] if m.startswith("/gain/old")]
+    status, body = proc.put_json("/api/values/mute", {"value": False})
+    assert status == 404, body
+
+    late = client_factory(proc.url)
+    snapshot = late.wait_event("snapshot")["values"]
+    assert set(snapshot) == {"master", "gain", "width", "spot"}
+
+    # Saved in place, back to the first version: the removed control returns with the value it had.
+    save(path, show(ports, "before"), in_place=True)
+    back = layout(clients[2], 3)
+    assert back["values"] == {"mute": True} and back["removed"] == ["spot"]
+    assert proc.get_json("/api/values") == {"master": 43, "gain": 66, "width": 50, "mute": True}
+    assert "Traceback" not in proc.output()
+
+
+def test_a_removed_control_value_is_kept_in_the_state_file_for_when_it_comes_back(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    proc.put_values(mute=True, master=12)
+    client = client_factory(proc.url)
+    save(path, show(ports, "after"))
+    layout(client, 2)
+    proc.put_values(master=13)
+    state = tmp_path / "state.json"
+    wait_until(
+        lambda: json.loads(state.read_text())["values"].get("master") == 13 if state.exists() else False,
+        what="the state saved",
+    )
+    assert json.loads(state.read_text())["values"]["mute"] == 1  # not in the config, still saved
+    proc.stop()
+
+    # Restarted on the config without it, then the control comes back: with its value.
+    again = bridge_factory(path)
+    client = client_factory(again.url)
+    save(path, show(ports, "before"))
+    assert layout(client, 2)["values"] == {"mute": True}
+    assert again.get_json("/api/values")["master"] == 13
+
+
+def test_a_broken_save_keeps_the_show_running_and_says_why_until_a_good_one(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    a, b = client_factory(proc.url), client_factory(proc.url)
+    good = show(ports, "before")
+
+    # Bad TOML: an unclosed string on line 18.
+    broken = good.replace('label = "Gain"', 'label = "Gain')
+    line = broken.splitlines().index('label = "Gain') + 1
+    save(path, broken)
+    said = a.wait_event("config", lambda e: e["error"] is not None)
+    assert said["error"].startswith(f"{path}:{line}: is not valid TOML")
+    assert said["generation"] == 1
+    health = proc.get_json("/healthz")["config"]
+    assert (health["generation"], health["error"]) == (1, said["error"])
+    a.send("master", 21)  # the running config keeps serving
+    b.wait_value("master", 21)
+    oscsend(ports.osc, "/gain/old", "f", 5)
+    b.wait_value("gain", 5)
+
+    # Valid TOML, but a key the bridge does not know.
+    wrong = good.replace('label = "Width"', 'label = "Width"\ncolour = "red"')
+    save(path, wrong)
+    key_line = wrong.splitlines().index('colour = "red"') + 1
+    said = a.wait_event("config", lambda e: e["error"] is not None and "colour" in e["error"])
+    assert said["error"].startswith(f"{path}:{key_line}: controls[2] (width).colour: unknown key")
+    assert proc.get_json("/healthz")["config"]["error"] == said["error"]
+    late = client_factory(proc.url)  # a page that joins now is told too
+    assert late.wait_event("config")["error"] == said["error"]
+
+    # One log line per error, naming file:line and key.
+    refusals = [line for line in proc.output().splitlines() if "config not reloaded" in line]
+    assert len(refusals) == 2, refusals
+    assert f"{path}:{key_line}: controls[2] (width).colour" in refusals[1]
+    assert not a.of("layout")
+
+    save(path, show(ports, "after"))
+    a.wait_event("config", lambda e: e["error"] is None and e["generation"] == 2)
+    layout(b, 2)
+    assert proc.get_json("/healthz")["config"]["error"] is None
+    assert "Traceback" not in proc.output()
+
+
+def test_sighup_and_the_http_endpoint_reload_what_the_watcher_cannot_see(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    server = 'key = "stage-key-1"\nviewer_key = "watch-key-1"\n'
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump, server=server)
+    sio = socketio.Client(reconnection=False)
+    events: list[tuple[str, Any]] = []
+    lock = threading.Lock()
+
+    def record(name: str) -> Callable[[Any], None]:
+        def keep(data: Any = None) -> None:
+            with lock:
+                events.append((name, data))
+
+        return keep
+
+    for name in ("layout", "config", "snapshot", "update value"):
+        sio.on(name, record(name))
+    sio.connect(proc.url, auth={"key": "stage-key-1"}, wait_timeout=10)  # the control key
+
+    def layouts() -> list[dict[str, Any]]:
+        with lock:
+            return [data for name, data in events if name == "layout"]
+
+    try:
+        # Same size, same time, same inode (as `rsync -t` or `cp -p` leave a file): no watcher sees that.
+        text = show(ports, "before", server)
+        stat = path.stat()
+        save(path, text.replace('label = "Master"', 'label = "Leader"'), in_place=True)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: any(">Leader<" in d["surface"] for d in layouts()), what="the layout after SIGHUP")
+        assert generation(proc) == 2
+        assert "config reloaded (SIGHUP)" in proc.output()
+
+        stat = path.stat()
+        save(path, text, in_place=True)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert post(proc, "/api/config/reload")[0] == 401
+        assert post(proc, "/api/config/reload", "watch-key-1")[0] == 403
+        assert generation(proc) == 2  # neither was applied
+        status, body = post(proc, "/api/config/reload", "stage-key-1")
+        assert status == 200, body
+        assert body["generation"] == 3 and body["changed"] == ["master"]
+        assert body["added"] == [] and body["removed"] == []
+        wait_until(lambda: any(">Master<" in d["surface"] for d in layouts()), what="the layout after the POST")
+
+        save(path, "[server\n", in_place=True)
+        status, body = post(proc, "/api/config/reload", "stage-key-1")
+        assert status == 400 and "is not valid TOML" in body["error"] and body["generation"] == 3
+    finally:
+        sio.disconnect()
+
+
+def test_oscquery_listeners_are_told_of_paths_added_removed_and_changed(
+    tmp_path: Path, bridge_factory: Start, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    peer = WsPeer(ports.oscquery)
+    try:
+        peer.command("LISTEN", "/master")
+        wait_listening(proc, "/master", 1)
+        save(path, show(ports, "after"))
+
+        def told() -> set[tuple[str, str]]:
+            with peer._lock:
+                return {(t["COMMAND"], t["DATA"]) for t in peer.texts if isinstance(t, dict)}
+
+        expected = {
+            ("PATH_REMOVED", "/mute"),
+            ("PATH_REMOVED", "/gain/old"),
+            ("PATH_ADDED", "/gain/new"),
+            ("PATH_ADDED", "/spot"),
+            ("PATH_CHANGED", "/master"),  # its label (DESCRIPTION)
+            ("PATH_CHANGED", "/width"),  # its range
+        }
+        wait_until(lambda: expected <= told(), what="PATH_ADDED, PATH_REMOVED and PATH_CHANGED")
+        assert ("PATH_CHANGED", "/gain") not in told()  # a container, no attributes of its own
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports.oscquery}/spot", timeout=5) as resp:
+            node = json.loads(resp.read())
+        assert node["RANGE"] == [{"MIN": 0, "MAX": 10}] and node["VALUE"] == [7]
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports.oscquery}/width?RANGE", timeout=5) as resp:
+            assert json.loads(resp.read())["RANGE"] == [{"MIN": 0, "MAX": 50}]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{ports.oscquery}/mute", timeout=5)
+            raise AssertionError("/mute still answers")
+        except urllib.error.HTTPError as err:
+            assert err.code == 404
+        # The listener of a path that stays still gets its values.
+        proc.put_values(master=77)
+        peer.wait_for("/master", [77.0])
+    finally:
+        peer.close()
+
+
+def test_fifty_clients_and_an_osc_stream_through_twenty_saves_end_on_the_same_values(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    clients = [client_factory(proc.url) for _ in range(50)]
+    for client in clients:
+        client.wait_event("snapshot")
+    sender = OscPeer()
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def stream() -> None:
+        # 200 changes a second to a control every version has, counting up.
+        n = 0
+        while not stop.wait(0.005):
+            n += 1
+            sender.send(ports.osc, "/master", float(n % 101))
+            sent.append(n % 101)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        versions = [show(ports, "after"), show(ports, "before")]
+        for i in range(20):
+            save(path, versions[i % 2], in_place=i % 3 == 0)
+            wait_until(lambda i=i: generation(proc) == i + 2, what=f"reload {i + 1}")
+    finally:
+        stop.set()
+        streamer.join(timeout=10)
+        sender.close()
+    last = sent[-1]
+    wait_until(lambda: proc.get_json("/api/values")["master"] == last, what="the last value of the stream stored")
+    final = proc.get_json("/api/values")
+    assert set(final) == {"master", "gain", "width", "mute"}  # the 20th save is the first version
+    for client in clients:
+        wait_until(lambda c=client: model(c) == final, what="every client on the stored values")
+        assert layout(client, 21)["generation"] == 21
+    health = proc.get_json("/healthz")
+    assert health["config"]["generation"] == 21 and health["config"]["error"] is None
+    assert health["adapters"]["osc"]["received"] == len(sent)  # every change of the stream taken
+    output = proc.output()
+    assert "Traceback" not in output and "Exception" not in output
+
+
+def test_a_page_of_a_view_gets_its_views_new_surface(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    views = '\n[[views]]\nname = "monitor"\ncontrols = ["master", "gain"]\n'
+    save(path, show(ports, "before") + views)
+    wait_until(lambda: generation(proc) == 2, what="the views in force")
+    monitor = socketio.Client(reconnection=False)
+    surfaces: list[str] = []
+    monitor.on("layout", lambda data: surfaces.append(data["surface"]))
+    monitor.connect(proc.url, auth={"view": "monitor"}, wait_timeout=10)
+    whole = client_factory(proc.url)
+    try:
+        save(path, show(ports, "after") + views.replace('"gain"]', '"gain", "spot"]'))
+        wait_until(lambda: surfaces, what="the view's layout")
+        assert 'data-control="spot"' in surfaces[0] and 'data-control="width"' not in surfaces[0]
+        assert 'data-control="width"' in layout(whole, 3)["surface"]
+        # Its view gone from the file: the whole surface.
+        save(path, show(ports, "after"))
+        wait_until(lambda: len(surfaces) == 2, what="the layout without the view")
+        assert 'data-control="width"' in surfaces[1]
+        assert whole.wait_event("layout", lambda e: e["generation"] == 4)["values"] == {}
+    finally:
+        monitor.disconnect()
+
+
+def test_a_changed_osc_table_moves_the_port_and_a_taken_port_keeps_the_old_one(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    client = client_factory(proc.url)
+    moved = Ports(free_port(socket.SOCK_DGRAM), ports.dump, ports.oscquery)
+    save(path, show(moved, "before"))
+    layout(client, 2)
+    wait_until(lambda: "config: osc restarted" in proc.output(), what="the OSC side restarted")
+    oscsend(moved.osc, "/master", "f", 31)
+    client.wait_value("master", 31)
+    assert not udp_port_taken(ports.osc)  # the old port is closed
+    client.send("gain", 4)
+    dump.wait_for("/gain/old f 4.000000")  # the targets still served
+
+    # A port someone else holds: the OSC side stays where it is, and says why; the controls change anyway.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        taken = Ports(squatter.getsockname()[1], ports.dump, ports.oscquery)
+        save(path, show(taken, "after"))
+        layout(client, 3)
+        wait_until(lambda: "config: osc not changed, the old one stays" in proc.output(), what="the refusal logged")
+        oscsend(moved.osc, "/gain/new", "f", 12)  # the old port, the new addresses
+        client.wait_value("gain", 12)
+    assert "Traceback" not in proc.output()
+
+
+def test_a_file_put_back_as_it_was_clears_the_error_without_a_new_generation(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    client = client_factory(proc.url)
+    good = path.read_text(encoding="utf-8")
+    save(path, good + "\n[[controls]\n")
+    client.wait_event("config", lambda e: e["error"] is not None)
+    save(path, good)
+    wait_until(lambda: [e["error"] for e in client.of("config")][-1:] == [None], what="the error cleared")
+    assert [e["error"] is None for e in client.of("config")] == [True, False, True]
+    assert proc.get_json("/healthz")["config"]["generation"] == 1
+    status, body = post(proc, "/api/config/reload")
+    assert status == 200 and body["generation"] == 1 and body["changed"] == []
+    assert not client.of("layout")  # nothing changed: no page re-renders
+    assert "server.port changed" not in proc.output()  # --port stays over the file's port

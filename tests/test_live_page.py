@@ -1,0 +1,111 @@
+"""Live config in a real browser (Debian's Chromium): the page takes a new surface in place.
+
+A finger (the mouse) held on a fader while the file is saved keeps its
+fader and its value; the page keeps its tab; new controls appear and
+removed ones go without a page reload; a broken save shows a banner on
+control pages until a good one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from tests.browser import Pages, fader_point, shown, wait_shows
+from tests.helpers import BridgeProcess, Client, wait_until
+from tests.test_live_config import save
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[..., Client]
+
+HEAD = '[server]\nhost = "127.0.0.1"\nport = 5000\nstate_file = "state.json"\n'
+
+
+def fader(cid: str, label: str, page: str, top: int = 100, value: int = 0) -> str:
+    return (
+        f'\n[[controls]]\nid = "{cid}"\ntype = "range"\nlabel = "{label}"\nmax = {top}\nvalue = {value}\n'
+        f'touch = "absolute"\npage = "{page}"\n'
+    )
+
+
+BEFORE = HEAD + fader("house", "House", "Mix", value=30) + fader("band", "Band", "Mix") + fader("verb", "Verb", "FX")
+AFTER = (
+    HEAD
+    + fader("house", "House", "Mix", top=50, value=30)
+    + fader("verb", "Reverb", "FX")
+    + fader("delay", "Delay", "FX", value=12)
+)
+
+
+def test_a_held_fader_and_the_tab_survive_a_reload_and_new_controls_appear_in_place(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, pages: Pages
+) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(BEFORE, encoding="utf-8")
+    proc = bridge_factory(path)
+    proc.put_values(house=40)
+    page = pages.open(proc.url)
+    page.locator('#tabs [data-page="FX"]').click()
+    expect(page.locator('#tabs [data-page="FX"]')).to_have_attribute("aria-selected", "true")
+    page.evaluate("document.getElementById('verb').dataset.marker = 'the same element'")
+
+    x, y = fader_point(page, "verb", 0.2)
+    page.mouse.move(x, y)
+    page.mouse.down()  # held from here on
+    held = shown(page, "verb")
+    wait_until(lambda: proc.get_json("/api/values")["verb"] == held, what="the pressed value stored")
+    other = client_factory(proc.url)
+    other.send("verb", 60)  # moved elsewhere while the finger is down
+    page.wait_for_function("window.stageBridge.values().verb === 60")
+
+    page.evaluate("window.__layouts = 0; window.addEventListener('bridge:layout', () => window.__layouts++)")
+    save(path, AFTER)
+    page.wait_for_function("document.documentElement.dataset.generation === '2'")
+    # Still under the finger: the same element, the same value, nothing sent by the swap.
+    assert page.evaluate("document.getElementById('verb').dataset.marker") == "the same element"
+    assert shown(page, "verb") == held
+    expect(page.locator('[data-control="verb"]')).to_have_class("control range horizontal held")
+    # The tab, the new control beside it, the removed one gone, no page reload.
+    expect(page.locator('#tabs [data-page="FX"]')).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#delay")).to_be_visible()
+    wait_shows(page, "delay", 12)
+    expect(page.locator('[data-control="band"]')).to_have_count(0)
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert page.evaluate("window.__layouts") == 1
+
+    page.mouse.up()
+    wait_shows(page, "verb", 60)  # the value from elsewhere, on release
+    expect(page.locator('label[for="verb"]')).to_have_text("Reverb")  # its new definition once let go
+    assert proc.get_json("/api/values")["verb"] == 60
+
+    # The other tab: the kept value and the new range; a move from the page still goes out.
+    page.locator('#tabs [data-page="Mix"]').click()
+    wait_shows(page, "house", 40)
+    assert float(page.locator("#house").get_attribute("max") or 0) == 50
+    page.locator("#house").focus()
+    page.keyboard.press("End")
+    wait_until(lambda: proc.get_json("/api/values")["house"] == 50, what="the new top of the range stored")
+    other.wait_value("house", 50)
+
+
+def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(BEFORE, encoding="utf-8")
+    proc = bridge_factory(path)
+    page = pages.open(proc.url)
+    banner = page.locator("#config-error")
+    expect(banner).to_be_hidden()
+
+    save(path, BEFORE.replace('label = "Band"', "label = Band"))
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text(f"{path}:")
+    expect(banner).to_contain_text("is not valid TOML")
+    later = pages.open(proc.url)  # joins while the file is broken: told at once
+    expect(later.locator("#config-error")).to_be_visible()
+
+    save(path, AFTER)
+    expect(banner).to_be_hidden()
+    expect(later.locator("#config-error")).to_be_hidden()
+    expect(page.locator("#delay")).to_be_attached()
