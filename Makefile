@@ -51,9 +51,15 @@ test: deps lint
 unit: $(VENV)/.test-installed
 	$(PY) -m pytest -q -m unit
 
-bench: deps
+# The load generator is node with the ws package (bench/package.json): Debian's nodejs and npm when missing.
+bench/node_modules/.installed: bench/package.json bench/package-lock.json
+	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="nodejs npm" DEB_COMMANDS="node npm"
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: deps bench/node_modules/.installed
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Redis, nginx on 127.0.0.1:8080 and three bridge processes, until Ctrl-C (see the README).
 cluster: $(VENV)/.installed

@@ -96,8 +96,10 @@ class Server(Measured):
         controls: str = BENCH_CONTROLS,
         env: dict[str, str] | None = None,
         module: str = "bridge",
+        root: Path = ROOT,
     ) -> None:
         self.module = module
+        self.root = root
         self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
         self.config = self.folder / "bench.toml"
         # Room for the 1,000-client scale path; every other limit at its default.
@@ -124,7 +126,7 @@ class Server(Measured):
                 "--log-level",
                 "WARNING",
             ],
-            cwd=ROOT,
+            cwd=self.root,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

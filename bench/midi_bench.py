@@ -25,7 +25,16 @@ from typing import Any
 
 import mido
 
-from bench.common import BENCH_CONTROLS, Server, close_all, connect_watchers, percentiles, process_cpu, wait_all_on
+from bench.common import (
+    BENCH_CONTROLS,
+    ROOT,
+    Server,
+    close_all,
+    connect_watchers,
+    percentiles,
+    process_cpu,
+    wait_all_on,
+)
 from bridge.config import parse_config
 from bridge.midi.codec import from_midi
 from tests.jack import BACKEND, JackServer, MidiPeer
@@ -56,7 +65,9 @@ class StampedInput:
         self._thread.join()
 
 
-async def run_once(clients: int, messages: int, burst: int) -> dict[str, Any]:
+async def run_once(
+    clients: int, messages: int, burst: int, env: dict[str, str] | None = None, root: Path = ROOT
+) -> dict[str, Any]:
     fader = parse_config(__import__("tomllib").loads(BENCH_CONTROLS), Path("bench.toml")).control("fader")
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -64,7 +75,7 @@ async def run_once(clients: int, messages: int, burst: int) -> dict[str, Any]:
         previous = os.environ.get("JACK_DEFAULT_SERVER")
         os.environ["JACK_DEFAULT_SERVER"] = jack.name
         try:
-            with Server(MIDI_EXTRA, env={"JACK_DEFAULT_SERVER": jack.name}) as server:
+            with Server(MIDI_EXTRA, env={"JACK_DEFAULT_SERVER": jack.name, **(env or {})}, root=root) as server:
                 peer = MidiPeer()
                 peer.connect("bench-in", "bench-out")
                 stamped = StampedInput(peer.input)

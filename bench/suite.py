@@ -1,8 +1,17 @@
 """The bench suite: every path, against the bridge and the classic recipe, in one run.
 
-``python -m bench [--quick] [--out DIR]`` (``make bench``) writes ``results.md``,
-``results.json`` and ``latency.png`` to ``bench/results/<timestamp>/`` and
-prints the Markdown table. Figures are medians of ``--runs`` runs.
+``python -m bench [--quick] [--runs N] [--base DIR] [--out DIR]`` (``make
+bench``) writes ``results.md``, ``results.json`` and ``latency.png`` to
+``bench/results/<timestamp>/`` and prints the Markdown table. Figures are
+medians of ``--runs`` runs. ``--base DIR`` measures another checkout of the
+project too (``git worktree add DIR main``), in every run, before this tree:
+its rows are marked ``[base]`` and the table gives this tree's p99 as a
+ratio of the base's.
+
+The paths with many clients also run with the node load generator
+(:mod:`bench.nodegen`, its CPU and whether it was the limit reported beside
+the server's), and the page's own paths in Chromium
+(:mod:`bench.browser_bench`).
 """
 
 from __future__ import annotations
@@ -17,11 +26,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from pythonosc.osc_message import OscMessage
 
+from bench import browser_bench, nodegen
 from bench.cluster_bench import run_once as cluster_run_once
 from bench.common import (
     ROOT,
@@ -237,8 +248,9 @@ async def sweep16(server: Any, clients: int, steps: int, base: int) -> Result:
     }
 
 
-async def run_paths(quick: bool) -> dict[str, Result]:
-    """One run of every path against the bridge and the classic recipe."""
+async def run_paths(quick: bool, root: Path = ROOT, tag: str = "bridge", classic: bool = True) -> dict[str, Result]:
+    """One run of every path against the bridge of ``root`` (rows marked ``[tag]``) and, with
+    ``classic``, the classic recipe."""
     sizes = [2, 10, 50] if quick else [2, 10, 50, 100, 500]
     seconds = 2.0 if quick else 5.0
     results: dict[str, Result] = {}
@@ -247,51 +259,78 @@ async def run_paths(quick: bool) -> dict[str, Result]:
     target.bind(("127.0.0.1", 0))
     extra = f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = ["127.0.0.1:{target.getsockname()[1]}"]\n'
     base = 1
-    with Server(extra) as bridge, Classic() as classic:
+
+    def both(bridge: Any, other: Any) -> list[tuple[str, Any]]:
+        return [(tag, bridge), ("classic", other)] if classic else [(tag, bridge)]
+
+    with Server(extra, root=root) as bridge, Classic() if classic else nullcontext() as reference:
         for n in sizes:
-            for name, server in (("bridge", bridge), ("classic", classic)):
+            for name, server in both(bridge, reference):
                 progress(f"fanout N={n} [{name}]")
                 results[f"fanout N={n} [{name}]"] = await fanout(server, n, 200, seconds, base)
                 base += 10_000
         flood = 1000 if quick else 5000
-        for name, server in (("bridge", bridge), ("classic", classic)):
+        for name, server in both(bridge, reference):
             progress(f"flood {flood} socket, 10 clients [{name}]")
             results[f"flood {flood} socket, 10 clients [{name}]"] = await flood_socket(server, 10, flood, base)
             base += 10_000
-        progress("osc in -> 10 clients [bridge]")
-        results["osc in -> 10 clients [bridge]"] = await osc_in(bridge, osc_port, 10, 1000, 200, base)
+        progress(f"osc in -> 10 clients [{tag}]")
+        results[f"osc in -> 10 clients [{tag}]"] = await osc_in(bridge, osc_port, 10, 1000, 200, base)
         base += 10_000
-        progress(f"osc flood {flood} -> 10 clients [bridge]")
-        results[f"osc flood {flood} -> 10 clients [bridge]"] = await osc_in(bridge, osc_port, 10, flood, None, base)
+        progress(f"osc flood {flood} -> 10 clients [{tag}]")
+        results[f"osc flood {flood} -> 10 clients [{tag}]"] = await osc_in(bridge, osc_port, 10, flood, None, base)
         base += 10_000
-        progress("osc burst 1000 -> 10 clients [bridge]")
-        results["osc burst 1000 -> 10 clients [bridge]"] = await osc_in(bridge, osc_port, 10, 1000, None, base)
+        progress(f"osc burst 1000 -> 10 clients [{tag}]")
+        results[f"osc burst 1000 -> 10 clients [{tag}]"] = await osc_in(bridge, osc_port, 10, 1000, None, base)
         base += 10_000
-        progress("clients -> osc out [bridge]")
-        results["clients -> osc out [bridge]"] = await osc_out(bridge, target, 1000, 200, base)
+        progress(f"clients -> osc out [{tag}]")
+        results[f"clients -> osc out [{tag}]"] = await osc_out(bridge, target, 1000, 200, base)
         base += 10_000
     target.close()
-    with Server("", SWEEP_CONTROLS) as bridge, Classic() as classic:
-        for name, server in (("bridge", bridge), ("classic", classic)):
+    with Server("", SWEEP_CONTROLS, root=root) as bridge, Classic() if classic else nullcontext() as reference:
+        for name, server in both(bridge, reference):
             progress(f"16 faders swept, 10 clients [{name}]")
             results[f"16 faders swept, 10 clients [{name}]"] = await sweep16(server, 10, 200 if quick else 500, base)
             base += 10_000
-    progress("midi in/out and 1000-CC burst over JACK [bridge]")
-    midi = await midi_run_once(10, 300 if quick else 1000, 1000)
-    results["midi in -> 10 clients [bridge]"] = midi["midi_in"]
-    results["clients -> midi out [bridge]"] = midi["midi_out"]
-    results["midi burst 1000 CC -> 10 clients [bridge]"] = {
+    progress(f"midi in/out and 1000-CC burst over JACK [{tag}]")
+    midi = await midi_run_once(10, 300 if quick else 1000, 1000, root=root)
+    results[f"midi in -> 10 clients [{tag}]"] = midi["midi_in"]
+    results[f"clients -> midi out [{tag}]"] = midi["midi_out"]
+    results[f"midi burst 1000 CC -> 10 clients [{tag}]"] = {
         "settled_ms": midi["burst"]["all_clients_on_last_ms"],
         "all_on_last": midi["burst"]["all_clients_on_last_ms"] is not None,
         "peak_rss_mb": midi["burst"]["peak_rss_mb"],
     }
     scale = 200 if quick else 1000
-    with Server("") as bridge:
-        progress(f"scale {scale} clients, 10 changes/s [bridge]")
-        results[f"scale {scale} clients, 10 changes/s [bridge]"] = await fanout(bridge, scale, 10, seconds, base)
-    per_process = 100 if quick else 500
-    progress(f"cluster 3 x {per_process} clients beside one process, 10 changes/s [bridge]")
-    results.update(await cluster_run_once(per_process, 3, 10, seconds * 2))
+    with Server("", root=root) as bridge:
+        progress(f"scale {scale} clients, 10 changes/s (Python clients) [{tag}]")
+        results[f"scale {scale} clients, 10 changes/s [{tag}]"] = await fanout(bridge, scale, 10, seconds, base)
+    progress(f"node generator: OSC in, fan-out, 1,000 clients [{tag}]")
+    for path, row in nodegen.node_paths(root, quick, base).items():
+        results[f"{path} [{tag}]"] = row
+    base += 100_000
+    if classic:
+        with Classic() as reference:
+            progress(f"{nodegen.FANOUT_10} [classic]")
+            results[f"{nodegen.FANOUT_10} [classic]"] = nodegen.fanout(reference, 10, 200, seconds, base)
+    progress(f"Chromium: mouse down -> 9 other pages; JACK MIDI in -> a page [{tag}]")
+    # Playwright's sync API in a thread of its own: it refuses to run inside this asyncio loop.
+    pages = await asyncio.to_thread(browser_bench.run_once, 20 if quick else 60, root)
+    for path, row in pages.items():
+        results[f"{path} [{tag}]"] = row
+    if root == ROOT:
+        per_process = 100 if quick else 500
+        progress(f"cluster 3 x {per_process} clients beside one process, 10 changes/s [{tag}]")
+        results.update(await cluster_run_once(per_process, 3, 10, seconds * 2))
+    return results
+
+
+async def run_trees(quick: bool, base: Path | None) -> dict[str, Result]:
+    """One run of every path: the base tree first (when given), then this one and the classic recipe."""
+    results: dict[str, Result] = {}
+    if base is not None:
+        results.update(await run_paths(quick, base, "base", classic=False))
+    results.update(await run_paths(quick))
     return results
 
 
@@ -306,7 +345,8 @@ def median_results(runs: list[dict[str, Result]]) -> dict[str, Result]:
             elif isinstance(first, int | float) and all(isinstance(v, int | float) for v in values):
                 merged[path][key] = round(statistics.median(values), 3)
             else:
-                merged[path][key] = values[-1]
+                # Words (which side was the limit): the most common, the latest on a tie.
+                merged[path][key] = max(reversed(values), key=values.count)
     return merged
 
 
@@ -319,20 +359,32 @@ def markdown(results: dict[str, Result]) -> str:
         "all_on_last",
         "settled_ms",
         "server_cpu_s",
+        "server_us_per_update",
         "loadgen_cpu_s",
+        "loadgen_busy",
+        "limit",
         "peak_rss_mb",
     ]
-    lines = ["| path | " + " | ".join(cols) + " | p99 ratio vs classic |", "|---" * (len(cols) + 2) + "|"]
+    lines = [
+        "| path | " + " | ".join(cols) + " | p99 ratio vs classic | p99 ratio vs base |",
+        "|---" * (len(cols) + 3) + "|",
+    ]
     for path, row in results.items():
         ratio = ""
+        against_base = ""
         if path.endswith("[bridge]"):
+            before = results.get(path.replace("[bridge]", "[base]"))
+            if before and before.get("p99_ms") and row.get("p99_ms"):
+                against_base = f"{row['p99_ms'] / before['p99_ms']:.2f}"
+            if before and before.get("settled_ms") and row.get("settled_ms") is not None:
+                against_base += f" (settle {row['settled_ms'] / before['settled_ms']:.3f})"
             ref = results.get(path.replace("[bridge]", "[classic]"))
             if ref and ref.get("p99_ms") and row.get("p99_ms"):
                 ratio = f"{row['p99_ms'] / ref['p99_ms']:.2f}"
             if ref and ref.get("settled_ms") and row.get("settled_ms") is not None:
                 ratio += f" (settle {row['settled_ms'] / ref['settled_ms']:.3f})"
         cells = [str(row.get(c, "")) for c in cols]
-        lines.append(f"| {path} | " + " | ".join(cells) + f" | {ratio} |")
+        lines.append(f"| {path} | " + " | ".join(cells) + f" | {ratio} | {against_base} |")
     return "\n".join(lines)
 
 
@@ -360,11 +412,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one run: a smoke test of the suite")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--base", type=Path, default=None, help="another checkout (git worktree add DIR main) measured in the same run"
+    )
     args = parser.parse_args()
     runs_n = 1 if args.quick else args.runs
     out = args.out or ROOT / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    runs = [asyncio.run(run_paths(args.quick)) for _ in range(runs_n)]
+    runs = [asyncio.run(run_trees(args.quick, args.base.resolve() if args.base else None)) for _ in range(runs_n)]
     results = median_results(runs)
     table = markdown(results)
     (out / "results.json").write_text(json.dumps({"runs": runs, "median": results}, indent=1))

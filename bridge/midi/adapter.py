@@ -5,9 +5,9 @@ ports :mod:`bridge.midi.ports`' and the bindings :mod:`bridge.midi.bindings`'.
 
 Threads, and why:
 
-* **Reader.** It reads the input's queue every millisecond (see
-  :mod:`bridge.midi.ports` for why not a callback), decodes the messages
-  and sets the hub.
+* **Reader.** Woken by the input when messages arrive (see
+  :mod:`bridge.midi.system`), it decodes them and sets the hub; under
+  gevent the change reaches the browsers' sockets from this same greenlet.
 * **send()** runs on whichever thread made the change, under the hub's
   dispatch lock. It writes to the open output or holds the message back
   for the budget; it never waits for a device.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks for missing or vanished ports.
 POLL_INTERVAL = 1.0
-#: Seconds between two reads of an idle input: the most a message waits.
-READ_INTERVAL = 0.001
+#: The longest an idle reader waits before it looks again (learn timeouts, stop()).
+IDLE_WAIT = 0.05
 
 #: A change held back by the budget: the MIDI number and the messages carrying it.
 Held = tuple[int, tuple[mido.Message, ...]]
@@ -314,9 +313,10 @@ class MidiAdapter:
                     messages = []
             if not messages:
                 self.bindings.poll()
-                # A plain sleep costs half the CPU of an Event wait at this
-                # rate; stop() is noticed one interval later at most.
-                time.sleep(READ_INTERVAL)
+                try:
+                    inlet.wait(IDLE_WAIT)  # woken as soon as a message arrives
+                except (OSError, ValueError):
+                    pass  # closed by the watcher meanwhile: the next look sees it
                 continue
             try:
                 self._apply(inlet.name, messages)

@@ -6,12 +6,20 @@ which rewrites module globals). Whatever mido or python-rtmidi raise (no
 ALSA sequencer, no JACK server, an unknown port, a port gone) leaves this
 module as :class:`MidiPortError`: the adapter has one error to handle.
 
-Inputs are read by polling rtmidi's own queue rather than through a Python
-callback: a callback runs on the MIDI system's thread and must take the
-GIL there; with JACK that thread is the JACK process thread, and while it
-waits for the GIL the JACK cycles go by and their MIDI events are lost
-(measured: most of a burst, as soon as other Python threads are busy).
-rtmidi queues in C++ on that thread and no Python runs there.
+An rtmidi input wakes its reader: rtmidi's callback runs on the MIDI
+system's thread (with JACK, the JACK process thread), so it does the least
+that can be done there: it appends the message's bytes to a deque and, for
+the first message since the reader last looked, writes one byte to a pipe.
+Both are safe from a foreign thread whatever the server model (a deque
+append is atomic; ``os.write`` is the plain system call, gevent does not
+patch it), and neither waits for anything but the GIL, which the callback
+needs in any case. The reader waits on the pipe (with ``select``, which
+gevent makes cooperative) and decodes the messages on its own thread.
+An earlier callback that decoded and applied each message on the JACK
+thread lost most of a burst while other Python threads were busy; this one
+lost none of 3 bursts of 1,000 CC sent while the server fanned out to 1,000
+browsers (gevent) or 150 (threads) (measurements in docs/performance.md).
+Inputs of other mido backends are polled every :data:`READ_INTERVAL`.
 
 Which ports are wanted, and their coming and going, is :mod:`bridge.midi.ports`'.
 """
@@ -19,6 +27,10 @@ Which ports are wanted, and their coming and going, is :mod:`bridge.midi.ports`'
 from __future__ import annotations
 
 import logging
+import os
+import select
+import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol
 
@@ -34,6 +46,8 @@ Direction = Literal["input", "output"]
 QUEUE_LIMIT = 8192
 #: Messages taken from the input at once, so the input lock is held briefly.
 READ_BATCH = 1024
+#: Seconds between two reads of an idle input that cannot wake its reader.
+READ_INTERVAL = 0.001
 RTMIDI_BACKEND = "mido.backends.rtmidi"
 #: MIDI client names of the bridge's ports, as other software lists them.
 CLIENT_NAMES: dict[Direction, str] = {"input": "Stage Bridge in", "output": "Stage Bridge out"}
@@ -77,9 +91,11 @@ def message_from_bytes(data: Any) -> mido.Message | None:
 
 
 class Inlet(Protocol):
-    """An open input, read by polling."""
+    """An open input: :meth:`wait` until messages may be there (or ``timeout``), then :meth:`pending`."""
 
     name: str
+
+    def wait(self, timeout: float) -> None: ...
 
     def pending(self) -> list[mido.Message]: ...
 
@@ -87,7 +103,7 @@ class Inlet(Protocol):
 
 
 class _RtmidiInlet:
-    """A python-rtmidi input whose messages wait in rtmidi's own queue."""
+    """A python-rtmidi input whose callback hands the messages over and wakes the reader."""
 
     def __init__(self, rtmidi: Any, api: int, name: str, virtual: bool) -> None:
         rt = rtmidi.MidiIn(api, name=CLIENT_NAMES["input"], queue_size_limit=QUEUE_LIMIT)
@@ -106,27 +122,56 @@ class _RtmidiInlet:
             raise
         self._rt = rt
         self.name = name
+        # The oldest go first if the reader ever falls this far behind: the newest values win.
+        self._arrived: deque[list[int]] = deque(maxlen=QUEUE_LIMIT)
+        self._woken = False
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        rt.set_callback(self._on_message)
+
+    def _on_message(self, event: tuple[list[int], float], data: object = None) -> None:
+        # On the MIDI system's thread: hand over and wake, nothing more.
+        self._arrived.append(event[0])
+        if not self._woken:
+            self._woken = True
+            try:
+                os.write(self._wake_write, b"\0")
+            except OSError:
+                pass  # full (the reader is woken already) or closing
+
+    def wait(self, timeout: float) -> None:
+        if not self._arrived:
+            select.select([self._wake_read], [], [], timeout)
 
     def pending(self) -> list[mido.Message]:
-        messages = []
         try:
-            for _ in range(READ_BATCH):
-                item = self._rt.get_message()
-                if item is None:
-                    break
-                message = message_from_bytes(item[0])
-                if message is not None:
-                    messages.append(message)
-        except _MIDI_ERRORS as err:
-            raise MidiPortError(f"cannot read {self.name!r}: {err}") from err
+            os.read(self._wake_read, 4096)
+        except OSError:
+            pass  # nothing written since the last look
+        self._woken = False  # before taking: a message arriving from now on writes again
+        messages = []
+        arrived = self._arrived
+        for _ in range(READ_BATCH):
+            try:
+                data = arrived.popleft()
+            except IndexError:
+                break
+            message = message_from_bytes(data)
+            if message is not None:
+                messages.append(message)
         return messages
 
     def close(self) -> None:
         try:
+            self._rt.cancel_callback()  # before closing, so no callback runs on a closed port
             self._rt.close_port()
             self._rt.delete()
         except _MIDI_ERRORS as err:
             raise MidiPortError(f"error closing {self.name!r}: {err}") from err
+        finally:
+            os.close(self._wake_read)
+            os.close(self._wake_write)
 
 
 class _MidoInlet:
@@ -135,6 +180,9 @@ class _MidoInlet:
     def __init__(self, port: Any) -> None:
         self._port = port
         self.name: str = port.name
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(min(timeout, READ_INTERVAL))
 
     def pending(self) -> list[mido.Message]:
         try:

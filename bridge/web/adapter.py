@@ -8,10 +8,15 @@ Every handler is registered the same way, on python-socketio's server with
 the client's sid (:meth:`WebAdapter.on`): no Flask request context is built
 per event, which is half the cost of a fader move.
 
-Toward the browsers, :meth:`WebAdapter.send` only files each change (the
-latest per control; every press and release of a button); one fan-out
-thread sends them (:mod:`bridge.web.fanout`). Coming in, each browser is
-held to ``max_rate`` (:mod:`bridge.web.intake`).
+Toward the browsers, under gevent, the first change of a turn of the event
+loop is fanned out at once by whoever made it (the OSC or MIDI reader, a
+browser's handler): the writes never wait (:mod:`bridge.web.wire`), so a
+change reaches the sockets with no hand-over to another greenlet. Changes
+that follow within the same turn (a flood) are filed, the latest per
+control (every press and release of a button), and one fan-out thread sends
+them (:mod:`bridge.web.fanout`); under the other server models every change
+is filed. Coming in, each browser is held to ``max_rate``
+(:mod:`bridge.web.intake`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from bridge.model import Change, Origin, Value
 from bridge.views import View
 from bridge.web.fanout import Fanout
 from bridge.web.intake import Intake
+from bridge.web.wire import Wires
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +92,12 @@ class WebAdapter:
         self._outbox: Outbox[str | tuple[str, int], Change] = Outbox()
         self._presses = itertools.count()
         self._received = 0
-        self.fanout = Fanout(self.server, hub.get, self._wake.set)
+        self.wires = Wires()
+        # Under gevent the browsers' sockets are written directly, and the first
+        # change of each turn of the loop is fanned out where it was made.
+        direct = socketio.async_mode == "gevent" and self.wires.install(self.server.eio)
+        self._turn = _Turn() if direct else None
+        self.fanout = Fanout(self.server, hub.get, self._wake.set, self.wires)
         self.intake = Intake(max_rate)
         self.looks = looks
         if looks is not None:
@@ -105,6 +116,7 @@ class WebAdapter:
             **self.fanout.describe(),
             "throttled": self.intake.throttled,
             "confirmed": self.fanout.confirmed,
+            "filed_replaced": self._outbox.replaced,
             "keys": self.access.enabled,
         }
 
@@ -116,6 +128,10 @@ class WebAdapter:
         cost of reaching every browser is paid by the fan-out thread, which
         under a flood sends each control's latest value instead of every one.
         """
+        if self._turn is not None and not len(self._outbox) and self._turn.take():
+            # Nothing filed before it (which it would overtake): out now.
+            self.fanout.broadcast(change)
+            return
         if change.control.type == "button":
             # A tap is a press and a release, often in one batch: both go out,
             # or other pages (and their hooks) would never see the press; every
@@ -229,9 +245,11 @@ class WebAdapter:
 
         # Under the hub's dispatch order, so no update can slip between the
         # values read here and the snapshot sent with them.
+        batch = isinstance(auth, dict) and auth.get("batch") is True
+
         def welcome(values: dict[str, Value]) -> None:
             self.server.emit("snapshot", {"values": values}, to=sid)
-            self.fanout.join(sid)
+            self.fanout.join(sid, batch)
 
         self.hub.with_values(welcome)
         if self.looks is not None:
@@ -301,3 +319,28 @@ class WebAdapter:
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)
+
+
+class _Turn:
+    """Under gevent: whether a change was fanned out inline in this turn of the event loop already."""
+
+    __slots__ = ("_loop", "_used")
+
+    def __init__(self) -> None:
+        self._loop: Any = None
+        self._used = False
+
+    def take(self) -> bool:
+        """True (once per turn) when the caller may fan out inline."""
+        if self._used:
+            return False
+        if self._loop is None:
+            import gevent
+
+            self._loop = gevent.get_hub().loop
+        self._used = True
+        self._loop.run_callback(self._reset)  # runs when this turn hands back to the loop
+        return True
+
+    def _reset(self) -> None:
+        self._used = False

@@ -1,16 +1,24 @@
 """Every browser's share of the changes: all of them while it keeps up, the latest while it is behind.
 
-A browser is behind when :data:`BACKLOG_LIMIT` packets wait in its
-Socket.IO queue (a phone on weak Wi-Fi, or a flood of changes). From then
-on the values it has not been sent are held, one per control (the latest),
-and sent once it has caught up. A browser that keeps up gets every change.
+A change for N browsers is encoded once; under gevent the same WebSocket
+frame is written to every browser that keeps up (:mod:`bridge.web.wire`),
+elsewhere the same Engine.IO packet is queued for each.
+
+A browser is **behind** when what was written to it waits for room (its
+wire is flushing: the kernel's buffer toward it is full), or when
+:data:`BACKLOG_LIMIT` packets wait in its Socket.IO queue. From then on the
+values it has not been sent are held, one per control (the latest), and
+sent once it has caught up: in one ``update values`` frame when the browser
+said at connect that it reads them (``auth: {"batch": true}``), else one
+``update value`` each. A browser that keeps up gets every change.
 
 It also keeps the bookkeeping of changes that may have crossed on the wire
 (:mod:`bridge.crossing`): the broadcasts are counted here, and a browser
 whose change may have crossed another is sent the stored value once it
 pauses.
 
-Locks: ``_lock`` (the browsers and what is held toward them) is taken
+Locks: ``_lock`` (the browsers and what is held toward them; reentrant,
+since a send may close a session whose disconnect comes back here) is taken
 before ``_cross_lock`` (the crossings), never after.
 """
 
@@ -19,15 +27,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 from bridge.crossing import Crossings
 from bridge.flow import Latest
 from bridge.model import Change, Value
+from bridge.web.wire import Wire, Wires, frame
 
 #: A client with this many packets waiting in its Socket.IO queue is behind:
 #: its updates are held back, latest value per control, until it catches up.
 BACKLOG_LIMIT = 8
+UPDATE = "update value"
+#: Several held values in one frame: ``[{"who": id, "data": value}, ...]``, oldest first.
+UPDATES = "update values"
+
+_BEHIND = object()
+_QUEUED = object()
+
+
+@dataclass(slots=True)
+class _Client:
+    sid: str
+    eio_sid: str
+    batch: bool  # reads ``update values``
+    held: Latest[str, Value] | None = None
+    wire: Wire | None = None  # its WebSocket, once it is written directly
 
 
 class Fanout:
@@ -35,34 +63,47 @@ class Fanout:
 
     ``server`` is the python-socketio server; ``stored(id)`` the hub's value
     of a control (for confirmations); ``wake()`` asks for a :meth:`flush`
-    soon.
+    soon; ``wires`` the browsers' WebSockets when they are written directly.
     """
 
-    def __init__(self, server: Any, stored: Callable[[str], Value], wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        server: Any,
+        stored: Callable[[str], Value],
+        wake: Callable[[], None],
+        wires: Wires | None = None,
+    ) -> None:
         self._server = server
         self._stored = stored
         self._wake = wake
-        self._lock = threading.Lock()
-        self._clients: set[str] = set()
-        self._held: dict[str, Latest[str, Value]] = {}  # sid -> latest value per control not yet sent
+        self._wires = wires if wires is not None and wires.installed else None
+        self._lock = threading.RLock()
+        self._clients: dict[str, _Client] = {}
+        self._behind: set[str] = set()
         self._crossings = Crossings()
         self._cross_lock = threading.Lock()
         self._gone_coalesced = 0
+        #: Frames written straight to a socket, and packets queued the library's way.
+        self.direct = 0
+        self.queued = 0
 
     # -- browsers ----------------------------------------------------------------
-    def join(self, sid: str) -> None:
+    def join(self, sid: str, batch: bool = False) -> None:
         """``sid`` was sent the snapshot: it gets every change from now on."""
+        eio_sid = self._server.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is None:
+            return  # gone meanwhile
         with self._lock:
-            self._clients.add(sid)
+            self._clients[sid] = _Client(sid, eio_sid, batch)
             with self._cross_lock:
                 self._crossings.joined(sid)
 
     def leave(self, sid: str) -> None:
         with self._lock:
-            self._clients.discard(sid)
-            held = self._held.pop(sid, None)
-            if held is not None:
-                self._gone_coalesced += held.replaced
+            client = self._clients.pop(sid, None)
+            self._behind.discard(sid)
+            if client is not None and client.held is not None:
+                self._gone_coalesced += client.held.replaced
         with self._cross_lock:
             self._crossings.forget(sid)
 
@@ -77,8 +118,15 @@ class Fanout:
 
     def describe(self) -> dict[str, int]:
         with self._lock:
-            coalesced = self._gone_coalesced + sum(held.replaced for held in self._held.values())
-            return {"clients": len(self._clients), "behind": len(self._held), "coalesced": coalesced}
+            held = [c.held for c in self._clients.values() if c.held is not None]
+            coalesced = self._gone_coalesced + sum(h.replaced for h in held)
+            return {
+                "clients": len(self._clients),
+                "behind": len(held),
+                "coalesced": coalesced,
+                "direct": self.direct,
+                "queued": self.queued,
+            }
 
     @property
     def confirmed(self) -> int:
@@ -87,47 +135,55 @@ class Fanout:
 
     # -- out -------------------------------------------------------------------------
     def broadcast(self, change: Change) -> None:
-        """Send ``change`` to every browser but its sender; hold it for those behind."""
+        """Send ``change`` to every browser but its sender, encoded once; hold it for those behind."""
         cid, value = change.control.id, change.value
         origin = change.origin.ident if change.origin.kind == "web" else None
         with self._lock:
             with self._cross_lock:
                 self._crossings.broadcast(cid, origin)
-            skip: list[str] = []
-            for sid in self._clients:
-                if sid == origin:
-                    skip.append(sid)
-                    held = self._held.get(sid)
-                    if held is not None:
-                        held.pop(cid)  # it shows its own newer value already
+            out = _Encoded(self._server, UPDATE, {"who": cid, "data": value})
+            for client in list(self._clients.values()):
+                if client.sid == origin:
+                    if client.held is not None:
+                        client.held.pop(cid)  # it shows its own newer value already
                     continue
-                held = self._held.get(sid)
-                if held is None and self._backlog(sid) >= BACKLOG_LIMIT:
-                    held = self._held[sid] = Latest()
-                if held is not None:
-                    # Behind: keep only the latest value, sent once it catches up.
-                    held.put(cid, value)
-                    skip.append(sid)
-            if len(skip) < len(self._clients):
-                self._server.emit("update value", {"who": cid, "data": value}, skip_sid=skip or None)
-            behind = bool(self._held)
+                if client.held is None:
+                    way = self._way(client)
+                    if way is not _BEHIND:
+                        self._send(client, way, out)
+                        continue
+                    client.held = Latest()
+                    self._behind.add(client.sid)
+                # Behind: keep only the latest value, sent once it catches up.
+                client.held.put(cid, value)
+            behind = bool(self._behind)
         if behind:
             self._wake()
 
     def flush(self) -> bool:
         """Send what is held to browsers that caught up, and the confirmations due; True while any remain."""
         with self._lock:
-            for sid in list(self._held):
-                if sid not in self._clients:
-                    self._gone_coalesced += self._held.pop(sid).replaced
-                elif self._backlog(sid) < BACKLOG_LIMIT:
-                    held = self._held.pop(sid)
-                    self._gone_coalesced += held.replaced
-                    for cid, value in held.take().items():
-                        self._server.emit("update value", {"who": cid, "data": value}, to=sid)
+            for sid in list(self._behind):
+                client = self._clients.get(sid)
+                if client is None or client.held is None:
+                    self._behind.discard(sid)
+                    continue
+                way = self._way(client)
+                if way is _BEHIND:
+                    continue
+                held, client.held = client.held, None
+                self._behind.discard(sid)
+                self._gone_coalesced += held.replaced
+                values = held.take()
+                if client.batch and len(values) > 1:
+                    batch = [{"who": cid, "data": value} for cid, value in values.items()]
+                    self._send(client, way, _Encoded(self._server, UPDATES, batch))
+                else:
+                    for cid, value in values.items():
+                        self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}))
             self._confirm()
             with self._cross_lock:
-                return bool(self._held) or self._crossings.pending
+                return bool(self._behind) or self._crossings.pending
 
     def _confirm(self) -> None:
         """Send the stored value to browsers whose change may have crossed another (under the lock,
@@ -135,21 +191,49 @@ class Fanout:
         with self._cross_lock:
             due = self._crossings.take_due(time.monotonic())
         for sid, cid in due:
-            if sid in self._clients:
-                held = self._held.get(sid)
-                if held is not None:
-                    held.pop(cid)  # older than what goes now
-                self._server.emit("update value", {"who": cid, "data": self._stored(cid)}, to=sid)
+            client = self._clients.get(sid)
+            if client is None:
+                continue
+            value = self._stored(cid)
+            if client.held is not None:
+                client.held.put(cid, value)  # goes when it catches up, after the values held before
+                continue
+            way = self._way(client)
+            if way is _BEHIND:
+                client.held = Latest()
+                client.held.put(cid, value)
+                self._behind.add(sid)
+                continue
+            self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}))
 
-    def _backlog(self, sid: str) -> int:
-        """Packets queued for ``sid`` and not yet taken by its transport."""
-        server = self._server
-        try:
-            eio_sid = server.manager.eio_sid_from_sid(sid, "/")
-            sock = server.eio.sockets.get(eio_sid)
-        except (KeyError, AttributeError):
-            return 0
-        return sock.queue.qsize() if sock is not None else 0
+    def _way(self, client: _Client) -> Any:
+        """How to reach ``client`` now: its :class:`Wire`, ``_QUEUED`` (the library's way) or ``_BEHIND``."""
+        if self._wires is not None:
+            wire = client.wire
+            if wire is None or wire.dead:
+                wire = client.wire = self._wires.get(client.eio_sid)
+            if wire is not None and wire.ready:
+                if wire.flushing:
+                    return _BEHIND
+                queued = wire.queue.qsize()
+                if not queued:
+                    return wire
+                # Packets wait in the library's queue (a ping, a status event):
+                # this one goes after them, the same way.
+                return _BEHIND if queued >= BACKLOG_LIMIT else _QUEUED
+        sock = self._server.eio.sockets.get(client.eio_sid)
+        if sock is not None and sock.queue.qsize() >= BACKLOG_LIMIT:
+            return _BEHIND
+        return _QUEUED  # (a session gone meanwhile is ignored by the library)
+
+    def _send(self, client: _Client, way: Any, out: _Encoded) -> None:
+        if isinstance(way, Wire):
+            if way.offer(out.frame()):
+                self.direct += 1
+            return
+        self.queued += 1
+        # The same packet object for every browser: the library encodes it once too.
+        self._server._send_eio_packet(client.eio_sid, out.packet())
 
     # -- in: what the sender was told ----------------------------------------------------
     def changed(self, sid: str, cid: str, adjusted: bool) -> None:
@@ -160,3 +244,33 @@ class Fanout:
                 self._crossings.told(sid, cid)
         if due:
             self._wake()
+
+
+class _Encoded:
+    """One event, encoded at most once whatever the number of browsers: as a frame, as a packet, or both."""
+
+    __slots__ = ("_server", "_event", "_payload", "_text", "_frame", "_packet")
+
+    def __init__(self, server: Any, event: str, payload: Any) -> None:
+        self._server = server
+        self._event = event
+        self._payload = payload
+        self._text: str | None = None
+        self._frame: bytes | None = None
+        self._packet: Any = None
+
+    def text(self) -> str:
+        if self._text is None:
+            pkt = self._server.packet_class(sio_packet.EVENT, namespace="/", data=[self._event, self._payload])
+            self._text = str(pkt.encode())
+        return self._text
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = frame(f"{eio_packet.MESSAGE}{self.text()}")
+        return self._frame
+
+    def packet(self) -> Any:
+        if self._packet is None:
+            self._packet = eio_packet.Packet(eio_packet.MESSAGE, self.text())
+        return self._packet

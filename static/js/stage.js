@@ -478,7 +478,8 @@
       randomizationFactor: 0.3,
       timeout: 5000,
       // The view this page shows: a config reload sends it that view's new surface.
-      auth: root.dataset.view ? { view: root.dataset.view } : {},
+      // batch: held values may come as one "update values" frame.
+      auth: root.dataset.view ? { view: root.dataset.view, batch: true } : { batch: true },
     });
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
@@ -489,6 +490,9 @@
     socket.on("snapshot", applySnapshot);
     socket.on("update value", (message) => {
       if (message && typeof message.who === "string") fromServer(message.who, message.data);
+    });
+    socket.on("update values", (list) => {
+      if (Array.isArray(list)) list.forEach((m) => m && typeof m.who === "string" && fromServer(m.who, m.data));
     });
     socket.on("rejected", onRejected);
     socket.on("throttled", (message) => window.console.warn("the bridge is throttling this page", message));

@@ -1,0 +1,171 @@
+"""Each browser's WebSocket written directly, without ever blocking the writer (gevent only).
+
+A change going to N browsers is encoded once (:func:`frame`, the whole
+WebSocket frame) and the same bytes are written to every socket that is not
+behind, straight from the greenlet that fans it out: no Socket.IO queue, no
+writer greenlet woken per browser.
+
+To keep every packet of a browser in order, its :class:`Wire` takes over
+all writing to its socket: gevent-websocket writes each frame through the
+WebSocket's ``raw_write``, and that becomes :meth:`Wire.write`. So the
+Engine.IO writer (snapshot, pings, rejections, status events), the frames
+of the fan-out and the WebSocket's own pong and close frames all pass
+through one place. A write is one non-blocking ``send``; what the kernel
+cannot take now waits in the wire and a greenlet of its own finishes it.
+While it does, the browser is **behind** (:attr:`Wire.flushing`) and the
+fan-out holds its values back (:mod:`bridge.web.fanout`): a slow phone never
+blocks the fan-out or another browser, and never gets its stream cut in the
+middle of a frame.
+
+The hook is Engine.IO's WebSocket class for gevent (:func:`install`); with
+any other server model, or a version of the libraries whose shape differs,
+nothing is installed and every packet takes the library's own way.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_TEXT = 0x81  # FIN + text opcode
+
+
+def frame(text: str) -> bytes:
+    """The server-to-browser WebSocket text frame (unmasked) carrying ``text``."""
+    payload = text.encode("utf-8")
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", _TEXT, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT, 127, size) + payload
+
+
+class Wire:
+    """The write side of one browser's WebSocket; ``eio_socket`` is its Engine.IO socket."""
+
+    __slots__ = ("eio_socket", "queue", "flushing", "dead", "_gsock", "_raw", "_pending", "_spawn", "_ready")
+
+    def __init__(self, eio_socket: Any, ws: Any, spawn: Any) -> None:
+        self.eio_socket = eio_socket
+        self.queue = eio_socket.queue  # the library's packets for this browser, not written yet
+        self._ready = False
+        self._gsock = ws.handler.socket  # gevent's socket: sendall waits for room, yielding
+        self._raw = self._gsock._sock  # the real one underneath, non-blocking
+        self._pending: list[bytes] = []
+        self._spawn = spawn
+        #: True while bytes the kernel would not take yet wait here: the browser is behind.
+        self.flushing = False
+        #: The connection broke; nothing more is written.
+        self.dead = False
+        ws.raw_write = self.write
+
+    @property
+    def ready(self) -> bool:
+        """True once the WebSocket carries the session (after an upgrade from polling, once it is done)."""
+        if self._ready:
+            return not self.dead  # a session that ends ends its wire too
+        eio = self.eio_socket
+        self._ready = bool(eio.upgraded and not eio.upgrading and not eio.closed)
+        return self._ready and not self.dead
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (whole frames) after everything written before; never waits.
+
+        Raises ``OSError`` once the connection broke, as the socket's own
+        ``sendall`` would, so the library closes the session as usual.
+        """
+        if self.dead:
+            raise BrokenPipeError("the browser's connection is gone")
+        if self.flushing:
+            self._pending.append(data)
+            return
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.dead = True
+            raise
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            self.flushing = True
+            self._spawn(self._flush)
+
+    def offer(self, data: bytes) -> bool:
+        """:meth:`write` for the fan-out: False (nothing written) when the connection is gone."""
+        try:
+            self.write(data)
+        except OSError:
+            return False
+        return True
+
+    def _flush(self) -> None:
+        try:
+            while self._pending:
+                data = b"".join(self._pending)
+                self._pending.clear()
+                self._gsock.sendall(data)
+        except OSError:
+            self.dead = True
+            self._pending.clear()
+        finally:
+            self.flushing = False
+
+
+class Wires:
+    """The wires of the browsers connected over a WebSocket, by Engine.IO session id."""
+
+    def __init__(self) -> None:
+        self._by_eio_sid: dict[str, Wire] = {}
+        self.installed = False
+
+    def get(self, eio_sid: str) -> Wire | None:
+        return self._by_eio_sid.get(eio_sid)
+
+    def install(self, eio: Any) -> bool:
+        """Take over the WebSockets of Engine.IO server ``eio`` (gevent-websocket); True when in place."""
+        if self.installed:
+            return True
+        drivers = getattr(eio, "_async", None)
+        if not isinstance(drivers, dict):
+            return False
+        base = drivers.get("websocket")
+        if getattr(eio, "async_mode", None) != "gevent" or base is None or not hasattr(base, "send"):
+            return False
+        try:
+            from geventwebsocket.websocket import WebSocket
+        except ImportError:
+            return False
+        if "raw_write" not in getattr(WebSocket, "__slots__", ()):
+            log.warning("gevent-websocket's WebSocket has no raw_write; browsers are written the library's way")
+            return False
+        import gevent
+
+        wires = self._by_eio_sid
+
+        class WiredWebSocket(base):  # type: ignore[misc, valid-type]
+            """Engine.IO's gevent WebSocket, with its socket written through a :class:`Wire`."""
+
+            def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+                ws = environ.get("wsgi.websocket")
+                eio_socket = getattr(self.app, "__self__", None)
+                sid = getattr(eio_socket, "sid", None)
+                gsock = getattr(getattr(ws, "handler", None), "socket", None)
+                if sid is None or not callable(getattr(getattr(gsock, "_sock", None), "send", None)):
+                    return super().__call__(environ, start_response)
+                wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
+                try:
+                    return super().__call__(environ, start_response)
+                finally:
+                    wire.dead = True
+                    if wires.get(sid) is wire:
+                        del wires[sid]
+
+        # The instance's own table: the driver's module-level one stays as it is.
+        eio._async = {**drivers, "websocket": WiredWebSocket}
+        self.installed = True
+        return True
