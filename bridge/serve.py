@@ -7,6 +7,11 @@ frame is a few dozen bytes, and Nagle's algorithm would otherwise hold it
 back until the browser acknowledges the previous one (up to 40 ms with a
 delayed ACK). SIGTERM and Ctrl-C stop the server cleanly; the caller then
 stops the bridge, which saves the state.
+
+A WebSocket upgrade from a page of a foreign origin is answered 403 before
+the upgrade: gevent-websocket would otherwise switch protocols first and
+hand the request to Engine.IO, whose refusal could then only close the
+socket (a client sees an empty packet, not a refusal).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import socket
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bridge.auth import Origins
 from bridge.errors import BridgeError
+from bridge.logs import LogLimiter
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -97,6 +104,29 @@ def speed_up_gevent_websocket() -> bool:
     return True
 
 
+def refusing_handler(origins: Origins) -> type[Any]:
+    """gevent-websocket's handler, refusing a WebSocket upgrade that ``origins`` does not allow with 403."""
+    from geventwebsocket.handler import WebSocketHandler
+
+    warn = LogLimiter(log, interval=60.0)
+    body = b"Not an accepted origin.\n"
+
+    class OriginCheckingHandler(WebSocketHandler):  # type: ignore[misc]
+        def run_application(self) -> None:
+            environ = self.environ
+            origin = environ.get("HTTP_ORIGIN")
+            if environ.get("HTTP_UPGRADE", "").lower() == "websocket" and not origins.allows(origin, environ):
+                warn.warning(("origin", origin), "refused a WebSocket from %s: not an accepted origin", origin)
+                headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+                self.start_response("403 Forbidden", headers)
+                self.result = [body]
+                self.process_result()
+                return
+            super().run_application()
+
+    return OriginCheckingHandler
+
+
 class HttpServer:
     """Serves ``bridge.app`` on ``host:port`` with the process's server model."""
 
@@ -108,11 +138,10 @@ class HttpServer:
         self._server: Any = None
         if self.model == "gevent":
             from gevent import pywsgi
-            from geventwebsocket.handler import WebSocketHandler
 
             speed_up_gevent_websocket()
-
-            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=WebSocketHandler, log=None)
+            handler = refusing_handler(bridge.origins)
+            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=handler, log=None)
 
     def serve_forever(self) -> None:
         """Serve until SIGTERM or Ctrl-C."""
