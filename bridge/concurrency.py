@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -68,11 +68,17 @@ def async_mode() -> str:
 
 
 def run_blocking(function: Callable[..., T], *args: object) -> T:
-    """Run ``function(*args)`` without stalling the other greenlets."""
+    """Run ``function(*args)`` without stalling the other greenlets; its exception is raised here."""
     if patched():
         import gevent
 
-        result: T = gevent.get_hub().threadpool.apply(function, args)
+        outcome: tuple[bool, Any] = gevent.get_hub().threadpool.apply(_outcome, (function, args))
+        succeeded, value = outcome
+        if not succeeded:
+            # Raised in the caller only: gevent's pool would print it to stderr as a crash
+            # (an expected OSError, such as a full disk, included).
+            raise value
+        result: T = value
         return result
     if _eventlet_patched():
         from eventlet import tpool
@@ -80,3 +86,11 @@ def run_blocking(function: Callable[..., T], *args: object) -> T:
         done: T = tpool.execute(function, *args)
         return done
     return function(*args)
+
+
+def _outcome(function: Callable[..., Any], args: tuple[object, ...]) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, exception)`` of ``function(*args)``."""
+    try:
+        return True, function(*args)
+    except Exception as err:
+        return False, err

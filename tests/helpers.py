@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,10 @@ def write_config(folder: Path, extra: str = "", controls: str = CONTROLS_TOML, s
 class BridgeProcess:
     """``python -m bridge`` in a subprocess on a free port."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.config = config
+        #: A command the bridge runs under (it must exec it, so the PID stays the bridge's).
+        self.wrapper = list(wrapper)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config.parent / f"bridge-{self.port}.log"
@@ -162,6 +164,7 @@ class BridgeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "bridge",
@@ -218,9 +221,16 @@ class BridgeProcess:
             return json.loads(resp.read())
 
     def put_json(self, path: str, body: object) -> tuple[int, Any]:
-        data = json.dumps(body).encode()
+        return self.request_json("PUT", path, body)
+
+    def delete_json(self, path: str) -> tuple[int, Any]:
+        return self.request_json("DELETE", path)
+
+    def request_json(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        """The status and JSON answer of ``method path`` (with ``body`` as JSON, if any)."""
+        data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            self.url + path, data=data, method="PUT", headers={"Content-Type": "application/json"}
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:

@@ -121,6 +121,7 @@ class MidiAdapter:
         self._workers.stop(timeout=5, wake=(self._has_input.set, self._out_waiting.set))
         self.ports.close_all()
         self.ports.set_states("off")
+        self.bindings.close()
 
     def describe(self) -> dict[str, Any]:
         """The MIDI part of ``/healthz``."""
