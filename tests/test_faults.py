@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import socketio
+import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
-from tests.helpers import BridgeProcess, assert_in_bounds, wait_until, write_config
+from tests.helpers import BridgeProcess, Client, assert_in_bounds, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]
 
@@ -105,6 +106,67 @@ def test_churn_leaves_no_threads_or_clients_behind(server: BridgeProcess) -> Non
     after = proc_status(pid)
     print(f"churn: threads {before['Threads']} -> {after['Threads']}, RSS {before['VmRSS']} -> {after['VmRSS']} kB")
     assert server.get_json("/api/values")["slider2"] == 3
+
+
+class SilentClient:
+    """A Socket.IO client on a raw WebSocket that reads everything and never answers a ping."""
+
+    def __init__(self, url: str) -> None:
+        ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = websocket.create_connection(ws_url, timeout=10, suppress_origin=True)
+        assert self.ws.recv().startswith("0{")
+        self.ws.send("40")
+        self._reader = threading.Thread(target=self._read)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while self.ws.recv():
+                pass  # an Engine.IO ping ("2") too: no pong
+        except (websocket.WebSocketException, OSError):
+            return  # closed by the server, or by the test
+
+    def close(self) -> None:
+        self.ws.close()
+        self._reader.join()
+
+
+def test_clients_gone_silent_during_broadcasts_do_not_freeze_the_server(
+    server: BridgeProcess, client_factory: Callable[..., Client]
+) -> None:
+    # python-engineio finds a client gone (no pong within ping_interval +
+    # ping_timeout) on the next emit to it, usually one of the fan-out's, and
+    # calls the disconnect handler right there. Several silent clients, so that
+    # most of them are found that way rather than by Engine.IO's own sweep.
+    silent = [SilentClient(server.url) for _ in range(4)]
+    sender, watcher = client_factory(server.url), client_factory(server.url)
+    wait_until(lambda: server.get_json("/healthz")["adapters"]["web"]["clients"] == 6, what="six clients")
+    stop = threading.Event()
+
+    def stream() -> None:
+        i = 0
+        while not stop.is_set():
+            sender.send("slider1", i % 51)
+            i += 1
+            stop.wait(0.005)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        wait_until(
+            lambda: server.get_json("/healthz")["adapters"]["web"]["clients"] == 2,
+            timeout=40,
+            what="the silent clients dropped, the server still answering",
+        )
+    finally:
+        stop.set()
+        streamer.join()
+        for client in silent:
+            client.close()
+    sender.send("slider2", 7)
+    watcher.wait_value("slider2", 7)
+    assert server.put_json("/api/values/slider2", {"value": 8})[0] == 200
+    watcher.wait_value("slider2", 8)
 
 
 _FUZZ_CONFIG: list[Path] = []

@@ -20,6 +20,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -80,6 +81,8 @@ class WebAdapter:
         # Latest change per control; every change of a button (see send()).
         self._outbox: Outbox[str | tuple[str, int], Change] = Outbox()
         self._presses = itertools.count()
+        #: Browsers that left, for the flush thread to forget (see _on_disconnect).
+        self._gone: deque[str] = deque()
         self._received = 0
         self.fanout = Fanout(self.server, hub.get, self._wake.set)
         self.intake = Intake(max_rate)
@@ -125,6 +128,10 @@ class WebAdapter:
             self._wake.clear()
             if self._workers.stopping.is_set():
                 return
+            while self._gone:
+                sid = self._gone.popleft()
+                self.fanout.leave(sid)
+                self.intake.forget(sid)
             pending = self.fanout.flush()
             pending = self.intake.release(self.fanout.connected, self._apply) or pending
             if pending:
@@ -182,8 +189,12 @@ class WebAdapter:
     def _on_disconnect(self, sid: str, reason: object = None) -> None:
         with self._roles_lock:
             self._roles.pop(sid, None)
-        self.fanout.leave(sid)
-        self.intake.forget(sid)
+        # The rest waits for the flush thread: python-engineio calls this handler
+        # from inside an emit when it finds the client gone (no pong in time), and
+        # that emit may run under the fan-out's or the intake's lock, which
+        # leave() and forget() take: done here, the web side would freeze for good.
+        self._gone.append(sid)
+        self._wake.set()
 
     def _on_ping(self, sid: str, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
