@@ -94,3 +94,35 @@ def _outcome(function: Callable[..., Any], args: tuple[object, ...]) -> tuple[bo
         return True, function(*args)
     except Exception as err:
         return False, err
+
+
+def runtime_counts() -> dict[str, int]:
+    """What a long run must not pile up: threads, greenlets, open descriptors, resident memory (Linux).
+
+    ``threads`` are the OS threads of the process (the event loop's, the
+    thread pool's, libjack's); ``greenlets`` every greenlet alive, found by
+    walking the heap (tens of milliseconds: for soak runs, not for polling).
+    """
+    import gc
+    import threading
+
+    counts = {"python_threads": threading.active_count()}
+    try:
+        from greenlet import greenlet
+    except ImportError:
+        pass
+    else:
+        counts["greenlets"] = sum(1 for item in gc.get_objects() if isinstance(item, greenlet))
+    try:
+        counts["fds"] = len(os.listdir("/proc/self/fd"))
+        with open("/proc/self/status", encoding="ascii") as status:
+            lines = status.read().splitlines()
+        for line in lines:
+            name, _, rest = line.partition(":")
+            if name == "Threads":
+                counts["threads"] = int(rest)
+            elif name == "VmRSS":
+                counts["rss_kb"] = int(rest.split()[0])
+    except OSError:
+        pass  # not Linux: the counts Python has
+    return counts

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.auth import Origins
 from bridge.errors import BridgeError
-from bridge.logs import LogLimiter
+from bridge.logs import LogLimiter, raised_by_a_library
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -115,14 +115,23 @@ def refusing_handler(origins: Origins) -> type[Any]:
         def run_application(self) -> None:
             environ = self.environ
             origin = environ.get("HTTP_ORIGIN")
-            if environ.get("HTTP_UPGRADE", "").lower() == "websocket" and not origins.allows(origin, environ):
+            is_websocket = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+            if is_websocket and not origins.allows(origin, environ):
                 warn.warning(("origin", origin), "refused a WebSocket from %s: not an accepted origin", origin)
                 headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
                 self.start_response("403 Forbidden", headers)
                 self.result = [body]
                 self.process_result()
                 return
-            super().run_application()
+            try:
+                super().run_application()
+            except (ValueError, TypeError, KeyError, IndexError) as err:
+                # python-engineio decodes each WebSocket frame outside any handler: a
+                # broken one (empty, a bad packet type) ends the connection with this
+                # exception, which gevent would log with its traceback, per connection.
+                if not is_websocket or not raised_by_a_library(err):
+                    raise
+                warn.warning(("frame", origin), "WebSocket closed on a malformed Engine.IO packet (%s)", err)
 
     return OriginCheckingHandler
 

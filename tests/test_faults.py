@@ -169,6 +169,36 @@ def test_clients_gone_silent_during_broadcasts_do_not_freeze_the_server(
     watcher.wait_value("slider2", 8)
 
 
+def test_malformed_socketio_and_engineio_packets_cost_one_line_each_not_a_traceback(server: BridgeProcess) -> None:
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=10, suppress_origin=True)
+    assert ws.recv().startswith("0{")
+    ws.send("40")
+    # Broken JSON, an event with no name, a packet type no client sends: each dropped.
+    for frame in (
+        '42["value changed", {"who": "slider1", "data": 3',
+        "42",
+        "44{}",
+        '42["value changed",{"who":"slider1","data":9}]',
+    ):
+        ws.send(frame)
+    wait_until(lambda: server.get_json("/api/values")["slider1"] == 9, what="the good event after the bad ones")
+    web = server.get_json("/healthz")["adapters"]["web"]
+    assert web["malformed"] == 3 and web["received"] == 1 and web["rejected"] == 0
+    ws.send("x")  # not an Engine.IO packet at all: the connection ends
+    with pytest.raises(websocket.WebSocketException):
+        while True:
+            ws.recv()
+    ws.close()
+    wait_until(lambda: "malformed Engine.IO packet" in server.output(), what="the warning for the broken frame")
+    log = server.output()
+    assert "malformed Socket.IO packet from" in log
+    assert "Traceback" not in log
+    runtime = server.get_json("/healthz?runtime=1")["runtime"]
+    assert {"threads", "greenlets", "fds", "rss_kb"} <= set(runtime)
+    assert "runtime" not in server.get_json("/healthz")
+
+
 _FUZZ_CONFIG: list[Path] = []
 
 

@@ -31,7 +31,7 @@ from bridge.auth import Access, Role, presented_key
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.flow import Outbox, Workers
 from bridge.hub import Hub
-from bridge.logs import LogLimiter
+from bridge.logs import LogLimiter, raised_by_a_library
 from bridge.model import Change, Origin, Value
 from bridge.views import View
 from bridge.web.fanout import Fanout
@@ -83,7 +83,11 @@ class WebAdapter:
         self._presses = itertools.count()
         #: Browsers that left, for the flush thread to forget (see _on_disconnect).
         self._gone: deque[str] = deque()
-        self._received = 0
+        self._received = 0  # every ``value changed``, good or bad
+        #: ``value changed`` events answered with ``rejected``.
+        self.rejected = 0
+        #: Socket.IO packets that could not be decoded, dropped.
+        self.rejected_packets = 0
         self.fanout = Fanout(self.server, hub.get, self._wake.set)
         self.intake = Intake(max_rate)
 
@@ -97,6 +101,9 @@ class WebAdapter:
     def describe(self) -> dict[str, Any]:
         return {
             **self.fanout.describe(),
+            "received": self._received,
+            "rejected": self.rejected,
+            "malformed": self.rejected_packets,
             "throttled": self.intake.throttled,
             "confirmed": self.fanout.confirmed,
             "keys": self.access.enabled,
@@ -156,10 +163,33 @@ class WebAdapter:
 
     def register(self) -> None:
         """Attach the Socket.IO handlers."""
+        self._guard_packets()
         self.on("connect", self._on_connect)
         self.on("disconnect", self._on_disconnect)
         self.on("value changed", self._on_value_changed)
         self.on("ping bridge", self._on_ping)
+
+    def _guard_packets(self) -> None:
+        """A malformed Socket.IO packet costs one rate-limited line, not a traceback per packet.
+
+        python-socketio raises from its packet decoding on broken JSON, an
+        unexpected packet type or an event without a name, and Engine.IO logs
+        each with its traceback at ERROR and carries on: a broken or hostile
+        client could fill the log. The packet is dropped either way. An
+        exception raised in the bridge's own code still propagates whole.
+        """
+        handle = self.server._handle_eio_message
+
+        def on_message(eio_sid: str, data: object) -> None:
+            try:
+                handle(eio_sid, data)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+                if not raised_by_a_library(err):
+                    raise  # ours: a bug to see whole
+                self.rejected_packets += 1
+                self._warn.warning(("packet", eio_sid), "malformed Socket.IO packet from %s dropped (%s)", eio_sid, err)
+
+        self.server.eio.on("message", on_message)
 
     def _on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         presented = auth.get("key") if isinstance(auth, dict) else None
@@ -241,5 +271,6 @@ class WebAdapter:
             self.server.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
 
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
+        self.rejected += 1
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)

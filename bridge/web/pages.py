@@ -13,6 +13,7 @@ import segno
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from bridge.auth import Access, guard, request_role
+from bridge.concurrency import runtime_counts
 from bridge.errors import InvalidValue
 from bridge.hub import Hub
 from bridge.model import Control, Origin
@@ -92,7 +93,11 @@ def blueprint(hub: Hub, access: Access, views: Mapping[str, View], status: Calla
 
     @bp.get("/healthz")
     def healthz() -> Any:
-        return jsonify(status())
+        body = status()
+        if request.args.get("runtime"):
+            # On request only: counting greenlets walks the whole heap.
+            body["runtime"] = runtime_counts()
+        return jsonify(body)
 
     return bp
 
