@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 import socketio
 
 from bridge.hub import Hub
-from bridge.model import MAX_TEXT_LENGTH
+from bridge.model import MAX_TEXT_LENGTH, Control
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0
@@ -29,8 +29,14 @@ DEADLINE = 15.0
 
 def assert_in_bounds(hub: Hub) -> None:
     """Every stored value fits its control: a finite number within bounds, 0/1, or capped text."""
-    for cid, value in hub.values().items():
-        control = hub.controls[cid]
+    assert_values_in_bounds(hub.controls, hub.values())
+
+
+def assert_values_in_bounds(controls: Mapping[str, Control], values: Mapping[str, object]) -> None:
+    """:func:`assert_in_bounds` for values read from a server (``GET /api/values``)."""
+    assert set(values) == set(controls), f"controls {sorted(controls)}, values of {sorted(values)}"
+    for cid, value in values.items():
+        control = controls[cid]
         if control.type == "range":
             assert isinstance(value, int | float) and not isinstance(value, bool)
             assert math.isfinite(value) and control.min <= value <= control.max
