@@ -1,7 +1,7 @@
 """Fuzz at scale against the real server: ``python -m bench.fuzz -n N`` (``make fuzz N=...``).
 
 Each fuzzer sends N units, half from the test suite's Hypothesis strategies
-(tests/test_faults.py) and half from a raw generator here (random bytes,
+(tests/strategies.py, as the quick fuzz tests in tests/test_faults.py) and half from a raw generator here (random bytes,
 mutated valid packets), unless said otherwise:
 
 * ``osc``: UDP datagrams (messages, bundles, junk) to the bridge's OSC port.
@@ -49,7 +49,7 @@ from bridge.config import load_config
 from bridge.errors import ConfigError
 from tests.helpers import CONTROLS_TOML, ROOT, assert_values_in_bounds, free_port
 from tests.jack import BACKEND, JackServer, MidiPeer, jack_available, unique_name
-from tests.test_faults import osc_datagrams, payload
+from tests.strategies import osc_datagrams, payload
 
 #: Datagrams (or frames) in flight before the sender waits for the server to count them.
 WINDOW = 400

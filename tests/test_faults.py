@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -21,7 +24,9 @@ from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
-from tests.helpers import BridgeProcess, Client, assert_in_bounds, wait_until, write_config
+from tests.helpers import ROOT, BridgeProcess, Client, assert_in_bounds, unavailable, wait_until, write_config
+from tests.jack import jack_available
+from tests.strategies import osc_datagrams, payload
 
 Start = Callable[..., BridgeProcess]
 
@@ -209,25 +214,6 @@ def fuzz_config() -> Path:
     return _FUZZ_CONFIG[0]
 
 
-def osc_datagrams() -> st.SearchStrategy[bytes]:
-    addresses = st.sampled_from(
-        [b"/slider1", b"/txt1", b"/toggle1", b"/slider*", b"/{fine,bend}", b"/[", b"/bridge/sync"]
-    )
-    tags = st.text(alphabet="ifsbTFNhdtcrm[]x", max_size=6).map(lambda t: ("," + t).encode())
-
-    def pad(b: bytes) -> bytes:
-        b += b"\x00"
-        return b + b"\x00" * (-len(b) % 4)
-
-    structured = st.builds(lambda a, t, body: pad(a) + pad(t) + body, addresses, tags, st.binary(max_size=40))
-    bundles = st.builds(
-        lambda inner, size: b"#bundle\x00" + b"\x00" * 8 + size.to_bytes(4, "big", signed=True) + inner,
-        structured,
-        st.integers(-5, 80),
-    )
-    return st.one_of(st.binary(max_size=120), structured, bundles)
-
-
 @pytest.mark.unit
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(osc_datagrams(), min_size=1, max_size=5))
@@ -236,22 +222,6 @@ def test_fuzz_osc_datagrams(batch: list[bytes]) -> None:
     adapter = OscAdapter(hub, OscConfig())
     adapter.handle_datagrams([(data, ("127.0.0.1", 9999)) for data in batch])
     assert_in_bounds(hub)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=6,
-)
-payload = st.one_of(
-    json_values,
-    st.fixed_dictionaries(
-        {
-            "who": st.sampled_from(["slider1", "fine", "txt1", "toggle1", "button1", "nope"]) | json_values,
-            "data": json_values,
-        }
-    ),
-)
 
 
 @pytest.mark.unit
@@ -295,3 +265,25 @@ def test_fuzz_midi_bytes(chunks: list[list[int]]) -> None:
     messages = [m for m in (message_from_bytes(chunk) for chunk in chunks) if m is not None]
     adapter._apply("fuzz", messages)
     assert_in_bounds(hub)
+
+
+def test_the_fuzzers_at_scale_run_and_pass_on_a_small_n(tmp_path: Path) -> None:
+    """``make fuzz`` in miniature: every fuzzer of bench/fuzz.py against a real server, 300 units each."""
+    reason = jack_available()
+    if reason is not None:
+        unavailable(reason)
+    env = {k: v for k, v in os.environ.items() if k != "JACK_DEFAULT_SERVER"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fuzz", "-n", "300"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert lines[-1] == "fuzz: PASS"
+    ran = {line.split(":")[0] for line in lines if line.startswith(("osc", "socketio", "midi", "config"))}
+    assert ran == {"osc", "socketio-payloads", "socketio-frames", "midi", "config"}
