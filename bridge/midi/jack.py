@@ -12,23 +12,20 @@ before a new server can be reached (:mod:`bridge.midi.ports` does that).
 While the server is away, each failed ``jack_client_open`` makes libjack
 print several lines to stderr; probing once a second would fill the log,
 so libjack's error output is muted (:func:`muted`) for the probe, and for
-the closing of the clients of a server that is gone. Both happen on the
-MIDI watcher only, one after the other.
+the closing of the clients of a server that is gone. Only the MIDI
+adapter's start and its watcher do either, never two at once.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from bridge.errors import MidiPortError
-
-log = logging.getLogger(__name__)
 
 #: ``JackNoStartServer``: never start a server as a side effect of looking for one.
 _NO_START_SERVER = 0x01
