@@ -9,6 +9,7 @@ old server, for the test as for the bridge.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,10 +87,13 @@ def test_named_ports_come_back_with_every_value_after_a_jack_restart(
     wait_until(lambda: server.get_json("/api/values")["slider1"] == 30, what="slider1 set while JACK is away")
 
     own_jack.start()
+    back = time.monotonic()
     peer = MidiPeer()
     peers.append(peer)
     peer.plug_in(device_out, device_in)
     latest_status(client, ("connected", "connected"))
+    # Reported, not asserted (speed is measured, not tested): the watcher looks once a second.
+    print(f"JACK {how}: MIDI connected again {time.monotonic() - back:.2f} s after the server was ready")
     # Every value, including what changed while JACK was away (30 of 50 -> 76).
     peer.wait_for(cc(1, 1, 76))
     # A CC in and a CC out on the new server.

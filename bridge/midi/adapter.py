@@ -259,6 +259,8 @@ class MidiAdapter:
         self._lost = True
         self.ports.drop_system()
         self._publish()
+        # Closing took a while (libjack's timeouts): a server restarted meanwhile is taken at once.
+        self._reconnect()
 
     def _reconnect(self) -> None:
         """Open the MIDI system again if a JACK server is back (quietly, once a second, until then)."""
