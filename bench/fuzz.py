@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import tempfile
@@ -450,6 +451,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(FUZZERS), help=f"comma-separated, of: {', '.join(FUZZERS)}")
     parser.add_argument("--seed", type=int, default=19)
     args = parser.parse_args()
+    # SIGTERM (a timeout, a CI stop) unwinds like Ctrl-C: the bridge and the JACK server are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     names = [name for name in args.only.split(",") if name]
     unknown = set(names) - set(FUZZERS)
     if unknown:

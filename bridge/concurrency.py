@@ -124,6 +124,9 @@ def runtime_counts() -> dict[str, int]:
                 counts["threads"] = int(rest)
             elif name == "VmRSS":
                 counts["rss_kb"] = int(rest.split()[0])
+            elif name == "RssAnon":
+                # The process's own memory: RSS also counts shared pages, libjack's included.
+                counts["anon_kb"] = int(rest.split()[0])
     except OSError:
         pass  # not Linux: the counts Python has
     return counts
