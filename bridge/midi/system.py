@@ -225,6 +225,13 @@ class MidiSystem:
             self._rtmidi = rtmidi
             # Pin the API rtmidi picked, so ports open where the listers look.
             self._api = lister_in.get_current_api()
+            if self._api == rtmidi.API_UNIX_JACK and self._watch is None:
+                # No API named, and rtmidi chose JACK (no ALSA sequencer here): watched all the same.
+                try:
+                    self._watch = JackWatch(_WATCH_CLIENT)
+                except MidiPortError:
+                    self.close()
+                    raise
             api_names = {number: name for name, number in api_ids.items()}
             backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
         self.backend = backend
