@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import websocket
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -57,8 +57,9 @@ WINDOW = 400
 ADDRESSES = ["/slider1", "/slider2", "/fine", "/bend", "/txt1", "/toggle1", "/button1", "/nope", "/bridge/sync", "/*"]
 
 
-def hypothesis_units(strategy: st.SearchStrategy[Any], n: int, seed: int) -> Iterator[Any]:
-    """``n`` examples of ``strategy``, generated only (no shrinking, no database), in a thread of their own."""
+def hypothesis_units(strategy: st.SearchStrategy[Any], n: int, seed_value: int) -> Iterator[Any]:
+    """``n`` examples of ``strategy`` (fewer if Hypothesis runs out), generated only (no shrinking, no
+    database), in a thread of their own; the same ``seed_value`` gives the same examples."""
     import queue
 
     out: queue.Queue[Any] = queue.Queue(maxsize=1000)
@@ -70,14 +71,13 @@ def hypothesis_units(strategy: st.SearchStrategy[Any], n: int, seed: int) -> Ite
         phases=[Phase.generate],
         deadline=None,
         suppress_health_check=list(HealthCheck),
-        derandomize=False,
     )
     @given(item=strategy)
+    @seed(seed_value)
     def produce(item: Any) -> None:
         out.put(item)
 
     def run() -> None:
-        random.seed(seed)
         try:
             produce()
         finally:

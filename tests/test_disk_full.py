@@ -12,12 +12,13 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.helpers import BridgeProcess, Client, unavailable, wait_until, write_config
 
-Connect = Any
+Connect = Callable[[str], Client]
 
 #: Room for the config, the three files and the log lines of a few saves; small, so filling it is quick.
 TMPFS_SIZE = "512k"
@@ -89,7 +90,7 @@ def test_full_disk_keeps_every_file_whole_and_saving_resumes_with_room(tmp_path:
         # The tmpfs as the bridge sees it (the test's own view of the folder is the plain one below it).
         disk = Path(f"/proc/{proc.proc.pid}/root") / str(proc.config.parent).lstrip("/")
         state, scenes, bindings = disk / "state.json", disk / "state.scenes.json", disk / "bridge.mappings.json"
-        client: Client = client_factory(proc.url)
+        client = client_factory(proc.url)
         client.send("slider1", 10)
         wait_until(lambda: state.exists() and document(state, "values")["slider1"] == 10, what="a first save")
         assert proc.put_json("/api/scenes/before", {})[0] == 200
