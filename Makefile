@@ -9,7 +9,7 @@ DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx
 # nginx lives in /usr/sbin, which a plain user's PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: run test lint unit deps system-deps bench cluster screenshots clean
+.PHONY: run test lint unit deps system-deps bench soak fuzz cluster screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,16 @@ bench/node_modules/.installed: bench/package.json bench/package-lock.json
 bench: deps bench/node_modules/.installed
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+
+# A show's worth of traffic on one bridge, then what it left behind (bench/soak.py); not part of `make test`.
+MINUTES ?= 10
+soak: deps
+	$(PY) -m bench.soak --minutes $(MINUTES)
+
+# Every fuzzer at scale against the real server, N examples each (bench/fuzz.py); the suite keeps quick ones.
+N ?= 10000
+fuzz: deps
+	$(PY) -m bench.fuzz -n $(N)
 
 # Redis, nginx on 127.0.0.1:8080 and three bridge processes, until Ctrl-C (see the README).
 cluster: $(VENV)/.installed

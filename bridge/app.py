@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
-from bridge.auth import Access, Role
+from bridge.auth import Access, Origins, Role
 from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.errors import BridgeError
@@ -46,14 +46,15 @@ class Bridge:
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
         server = config.server
         self.app.config["MAX_CONTENT_LENGTH"] = server.max_payload
-        # Same origin only unless the config lists more (None means same origin to Engine.IO).
-        origins = list(server.allowed_origins) or None
+        # The page's own origin and the listed ones, on both transports (the
+        # WebSocket upgrade is checked by the HTTP server, see bridge.serve).
+        self.origins = Origins(server.allowed_origins)
         self.socketio = SocketIO(
             self.app,
             # Pinned by the process, not guessed from what is installed: gevent when
             # ``python -m bridge`` patched the standard library (see bridge.concurrency).
             async_mode=async_mode(),
-            cors_allowed_origins=origins,
+            cors_allowed_origins=self.origins,
             max_http_buffer_size=server.max_payload,
             # A phone that locks its screen or leaves the Wi-Fi is noticed within
             # about 10 s, not the 45 s of the defaults; one tiny packet per 5 s.

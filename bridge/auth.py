@@ -10,13 +10,17 @@ time with :func:`hmac.compare_digest`.
   Werkzeug request);
 * :meth:`Access.role_for` says what a key is worth;
 * :func:`guard` puts a Flask blueprint under the keys: no key, no page and no
-  API; a viewer only reads.
+  API; a viewer only reads;
+* :class:`Origins` says which pages may open a Socket.IO connection, for
+  both transports: Engine.IO asks it on polling requests, the HTTP server
+  (:mod:`bridge.serve`) before a WebSocket upgrade.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -114,6 +118,44 @@ class Access:
 
     def key_for(self, role: Role) -> str | None:
         return self.key if role == "control" else self.viewer_key
+
+
+def own_origins(environ: Mapping[str, Any]) -> list[str]:
+    """The origins of the page a request was served from: its Host, and the one a proxy forwarded.
+
+    The same rule as python-engineio's ``cors_allowed_origins=None``, so a
+    page behind nginx (see docs/cluster.md) keeps working.
+    """
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return []
+    scheme = environ.get("wsgi.url_scheme", "http")
+    origins = [f"{scheme}://{host}"]
+    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+        forwarded_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+        forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
+        origins.append(f"{forwarded_scheme}://{forwarded_host}")
+    return origins
+
+
+@dataclass(frozen=True)
+class Origins:
+    """The pages that may connect: their own origin, and those ``[server] allowed_origins`` lists.
+
+    A request without an ``Origin`` header is a script, not a page in a
+    browser, and is let through (browsers always send one with a WebSocket
+    or cross-origin request). Called as Engine.IO's ``cors_allowed_origins``.
+    """
+
+    listed: tuple[str, ...] = ()
+
+    def allows(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
+        if not origin:
+            return True
+        return origin in self.listed or origin in own_origins(environ)
+
+    def __call__(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
+        return self.allows(origin, environ)
 
 
 def guard(blueprint: Blueprint, access: Access) -> None:

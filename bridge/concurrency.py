@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -68,11 +68,17 @@ def async_mode() -> str:
 
 
 def run_blocking(function: Callable[..., T], *args: object) -> T:
-    """Run ``function(*args)`` without stalling the other greenlets."""
+    """Run ``function(*args)`` without stalling the other greenlets; its exception is raised here."""
     if patched():
         import gevent
 
-        result: T = gevent.get_hub().threadpool.apply(function, args)
+        outcome: tuple[bool, Any] = gevent.get_hub().threadpool.apply(_outcome, (function, args))
+        succeeded, value = outcome
+        if not succeeded:
+            # Raised in the caller only: gevent's pool would print it to stderr as a crash
+            # (an expected OSError, such as a full disk, included).
+            raise value
+        result: T = value
         return result
     if _eventlet_patched():
         from eventlet import tpool
@@ -80,3 +86,47 @@ def run_blocking(function: Callable[..., T], *args: object) -> T:
         done: T = tpool.execute(function, *args)
         return done
     return function(*args)
+
+
+def _outcome(function: Callable[..., Any], args: tuple[object, ...]) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, exception)`` of ``function(*args)``."""
+    try:
+        return True, function(*args)
+    except Exception as err:
+        return False, err
+
+
+def runtime_counts() -> dict[str, int]:
+    """What a long run must not pile up: threads, greenlets, open descriptors, resident memory (Linux).
+
+    ``threads`` are the OS threads of the process (the event loop's, the
+    thread pool's, libjack's); ``greenlets`` every greenlet not finished, found by
+    walking the heap (tens of milliseconds: for soak runs, not for polling).
+    """
+    import gc
+    import threading
+
+    counts = {"python_threads": threading.active_count()}
+    try:
+        from greenlet import greenlet
+    except ImportError:
+        pass
+    else:
+        # Live ones only: a finished greenlet waiting for the cycle collector is no leak.
+        counts["greenlets"] = sum(1 for item in gc.get_objects() if isinstance(item, greenlet) and not item.dead)
+    try:
+        counts["fds"] = len(os.listdir("/proc/self/fd"))
+        with open("/proc/self/status", encoding="ascii") as status:
+            lines = status.read().splitlines()
+        for line in lines:
+            name, _, rest = line.partition(":")
+            if name == "Threads":
+                counts["threads"] = int(rest)
+            elif name == "VmRSS":
+                counts["rss_kb"] = int(rest.split()[0])
+            elif name == "RssAnon":
+                # The process's own memory: RSS also counts shared pages, libjack's included.
+                counts["anon_kb"] = int(rest.split()[0])
+    except OSError:
+        pass  # not Linux: the counts Python has
+    return counts

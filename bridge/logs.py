@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import traceback
+from pathlib import Path
+
+#: Where the bridge's own code lives: an exception raised there is a bug, never bad input.
+_BRIDGE_CODE = str(Path(__file__).resolve().parent) + os.sep
+
+
+def raised_by_a_library(err: BaseException, skip: int = 1) -> bool:
+    """True when no frame of ``err``'s traceback (after the first ``skip``, the catcher's) is the bridge's.
+
+    A library that chokes on bad input from the network (a broken Socket.IO
+    or Engine.IO packet) is worth one rate-limited line; an exception from
+    the bridge's own code, called by that library, is a bug to see whole.
+    """
+    frames = traceback.extract_tb(err.__traceback__)[skip:]
+    return not any(frame.filename.startswith(_BRIDGE_CODE) for frame in frames)
 
 
 class LogLimiter:

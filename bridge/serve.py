@@ -7,6 +7,11 @@ frame is a few dozen bytes, and Nagle's algorithm would otherwise hold it
 back until the browser acknowledges the previous one (up to 40 ms with a
 delayed ACK). SIGTERM and Ctrl-C stop the server cleanly; the caller then
 stops the bridge, which saves the state. SIGHUP reads the config file again.
+
+A WebSocket upgrade from a page of a foreign origin is answered 403 before
+the upgrade: gevent-websocket would otherwise switch protocols first and
+hand the request to Engine.IO, whose refusal could then only close the
+socket (a client sees an empty packet, not a refusal).
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bridge.auth import Origins
 from bridge.errors import BridgeError
+from bridge.logs import LogLimiter, raised_by_a_library
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -98,6 +105,38 @@ def speed_up_gevent_websocket() -> bool:
     return True
 
 
+def refusing_handler(origins: Origins) -> type[Any]:
+    """gevent-websocket's handler, refusing a WebSocket upgrade that ``origins`` does not allow with 403."""
+    from geventwebsocket.handler import WebSocketHandler
+
+    warn = LogLimiter(log, interval=60.0)
+    body = b"Not an accepted origin.\n"
+
+    class OriginCheckingHandler(WebSocketHandler):  # type: ignore[misc]
+        def run_application(self) -> None:
+            environ = self.environ
+            origin = environ.get("HTTP_ORIGIN")
+            is_websocket = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+            if is_websocket and not origins.allows(origin, environ):
+                warn.warning(("origin", origin), "refused a WebSocket from %s: not an accepted origin", origin)
+                headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+                self.start_response("403 Forbidden", headers)
+                self.result = [body]
+                self.process_result()
+                return
+            try:
+                super().run_application()
+            except (ValueError, TypeError, KeyError, IndexError) as err:
+                # python-engineio decodes each WebSocket frame outside any handler: a
+                # broken one (empty, a bad packet type) ends the connection with this
+                # exception, which gevent would log with its traceback, per connection.
+                if not is_websocket or not raised_by_a_library(err):
+                    raise
+                warn.warning(("frame", origin), "WebSocket closed on a malformed Engine.IO packet (%s)", err)
+
+    return OriginCheckingHandler
+
+
 class HttpServer:
     """Serves ``bridge.app`` on ``host:port`` with the process's server model."""
 
@@ -109,11 +148,10 @@ class HttpServer:
         self._server: Any = None
         if self.model == "gevent":
             from gevent import pywsgi
-            from geventwebsocket.handler import WebSocketHandler
 
             speed_up_gevent_websocket()
-
-            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=WebSocketHandler, log=None)
+            handler = refusing_handler(bridge.origins)
+            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=handler, log=None)
 
     def serve_forever(self) -> None:
         """Serve until SIGTERM or Ctrl-C."""

@@ -3,6 +3,12 @@
 The store is an adapter like the others: each change marks it dirty and a
 writer thread saves the hub's values (temporary file, fsync, rename) within
 :data:`SAVE_DELAY` seconds. A failed write is reported once and retried.
+
+:class:`SavedFile` is the one way the bridge keeps a JSON document on disk
+(the state, the scenes, the learned MIDI bindings): atomic writes, so a
+full disk or a crash leaves the previous file whole; one warning while the
+disk refuses, the newest document kept and retried; one line when it is
+written again.
 """
 
 from __future__ import annotations
@@ -143,6 +149,76 @@ def write_atomic(path: Path, payload: bytes) -> None:
         os.close(dir_fd)
 
 
+class SavedFile:
+    """A JSON document kept at ``path``, written whole or not at all.
+
+    When a write fails (disk full, read-only, folder gone), the previous file
+    stays as it was, the failure is logged once (``what`` names the file),
+    and, with ``retry``, the newest payload is written again every
+    :data:`RETRY_DELAY` seconds until it lands; a later :meth:`write` replaces
+    it. The write itself runs off the event loop (fsync may take a while).
+    """
+
+    def __init__(self, path: Path, what: str, retry: bool = True) -> None:
+        self.path = path
+        self.what = what
+        self.retry = retry
+        self._lock = threading.Lock()
+        self._pending: bytes | None = None
+        self._failing = False
+        self._workers = Workers()
+
+    @property
+    def failing(self) -> bool:
+        """True while the last write failed."""
+        return self._failing
+
+    def write(self, payload: bytes) -> bool:
+        """Write ``payload`` now; True when it is on disk (else it is retried, see above)."""
+        with self._lock:
+            self._pending = payload
+            return self._flush()
+
+    def close(self) -> None:
+        """Stop retrying, after one last try."""
+        self._workers.stop(timeout=5)
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> bool:
+        # Under the lock: an older payload is never written after a newer one.
+        payload = self._pending
+        if payload is None:
+            return True
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            run_blocking(write_atomic, self.path, payload)
+        except OSError as err:
+            if not self._failing:
+                self._failing = True
+                log.warning(
+                    "cannot save %s to %s (%s); the previous file is kept whole, retrying every %g s",
+                    self.what,
+                    self.path,
+                    err.strerror or err,
+                    RETRY_DELAY,
+                )
+            if self.retry and not self._workers.running:
+                self._workers.start((self._retry, f"retry {self.path.name}"))
+            return False
+        self._pending = None
+        if self._failing:
+            self._failing = False
+            log.warning("%s saved to %s again", self.what, self.path)
+        return True
+
+    def _retry(self) -> None:
+        while not self._workers.wait(RETRY_DELAY):
+            with self._lock:
+                if self._flush():
+                    return
+
+
 class StateStore:
     """Adapter that saves the hub's values to ``path`` soon after each change."""
 
@@ -154,7 +230,8 @@ class StateStore:
         self.looks = looks
         self._dirty = threading.Event()
         self._workers = Workers()
-        self._failing = False
+        # Retried by the writer below, with the values of the moment.
+        self._file = SavedFile(path, "state", retry=False)
         self._looks_version = 0
         self.saved_version: tuple[int, int] = (-1, -1)
         if looks is not None:
@@ -189,18 +266,8 @@ class StateStore:
         if self.looks is not None:
             body["looks"] = self.looks.all()
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # fsync can take a while on an SD card: never stall the other greenlets for it.
-            run_blocking(write_atomic, self.path, payload)
-        except OSError as err:
-            if not self._failing:
-                log.warning("cannot save state to %s (%s); values keep flowing, retrying", self.path, err.strerror)
-            self._failing = True
-            return False
-        if self._failing:
-            log.warning("state saved to %s again", self.path)
-            self._failing = False
+        if not self._file.write(payload):
+            return False  # values keep flowing; the writer tries again
         self.saved_version = version
         return True
 

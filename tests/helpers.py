@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 import socketio
 
 from bridge.hub import Hub
-from bridge.model import MAX_TEXT_LENGTH
+from bridge.model import MAX_TEXT_LENGTH, Control
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 15.0
@@ -29,8 +29,14 @@ DEADLINE = 15.0
 
 def assert_in_bounds(hub: Hub) -> None:
     """Every stored value fits its control: a finite number within bounds, 0/1, or capped text."""
-    for cid, value in hub.values().items():
-        control = hub.controls[cid]
+    assert_values_in_bounds(hub.controls, hub.values())
+
+
+def assert_values_in_bounds(controls: Mapping[str, Control], values: Mapping[str, object]) -> None:
+    """:func:`assert_in_bounds` for values read from a server (``GET /api/values``)."""
+    assert set(values) == set(controls), f"controls {sorted(controls)}, values of {sorted(values)}"
+    for cid, value in values.items():
+        control = controls[cid]
         if control.type == "range":
             assert isinstance(value, int | float) and not isinstance(value, bool)
             assert math.isfinite(value) and control.min <= value <= control.max
@@ -150,8 +156,10 @@ def write_config(folder: Path, extra: str = "", controls: str = CONTROLS_TOML, s
 class BridgeProcess:
     """``python -m bridge`` in a subprocess on a free port."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.config = config
+        #: A command the bridge runs under (it must exec it, so the PID stays the bridge's).
+        self.wrapper = list(wrapper)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = config.parent / f"bridge-{self.port}.log"
@@ -162,6 +170,7 @@ class BridgeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "bridge",
@@ -223,9 +232,16 @@ class BridgeProcess:
             return str(resp.read().decode("utf-8"))
 
     def put_json(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode()
+        return self.request_json("PUT", path, body, key)
+
+    def delete_json(self, path: str, key: str | None = None) -> tuple[int, Any]:
+        return self.request_json("DELETE", path, key=key)
+
+    def request_json(self, method: str, path: str, body: object = None, key: str | None = None) -> tuple[int, Any]:
+        """The status and JSON answer of ``method path`` (with ``body`` as JSON, if any)."""
+        data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
-        req = urllib.request.Request(self.url + path, data=data, method="PUT", headers=headers)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 return resp.status, json.loads(resp.read())

@@ -43,7 +43,13 @@ def unique_name(prefix: str) -> str:
 
 
 class JackServer:
-    """``jackd`` under a name of its own, so that tests never meet another server."""
+    """``jackd`` under a name of its own, so that tests never meet another server.
+
+    :meth:`start` may be called again after :meth:`stop` or :meth:`kill`: a
+    new server under the same name, as when a session manager restarts it.
+    The test process must have closed its own JACK clients before that:
+    while any is open, libjack keeps talking to the old server.
+    """
 
     def __init__(self, log_dir: Path) -> None:
         self.name = unique_name("sbtest")
@@ -84,6 +90,12 @@ class JackServer:
     def stop(self) -> None:
         if self.proc is not None:
             terminate(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without telling its clients goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 def _restore(key: str, value: str | None) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -11,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import socketio
+import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +24,9 @@ from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
-from tests.helpers import BridgeProcess, assert_in_bounds, wait_until, write_config
+from tests.helpers import ROOT, BridgeProcess, Client, assert_in_bounds, unavailable, wait_until, write_config
+from tests.jack import jack_available
+from tests.strategies import osc_datagrams, payload
 
 Start = Callable[..., BridgeProcess]
 
@@ -107,6 +113,97 @@ def test_churn_leaves_no_threads_or_clients_behind(server: BridgeProcess) -> Non
     assert server.get_json("/api/values")["slider2"] == 3
 
 
+class SilentClient:
+    """A Socket.IO client on a raw WebSocket that reads everything and never answers a ping."""
+
+    def __init__(self, url: str) -> None:
+        ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = websocket.create_connection(ws_url, timeout=10, suppress_origin=True)
+        assert self.ws.recv().startswith("0{")
+        self.ws.send("40")
+        self._reader = threading.Thread(target=self._read)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            while self.ws.recv():
+                pass  # an Engine.IO ping ("2") too: no pong
+        except (websocket.WebSocketException, OSError):
+            return  # closed by the server, or by the test
+
+    def close(self) -> None:
+        self.ws.close()
+        self._reader.join()
+
+
+def test_clients_gone_silent_during_broadcasts_do_not_freeze_the_server(
+    server: BridgeProcess, client_factory: Callable[..., Client]
+) -> None:
+    # python-engineio finds a client gone (no pong within ping_interval +
+    # ping_timeout) on the next emit to it, usually one of the fan-out's, and
+    # calls the disconnect handler right there. Several silent clients, so that
+    # most of them are found that way rather than by Engine.IO's own sweep.
+    silent = [SilentClient(server.url) for _ in range(4)]
+    sender, watcher = client_factory(server.url), client_factory(server.url)
+    wait_until(lambda: server.get_json("/healthz")["adapters"]["web"]["clients"] == 6, what="six clients")
+    stop = threading.Event()
+
+    def stream() -> None:
+        i = 0
+        while not stop.is_set():
+            sender.send("slider1", i % 51)
+            i += 1
+            stop.wait(0.005)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        wait_until(
+            lambda: server.get_json("/healthz")["adapters"]["web"]["clients"] == 2,
+            timeout=40,
+            what="the silent clients dropped, the server still answering",
+        )
+    finally:
+        stop.set()
+        streamer.join()
+        for client in silent:
+            client.close()
+    sender.send("slider2", 7)
+    watcher.wait_value("slider2", 7)
+    assert server.put_json("/api/values/slider2", {"value": 8})[0] == 200
+    watcher.wait_value("slider2", 8)
+
+
+def test_malformed_socketio_and_engineio_packets_cost_one_line_each_not_a_traceback(server: BridgeProcess) -> None:
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=10, suppress_origin=True)
+    assert ws.recv().startswith("0{")
+    ws.send("40")
+    # Broken JSON, an event with no name, a packet type no client sends: each dropped.
+    for frame in (
+        '42["value changed", {"who": "slider1", "data": 3',
+        "42",
+        "44{}",
+        '42["value changed",{"who":"slider1","data":9}]',
+    ):
+        ws.send(frame)
+    wait_until(lambda: server.get_json("/api/values")["slider1"] == 9, what="the good event after the bad ones")
+    web = server.get_json("/healthz")["adapters"]["web"]
+    assert web["malformed"] == 3 and web["received"] == 1 and web["rejected"] == 0
+    ws.send("x")  # not an Engine.IO packet at all: the connection ends
+    with pytest.raises(websocket.WebSocketException):
+        while True:
+            ws.recv()
+    ws.close()
+    wait_until(lambda: "malformed Engine.IO packet" in server.output(), what="the warning for the broken frame")
+    log = server.output()
+    assert "malformed Socket.IO packet from" in log
+    assert "Traceback" not in log
+    runtime = server.get_json("/healthz?runtime=1")["runtime"]
+    assert {"threads", "greenlets", "fds", "rss_kb"} <= set(runtime)
+    assert "runtime" not in server.get_json("/healthz")
+
+
 _FUZZ_CONFIG: list[Path] = []
 
 
@@ -117,25 +214,6 @@ def fuzz_config() -> Path:
     return _FUZZ_CONFIG[0]
 
 
-def osc_datagrams() -> st.SearchStrategy[bytes]:
-    addresses = st.sampled_from(
-        [b"/slider1", b"/txt1", b"/toggle1", b"/slider*", b"/{fine,bend}", b"/[", b"/bridge/sync"]
-    )
-    tags = st.text(alphabet="ifsbTFNhdtcrm[]x", max_size=6).map(lambda t: ("," + t).encode())
-
-    def pad(b: bytes) -> bytes:
-        b += b"\x00"
-        return b + b"\x00" * (-len(b) % 4)
-
-    structured = st.builds(lambda a, t, body: pad(a) + pad(t) + body, addresses, tags, st.binary(max_size=40))
-    bundles = st.builds(
-        lambda inner, size: b"#bundle\x00" + b"\x00" * 8 + size.to_bytes(4, "big", signed=True) + inner,
-        structured,
-        st.integers(-5, 80),
-    )
-    return st.one_of(st.binary(max_size=120), structured, bundles)
-
-
 @pytest.mark.unit
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(osc_datagrams(), min_size=1, max_size=5))
@@ -144,22 +222,6 @@ def test_fuzz_osc_datagrams(batch: list[bytes]) -> None:
     adapter = OscAdapter(hub, OscConfig())
     adapter.handle_datagrams([(data, ("127.0.0.1", 9999)) for data in batch])
     assert_in_bounds(hub)
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-    max_leaves=6,
-)
-payload = st.one_of(
-    json_values,
-    st.fixed_dictionaries(
-        {
-            "who": st.sampled_from(["slider1", "fine", "txt1", "toggle1", "button1", "nope"]) | json_values,
-            "data": json_values,
-        }
-    ),
-)
 
 
 @pytest.mark.unit
@@ -203,3 +265,25 @@ def test_fuzz_midi_bytes(chunks: list[list[int]]) -> None:
     messages = [m for m in (message_from_bytes(chunk) for chunk in chunks) if m is not None]
     adapter._apply("fuzz", messages)
     assert_in_bounds(hub)
+
+
+def test_the_fuzzers_at_scale_run_and_pass_on_a_small_n(tmp_path: Path) -> None:
+    """``make fuzz`` in miniature: every fuzzer of bench/fuzz.py against a real server, 300 units each."""
+    reason = jack_available()
+    if reason is not None:
+        unavailable(reason)
+    env = {k: v for k, v in os.environ.items() if k != "JACK_DEFAULT_SERVER"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.fuzz", "-n", "300"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert lines[-1] == "fuzz: PASS"
+    ran = {line.split(":")[0] for line in lines if line.startswith(("osc", "socketio", "midi", "config"))}
+    assert ran == {"osc", "socketio-payloads", "socketio-frames", "midi", "config"}

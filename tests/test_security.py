@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import socketio
+import websocket
 
 from bridge import auth
 from bridge.auth import Access
@@ -181,6 +182,57 @@ def test_foreign_origin_refused_unless_listed(tmp_path: Path, bridge_factory: St
     ok.disconnect()
     with pytest.raises(socketio.exceptions.ConnectionError):
         connect(listed.url, headers={"Origin": "http://evil.example"})
+
+
+def websocket_status(url: str, origin: str | None) -> int:
+    """The status a raw WebSocket upgrade to Socket.IO gets: 101 when switched, else the refusal's."""
+    ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    try:
+        # suppress_origin: websocket-client sends an Origin of its own unless told not to.
+        ws = websocket.create_connection(ws_url, timeout=10, origin=origin, suppress_origin=origin is None)
+    except websocket.WebSocketBadStatusException as err:
+        return int(err.status_code)
+    try:
+        status = int(ws.getstatus())
+        assert ws.recv().startswith("0{"), "Engine.IO's open packet"
+    finally:
+        ws.close()
+    return status
+
+
+def test_foreign_origin_websocket_is_refused_before_the_upgrade(tmp_path: Path, bridge_factory: Start) -> None:
+    proc = bridge_factory()
+    assert websocket_status(proc.url, "http://evil.example") == 403
+    assert "refused a WebSocket from http://evil.example" in proc.output()
+    assert websocket_status(proc.url, proc.url) == 101  # the page's own origin
+    assert websocket_status(proc.url, None) == 101  # a script: no Origin header
+    other = tmp_path / "other"
+    other.mkdir()
+    config = write_config(other)
+    config.write_text(
+        config.read_text().replace(
+            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
+        )
+    )
+    listed = bridge_factory(config)
+    assert websocket_status(listed.url, "http://mixer.local:8080") == 101
+    assert websocket_status(listed.url, listed.url) == 101  # the list adds to the page's own origin
+    assert websocket_status(listed.url, "http://evil.example") == 403
+    assert websocket_status(listed.url, "http://mixer.local:8081") == 403
+
+
+def test_a_listed_origin_keeps_the_page_own_origin_on_polling(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text().replace(
+            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
+        )
+    )
+    proc = bridge_factory(config)
+    same = connect(proc.url, headers={"Origin": proc.url}, transports=["polling"])
+    same.disconnect()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect(proc.url, headers={"Origin": "http://evil.example"}, transports=["polling"])
 
 
 def test_osc_from_a_source_not_allowed_is_dropped_and_counted(

@@ -17,6 +17,9 @@ Threads, and why:
   device that appeared, closes one that vanished, and when the output comes
   back sends it every current value, so motorized faders and LEDs match at
   once (and once more at the next look, see :meth:`MidiAdapter._put_output`).
+  When the MIDI system itself went away (the JACK server stopped), it
+  closes it whole, marks both ports missing, and looks for a server every
+  second; once one is back, the ports are made or found again as at start.
 
 Locks, in the order they may be taken: the hub's dispatch lock, then
 ``_out_lock`` (the output, what was last sent, what is held back and the
@@ -98,6 +101,8 @@ class MidiAdapter:
         self.held_out = 0
         self._workers = Workers()
         self._resend_due = False
+        #: True while the MIDI system is gone (the JACK server stopped) and looked for.
+        self._lost = False
 
     # -- adapter surface -----------------------------------------------------------
     def start(self) -> None:
@@ -115,6 +120,7 @@ class MidiAdapter:
         self._workers.stop(timeout=5, wake=(self._has_input.set, self._out_waiting.set))
         self.ports.close_all()
         self.ports.set_states("off")
+        self.bindings.close()
 
     def describe(self) -> dict[str, Any]:
         """The MIDI part of ``/healthz``."""
@@ -231,8 +237,14 @@ class MidiAdapter:
 
     def _watch(self) -> None:
         while not self._workers.wait(self.poll_interval):
+            if self._lost:
+                self._reconnect()
+                continue
             if self.ports.system is None:
                 return
+            if self.ports.system_lost:
+                self._lose()
+                continue
             try:
                 changed = self.ports.look()
             except MidiPortError as err:
@@ -243,6 +255,34 @@ class MidiAdapter:
                 self._publish()
             if resend:
                 self.hub.with_values(self._resend)
+
+    def _lose(self) -> None:
+        """The JACK server went away: close everything of it; both ports missing until one is back."""
+        system = self.ports.system
+        log.warning(
+            "MIDI: the %s went away; MIDI ports are missing, looking for it every second",
+            system.server if system is not None else "MIDI system",
+        )
+        self._lost = True
+        self.ports.drop_system()
+        self._publish()
+        # Closing took a while (libjack's timeouts): a server restarted meanwhile is taken at once.
+        self._reconnect()
+
+    def _reconnect(self) -> None:
+        """Open the MIDI system again if a JACK server is back (quietly, once a second, until then)."""
+        try:
+            inputs, outputs = self.ports.open_system()
+        except MidiPortError:
+            return
+        self._lost = False
+        log.warning(
+            "MIDI: the %s is back; opening the ports again",
+            self.ports.system.server if self.ports.system else "MIDI system",
+        )
+        # As at start: virtual ports made again, named ones found and sent every value.
+        self.ports.scan(inputs, outputs)
+        self._publish()
 
     # -- the ports in use ------------------------------------------------------------
     def _install_input(self, inlet: Inlet | None) -> None:

@@ -80,6 +80,11 @@ class Bindings:
         self._publish()
         self.push("midi learning", {"who": None})
 
+    def close(self) -> None:
+        """Stop retrying a bindings file the disk refused (after one last try)."""
+        if self._store is not None:
+            self._store.close()
+
     def _install(self, bindings: dict[str, MidiBinding | None]) -> None:
         """Swap in the tables for ``bindings`` (every control id -> its binding or None)."""
         controls = {cid: replace(c, midi=bindings.get(cid)) for cid, c in self.hub.controls.items()}
@@ -220,11 +225,8 @@ class Bindings:
         """Write the learned bindings; returns "" or what went wrong, for the message."""
         if self._store is None:
             return " (not saved: no bindings file)"
-        try:
-            self._store.update(changes, removals)
-        except OSError as err:
-            log.warning("MIDI bindings %s: cannot save (%s); the binding works until a restart", self._store.path, err)
-            return f" (not saved: {err.strerror or err})"
+        if not self._store.update(changes, removals):
+            return " (not saved yet: the disk refused; saved as soon as it takes it)"
         return ""
 
     def _rebind(self, bindings: dict[str, MidiBinding | None], changed: list[str]) -> None:

@@ -36,7 +36,7 @@ from bridge.config.controls import parse_midi_binding
 from bridge.errors import ConfigError
 from bridge.midi.codec import DATA_LSB, DATA_MSB, LSB_OFFSET, NRPN_LSB, NRPN_MSB, Slot, slots
 from bridge.model import Control, MidiBinding
-from bridge.state import read_document, write_atomic
+from bridge.state import SavedFile, read_document
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ class BindingStore:
         self.path = path
         self._raw: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._file = SavedFile(path, "MIDI bindings")
 
     def load(self, controls: Mapping[str, Control]) -> dict[str, MidiBinding | None]:
         """Read the file; returns the overrides that fit a control of the config.
@@ -152,11 +153,12 @@ class BindingStore:
         bindings = read_document(self.path, "bindings", "MIDI bindings file", "the config's bindings are used")
         return bindings if bindings is not None else {}
 
-    def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> None:
+    def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> bool:
         """Set entries (a ``midi`` table, or None for "unbound") and drop others, then save.
 
-        Raises ``OSError`` when the file cannot be written; the entries are
-        kept in memory and written with the next update.
+        True when the file is written; False when the disk refused, in which
+        case the file keeps its previous content and the entries are written
+        as soon as the disk takes them (see :class:`~bridge.state.SavedFile`).
         """
         with self._lock:
             self._raw.update(changes)
@@ -164,8 +166,11 @@ class BindingStore:
                 self._raw.pop(cid, None)
             body = {"version": FORMAT_VERSION, "bindings": dict(self._raw)}
             payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, payload)
+            return self._file.write(payload)
+
+    def close(self) -> None:
+        """Stop retrying a write that failed (after one last try)."""
+        self._file.close()
 
 
 def effective(

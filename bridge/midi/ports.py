@@ -3,7 +3,9 @@
 :class:`Ports` keeps the configured input and output: it opens a device
 that appeared, closes one that vanished and creates virtual ports, each port
 "connected", "missing" (looked for again) or "off" (no MIDI system). The MIDI
-system itself is :mod:`bridge.midi.system`'s.
+system itself is :mod:`bridge.midi.system`'s; when it is lost (the JACK
+server went away), :meth:`Ports.drop_system` closes it whole and both ports
+are "missing" until :meth:`Ports.open_system` reaches a new one.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bridge.concurrency import run_blocking
 from bridge.config import MidiConfig
 from bridge.errors import AmbiguousPort, MidiPortError
 from bridge.midi.system import CLIENT_NAMES, Direction, Inlet, MidiSystem, Outlet, match_port
@@ -93,12 +97,31 @@ class Ports:
         changed = self._check(self.input, inputs)
         return self._check(self.output, outputs) or changed
 
+    @property
+    def system_lost(self) -> bool:
+        """True when the MIDI system in use went away (the JACK server stopped)."""
+        return self.system is not None and self.system.lost
+
+    def drop_system(self) -> None:
+        """Close both ports and the lost system; both "missing" until a new system is opened."""
+        taken = [self._take_out(side) for side in (self.input, self.output)]
+        system, self.system = self.system, None
+        # Closing a client of a dead JACK server waits for libjack's timeouts (about
+        # a second each): on an OS thread, so the web server keeps serving meanwhile.
+        problems = run_blocking(_close_quietly, [port for port in taken if port is not None], system)
+        for problem in problems:
+            log.info("MIDI: %s (the MIDI system is gone)", problem)
+        for side in (self.input, self.output):
+            side.problem = None  # a new system: whatever goes wrong with it is news
+        self.set_states("missing")
+
     def close_all(self) -> None:
         self._close(self.input)
         self._close(self.output)
-        if self.system is not None:
-            self.system.close()
-            self.system = None
+        system, self.system = self.system, None
+        if system is not None:
+            for problem in system.close():
+                log.warning("MIDI: %s", problem)
 
     # -- one port ------------------------------------------------------------------
     def _check(self, side: Port, names: list[str]) -> bool:
@@ -186,10 +209,14 @@ class Ports:
         self._install[side.direction](port)
         self._set_state(side, "connected")
 
-    def _close(self, side: Port) -> None:
+    def _take_out(self, side: Port) -> Inlet | Outlet | None:
         # Taken out of use first: the reader or send() never touch a port that is being closed.
         port, side.port = side.port, None
         self._install[side.direction](None)
+        return port
+
+    def _close(self, side: Port) -> None:
+        port = self._take_out(side)
         if port is None:
             return
         try:
@@ -200,3 +227,20 @@ class Ports:
     def _set_state(self, side: Port, state: PortState) -> None:
         with self._state_lock:
             side.state = state
+
+
+def _close_quietly(ports: list[Inlet | Outlet], system: MidiSystem | None) -> list[str]:
+    """Close the ports, then the system, of a MIDI system that went away; the errors, expected ones.
+
+    Runs on an OS thread: it returns what went wrong rather than logging it there.
+    """
+    problems = []
+    with system.quiet() if system is not None else nullcontext():
+        for port in ports:
+            try:
+                port.close()
+            except MidiPortError as err:
+                problems.append(str(err))
+    if system is not None:
+        problems.extend(system.close())
+    return problems

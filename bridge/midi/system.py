@@ -21,6 +21,11 @@ lost none of 3 bursts of 1,000 CC sent while the server fanned out to 1,000
 browsers (gevent) or 150 (threads) (measurements in docs/performance.md).
 Inputs of other mido backends are polled every :data:`READ_INTERVAL`.
 
+With JACK, the system itself may go away (the server restarts): a
+:class:`~bridge.midi.jack.JackWatch` hears it, and :attr:`MidiSystem.lost`
+says so; the system must then be closed, every client of it, and a new one
+opened once a server is back.
+
 Which ports are wanted, and their coming and going, is :mod:`bridge.midi.ports`'.
 """
 
@@ -32,11 +37,13 @@ import select
 import time
 from collections import deque
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, Protocol
 
 import mido
 
 from bridge.errors import AmbiguousPort, MidiPortError
+from bridge.midi.jack import JackWatch, muted, server_name
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ RTMIDI_BACKEND = "mido.backends.rtmidi"
 #: MIDI client names of the bridge's ports, as other software lists them.
 CLIENT_NAMES: dict[Direction, str] = {"input": "Stage Bridge in", "output": "Stage Bridge out"}
 _LISTER_CLIENT = "Stage Bridge ports"
+_WATCH_CLIENT = "Stage Bridge watch"
 #: rtmidi's names for the ports it makes to reach a device: never a device to
 #: match, or the bridge could end up listening to its own output.
 _RTMIDI_OWN_PORTS = ("rtmidi input", "rtmidi output")
@@ -236,6 +244,7 @@ class MidiSystem:
         self._rtmidi: Any = None
         self._api = 0
         self._listers: tuple[Any, Any] | None = None
+        self._watch: JackWatch | None = None
         if backend.name == RTMIDI_BACKEND:
             import rtmidi
 
@@ -243,25 +252,50 @@ class MidiSystem:
             api = api_ids.get(backend.api) if backend.api else rtmidi.API_UNSPECIFIED
             if api is None:
                 raise ValueError(f"unknown rtmidi API {backend.api!r}; one of {', '.join(sorted(api_ids))}")
+            if api == rtmidi.API_UNIX_JACK:
+                # First, and quietly: without a server, no rtmidi client is tried (each
+                # failed one prints to stderr), and none would notice the server leave.
+                self._watch = JackWatch(_WATCH_CLIENT)
             # One client per direction for the whole run: mido's own listing
             # opens and closes two MIDI clients per call, which every patchbay
             # on the machine would see flicker once a second.
-            lister_in = rtmidi.MidiIn(api, name=_LISTER_CLIENT)
             try:
-                lister_out = rtmidi.MidiOut(api, name=_LISTER_CLIENT)
+                lister_in = rtmidi.MidiIn(api, name=_LISTER_CLIENT)
+                try:
+                    lister_out = rtmidi.MidiOut(api, name=_LISTER_CLIENT)
+                except BaseException:
+                    lister_in.delete()
+                    raise
             except BaseException:
-                lister_in.delete()
+                self._close_watch()
                 raise
             self._listers = (lister_in, lister_out)
             self._rtmidi = rtmidi
             # Pin the API rtmidi picked, so ports open where the listers look.
             self._api = lister_in.get_current_api()
+            if self._api == rtmidi.API_UNIX_JACK and self._watch is None:
+                # No API named, and rtmidi chose JACK (no ALSA sequencer here): watched all the same.
+                try:
+                    self._watch = JackWatch(_WATCH_CLIENT)
+                except MidiPortError:
+                    self.close()
+                    raise
             api_names = {number: name for name, number in api_ids.items()}
             backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
         self.backend = backend
 
+    @property
+    def lost(self) -> bool:
+        """True once the JACK server behind this system went away: close it and open a new one."""
+        return self._watch is not None and self._watch.gone
+
     def __str__(self) -> str:
         return f"{self.backend.name}/{self.backend.api}" if self.backend.api else str(self.backend.name)
+
+    @property
+    def server(self) -> str:
+        """What serves the ports, for the log: the JACK server's name, or the backend."""
+        return f"JACK server {server_name()!r}" if self._watch is not None else str(self)
 
     def inputs(self) -> list[str]:
         """Names of the ports one can read from."""
@@ -297,11 +331,29 @@ class MidiSystem:
         except _MIDI_ERRORS as err:
             raise MidiPortError(str(err) or type(err).__name__) from err
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Close every client of this system; what went wrong, for the caller to log."""
+        with self.quiet():
+            return self._close()
+
+    def quiet(self) -> AbstractContextManager[None]:
+        """While the server is gone, libjack says "Server is not running" for each client closed: known."""
+        return muted() if self.lost else nullcontext()
+
+    def _close(self) -> list[str]:
+        problems = []
         if self._listers is not None:
             for lister in self._listers:
                 try:
                     lister.delete()
                 except _MIDI_ERRORS as err:
-                    log.warning("MIDI: error closing the port lister (%s)", err)
+                    problems.append(f"error closing the port lister ({err})")
             self._listers = None
+        self._close_watch()
+        return problems
+
+    def _close_watch(self) -> None:
+        # Last: while any JACK client of the process is open, libjack keeps the old server's state.
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()

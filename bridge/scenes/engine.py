@@ -98,6 +98,7 @@ class Scenes:
 
     def stop(self) -> None:
         self._workers.stop(wake=(self._wake.set,))
+        self.store.close()
 
     def describe(self) -> dict[str, Any]:
         fade = self._fade

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import SceneError, UnknownScene
-from bridge.state import read_document, write_atomic
+from bridge.state import SavedFile, read_document
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class SceneStore:
         self.path = path
         self._scenes: dict[str, Scene] = {}
         self._lock = threading.Lock()
+        self._file = None if path is None else SavedFile(path, "scenes")
 
     def load(self) -> None:
         """Read the saved scenes (a corrupt file is moved aside)."""
@@ -146,17 +147,18 @@ class SceneStore:
             del self._scenes[name]
             self._write()
 
+    def close(self) -> None:
+        """Stop retrying a write that failed (after one last try)."""
+        if self._file is not None:
+            self._file.close()
+
     def _write(self) -> None:
-        """Write every scene to the file (called under the lock); a failure is logged, not raised."""
-        if self.path is None:
+        """Write every scene to the file (called under the lock); a failure is logged once and retried."""
+        if self._file is None:
             return
         body = {
             "version": FORMAT_VERSION,
             "scenes": {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()},
         }
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, payload)
-        except OSError as err:
-            log.warning("cannot write scenes to %s (%s); they are kept in memory", self.path, err.strerror)
+        self._file.write(payload)  # kept in memory meanwhile, and retried

@@ -25,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,7 +37,7 @@ from bridge.config import ServerConfig
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.flow import Outbox, Workers
 from bridge.hub import Hub, Reshaped
-from bridge.logs import LogLimiter
+from bridge.logs import LogLimiter, raised_by_a_library
 from bridge.looks import Looks
 from bridge.model import Change, Origin, Value
 from bridge.views import View
@@ -91,7 +92,13 @@ class WebAdapter:
         # Latest change per control; every change of a button (see send()).
         self._outbox: Outbox[str | tuple[str, int], Change] = Outbox()
         self._presses = itertools.count()
-        self._received = 0
+        #: Browsers that left, for the flush thread to forget (see _on_disconnect).
+        self._gone: deque[str] = deque()
+        self._received = 0  # every ``value changed``, good or bad
+        #: ``value changed`` events answered with ``rejected``.
+        self.rejected = 0
+        #: Socket.IO packets that could not be decoded, dropped.
+        self.rejected_packets = 0
         self.wires = Wires()
         # Under gevent the browsers' sockets are written directly, and the first
         # change of each turn of the loop is fanned out where it was made.
@@ -114,6 +121,9 @@ class WebAdapter:
     def describe(self) -> dict[str, Any]:
         return {
             **self.fanout.describe(),
+            "received": self._received,
+            "rejected": self.rejected,
+            "malformed": self.rejected_packets,
             "throttled": self.intake.throttled,
             "confirmed": self.fanout.confirmed,
             "filed_replaced": self._outbox.replaced,
@@ -151,6 +161,10 @@ class WebAdapter:
             self._wake.clear()
             if self._workers.stopping.is_set():
                 return
+            while self._gone:
+                sid = self._gone.popleft()
+                self.fanout.leave(sid)
+                self.intake.forget(sid)
             pending = self.fanout.flush()
             pending = self.intake.release(self.fanout.connected, self._apply) or pending
             if pending:
@@ -222,10 +236,33 @@ class WebAdapter:
 
     def register(self) -> None:
         """Attach the Socket.IO handlers."""
+        self._guard_packets()
         self.on("connect", self._on_connect)
         self.on("disconnect", self._on_disconnect)
         self.on("value changed", self._on_value_changed)
         self.on("ping bridge", self._on_ping)
+
+    def _guard_packets(self) -> None:
+        """A malformed Socket.IO packet costs one rate-limited line, not a traceback per packet.
+
+        python-socketio raises from its packet decoding on broken JSON, an
+        unexpected packet type or an event without a name, and Engine.IO logs
+        each with its traceback at ERROR and carries on: a broken or hostile
+        client could fill the log. The packet is dropped either way. An
+        exception raised in the bridge's own code still propagates whole.
+        """
+        handle = self.server._handle_eio_message
+
+        def on_message(eio_sid: str, data: object) -> None:
+            try:
+                handle(eio_sid, data)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+                if not raised_by_a_library(err):
+                    raise  # ours: a bug to see whole
+                self.rejected_packets += 1
+                self._warn.warning(("packet", eio_sid), "malformed Socket.IO packet from %s dropped (%s)", eio_sid, err)
+
+        self.server.eio.on("message", on_message)
 
     def _on_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         presented = auth.get("key") if isinstance(auth, dict) else None
@@ -265,8 +302,12 @@ class WebAdapter:
             self._roles.pop(sid, None)
             self._keys.pop(sid, None)
             self._views.pop(sid, None)
-        self.fanout.leave(sid)
-        self.intake.forget(sid)
+        # The rest waits for the flush thread: python-engineio calls this handler
+        # from inside an emit when it finds the client gone (no pong in time), and
+        # that emit may run under the fan-out's or the intake's lock, which
+        # leave() and forget() take: done here, the web side would freeze for good.
+        self._gone.append(sid)
+        self._wake.set()
 
     def _on_ping(self, sid: str, payload: object = None) -> object:
         # Acknowledged at once: the page measures its round-trip time with it.
@@ -317,6 +358,7 @@ class WebAdapter:
             self.server.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
 
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
+        self.rejected += 1
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)
 

@@ -107,8 +107,12 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             except editing.EditError as err:
                 return jsonify(error=str(err)), 400
             payload = fresh.encode("utf-8")
-            write_atomic(path().with_name(path().name + ".bak"), data)
-            write_atomic(path(), payload)
+            try:
+                write_atomic(path().with_name(path().name + ".bak"), data)
+                write_atomic(path(), payload)
+            except OSError as err:
+                # A full disk, a read-only folder: the file stays as it was (the write is atomic).
+                return jsonify(error=f"cannot write {path()}: {err.strerror or err}; nothing changed"), 500
             outcome = bridge.reloader.reload("edited on the page")
         return jsonify(version=editing.version(payload), generation=outcome.generation, error=outcome.error, **extra)
 

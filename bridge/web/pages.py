@@ -14,6 +14,7 @@ import segno
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
 from bridge.auth import Access, guard, request_role
+from bridge.concurrency import runtime_counts
 from bridge.errors import InvalidValue
 from bridge.hub import Hub
 from bridge.looks import Looks
@@ -87,7 +88,11 @@ def blueprint(
 
     @bp.get("/healthz")
     def healthz() -> Any:
-        return jsonify(status())
+        body = status()
+        if request.args.get("runtime"):
+            # On request only: counting greenlets walks the whole heap.
+            body["runtime"] = runtime_counts()
+        return jsonify(body)
 
     return bp
 
