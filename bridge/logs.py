@@ -11,6 +11,9 @@ from pathlib import Path
 
 #: Where the bridge's own code lives: an exception raised there is a bug, never bad input.
 _BRIDGE_CODE = str(Path(__file__).resolve().parent) + os.sep
+#: The bridge's frames that only hand a library's call on to the library (the WebSocket
+#: that the fan-out writes directly wraps Engine.IO's): what passes through them is the library's.
+_PASS_THROUGH = {(_BRIDGE_CODE + os.path.join("web", "wire.py"), "__call__")}
 
 
 def raised_by_a_library(err: BaseException, skip: int = 1) -> bool:
@@ -21,7 +24,10 @@ def raised_by_a_library(err: BaseException, skip: int = 1) -> bool:
     the bridge's own code, called by that library, is a bug to see whole.
     """
     frames = traceback.extract_tb(err.__traceback__)[skip:]
-    return not any(frame.filename.startswith(_BRIDGE_CODE) for frame in frames)
+    return not any(
+        frame.filename.startswith(_BRIDGE_CODE) and (frame.filename, frame.name) not in _PASS_THROUGH
+        for frame in frames
+    )
 
 
 class LogLimiter:
