@@ -33,6 +33,15 @@ from bridge.web.adapter import WebAdapter
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped(name: str) -> Path:
+    """A folder the bridge ships (``static``, ``templates``): at the top of a checkout, else in the package."""
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / name).is_dir():
+        return ROOT / name
+    return Path(__file__).resolve().parent / name
+
+
 #: The tables whose adapter has ports: a reload that changes one starts a new adapter for it.
 PORTED = ("osc", "midi", "oscquery", "discovery")
 
@@ -42,7 +51,7 @@ class Bridge:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+        self.app = Flask(__name__, template_folder=str(shipped("templates")), static_folder=str(shipped("static")))
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
         server = config.server
         self.app.config["MAX_CONTENT_LENGTH"] = server.max_payload

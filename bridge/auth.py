@@ -145,7 +145,10 @@ def guard(blueprint: Blueprint, access: Access) -> None:
 
 
 def set_cookie(response: BaseResponse, key: str) -> None:
-    response.set_cookie(COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/")
+    # Secure under HTTPS: the browser then never sends the key over plain HTTP.
+    response.set_cookie(
+        COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/", secure=request.is_secure
+    )
 
 
 def request_role() -> Role | None:

@@ -161,4 +161,3 @@ def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
     reshaped = bridge.hub.reshape(config.controls, saved, in_force)
     bridge.replace_adapters(old, config)
     return reshaped
-

@@ -1,4 +1,4 @@
-"""The real server in a subprocess, driven by real python-socketio clients."""
+"""The real server in a subprocess, driven by real python-socketio clients; over HTTP and over HTTPS (wss)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, BridgeProcess, Client, wait_until, write_config
+from tests.helpers import ROOT, BridgeProcess, Client, secure, wait_until, write_config
 
 Connect = Callable[[str], Client]
+
+
+@pytest.fixture(params=["http", "https"])
+def server(
+    request: pytest.FixtureRequest,
+    bridge_factory: Callable[..., BridgeProcess],
+    tmp_path: Path,
+    certificate: tuple[Path, Path],
+) -> BridgeProcess:
+    """Every test of the protocol runs twice: plain, and with ``tls = "auto"`` (Socket.IO over wss)."""
+    config = write_config(tmp_path)
+    if request.param == "https":
+        secure(config, certificate)
+    proc = bridge_factory(config)
+    assert proc.url.startswith(f"{request.param}://")
+    return proc
 
 
 def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_factory: Connect) -> None:
@@ -78,8 +94,9 @@ def test_clamped_and_stepped_values_come_back_to_the_sender(server: BridgeProces
     ],
 )
 def test_bad_input_is_rejected_and_changes_nothing(
-    server: BridgeProcess, client_factory: Connect, payload: object, reason: str
+    bridge_factory: Callable[..., BridgeProcess], client_factory: Connect, payload: object, reason: str
 ) -> None:
+    server = bridge_factory()  # plain HTTP only: what is refused does not depend on the transport
     a, b = client_factory(server.url), client_factory(server.url)
     a.wait_event("snapshot")
     before = server.get_json("/api/values")
@@ -112,11 +129,8 @@ def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_facto
 
 
 def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
-    import urllib.request
-
     server.put_json("/api/values/slider1", {"value": 31})
-    with urllib.request.urlopen(server.url + "/", timeout=5) as resp:
-        html = resp.read().decode()
+    html = server.get_text("/")
     assert 'id="slider1"' in html and 'value="31"' in html
     assert "socket.io" in html and "cdn" not in html.lower()
 

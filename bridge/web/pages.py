@@ -184,4 +184,4 @@ def join_url() -> str:
     lan = lan_address()
     if lan is None or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
         return request.host_url
-    return f"http://{lan}:{port}/" if port else f"http://{lan}/"
+    return f"{request.scheme}://{lan}:{port}/" if port else f"{request.scheme}://{lan}/"
