@@ -34,6 +34,7 @@ from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Change, Origin, Value
+from bridge.monitor import IDLE
 from bridge.views import View
 from bridge.web.fanout import Fanout
 from bridge.web.intake import Intake
@@ -56,6 +57,7 @@ class WebAdapter:
     """Socket.IO clients as sources and sinks of the hub."""
 
     name = "web"
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
         self,
@@ -116,6 +118,8 @@ class WebAdapter:
         cost of reaching every browser is paid by the fan-out thread, which
         under a flood sends each control's latest value instead of every one.
         """
+        if self.monitor.watching:
+            self.monitor.saw("web", "out", "pages", "update value", [change.value], change.control.id)
         if change.control.type == "button":
             # A tap is a press and a release, often in one batch: both go out,
             # or other pages (and their hooks) would never see the press; every
@@ -255,6 +259,10 @@ class WebAdapter:
         return payload
 
     def _on_value_changed(self, sid: str, message: object = None) -> None:
+        if self.monitor.watching:
+            who = message.get("who") if isinstance(message, dict) else None
+            data = message.get("data") if isinstance(message, dict) else message
+            self.monitor.saw("web", "in", f"page {sid[:8]}", "value changed", [data], str(who or ""))
         self._received += 1
         if self._received % YIELD_EVERY == 0:
             time.sleep(0)  # gevent: a turn for the others; threads: the GIL handed on
@@ -300,4 +308,6 @@ class WebAdapter:
 
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
+        if self.monitor.watching:
+            self.monitor.saw("web", "out", f"page {sid[:8]}", "rejected", [reason], who if isinstance(who, str) else "")
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)
