@@ -127,7 +127,8 @@ async def run(runs: int) -> dict[str, Result]:
     out = ROOT / "bench" / "results" / (time.strftime("%Y%m%d-%H%M%S") + "-monitor")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"runs": collected, "median": medians}, indent=1))
-    (out / "results.md").write_text(f"Medians of {runs} run(s), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(medians)}\n")
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    (out / "results.md").write_text(f"Medians of {runs} run(s), {stamp}\n\n{table(medians)}\n")
     print(table(medians))
     print(f"\nwritten to {out}")
     return medians
