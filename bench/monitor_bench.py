@@ -11,7 +11,10 @@ Every run starts fresh bridges side by side, in an order that turns each run:
   getting every entry: the OSC message in, the pages and the target out.
 
 It prints the medians of RUNS runs (5 by default) and writes them to
-``bench/results/<time>-monitor/``.
+``bench/results/<time>-monitor/``. First it times the hook itself in this
+process, where the machine's load matters least: the check on the way of a
+message with no drawer open, the record with one open, and the formatting
+the monitor's thread does later.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import socket
 import sys
 import time
+import timeit
 from typing import Any
 
 import socketio
@@ -111,6 +115,28 @@ async def one_run(turn: int) -> dict[str, Result]:
     return {path: {k: row[k] for k in KEYS if k in row} for path, row in out.items()}
 
 
+def hook_costs(number: int = 1_000_000) -> dict[str, float]:
+    """Nanoseconds per message: the check with no drawer open, the record with one open, the later formatting."""
+    import mido
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from bridge.monitor import Monitor, describe
+
+    monitor = Monitor(lambda event, payload, room: None)
+    builder = OscMessageBuilder(address="/ch/01/mix/01/level")
+    builder.add_arg(0.75)
+    packet = bytes(builder.build().dgram)
+    hook = "if m.watching:\n    m.saw('osc/udp', 'out', '10.0.0.5:10023', p, None, 'send1')"
+    names = {"m": monitor, "p": packet}
+    idle = min(timeit.repeat(hook, globals=names, number=number, repeat=5)) / number
+    monitor.open("bench")
+    watched = min(timeit.repeat(hook, globals=names, number=number // 10, repeat=5)) / (number // 10)
+    message = mido.Message("control_change", channel=0, control=7, value=100)
+    entries = [(1, 0.0, "osc/udp", "out", "x", packet, None, "a"), (2, 0.0, "midi", "in", "x", message, None, "b")]
+    shown = min(timeit.repeat(lambda: [describe(e) for e in entries], number=10_000, repeat=5)) / 20_000
+    return {"idle_check_ns": idle * 1e9, "record_ns": watched * 1e9, "format_ns": shown * 1e9}
+
+
 def table(results: dict[str, Result]) -> str:
     lines = ["| path | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 1) + "|"]
     for path, row in sorted(results.items()):
@@ -119,6 +145,8 @@ def table(results: dict[str, Result]) -> str:
 
 
 async def run(runs: int) -> dict[str, Result]:
+    costs = hook_costs()
+    progress("hook per message: " + ", ".join(f"{k} {v:.0f}" for k, v in costs.items()))
     collected = []
     for turn in range(runs):
         progress(f"monitor bench: run {turn + 1} of {runs}")
@@ -126,10 +154,12 @@ async def run(runs: int) -> dict[str, Result]:
     medians = median_results(collected)
     out = ROOT / "bench" / "results" / (time.strftime("%Y%m%d-%H%M%S") + "-monitor")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"runs": collected, "median": medians}, indent=1))
+    (out / "results.json").write_text(json.dumps({"hook": costs, "runs": collected, "median": medians}, indent=1))
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    (out / "results.md").write_text(f"Medians of {runs} run(s), {stamp}\n\n{table(medians)}\n")
+    said = ", ".join(f"{k} {v:.0f}" for k, v in costs.items())
+    (out / "results.md").write_text(f"Medians of {runs} run(s), {stamp}\n\n{table(medians)}\n\nHook: {said}\n")
     print(table(medians))
+    print(f"\nthe hook, per message: {said}")
     print(f"\nwritten to {out}")
     return medians
 

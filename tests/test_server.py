@@ -14,22 +14,28 @@ from tests.helpers import ROOT, BridgeProcess, Client, secure, wait_until, write
 Connect = Callable[[str], Client]
 
 
-@pytest.fixture(params=["http", "https"])
+#: Connecting, syncing, snapshots, reconnection and the HTTP API run twice: plain, and with
+#: ``tls = "auto"`` (Socket.IO over wss, the clients checking the certificate).
+both = pytest.mark.parametrize("server", ["http", "https"], indirect=True)
+
+
+@pytest.fixture
 def server(
     request: pytest.FixtureRequest,
     bridge_factory: Callable[..., BridgeProcess],
     tmp_path: Path,
     certificate: tuple[Path, Path],
 ) -> BridgeProcess:
-    """Every test of the protocol runs twice: plain, and with ``tls = "auto"`` (Socket.IO over wss)."""
+    scheme = getattr(request, "param", "http")
     config = write_config(tmp_path)
-    if request.param == "https":
+    if scheme == "https":
         secure(config, certificate)
     proc = bridge_factory(config)
-    assert proc.url.startswith(f"{request.param}://")
+    assert proc.url.startswith(f"{scheme}://")
     return proc
 
 
+@both
 def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_factory: Connect) -> None:
     a, b = client_factory(server.url), client_factory(server.url)
     a.wait_event("snapshot")
@@ -51,6 +57,7 @@ def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_f
     )
 
 
+@both
 def test_late_joiner_and_reconnecting_client_get_snapshot(server: BridgeProcess, client_factory: Connect) -> None:
     a = client_factory(server.url)
     a.send("slider1", 12)
@@ -94,9 +101,8 @@ def test_clamped_and_stepped_values_come_back_to_the_sender(server: BridgeProces
     ],
 )
 def test_bad_input_is_rejected_and_changes_nothing(
-    bridge_factory: Callable[..., BridgeProcess], client_factory: Connect, payload: object, reason: str
+    server: BridgeProcess, client_factory: Connect, payload: object, reason: str
 ) -> None:
-    server = bridge_factory()  # plain HTTP only: what is refused does not depend on the transport
     a, b = client_factory(server.url), client_factory(server.url)
     a.wait_event("snapshot")
     before = server.get_json("/api/values")
@@ -109,6 +115,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     assert all(u["who"] != "slider1" for u in b.of("update value"))
 
 
+@both
 def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_factory: Connect) -> None:
     a = client_factory(server.url)
     a.wait_event("snapshot")
@@ -128,6 +135,7 @@ def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_facto
     assert health["status"] == "ok"
 
 
+@both
 def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
     server.put_json("/api/values/slider1", {"value": 31})
     html = server.get_text("/")

@@ -344,21 +344,21 @@ def test_a_page_opened_as_a_home_screen_app_hides_the_full_screen_button(show: B
 # -- Themes ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("theme", "background"), [("light", "rgb(238, 240, 243)"), ("contrast", "rgb(0, 0, 0)")])
-def test_a_theme_is_the_pages_and_follows_a_config_save(
-    tmp_path: Path, bridge_factory: Start, pages: Pages, theme: str, background: str
-) -> None:
+def test_a_theme_is_the_pages_and_follows_a_config_save(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
     config = write_config(tmp_path)
+    plain = config.read_text()
     proc = bridge_factory(config)
     page = pages.open(proc.url)
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(11, 13, 16)"
-    config.write_text(config.read_text().replace("[server]\n", f'[server]\ntheme = "{theme}"\n'))
-    page.wait_for_function("(t) => document.documentElement.dataset.theme === t", arg=theme)
-    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
-    assert page.evaluate("document.querySelector('meta[name=theme-color]').content") != "#0b0d10"
-    fresh = pages.open(proc.url)
-    assert fresh.evaluate("document.documentElement.dataset.theme") == theme
+    for theme, background, bar in (("light", "rgb(238, 240, 243)", "#eef0f3"), ("contrast", "rgb(0, 0, 0)", "#000000")):
+        config.write_text(plain.replace("[server]\n", f'[server]\ntheme = "{theme}"\n'))
+        page.wait_for_function("(t) => document.documentElement.dataset.theme === t", arg=theme)
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
+        assert page.evaluate("document.querySelector('meta[name=theme-color]').content") == bar
+        fresh = pages.open(proc.url)
+        assert fresh.evaluate("document.documentElement.dataset.theme") == theme
+        assert fresh.evaluate("getComputedStyle(document.body).backgroundColor") == background
 
 
 # -- Scene files from the page ---------------------------------------------------------------------

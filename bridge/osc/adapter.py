@@ -331,7 +331,7 @@ class OscAdapter:
 
     def _sync(self, args: list[object], source: Source) -> None:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
-        send = source.reply
+        send, peer = source.reply, source.ident
         prefix, arg_type = "", "auto"
         if args:
             text = args[0]
@@ -348,7 +348,7 @@ class OscAdapter:
             target = next((t for t in self._udp if (t.ip, t.config.port) == dest), None)
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
-            send = self._udp_source(dest).reply
+            send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
         values = self.hub.values()
         log.info("OSC %s from %s: sending %d values", SYNC_ADDRESS, source.ident, len(values))
         for cid, value in values.items():
@@ -356,7 +356,11 @@ class OscAdapter:
             if control.trigger:
                 continue  # an event, not a state: never replayed
             try:
-                send(encode(prefix + control.osc, control, value, arg_type))
+                packet = encode(prefix + control.osc, control, value, arg_type)
+                send(packet)
+                if self.monitor.watching:
+                    transport = "osc/tcp" if peer.startswith("tcp:") else "osc/udp"
+                    self.monitor.saw(transport, "out", peer, packet, None, cid)
             except OSError as err:
                 self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", source.ident, err)
                 return
