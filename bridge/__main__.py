@@ -104,14 +104,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m bridge") -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)  # noqa: T201 - the one line a user reads
         return EXIT_CONFIG
-    server = dataclasses.replace(
-        config.server,
-        host=args.host if args.host is not None else config.server.host,
-        port=args.port if args.port is not None else config.server.port,
-    )
-    config = dataclasses.replace(config, server=server)
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    server = config.server
 
     bridge = Bridge(config)
+    bridge.reloader.overrides = overrides  # the command line wins over every version of the file
     try:
         tls = None
         if server.tls is not None:

@@ -28,7 +28,7 @@ from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
 from bridge.state import StateStore, load_state, saved_looks
-from bridge.web import config_api, monitor_events, pages
+from bridge.web import config_api, editor_api, monitor_events, pages
 from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class Bridge:
         scenes_api.register(self.app, self.web, self.access, self.scenes)
         self.reloader = Reloader(self, self.web.push)
         config_api.register(self.app, self.access, self.reloader)
+        editor_api.register(self.app, self.access, self)
         self.ported: dict[str, Adapter | None] = {}
         for adapter in self._adapters():
             self._attach(adapter)

@@ -66,6 +66,8 @@ class Reshaped:
 
 #: Where the changes a reload makes to values (clamped, reset) come from.
 RELOAD = Origin("config", "reload")
+#: The editor's "send test": a control's value sent out once more, stored nowhere.
+TEST = Origin("test", "editor")
 
 
 class Hub:
@@ -223,6 +225,24 @@ class Hub:
             for cid, value in values.items():
                 if cid not in self.controls:
                     self._parked[cid] = value
+
+    def send_test(self, cid: str, adapters: Iterable[Adapter]) -> Value:
+        """Hand ``cid``'s stored value to ``adapters`` once more (the editor's "send test"), in dispatch order.
+
+        Nothing is stored and no other adapter sees it; an adapter that skips
+        a value its device shows already sends it anyway (origin ``test``).
+        """
+        with self._dispatch_lock:
+            control = self.controls.get(cid)
+            if control is None:
+                raise UnknownControl(cid)
+            value = self.get(cid)
+            for adapter in adapters:
+                try:
+                    adapter.send(Change(control, value, TEST))
+                except Exception:  # an adapter's fault must not stop the others
+                    log.exception("adapter %s failed to send a test of %s", adapter.name, cid)
+        return value
 
     def parked(self) -> dict[str, Value]:
         """Values of controls a reload removed (kept in the state file for when they come back)."""

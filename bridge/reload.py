@@ -20,6 +20,7 @@ and the log says so).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -66,6 +67,8 @@ class Reloader:
         self.generation = 1
         self.error: str | None = None
         self.reloads = 0
+        #: ``[server]`` keys the command line set (--host, --port): they stay over the file's.
+        self.overrides: dict[str, Any] = {}
 
     def start(self) -> None:
         self._push("config", {"generation": self.generation, "error": None})
@@ -105,6 +108,15 @@ class Reloader:
                 config = load_config(self.path)
             except ConfigError as err:
                 return self._refused(str(err))
+            if self.overrides:
+                config = dataclasses.replace(config, server=dataclasses.replace(config.server, **self.overrides))
+            if config == self.bridge.config:
+                # Saved again as it was (or put back after a broken save): nothing to apply.
+                if self.error is not None:
+                    self.error = None
+                    self._push("config", {"generation": self.generation, "error": None})
+                    log.info("config: %s is good again, as it was", self.path)
+                return Outcome(self.generation, None, Reshaped((), (), (), {}))
             try:
                 reshaped = apply(self.bridge, config, self.generation + 1)
             except BridgeError as err:

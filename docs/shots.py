@@ -137,6 +137,64 @@ def qlab(folder: Path, chromium: object) -> None:
         desk.stop()
 
 
+EDITED = """\
+# The band's monitor mix, built from the page's editor.
+[server]
+host = "127.0.0.1"
+port = 5000
+state_file = ""
+
+[[controls]]
+id = "vocal"
+type = "range"
+label = "Vocal"
+max = 100
+value = 72
+group = "Band"
+osc = "/mix/vocal"
+
+[[controls]]
+id = "keys"
+type = "range"
+label = "Keys"
+max = 100
+value = 55
+group = "Band"
+osc = "/mix/keys"
+
+[[controls]]
+id = "click"
+type = "toggle"
+label = "Click"
+group = "Band"
+
+[[controls]]
+id = "talkback"
+type = "button"
+label = "Talkback"
+group = "Crew"
+color = "#3fa7d6"
+"""
+
+
+def editor(folder: Path, chromium: object) -> None:
+    """The editor open on a control, at phone and tablet size."""
+    config = folder / "edited.toml"
+    config.write_text(EDITED, encoding="utf-8")
+    proc = BridgeProcess(config).start()
+    try:
+        for name, viewport, touch in (("editor-phone", PHONE, True), ("editor-tablet", TABLET, False)):
+            page = chromium.new_page(viewport=viewport, has_touch=touch, is_mobile=touch)  # type: ignore[attr-defined]
+            page.goto(proc.url + "/?edit=1")
+            page.wait_for_function("document.getElementById('editor-status').dataset.state === 'saved'")
+            page.locator('[data-control="keys"]').click()
+            page.wait_for_selector("#editor-form h2")
+            shoot(page, name)
+            page.close()
+    finally:
+        proc.stop()
+
+
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
@@ -146,6 +204,7 @@ def main() -> None:
             for theme in ("light", "contrast"):
                 x32(Path(tmp), browser, theme)
             qlab(Path(tmp), browser)
+            editor(Path(tmp), browser)
         finally:
             browser.close()
     print(f"screenshots in {IMAGES}")  # noqa: T201

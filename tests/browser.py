@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,33 @@ class Touch:
     def __init__(self, page: Page) -> None:
         self.cdp: CDPSession = page.context.new_cdp_session(page)
         self.fingers: dict[int, tuple[float, float]] = {}
+        self.clock: float | None = None  # the events' own time, when a gesture gives it
 
     def _send(self, kind: str) -> None:
         points = [{"x": x, "y": y, "id": finger} for finger, (x, y) in self.fingers.items()]
-        self.cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+        event: dict[str, Any] = {"type": kind, "touchPoints": points}
+        if self.clock is not None:
+            event["timestamp"] = self.clock
+        self.cdp.send("Input.dispatchTouchEvent", event)
+
+    def drag(self, finger: int, start: tuple[float, float], end: tuple[float, float], steps: int = 8) -> None:
+        """A finger put down, moved at a walking pace, rested and lifted: a drag that leaves no fling behind.
+
+        The events carry their own times (a move every 40 ms, then 300 ms at
+        rest), so the browser's gesture detector sees a slow drag however fast
+        they are sent; a fast one would fling, and the browser then eats the
+        next tap (it only stops the fling).
+        """
+        self.clock = time.time()
+        self.down(finger, *start)
+        for i in range(1, steps + 1):
+            self.clock += 0.04
+            self.move(finger, start[0] + (end[0] - start[0]) * i / steps, start[1] + (end[1] - start[1]) * i / steps)
+        self.clock += 0.3
+        self.move(finger, *end)
+        self.clock += 0.02
+        self.up(finger)
+        self.clock = None
 
     def down(self, finger: int, x: float, y: float) -> None:
         self.fingers[finger] = (x, y)

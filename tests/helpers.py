@@ -347,6 +347,8 @@ class Client:
             return list(self.events)
 
     def close(self) -> None:
-        # shutdown() also ends a reconnection loop (its server already gone),
-        # which disconnect() would leave running after the test.
+        # No new reconnection loop from here on (the server may be gone before
+        # the loss is noticed), and shutdown() ends one already running: a
+        # loop left behind would retry for the rest of the session.
+        self.sio.reconnection = False
         self.sio.shutdown()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import DEFAULT_CONFIG, load_config
+from bridge.config.controls import ALL_KEYS, FIELDS
 from bridge.config.lines import line_of
 from bridge.errors import ConfigError
 from tests.helpers import ROOT, write_config
@@ -76,7 +77,7 @@ def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
         (control('id = "a"\ntype = "text"\nmidi = { cc = 1 }'), "controls[0] (a).midi", "no MIDI"),
         (control('id = "a b"\ntype = "range"'), "controls[0].id", "letters"),
         (control('id = "a"\ntype = "range"\nosc = "/bridge/sync"'), "controls[0] (a).osc", "/bridge"),
-        ("", "controls", "at least one"),
+        ("[controls]\nid = 1", "controls", "expected [[controls]] tables"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, controls: str, key: str, words: str) -> None:
@@ -94,6 +95,22 @@ def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
         load_config(write_config(tmp_path, extra="[lights]\nx = 1"))
     with pytest.raises(ConfigError, match=r"osc\.targets\[0\]"):
         load_config(write_config(tmp_path, extra='[osc]\ntargets = ["localhost"]'))
+
+
+@pytest.mark.unit
+def test_a_config_with_no_controls_is_a_surface_to_build(tmp_path: Path) -> None:
+    path = tmp_path / "empty.toml"
+    path.write_text("controls = []\n[server]\nport = 5000\n", encoding="utf-8")
+    assert load_config(path).controls == ()
+    assert load_config(write_config(tmp_path, controls="")).controls == ()
+
+
+@pytest.mark.unit
+def test_the_editor_knows_every_key_the_loader_takes() -> None:
+    assert set(FIELDS) == ALL_KEYS
+    for kind, choices in FIELDS.values():
+        assert kind in ("text", "number", "integer", "flag", "color", "address", "choice", "value", "toml")
+        assert bool(choices) == (kind == "choice")
 
 
 @pytest.mark.unit

@@ -481,3 +481,21 @@ def test_a_changed_osc_table_moves_the_port_and_a_taken_port_keeps_the_old_one(
         oscsend(moved.osc, "/gain/new", "f", 12)  # the old port, the new addresses
         client.wait_value("gain", 12)
     assert "Traceback" not in proc.output()
+
+
+def test_a_file_put_back_as_it_was_clears_the_error_without_a_new_generation(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    client = client_factory(proc.url)
+    good = path.read_text(encoding="utf-8")
+    save(path, good + "\n[[controls]\n")
+    client.wait_event("config", lambda e: e["error"] is not None)
+    save(path, good)
+    wait_until(lambda: [e["error"] for e in client.of("config")][-1:] == [None], what="the error cleared")
+    assert [e["error"] is None for e in client.of("config")] == [True, False, True]
+    assert proc.get_json("/healthz")["config"]["generation"] == 1
+    status, body = post(proc, "/api/config/reload")
+    assert status == 200 and body["generation"] == 1 and body["changed"] == []
+    assert not client.of("layout")  # nothing changed: no page re-renders
+    assert "server.port changed" not in proc.output()  # --port stays over the file's port

@@ -37,6 +37,45 @@ TYPE_KEYS: dict[str, set[str]] = {
     "led": {"value", "colors"},
 }
 ALL_KEYS = COMMON_KEYS.union(*TYPE_KEYS.values())
+ORIENTATIONS = ("horizontal", "vertical")
+TOUCH_MODES = ("relative", "absolute")
+BUTTON_MODES = ("push", "trigger")
+SELECT_STYLES = ("buttons", "dropdown")
+#: How the page's editor shows each key the loader takes (a unit test holds the two together):
+#: ``text``, ``number``, ``integer``, ``flag``, ``color``, ``address``, ``choice`` (with its
+#: choices), ``value`` (the control's own kind of value) and ``toml`` (a table or a list,
+#: edited as one line of TOML).
+FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "id": ("text", ()),
+    "type": ("choice", CONTROL_TYPES),
+    "label": ("text", ()),
+    "group": ("text", ()),
+    "page": ("text", ()),
+    "color": ("color", ()),
+    "osc": ("toml", ()),
+    "midi": ("toml", ()),
+    "min": ("number", ()),
+    "max": ("number", ()),
+    "step": ("number", ()),
+    "value": ("value", ()),
+    "unit": ("text", ()),
+    "decimals": ("integer", ()),
+    "orientation": ("choice", ORIENTATIONS),
+    "touch": ("choice", TOUCH_MODES),
+    "reset": ("flag", ()),
+    "takeover": ("choice", TAKEOVER_MODES),
+    "peak_hold": ("number", ()),
+    "mode": ("choice", BUTTON_MODES),
+    "confirm": ("flag", ()),
+    "on": ("toml", ()),
+    "off": ("toml", ()),
+    "options": ("toml", ()),
+    "style": ("choice", SELECT_STYLES),
+    "colors": ("toml", ()),
+    "scene": ("flag", ()),
+    "label_from": ("address", ()),
+    "color_from": ("toml", ()),
+}
 #: What a key means, for the line that says it does not apply.
 _KEY_HINTS = {
     "confirm": "a second tap within 3 s",
@@ -50,6 +89,8 @@ def controls(
     reader: Reader, raw_controls: object, raw_repeat: object = None, order: list[str] | None = None
 ) -> tuple[Control, ...]:
     """Every control of the config, checked together: the ``[[controls]]`` and what each ``[[repeat]]`` makes.
+
+    None at all is a config too (``controls = []``): a surface to build in the page's editor.
 
     ``order`` lists "controls" and "repeat" as their tables follow each other
     in the file, so that a strip repeated between two controls stays there;
@@ -72,8 +113,6 @@ def controls(
         else:
             tables += next(repeats_left, [])
     tables = [t for t in tables if t[1] is not None] + list(plain_left) + [t for r in repeats_left for t in r]
-    if not tables:
-        reader.fail("controls", "at least one [[controls]] table (or a [[repeat]])")
     built = tuple(control(reader, raw, where) for where, raw in tables)
     check_unique(reader, built)
     return built
@@ -189,7 +228,7 @@ def _numeric(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> Con
             f"default must lie within min-max ({number_text(lo)}-{number_text(hi)}), got {number_text(default)}",
         )
     c = replace(c, min=lo, max=hi, step=step, **_display(reader, raw, where))
-    c = replace(c, orientation=_choice(reader, raw, "orientation", where, ("horizontal", "vertical"), "horizontal"))
+    c = replace(c, orientation=_choice(reader, raw, "orientation", where, ORIENTATIONS, "horizontal"))
     if c.type == "meter":
         hold = reader.get(raw, "peak_hold", f"{where}.peak_hold", NUMBER, 0.0)
         if not 0 <= hold <= 60:
@@ -202,7 +241,7 @@ def _numeric(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> Con
         c = replace(
             c,
             takeover=takeover,
-            touch=_choice(reader, raw, "touch", where, ("relative", "absolute"), "relative"),
+            touch=_choice(reader, raw, "touch", where, TOUCH_MODES, "relative"),
             reset=reader.get(raw, "reset", f"{where}.reset", bool, False),
         )
     return replace(c, default=snap(c, float(default)))
@@ -213,7 +252,7 @@ def _switch(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> Cont
     if default not in (0, 1):
         reader.fail(f"{where}.value", f"expected 0 or 1 (or true/false), got {default!r}")
     on, off = wire.payload(reader, raw, "on", where), wire.payload(reader, raw, "off", where)
-    mode: Any = _choice(reader, raw, "mode", where, ("push", "trigger"), "push") if c.type == "button" else "push"
+    mode: Any = _choice(reader, raw, "mode", where, BUTTON_MODES, "push") if c.type == "button" else "push"
     if mode == "trigger" and default:
         reader.fail(f"{where}.value", "a trigger button stores nothing: leave value out")
     if mode == "push" and on is not None and off is not None and on == off and type(on) is type(off):
@@ -247,9 +286,7 @@ def _select(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> Cont
             reader.fail(place, f"option {value!r} is listed twice")
         options.append(option)
     default = raw.get("value", options[0].value)
-    c = replace(
-        c, options=tuple(options), style=_choice(reader, raw, "style", where, ("buttons", "dropdown"), "buttons")
-    )
+    c = replace(c, options=tuple(options), style=_choice(reader, raw, "style", where, SELECT_STYLES, "buttons"))
     index = c.option_index(default)
     if index is None:
         reader.fail(f"{where}.value", f"expected one of the options, got {default!r}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\" -]+?)\s*\]\]?\s*(#.*)?$")
+from bridge.config.text import headers
+
 _SEGMENT = re.compile(r"^([A-Za-z0-9_-]+)(?:\[(\d+)\])?$")
 
 Path = tuple[tuple[str, int | None], ...]
@@ -40,12 +41,9 @@ def line_of(text: str, key: str) -> int | None:
     tables: list[tuple[Path, int]] = [((), 0)]  # each header's path, and its line (0: the top of the file)
     counts: dict[tuple[str, ...], int] = {}
     arrays: dict[tuple[str, ...], int] = {}  # the element of each array of tables being filled
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _HEADER.match(line)
-        if match is None:
-            continue
-        names = tuple(part.strip().strip('"') for part in match.group(2).split("."))
-        if match.group(1) == "[[":
+    for header in headers(text):
+        names = header.names
+        if header.array:
             at = counts[names] = counts.get(names, -1) + 1
             arrays[names] = at
             for deeper in [n for n in counts if n[: len(names)] == names and len(n) > len(names)]:
@@ -53,7 +51,7 @@ def line_of(text: str, key: str) -> int | None:
         path = tuple(
             (name, arrays.get(names[: i + 1]) if names[: i + 1] in counts else None) for i, name in enumerate(names)
         )
-        tables.append((path, number))
+        tables.append((path, header.index + 1))
     # The header that holds the key: the longest path the key starts with (the last such, for a plain table).
     best: tuple[Path, int] | None = None
     for path, number in tables:
@@ -61,16 +59,15 @@ def line_of(text: str, key: str) -> int | None:
             best = (path, number)
     if best is None:
         return None
-    path, header = best
+    path, top = best
     rest = wanted[len(path) :]
     if not rest:
-        return header or None
+        return top or None
     lines = text.splitlines()
+    following = [h.index + 1 for h in headers(text) if h.index + 1 > top]
+    stop = following[0] if following else len(lines) + 1
     assignment = re.compile(rf'^\s*"?{re.escape(rest[0][0])}"?\s*(=|\.)')
-    for number in range(header + 1, len(lines) + 1):
-        line = lines[number - 1]
-        if _HEADER.match(line):
-            break
-        if assignment.match(line):
+    for number in range(top + 1, stop):
+        if assignment.match(lines[number - 1]):
             return number
-    return header or None
+    return top or None

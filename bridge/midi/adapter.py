@@ -161,6 +161,8 @@ class MidiAdapter:
                 return  # missing: every value is sent when it comes back
             held = self._held_out
             held.pop(control.id)  # a newer value replaces one still waiting
+            if change.origin.kind == "test":
+                self._last_sent.pop(control.id, None)  # the editor's "send test": out even if shown already
             if self._last_sent.get(control.id) == number:
                 return  # the device shows it already
             if held or not self._budget.take(len(messages)):

@@ -54,6 +54,8 @@ def blueprint(
             views=list(views),
             theme=theme,
             theme_color=THEME_COLORS[theme],
+            # The editor: asked for, and only ever for the control role (the file holds the keys).
+            editing=request.args.get("edit") == "1" and role == "control",
         )
 
     @bp.get("/api/values")

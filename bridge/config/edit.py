@@ -1,0 +1,242 @@
+"""The editor's changes to a config file's text: one ``[[controls]]`` table at a time, the rest byte for byte.
+
+Each ``[[controls]]`` table is a *slot* of lines: its header, its body (sub-
+tables such as ``[controls.osc]`` included), and before the header the
+comment lines right above it (no blank line between), which describe it
+and move or go with it. A change reads that slot alone with tomlkit, edits
+the table there (so its own comments and key order stay), and puts the
+text back in the same place; every other line of the file is untouched.
+Trailing blank lines stay where they are, as separators.
+
+Controls made by a ``[[repeat]]`` are not tables of their own: the editor
+leaves them to the file. Functions here take and return text; writing the
+file, checking the result with the config loader and applying it is the
+caller's (:mod:`bridge.web.editor_api`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+import tomlkit
+from tomlkit.items import Item
+
+from bridge.config.text import headers
+from bridge.errors import BridgeError
+
+#: A JSON property written as TOML text, to keep the way it is written: ``{"$toml": "{ address = \"/x\" }"}``.
+TOML_TEXT = "$toml"
+#: An OSC address typed without quotes, where TOML is expected.
+_BARE_ADDRESS = re.compile(r"^/[^\s\"'#{}\[\],=]*$")
+_INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
+
+
+class EditError(BridgeError):
+    """An edit that cannot be made to this file (the message says why and what to do)."""
+
+
+class NoSuchControl(EditError):
+    """No ``[[controls]]`` table has that id."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The lines of one ``[[controls]]`` table: ``start`` (its comments) to ``end``; blank lines to ``after``."""
+
+    cid: str | None
+    start: int
+    end: int
+    after: int
+
+
+def version(data: bytes) -> str:
+    """What the editor sends back in If-Match: a hash of the file's bytes."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
+
+
+def _comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def slots(text: str) -> list[Slot]:
+    """Every ``[[controls]]`` table of ``text``, in file order."""
+    lines = _lines(text)
+    found = headers(text)
+    made: list[Slot] = []
+    for at, header in enumerate(found):
+        if not (header.array and header.names == ("controls",)):
+            continue
+        # Its body runs to the next header that is not one of its own sub-tables.
+        stop = len(lines)
+        for later in found[at + 1 :]:
+            if later.names[0] != "controls" or later.names == ("controls",):
+                stop = later.index
+                break
+        end = stop
+        if stop < len(lines):
+            while end - 1 > header.index and _comment(lines[end - 1]):
+                end -= 1  # the next table's own comments
+        after = end
+        while end - 1 > header.index and not lines[end - 1].strip():
+            end -= 1
+        start = header.index
+        while start > 0 and _comment(lines[start - 1]):
+            start -= 1
+        body = "".join(lines[header.index : end])
+        try:
+            table = tomllib.loads(body)["controls"][0]
+            cid = table.get("id") if isinstance(table.get("id"), str) else None
+        except (tomllib.TOMLDecodeError, KeyError, IndexError, TypeError):
+            cid = None
+        made.append(Slot(cid, start, end, after))
+    return made
+
+
+def _find(text: str, cid: str) -> Slot:
+    for slot in slots(text):
+        if slot.cid == cid:
+            return slot
+    raise NoSuchControl(f"no [[controls]] table with id {cid!r} in the file")
+
+
+def item(value: Any) -> Item:
+    """A JSON value as a TOML item: tables inline (``osc = { address = "/x" }``), ``$toml`` text as written."""
+    if isinstance(value, dict) and set(value) == {TOML_TEXT}:
+        text = value[TOML_TEXT]
+        if not isinstance(text, str):
+            raise EditError(f"{TOML_TEXT} must be TOML text")
+        if _BARE_ADDRESS.match(text.strip()):
+            return tomlkit.string(text.strip())  # an OSC address as typed, quotes left out
+        try:
+            parsed = tomlkit.parse(f"v = {text}\n")
+        except tomlkit.exceptions.ParseError as err:
+            raise EditError(f"not a TOML value: {text!r} ({err})") from err
+        found = parsed.item("v")
+        if not isinstance(found, Item):
+            raise EditError(f"not a TOML value: {text!r}")
+        return found
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        for key, inner in value.items():
+            table.append(key, item(inner))
+        return table
+    if isinstance(value, list):
+        array = tomlkit.array()
+        for inner in value:
+            array.append(item(inner))
+        return array
+    if value is None:
+        raise EditError("null is not a TOML value (it removes a key only at the top of a control)")
+    return tomlkit.item(value)
+
+
+def inline(value: Any) -> str:
+    """A value as one line of TOML, as the editor shows a table or list in a field (an OSC address bare)."""
+    if isinstance(value, str) and _BARE_ADDRESS.match(value):
+        return value
+    return item(value).as_string()
+
+
+def _table_text(props: dict[str, Any]) -> str:
+    table = tomlkit.table()
+    for key, value in props.items():
+        if value is not None:
+            table.append(key, item(value))
+    aot = tomlkit.aot()
+    aot.append(table)
+    doc = tomlkit.document()
+    doc.append("controls", aot)
+    return tomlkit.dumps(doc)
+
+
+def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
+    """``text`` with the control ``cid``'s keys set (a null value removes the key)."""
+    slot = _find(text, cid)
+    lines = _lines(text)
+    doc = tomlkit.parse("".join(lines[slot.start : slot.end]))
+    table = doc["controls"][0]  # type: ignore[index]
+    for key, value in props.items():
+        if value is None:
+            if key in table:
+                del table[key]
+        else:
+            table[key] = item(value)
+    block = tomlkit.dumps(doc)
+    return "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
+
+
+def add(text: str, props: dict[str, Any], after: str | None = None) -> str:
+    """``text`` with a new ``[[controls]]`` table after control ``after`` (or after the last one)."""
+    block = _table_text(props)
+    lines = _lines(text)
+    found = slots(text)
+    if after is not None:
+        at = _find(text, after).end
+    elif found:
+        at = found[-1].end
+    else:
+        return _first(text, lines, block)
+    return "".join(lines[:at]) + "\n" + block + "".join(lines[at:])
+
+
+def _first(text: str, lines: list[str], block: str) -> str:
+    """The first table of a file with none: an empty ``controls = []`` goes, the table ends the file."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise EditError(f"the file is not valid TOML: {err}") from err
+    if data.get("controls"):
+        raise EditError(
+            "this file writes its controls inline (controls = [...]); the editor edits [[controls]] tables: "
+            "write them as tables to edit them here"
+        )
+    kept = [line for line in lines if not _INLINE_EMPTY.match(line)] if "controls" in data else lines
+    body = "".join(kept)
+    separator = "\n" if body.strip() else ""
+    return body + separator + block
+
+
+def remove(text: str, cid: str) -> str:
+    """``text`` without the control ``cid``'s table (its comments right above it go too)."""
+    slot = _find(text, cid)
+    lines = _lines(text)
+    return "".join(lines[: slot.start] + lines[slot.after :])
+
+
+def reorder(text: str, ids: list[str]) -> str:
+    """``text`` with its ``[[controls]]`` tables in the order of ``ids`` (all of them, each once)."""
+    found = slots(text)
+    current = [slot.cid for slot in found]
+    if sorted(ids) != sorted(c for c in current if c is not None) or len(ids) != len(current):
+        raise EditError(f"expected every [[controls]] id once, in the new order: {', '.join(map(str, current))}")
+    lines = _lines(text)
+    content = {slot.cid: "".join(lines[slot.start : slot.end]) for slot in found}
+    out: list[str] = []
+    cursor = 0
+    for slot, cid in zip(found, ids, strict=True):
+        out.append("".join(lines[cursor : slot.start]))
+        out.append(content[cid])
+        cursor = slot.end
+    out.append("".join(lines[cursor:]))
+    return "".join(out)
+
+
+def tables(text: str) -> list[dict[str, Any]]:
+    """The ``[[controls]]`` tables as the file writes them (plain values), in file order."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    found = data.get("controls")
+    return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []

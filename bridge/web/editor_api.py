@@ -1,0 +1,190 @@
+"""The page's editor over HTTP: the config file read, and changed one control at a time (control role only).
+
+``GET /api/config`` gives the file's text, its version, its ``[[controls]]``
+tables and the fields the form shows. Every change names the version it
+was made on (``If-Match``): a file changed on disk since (a hand edit) is
+409 and stays as it is. A change is made to the text
+(:mod:`bridge.config.edit`), checked whole by the config loader (400 with
+its message, file untouched), written atomically with the previous file
+kept as ``FILE.bak``, and applied through the live-config path, so every
+page follows at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from bridge.auth import Access, guard, request_role
+from bridge.config import edit as editing
+from bridge.config import parse_text
+from bridge.config.controls import COMMON_KEYS, FIELDS, TYPE_KEYS
+from bridge.errors import ConfigError, UnknownControl
+from bridge.model import CONTROL_TYPES
+from bridge.state import write_atomic
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+#: The id a new control of each type gets, numbered: fader1, fader2...
+ID_BASES = {
+    "range": "fader",
+    "knob": "knob",
+    "toggle": "toggle",
+    "button": "button",
+    "select": "select",
+    "text": "text",
+    "label": "label",
+    "meter": "meter",
+    "led": "led",
+}
+
+
+def register(app: Flask, access: Access, bridge: Bridge) -> None:
+    bp = Blueprint("editor_api", __name__)
+    guard(bp, access)
+    lock = threading.Lock()  # one change of the file at a time
+
+    @bp.before_request
+    def control_only() -> Any:
+        # The file holds the keys: a viewer may not even read it.
+        if request_role() == "viewer":
+            return jsonify(error="the editor needs the control key; this browser joined with the viewer key"), 403
+        return None
+
+    def path() -> Path:
+        return bridge.config.path
+
+    def read() -> tuple[bytes, str]:
+        data = path().read_bytes()
+        return data, editing.version(data)
+
+    def describe(text: str) -> dict[str, Any]:
+        made = [c.id for c in bridge.config.controls if c.where.startswith("repeat[")]
+        return {
+            "controls": [
+                {"table": table, "toml": {k: editing.inline(v) for k, v in table.items()}}
+                for table in editing.tables(text)
+            ],
+            "repeated": made,
+            "fields": {key: {"kind": kind, "choices": list(choices)} for key, (kind, choices) in FIELDS.items()},
+            "keys": {t: sorted(COMMON_KEYS | TYPE_KEYS[t]) for t in CONTROL_TYPES},
+            "types": list(CONTROL_TYPES),
+        }
+
+    @bp.get("/api/config")
+    def get_config() -> Any:
+        data, version = read()
+        text = data.decode("utf-8", errors="replace")
+        response = jsonify(version=version, toml=text, **describe(text))
+        response.headers["ETag"] = f'"{version}"'
+        return response
+
+    def change(make: Callable[[str], str], **extra: Any) -> Any:
+        """Make one change to the file, if it is still the version the editor read."""
+        wanted = (request.headers.get("If-Match") or "").strip().strip('"')
+        if not wanted:
+            return jsonify(error="send If-Match: the version of the file this change was made on"), 428
+        with lock:
+            data, version = read()
+            if wanted != version:
+                return jsonify(
+                    error="the file changed on disk since the editor read it: reload it to see the change",
+                    version=version,
+                ), 409
+            text = data.decode("utf-8")
+            try:
+                fresh = make(text)
+                parse_text(fresh, path())  # the loader's own check, before anything is written
+            except ConfigError as err:
+                return jsonify(error=str(err), field=field_of(err.key)), 400
+            except editing.NoSuchControl as err:
+                return jsonify(error=str(err)), 404
+            except editing.EditError as err:
+                return jsonify(error=str(err)), 400
+            payload = fresh.encode("utf-8")
+            write_atomic(path().with_name(path().name + ".bak"), data)
+            write_atomic(path(), payload)
+            outcome = bridge.reloader.reload("edited on the page")
+        return jsonify(version=editing.version(payload), generation=outcome.generation, error=outcome.error, **extra)
+
+    def body() -> dict[str, Any]:
+        found = request.get_json(silent=True)
+        if not isinstance(found, dict):
+            raise editing.EditError("expected a JSON object")
+        return found
+
+    def guarded(act: Callable[[], Any]) -> Any:
+        try:
+            return act()
+        except editing.EditError as err:
+            return jsonify(error=str(err)), 400
+
+    @bp.patch("/api/config/controls/<cid>")
+    def patch_control(cid: str) -> Any:
+        return guarded(lambda: _refuse_repeated(cid) or change(lambda text: editing.set_properties(text, cid, body())))
+
+    @bp.post("/api/config/controls")
+    def add_control() -> Any:
+        def act() -> Any:
+            props = body()
+            if "id" not in props:
+                props = {"id": next_id(props.get("type")), **props}
+            return change(lambda text: editing.add(text, props, request.args.get("after")), id=props["id"])
+
+        return guarded(act)
+
+    @bp.delete("/api/config/controls/<cid>")
+    def delete_control(cid: str) -> Any:
+        return guarded(lambda: _refuse_repeated(cid) or change(lambda text: editing.remove(text, cid)))
+
+    @bp.post("/api/config/order")
+    def order() -> Any:
+        def act() -> Any:
+            ids = body().get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise editing.EditError('expected {"ids": ["id", ...]}')
+            return change(lambda text: editing.reorder(text, ids))
+
+        return guarded(act)
+
+    @bp.post("/api/config/controls/<cid>/test")
+    def send_test(cid: str) -> Any:
+        outs = [a for a in (bridge.ported.get("osc"), bridge.ported.get("midi")) if a is not None]
+        try:
+            value = bridge.hub.send_test(cid, outs)
+        except UnknownControl:
+            return jsonify(error=f"no control {cid!r}"), 404
+        return jsonify(sent=value, to=[a.name for a in outs])
+
+    def _refuse_repeated(cid: str) -> Response | None:
+        control = next((c for c in bridge.config.controls if c.id == cid), None)
+        if control is not None and control.where.startswith("repeat["):
+            block = control.where.split(" ")[0]
+            response = jsonify(error=f"{cid} is made by {block} ([[repeat]]): edit that block in the file")
+            response.status_code = 400
+            return response
+        return None
+
+    def next_id(kind: object) -> str:
+        base = ID_BASES.get(kind, "control") if isinstance(kind, str) else "control"
+        taken = {c.id for c in bridge.config.controls}
+        n = 1
+        while f"{base}{n}" in taken:
+            n += 1
+        return f"{base}{n}"
+
+    app.register_blueprint(bp)
+
+
+def field_of(key: str) -> str | None:
+    """The control's key a loader error names: ``controls[3] (x).osc.address`` -> ``osc``."""
+    if not key.startswith("controls["):
+        return None
+    rest = key.split(")", 1)[1] if ")" in key else key.split("]", 1)[1]
+    parts = rest.lstrip(".").split(".")
+    return parts[0].split("[")[0] or None

@@ -1,0 +1,322 @@
+"""The editor's HTTP API on the real server: the file written back with comments kept, checked, applied.
+
+Socket.IO clients see every saved edit as a new layout; OSC (liblo's
+oscsend and oscdump) uses the new address at once. The page's side is
+tests/test_editor_page.py; the text operations alone are tested in
+process at the end.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+
+from bridge.config import edit as editing
+from bridge.config import load_config
+from bridge.web.editor_api import field_of
+from tests.helpers import BridgeProcess, free_port, wait_until
+from tests.osc_tools import OscDump, oscsend
+
+Start = Callable[..., BridgeProcess]
+KEY, VIEWER = "stage-key-7", "watch-key-7"
+
+
+def show(osc_port: int, dump_port: int) -> str:
+    return f"""\
+# The Tuesday show. Edited by hand and from the page.
+[server]
+host = "127.0.0.1"
+port = 5000
+state_file = "state.json"
+key = "{KEY}"            # the crew's key
+viewer_key = "{VIEWER}"
+
+[osc]
+listen = "127.0.0.1:{osc_port}"
+targets = ["127.0.0.1:{dump_port}"]
+
+# --- Band ---
+[[controls]]
+id = "vocal"      # lead vocal
+type = "range"
+label = "Vocal"
+max = 100
+osc = "/vocal"
+group = "Band"
+
+# The drums bus
+[[controls]]
+id = "drums"
+type = "range"
+label = "Drums"
+max = 100
+osc = {{ address = "/drums", types = "f" }}   # the desk wants floats
+group = "Band"
+
+[[controls]]
+id = "house"
+type = "toggle"
+label = "House lights"
+osc = "/house"
+"""
+
+
+def request(
+    proc: BridgeProcess, method: str, path: str, body: Any = None, key: str | None = KEY, version: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if version:
+        headers["If-Match"] = version
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(proc.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+class Page:
+    """A Socket.IO client with the control key that keeps the layouts it is sent."""
+
+    def __init__(self, url: str) -> None:
+        self.sio = socketio.Client(reconnection=False)
+        self.layouts: list[dict[str, Any]] = []
+        self.sio.on("layout", self.layouts.append)
+        self.sio.connect(url, auth={"key": KEY}, wait_timeout=10)
+
+    def wait_layout(self, generation: int) -> dict[str, Any]:
+        found = wait_until(
+            lambda: [x for x in self.layouts if x["generation"] == generation], what=f"layout {generation}"
+        )
+        return dict(found[0])
+
+
+@pytest.fixture
+def edited(tmp_path: Path, bridge_factory: Start, dump: OscDump) -> tuple[BridgeProcess, Path, int]:
+    osc_port = free_port(socket.SOCK_DGRAM)
+    path = tmp_path / "show.toml"
+    path.write_text(show(osc_port, dump.port), encoding="utf-8")
+    return bridge_factory(path), path, osc_port
+
+
+def changed_lines(before: str, after: str) -> list[int]:
+    """The 0-based lines of ``before`` that ``after`` replaces or removes (and where it inserts)."""
+    lines: list[int] = []
+    matcher = difflib.SequenceMatcher(a=before.splitlines(), b=after.splitlines(), autojunk=False)
+    for tag, i1, i2, _j1, _j2 in matcher.get_opcodes():
+        if tag != "equal":
+            lines += list(range(i1, max(i2, i1 + 1)))
+    return lines
+
+
+def test_a_patch_rewrites_only_its_table_keeps_a_backup_and_reaches_every_page_and_osc(
+    edited: tuple[BridgeProcess, Path, int], dump: OscDump
+) -> None:
+    proc, path, osc_port = edited
+    pages = [Page(proc.url) for _ in range(2)]
+    try:
+        status, got = request(proc, "GET", "/api/config")
+        assert status == 200 and got["toml"] == path.read_text(encoding="utf-8")
+        assert [c["table"]["id"] for c in got["controls"]] == ["vocal", "drums", "house"]
+        assert got["controls"][1]["toml"]["osc"] == '{address = "/drums", types = "f"}'
+        assert "value" in got["keys"]["range"] and "options" in got["keys"]["select"]
+        before = path.read_text(encoding="utf-8")
+        table = [i for i, line in enumerate(before.splitlines()) if line.startswith('id = "drums"')][0]
+
+        status, answer = request(
+            proc, "PATCH", "/api/config/controls/drums", {"label": "Kit", "osc": "/kit"}, version=got["version"]
+        )
+        assert status == 200, answer
+        after = path.read_text(encoding="utf-8")
+        assert answer["version"] == editing.version(after.encode())
+        # Only the drums table's own lines changed; its comments and every other byte are as they were.
+        assert set(changed_lines(before, after)) <= set(range(table - 2, table + 7))
+        assert "# The drums bus" in after and "# lead vocal" in after and "# the crew's key" in after
+        assert 'label = "Kit"' in after and 'osc = "/kit"' in after
+        assert (path.parent / "show.toml.bak").read_text(encoding="utf-8") == before
+        for page in pages:
+            assert ">Kit<" in page.wait_layout(answer["generation"])["surface"]
+
+        oscsend(osc_port, "/kit", "f", 40)
+        wait_until(lambda: proc.get_json("/api/values", key=KEY)["drums"] == 40, what="the new address in")
+        request(proc, "PUT", "/api/values/drums", {"value": 41})
+        dump.wait_for("/kit f 41.000000")
+        assert not [m for m in dump.messages() if m.startswith("/drums")]
+    finally:
+        for page in pages:
+            page.sio.disconnect()
+
+
+def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, Path, int]) -> None:
+    proc, path, _osc = edited
+    page = Page(proc.url)
+    try:
+        version = request(proc, "GET", "/api/config")[1]["version"]
+        status, answer = request(
+            proc, "POST", "/api/config/controls?after=vocal", {"type": "knob", "label": "Pan"}, version=version
+        )
+        assert status == 200 and answer["id"] == "knob1"
+        assert 'data-control="knob1"' in page.wait_layout(answer["generation"])["surface"]
+        assert [c.id for c in load_config(path).controls] == ["vocal", "knob1", "drums", "house"]
+
+        status, answer = request(proc, "DELETE", "/api/config/controls/house", version=answer["version"])
+        assert status == 200, answer
+        assert page.wait_layout(answer["generation"])
+        assert "house" not in proc.get_json("/api/values", key=KEY)
+        assert "House lights" not in path.read_text(encoding="utf-8")
+
+        status, answer = request(
+            proc, "POST", "/api/config/order", {"ids": ["drums", "vocal", "knob1"]}, version=answer["version"]
+        )
+        assert status == 200, answer
+        surface = page.wait_layout(answer["generation"])["surface"]
+        assert surface.index('data-control="drums"') < surface.index('data-control="vocal"')
+        assert [c.id for c in load_config(path).controls] == ["drums", "vocal", "knob1"]
+        text = path.read_text(encoding="utf-8")
+        assert text.index("# The drums bus") < text.index('id = "drums"') < text.index("# --- Band ---")
+
+        status, answer = request(proc, "POST", "/api/config/order", {"ids": ["drums"]}, version=answer["version"])
+        assert status == 400 and "every [[controls]] id once" in answer["error"]
+    finally:
+        page.sio.disconnect()
+
+
+def test_an_invalid_or_stale_change_leaves_the_file_as_it_was(edited: tuple[BridgeProcess, Path, int]) -> None:
+    proc, path, _osc = edited
+    before = path.read_bytes()
+    version = request(proc, "GET", "/api/config")[1]["version"]
+
+    status, answer = request(proc, "PATCH", "/api/config/controls/vocal", {"max": -5}, version=version)
+    assert status == 400
+    assert "controls[0] (vocal).min: must be less than max" in answer["error"] and answer["field"] == "min"
+    status, answer = request(proc, "PATCH", "/api/config/controls/vocal", {"osc": "/drums"}, version=version)
+    assert status == 400 and "'/drums' is already used by 'vocal'" in answer["error"] and answer["field"] == "osc"
+    status, answer = request(proc, "PATCH", "/api/config/controls/vocal", {"colour": "red"}, version=version)
+    assert status == 400 and "unknown key" in answer["error"]
+    status, answer = request(proc, "PATCH", "/api/config/controls/nope", {"label": "x"}, version=version)
+    assert status == 404
+    assert path.read_bytes() == before and not (path.parent / "show.toml.bak").exists()
+
+    # A hand edit in between: the editor's version is stale.
+    path.write_text(path.read_text(encoding="utf-8").replace("Vocal", "Lead"), encoding="utf-8")
+    by_hand = path.read_bytes()
+    status, answer = request(proc, "PATCH", "/api/config/controls/vocal", {"label": "Voice"}, version=version)
+    assert status == 409 and answer["version"] == editing.version(by_hand)
+    status, _ = request(proc, "PATCH", "/api/config/controls/vocal", {"label": "Voice"})
+    assert status == 428  # no version at all
+    assert path.read_bytes() == by_hand
+
+
+def test_the_editor_is_the_control_roles_only(edited: tuple[BridgeProcess, Path, int]) -> None:
+    proc, _path, _osc = edited
+    version = request(proc, "GET", "/api/config")[1]["version"]
+    for method, url, body in (
+        ("GET", "/api/config", None),
+        ("PATCH", "/api/config/controls/vocal", {"label": "x"}),
+        ("POST", "/api/config/controls", {"type": "range"}),
+        ("DELETE", "/api/config/controls/vocal", None),
+        ("POST", "/api/config/order", {"ids": []}),
+    ):
+        assert request(proc, method, url, body, key=VIEWER, version=version)[0] == 403, url
+        assert request(proc, method, url, body, key=None, version=version)[0] == 401, url
+    # The page: the editor only with the control key.
+    headers = {"Authorization": f"Bearer {VIEWER}"}
+    with urllib.request.urlopen(urllib.request.Request(proc.url + "/?edit=1", headers=headers), timeout=5) as resp:
+        assert 'id="editor"' not in resp.read().decode()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with urllib.request.urlopen(urllib.request.Request(proc.url + "/?edit=1", headers=headers), timeout=5) as resp:
+        assert 'id="editor"' in resp.read().decode()
+
+
+def test_send_test_sends_the_value_out_once_more(edited: tuple[BridgeProcess, Path, int], dump: OscDump) -> None:
+    proc, _path, _osc = edited
+    request(proc, "PUT", "/api/values/vocal", {"value": 12})
+    dump.wait_for("/vocal f 12.000000")
+    status, answer = request(proc, "POST", "/api/config/controls/vocal/test")
+    assert status == 200 and answer == {"sent": 12, "to": ["osc"]}
+    wait_until(lambda: dump.messages().count("/vocal f 12.000000") == 2, what="the value sent once more")
+
+
+# -- The text operations, in process ---------------------------------------------------------------
+
+SAMPLE = """\
+# head
+[server]
+port = 5000
+
+# first
+[[controls]]
+id = "a"   # keep me
+type = "range"
+curve = [
+  [0.5],
+]
+
+[[repeat]]
+n = 2
+[[repeat.controls]]
+id = "r{n}"
+type = "range"
+
+[[controls]]
+id = "b"
+type = "toggle"
+[controls.osc]
+address = "/b"
+"""
+
+
+@pytest.mark.unit
+def test_slots_follow_comments_sub_tables_and_multi_line_arrays() -> None:
+    found = editing.slots(SAMPLE)
+    assert [(s.cid, s.start, s.end) for s in found] == [("a", 4, 11), ("b", 18, 23)]
+
+
+@pytest.mark.unit
+def test_each_operation_leaves_every_other_line_alone() -> None:
+    patched = editing.set_properties(SAMPLE, "b", {"label": "B", "osc": None})
+    assert patched.startswith(SAMPLE.split('[[controls]]\nid = "b"')[0])
+    assert 'label = "B"' in patched and "[controls.osc]" not in patched
+    added = editing.add(SAMPLE, {"id": "c", "type": "knob", "osc": {"address": "/c", "curve": "log"}}, after="a")
+    assert '[[controls]]\nid = "c"\ntype = "knob"\nosc = {address = "/c", curve = "log"}\n' in added
+    assert (
+        added.replace('\n[[controls]]\nid = "c"\ntype = "knob"\nosc = {address = "/c", curve = "log"}\n', "") == SAMPLE
+    )
+    assert editing.remove(added, "c") == SAMPLE
+    swapped = editing.reorder(SAMPLE, ["b", "a"])
+    assert swapped.index('id = "b"') < swapped.index("[[repeat]]") < swapped.index("# first")
+    assert editing.reorder(swapped, ["a", "b"]) == SAMPLE
+    kept = editing.set_properties(SAMPLE, "a", {"osc": {"$toml": '{ address = "/a" }  # mine'}})
+    assert 'osc = { address = "/a" }  # mine' in kept
+    bare = editing.set_properties(SAMPLE, "a", {"osc": {"$toml": "/ch/01/mix/fader"}})
+    assert 'osc = "/ch/01/mix/fader"' in bare
+    assert editing.inline("/ch/01") == "/ch/01" and editing.inline("a b") == '"a b"'
+
+
+@pytest.mark.unit
+def test_the_first_control_of_an_empty_list() -> None:
+    empty = "controls = []\n[server]\nport = 5000\n"
+    first = editing.add(empty, {"id": "fader1", "type": "range"})
+    assert first == '[server]\nport = 5000\n\n[[controls]]\nid = "fader1"\ntype = "range"\n'
+    with pytest.raises(editing.EditError, match="inline"):
+        editing.add('controls = [{ id = "a", type = "range" }]\n', {"id": "b", "type": "range"})
+
+
+@pytest.mark.unit
+def test_a_loader_key_names_the_field() -> None:
+    assert field_of("controls[3] (x).osc.address") == "osc"
+    assert field_of("controls[3].id") == "id"
+    assert field_of("controls[0] (a).colors[1]") == "colors"
+    assert field_of("server.port") is None
