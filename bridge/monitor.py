@@ -97,7 +97,7 @@ class Monitor:
         self._wake = threading.Event()
         self._workers = Workers()
         self._lit: dict[str, bool] = dict.fromkeys(LIGHTS, False)
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, int] | None = None  # the counters at the last look
 
     # -- the hook -------------------------------------------------------------------
     def saw(
@@ -116,11 +116,14 @@ class Monitor:
         if not self.enabled:
             return {"ok": False, "error": "the monitor is switched off on this bridge (STAGE_BRIDGE_MONITOR=off)"}
         with self._lock:
+            first = not self._watchers
             self._watchers.add(sid)
             self.watching = True
             entries = list(self._ring)
-            if not self._sent:
-                self._sent = entries[-1][0] if entries else 0
+            if first and entries:
+                # This page gets these now; the room is sent what comes after (a second page that
+                # opens meanwhile may get a few twice: the page keeps each number once).
+                self._sent = entries[-1][0]
         self._wake.set()
         return {"ok": True, "size": RING, "entries": [describe(e) for e in entries], "targets": self._status()}
 
@@ -188,8 +191,10 @@ class Monitor:
     def look(self) -> dict[str, bool] | None:
         """Compare the counters with the last look; tell the control pages when a light changed. What changed."""
         counts = self._counters()
-        lit = {light: counts.get(light, 0) != self._seen.get(light, 0) for light in LIGHTS}
-        self._seen = counts
+        seen, self._seen = self._seen, counts
+        if seen is None:
+            return None  # the first look: what came before the bridge started watching lights no light
+        lit = {light: counts.get(light, 0) != seen.get(light, 0) for light in LIGHTS}
         if lit == self._lit:
             return None
         self._lit = lit

@@ -111,6 +111,8 @@ def test_the_lights_change_only_when_a_count_moves_or_stops_moving() -> None:
     emitted = Emitted()
     counts = {"osc_in": 0, "osc_out": 0}
     monitor = Monitor(emitted, counters=lambda: dict(counts))
+    counts["osc_out"] = 12  # before the first look: the bridge's start, no light
+    assert monitor.look() is None
     assert monitor.look() is None  # nothing moved: nothing said
     counts["osc_in"] = 3
     assert monitor.look() == {"osc_in": True, "osc_out": False, "midi_in": False, "midi_out": False}
