@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
+RUNS ?= 5
 DEB_PACKAGES := jackd2 liblo-tools chromium iproute2 redis-server nginx
 # Commands each Debian package provides, to tell whether it is missing.
 DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx
 # nginx lives in /usr/sbin, which a plain user's PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: run test lint unit deps system-deps bench soak fuzz cluster screenshots clean
+.PHONY: run test lint unit deps system-deps bench bench-monitor soak fuzz cluster screenshots icons clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +61,11 @@ bench/node_modules/.installed: bench/package.json bench/package-lock.json
 bench: deps bench/node_modules/.installed
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.monitor_bench 3
+
+# What the message monitor costs: fan-out p99 at 100 clients before (hooks off) and after, and with a drawer open.
+bench-monitor: deps
+	$(PY) -m bench.monitor_bench $(RUNS)
 
 # A show's worth of traffic on one bridge, then what it left behind (bench/soak.py); not part of `make test`.
 MINUTES ?= 10
@@ -80,6 +86,10 @@ cluster: $(VENV)/.installed
 # The example surfaces at phone and tablet size, into docs/images/ (Chromium, stand-in desks on loopback).
 screenshots: deps
 	$(PY) -m docs.shots
+
+# The page's PNG icons (static/icons/), drawn from the shapes of icon.svg; committed.
+icons: $(VENV)/.installed
+	$(PY) -m docs.icons
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

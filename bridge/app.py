@@ -22,17 +22,27 @@ from bridge.looks import Looks
 from bridge.midi import api as midi_api
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.learn import bindings_path
+from bridge.monitor import IDLE, Monitor, attach, switched_on, targets
 from bridge.reload import Reloader
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
 from bridge.state import StateStore, load_state, saved_looks
-from bridge.web import config_api, editor_api, pages
+from bridge.web import config_api, editor_api, monitor_events, pages
 from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped(name: str) -> Path:
+    """A folder the bridge ships (``static``, ``templates``): at the top of a checkout, else in the package."""
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / name).is_dir():
+        return ROOT / name
+    return Path(__file__).resolve().parent / name
+
+
 #: The tables whose adapter has ports: a reload that changes one starts a new adapter for it.
 PORTED = ("osc", "midi", "oscquery", "discovery")
 
@@ -42,7 +52,7 @@ class Bridge:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+        self.app = Flask(__name__, template_folder=str(shipped("templates")), static_folder=str(shipped("static")))
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
         server = config.server
         self.app.config["MAX_CONTENT_LENGTH"] = server.max_payload
@@ -81,7 +91,25 @@ class Bridge:
             looks=self.looks,
         )
         self.web.register()
-        self.app.register_blueprint(pages.blueprint(self.hub, self.access, self.web.views, self.status, self.looks))
+        # The message monitor: nothing recorded, one check per message, until a page opens its drawer.
+        self.monitor = Monitor(
+            emit=lambda event, payload, room: self.socketio.server.emit(event, payload, room=room),
+            status=lambda: targets(self.status()),
+            counters=self._activity,
+            present=lambda sid: self.web.role(sid) is not None,
+            enabled=switched_on(),
+        )
+        monitor_events.register(self.web, self.monitor)
+        self.app.register_blueprint(
+            pages.blueprint(
+                self.hub,
+                self.access,
+                self.web.views,
+                self.status,
+                self.looks,
+                self.monitor if self.monitor.enabled else IDLE,
+            )
+        )
         state_file = config.server.state_file
         self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
         scenes_api.register(self.app, self.web, self.access, self.scenes)
@@ -90,6 +118,7 @@ class Bridge:
         editor_api.register(self.app, self.access, self)
         self.ported: dict[str, Adapter | None] = {}
         for adapter in self._adapters():
+            self._attach(adapter)
             self.hub.add_adapter(adapter)
         midi_api.register(self.app, self.web, self.access, lambda: self.midi)
         self.app.extensions["stage_bridge"] = self
@@ -143,6 +172,24 @@ class Bridge:
             return Advertiser(config, oscquery_port=self._oscquery_port)
         return None
 
+    def _attach(self, adapter: Adapter | None) -> None:
+        """Give an adapter (and OSC's inbound half) the bridge's monitor."""
+        attach(self.monitor, [adapter, getattr(adapter, "inbound", None)])
+
+    def _activity(self) -> dict[str, int]:
+        """Messages in and out so far, by activity light (counters the adapters keep anyway)."""
+        counts: dict[str, int] = {}
+        osc = self.ported.get("osc")
+        if osc is not None:
+            from bridge.osc.adapter import OscAdapter
+
+            if isinstance(osc, OscAdapter):
+                counts["osc_in"], counts["osc_out"] = osc.inbound.received, osc.sent
+        midi = self.midi
+        if midi is not None:
+            counts["midi_in"], counts["midi_out"] = midi.received, midi.sent
+        return counts
+
     def _oscquery_port(self) -> int | None:
         oscquery = self.ported.get("oscquery")
         return getattr(oscquery, "port", None)
@@ -158,6 +205,7 @@ class Bridge:
                 continue
             current = self.ported.get(section)
             fresh = self._make(section, new)
+            self._attach(fresh)
             if fresh is not None and self._started:
                 if current is not None:
                     current.stop()  # its ports are free for the new one (tried again below if that fails)
@@ -194,6 +242,7 @@ class Bridge:
         self._started = True
         for adapter in self.hub.adapters:
             adapter.start()
+        self.monitor.start()
         self.reloader.start()
 
     def stop(self) -> None:
@@ -202,6 +251,7 @@ class Bridge:
             return
         self._started = False
         self.reloader.stop()
+        self.monitor.stop()
         for adapter in reversed(self.hub.adapters):
             try:
                 adapter.stop()

@@ -33,8 +33,9 @@ Role = Literal["control", "viewer"]
 COOKIE = "stage_bridge_key"
 #: Where Flask routes find the role of the request being served.
 ROLE_KEY = "stage_bridge.role"
-#: Reachable without a key: monitoring. (Static files are not a blueprint's: always open.)
-OPEN_ENDPOINTS = {"bridge.healthz"}
+#: Reachable without a key: monitoring, and the web app manifest, which browsers fetch without cookies.
+#: (Static files are not a blueprint's: always open.)
+OPEN_ENDPOINTS = {"bridge.healthz", "bridge.manifest"}
 #: The page: asks for a key instead of answering 401 with JSON, and moves ``?key=`` into the cookie.
 PAGE_ENDPOINT = "bridge.index"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -187,7 +188,10 @@ def guard(blueprint: Blueprint, access: Access) -> None:
 
 
 def set_cookie(response: BaseResponse, key: str) -> None:
-    response.set_cookie(COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/")
+    # Secure under HTTPS: the browser then never sends the key over plain HTTP.
+    response.set_cookie(
+        COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/", secure=request.is_secure
+    )
 
 
 def request_role() -> Role | None:

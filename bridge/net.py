@@ -19,12 +19,12 @@ def lan_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
 
 
-def urls(host: str, port: int) -> list[str]:
+def urls(host: str, port: int, scheme: str = "http") -> list[str]:
     """The URLs to open for a server bound to ``host``: localhost first, then the LAN one."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104
-        found = [f"http://localhost:{port}/"]
+        found = [f"{scheme}://localhost:{port}/"]
         lan = lan_address()
         if lan:
-            found.append(f"http://{lan}:{port}/")
+            found.append(f"{scheme}://{lan}:{port}/")
         return found
-    return [f"http://{host}:{port}/"]
+    return [f"{scheme}://{host}:{port}/"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -140,10 +141,11 @@ def refusing_handler(origins: Origins) -> type[Any]:
 class HttpServer:
     """Serves ``bridge.app`` on ``host:port`` with the process's server model."""
 
-    def __init__(self, bridge: Bridge, host: str, port: int) -> None:
+    def __init__(self, bridge: Bridge, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.bridge = bridge
         self.host = host
         self.port = port
+        self.tls = tls
         self.model = bridge.socketio.async_mode
         self._server: Any = None
         if self.model == "gevent":
@@ -151,7 +153,10 @@ class HttpServer:
 
             speed_up_gevent_websocket()
             handler = refusing_handler(bridge.origins)
-            self._server = pywsgi.WSGIServer(listen(host, port), bridge.app, handler_class=handler, log=None)
+            # With TLS, each connection's handshake runs in its own greenlet, like its requests.
+            server_class = pywsgi.WSGIServer if tls is None else _secure_server_class(pywsgi.WSGIServer)
+            secure: dict[str, Any] = {} if tls is None else {"ssl_context": tls}
+            self._server = server_class(listen(host, port), bridge.app, handler_class=handler, log=None, **secure)
 
     def serve_forever(self) -> None:
         """Serve until SIGTERM or Ctrl-C."""
@@ -166,6 +171,7 @@ class HttpServer:
                 use_reloader=False,
                 log_output=False,
                 allow_unsafe_werkzeug=True,
+                ssl_context=self.tls,
             )
             return
         import gevent
@@ -192,3 +198,73 @@ class HttpServer:
 
 def _exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+#: A TLS connection starts with a handshake record; anything else on the HTTPS port is plain HTTP.
+TLS_HANDSHAKE = 0x16
+#: Seconds a new connection gets to send its first byte, and a plain HTTP one its request head.
+FIRST_BYTES_TIMEOUT = 10.0
+MAX_HEAD = 8192
+
+
+def _secure_server_class(base: type) -> type:
+    """gevent's WSGI server that also answers plain HTTP on its HTTPS port, with a redirect.
+
+    Someone types ``http://`` plus the address on a phone: they get the HTTPS
+    page instead of a reset connection, and the log gets no traceback. A
+    handshake that fails (the phone refused the certificate, a scanner) is
+    one debug line.
+    """
+
+    class SecureServer(base):  # type: ignore[misc, valid-type]
+        def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> Any:
+            try:
+                client_socket.settimeout(FIRST_BYTES_TIMEOUT)
+                first = client_socket.recv(1, socket.MSG_PEEK)
+                client_socket.settimeout(None)
+            except OSError:
+                client_socket.close()
+                return None
+            if first and first[0] != TLS_HANDSHAKE:
+                redirect_to_https(client_socket)
+                return None
+            try:
+                return super().wrap_socket_and_handle(client_socket, address)
+            except (ssl.SSLError, OSError) as err:
+                log.debug("TLS handshake with %s failed: %s", address, err)
+                return None
+
+    return SecureServer
+
+
+def redirect_to_https(sock: socket.socket) -> None:
+    """Answer a plain HTTP request on the HTTPS port: ``308`` to the same host and path over ``https://``."""
+    head = b""
+    try:
+        sock.settimeout(FIRST_BYTES_TIMEOUT)
+        while b"\r\n\r\n" not in head and len(head) < MAX_HEAD:
+            data = sock.recv(MAX_HEAD - len(head))
+            if not data:
+                break
+            head += data
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        target = parts[1].decode("latin-1") if len(parts) == 3 and parts[1].startswith(b"/") else "/"
+        host = next((line[5:].strip() for line in lines[1:] if line[:5].lower() == b"host:"), b"")
+        if host and all(33 <= c < 127 for c in host):
+            location = f"https://{host.decode('ascii')}{target}"
+            body = b""
+            status = b"308 Permanent Redirect"
+            extra = f"Location: {location}\r\n".encode("latin-1")
+        else:
+            body = b"This server speaks HTTPS only.\n"
+            status = b"400 Bad Request"
+            extra = b"Content-Type: text/plain\r\n"
+        sock.sendall(
+            b"HTTP/1.1 " + status + b"\r\n" + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+            b"Connection: close\r\n\r\n" + body
+        )
+    except OSError as err:
+        log.debug("plain HTTP on the HTTPS port: %s", err)
+    finally:
+        sock.close()

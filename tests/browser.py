@@ -23,6 +23,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
+#: A name for 127.0.0.1 that is not "localhost": a page there over plain HTTP is not a secure context,
+#: as on a phone that opens the bridge's LAN address (Chromium counts every 127.x address as secure).
+TEST_HOST = "stage-bridge.test"
+RESOLVE_TEST_HOST = f"--host-resolver-rules=MAP {TEST_HOST} 127.0.0.1"
 #: Every wait in the browser gives up after this long (milliseconds).
 TIMEOUT_MS = 15_000
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
@@ -31,7 +35,7 @@ PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 1180, "height": 820}
 #: The fader thumb's width in CSS pixels (``--thumb-w`` in the page's style sheet).
 THUMB_WIDTH = 30
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", TEST_HOST}
 
 #: Runs in every page before its own scripts: records the hooks, the
 #: connection states and what each control shows when a hook fires.
@@ -62,11 +66,16 @@ RECORDER = """
 """
 
 
-def launch(playwright: Playwright) -> Browser:
-    """Headless Chromium from the system; a missing one skips, or fails under CI."""
+def launch(playwright: Playwright, extra: list[str] | None = None) -> Browser:
+    """Headless Chromium from the system; a missing one skips, or fails under CI.
+
+    ``TEST_HOST`` resolves to 127.0.0.1 in it; ``extra`` arguments are added
+    (the test certificate's public key, to accept that one certificate).
+    """
     if not Path(CHROMIUM).exists():
         unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set STAGE_BRIDGE_CHROMIUM)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    args = [*CHROMIUM_ARGS, RESOLVE_TEST_HOST, *(extra or [])]
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
 
 
 def is_loopback(url: str) -> bool:

@@ -12,7 +12,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 from bridge.config import Config, load_config
 from bridge.hub import Hub
-from tests.browser import Pages, is_loopback, launch
+from bridge.tls import describe, make_certificate
+from tests.browser import TEST_HOST, Pages, is_loopback, launch
 from tests.helpers import BridgeProcess, Client, unavailable, write_config
 from tests.jack import JackServer, MidiPeer, jack_available
 from tests.osc_tools import OscDump, OscPeer
@@ -97,10 +98,21 @@ def peer(jack: JackServer) -> Iterator[MidiPeer]:
     device.close()
 
 
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One self-signed certificate (cert, key) for the run: the HTTPS bridges keep it as theirs (``secure()``),
+    and the test browsers accept it, and only it, by its public key."""
+    folder = tmp_path_factory.mktemp("certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    make_certificate(cert, key, [TEST_HOST])
+    return cert, key
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(certificate: tuple[Path, Path]) -> Iterator[Browser]:
+    spki = describe(*certificate).spki
     with sync_playwright() as playwright:
-        chromium = launch(playwright)
+        chromium = launch(playwright, [f"--ignore-certificate-errors-spki-list={spki}"])
         yield chromium
         chromium.close()
 

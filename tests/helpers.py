@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +22,8 @@ from typing import Any
 import pytest
 import socketio
 
+from bridge.config import TlsConfig, load_config
+from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import MAX_TEXT_LENGTH, Control
 
@@ -153,15 +157,46 @@ def write_config(folder: Path, extra: str = "", controls: str = CONTROLS_TOML, s
     return path
 
 
+def secure(config: Path, certificate: tuple[Path, Path]) -> Path:
+    """Serve ``config`` over HTTPS with ``tls = "auto"``, the kept certificate being ``certificate`` (cert, key):
+    the one the test browsers are told to accept."""
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[server]\n", '[server]\ntls = "auto"\n', 1), encoding="utf-8")
+    tls = load_config(config).server.tls
+    assert tls is not None
+    shutil.copyfile(certificate[0], tls.cert)
+    shutil.copyfile(certificate[1], tls.key)
+    return config
+
+
+#: Where a test finds the certificate to trust for an https:// origin (its bridge's).
+TRUSTED: dict[str, Path] = {}
+
+
+def tls_context(url: str) -> ssl.SSLContext | None:
+    """For an https:// URL of a test bridge: a context that trusts its certificate (and checks it); else None."""
+    if not url.startswith("https://"):
+        return None
+    origin = "/".join(url.split("/")[:3])
+    return ssl.create_default_context(cafile=str(TRUSTED[origin]))
+
+
 class BridgeProcess:
-    """``python -m bridge`` in a subprocess on a free port."""
+    """``python -m bridge`` in a subprocess on a free port (https:// when its config has ``[server] tls``)."""
 
     def __init__(self, config: Path, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.config = config
         #: A command the bridge runs under (it must exec it, so the PID stays the bridge's).
         self.wrapper = list(wrapper)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls: TlsConfig | None = None
+        try:
+            self.tls = load_config(config).server.tls
+        except ConfigError:
+            pass  # a test of a broken config: it never serves
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        if self.tls is not None:
+            TRUSTED[self.url] = self.tls.cert
         self.log_path = config.parent / f"bridge-{self.port}.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -196,8 +231,10 @@ class BridgeProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"bridge exited with {self.proc.returncode}:\n{self.output()}")
+            if self.tls is not None and not self.tls.cert.exists():
+                return False  # not made yet
             try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
+                with self.open(self.url + "/healthz", timeout=1) as resp:
                     return bool(resp.status == 200)
             except (urllib.error.URLError, OSError):
                 return False
@@ -216,6 +253,11 @@ class BridgeProcess:
         self.proc.wait(timeout=10)
 
     # -- HTTP ------------------------------------------------------------------
+    def open(self, request: str | urllib.request.Request, timeout: float = 5) -> Any:
+        """``urllib.request.urlopen``, trusting this bridge's certificate under HTTPS."""
+        url = request if isinstance(request, str) else request.full_url
+        return urllib.request.urlopen(request, timeout=timeout, context=tls_context(url))  # noqa: S310
+
     def put_values(self, **values: object) -> None:
         """Set each control over the HTTP API; every one must be taken."""
         for cid, value in values.items():
@@ -224,11 +266,11 @@ class BridgeProcess:
 
     def get_json(self, path: str, key: str | None = None) -> Any:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=5) as resp:
+        with self.open(urllib.request.Request(self.url + path, headers=headers)) as resp:
             return json.loads(resp.read())
 
     def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+        with self.open(self.url + path) as resp:
             return str(resp.read().decode("utf-8"))
 
     def put_json(self, path: str, body: object, key: str | None = None) -> tuple[int, Any]:
@@ -243,7 +285,7 @@ class BridgeProcess:
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
+            with self.open(req) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read() or b"null")
@@ -259,7 +301,17 @@ class Client:
     """A real python-socketio client that records every event it gets."""
 
     def __init__(self, url: str) -> None:
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5)
+        session = None
+        if url.startswith("https://"):
+            import requests
+
+            # Polling through requests, the WebSocket (wss) through websocket-client: both check this certificate.
+            session = requests.Session()
+            session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment wins over verify
+            session.verify = str(TRUSTED["/".join(url.split("/")[:3])])
+        self.sio = socketio.Client(
+            reconnection=True, reconnection_delay=0.1, reconnection_delay_max=0.5, http_session=session
+        )
         self.events: list[tuple[str, Any]] = []
         self._lock = threading.Lock()
         for name in (*RECORDED, *MIDI_PUSHES):

@@ -357,6 +357,8 @@ def test_without_a_jack_server_midi_is_off_and_the_rest_runs(
         "scans": 0,
         "budget": 1000,
         "held_out": 0,
+        "received": 0,
+        "sent": 0,
         "input": {"name": "bridge", "port": None, "state": "off"},
         "output": {"name": "bridge", "port": None, "state": "off"},
     }

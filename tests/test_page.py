@@ -1,16 +1,20 @@
-"""The stage page in a real browser: Debian's Chromium, headless, against the real server on loopback."""
+"""The stage page in a real browser: Debian's Chromium, headless, against the real server on loopback.
+
+The tests marked ``both`` run twice: over plain HTTP, and over HTTPS with
+``tls = "auto"`` (Socket.IO over wss), Chromium accepting the test
+certificate by its public key.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import socket
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from pythonosc.udp_client import SimpleUDPClient
 
 from tests.browser import (
@@ -30,9 +34,17 @@ from tests.browser import (
     wait_state,
     wait_synced,
 )
-from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.helpers import BridgeProcess, Client, free_port, secure, wait_until, write_config
 
 Connect = Callable[[str], Client]
+#: Run once over HTTP and once over HTTPS (the module's ``stage`` for each, or the test's own bridge).
+both = pytest.mark.parametrize("scheme", ["http", "https"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "http"))
+
 
 # The ids the issue names, in groups, with units and decimals, as a show would have them.
 PAGE_CONTROLS = """
@@ -111,13 +123,27 @@ def osc_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, osc_port: int) -> Iterator[BridgeProcess]:
-    """One bridge for the module (with OSC in); each test sets the values it starts from."""
+def stage(
+    tmp_path_factory: pytest.TempPathFactory, osc_port: int, scheme: str, certificate: tuple[Path, Path]
+) -> Iterator[BridgeProcess]:
+    """One bridge for the module (with OSC in), one more over HTTPS; each test sets the values it starts from."""
     folder = tmp_path_factory.mktemp("stage")
-    osc = f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = []\n'
-    proc = BridgeProcess(write_config(folder, extra=osc, controls=PAGE_CONTROLS)).start()
+    port = osc_port if scheme == "http" else free_port(socket.SOCK_DGRAM)
+    osc = f'[osc]\nlisten = "127.0.0.1:{port}"\ntargets = []\n'
+    config = write_config(folder, extra=osc, controls=PAGE_CONTROLS)
+    if scheme == "https":
+        secure(config, certificate)
+    proc = BridgeProcess(config).start()
+    proc.osc_port = port  # type: ignore[attr-defined]
     yield proc
     proc.stop()
+
+
+def over_tls(page: Page, stage: BridgeProcess) -> None:
+    """Under HTTPS, the page and its Socket.IO connection are encrypted: https: and a WebSocket over wss."""
+    if stage.url.startswith("https://"):
+        assert page.evaluate("location.protocol") == "https:"
+        page.wait_for_function("window.stageBridge.socket.io.engine.transport.name === 'websocket'")
 
 
 def stored(server: BridgeProcess, cid: str) -> object:
@@ -127,9 +153,11 @@ def stored(server: BridgeProcess, cid: str) -> object:
 # -- Two pages -------------------------------------------------------------------
 
 
+@both
 def test_mouse_drag_on_a_fader_moves_it_on_another_page(stage: BridgeProcess, pages: Pages) -> None:
     stage.put_values(slider1=25)
     a, b = pages.open(stage.url), pages.open(stage.url)
+    over_tls(a, stage)
     x, y = fader_point(a, "slider1", 0.5)
     x_end, _ = fader_point(a, "slider1", 0.8)
     a.mouse.move(x, y)
@@ -186,7 +214,9 @@ def test_outgoing_values_are_sent_once_per_frame_and_the_last_always(stage: Brid
     assert [e["data"] for e in hooks(a, "bridge:send", "slider2")] == [30]
 
 
-def test_http_api_and_osc_update_every_page(stage: BridgeProcess, pages: Pages, osc_port: int) -> None:
+@both
+def test_http_api_and_osc_update_every_page(stage: BridgeProcess, pages: Pages) -> None:
+    osc_port = stage.osc_port  # type: ignore[attr-defined]
     stage.put_values(slider2=0, master=-6)
     a, b = pages.open(stage.url), pages.open(stage.url, viewport=PHONE, touch=True)
     stage.put_values(slider2=33, master=-12.5)
@@ -206,10 +236,10 @@ def test_http_api_and_osc_update_every_page(stage: BridgeProcess, pages: Pages, 
 # -- First paint -----------------------------------------------------------------
 
 
+@both
 def test_late_page_shows_current_values_at_first_paint(stage: BridgeProcess, pages: Pages) -> None:
     stage.put_values(slider1=31, master=-20.5, pan=-0.25, toggle1=1, txt1='Scene "7" <storm>')
-    with urllib.request.urlopen(stage.url + "/", timeout=5) as response:
-        html = response.read().decode()
+    html = stage.get_text("/")
     assert 'id="slider1"' in html and 'value="31"' in html and "&lt;storm&gt;" in html
 
     def no_socket(context: BrowserContext) -> None:
@@ -234,10 +264,16 @@ def test_late_page_shows_current_values_at_first_paint(stage: BridgeProcess, pag
 # -- Connection ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("secured", [False, True], ids=["http", "https"])
 def test_server_restart_is_shown_and_survived(
-    bridge_factory: Callable[..., BridgeProcess], tmp_path: Path, pages: Pages
+    bridge_factory: Callable[..., BridgeProcess],
+    tmp_path: Path,
+    pages: Pages,
+    secured: bool,
+    certificate: tuple[Path, Path],
 ) -> None:
-    server = bridge_factory(write_config(tmp_path, controls=PAGE_CONTROLS))
+    config = write_config(tmp_path, controls=PAGE_CONTROLS)
+    server = bridge_factory(secure(config, certificate) if secured else config)
     page = pages.open(server.url, viewport=PHONE, touch=True)
     expect(page.locator("#rtt")).to_be_visible()
     assert page.evaluate("document.documentElement.dataset.stale") == "false"
@@ -351,6 +387,7 @@ def button_updates(client: Client, cid: str) -> list[object]:
     return [u["data"] for u in client.of("update value") if u["who"] == cid]
 
 
+@both
 def test_button_press_and_release_arrive_as_1_then_0(
     stage: BridgeProcess, pages: Pages, client_factory: Connect
 ) -> None:
@@ -443,10 +480,13 @@ def test_hooks_follow_updates_and_sends_and_nothing_echoes(
 def test_keyboard_moves_faders_and_focus_is_visible(stage: BridgeProcess, pages: Pages) -> None:
     stage.put_values(slider1=20, pan=0.0)
     page = pages.open(stage.url)
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "join-toggle"
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "slider1"
+    stops = []
+    for _ in range(8):  # the header's buttons first (Monitor, Awake, Full, Join), then the first fader
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("document.activeElement.id"))
+        if stops[-1] == "slider1":
+            break
+    assert stops == ["monitor-toggle", "awake-toggle", "fullscreen-toggle", "join-toggle", "slider1"]
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
     for _ in range(3):
@@ -463,6 +503,7 @@ def test_keyboard_moves_faders_and_focus_is_visible(stage: BridgeProcess, pages:
 # -- Joining, offline, looks -------------------------------------------------------
 
 
+@both
 def test_join_panel_shows_the_qr_code_and_the_address(stage: BridgeProcess, pages: Pages) -> None:
     page = pages.open(stage.url, viewport=PHONE, touch=True)
     panel = page.locator("#join-panel")
@@ -475,6 +516,7 @@ def test_join_panel_shows_the_qr_code_and_the_address(stage: BridgeProcess, page
     box = qr.bounding_box()
     assert box is not None and box["width"] >= 150 and box["width"] == box["height"]
     url = stage.get_json("/join")["url"]
+    assert url.startswith(stage.url.split(":")[0] + "://")  # https:// under TLS
     expect(page.locator("#join-url")).to_have_text(url)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "phone-join.png"))
@@ -526,10 +568,17 @@ def test_screenshots_and_layout_at_phone_and_tablet_sizes(stage: BridgeProcess, 
 # -- Keys ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("secured", [False, True], ids=["http", "https"])
 def test_keyed_show_asks_for_the_key_and_a_viewer_page_is_read_only(
-    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], pages: Pages
+    tmp_path: Path,
+    bridge_factory: Callable[..., BridgeProcess],
+    pages: Pages,
+    secured: bool,
+    certificate: tuple[Path, Path],
 ) -> None:
     config = write_config(tmp_path, controls=PAGE_CONTROLS)
+    if secured:
+        secure(config, certificate)
     config.write_text(
         config.read_text().replace(
             'state_file = "state.json"\n',

@@ -543,3 +543,86 @@ def test_scene_key_is_checked(tmp_path: Path) -> None:
     bad = SCENE_CONTROLS.replace("scene = false", 'scene = "no"')
     with pytest.raises(ConfigError, match=r"controls\[4\] \(master\)\.scene: expected true or false"):
         load_config(scene_config(tmp_path, controls=bad))
+
+
+# -- Scene files: export and import ------------------------------------------------------
+
+
+def post_import(server: BridgeProcess, body: bytes, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(server.url + "/api/scenes/import", data=body, method="POST", headers=headers)
+    try:
+        with server.open(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ([], "expected a JSON object"),
+        ({"format": "qlab cues", "scenes": {}}, "not a scenes file: format is 'qlab cues'"),
+        ({"version": 2, "scenes": {}}, "scenes file version 2"),
+        ({"scenes": []}, 'expected "scenes": an object'),
+        ({"scenes": {"a/b": {"values": {}}}}, "a scene name is 1-64 printable characters"),
+        ({"scenes": {"Intro": {"vals": {}}}}, "scene 'Intro': expected {\"values\""),
+        ({"scenes": {"Intro": {"values": {"slider1": [1]}}}}, "scene 'Intro': slider1: expected a number or a text"),
+        ({"scenes": {"Intro": {"values": {"slider1": True}}}}, "expected a number or a text, got True"),
+    ],
+)
+def test_an_import_is_checked_whole_and_says_what_is_wrong(tmp_path: Path, body: object, words: str) -> None:
+    hub = Hub(load_config(write_config(tmp_path)).controls)
+    scenes = Scenes(hub, tmp_path / "scenes.json")
+    scenes.save("Kept")
+    from bridge.errors import SceneError
+
+    with pytest.raises(SceneError) as caught:
+        scenes.import_scenes(body)
+    assert words in str(caught.value)
+    assert scenes.names() == ["Kept"]  # nothing taken
+
+
+def test_scenes_export_as_one_attachment_and_import_back(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text().replace("[server]\n", '[server]\nkey = "stage-key-1"\nviewer_key = "watch-key-1"\n')
+    )
+    server = bridge_factory(config)
+    key = "stage-key-1"
+    assert server.put_json("/api/values/slider1", {"value": 12}, key=key)[0] == 200
+    assert server.put_json("/api/scenes/Intro", {}, key=key)[0] == 200
+    assert server.put_json("/api/scenes/export", {}, key=key)[0] == 200  # a scene may still be called "export"
+    request = urllib.request.Request(server.url + "/api/scenes/export", headers={"Authorization": f"Bearer {key}"})
+    with server.open(request) as response:
+        disposition = response.headers["Content-Disposition"]
+        exported = json.loads(response.read())
+    assert disposition.startswith('attachment; filename="stage-bridge-scenes-') and disposition.endswith('.json"')
+    assert exported["format"] == "stage-bridge scenes" and exported["version"] == 1
+    assert set(exported["scenes"]) == {"Intro", "export"}
+    assert exported["scenes"]["Intro"]["values"]["slider1"] == 12
+
+    exported["scenes"]["Intro"]["values"]["slider1"] = 30
+    exported["scenes"]["Other show"] = {"values": {"slider1": 5, "not_here": 1}}
+    body = json.dumps(exported).encode()
+    assert post_import(server, body)[0] == 401
+    assert post_import(server, body, "watch-key-1")[0] == 403
+    assert post_import(server, b"{not json", key) == (
+        400,
+        {"error": "the body is not JSON: send the file GET /api/scenes/export gave"},
+    )
+    status, answer = post_import(server, body, key)
+    assert status == 200
+    assert answer == {
+        "imported": ["Intro", "export", "Other show"],
+        "replaced": ["Intro", "export"],
+        "unknown": {"Other show": ["not_here"]},
+    }
+    listed = server.get_json("/api/scenes", key=key)["scenes"]
+    assert listed["Intro"]["values"]["slider1"] == 30
+    assert listed["Other show"]["values"] == {"slider1": 5, "not_here": 1}
+    # A show's scenes are larger than one Socket.IO message: the import takes more than max_payload.
+    many = {"scenes": {f"S{i}": {"values": {"txt1": "x" * 200}} for i in range(200)}}
+    status, answer = post_import(server, json.dumps(many).encode(), key)
+    assert status == 200 and len(answer["imported"]) == 200

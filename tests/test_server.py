@@ -1,4 +1,4 @@
-"""The real server in a subprocess, driven by real python-socketio clients."""
+"""The real server in a subprocess, driven by real python-socketio clients; over HTTP and over HTTPS (wss)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,33 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, BridgeProcess, Client, wait_until, write_config
+from tests.helpers import ROOT, BridgeProcess, Client, secure, wait_until, write_config
 
 Connect = Callable[[str], Client]
 
 
+#: Connecting, syncing, snapshots, reconnection and the HTTP API run twice: plain, and with
+#: ``tls = "auto"`` (Socket.IO over wss, the clients checking the certificate).
+both = pytest.mark.parametrize("server", ["http", "https"], indirect=True)
+
+
+@pytest.fixture
+def server(
+    request: pytest.FixtureRequest,
+    bridge_factory: Callable[..., BridgeProcess],
+    tmp_path: Path,
+    certificate: tuple[Path, Path],
+) -> BridgeProcess:
+    scheme = getattr(request, "param", "http")
+    config = write_config(tmp_path)
+    if scheme == "https":
+        secure(config, certificate)
+    proc = bridge_factory(config)
+    assert proc.url.startswith(f"{scheme}://")
+    return proc
+
+
+@both
 def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_factory: Connect) -> None:
     a, b = client_factory(server.url), client_factory(server.url)
     a.wait_event("snapshot")
@@ -35,6 +57,7 @@ def test_two_clients_sync_both_ways_without_echo(server: BridgeProcess, client_f
     )
 
 
+@both
 def test_late_joiner_and_reconnecting_client_get_snapshot(server: BridgeProcess, client_factory: Connect) -> None:
     a = client_factory(server.url)
     a.send("slider1", 12)
@@ -92,6 +115,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     assert all(u["who"] != "slider1" for u in b.of("update value"))
 
 
+@both
 def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_factory: Connect) -> None:
     a = client_factory(server.url)
     a.wait_event("snapshot")
@@ -111,12 +135,10 @@ def test_http_api_reaches_sockets_and_agrees(server: BridgeProcess, client_facto
     assert health["status"] == "ok"
 
 
+@both
 def test_page_is_rendered_with_current_values(server: BridgeProcess) -> None:
-    import urllib.request
-
     server.put_json("/api/values/slider1", {"value": 31})
-    with urllib.request.urlopen(server.url + "/", timeout=5) as resp:
-        html = resp.read().decode()
+    html = server.get_text("/")
     assert 'id="slider1"' in html and 'value="31"' in html
     assert "socket.io" in html and "cdn" not in html.lower()
 

@@ -46,6 +46,7 @@ from bridge.flow import Latest, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
+from bridge.monitor import IDLE
 from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class ClusterAdapter:
     """
 
     name = "cluster"
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(self, hub: Hub, config: ClusterConfig) -> None:
         self.hub = hub
@@ -289,6 +291,9 @@ class ClusterAdapter:
             self._reachable()
         with self._lock:
             self.written += len(batch)
+        if self.monitor.watching:
+            for cid, (value, _kind) in batch:
+                self.monitor.saw("cluster", "out", self.url, "write", [value], cid)
         for cid in self.versions.acknowledged(batch, versions):
             self._settle(cid)
         return True
@@ -405,6 +410,8 @@ class ClusterAdapter:
         except (ValueError, KeyError, TypeError) as err:
             log.warning("cluster: announcement %r not understood (%s); ignored", data[:200], err)
             return
+        if self.monitor.watching:
+            self.monitor.saw("cluster", "in", str(process), "announce", [message.get("value")], str(cid))
         control = self.hub.controls.get(cid)
         if control is None:
             return  # a control another process has and this one does not (a reload not made everywhere)
@@ -419,6 +426,8 @@ class ClusterAdapter:
     def _fired(self, cid: object, process: object) -> None:
         if process == self.process_id or cid not in self.hub.controls:
             return
+        if self.monitor.watching:
+            self.monitor.saw("cluster", "in", str(process), "fire", [1], str(cid))
         with self._lock:
             self.received += 1
         try:

@@ -27,6 +27,7 @@ from bridge.config.sections import (
     OscQueryConfig,
     OscTarget,
     ServerConfig,
+    TlsConfig,
 )
 from bridge.errors import ConfigError
 from bridge.model import Control
@@ -42,12 +43,19 @@ __all__ = [
     "OscQueryConfig",
     "OscTarget",
     "ServerConfig",
+    "TlsConfig",
     "load_config",
     "parse_config",
     "parse_midi_binding",
 ]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent.parent / "config" / "default.toml"
+_CHECKOUT = Path(__file__).resolve().parent.parent.parent
+#: The embedded default: config/default.toml in a checkout, its copy inside an installed package.
+DEFAULT_CONFIG = (
+    _CHECKOUT / "config" / "default.toml"
+    if (_CHECKOUT / "pyproject.toml").is_file()
+    else Path(__file__).resolve().parent.parent / "shipped" / "default.toml"
+)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,18 @@ from typing import Any, Literal
 
 from bridge.config.reader import OSC_ADDRESS_RE, Reader
 
+#: The page's looks: dark (the default, for a dark stage), light (daylight), contrast (strongest text).
+THEMES = ("dark", "light", "contrast")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """HTTPS for the page and Socket.IO: a certificate and its key, made by the bridge when ``auto``."""
+
+    cert: Path
+    key: Path
+    auto: bool = False
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -24,6 +36,12 @@ class ServerConfig:
     max_payload: int = 16_384  # bytes per Socket.IO message or HTTP body
     max_rate: int = 200  # changes per second per browser; beyond it the latest value wins
     max_clients: int = 250
+    tls: TlsConfig | None = None
+    theme: str = "dark"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
 
 #: One OSC message written in the config: its address and arguments.
@@ -101,6 +119,8 @@ _SERVER_KEYS = {
     "max_payload",
     "max_rate",
     "max_clients",
+    "tls",
+    "theme",
 }
 
 
@@ -132,15 +152,41 @@ def server(reader: Reader, table: dict[str, Any], path: Path) -> ServerConfig:
         if value < low:
             reader.fail(f"server.{name}", f"expected at least {low}, got {value}")
         limits[name] = value
+    theme = reader.get(table, "theme", "server.theme", str, ServerConfig.theme)
+    if theme not in THEMES:
+        reader.fail("server.theme", f'expected "dark", "light" or "contrast", got {theme!r}')
     return ServerConfig(
         host=host,
         port=port,
         state_file=state_file,
+        tls=_tls(reader, table.get("tls"), path, state_file) if "tls" in table else None,
+        theme=theme,
         key=keys["key"],
         viewer_key=keys["viewer_key"],
         allowed_origins=tuple(origins),
         **limits,
     )
+
+
+def _tls(reader: Reader, raw: object, path: Path, state_file: Path | None) -> TlsConfig:
+    """``"auto"`` (a self-signed certificate kept beside the state file) or ``{cert, key}`` files."""
+    if raw == "auto":
+        # Beside the state file, named after it; without one, beside the config file.
+        anchor = state_file if state_file is not None else path.resolve()
+        return TlsConfig(anchor.with_name(f"{anchor.stem}.cert.pem"), anchor.with_name(f"{anchor.stem}.key.pem"), True)
+    if not isinstance(raw, dict):
+        reader.fail("server.tls", f'expected "auto" or a table {{ cert = "cert.pem", key = "key.pem" }}, got {raw!r}')
+    reader.keys(raw, "server.tls", {"cert", "key"})
+    given: dict[str, str] = {}
+    for name in ("cert", "key"):
+        given[name] = reader.get(raw, name, f"server.tls.{name}", str, "")
+        if not given[name]:
+            reader.fail(f"server.tls.{name}", f'expected the path of a PEM file, e.g. {name} = "{name}.pem"')
+    files = {name: (path.parent / text).resolve() for name, text in given.items()}
+    for name, found in files.items():
+        if not found.is_file():
+            reader.fail(f"server.tls.{name}", f"file not found: {found}")
+    return TlsConfig(files["cert"], files["key"])
 
 
 _TARGET_KEYS = {"address", "type", "prefix", "transport", "framing", "on_connect", "keepalive", "query_on_connect"}

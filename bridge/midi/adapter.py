@@ -43,10 +43,11 @@ from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import encode
+from bridge.midi.codec import encode, slot_of
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
 from bridge.model import Change, Control, Origin, Value
+from bridge.monitor import IDLE
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class MidiAdapter:
     """
 
     name = "midi"
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
         self,
@@ -103,6 +105,9 @@ class MidiAdapter:
         self._resend_due = False
         #: True while the MIDI system is gone (the JACK server stopped) and looked for.
         self._lost = False
+        #: Messages read and written (the activity lights).
+        self.received = 0
+        self.sent = 0
 
     # -- adapter surface -----------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +135,8 @@ class MidiAdapter:
             "scans": self.ports.scans,
             "budget": self.config.budget,
             "held_out": self.held_out,
+            "received": self.received,
+            "sent": self.sent,
             **self.ports.status(),
         }
 
@@ -169,7 +176,7 @@ class MidiAdapter:
                 self.held_out += 1
                 self._out_waiting.set()
                 return
-            if self._send(outlet, messages):
+            if self._send(outlet, messages, control.id):
                 self._last_sent[control.id] = number
 
     def _drain_held(self) -> None:
@@ -188,7 +195,7 @@ class MidiAdapter:
                     if not self._budget.take(len(messages)):
                         break
                     self._held_out.pop(cid)
-                    if self._send(outlet, messages):
+                    if self._send(outlet, messages, cid):
                         self._last_sent[cid] = number
                 if outlet is None:
                     self._held_out.clear()  # every value is sent when the device comes back
@@ -322,16 +329,20 @@ class MidiAdapter:
             if control.midi is None or control.trigger or not _has_midi_form(control, values[control.id]):
                 continue
             number, messages = encode(control, values[control.id])
-            if not self._send(outlet, messages):
+            if not self._send(outlet, messages, control.id):
                 return
             self._last_sent[control.id] = number
 
-    def _send(self, outlet: Outlet, messages: tuple[mido.Message, ...]) -> bool:
+    def _send(self, outlet: Outlet, messages: tuple[mido.Message, ...], cid: str = "") -> bool:
         try:
             outlet.send(messages)
         except MidiPortError as err:
             self._warn.warning(("send", outlet.name), "MIDI output: %s", err)
             return False
+        self.sent += len(messages)
+        if self.monitor.watching:
+            for message in messages:
+                self.monitor.saw("midi", "out", outlet.name, message, None, cid)
         return True
 
     # -- MIDI in -------------------------------------------------------------------------
@@ -364,6 +375,9 @@ class MidiAdapter:
                 log.exception("MIDI in: failed to apply %d messages from %r", len(messages), inlet.name)
 
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
+        self.received += len(messages)
+        if self.monitor.watching:
+            self._seen(port_name, messages)
         bindings = self.bindings
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)
@@ -378,6 +392,14 @@ class MidiAdapter:
                 self.hub.set(control.id, value, origin)
             except (UnknownControl, InvalidValue) as err:
                 self._warn.warning(("in", control.id), "MIDI in from %r rejected: %s", port_name, err)
+
+    def _seen(self, port_name: str, messages: list[mido.Message]) -> None:
+        """Tell the monitor of messages in, each with the control its slot belongs to."""
+        table = self.bindings.decoder.table
+        for message in messages:
+            slot = slot_of(message)
+            listener = table.get(slot) if slot is not None else None
+            self.monitor.saw("midi", "in", port_name, message, None, listener.control.id if listener else "")
 
     def _current(self, control: Control) -> Value:
         return self.hub.get(control.id)

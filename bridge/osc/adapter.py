@@ -31,6 +31,7 @@ from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
 from bridge.looks import Looks
 from bridge.model import Change, Control
+from bridge.monitor import IDLE
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Stream, TcpListener, TcpTarget
@@ -79,6 +80,7 @@ class OscAdapter:
     """python-osc for decoding and encoding; plain sockets for transport."""
 
     name = "osc"
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
         self,
@@ -159,6 +161,12 @@ class OscAdapter:
         assert self._sock is not None  # noqa: S101
         return int(self._sock.getsockname()[1])
 
+    @property
+    def sent(self) -> int:
+        """Packets sent so far to the targets and the TCP clients still connected (the activity light)."""
+        streams = self.listener.streams() if self.listener is not None else []
+        return sum(t.sent for t in self._targets) + sum(s.sent for s in streams)
+
     def describe(self) -> dict[str, Any]:
         inbound = self.inbound
         described: dict[str, Any] = {
@@ -189,12 +197,17 @@ class OscAdapter:
             if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
             address = target.config.prefix + control.osc
-            target.put(control.id, encode(address, control, change.value, target.config.arg_type))
+            packet = encode(address, control, change.value, target.config.arg_type)
+            target.put(control.id, packet)
+            if self.monitor.watching:
+                self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
         if self.listener is not None:
             packet = encode(control.osc, control, change.value)
             for stream in self.listener.streams():
                 if stream.ident != source:
                     stream.put(control.id, packet)
+                    if self.monitor.watching:
+                        self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
 
     def _hello(self, target: Target) -> list[bytes]:
         """What a target is sent first, whenever it connects: its on_connect messages, then the queries."""
@@ -202,6 +215,9 @@ class OscAdapter:
         packets = [message(call, config.prefix) for call in config.on_connect]
         if config.query_on_connect:
             packets += [message((address, ()), config.prefix) for address in queries(self.hub.controls)]
+        if self.monitor.watching:
+            for packet in packets:
+                self.monitor.saw(f"osc/{config.transport}", "out", config.label, packet)
         return packets
 
     def _greet(self, target: UdpTarget) -> None:
@@ -219,7 +235,10 @@ class OscAdapter:
                 due[id(target)] = now + target.config.every
                 if target.connected:
                     for call in calls:
-                        target.raw(message(call, target.config.prefix))
+                        packet = message(call, target.config.prefix)
+                        target.raw(packet)
+                        if self.monitor.watching:
+                            self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet)
             self._publish()
             wait = min((when - time.monotonic() for when in due.values()), default=RESOLVE_INTERVAL)
             self._workers.wait(max(0.01, min(wait, RESOLVE_INTERVAL)))
@@ -312,7 +331,7 @@ class OscAdapter:
 
     def _sync(self, args: list[object], source: Source) -> None:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
-        send = source.reply
+        send, peer = source.reply, source.ident
         prefix, arg_type = "", "auto"
         if args:
             text = args[0]
@@ -329,7 +348,7 @@ class OscAdapter:
             target = next((t for t in self._udp if (t.ip, t.config.port) == dest), None)
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
-            send = self._udp_source(dest).reply
+            send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
         values = self.hub.values()
         log.info("OSC %s from %s: sending %d values", SYNC_ADDRESS, source.ident, len(values))
         for cid, value in values.items():
@@ -337,7 +356,11 @@ class OscAdapter:
             if control.trigger:
                 continue  # an event, not a state: never replayed
             try:
-                send(encode(prefix + control.osc, control, value, arg_type))
+                packet = encode(prefix + control.osc, control, value, arg_type)
+                send(packet)
+                if self.monitor.watching:
+                    transport = "osc/tcp" if peer.startswith("tcp:") else "osc/udp"
+                    self.monitor.saw(transport, "out", peer, packet, None, cid)
             except OSError as err:
                 self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", source.ident, err)
                 return

@@ -25,6 +25,7 @@ from bridge.hub import Hub
 from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Origin
+from bridge.monitor import IDLE
 from bridge.osc.codec import arguments, values_for
 from bridge.osc.packets import address_table, controls_at, decode
 from bridge.validation import normalize
@@ -49,6 +50,8 @@ class Source:
 
 class Inbound:
     """Applies OSC input to the hub; counts what it takes, drops and refuses."""
+
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
         self,
@@ -97,15 +100,21 @@ class Inbound:
         for data, source in batch:
             peer = source.ident
             if not self.allowed(source.host):
+                if self.monitor.watching:
+                    self.monitor.saw(_transport(peer), "in", peer, f"(refused: not in [osc] allow, {len(data)} bytes)")
                 self.refused += 1
                 self._warn.warning(("refused", source.host), "OSC from %s: source not in [osc] allow; dropped", peer)
                 continue
             try:
                 found = decode(data)
             except MalformedPacket as err:
+                if self.monitor.watching:
+                    self.monitor.saw(_transport(peer), "in", peer, f"(malformed, {len(data)} bytes: {err})")
                 self.drop(("malformed", source.host), "OSC from %s: malformed packet dropped (%s)", peer, err)
                 continue
             for message in found:
+                if self.monitor.watching:
+                    self._seen(message, peer)
                 if message.address == SYNC_ADDRESS:
                     self._apply(pending)  # the sync reports what came before it
                     self._sync(arguments(message), source)
@@ -115,6 +124,11 @@ class Inbound:
                 else:
                     self._collect(message, peer, pending)
         self._apply(pending)
+
+    def _seen(self, message: OscMessage, peer: str) -> None:
+        """Tell the monitor of a message in, with the controls at its address."""
+        touched = ", ".join(c.id for c in controls_at(message.address, self.by_address))
+        self.monitor.saw(_transport(peer), "in", peer, message.address, arguments(message), touched)
 
     def _collect(self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
         address = message.address
@@ -174,6 +188,11 @@ class Inbound:
         """Count and log (rate-limited) something dropped."""
         self.dropped += 1
         self._warn.warning(key, msg, *args)
+
+
+def _transport(peer: str) -> str:
+    """How a peer's packets came: TCP peers' idents start with "tcp:" (bridge.osc.tcp)."""
+    return "osc/tcp" if peer.startswith("tcp:") else "osc/udp"
 
 
 def _shown(arg: object) -> str:

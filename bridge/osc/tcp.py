@@ -67,6 +67,7 @@ class Stream:
         self._closed = threading.Event()
         self._write_lock = threading.Lock()
         self.garbage = False
+        self.sent = 0
         sock.settimeout(SEND_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -99,6 +100,7 @@ class Stream:
             except OSError:
                 self.close()
                 return
+            self.sent += len(batch)
 
     def read_loop(self) -> None:
         """Read, deframe and hand on packets until the peer leaves or sends garbage (its own thread)."""

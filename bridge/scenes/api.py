@@ -1,7 +1,9 @@
 """Scenes over HTTP and Socket.IO: save, list, recall and delete.
 
 HTTP: ``GET /api/scenes``, ``GET/PUT/DELETE /api/scenes/<name>`` and
-``POST /api/scenes/<name>/recall`` with an optional ``{"fade": seconds}``.
+``POST /api/scenes/<name>/recall`` with an optional ``{"fade": seconds}``;
+``GET /api/scenes/export`` (every scene as one file to download) and
+``POST /api/scenes/import`` (such a file back, checked whole).
 Socket.IO: ``scene save`` ``{"name"}`` and ``scene recall`` ``{"name", "fade"}``,
 each answered through its acknowledgement; every page gets ``scenes``
 ``{"names", "recalled"}`` whenever the list changes or a scene is recalled.
@@ -11,6 +13,7 @@ The same keys guard them as the values: a viewer reads and never writes.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
@@ -21,6 +24,9 @@ from bridge.scenes.engine import Scenes
 from bridge.web.adapter import READ_ONLY, WebAdapter
 
 log = logging.getLogger(__name__)
+
+#: The largest scenes file an import takes (bytes).
+MAX_IMPORT = 16 * 1024 * 1024
 
 
 def register(app: Flask, web: WebAdapter, access: Access, scenes: Scenes) -> None:
@@ -68,6 +74,22 @@ def _blueprint(access: Access, scenes: Scenes) -> Blueprint:
     @bp.get("/api/scenes")
     def list_scenes() -> Any:
         return jsonify(scenes={s.name: {"saved_at": s.saved_at, "values": s.values} for s in scenes.all()})
+
+    @bp.get("/api/scenes/export")
+    def export_scenes() -> Any:
+        # A fixed path wins over /api/scenes/<name>: a scene called "export" is still reached by recall and PUT.
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        response = jsonify(scenes.export())
+        response.headers["Content-Disposition"] = f'attachment; filename="stage-bridge-scenes-{stamp}.json"'
+        return response
+
+    @bp.post("/api/scenes/import")
+    def import_scenes() -> Any:
+        request.max_content_length = MAX_IMPORT  # a show's scenes are larger than one message
+        body = request.get_json(force=True, silent=True)
+        if body is None:
+            return jsonify(error="the body is not JSON: send the file GET /api/scenes/export gave"), 400
+        return jsonify(scenes.import_scenes(body))
 
     @bp.get("/api/scenes/<name>")
     def get_scene(name: str) -> Any:

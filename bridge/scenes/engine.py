@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.errors import BridgeError, InvalidValue, SceneError
 from bridge.flow import Workers
 from bridge.model import Change, Origin, Value
-from bridge.scenes.store import Scene, SceneStore, check_fade
+from bridge.scenes.store import Scene, SceneStore, check_fade, parse_export
 from bridge.validation import normalize
 
 if TYPE_CHECKING:
@@ -130,6 +130,27 @@ class Scenes:
         log.info("scene %r saved (%d values)", scene.name, len(values))
         self._announce()
         return scene
+
+    def export(self) -> dict[str, Any]:
+        """Every scene, as one JSON document."""
+        return self.store.export()
+
+    def import_scenes(self, body: object) -> dict[str, Any]:
+        """Take the scenes of an exported file (checked whole; :class:`SceneError` when anything is wrong).
+
+        A scene of the same name is replaced; the others stay. Controls this
+        show does not have are kept in the scene (a recall skips them, as it
+        does for a control removed from the config) and reported.
+        """
+        scenes = parse_export(body)
+        replaced = self.store.merge(scenes)
+        unknown = {
+            name: sorted(cid for cid in scene.values if cid not in self.hub.controls) for name, scene in scenes.items()
+        }
+        unknown = {name: ids for name, ids in unknown.items() if ids}
+        log.info("imported %d scenes (%d replaced)", len(scenes), len(replaced))
+        self._announce()
+        return {"imported": list(scenes), "replaced": replaced, "unknown": unknown}
 
     def delete(self, name: str) -> None:
         self.store.delete(name)

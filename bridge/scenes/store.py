@@ -28,6 +28,8 @@ MAX_FADE = 600.0
 MAX_SCENES = 500
 MAX_NAME_LENGTH = 64
 FORMAT_VERSION = 1
+#: What an exported file says it is, so that importing some other JSON file is refused by name.
+EXPORT_FORMAT = "stage-bridge scenes"
 
 
 def scene_file_for(state_file: Path) -> Path:
@@ -94,6 +96,41 @@ def load_scenes(path: Path) -> dict[str, Scene]:
     return scenes
 
 
+def parse_export(body: object) -> dict[str, Scene]:
+    """The scenes of an exported file (or of a scenes file as the bridge keeps it), checked whole.
+
+    Raises :class:`SceneError` naming the first thing wrong: nothing of a
+    file with one bad scene is taken.
+    """
+    if not isinstance(body, dict):
+        raise SceneError('expected a JSON object {"format": "stage-bridge scenes", "version": 1, "scenes": {...}}')
+    said = body.get("format")
+    if said is not None and said != EXPORT_FORMAT:
+        raise SceneError(f"not a scenes file: format is {said!r}, expected {EXPORT_FORMAT!r}")
+    if body.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise SceneError(f"scenes file version {body.get('version')!r} is not one this bridge reads ({FORMAT_VERSION})")
+    scenes = body.get("scenes")
+    if not isinstance(scenes, dict):
+        raise SceneError('expected "scenes": an object of scene names, each {"values": {control: value}}')
+    if len(scenes) > MAX_SCENES:
+        raise SceneError(f"{len(scenes)} scenes in the file; at most {MAX_SCENES}")
+    found: dict[str, Scene] = {}
+    for name, scene in scenes.items():
+        check_name(name)
+        values = scene.get("values") if isinstance(scene, dict) else None
+        if not isinstance(values, dict):
+            raise SceneError(f'scene {name!r}: expected {{"values": {{control: value}}}}')
+        for cid, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise SceneError(f"scene {name!r}: {cid}: expected a number or a text, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SceneError(f"scene {name!r}: {cid}: expected a finite number, got {value!r}")
+        saved_at = scene.get("saved_at")
+        stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else time.time()
+        found[name] = Scene(name, dict(values), stamp)
+    return found
+
+
 class SceneStore:
     """The scenes of a show by name, kept in ``path`` (None: in memory only)."""
 
@@ -139,6 +176,22 @@ class SceneStore:
             self._scenes[name] = scene
             self._write()
         return scene
+
+    def export(self) -> dict[str, Any]:
+        """Every scene as one document: what ``GET /api/scenes/export`` serves and import takes back."""
+        with self._lock:
+            scenes = {n: {"saved_at": s.saved_at, "values": dict(s.values)} for n, s in self._scenes.items()}
+        return {"format": EXPORT_FORMAT, "version": FORMAT_VERSION, "exported_at": time.time(), "scenes": scenes}
+
+    def merge(self, scenes: dict[str, Scene]) -> list[str]:
+        """Add ``scenes``, replacing those of the same names; the names replaced."""
+        with self._lock:
+            replaced = [name for name in scenes if name in self._scenes]
+            if len(set(self._scenes) | set(scenes)) > MAX_SCENES:
+                raise SceneError(f"at most {MAX_SCENES} scenes: this file would make more; delete some first")
+            self._scenes.update(scenes)
+            self._write()
+        return replaced
 
     def delete(self, name: str) -> None:
         with self._lock:

@@ -40,6 +40,7 @@ from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter, raised_by_a_library
 from bridge.looks import Looks
 from bridge.model import Change, Origin, Value
+from bridge.monitor import IDLE
 from bridge.views import View
 from bridge.web.fanout import Fanout
 from bridge.web.intake import Intake
@@ -63,6 +64,7 @@ class WebAdapter:
     """Socket.IO clients as sources and sinks of the hub."""
 
     name = "web"
+    monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
         self,
@@ -138,6 +140,8 @@ class WebAdapter:
         cost of reaching every browser is paid by the fan-out thread, which
         under a flood sends each control's latest value instead of every one.
         """
+        if self.monitor.watching:
+            self.monitor.saw("web", "out", "pages", "update value", [change.value], change.control.id)
         if self._turn is not None and not len(self._outbox) and self._turn.take():
             # Nothing filed before it (which it would overtake): out now.
             self.fanout.broadcast(change)
@@ -314,6 +318,10 @@ class WebAdapter:
         return payload
 
     def _on_value_changed(self, sid: str, message: object = None) -> None:
+        if self.monitor.watching:
+            who = message.get("who") if isinstance(message, dict) else None
+            data = message.get("data") if isinstance(message, dict) else message
+            self.monitor.saw("web", "in", f"page {sid[:8]}", "value changed", [data], str(who or ""))
         self._received += 1
         if self._received % YIELD_EVERY == 0:
             time.sleep(0)  # gevent: a turn for the others; threads: the GIL handed on
@@ -360,6 +368,8 @@ class WebAdapter:
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self.rejected += 1
         self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
+        if self.monitor.watching:
+            self.monitor.saw("web", "out", f"page {sid[:8]}", "rejected", [reason], who if isinstance(who, str) else "")
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)
 
 

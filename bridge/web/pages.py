@@ -6,12 +6,13 @@ One Flask blueprint, ``bridge``, under the keys of :func:`bridge.auth.guard`.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import segno
-from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
 
 from bridge.auth import Access, guard, request_role
 from bridge.concurrency import runtime_counts
@@ -19,14 +20,20 @@ from bridge.errors import InvalidValue
 from bridge.hub import Hub
 from bridge.looks import Looks
 from bridge.model import Control, Origin
+from bridge.monitor import IDLE
 from bridge.net import lan_address
 from bridge.views import View
 
 
 def blueprint(
-    hub: Hub, access: Access, views: Mapping[str, View], status: Callable[[], dict[str, Any]], looks: Looks
+    hub: Hub,
+    access: Access,
+    views: Mapping[str, View],
+    status: Callable[[], dict[str, Any]],
+    looks: Looks,
+    monitor: Any = IDLE,
 ) -> Blueprint:
-    """The page and API routes for ``hub``; ``status()`` is what ``/healthz`` serves."""
+    """The page and API routes for ``hub``; ``status()`` is what ``/healthz`` serves; ``monitor`` sees each PUT."""
     bp = Blueprint("bridge", __name__)
     guard(bp, access)
 
@@ -39,12 +46,15 @@ def blueprint(
         if view_name is not None and view_name not in views:
             return render_template("no_view.html", name=view_name, views=list(views)), 404
         role = request_role() or "control"
+        theme = current_theme()
         return render_template(
             "index.html",
             **surface(hub, looks, views, view_name, role, hub.values()),
             role=role,
             view=view_name,
             views=list(views),
+            theme=theme,
+            theme_color=THEME_COLORS[theme],
             # The editor: asked for, and only ever for the control role (the file holds the keys).
             editing=request.args.get("edit") == "1" and role == "control",
         )
@@ -58,6 +68,9 @@ def blueprint(
         if control_id not in hub.controls:
             return jsonify(error=f"unknown control {control_id!r}"), 404
         body = request.get_json(silent=True)
+        if monitor.watching:
+            monitor.saw("http", "in", request.remote_addr or "", f"PUT /api/values/{control_id}",
+                        [body.get("value") if isinstance(body, dict) else body], control_id)  # fmt: skip
         if not isinstance(body, dict) or "value" not in body:
             return jsonify(error='body must be JSON {"value": ...}'), 400
         try:
@@ -94,7 +107,52 @@ def blueprint(
             body["runtime"] = runtime_counts()
         return jsonify(body)
 
+    @bp.get("/manifest.webmanifest")
+    def manifest() -> Response:
+        # Open without a key: a browser fetches it without cookies. It tells nothing about the show.
+        view_name = request.args.get("view") or None
+        theme = current_theme()
+        return Response(
+            json.dumps(web_manifest(view_name if view_name in views else None, theme)),
+            mimetype="application/manifest+json",
+        )
+
     return bp
+
+
+#: The page's background in each theme: the browser's bars and the home-screen app's splash take it.
+THEME_COLORS = {"dark": "#0b0d10", "light": "#eef0f3", "contrast": "#000000"}
+
+
+def current_theme() -> str:
+    """The theme of the running config (it follows a reload)."""
+    bridge = current_app.extensions.get("stage_bridge")
+    theme = bridge.config.server.theme if bridge is not None else "dark"
+    return theme if theme in THEME_COLORS else "dark"
+
+
+def web_manifest(view: str | None, theme: str) -> dict[str, Any]:
+    """The web app manifest: "Add to Home Screen" gives a full-screen app with the bridge's icon."""
+    colour = THEME_COLORS[theme]
+    icons = url_for("static", filename="icons/")
+    return {
+        "name": f"{view} · Stage Bridge" if view else "Stage Bridge",
+        "short_name": view or "Stage Bridge",
+        "description": "Faders, buttons and displays of the show, kept in sync and bridged to OSC and MIDI",
+        "start_url": url_for("bridge.index", view=view) if view else url_for("bridge.index"),
+        "scope": "/",
+        "display": "fullscreen",
+        "display_override": ["fullscreen", "standalone"],
+        "orientation": "any",
+        "background_color": colour,
+        "theme_color": colour,
+        "icons": [
+            {"src": f"{icons}icon-192.png", "sizes": "192x192", "type": "image/png", "purpose": "any"},
+            {"src": f"{icons}icon-512.png", "sizes": "512x512", "type": "image/png", "purpose": "any"},
+            {"src": f"{icons}icon-maskable-512.png", "sizes": "512x512", "type": "image/png", "purpose": "maskable"},
+            {"src": f"{icons}icon.svg", "sizes": "any", "type": "image/svg+xml", "purpose": "any"},
+        ],
+    }
 
 
 def surface(
@@ -191,4 +249,4 @@ def join_url() -> str:
     lan = lan_address()
     if lan is None or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
         return request.host_url
-    return f"http://{lan}:{port}/" if port else f"http://{lan}/"
+    return f"{request.scheme}://{lan}:{port}/" if port else f"{request.scheme}://{lan}/"

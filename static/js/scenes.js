@@ -96,6 +96,39 @@
     ask("scene recall", { name: button.dataset.scene, fade: fade }, () => {});
   });
 
+  // Import: a file GET /api/scenes/export gave (here or on another bridge); scenes of the same name are replaced.
+  const importInput = byId("scene-import");
+  if (importInput) {
+    importInput.addEventListener("change", () => {
+      const file = importInput.files && importInput.files[0];
+      importInput.value = "";
+      if (!file) return;
+      file
+        .text()
+        .then((text) =>
+          fetch(bar.dataset.import, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: text,
+            cache: "no-store",
+          }),
+        )
+        .then((response) => response.json().then((body) => ({ ok: response.ok, body: body })))
+        .then(({ ok, body }) => {
+          if (!ok) {
+            say("Not imported: " + ((body && body.error) || "refused by the bridge"), true);
+            return;
+          }
+          let text = "Imported " + body.imported.length + " scene" + (body.imported.length === 1 ? "" : "s");
+          if (body.replaced.length) text += " (replaced: " + body.replaced.join(", ") + ")";
+          const unknown = Object.keys(body.unknown || {});
+          if (unknown.length) text += "; controls this show lacks are skipped at recall in " + unknown.join(", ");
+          say(text, false);
+        })
+        .catch((err) => say("Not imported: " + ((err && err.message) || "the file could not be read"), true));
+    });
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (readOnly) return;
