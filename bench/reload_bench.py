@@ -11,7 +11,10 @@ and measures, per save:
 - **POST -> last layout**: ``POST /api/config/reload`` after an edit the
   watcher cannot see (same size and time), until the last client has its
   layout: reading, checking and applying the file, rendering the surface
-  and sending it, without the watcher's wait.
+  and sending it, without the watcher's wait;
+- **PATCH -> last layout**: the editor's ``PATCH /api/config/controls/<id>``
+  (a label), until the last client has its layout: the change made to the
+  text, checked, written with its backup, and applied.
 
 Prints medians and maxima in milliseconds.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import time
@@ -67,6 +71,7 @@ async def run(clients_n: int, saves: int) -> dict[str, list[float]]:
         clients, seen = await connect(server.url, clients_n)
         by_save: list[float] = []
         by_post: list[float] = []
+        by_patch: list[float] = []
         generation = 1
         try:
             for i in range(saves):
@@ -91,9 +96,20 @@ async def run(clients_n: int, saves: int) -> dict[str, list[float]]:
                 await asyncio.to_thread(lambda r=request: urllib.request.urlopen(r, timeout=10).read())
                 generation += 1
                 by_post.append(await last_arrival(seen, generation) - start)
+
+                version = json.loads(urllib.request.urlopen(server.url + "/api/config", timeout=10).read())["version"]
+                body = json.dumps({"label": f"Edit {i}"}).encode()
+                headers = {"Content-Type": "application/json", "If-Match": version}
+                request = urllib.request.Request(
+                    server.url + "/api/config/controls/ch03", data=body, method="PATCH", headers=headers
+                )
+                start = time.perf_counter()
+                await asyncio.to_thread(lambda r=request: urllib.request.urlopen(r, timeout=10).read())
+                generation += 1
+                by_patch.append(await last_arrival(seen, generation) - start)
         finally:
             await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
-    return {"save": by_save, "post": by_post}
+    return {"save": by_save, "post": by_post, "patch": by_patch}
 
 
 def main() -> None:
@@ -102,7 +118,8 @@ def main() -> None:
     parser.add_argument("--saves", type=int, default=10)
     args = parser.parse_args()
     found = asyncio.run(run(args.clients, args.saves))
-    for name, label in (("save", "save -> last layout"), ("post", "POST -> last layout")):
+    rows = (("save", "save -> last layout"), ("post", "POST -> last layout"), ("patch", "PATCH -> last layout"))
+    for name, label in rows:
         ms = [s * 1000 for s in found[name]]
         print(  # noqa: T201
             f"{label:22} clients={args.clients} n={len(ms)} median={statistics.median(ms):.1f} ms max={max(ms):.1f} ms"

@@ -139,13 +139,14 @@ def own_origins(environ: Mapping[str, Any]) -> list[str]:
     return origins
 
 
-@dataclass(frozen=True)
+@dataclass
 class Origins:
     """The pages that may connect: their own origin, and those ``[server] allowed_origins`` lists.
 
     A request without an ``Origin`` header is a script, not a page in a
     browser, and is let through (browsers always send one with a WebSocket
     or cross-origin request). Called as Engine.IO's ``cors_allowed_origins``.
+    One object for the whole run: a config reload changes ``listed`` in place.
     """
 
     listed: tuple[str, ...] = ()

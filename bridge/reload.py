@@ -148,7 +148,7 @@ class Reloader:
 def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
     """Put ``config`` in force in the running ``bridge``."""
     old = bridge.config
-    for key in ("host", "port", "state_file", "tls"):
+    for key in ("host", "port", "state_file", "tls", "max_payload"):
         if getattr(config.server, key) != getattr(old.server, key):
             log.warning("config: server.%s changed; it takes effect at the next start", key)
     if config.cluster != old.cluster:
@@ -158,6 +158,7 @@ def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
         log.warning("config: the keys changed; browsers whose key no longer opens the show are let go")
         bridge.web.recheck_keys()
     bridge.web.reconfigure(config.server, config.views)
+    bridge.origins.listed = tuple(config.server.allowed_origins)
     if config.server.theme != old.server.theme:
         bridge.web.push("theme", {"theme": config.server.theme})  # open pages change their looks at once
     saved = load_state(old.server.state_file, {c.id: c for c in config.controls}) if old.server.state_file else {}

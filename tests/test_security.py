@@ -364,3 +364,16 @@ def test_a_reload_with_a_new_key_lets_go_of_browsers_with_the_old_one(tmp_path: 
     finally:
         old.disconnect()
         kept.disconnect()
+
+
+def test_a_reload_changes_the_origins_let_in(tmp_path: Path, bridge_factory: Start) -> None:
+    config = write_config(tmp_path)
+    proc = bridge_factory(config)
+    assert websocket_status(proc.url, "http://mixer.local:8080") == 403
+    text = config.read_text(encoding="utf-8").replace(
+        'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
+    )
+    config.write_text(text, encoding="utf-8")
+    wait_until(lambda: proc.get_json("/healthz")["config"]["generation"] == 2, what="the reload")
+    assert websocket_status(proc.url, "http://mixer.local:8080") == 101
+    assert websocket_status(proc.url, "http://evil.example") == 403

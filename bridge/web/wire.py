@@ -19,7 +19,9 @@ middle of a frame.
 
 The hook is Engine.IO's WebSocket class for gevent (:func:`install`); with
 any other server model, or a version of the libraries whose shape differs,
-nothing is installed and every packet takes the library's own way.
+nothing is installed and every packet takes the library's own way. Under
+TLS (``[server] tls``) each browser's packets also take the library's way:
+the bytes must go through the TLS layer, not the plain socket beneath it.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class Wires:
             log.warning("gevent-websocket's WebSocket has no raw_write; browsers are written the library's way")
             return False
         import gevent
+        import gevent.ssl
 
         wires = self._by_eio_sid
 
@@ -155,7 +158,11 @@ class Wires:
                 eio_socket = getattr(self.app, "__self__", None)
                 sid = getattr(eio_socket, "sid", None)
                 gsock = getattr(getattr(ws, "handler", None), "socket", None)
-                if sid is None or not callable(getattr(getattr(gsock, "_sock", None), "send", None)):
+                if (
+                    sid is None
+                    or isinstance(gsock, gevent.ssl.SSLSocket)  # under TLS the plain socket beneath is no way out
+                    or not callable(getattr(getattr(gsock, "_sock", None), "send", None))
+                ):
                     return super().__call__(environ, start_response)
                 wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
                 try:
