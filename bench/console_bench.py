@@ -24,7 +24,7 @@ import socketio
 from pythonosc.osc_message import OscMessage
 
 from bench.common import Server, percentiles
-from tests.console_tools import unslip
+from tests.console_tools import shut, unslip
 from tests.helpers import free_port
 
 CONTROLS = '\n[[controls]]\nid = "fader"\ntype = "range"\nmax = 100000\nstep = 1\nosc = "/fader"\n'
@@ -97,13 +97,7 @@ class Desk:
     def stop(self) -> None:
         """The desk goes away: its port and its connection close."""
         self._stop.set()
-        for sock in (self._conn, self._sock):
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+        shut(self._conn, self._sock)
         self._conn = None
 
 

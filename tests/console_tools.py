@@ -65,6 +65,17 @@ def unslip(stream: bytearray) -> list[bytes]:
             )
 
 
+def shut(*sockets: socket.socket | None) -> None:
+    """Close each socket now, both ways (the peer reads the end at once)."""
+    for sock in sockets:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
 class TcpConsole:
     """A desk on a TCP port of its own; ``framing`` is "slip" or "length"."""
 
@@ -166,13 +177,7 @@ class TcpConsole:
             self._thread.join(timeout=5)
         with self._lock:
             conn, self._conn = self._conn, None
-        for sock in (conn, self._server):
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+        shut(conn, self._server)
         self._server = None
 
 

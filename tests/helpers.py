@@ -279,10 +279,14 @@ class BridgeProcess:
     def delete_json(self, path: str, key: str | None = None) -> tuple[int, Any]:
         return self.request_json("DELETE", path, key=key)
 
-    def request_json(self, method: str, path: str, body: object = None, key: str | None = None) -> tuple[int, Any]:
-        """The status and JSON answer of ``method path`` (with ``body`` as JSON, if any)."""
+    def request_json(
+        self, method: str, path: str, body: object = None, key: str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """The status and JSON answer of ``method path`` (with ``body`` as JSON, if any, and more ``headers``)."""
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with self.open(req) as resp:

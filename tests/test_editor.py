@@ -9,9 +9,7 @@ process at the end.
 from __future__ import annotations
 
 import difflib
-import json
 import socket
-import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -73,18 +71,8 @@ osc = "/house"
 def request(
     proc: BridgeProcess, method: str, path: str, body: Any = None, key: str | None = KEY, version: str | None = None
 ) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    if version:
-        headers["If-Match"] = version
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(proc.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+    """One call of the editor's API, with the control key and the file's version unless told otherwise."""
+    return proc.request_json(method, path, body, key=key, headers={"If-Match": version} if version else None)
 
 
 class Page:

@@ -62,6 +62,19 @@ class Reply:
         return self.body
 
 
+def listing_the_mixer(folder: Path) -> Path:
+    """The test config in ``folder`` (made if needed), with ``allowed_origins`` listing a mixer's page."""
+    folder.mkdir(exist_ok=True)
+    config = write_config(folder)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
 def connect(url: str, **kwargs: Any) -> socketio.Client:
     sio = socketio.Client(reconnection=False)
     sio.connect(url, wait_timeout=10, **kwargs)
@@ -169,15 +182,7 @@ def test_foreign_origin_refused_unless_listed(tmp_path: Path, bridge_factory: St
         connect(proc.url, headers={"Origin": "http://evil.example"})
     same = connect(proc.url, headers={"Origin": proc.url})
     same.disconnect()
-    other = tmp_path / "other"
-    other.mkdir()
-    config = write_config(other)
-    config.write_text(
-        config.read_text().replace(
-            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
-        )
-    )
-    listed = bridge_factory(config)
+    listed = bridge_factory(listing_the_mixer(tmp_path / "other"))
     ok = connect(listed.url, headers={"Origin": "http://mixer.local:8080"})
     ok.disconnect()
     with pytest.raises(socketio.exceptions.ConnectionError):
@@ -206,15 +211,7 @@ def test_foreign_origin_websocket_is_refused_before_the_upgrade(tmp_path: Path, 
     assert "refused a WebSocket from http://evil.example" in proc.output()
     assert websocket_status(proc.url, proc.url) == 101  # the page's own origin
     assert websocket_status(proc.url, None) == 101  # a script: no Origin header
-    other = tmp_path / "other"
-    other.mkdir()
-    config = write_config(other)
-    config.write_text(
-        config.read_text().replace(
-            'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
-        )
-    )
-    listed = bridge_factory(config)
+    listed = bridge_factory(listing_the_mixer(tmp_path / "other"))
     assert websocket_status(listed.url, "http://mixer.local:8080") == 101
     assert websocket_status(listed.url, listed.url) == 101  # the list adds to the page's own origin
     assert websocket_status(listed.url, "http://evil.example") == 403
@@ -367,13 +364,9 @@ def test_a_reload_with_a_new_key_lets_go_of_browsers_with_the_old_one(tmp_path: 
 
 
 def test_a_reload_changes_the_origins_let_in(tmp_path: Path, bridge_factory: Start) -> None:
-    config = write_config(tmp_path)
-    proc = bridge_factory(config)
+    proc = bridge_factory(write_config(tmp_path))
     assert websocket_status(proc.url, "http://mixer.local:8080") == 403
-    text = config.read_text(encoding="utf-8").replace(
-        'state_file = "state.json"\n', 'state_file = "state.json"\nallowed_origins = ["http://mixer.local:8080"]\n'
-    )
-    config.write_text(text, encoding="utf-8")
+    listing_the_mixer(tmp_path)  # the same file, saved with the list
     wait_until(lambda: proc.get_json("/healthz")["config"]["generation"] == 2, what="the reload")
     assert websocket_status(proc.url, "http://mixer.local:8080") == 101
     assert websocket_status(proc.url, "http://evil.example") == 403
