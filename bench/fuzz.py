@@ -6,6 +6,11 @@ mutated valid packets), unless said otherwise:
 
 * ``osc``: UDP datagrams (messages, bundles, junk) to the bridge's OSC port.
   The server must count every one (``adapters.osc.received`` in /healthz).
+* ``osc-tcp``: the same packets over TCP to ``[osc] listen_tcp``, SLIP or
+  length-prefixed, 50 to a connection, the byte stream cut anywhere; the
+  server must count every one. Then streams that turn to garbage (random
+  bytes, absurd lengths, a frame cut short): each may cost its connection,
+  never the server.
 * ``socketio-payloads``: ``value changed`` events with any JSON, over a raw
   WebSocket; the server must count every one (``adapters.web.received``).
 * ``socketio-frames``: raw Engine.IO/Socket.IO frames (broken packets, bad
@@ -18,8 +23,6 @@ After each: the server still answers, every stored value is within its
 control's bounds, and the log has no traceback. The pass rule is printed
 with the counts and times; the exit code is 0 or 1.
 
-A TCP OSC stream fuzzer (SLIP and length-prefixed framing, streams cut
-anywhere) belongs in :data:`FUZZERS` beside ``osc``; it is still to be written.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -47,7 +51,9 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bench.common import Server
 from bridge.config import load_config
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, MalformedPacket
+from bridge.osc.framing import MAX_PACKET, frame
+from bridge.osc.packets import check_packet
 from tests.helpers import CONTROLS_TOML, ROOT, assert_values_in_bounds, free_port
 from tests.jack import BACKEND, JackServer, MidiPeer, jack_available, unique_name
 from tests.strategies import osc_datagrams, payload
@@ -202,8 +208,9 @@ class Run:
     def __init__(self, folder: Path, jack: JackServer | None) -> None:
         self.folder = folder
         self.osc_port = free_port(socket.SOCK_DGRAM)
+        self.tcp_port = free_port()
         self.midi_names = {"input": unique_name("fuzz-in"), "output": unique_name("fuzz-out")}
-        extra = f'[osc]\nlisten = "127.0.0.1:{self.osc_port}"\ntargets = []\n'
+        extra = f'[osc]\nlisten = "127.0.0.1:{self.osc_port}"\nlisten_tcp = "127.0.0.1:{self.tcp_port}"\ntargets = []\n'
         env = {}
         if jack is not None:
             names = self.midi_names
@@ -272,6 +279,103 @@ def fuzz_osc(run: Run, n: int, seed: int) -> dict[str, Any]:
         "server_dropped": after["dropped"] - before["dropped"],
         "counts_match": received == sent,
     }
+
+
+#: Packets to one TCP connection.
+PER_CONNECTION = 50
+
+
+def fuzz_osc_tcp(run: Run, n: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)  # noqa: S311 - fuzz input, not secrets
+    before = run.health()["adapters"]["osc"]
+    target = ("127.0.0.1", run.tcp_port)
+
+    def units() -> Iterator[bytes]:
+        yield from hypothesis_units(osc_datagrams(), n // 2, seed)
+        for _ in range(n - n // 2):
+            yield raw_osc(rng)
+
+    def counted() -> int:
+        return int(run.health()["adapters"]["osc"]["received"]) - before["received"]
+
+    # Well framed: every packet counted, however the stream is cut.
+    sent = connections = 0
+    batch: list[bytes] = []
+    junk: list[bytes] = []
+    for data in units():
+        try:
+            check_packet(data[:MAX_PACKET])
+        except MalformedPacket:
+            junk.append(data)  # not OSC: a stream carrying it is not OSC either (below)
+            continue
+        batch.append(data[:MAX_PACKET])
+        if len(batch) < PER_CONNECTION:
+            continue
+        sent += _stream(target, batch, rng)
+        connections += 1
+        batch = []
+        deadline = time.monotonic() + 30
+        while counted() < sent and time.monotonic() < deadline:
+            time.sleep(0.005)
+    if batch:
+        sent += _stream(target, batch, rng)
+        connections += 1
+    deadline = time.monotonic() + 30
+    while counted() < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    received = counted()
+
+    # Streams that turn to garbage after a good packet (the junk packets above, framed; random bytes;
+    # absurd lengths; a frame cut short): each may cost its connection, never the server.
+    garbage = max(10, len(junk) // PER_CONNECTION)
+    good = OscMessageBuilder(address="/slider1")
+    good.add_arg(5.0)
+    packet = good.build().dgram
+    for i in range(garbage):
+        framing = "slip" if i % 2 else "length"
+        tail = rng.choice(
+            [
+                b"".join(frame(j[:MAX_PACKET], framing) for j in junk[i * PER_CONNECTION : (i + 1) * PER_CONNECTION]),
+                rng.randbytes(rng.randint(1, 2000)),
+                struct.pack(">i", rng.choice([-1, 2**31 - 1, MAX_PACKET + 1])) + rng.randbytes(8),
+                frame(packet, framing)[: rng.randint(1, len(packet))],
+            ]
+        )
+        try:
+            with socket.create_connection(target, timeout=5) as sock:
+                sock.sendall(frame(packet, framing) + tail)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):  # until the server closes its side
+                    pass
+        except OSError:
+            pass  # the server ended it first: what garbage may cost
+    after = run.health()["adapters"]["osc"]
+    return {
+        "sent": sent,
+        "connections": connections,
+        "server_received": received,
+        "counts_match": received == sent,
+        "garbage_connections": garbage,
+        "closed_on_garbage": after["tcp"]["closed_garbage"] - before["tcp"]["closed_garbage"],
+    }
+
+
+def _stream(target: tuple[str, int], packets: list[bytes], rng: random.Random) -> int:
+    """Send ``packets`` framed one way over one connection, in pieces cut anywhere; how many were sent."""
+    framing = rng.choice(["slip", "length"])
+    data = b"".join(frame(p, framing) for p in packets)
+    with socket.create_connection(target, timeout=10) as sock:
+        at = 0
+        while at < len(data):
+            cut = rng.randint(1, 1500)
+            sock.sendall(data[at : at + cut])
+            at += cut
+        # Hang up in order and read what the bridge answered (/bridge/sync replies): closing with
+        # unread bytes would reset the connection, and a reset loses what the bridge had not read yet.
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    return len(packets)
 
 
 class RawSocket:
@@ -435,9 +539,10 @@ def fuzz_config(run: Run, n: int, seed: int) -> dict[str, Any]:
     return {"files": loaded + refused + len(failures), "loaded": loaded, "refused": refused, "escaped": failures[:3]}
 
 
-#: Name -> fuzzer(run, n, seed). ``osc-tcp`` (TCP OSC streams) is to be added here.
+#: Name -> fuzzer(run, n, seed).
 FUZZERS: dict[str, Callable[[Run, int, int], dict[str, Any]]] = {
     "osc": fuzz_osc,
+    "osc-tcp": fuzz_osc_tcp,
     "socketio-payloads": fuzz_payloads,
     "socketio-frames": fuzz_frames,
     "midi": fuzz_midi,

@@ -202,7 +202,8 @@ def test_garbage_on_tcp_closes_that_connection_only(
     good = socket.create_connection(("127.0.0.1", tcp_port))
     bad = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(3)]
     try:
-        bad[0].sendall(bytes([0xC0]) + b"/not osc at all" + bytes([0xC0]))  # a SLIP frame that is no OSC
+        # A good message, then a SLIP frame that is no OSC, in one write: the message before the garbage is taken.
+        bad[0].sendall(slip(build("/eos/sub/1", 12.0)) + bytes([0xC0]) + b"/not osc at all" + bytes([0xC0]))
         bad[1].sendall(struct.pack(">i", 10_000_000) + b"xxxx")  # a length over the limit
         bad[2].sendall(bytes([0xC0]) + b"/x" * 40_000)  # a SLIP packet that never ends
         for sock in bad:
@@ -213,6 +214,7 @@ def test_garbage_on_tcp_closes_that_connection_only(
             what="three connections closed and counted",
         )
         assert health["clients"] == 1
+        browser.wait_value("level", 12)
         good.sendall(slip(build("/eos/sub/1", 33.0)))
         browser.wait_value("level", 33)
     finally:

@@ -286,4 +286,4 @@ def test_the_fuzzers_at_scale_run_and_pass_on_a_small_n(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert lines[-1] == "fuzz: PASS"
     ran = {line.split(":")[0] for line in lines if line.startswith(("osc", "socketio", "midi", "config"))}
-    assert ran == {"osc", "socketio-payloads", "socketio-frames", "midi", "config"}
+    assert ran == {"osc", "osc-tcp", "socketio-payloads", "socketio-frames", "midi", "config"}

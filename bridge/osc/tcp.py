@@ -114,10 +114,14 @@ class Stream:
                 if self.framing is None:
                     self.framing = self._deframer.framing  # answer a client in its own framing
                     self._framed.set()
-                for packet in packets:
-                    check_packet(packet)  # garbage in a stream: the stream is not OSC, close it
-                if packets:
-                    self._receive(packets, self)
+                good = []
+                try:
+                    for packet in packets:
+                        check_packet(packet)  # garbage in a stream: the stream is not OSC, close it
+                        good.append(packet)
+                finally:
+                    if good:
+                        self._receive(good, self)  # what came before the garbage is taken
         except MalformedPacket as err:
             self.garbage = True
             log.warning("OSC over TCP from %s: %s; connection closed", self.ident, err)
