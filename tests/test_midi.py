@@ -7,6 +7,7 @@ browsers with real Socket.IO clients.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from bridge.config import MidiConfig
 from bridge.errors import AmbiguousPort
 from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
-from bridge.midi.system import match_port
-from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
+from bridge.midi.system import Inlet, MidiSystem, _RtmidiInlet, match_port
+from tests.helpers import CONTROLS_TOML, DEADLINE, BridgeProcess, Client, wait_until, write_config
 from tests.jack import BACKEND, JackServer, MidiPeer, unique_name
 
 Start = Callable[..., BridgeProcess]
@@ -524,3 +525,65 @@ def test_knobs_selects_leds_triggers_and_midi_ranges_both_ways(
     peer.wait_for(note_on(1, 42, 5))
     server.put_values(colour=0)
     peer.wait_for(note_on(1, 42, 1))
+
+
+def _read_all(inlet: Inlet, count: int) -> list[mido.Message]:
+    got: list[mido.Message] = []
+
+    def done() -> bool:
+        got.extend(inlet.pending())
+        return len(got) >= count
+
+    wait_until(done, what=f"{count} messages from {inlet.name!r}")
+    return got
+
+
+def test_a_jack_input_leaves_its_messages_in_rtmidis_queue_no_python_on_the_jack_thread(
+    jack: JackServer, peer: MidiPeer
+) -> None:
+    # A callback would run on the JACK process thread and wait there for the GIL (bench/jack_gil.py):
+    # the bridge's JACK input sets none, and rtmidi keeps each message in its own queue.
+    system = MidiSystem(BACKEND)
+    name = unique_name("queued")
+    inlet = system.open_input(name, virtual=True)
+    try:
+        assert not inlet.wakes
+        sink = wait_until(lambda: next((s for s in peer.sinks() if s.endswith(f":{name}")), None), what="the port")
+        peer.output = peer.backend.open_output(sink)
+        sent = [cc(1, 7, v) for v in range(128)]
+        peer.send(*sent)
+        # The first straight from rtmidi's queue (with a callback set, rtmidi would hand it to the callback).
+        first = wait_until(inlet._rt.get_message, what="a message in rtmidi's queue")
+        assert first[0] == sent[0].bytes()
+        assert [m.bytes() for m in _read_all(inlet, len(sent) - 1)] == [m.bytes() for m in sent[1:]]
+    finally:
+        inlet.close()
+        system.close()
+
+
+def test_an_input_that_wakes_its_reader_hands_every_message_over_in_order(jack: JackServer, peer: MidiPeer) -> None:
+    # The way ALSA, CoreMIDI and Windows inputs are read (their callbacks run on a thread of the MIDI
+    # system's own, which may wait): a callback appends and wakes the reader. JACK is the MIDI system
+    # this machine has, so the same rtmidi callback runs here on JACK's thread.
+    import rtmidi
+
+    name = unique_name("woken")
+    inlet = _RtmidiInlet(rtmidi, rtmidi.API_UNIX_JACK, name, virtual=True, wake=True)
+    try:
+        assert inlet.wakes
+        sink = wait_until(lambda: next((s for s in peer.sinks() if s.endswith(f":{name}")), None), what="the port")
+        peer.output = peer.backend.open_output(sink)
+        woken = threading.Event()
+
+        def reader() -> None:
+            inlet.wait(3600)  # returns when the first message writes to the pipe, or never
+            woken.set()
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        sent = [cc(2, 1, v % 128) for v in range(1000)]
+        peer.send(*sent)
+        assert woken.wait(DEADLINE), "the reader was not woken by the messages"
+        assert [m.bytes() for m in _read_all(inlet, len(sent))] == [m.bytes() for m in sent]
+    finally:
+        inlet.close()

@@ -6,20 +6,22 @@ which rewrites module globals). Whatever mido or python-rtmidi raise (no
 ALSA sequencer, no JACK server, an unknown port, a port gone) leaves this
 module as :class:`MidiPortError`: the adapter has one error to handle.
 
-An rtmidi input wakes its reader: rtmidi's callback runs on the MIDI
-system's thread (with JACK, the JACK process thread), so it does the least
-that can be done there: it appends the message's bytes to a deque and, for
-the first message since the reader last looked, writes one byte to a pipe.
-Both are safe from a foreign thread whatever the server model (a deque
-append is atomic; ``os.write`` is the plain system call, gevent does not
-patch it), and neither waits for anything but the GIL, which the callback
-needs in any case. The reader waits on the pipe (with ``select``, which
-gevent makes cooperative) and decodes the messages on its own thread.
-An earlier callback that decoded and applied each message on the JACK
-thread lost most of a burst while other Python threads were busy; this one
-lost none of 3 bursts of 1,000 CC sent while the server fanned out to 1,000
-browsers (gevent) or 150 (threads) (measurements in docs/performance.md).
-Inputs of other mido backends are polled every :data:`READ_INTERVAL`.
+An rtmidi input wakes its reader, except under JACK. Its callback runs on
+the MIDI system's thread and does the least that can be done there: it
+appends the message's bytes to a deque and, for the first message since the
+reader last looked, writes one byte to a pipe (a deque append is atomic;
+``os.write`` is the plain system call, which gevent does not patch). The
+reader waits on the pipe (with ``select``, which gevent makes cooperative)
+and decodes the messages on its own thread. A Python callback must take the
+GIL, though, and with JACK that thread is the JACK process thread, which
+must never wait: while the bridge's loop runs Python, the callback waits for
+the switch interval (5 ms, several JACK periods; ``python -m
+bench.jack_gil`` measures it), which a real-time JACK server counts as an
+xrun. So a JACK input is read the other way: rtmidi queues
+each message in C++ on the JACK thread, with no Python there, and the
+reader takes them every :data:`READ_INTERVAL` (half of it on average, under
+half a 64-frame period at 48 kHz). Inputs of other mido backends are
+polled the same way.
 
 With JACK, the system itself may go away (the server restarts): a
 :class:`~bridge.midi.jack.JackWatch` hears it, and :attr:`MidiSystem.lost`
@@ -102,6 +104,8 @@ class Inlet(Protocol):
     """An open input: :meth:`wait` until messages may be there (or ``timeout``), then :meth:`pending`."""
 
     name: str
+    #: True when a message wakes the reader; else :meth:`wait` is a :data:`READ_INTERVAL` pause.
+    wakes: bool
 
     def wait(self, timeout: float) -> None: ...
 
@@ -111,9 +115,10 @@ class Inlet(Protocol):
 
 
 class _RtmidiInlet:
-    """A python-rtmidi input whose callback hands the messages over and wakes the reader."""
+    """A python-rtmidi input: its callback hands the messages over and wakes the reader (``wake``),
+    or rtmidi queues them and the reader polls."""
 
-    def __init__(self, rtmidi: Any, api: int, name: str, virtual: bool) -> None:
+    def __init__(self, rtmidi: Any, api: int, name: str, virtual: bool, wake: bool) -> None:
         rt = rtmidi.MidiIn(api, name=CLIENT_NAMES["input"], queue_size_limit=QUEUE_LIMIT)
         try:
             # Clock, sysex and active sensing set no control: dropped before Python sees them.
@@ -130,13 +135,16 @@ class _RtmidiInlet:
             raise
         self._rt = rt
         self.name = name
+        self.wakes = wake
         # The oldest go first if the reader ever falls this far behind: the newest values win.
         self._arrived: deque[list[int]] = deque(maxlen=QUEUE_LIMIT)
         self._woken = False
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        rt.set_callback(self._on_message)
+        self._wake_read = self._wake_write = -1
+        if wake:
+            self._wake_read, self._wake_write = os.pipe()
+            os.set_blocking(self._wake_read, False)
+            os.set_blocking(self._wake_write, False)
+            rt.set_callback(self._on_message)
 
     def _on_message(self, event: tuple[list[int], float], data: object = None) -> None:
         # On the MIDI system's thread: hand over and wake, nothing more.
@@ -149,10 +157,15 @@ class _RtmidiInlet:
                 pass  # full (the reader is woken already) or closing
 
     def wait(self, timeout: float) -> None:
-        if not self._arrived:
+        if not self.wakes:
+            time.sleep(min(timeout, READ_INTERVAL))
+        elif not self._arrived:
             select.select([self._wake_read], [], [], timeout)
 
     def pending(self) -> list[mido.Message]:
+        return self._woken_pending() if self.wakes else self._queued()
+
+    def _woken_pending(self) -> list[mido.Message]:
         try:
             os.read(self._wake_read, 4096)
         except OSError:
@@ -170,16 +183,32 @@ class _RtmidiInlet:
                 messages.append(message)
         return messages
 
+    def _queued(self) -> list[mido.Message]:
+        messages = []
+        try:
+            for _ in range(READ_BATCH):
+                item = self._rt.get_message()
+                if item is None:
+                    break
+                message = message_from_bytes(item[0])
+                if message is not None:
+                    messages.append(message)
+        except _MIDI_ERRORS as err:
+            raise MidiPortError(f"cannot read {self.name!r}: {err}") from err
+        return messages
+
     def close(self) -> None:
         try:
-            self._rt.cancel_callback()  # before closing, so no callback runs on a closed port
+            if self.wakes:
+                self._rt.cancel_callback()  # before closing, so no callback runs on a closed port
             self._rt.close_port()
             self._rt.delete()
         except _MIDI_ERRORS as err:
             raise MidiPortError(f"error closing {self.name!r}: {err}") from err
         finally:
-            os.close(self._wake_read)
-            os.close(self._wake_write)
+            if self.wakes:
+                os.close(self._wake_read)
+                os.close(self._wake_write)
 
 
 class _MidoInlet:
@@ -188,6 +217,7 @@ class _MidoInlet:
     def __init__(self, port: Any) -> None:
         self._port = port
         self.name: str = port.name
+        self.wakes = False
 
     def wait(self, timeout: float) -> None:
         time.sleep(min(timeout, READ_INTERVAL))
@@ -318,7 +348,9 @@ class MidiSystem:
     def open_input(self, name: str, virtual: bool) -> Inlet:
         try:
             if self._rtmidi is not None:
-                return _RtmidiInlet(self._rtmidi, self._api, name, virtual)
+                # No Python on the JACK process thread: a JACK input is polled (see above).
+                wake = self._api != self._rtmidi.API_UNIX_JACK
+                return _RtmidiInlet(self._rtmidi, self._api, name, virtual, wake)
             return _MidoInlet(self.backend.open_input(name, virtual=virtual))
         except _MIDI_ERRORS as err:
             raise MidiPortError(str(err) or type(err).__name__) from err
