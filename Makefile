@@ -62,6 +62,7 @@ bench: deps bench/node_modules/.installed
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 	$(PY) -m bench.monitor_bench 3
+	$(PY) -m bench.jack_gil
 
 # What the message monitor costs: fan-out p99 at 100 clients before (hooks off) and after, and with a drawer open.
 bench-monitor: deps
