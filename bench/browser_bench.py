@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -32,7 +31,7 @@ from playwright.sync_api import Page, sync_playwright
 from bench.common import BENCH_CONTROLS, ROOT, Server, percentiles
 from bench.midi_bench import MIDI_EXTRA
 from tests.browser import Pages, fader_point, launch
-from tests.jack import JackServer, MidiPeer
+from tests.jack import MidiPeer, running_jack
 
 #: Records, in every page, the times (on the page's clock, ms since the epoch) of its events.
 STAMPS = """
@@ -135,10 +134,7 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
 def midi_to_page(gestures: int, root: Path = ROOT) -> dict[str, Any]:
     """CCs into the bridge's JACK input, one at a time; how long until a page shows each."""
     with tempfile.TemporaryDirectory() as folder:
-        jack = JackServer(Path(folder)).start()
-        previous = os.environ.get("JACK_DEFAULT_SERVER")
-        os.environ["JACK_DEFAULT_SERVER"] = jack.name
-        try:
+        with running_jack(Path(folder)) as jack:
             env = {"JACK_DEFAULT_SERVER": jack.name}
             with Server(MIDI_EXTRA, env=env, root=root) as server, sync_playwright() as pw:
                 peer = MidiPeer()
@@ -164,12 +160,6 @@ def midi_to_page(gestures: int, root: Path = ROOT) -> dict[str, Any]:
                     pages.close()
                     browser.close()
                     peer.close()
-        finally:
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
-            jack.stop()
 
 
 def _ms(samples_ms: list[float]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ no Python runs there. The same bursts through that queue are counted too.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import rtmidi
 
-from tests.jack import JackServer, jack_available
+from tests.jack import jack_available, running_jack
 
 BURSTS = 3
 PER_BURST = 1000
@@ -109,10 +108,7 @@ def main() -> None:
     reason = jack_available()
     if reason is not None:
         raise SystemExit(f"jack_gil: {reason}")
-    jack = JackServer(Path(tempfile.mkdtemp(prefix="jack-gil-")))
-    os.environ["JACK_DEFAULT_SERVER"] = jack.name
-    jack.start()
-    try:
+    with tempfile.TemporaryDirectory(prefix="jack-gil-") as folder, running_jack(Path(folder)):
         interval = sys.getswitchinterval() * 1000
         print(f"switch interval {interval:g} ms; {BURSTS} bursts of {PER_BURST} CC; medians of {args.runs}")
         print("| input read by | main thread | received | longest gap in a burst | gaps over 1 ms |")
@@ -129,8 +125,6 @@ def main() -> None:
                     gap = stalls = "no Python on the JACK thread"
                 main_thread = "running Python" if busy else "idle"
                 print(f"| {how} | {main_thread} | {received:g} of {BURSTS * PER_BURST} | {gap} | {stalls} |")
-    finally:
-        jack.stop()
 
 
 if __name__ == "__main__":

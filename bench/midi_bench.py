@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import threading
@@ -37,7 +36,7 @@ from bench.common import (
 )
 from bridge.config import parse_config
 from bridge.midi.codec import from_midi
-from tests.jack import BACKEND, JackServer, MidiPeer
+from tests.jack import BACKEND, MidiPeer, running_jack
 
 MIDI_EXTRA = f'[midi]\nbackend = "{BACKEND}"\ninput = "bench-in"\noutput = "bench-out"\nvirtual = true\n'
 
@@ -71,10 +70,7 @@ async def run_once(
     fader = parse_config(__import__("tomllib").loads(BENCH_CONTROLS), Path("bench.toml")).control("fader")
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
-        jack = JackServer(Path(folder)).start()
-        previous = os.environ.get("JACK_DEFAULT_SERVER")
-        os.environ["JACK_DEFAULT_SERVER"] = jack.name
-        try:
+        with running_jack(Path(folder)) as jack:
             with Server(MIDI_EXTRA, env={"JACK_DEFAULT_SERVER": jack.name, **(env or {})}, root=root) as server:
                 peer = MidiPeer()
                 peer.connect("bench-in", "bench-out")
@@ -146,12 +142,6 @@ async def run_once(
                 await close_all(watchers)
                 stamped.close()
                 peer.close()
-        finally:
-            if previous is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = previous
-            jack.stop()
     return result
 
 

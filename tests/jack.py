@@ -18,6 +18,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,20 @@ class JackServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@contextmanager
+def running_jack(folder: Path) -> Iterator[JackServer]:
+    """A JACK server of its own for a run (a bench's), and JACK_DEFAULT_SERVER pointing at it meanwhile."""
+    server = JackServer(folder)
+    previous = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    try:
+        server.start()
+        yield server
+    finally:
+        _restore("JACK_DEFAULT_SERVER", previous)
+        server.stop()
 
 
 def _restore(key: str, value: str | None) -> None:
