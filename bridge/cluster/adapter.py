@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bridge.cluster.protocol import Pending, Versions
+from bridge.cluster.status import REFUSED_RETRY, Status
 from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
@@ -58,7 +59,7 @@ BEAT_INTERVAL = 1.0
 LISTEN_TIMEOUT = 0.5
 #: Reconnection backoff, doubled after each failed try.
 RETRY_MIN = 0.1
-RETRY_MAX = 2.0
+RETRY_MAX = REFUSED_RETRY
 #: How long start-up waits for Redis before it gives up.
 START_TIMEOUT = 5.0
 
@@ -91,7 +92,8 @@ class ClusterAdapter:
 
     Locks: ``_apply_lock`` (one settle at a time, so the highest version
     lands last) is taken before the versions' own lock, never after; the
-    state lock ``_lock`` is taken alone.
+    lock ``_lock`` (the trigger presses to announce, the signature) is
+    taken alone. The link's state and counters are :class:`Status`'s.
     """
 
     name = "cluster"
@@ -105,26 +107,16 @@ class ClusterAdapter:
         self.signature = signature(hub.controls.values())
         self.store = RedisStore(config.redis, config.name, self.process_id)
         self.versions = Versions(hub.controls)
-        self._lock = threading.Lock()  # state and counters
+        self._lock = threading.Lock()  # the trigger presses and the signature
         self._apply_lock = threading.Lock()
         self._ready = threading.Event()
         self._fires: Latest[tuple[str, int], str] = Latest()  # trigger presses to announce, in order
         self._presses = itertools.count()
         self._workers = Workers()
-        self._up = False
-        self._down_since = 0.0
         self._next_beat = 0.0
-        self._refusal_logged = False
         self._warn = LogLimiter(log, interval=10.0)
-        self.state = "starting"  # joined | down | refused
-        self.members = 0
-        #: Processes running other controls (a config reload not made by every process yet).
-        self.differ = 0
+        self.status = Status(self.url, config.name)
         self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
-        self.written = 0
-        self.received = 0
-        self.applied = 0
-        self.outages = 0
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -152,23 +144,14 @@ class ClusterAdapter:
         self.store.close()
 
     def describe(self) -> dict[str, Any]:
-        with self._lock:
-            counters = {
-                "state": self.state,
-                "members": self.members,
-                "differ": self.differ,
-                "written": self.written,
-                "received": self.received,
-                "applied": self.applied,
-            }
         return {
             "redis": self.url,
             "name": self.config.name,
             "process": self.process_id,
-            **counters,
+            **self.status.describe(),
             "queued": self.versions.queued,
             "inflight": self.versions.inflight,
-            "outages": self.outages,
+            "outages": self.status.outages,
         }
 
     def reshape(self, reshaped: Reshaped) -> None:
@@ -197,27 +180,12 @@ class ClusterAdapter:
             with self._lock:
                 self._reshaped = (self._reshaped or []) + added  # again once Redis is back
             raise
-        self._agree(differ)
+        self.status.agree(differ, mine)
         for cid, (text, version) in stored.items():
             control = self.hub.controls.get(cid)
             value = None if control is None else self._checked(control, text)
             if value is not None and self.versions.announced(cid, version, value):
                 self._settle(cid)
-
-    def _agree(self, differ: int) -> None:
-        """Say when the processes start or stop running the same controls."""
-        with self._lock:
-            before, self.differ = self.differ, differ
-        if differ and not before:
-            log.warning(
-                "cluster %r: %d other process(es) run other controls (signature here %s): a config reload "
-                "not made by every process; values are shared only for the controls they have in common",
-                self.config.name,
-                differ,
-                self.signature,
-            )
-        elif before and not differ:
-            log.info("cluster %r: every process runs the same controls again", self.config.name)
 
     # -- local changes out -----------------------------------------------------
     def send(self, change: Change) -> None:
@@ -268,7 +236,7 @@ class ClusterAdapter:
             try:
                 self.store.fire(cid, kind)
             except StoreError as err:
-                self._lost(err)
+                self.status.lost(err)
                 return
 
     def _write(self, batch: list[tuple[str, Pending]], stopping: bool, backoff: float) -> bool:
@@ -281,16 +249,15 @@ class ClusterAdapter:
                 # Out of memory, read-only replica...: retried, reported once in a while.
                 self._warn.warning("refused", "cluster: Redis refused a write: %s; retrying", err)
             else:
-                self._lost(err)
+                self.status.lost(err)
             if stopping:
                 log.warning("cluster: %d changes not written before stopping: %s", len(batch), err)
             else:
                 self._workers.wait(backoff)
             return False
         if backoff > RETRY_MIN:
-            self._reachable()
-        with self._lock:
-            self.written += len(batch)
+            self.status.reachable(self.versions.joined)
+        self.status.count("written", len(batch))
         if self.monitor.watching:
             for cid, (value, _kind) in batch:
                 self.monitor.saw("cluster", "out", self.url, "write", [value], cid)
@@ -314,20 +281,13 @@ class ClusterAdapter:
                     self._beat()
             except ClusterRefused as err:
                 self.store.unsubscribe()
-                with self._lock:
-                    self.state = "refused"
-                if not self._refusal_logged:
-                    log.error("cluster: %s; serving locally, trying again every %.0f s", err, RETRY_MAX)
-                    self._refusal_logged = True
-                self._workers.wait(RETRY_MAX)
+                self.status.refused(err)
+                self._workers.wait(REFUSED_RETRY)
             except StoreError as err:
                 self.store.unsubscribe()
                 # Writes wait for the next join: it re-reads what changed meanwhile.
                 self.versions.left()
-                with self._lock:
-                    if self.state != "refused":
-                        self.state = "down"
-                self._lost(err)
+                self.status.down(err)
                 self._workers.wait(backoff)
                 backoff = min(RETRY_MAX, backoff * 2)
 
@@ -353,13 +313,8 @@ class ClusterAdapter:
             )
         fresh = self._read_hash(joined.stored)
         queued = self.versions.replace(fresh)
-        self._agree(joined.differ)
-        with self._lock:
-            self.state = "joined"
-            was_down = not self._up and not initial
-            down_for = time.monotonic() - self._down_since
-            self._up = True
-            self._refusal_logged = False
+        self.status.agree(joined.differ, self.signature)
+        down_for = self.status.joined(initial)
         self._next_beat = 0.0
         if joined.took_over:
             log.warning(
@@ -374,7 +329,7 @@ class ClusterAdapter:
             self.hub.restore({cid: value for cid, (_version, value) in fresh.items()})
             log.info("cluster %r: joined at %s as %s", self.config.name, self.url, self.process_id)
         else:
-            if was_down:
+            if down_for is not None:
                 log.warning(
                     "cluster: Redis at %s back after %.1f s; %d queued changes go out now", self.url, down_for, queued
                 )
@@ -418,8 +373,7 @@ class ClusterAdapter:
         value = self._checked(control, json.dumps(message.get("value")))
         if value is None:
             return
-        with self._lock:
-            self.received += 1
+        self.status.count("received")
         if self.versions.announced(cid, version, value) and process != self.process_id:
             self._settle(cid)
 
@@ -428,8 +382,7 @@ class ClusterAdapter:
             return
         if self.monitor.watching:
             self.monitor.saw("cluster", "in", str(process), "fire", [1], str(cid))
-        with self._lock:
-            self.received += 1
+        self.status.count("received")
         try:
             self.hub.set(cid, 1, Origin(ORIGIN_KIND, str(process)))
         except (InvalidValue, UnknownControl) as err:
@@ -450,35 +403,9 @@ class ClusterAdapter:
                 log.warning("cluster: %s from Redis not applied: %s", cid, err)
                 return
             if applied.changed:
-                with self._lock:
-                    self.applied += 1
+                self.status.count("applied")
 
     def _beat(self) -> None:
         members, differ = self.store.beat(self.signature)
-        self._agree(differ)
-        with self._lock:
-            self.members = members
+        self.status.agree(differ, self.signature, members)
         self._next_beat = time.monotonic() + BEAT_INTERVAL
-
-    # -- outages -------------------------------------------------------------------
-    def _lost(self, err: BaseException) -> None:
-        """Note an outage; logged once per outage, not per retry."""
-        with self._lock:
-            if not self._up:
-                return
-            self._up = False
-            self.outages += 1
-            self._down_since = time.monotonic()
-        log.warning(
-            "cluster: lost Redis at %s (%s); serving this process's clients, changes held until it is back",
-            self.url,
-            err,
-        )
-
-    def _reachable(self) -> None:
-        """A write went through after failures the listener may never have seen (its own connection held)."""
-        with self._lock:
-            if self._up or not self.versions.joined:
-                return
-            self._up = True
-        log.warning("cluster: Redis at %s reachable again", self.url)
