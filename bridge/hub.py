@@ -59,10 +59,6 @@ class Reshaped:
     redefined: tuple[str, ...]
     adjusted: dict[str, tuple[Value, Value]]  # id -> (value before, value now)
 
-    @property
-    def unchanged(self) -> bool:
-        return not (self.added or self.removed or self.redefined)
-
 
 #: Where the changes a reload makes to values (clamped, reset) come from.
 RELOAD = Origin("config", "reload")
@@ -150,16 +146,20 @@ class Hub:
         Raises :class:`UnknownControl` or :class:`InvalidValue`; nothing is
         stored then. A value equal to the stored one is not fanned out.
         """
-        control = self.control(control_id)
-        value = normalize(control, raw)
-        if control.trigger:
-            return self._fire(control, value, origin)
-        with self._lock:
-            if _same(self._values[control.id], value):
-                return Applied(control, self._values[control.id], changed=False, adjusted=not _same(value, raw))
-            self._values[control.id] = value
-            self.version += 1
-            self._outbox.append(Change(control, value, origin))
+        while True:
+            control = self.control(control_id)
+            value = normalize(control, raw)
+            if control.trigger:
+                return self._fire(control, value, origin)
+            with self._lock:
+                if self.controls.get(control.id) is not control:
+                    continue  # a reload replaced or removed it since the check: checked again
+                if _same(self._values[control.id], value):
+                    return Applied(control, self._values[control.id], changed=False, adjusted=not _same(value, raw))
+                self._values[control.id] = value
+                self.version += 1
+                self._outbox.append(Change(control, value, origin))
+            break
         self._dispatch()
         return Applied(control, value, changed=True, adjusted=not _same(value, raw))
 
@@ -172,15 +172,14 @@ class Hub:
         self._dispatch()
         return Applied(control, 1, changed=True)
 
-    def reshape(
-        self, controls: Iterable[Control], saved: Mapping[str, Value], apply: Callable[[Reshaped], None]
-    ) -> Reshaped:
+    def reshape(self, controls: Iterable[Control], apply: Callable[[Reshaped], None]) -> Reshaped:
         """Take a new set of controls, keeping every value that still fits; ``apply`` runs before any later change.
 
         A control whose id stays keeps its value (clamped or stepped into a
         new range; reset to its new default when its new definition refuses
-        it). A new control starts from ``saved`` (the state file, or a value
-        it had before it was removed), else from its default. A removed
+        it). A new control starts from its parked value (the state file's
+        at start, or the one it had before a reload removed it), else from
+        its default. A removed
         control's value is parked for when it comes back. ``apply`` (the
         adapters taking the new controls) runs under the dispatch lock, so
         no change reaches an adapter between the new controls and it; the
@@ -198,7 +197,7 @@ class Hub:
                 new_values: dict[str, Value] = {}
                 adjusted: dict[str, tuple[Value, Value]] = {}
                 for cid, control in fresh.items():
-                    before = values[cid] if cid in old else self._parked.pop(cid, saved.get(cid, control.default))
+                    before = values[cid] if cid in old else self._parked.pop(cid, control.default)
                     try:
                         now = normalize(control, before)
                     except InvalidValue:

@@ -32,7 +32,6 @@ from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.flow import Workers
 from bridge.hub import Reshaped
-from bridge.state import load_state
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -161,7 +160,6 @@ def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
     bridge.origins.listed = tuple(config.server.allowed_origins)
     if config.server.theme != old.server.theme:
         bridge.web.push("theme", {"theme": config.server.theme})  # open pages change their looks at once
-    saved = load_state(old.server.state_file, {c.id: c for c in config.controls}) if old.server.state_file else {}
 
     def in_force(reshaped: Reshaped) -> None:
         # Under the hub's dispatch order: no change reaches an adapter between the new controls and this.
@@ -173,6 +171,6 @@ def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
                 reshape(reshaped)
         bridge.web.relayout(bridge.render_surface, generation, reshaped)
 
-    reshaped = bridge.hub.reshape(config.controls, saved, in_force)
+    reshaped = bridge.hub.reshape(config.controls, in_force)
     bridge.replace_adapters(old, config)
     return reshaped
