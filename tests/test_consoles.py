@@ -294,3 +294,17 @@ def test_bad_console_keys_name_the_key(tmp_path: Path, osc: str, key: str, words
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:9001"\n{osc}\n'))
     assert err.value.key == key and words in err.value.expected, str(err.value)
+
+
+def test_a_tcp_target_named_by_host_name_is_heard_under_osc_allow(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    # [osc] allow lists addresses; a desk named "localhost" in its target answers from 127.0.0.1.
+    desk = consoles("slip")
+    osc = f'allow = ["127.0.0.1"]\n[[osc.targets]]\naddress = "localhost:{desk.port}"\ntransport = "tcp"\n'
+    proc = bridge_factory(bridge_config(tmp_path, osc))
+    client = client_factory(proc.url)
+    desk.wait_connected()
+    desk.send("/eos/out/active/cue/text", "2/1 Dawn")
+    client.wait_value("cue", "2/1 Dawn")
+    assert proc.get_json("/healthz")["adapters"]["osc"]["refused"] == 0

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 
 from bridge.config import DEFAULT_CONFIG, load_config
 from bridge.errors import ConfigError
-from bridge.oscquery.namespace import Namespace
+from bridge.oscquery.namespace import Namespace, frame, json_value, type_string
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.jack import MidiPeer, unique_name
 from tests.osc_tools import OscPeer, oscsend
@@ -566,3 +567,24 @@ def test_every_new_type_has_its_type_range_and_access(start_bridge: Callable[...
     # The viewer key reads the displays as read only, like everything else.
     status, access = bridge.get("/level?ACCESS")
     assert status == 200 and access == {"ACCESS": 1}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("osc", "type_tag", "item", "arg"),
+    [
+        ('"/mute"', "T", True, True),  # an OSC boolean by default
+        ('{ address = "/mute", types = "i" }', "i", 1, 1),  # the desk wants an int: TYPE, VALUE and the frame agree
+        ('{ address = "/mute", types = "f" }', "f", 1.0, 1.0),
+    ],
+)
+def test_a_toggles_type_value_and_frame_agree(
+    tmp_path: Path, osc: str, type_tag: str, item: object, arg: object
+) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f'[[controls]]\nid = "mute"\ntype = "toggle"\nosc = {osc}\n', encoding="utf-8")
+    control = load_config(path).control("mute")
+    assert type_string(control) == type_tag
+    assert json_value(control, True) == item and type(json_value(control, True)) is type(item)
+    message = OscMessage(frame(control, True))
+    assert message.params == [arg] and type(message.params[0]) is type(arg)

@@ -193,17 +193,22 @@ class OscAdapter:
         """Mirror ``change`` to every target and TCP client but the one it came from."""
         source = change.origin.ident if change.origin.kind == "osc" else None
         control = change.control
+        # Encoded once per prefix and argument type: most targets share them.
+        packets: dict[tuple[str, str], bytes] = {}
         for target in self._targets:
             if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
-            address = target.config.prefix + control.osc
-            packet = encode(address, control, change.value, target.config.arg_type)
+            form = (target.config.prefix, target.config.arg_type)
+            packet = packets.get(form)
+            if packet is None:
+                packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
             target.put(control.id, packet)
             if self.monitor.watching:
                 self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
-        if self.listener is not None:
-            packet = encode(control.osc, control, change.value)
-            for stream in self.listener.streams():
+        streams = self.listener.streams() if self.listener is not None else []
+        if streams:
+            packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
+            for stream in streams:
                 if stream.ident != source:
                     stream.put(control.id, packet)
                     if self.monitor.watching:

@@ -170,9 +170,16 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
         raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
 
 
+class AddressTable(dict[str, tuple[Control, ...]]):
+    """The controls at each OSC address; apart, the addresses with a ``{value}`` in them, made once
+    (an incoming address is matched against those, and only those, one by one)."""
+
+    templates: tuple[tuple[str, tuple[Control, ...]], ...] = ()
+
+
 def address_table(
     controls: Iterable[Control], address: Callable[[Control], str | None] = lambda c: c.osc
-) -> dict[str, tuple[Control, ...]]:
+) -> AddressTable:
     """The controls at each OSC address (several when their constant arguments differ).
 
     ``address`` picks the address: the control's own by default, or another
@@ -183,7 +190,9 @@ def address_table(
         at = address(control)
         if at is not None:
             table.setdefault(at, []).append(control)
-    return {address: tuple(found) for address, found in table.items()}
+    made = AddressTable({address: tuple(found) for address, found in table.items()})
+    made.templates = tuple((at, found) for at, found in made.items() if "{value}" in at)
+    return made
 
 
 def controls_at(address: str, table: Mapping[str, tuple[Control, ...]]) -> list[Control]:
@@ -195,8 +204,13 @@ def controls_at(address: str, table: Mapping[str, tuple[Control, ...]]) -> list[
         regex = pattern_regex(address)
         return [control for a, found in table.items() if regex.match(a) for control in found]
     exact = list(table.get(address, ()))
-    for template, found in table.items():
-        if "{value}" in template and _fits(template, address):
+    templates = (
+        table.templates
+        if isinstance(table, AddressTable)
+        else tuple((at, found) for at, found in table.items() if "{value}" in at)
+    )
+    for template, found in templates:
+        if _fits(template, address):
             exact += found
     return exact
 

@@ -56,7 +56,11 @@ class Stream:
     def __init__(self, sock: socket.socket, ident: str, framing: Framing | None, receive: Receive) -> None:
         self.sock = sock
         self.ident = ident
-        self.host = ident.rsplit(":", 1)[0].removeprefix("tcp:").strip("[]")
+        try:
+            # The address it speaks from, which [osc] allow lists (a target may be named by its host name).
+            self.host = str(sock.getpeername()[0])
+        except OSError:
+            self.host = ""  # gone already: nothing will be read from it
         self.framing = framing
         self._deframer = Deframer(framing)
         self._receive = receive

@@ -92,9 +92,19 @@ def type_string(control: Control) -> str:
     return "".join(tags)
 
 
+def _value_tag(control: Control) -> str:
+    """The type tag of the argument that carries the value: as the control's ``types`` say, else :func:`osc_type`."""
+    template = control.osc_args if control.osc_args is not None else (VALUE,)
+    if control.osc_types is not None:
+        at = next((i for i, arg in enumerate(template) if arg is VALUE), None)
+        if at is not None and at < len(control.osc_types):
+            return control.osc_types[at]
+    return osc_type(control)
+
+
 def json_value(control: Control, value: Value) -> float | int | bool | str | None:
     """A stored value as its OSCQuery ``VALUE`` item at the value's place."""
-    tag = osc_type(control)
+    tag = _value_tag(control)
     if tag == "N":
         return None
     if control.switch and (control.on is not None or control.off is not None):
@@ -111,7 +121,7 @@ def json_value(control: Control, value: Value) -> float | int | bool | str | Non
 
 def frame(control: Control, value: Value) -> bytes:
     """The binary OSC message a listener gets for ``value``, typed as ``TYPE`` says."""
-    if control.type == "toggle" and control.on is None and control.off is None and control.osc_args is None:
+    if type_string(control) == "T":  # a toggle as an OSC boolean, as TYPE says
         builder = OscMessageBuilder(address=control.osc)
         builder.add_arg(bool(value))  # T or F: no data bytes
         return bytes(builder.build().dgram)
