@@ -5,7 +5,7 @@
  * a value from the bridge on it, and shown(rec) to read what it shows. The
  * api is stage.js's: queue(rec, v) (sent at once for the first move of a
  * gesture, then once per frame), flush(rec), sendNow(rec, v), hold(rec,
- * token), release(rec, token), paint helpers and the "bridge:update" hook.
+ * token), release(rec, token), settle(rec), startGesture and picking().
  *
  * Faders and knobs take relative touch by default: a touch never jumps the
  * value, a drag moves it from where it is. Fine mode: hold Shift while
@@ -263,11 +263,12 @@
           rec.swallow = null;
           return;
         }
-        if (!rec.holds.delete(token) || rec.holds.size) return;
-        rec.wrap.classList.remove("held");
-        paintPad(rec, false);
-        if (!rec.trigger) api.sendNow(rec, 0);
-        api.settle(rec);
+        if (!rec.holds.has(token)) return;
+        if (rec.holds.size === 1) {
+          paintPad(rec, false);
+          if (!rec.trigger) api.sendNow(rec, 0);
+        }
+        api.release(rec, token); // the last finger: settle, and a reload that came meanwhile
       }
       rec.lift = lift;
 
@@ -408,6 +409,10 @@
         api.release(rec, "typing");
       });
     },
+    release(rec, token, api) {
+      text.send(rec, api);
+      api.release(rec, token);
+    },
     send(rec, api) {
       clearTimeout(rec.textTimer);
       rec.textTimer = 0;
@@ -504,5 +509,4 @@
     meter: meter,
     led: led,
   });
-  window.stageFormat = format;
 })();

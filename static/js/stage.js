@@ -64,8 +64,7 @@
     rec.server = data;
     if (rec.holds.size) {
       // Under the performer's finger: remember it, show it on release.
-      rec.remoteWhileHeld = !same(data, shown(rec));
-      if (rec.remoteWhileHeld) rec.wrap.dataset.remote = "pending";
+      if (!same(data, shown(rec))) rec.wrap.dataset.remote = "pending";
       else delete rec.wrap.dataset.remote;
       return;
     }
@@ -156,7 +155,6 @@
 
   /** After a release: show the server's latest value if it moved meanwhile. */
   function settle(rec) {
-    rec.remoteWhileHeld = false;
     delete rec.wrap.dataset.remote;
     if (!socket || !socket.connected) return; // the snapshot on reconnect settles it
     if (!same(shown(rec), rec.server)) {
@@ -169,10 +167,9 @@
     records.forEach((rec) => {
       Array.from(rec.holds).forEach((token) => {
         if (rec.kind.release) {
-          rec.kind.release(rec, token);
+          rec.kind.release(rec, token, api);
           return;
         }
-        if (rec.type === "text") kinds.text.send(rec, api);
         release(rec, token);
       });
     });
@@ -205,7 +202,6 @@
       holds: new Set(),
       pending: undefined,
       hasPending: false,
-      remoteWhileHeld: false,
       fresh: false,
     };
     records.set(id, rec);

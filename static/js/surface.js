@@ -41,7 +41,7 @@
 
   // The tab bar sticks under the header, whatever its height (it wraps on a phone).
   const bar = document.querySelector(".bar");
-  if (bar && tabs.length && window.ResizeObserver) {
+  if (bar && window.ResizeObserver) {
     new ResizeObserver(() => {
       document.documentElement.style.setProperty("--bar-h", bar.offsetHeight + "px");
     }).observe(bar);
@@ -65,8 +65,6 @@
       delete document.documentElement.dataset.page;
       return;
     }
-    tabs.forEach((tab) => tab.addEventListener("click", () => choose(tab.dataset.page, false)));
-    document.getElementById("tabs").addEventListener("keydown", onTabKey);
     // The tab in the address: the one chosen before a reload, or asked for by the link.
     const wanted = fromAddress();
     choose(tabs.some((t) => t.dataset.page === wanted) ? wanted : tabs[0].dataset.page, false);
@@ -74,6 +72,14 @@
 
   wire();
   window.addEventListener("bridge:layout", wire);
+  // Listened to once, on the document: the tabs themselves are replaced by a config reload.
+  document.addEventListener("click", (event) => {
+    const tab = event.target.closest && event.target.closest('#tabs [role="tab"]');
+    if (tab) choose(tab.dataset.page, false);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.target.closest && event.target.closest("#tabs")) onTabKey(event);
+  });
   window.addEventListener("hashchange", () => {
     const name = fromAddress();
     if (name !== null) choose(name, false);
