@@ -206,9 +206,10 @@ class MidiAdapter:
 
     def reshape(self, reshaped: Reshaped) -> None:
         """The controls changed (a reload, with this same [midi] table): their bindings, and the device told."""
-        self.bindings.load()
-        self._forget([*reshaped.added, *reshaped.redefined])
-        self._resend(self.hub.values())
+        fresh = [*reshaped.added, *reshaped.redefined]
+        self.bindings.reshape(reshaped.redefined)
+        self._forget(fresh)
+        self._resend(self.hub.values(), only=set(fresh))  # the others are on the device already
 
     def _forget(self, cids: list[str]) -> None:
         """These controls start afresh on the output (a new binding): nothing counts as sent or waiting."""
@@ -318,14 +319,16 @@ class MidiAdapter:
         # next look. The same values again are harmless to any device.
         self._resend_due = True
 
-    def _resend(self, values: dict[str, Value]) -> None:
+    def _resend(self, values: dict[str, Value], only: set[str] | None = None) -> None:
         with self._out_lock:
             if self._outlet is not None:
-                self._send_all(self._outlet, values)
+                self._send_all(self._outlet, values, only)
 
-    def _send_all(self, outlet: Outlet, values: dict[str, Value]) -> None:
-        """Send every bound control's value; the caller holds the output lock."""
+    def _send_all(self, outlet: Outlet, values: dict[str, Value], only: set[str] | None = None) -> None:
+        """Send every bound control's value (or those ``only`` names); the caller holds the output lock."""
         for control in self.bindings.controls.values():
+            if only is not None and control.id not in only:
+                continue
             if control.midi is None or control.trigger or not _has_midi_form(control, values[control.id]):
                 continue
             number, messages = encode(control, values[control.id])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,21 @@ class Bindings:
         self._install(effective(self.hub.controls.values(), self._overrides, where))
         self._publish()
         self.push("midi learning", {"who": None})
+
+    def reshape(self, redefined: Iterable[str]) -> None:
+        """New controls (a config reload): the learned bindings as read at start and learned since, fitted to them.
+
+        The file is not read again (a write the disk refused is still pending
+        in memory). Learning goes on unless its control went or changed.
+        """
+        if self._store is not None:
+            self._overrides = self._store.overrides(self.hub.controls)
+        where = str(self._store.path) if self._store is not None else "config"
+        self._install(effective(self.hub.controls.values(), self._overrides, where))
+        self._publish()
+        target = self.learner.target
+        if target is not None and (target not in self.hub.controls or target in redefined):
+            self.cancel_learn()
 
     def close(self) -> None:
         """Stop retrying a bindings file the disk refused (after one last try)."""

@@ -126,6 +126,11 @@ class BindingStore:
         """
         with self._lock:
             self._raw = self._read()
+        return self.overrides(controls)
+
+    def overrides(self, controls: Mapping[str, Control]) -> dict[str, MidiBinding | None]:
+        """The entries read (and learned since) that fit a control of ``controls``; no disk read."""
+        with self._lock:
             raw = dict(self._raw)
         overrides: dict[str, MidiBinding | None] = {}
         for cid, table in raw.items():
