@@ -92,7 +92,7 @@ class ColorFrom:
 
     def color(self, arg: object) -> str | None:
         """The colour an argument stands for: mapped, or itself when it is a colour already."""
-        key = _map_key(arg)
+        key = address_text(arg)
         for text, color in self.map:
             if text == key:
                 return color
@@ -101,7 +101,8 @@ class ColorFrom:
         return None
 
 
-def _map_key(arg: object) -> str:
+def address_text(arg: object) -> str:
+    """A value as a path segment of an address, or a key of a ``map``: 5, not 5.0; a boolean 1 or 0."""
     if isinstance(arg, bool):
         return "1" if arg else "0"
     if isinstance(arg, float) and arg.is_integer():
@@ -156,7 +157,7 @@ class Control:
     @property
     def integral(self) -> bool:
         """True when every value this control can hold is a whole number (a stepped range, a switch)."""
-        if self.type in ("toggle", "button") or (self.type == "led" and not self.colors):
+        if self.switch:
             return True
         return (
             self.type in NUMERIC_TYPES

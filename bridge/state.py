@@ -168,11 +168,6 @@ class SavedFile:
         self._failing = False
         self._workers = Workers()
 
-    @property
-    def failing(self) -> bool:
-        """True while the last write failed."""
-        return self._failing
-
     def write(self, payload: bytes) -> bool:
         """Write ``payload`` now; True when it is on disk (else it is retried, see above)."""
         with self._lock:

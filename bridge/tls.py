@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bridge.config.sections import TlsConfig
 from bridge.errors import BridgeError
+from bridge.state import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ class Served:
     key: Path
     fingerprint: str  # "AB:CD:..." over the DER certificate, as browsers show it
     spki: str  # base64 SHA-256 of the public key: what Chromium's --ignore-certificate-errors-spki-list takes
-    made: bool  # True when this start made it
 
     def context(self) -> ssl.SSLContext:
         """A server-side TLS context with this certificate (TLS 1.2 at least)."""
@@ -71,15 +71,15 @@ def prepare(config: TlsConfig, names: list[str] | None = None) -> Served:
             if config.cert.exists() or config.key.exists():
                 log.warning("TLS: the certificate kept at %s %s; making a new one", config.cert, reason)
             make_certificate(config.cert, config.key, names or [])
-            served = describe(config.cert, config.key, made=True)
+            served = describe(config.cert, config.key)
             log.info("TLS: made a self-signed certificate %s", config.cert)
             return served
     else:
         _require(config.cert, config.key)
-    return describe(config.cert, config.key, made=False)
+    return describe(config.cert, config.key)
 
 
-def describe(cert: Path, key: Path, made: bool = False) -> Served:
+def describe(cert: Path, key: Path) -> Served:
     """The fingerprints of the certificate in ``cert``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -95,7 +95,6 @@ def describe(cert: Path, key: Path, made: bool = False) -> Served:
         key=key,
         fingerprint=fingerprint(der),
         spki=base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii"),
-        made=made,
     )
 
 
@@ -139,8 +138,9 @@ def make_certificate(cert: Path, key: Path, names: list[str]) -> None:
         key_bytes = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write(key, key_bytes, 0o600)
-        _write(cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(key, key_bytes)  # made readable by this user alone from the start (mkstemp)
+        write_atomic(cert, certificate.public_bytes(serialization.Encoding.PEM))
+        os.chmod(cert, 0o644)
     except OSError as err:
         raise BridgeError(f"cannot write the certificate to {cert.parent}: {err.strerror or err}") from err
 
@@ -152,17 +152,6 @@ def _covered(names: list[str]) -> list[str]:
         if name and name not in ("0.0.0.0", "::"):  # noqa: S104 - wildcards are no name
             found[name] = None
     return list(found)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write atomically, with ``mode`` from the start (a key is never readable by others, even briefly)."""
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
 
 
 def _unusable(cert: Path, key: Path) -> str | None:

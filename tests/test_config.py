@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import DEFAULT_CONFIG, load_config
+from bridge.config import DEFAULT_CONFIG, load_config, table_order
 from bridge.config.controls import ALL_KEYS, FIELDS
 from bridge.config.lines import line_of
 from bridge.errors import ConfigError
@@ -213,3 +213,10 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path, contr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert str(path) in lines[0] and expected in lines[0]
+
+
+@pytest.mark.unit
+def test_table_order_reads_headers_as_toml_does() -> None:
+    # A [[repeat]] inside a multi-line string is text, not a table: the controls keep their file order.
+    text = '[[controls]]\nid = "a"\nlabel = """\n[[repeat]]\n"""\n[[repeat]]\ncount = 2\n[[controls]]\nid = "b"\n'
+    assert table_order(text) == ["controls", "repeat", "controls"]

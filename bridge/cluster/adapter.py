@@ -26,7 +26,6 @@ its version, when it joins again.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from bridge.cluster.status import REFUSED_RETRY, Status
 from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
-from bridge.flow import Latest, Workers
+from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
@@ -110,8 +109,7 @@ class ClusterAdapter:
         self._lock = threading.Lock()  # the trigger presses and the signature
         self._apply_lock = threading.Lock()
         self._ready = threading.Event()
-        self._fires: Latest[tuple[str, int], str] = Latest()  # trigger presses to announce, in order
-        self._presses = itertools.count()
+        self._fires: list[tuple[str, str]] = []  # trigger presses to announce, in order: (control, origin kind)
         self._workers = Workers()
         self._next_beat = 0.0
         self._warn = LogLimiter(log, interval=10.0)
@@ -194,7 +192,7 @@ class ClusterAdapter:
             return  # it came from the cluster: never written back
         if change.control.trigger:
             with self._lock:
-                self._fires.put((change.control_id, next(self._presses)), _safe(change.origin.kind))
+                self._fires.append((change.control_id, _safe(change.origin.kind)))
             self._ready.set()
             return
         self.versions.file(change.control_id, change.value, _safe(change.origin.kind))
@@ -229,10 +227,10 @@ class ClusterAdapter:
     def _announce_fires(self) -> None:
         """Tell the other processes of trigger presses (lost while Redis is away: an old press is no cue)."""
         with self._lock:
-            fires = self._fires.take()
+            fires, self._fires = self._fires, []
         if not self.versions.joined:
             return
-        for (cid, _press), kind in fires.items():
+        for cid, kind in fires:
             try:
                 self.store.fire(cid, kind)
             except StoreError as err:

@@ -139,10 +139,6 @@ class Versions:
                 if cid in self._known:
                     self._queued.put(cid, pending)
 
-    def knows(self, cid: str) -> bool:
-        with self._lock:
-            return cid in self._known
-
     def left(self) -> None:
         """Redis is away: hold the writes until the next join."""
         with self._lock:

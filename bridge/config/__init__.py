@@ -29,6 +29,7 @@ from bridge.config.sections import (
     ServerConfig,
     TlsConfig,
 )
+from bridge.config.text import headers
 from bridge.errors import ConfigError
 from bridge.model import Control
 from bridge.views import View, parse_views
@@ -111,13 +112,10 @@ def parse_text(text: str, path: Path) -> Config:
         raise
 
 
-#: The header of a [[controls]] or [[repeat]] table, on a line of its own.
-_ARRAY_HEADER = re.compile(r"^\s*\[\[\s*(controls|repeat)\s*\]\]", re.MULTILINE)
-
-
 def table_order(text: str) -> list[str]:
-    """ "controls" and "repeat" in the order their [[...]] tables follow each other in a config's text."""
-    return _ARRAY_HEADER.findall(text)
+    """ "controls" and "repeat" in the order their [[...]] tables follow each other in a config's text
+    (as TOML reads it: a header inside a multi-line string is no header)."""
+    return [h.names[0] for h in headers(text) if h.array and h.names in (("controls",), ("repeat",))]
 
 
 def parse_config(data: dict[str, Any], path: Path, order: list[str] | None = None) -> Config:

@@ -18,7 +18,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue
 from bridge.mapping import float32_as_written, from_wire, to_wire
-from bridge.model import VALUE, Control, OscArg, Payload, Value
+from bridge.model import VALUE, Control, OscArg, Payload, Value, address_text
 from bridge.osc.packets import controls_at
 
 
@@ -182,15 +182,6 @@ def wire_value(control: Control, value: Value) -> object:
 VALUE_IN_ADDRESS = "{value}"
 
 
-def address_text(value: object) -> str:
-    """A value as a path segment of an address: 5, not 5.0."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def encode(address: str, control: Control, value: Value, arg_type: str = "auto") -> bytes:
     """One OSC message carrying ``value`` with the type a target asked for.
 
@@ -213,11 +204,12 @@ def encode(address: str, control: Control, value: Value, arg_type: str = "auto")
                 continue
             _add(builder, wired, tag or _auto_tag(control, wired, arg_type))
         else:
-            _add(builder, arg, tag or _natural_tag(arg))
+            _add(builder, arg, tag or natural_tag(arg))
     return bytes(builder.build().dgram)
 
 
-def _natural_tag(arg: object) -> str:
+def natural_tag(arg: object) -> str:
+    """The tag python-osc would give ``arg``: T/F, i, f, else s."""
     if isinstance(arg, bool):
         return "T" if arg else "F"
     if isinstance(arg, int):
@@ -236,14 +228,14 @@ def _auto_tag(control: Control, wired: object, arg_type: str) -> str:
         return "i" if arg_type == "int" else "f"
     if control.numeric or (control.type == "led" and control.colors):
         return "f"
-    return _natural_tag(wired)
+    return natural_tag(wired)
 
 
 def _add(builder: OscMessageBuilder, arg: object, tag: str) -> None:
     if tag in ("T", "F"):
         builder.add_arg(bool(arg))
     elif tag == "s":
-        builder.add_arg(_text(arg), "s")
+        builder.add_arg(plain_text(arg), "s")
     elif tag in ("i", "h"):
         number = float(arg) if isinstance(arg, int | float) else 0.0
         # Round half away from zero, as a person reading a desk would.
@@ -252,7 +244,8 @@ def _add(builder: OscMessageBuilder, arg: object, tag: str) -> None:
         builder.add_arg(float(arg) if isinstance(arg, int | float) else 0.0, tag)
 
 
-def _text(arg: object) -> str:
+def plain_text(arg: object) -> str:
+    """A number as text, 3 not 3.0 (a desk's argument shown as a label, a number sent as a string)."""
     if isinstance(arg, float) and arg.is_integer():
         return str(int(arg))
     return str(arg)

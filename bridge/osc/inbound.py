@@ -26,7 +26,7 @@ from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Origin
 from bridge.monitor import IDLE
-from bridge.osc.codec import arguments, values_for
+from bridge.osc.codec import arguments, plain_text, values_for
 from bridge.osc.packets import address_table, controls_at, decode
 from bridge.validation import normalize
 
@@ -161,7 +161,7 @@ class Inbound:
         arg = args[0]
         labelled = controls_at(address, self.label_from)
         for control in labelled:
-            self.looks.set(control.id, label=arg if isinstance(arg, str) else _shown(arg))
+            self.looks.set(control.id, label=arg if isinstance(arg, str) else plain_text(arg))
         coloured = controls_at(address, self.color_from)
         for control in coloured:
             assert control.color_from is not None  # noqa: S101 - the table holds only these
@@ -193,10 +193,3 @@ class Inbound:
 def _transport(peer: str) -> str:
     """How a peer's packets came: TCP peers' idents start with "tcp:" (bridge.osc.tcp)."""
     return "osc/tcp" if peer.startswith("tcp:") else "osc/udp"
-
-
-def _shown(arg: object) -> str:
-    """A desk's non-text argument as a label: 3 not 3.0."""
-    if isinstance(arg, float) and arg.is_integer():
-        return str(int(arg))
-    return str(arg)

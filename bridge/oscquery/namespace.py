@@ -14,7 +14,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.auth import Role
 from bridge.model import VALUE, Control, Value
-from bridge.osc.codec import encode
+from bridge.osc.codec import encode, natural_tag
 from bridge.osc.packets import address_table
 
 #: The attributes a node may carry here, in the order they are written.
@@ -55,25 +55,19 @@ def osc_type(control: Control) -> str:
     """
     if control.switch and (control.on is not None or control.off is not None):
         sent = control.on if control.on is not None else control.off
-        return "N" if sent == () else _tag(sent)
+        return "N" if sent == () else natural_tag(sent)
     if control.type == "toggle":
         return "T"
     if control.switch:
         return "i"
     if control.type == "select":
-        tags = {_tag(option.value) for option in control.options}
+        tags = {natural_tag(option.value) for option in control.options}
         return tags.pop() if len(tags) == 1 else "f" if "s" not in tags else "s"
     if control.type == "label":
-        return _tag(control.default)
+        return natural_tag(control.default)
     if control.numeric or control.type == "led":
         return "f"
     return "s"
-
-
-def _tag(value: object) -> str:
-    if isinstance(value, str):
-        return "s"
-    return "i" if isinstance(value, int) and not isinstance(value, bool) else "f"
 
 
 def type_string(control: Control) -> str:
@@ -85,10 +79,8 @@ def type_string(control: Control) -> str:
     for arg in template:
         if arg is VALUE:
             tags.append(osc_type(control))
-        elif isinstance(arg, bool):
-            tags.append("T" if arg else "F")
         else:
-            tags.append(_tag(arg))
+            tags.append(natural_tag(arg))
     return "".join(tags)
 
 

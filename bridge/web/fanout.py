@@ -152,10 +152,7 @@ class Fanout:
                     if way is not _BEHIND:
                         self._send(client, way, out)
                         continue
-                    client.held = Latest()
-                    self._behind.add(client.sid)
-                # Behind: keep only the latest value, sent once it catches up.
-                client.held.put(cid, value)
+                self._hold(client, cid, value)
             behind = bool(self._behind)
         if behind:
             self._wake()
@@ -195,16 +192,18 @@ class Fanout:
             if client is None:
                 continue
             value = self._stored(cid)
-            if client.held is not None:
-                client.held.put(cid, value)  # goes when it catches up, after the values held before
-                continue
-            way = self._way(client)
+            way = self._way(client) if client.held is None else _BEHIND
             if way is _BEHIND:
-                client.held = Latest()
-                client.held.put(cid, value)
-                self._behind.add(sid)
+                self._hold(client, cid, value)  # goes when it catches up, after the values held before
                 continue
             self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}))
+
+    def _hold(self, client: _Client, cid: str, value: Value) -> None:
+        """Behind: keep only the latest value per control, sent once it catches up (under the lock)."""
+        if client.held is None:
+            client.held = Latest()
+            self._behind.add(client.sid)
+        client.held.put(cid, value)
 
     def _way(self, client: _Client) -> Any:
         """How to reach ``client`` now: its :class:`Wire`, ``_QUEUED`` (the library's way) or ``_BEHIND``."""
