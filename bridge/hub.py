@@ -236,11 +236,7 @@ class Hub:
             if control is None:
                 raise UnknownControl(cid)
             value = self.get(cid)
-            for adapter in adapters:
-                try:
-                    adapter.send(Change(control, value, TEST))
-                except Exception:  # an adapter's fault must not stop the others
-                    log.exception("adapter %s failed to send a test of %s", adapter.name, cid)
+            _hand(Change(control, value, TEST), adapters)
         return value
 
     def parked(self) -> dict[str, Value]:
@@ -261,11 +257,16 @@ class Hub:
                 change = self._outbox.popleft()
             except IndexError:
                 return
-            for adapter in self._adapters:
-                try:
-                    adapter.send(change)
-                except Exception:  # an adapter's fault must not stop the others
-                    log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
+            _hand(change, self._adapters)
+
+
+def _hand(change: Change, adapters: Iterable[Adapter]) -> None:
+    """Give ``change`` to each of ``adapters``; one's fault never stops the others."""
+    for adapter in adapters:
+        try:
+            adapter.send(change)
+        except Exception:
+            log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
 
 
 def _same(a: object, b: object) -> bool:

@@ -31,6 +31,7 @@ shown and saved as 8.871, not 8.871000289916992.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import struct
 
@@ -93,13 +94,22 @@ def _clamp01(u: float) -> float:
     return 0.0 if u < 0 else 1.0 if u > 1 else u
 
 
-def _along(points: tuple[tuple[float, float], ...], x: float, source: int, target: int) -> float:
-    """Piecewise-linear lookup of ``x`` in column ``source`` of monotone ``points``, read in ``target``."""
+@functools.lru_cache(maxsize=256)
+def _columns(
+    points: tuple[tuple[float, float], ...], source: int, target: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Columns ``source`` and ``target`` of a table, rising in ``source`` (made once per table and way)."""
     xs = [p[source] for p in points]
     ys = [p[target] for p in points]
     if xs[0] > xs[-1]:  # a falling column: read it backwards
         xs.reverse()
         ys.reverse()
+    return tuple(xs), tuple(ys)
+
+
+def _along(points: tuple[tuple[float, float], ...], x: float, source: int, target: int) -> float:
+    """Piecewise-linear lookup of ``x`` in column ``source`` of monotone ``points``, read in ``target``."""
+    xs, ys = _columns(points, source, target)
     if x <= xs[0]:
         return ys[0]
     if x >= xs[-1]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from bridge.config.reader import NUMBER, OSC_ADDRESS_RE, Reader
 from bridge.mapping import check_table
+from bridge.midi.codec import DATA_LSB, DATA_MSB, FOURTEEN_BIT_TOP, NRPN_LSB, NRPN_MSB, SEVEN_BIT_TOP, kind_top
 from bridge.model import VALUE, MidiBinding, OscArg, Payload, Scale
 
 RESERVED_OSC_PREFIX = "/bridge/"
@@ -22,8 +23,7 @@ TAGS = {"i": "an integer", "h": "an integer", "f": "a number", "d": "a number", 
 OSC_TABLE_KEYS = {"address", "args", "types", "range", "curve", "json"}
 MIDI_KEYS = {"channel", "cc", "hires", "note", "pitchbend", "program", "nrpn", "feedback", "range", "curve"}
 #: CCs that carry NRPNs on a channel: parameter MSB and LSB, data entry MSB and LSB.
-NRPN_CARRIERS = (99, 98, 6, 38)
-NRPN_TOP = 16383
+NRPN_CARRIERS = (NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB)
 
 
 def osc_address(reader: Reader, value: object, where: str, cid: str, templated: bool = False) -> str:
@@ -233,7 +233,7 @@ def midi_binding(
             reader.fail(f"{where}.{kind}", "expected true (or leave it out)")
     else:
         number = reader.get(raw, kind, f"{where}.{kind}", int, 0)
-        top = NRPN_TOP if kind == "nrpn" else 31 if hires else 127
+        top = FOURTEEN_BIT_TOP if kind == "nrpn" else 31 if hires else SEVEN_BIT_TOP
         if not 0 <= number <= top:
             extra = " (a 14-bit cc uses N and N+32)" if hires else ""
             reader.fail(f"{where}.{kind}", f"expected 0-{top}{extra}, got {number}")
@@ -242,7 +242,7 @@ def midi_binding(
     feedback_default = kind == "note" and ctype in ("toggle", "button")
     feedback = reader.get(raw, "feedback", f"{where}.feedback", bool, feedback_default)
     final_kind = "cc14" if hires else kind
-    top_number = 16383 if final_kind in ("cc14", "pitchbend", "nrpn") else 127
+    top_number = kind_top(final_kind)
     scale = scale_of(reader, raw, where, ctype, span, (0, top_number))
     return MidiBinding(channel=channel, kind=final_kind, number=number, feedback=feedback, scale=scale)  # type: ignore[arg-type]
 

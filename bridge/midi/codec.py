@@ -56,9 +56,18 @@ Slot = tuple[str, int, int]
 Part = Literal["whole", "msb", "lsb"]
 
 
+#: The kinds of binding whose numbers are 14 bits.
+FOURTEEN_BIT_KINDS = ("cc14", "pitchbend", "nrpn")
+
+
 def top(binding: MidiBinding) -> int:
     """The largest MIDI number of ``binding``: 127, or 16383 for 14-bit kinds."""
-    return FOURTEEN_BIT_TOP if binding.kind in ("cc14", "pitchbend", "nrpn") else SEVEN_BIT_TOP
+    return kind_top(binding.kind)
+
+
+def kind_top(kind: str) -> int:
+    """The largest MIDI number of a binding of ``kind``."""
+    return FOURTEEN_BIT_TOP if kind in FOURTEEN_BIT_KINDS else SEVEN_BIT_TOP
 
 
 def to_midi(control: Control, value: Value, top_number: int) -> int:
