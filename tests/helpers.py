@@ -371,11 +371,11 @@ class Client:
         # the loss is noticed), and shutdown() ends one already running: a
         # loop left behind would retry for the rest of the session.
         self.sio.reconnection = False
+        self.sio.reconnection_attempts = 1  # a loop already running ends after its next try at the latest
         self.sio.shutdown()
-        # A loop that began just as the server went (before the line above) is
-        # not one shutdown() sees when the client still counted as connected:
-        # end it here, so that it never draws from `random` during a later
-        # test (Hypothesis warns of that).
+        # A loop that began as the server went may miss shutdown()'s abort (it
+        # clears the flag as it starts): wait for it to end here, so that it
+        # never draws from `random` during a later test (Hypothesis warns of that).
         task = getattr(self.sio, "_reconnect_task", None)
         if task is not None:
             self.sio._reconnect_abort.set()
