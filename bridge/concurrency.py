@@ -101,12 +101,14 @@ def runtime_counts() -> dict[str, int]:
 
     ``threads`` are the OS threads of the process (the event loop's, the
     thread pool's, libjack's); ``greenlets`` every greenlet not finished, found by
-    walking the heap (tens of milliseconds: for soak runs, not for polling).
+    walking the heap (tens of milliseconds: for soak runs, not for polling), but
+    for those made at start-up, which are frozen out of it with the rest of the
+    start-up heap; ``frozen`` is the number of those objects.
     """
     import gc
     import threading
 
-    counts = {"python_threads": threading.active_count()}
+    counts = {"python_threads": threading.active_count(), "frozen": gc.get_freeze_count()}
     try:
         from greenlet import greenlet
     except ImportError:
