@@ -15,9 +15,10 @@ from tests.helpers import BridgeProcess, Client, write_config
 MANY_TEXTS = "".join(f'\n[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(200))
 
 
-def many_texts_config(folder: Path) -> Path:
-    """A config of :data:`MANY_TEXTS` with no input rate limit: a flood is about the way out."""
-    config = write_config(folder, controls=MANY_TEXTS)
+def many_texts_config(folder: Path, more: str = "") -> Path:
+    """A config of :data:`MANY_TEXTS` (and the controls in ``more``) with no input rate limit:
+    a flood is about the way out."""
+    config = write_config(folder, controls=MANY_TEXTS + more)
     config.write_text(
         config.read_text().replace('state_file = "state.json"', 'state_file = "state.json"\nmax_rate = 1000000')
     )
@@ -27,21 +28,25 @@ def many_texts_config(folder: Path) -> Path:
 class SlowClient:
     """A raw Socket.IO client over one WebSocket that reads only when told to.
 
-    Its tiny receive buffer makes the server's writes to it block soon, as a
-    phone on a weak Wi-Fi link would. ``auth`` goes with the connect packet
-    (``{"batch": True}`` asks for ``update values``).
+    Its tiny receive buffer (``rcvbuf``) makes the server's writes to it
+    block soon, as a phone on a weak Wi-Fi link would; with ``rcvbuf=None``
+    it has the kernel's own buffers, which hold thousands of small frames.
+    ``auth`` goes with the connect packet (``{"batch": True}`` asks for
+    ``update values``).
     """
 
-    def __init__(self, url: str, first: str = "slider1", auth: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, first: str = "slider1", auth: dict[str, Any] | None = None, rcvbuf: int | None = 4096
+    ) -> None:
         ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self.ws = websocket.create_connection(
-            ws_url, timeout=15, sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
-        )
+        options = ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),) if rcvbuf else ()
+        self.ws = websocket.create_connection(ws_url, timeout=15, sockopt=options)
         assert self.ws.recv().startswith("0")  # engine.io open
         self.ws.send("40" + (json.dumps(auth) if auth else ""))  # connect to the default namespace
         self.latest: dict[str, object] = {}
         self.singles = 0  # `update value` frames
         self.batches: list[list[Any]] = []  # `update values` frames
+        self.updates: list[tuple[str, object]] = []  # every (who, data) it was sent, in order
         while first not in self.latest:
             self._read_one()
 
@@ -58,10 +63,12 @@ class SlowClient:
         elif event == "update value":
             self.singles += 1
             self.latest[payload["who"]] = payload["data"]
+            self.updates.append((payload["who"], payload["data"]))
         elif event == "update values":
             self.batches.append(payload)
             for pair in payload:
                 self.latest[pair["who"]] = pair["data"]
+                self.updates.append((pair["who"], pair["data"]))
 
     def read_until(self, who: str, data: object) -> None:
         while self.latest.get(who) != data:

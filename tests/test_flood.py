@@ -39,3 +39,43 @@ def test_a_client_that_keeps_up_gets_every_change(server: BridgeProcess, client_
         receiver.wait_value("slider1", i)  # paced by the receiver: it never falls behind
     seen = [u["data"] for u in receiver.of("update value") if u["who"] == "slider1"]
     assert seen == list(range(1, 51))
+
+
+def test_a_client_that_stops_reading_is_held_back_long_before_its_buffers_fill(
+    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], client_factory: Connect
+) -> None:
+    """Small updates: the kernel's buffers toward a client would hold thousands before they
+    fill, seconds of a show. The bridge learns from the pings it writes among the updates that
+    the client has not read them, and holds it to the latest value per control."""
+    server = bridge_factory(many_texts_config(tmp_path, '\n[[controls]]\nid = "go"\ntype = "button"\n'))
+    stalled = SlowClient(server.url, first="t0", rcvbuf=None)
+    try:
+        flooder = client_factory(server.url)
+        flooder.wait_event("snapshot")
+
+        def held_back() -> bool:
+            web = server.get_json("/healthz")["adapters"]["web"]
+            return bool(web["behind"] >= 1 and web["coalesced"] > 0)
+
+        sent = 0
+        while not held_back():
+            # A stalled client with the kernel's buffers takes over 5,000 of these before
+            # they fill (measured without the pings: 0 held back after 5,000).
+            assert sent < 1000, "the stalled client was not held back"
+            flooder.send("t0", f"v{sent}")
+            sent += 1
+        for _ in range(3):  # taps while it is held back
+            flooder.send("go", 1)
+            flooder.send("go", 0)
+        flooder.send("t0", "after the taps")
+        stalled.read_until("t0", "after the taps")  # it reads again: it ends on the last value...
+        texts = [data for who, data in stalled.updates if who == "t0"]
+        assert texts[-1] == "after the taps" and len(texts) < sent + 1  # ...without having been sent every one
+        assert [data for who, data in stalled.updates if who == "go"] == [1, 0] * 3  # but every tap, in order
+        wait_until(lambda: server.get_json("/healthz")["adapters"]["web"]["behind"] == 0, what="caught up")
+        # and, caught up, it gets every change again
+        for i in range(3):
+            flooder.send("t0", f"w{i}")
+            stalled.read_until("t0", f"w{i}")
+    finally:
+        stalled.close()

@@ -5,12 +5,15 @@ frame is written to every browser that keeps up (:mod:`bridge.web.wire`),
 elsewhere the same Engine.IO packet is queued for each.
 
 A browser is **behind** when what was written to it waits for room (its
-wire is flushing: the kernel's buffer toward it is full), or when
+wire is flushing: the kernel's buffer toward it is full), when it has not
+read what was written to it 0.1 s ago or 64 frames back (the pings written
+among its frames tell: :meth:`bridge.web.wire.Wire.unread`), or when
 :data:`BACKLOG_LIMIT` packets wait in its Socket.IO queue. From then on the
-values it has not been sent are held, one per control (the latest), and
-sent once it has caught up: in one ``update values`` frame when the browser
-said at connect that it reads them (``auth: {"batch": true}``), else one
-``update value`` each. A browser that keeps up gets every change.
+values it has not been sent are held, one per control (the latest; a
+button's every press and release, in order), and sent once it has caught
+up: in one ``update values`` frame when the browser said at connect that
+it reads them (``auth: {"batch": true}``), else one ``update value`` each.
+A browser that keeps up gets every change.
 
 It also keeps the bookkeeping of changes that may have crossed on the wire
 (:mod:`bridge.crossing`): the broadcasts are counted here, and a browser
@@ -24,6 +27,7 @@ before ``_cross_lock`` (the crossings), never after.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +49,10 @@ UPDATE = "update value"
 #: Several held values in one frame: ``[{"who": id, "data": value}, ...]``, oldest first.
 UPDATES = "update values"
 
+#: What a held value is kept under: its control, or for a button (each press and
+#: release goes out, in order) its control and a number of its own.
+Held = str | tuple[str, int]
+
 _BEHIND = object()
 _QUEUED = object()
 
@@ -54,7 +62,7 @@ class _Client:
     sid: str
     eio_sid: str
     batch: bool  # reads ``update values``
-    held: Latest[str, Value] | None = None
+    held: Latest[Held, Value] | None = None
     wire: Wire | None = None  # its WebSocket, once it is written directly
 
 
@@ -83,6 +91,7 @@ class Fanout:
         self._crossings = Crossings()
         self._cross_lock = threading.Lock()
         self._gone_coalesced = 0
+        self._presses = itertools.count()
         #: Frames written straight to a socket, and packets queued the library's way.
         self.direct = 0
         self.queued = 0
@@ -142,17 +151,19 @@ class Fanout:
             with self._cross_lock:
                 self._crossings.broadcast(cid, origin)
             out = _Encoded(self._server, UPDATE, {"who": cid, "data": value})
+            now = time.monotonic()
+            key: Held = (cid, next(self._presses)) if change.control.type == "button" else cid
             for client in list(self._clients.values()):
                 if client.sid == origin:
                     if client.held is not None:
                         client.held.pop(cid)  # it shows its own newer value already
                     continue
                 if client.held is None:
-                    way = self._way(client)
+                    way = self._way(client, now)
                     if way is not _BEHIND:
-                        self._send(client, way, out)
+                        self._send(client, way, out, now)
                         continue
-                self._hold(client, cid, value)
+                self._hold(client, key, value)
             behind = bool(self._behind)
         if behind:
             self._wake()
@@ -160,29 +171,30 @@ class Fanout:
     def flush(self) -> bool:
         """Send what is held to browsers that caught up, and the confirmations due; True while any remain."""
         with self._lock:
+            now = time.monotonic()
             for sid in list(self._behind):
                 client = self._clients.get(sid)
                 if client is None or client.held is None:
                     self._behind.discard(sid)
                     continue
-                way = self._way(client)
+                way = self._way(client, now)
                 if way is _BEHIND:
                     continue
                 held, client.held = client.held, None
                 self._behind.discard(sid)
                 self._gone_coalesced += held.replaced
-                values = held.take()
-                if client.batch and len(values) > 1:
-                    batch = [{"who": cid, "data": value} for cid, value in values.items()]
-                    self._send(client, way, _Encoded(self._server, UPDATES, batch))
-                else:
-                    for cid, value in values.items():
-                        self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}))
-            self._confirm()
+                pairs = [(key if isinstance(key, str) else key[0], value) for key, value in held.take().items()]
+                if client.batch and len(pairs) > 1 and len(pairs) == len(dict(pairs)):
+                    batch = [{"who": cid, "data": value} for cid, value in pairs]
+                    self._send(client, way, _Encoded(self._server, UPDATES, batch), now)
+                else:  # (a button's presses held too: each goes out as it came)
+                    for cid, value in pairs:
+                        self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}), now)
+            self._confirm(now)
             with self._cross_lock:
                 return bool(self._behind) or self._crossings.pending
 
-    def _confirm(self) -> None:
+    def _confirm(self, now: float) -> None:
         """Send the stored value to browsers whose change may have crossed another (under the lock,
         so that no broadcast of a newer value can overtake it)."""
         with self._cross_lock:
@@ -192,27 +204,28 @@ class Fanout:
             if client is None:
                 continue
             value = self._stored(cid)
-            way = self._way(client) if client.held is None else _BEHIND
+            way = self._way(client, now) if client.held is None else _BEHIND
             if way is _BEHIND:
                 self._hold(client, cid, value)  # goes when it catches up, after the values held before
                 continue
-            self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}))
+            self._send(client, way, _Encoded(self._server, UPDATE, {"who": cid, "data": value}), now)
 
-    def _hold(self, client: _Client, cid: str, value: Value) -> None:
-        """Behind: keep only the latest value per control, sent once it catches up (under the lock)."""
+    def _hold(self, client: _Client, key: Held, value: Value) -> None:
+        """Behind: keep only the latest value under ``key`` (see :data:`Held`), sent once it
+        catches up (under the lock)."""
         if client.held is None:
             client.held = Latest()
             self._behind.add(client.sid)
-        client.held.put(cid, value)
+        client.held.put(key, value)
 
-    def _way(self, client: _Client) -> Any:
+    def _way(self, client: _Client, now: float) -> Any:
         """How to reach ``client`` now: its :class:`Wire`, ``_QUEUED`` (the library's way) or ``_BEHIND``."""
         if self._wires is not None:
             wire = client.wire
             if wire is None or wire.dead:
                 wire = client.wire = self._wires.get(client.eio_sid)
             if wire is not None and wire.ready:
-                if wire.flushing:
+                if wire.flushing or (wire.pings and wire.unread(now)):
                     return _BEHIND
                 queued = wire.queue.qsize()
                 if not queued:
@@ -225,10 +238,11 @@ class Fanout:
             return _BEHIND
         return _QUEUED  # (a session gone meanwhile is ignored by the library)
 
-    def _send(self, client: _Client, way: Any, out: _Encoded) -> None:
+    def _send(self, client: _Client, way: Any, out: _Encoded, now: float) -> None:
         if isinstance(way, Wire):
             if way.offer(out.frame()):
                 self.direct += 1
+                way.sent(now)
             return
         self.queued += 1
         # The same packet object for every browser: the library encodes it once too.

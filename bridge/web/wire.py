@@ -17,6 +17,15 @@ fan-out holds its values back (:mod:`bridge.web.fanout`): a slow phone never
 blocks the fan-out or another browser, and never gets its stream cut in the
 middle of a frame.
 
+The kernel's buffers toward a browser hold thousands of small frames before
+they fill, so a wire also knows how far its browser has *read*: now and then
+the fan-out writes an Engine.IO ping after its frames (:meth:`Wire.sent`).
+Every Engine.IO client answers a ping with a pong as soon as it reads it,
+and in order, so a pong says the browser has read everything written before
+its ping. A browser that leaves one unanswered too long, or while too many
+frames follow it, is behind (:meth:`Wire.unread`). The library's own pings
+are counted the same way.
+
 The hook is Engine.IO's WebSocket class for gevent (:func:`install`); with
 any other server model, or a version of the libraries whose shape differs,
 nothing is installed and every packet takes the library's own way. Under
@@ -26,8 +35,11 @@ the bytes must go through the TLS layer, not the plain socket beneath it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
+import time
+from collections import deque
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,10 +58,40 @@ def frame(text: str) -> bytes:
     return struct.pack("!BBQ", _TEXT, 127, size) + payload
 
 
+#: An Engine.IO ping, as the library writes it too: every client answers it at once with a pong.
+PING = frame("2")
+PONG = "3"
+
+#: A browser that has not read what was written to it this long ago (seconds) is behind,
+LAG_LIMIT = 0.1
+#: as is one that has not read a ping followed by this many frames.
+WINDOW = 64
+#: A ping follows every this many frames.
+PROBE_EVERY = 32
+#: For this long (seconds) after a browser was found behind, a ping follows every
+#: frame (while none is unanswered) and its window is this many frames.
+EAGER_FOR = 5.0
+EAGER_WINDOW = 2
+_phases = itertools.count()
+
+
 class Wire:
     """The write side of one browser's WebSocket; ``eio_socket`` is its Engine.IO socket."""
 
-    __slots__ = ("eio_socket", "queue", "flushing", "dead", "_gsock", "_raw", "_pending", "_spawn", "_ready")
+    __slots__ = (
+        "eio_socket",
+        "queue",
+        "flushing",
+        "dead",
+        "since_probe",
+        "_gsock",
+        "_raw",
+        "_pending",
+        "_spawn",
+        "_ready",
+        "pings",
+        "_eager_until",
+    )
 
     def __init__(self, eio_socket: Any, ws: Any, spawn: Any) -> None:
         self.eio_socket = eio_socket
@@ -63,6 +105,12 @@ class Wire:
         self.flushing = False
         #: The connection broke; nothing more is written.
         self.dead = False
+        #: Frames the fan-out wrote since the last ping. Browsers start at different
+        #: counts: a thousand pings (and pongs) in the same instant would delay that change.
+        self.since_probe = next(_phases) % PROBE_EVERY
+        self._eager_until = 0.0  # till then a ping follows every frame (it was behind lately)
+        #: When each ping not answered yet was written (``time.monotonic``).
+        self.pings: deque[float] = deque()
         ws.raw_write = self.write
 
     @property
@@ -82,6 +130,9 @@ class Wire:
         """
         if self.dead:
             raise BrokenPipeError("the browser's connection is gone")
+        if data == PING:
+            self.pings.append(time.monotonic())
+            self.since_probe = 0
         if self.flushing:
             self._pending.append(data)
             return
@@ -104,6 +155,33 @@ class Wire:
         except OSError:
             return False
         return True
+
+    def sent(self, now: float) -> None:
+        """The fan-out wrote a frame (at ``now``, ``time.monotonic``): a ping follows it when due.
+
+        Due after :data:`PROBE_EVERY` frames, or after every frame for
+        :data:`EAGER_FOR` seconds since the browser was last found
+        :meth:`unread`; never while a ping is unanswered.
+        """
+        self.since_probe += 1
+        if not self.pings and (self.since_probe >= PROBE_EVERY or now < self._eager_until):
+            self.offer(PING)
+
+    def unread(self, now: float) -> bool:
+        """The browser has not read what was written to it :data:`LAG_LIMIT` ago, or
+        :data:`WINDOW` frames written since a ping it has not answered (:data:`EAGER_WINDOW`
+        within :data:`EAGER_FOR` of the last time it was found behind)."""
+        pings = self.pings
+        window = EAGER_WINDOW if now < self._eager_until else WINDOW
+        if pings and (now - pings[0] > LAG_LIMIT or self.since_probe >= window):
+            self._eager_until = now + EAGER_FOR
+            return True
+        return False
+
+    def answered(self) -> None:
+        """A pong came: the browser read everything written up to the oldest ping unanswered."""
+        if self.pings:
+            self.pings.popleft()
 
     def _flush(self) -> None:
         try:
@@ -151,7 +229,16 @@ class Wires:
         wires = self._by_eio_sid
 
         class WiredWebSocket(base):  # type: ignore[misc, valid-type]
-            """Engine.IO's gevent WebSocket, with its socket written through a :class:`Wire`."""
+            """Engine.IO's gevent WebSocket, with its socket written through a :class:`Wire`
+            and the pongs it reads counted there."""
+
+            wire: Wire | None = None
+
+            def wait(self) -> Any:
+                message = super().wait()
+                if message == PONG and self.wire is not None:
+                    self.wire.answered()
+                return message
 
             def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
                 ws = environ.get("wsgi.websocket")
@@ -164,7 +251,7 @@ class Wires:
                     or not callable(getattr(getattr(gsock, "_sock", None), "send", None))
                 ):
                     return super().__call__(environ, start_response)
-                wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
+                wire = self.wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
                 try:
                     return super().__call__(environ, start_response)
                 finally:
