@@ -138,3 +138,50 @@ def test_virtual_ports_are_made_again_after_a_jack_restart(
     log = server.output()
     assert log.count("went away") == 2 and log.count("is back") == 2
     assert "Traceback" not in log
+
+
+def test_a_jack_server_started_after_the_bridge_is_found(
+    peers: list[MidiPeer],
+    tmp_path: Path,
+    bridge_factory: Start,
+    client_factory: Connect,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Started in the wrong order on a show day: the bridge first, JACK a little later."""
+    reason = jack_available()
+    if reason is not None:
+        unavailable(reason)
+    jack = JackServer(tmp_path)  # not started yet
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)  # for the test's own MIDI ports
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    config = write_config(
+        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=jumping(CONTROLS_TOML)
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    try:
+        client = client_factory(server.url)
+        # Looked for, not given up: both ports missing, said once, and the rest runs.
+        latest_status(client, ("missing", "missing"))
+        wait_until(lambda: f"no JACK server {jack.name!r} yet" in server.output(), what="the warning")
+        client.send("slider1", 30)
+        wait_until(lambda: server.get_json("/api/values")["slider1"] == 30, what="slider1 set without JACK")
+
+        jack.start()
+        latest_status(client, ("connected", "connected"))
+        peer = MidiPeer()
+        peers.append(peer)
+        peer.connect(names["input"], names["output"])
+        link_up(server, peer)
+        peer.send(cc(1, 1, 127))
+        client.wait_value("slider1", 50)
+        client.send("slider1", 10)
+        peer.wait_for(cc(1, 1, 25))
+        log = server.output()
+        assert log.count("no JACK server") == 1 and log.count("is there") == 1
+        assert "MIDI is off" not in log and "Traceback" not in log
+    finally:
+        for peer in peers:
+            peer.close()
+        peers.clear()
+        server.stop()
+        jack.stop()

@@ -30,7 +30,7 @@ from bridge.model import MidiBinding
 from tests.browser import SCREENSHOTS, Pages
 from tests.helpers import BridgeProcess, Client, write_config
 from tests.jack import JackServer, MidiPeer, unique_name
-from tests.test_midi import bend, cc, link_up, midi_table, note_off, note_on
+from tests.test_midi import NO_SUCH_BACKEND, bend, cc, link_up, midi_table, note_off, note_on
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -429,11 +429,10 @@ def test_learning_is_refused_to_viewers_for_text_and_when_midi_is_off(
         controller.disconnect()
 
     # [midi] asked for, but no MIDI system to read from.
-    other = tmp_path / "nojack"
+    other = tmp_path / "nomidi"
     other.mkdir()
     server = bridge_factory(
-        write_config(other, extra=midi_table("in", "out", virtual=True), controls=LEARN_TOML),
-        env={"JACK_DEFAULT_SERVER": unique_name("no-such-server")},
+        write_config(other, extra=midi_table("in", "out", virtual=True, backend=NO_SUCH_BACKEND), controls=LEARN_TOML)
     )
     client = client_factory(server.url)
     client.wait_event("midi status", lambda s: s["input"]["state"] == "off")

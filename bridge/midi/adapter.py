@@ -20,6 +20,8 @@ Threads, and why:
   When the MIDI system itself went away (the JACK server stopped), it
   closes it whole, marks both ports missing, and looks for a server every
   second; once one is back, the ports are made or found again as at start.
+  A JACK server named in the backend but not started yet is looked for the
+  same way from the start.
 
 Locks, in the order they may be taken: the hub's dispatch lock, then
 ``_out_lock`` (the output, what was last sent, what is held back and the
@@ -44,6 +46,7 @@ from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
 from bridge.midi.codec import encode, slot_of
+from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
 from bridge.model import Change, Control, Origin, Value
@@ -222,10 +225,22 @@ class MidiAdapter:
     def _start(self) -> None:
         try:
             inputs, outputs = self.ports.open_system()
+        except NoJackServer:
+            # JACK is named but not started yet: looked for as after a restart.
+            log.warning(
+                "MIDI: no JACK server %r yet; MIDI ports are missing, looking for it every second; "
+                "everything else runs",
+                server_name(),
+            )
+            self._lost = True
+            self._set_states("missing")
+            self._workers.start((self._read, "midi-in"), (self._drain_held, "midi-out"))
+            self._workers.spawn(self._watch, "midi-ports")
+            return
         except MidiPortError as err:
             log.warning(
                 "MIDI is off: backend %r is not available here (%s); everything else runs. "
-                "Start the MIDI system (ALSA sequencer or JACK server) and restart the bridge.",
+                "Start the MIDI system and restart the bridge.",
                 self.config.backend,
                 err,
             )
@@ -285,8 +300,9 @@ class MidiAdapter:
             return
         self._lost = False
         log.warning(
-            "MIDI: the %s is back; opening the ports again",
+            "MIDI: the %s is %s; opening the ports",
             self.ports.system.server if self.ports.system else "MIDI system",
+            "back" if self.ports.scans else "there",
         )
         # As at start: virtual ports made again, named ones found and sent every value.
         self.ports.scan(inputs, outputs)

@@ -81,10 +81,14 @@ def muted() -> Iterator[None]:
         callback.value = saved
 
 
+class NoJackServer(MidiPortError):
+    """libjack is here, but no JACK server of that name runs (yet)."""
+
+
 class JackWatch:
     """A JACK client without ports whose only job is to hear that the server shut down.
 
-    Opening it raises :class:`MidiPortError` when no server runs (the name
+    Opening it raises :class:`NoJackServer` when no server runs (the name
     of the server comes from ``JACK_DEFAULT_SERVER``, as for every client).
     """
 
@@ -97,7 +101,7 @@ class JackWatch:
         with muted():
             client = self._lib.jack_client_open(client_name.encode(), _NO_START_SERVER, ctypes.byref(status))
         if not client:
-            raise MidiPortError(f"no JACK server (status 0x{status.value:x})")
+            raise NoJackServer(f"no JACK server (status 0x{status.value:x})")
         self._client: int | None = client
         self._lib.jack_on_shutdown(client, self._on_shutdown, None)
 
