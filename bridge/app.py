@@ -223,9 +223,10 @@ class Bridge:
             log.info("config: %s %s", section, "restarted" if fresh is not None else "switched off")
 
     def render_surface(self, view: str | None, role: Role) -> str:
-        """The tabs and panels a page of ``view`` and ``role`` shows now (the ``layout`` a reload sends)."""
+        """The tabs, panels and view links a page of ``view`` and ``role`` shows now (the ``layout`` a
+        reload sends)."""
         context = pages.surface(self.hub, self.looks, self.web.views, view, role, self.hub.values())
-        return pages.render_surface(self.app, context)
+        return pages.render_surface(self.app, {**context, "view": view, "views": list(self.web.views)})
 
     def start(self) -> None:
         """Restore the saved values, then open every adapter's ports and threads."""

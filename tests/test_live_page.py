@@ -109,3 +109,24 @@ def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_fa
     expect(banner).to_be_hidden()
     expect(later.locator("#config-error")).to_be_hidden()
     expect(page.locator("#delay")).to_be_attached()
+
+
+def test_the_view_links_follow_the_views_of_the_file(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(BEFORE, encoding="utf-8")
+    proc = bridge_factory(path)
+    page = pages.open(proc.url)
+    links = page.locator("nav#views")
+    expect(links).to_be_hidden()  # no views yet
+
+    save(path, BEFORE + '\n[[views]]\nname = "fx"\ncontrols = ["verb"]\n')
+    expect(links).to_be_visible()
+    expect(links.locator("a", has_text="fx")).to_have_attribute("href", "/?view=fx")
+    expect(links.locator('a[aria-current="page"]')).to_have_text("All")
+
+    save(path, BEFORE + '\n[[views]]\nname = "mix"\ncontrols = ["house", "band"]\n')
+    expect(links.locator("a", has_text="mix")).to_be_visible()
+    expect(links.locator("a", has_text="fx")).to_have_count(0)
+
+    save(path, BEFORE)
+    expect(links).to_be_hidden()

@@ -176,9 +176,10 @@ def surface(
 
 
 def render_surface(app: Flask, context: dict[str, Any]) -> str:
-    """The tabs and panels alone (``_surface.html``), for the ``layout`` a reload sends to a page."""
+    """The tabs and panels (``_surface.html``) and the links to the views (``_views.html``, which
+    needs ``view`` and ``views`` in ``context``), for the ``layout`` a reload sends to a page."""
     with app.test_request_context("/"):
-        return render_template("_surface.html", **context)
+        return render_template("_surface.html", **context) + render_template("_views.html", **context)
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@
 
   /**
    * "layout" {generation, surface, values, removed}: the config changed;
-   * ``surface`` is the new tabs and panels, rendered with the values of that
+   * ``surface`` is the new tabs and panels (and the links to the views), rendered with the values of that
    * moment. Controls this page already had keep the values it knows (every
    * later change reaches it as an "update value", its own ones included); a
    * control held under a finger keeps its element, and takes its new
@@ -296,6 +296,9 @@
     const oldTabs = byId("tabs");
     if (oldTabs) oldTabs.remove();
     if (freshTabs) panels.before(freshTabs);
+    const oldViews = byId("views");
+    const freshViews = holder.content.querySelector("#views");
+    if (oldViews && freshViews) oldViews.replaceWith(freshViews); // the links follow the views of the file
     adopt(panels, freshPanels, kept);
     panels.querySelectorAll("[data-control]").forEach((wrap) => {
       const id = wrap.dataset.control;
