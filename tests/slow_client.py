@@ -9,7 +9,7 @@ from typing import Any
 
 import websocket
 
-from tests.helpers import BridgeProcess, Client, write_config
+from tests.helpers import TRUSTED, BridgeProcess, Client, write_config
 
 #: Many controls, so that the fan-out cannot fold a flood into a few messages.
 MANY_TEXTS = "".join(f'\n[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(200))
@@ -38,9 +38,10 @@ class SlowClient:
     def __init__(
         self, url: str, first: str = "slider1", auth: dict[str, Any] | None = None, rcvbuf: int | None = 4096
     ) -> None:
-        ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        ws_url = "ws" + url.removeprefix("http") + "/socket.io/?EIO=4&transport=websocket"  # wss:// for https://
         options = ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),) if rcvbuf else ()
-        self.ws = websocket.create_connection(ws_url, timeout=15, sockopt=options)
+        trust = {"ca_certs": str(TRUSTED[url])} if url.startswith("https://") else None
+        self.ws = websocket.create_connection(ws_url, timeout=15, sockopt=options, sslopt=trust)
         assert self.ws.recv().startswith("0")  # engine.io open
         self.ws.send("40" + (json.dumps(auth) if auth else ""))  # connect to the default namespace
         self.latest: dict[str, object] = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import BridgeProcess, Client, wait_until
+import pytest
+
+from tests.helpers import BridgeProcess, Client, secure, wait_until
 from tests.slow_client import SlowClient, flood_until_held_back, many_texts_config
 
 Connect = Callable[[str], Client]
@@ -41,13 +43,20 @@ def test_a_client_that_keeps_up_gets_every_change(server: BridgeProcess, client_
     assert seen == list(range(1, 51))
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_client_that_stops_reading_is_held_back_long_before_its_buffers_fill(
-    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], client_factory: Connect
+    scheme: str,
+    tmp_path: Path,
+    bridge_factory: Callable[..., BridgeProcess],
+    client_factory: Connect,
+    certificate: tuple[Path, Path],
 ) -> None:
     """Small updates: the kernel's buffers toward a client would hold thousands before they
-    fill, seconds of a show. The bridge learns from the pings it writes among the updates that
-    the client has not read them, and holds it to the latest value per control."""
-    server = bridge_factory(many_texts_config(tmp_path, '\n[[controls]]\nid = "go"\ntype = "button"\n'))
+    fill, seconds of a show. The bridge learns from the pings it sends among the updates that
+    the client has not read them, and holds it to the latest value per control. Over HTTPS
+    the library writes each packet (not the bridge's wire): the pings are counted all the same."""
+    config = many_texts_config(tmp_path, '\n[[controls]]\nid = "go"\ntype = "button"\n')
+    server = bridge_factory(secure(config, certificate) if scheme == "https" else config)
     stalled = SlowClient(server.url, first="t0", rcvbuf=None)
     try:
         flooder = client_factory(server.url)

@@ -7,7 +7,7 @@ elsewhere the same Engine.IO packet is queued for each.
 A browser is **behind** when what was written to it waits for room (its
 wire is flushing: the kernel's buffer toward it is full), when it has not
 read what was written to it 0.1 s ago or 64 frames back (the pings written
-among its frames tell: :meth:`bridge.web.wire.Wire.unread`), or when
+among its frames tell: :meth:`bridge.web.wire.Reading.unread`), or when
 :data:`BACKLOG_LIMIT` packets wait in its Socket.IO queue. From then on the
 values it has not been sent are held, one per control (the latest; a
 button's every press and release, in order), and sent once it has caught
@@ -40,7 +40,7 @@ from socketio import packet as sio_packet
 from bridge.crossing import Crossings
 from bridge.flow import Latest
 from bridge.model import Change, Value
-from bridge.web.wire import Wire, Wires, frame
+from bridge.web.wire import Reading, Wire, Wires, frame
 
 #: A client with this many packets waiting in its Socket.IO queue is behind:
 #: its updates are held back, latest value per control, until it catches up.
@@ -55,6 +55,7 @@ Held = str | tuple[str, int]
 
 _BEHIND = object()
 _QUEUED = object()
+_PING = eio_packet.Packet(eio_packet.PING)
 
 
 @dataclass(slots=True)
@@ -225,7 +226,8 @@ class Fanout:
             if wire is None or wire.dead:
                 wire = client.wire = self._wires.get(client.eio_sid)
             if wire is not None and wire.ready:
-                if wire.flushing or (wire.pings and wire.unread(now)):
+                reading = wire.reading
+                if wire.flushing or (reading.pings and reading.unread(now)):
                     return _BEHIND
                 queued = wire.queue.qsize()
                 if not queued:
@@ -233,6 +235,9 @@ class Fanout:
                 # Packets wait in the library's queue (a ping, a status event):
                 # this one goes after them, the same way.
                 return _BEHIND if queued >= BACKLOG_LIMIT else _QUEUED
+            tls = self._wires.reading(client.eio_sid)  # a WebSocket under TLS: the library writes
+            if tls is not None and tls.pings and tls.unread(now):
+                return _BEHIND
         sock = self._server.eio.sockets.get(client.eio_sid)
         if sock is not None and sock.queue.qsize() >= BACKLOG_LIMIT:
             return _BEHIND
@@ -247,6 +252,22 @@ class Fanout:
         self.queued += 1
         # The same packet object for every browser: the library encodes it once too.
         self._server._send_eio_packet(client.eio_sid, out.packet())
+        reading = self._reading(client)
+        if reading is not None and reading.due(now):
+            self._server._send_eio_packet(client.eio_sid, _PING)  # counted as it is written
+
+    def _reading(self, client: _Client) -> Reading | None:
+        """How far ``client``, written the library's way, has read: known once its WebSocket carries it."""
+        if self._wires is None:
+            return None
+        wire = client.wire
+        if wire is not None:
+            return wire.reading if wire.ready else None
+        reading = self._wires.reading(client.eio_sid)
+        if reading is None:
+            return None
+        sock = self._server.eio.sockets.get(client.eio_sid)
+        return reading if sock is not None and sock.upgraded and not sock.upgrading else None
 
     # -- in: what the sender was told ----------------------------------------------------
     def changed(self, sid: str, cid: str, adjusted: bool) -> None:

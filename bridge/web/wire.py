@@ -23,8 +23,9 @@ the fan-out writes an Engine.IO ping after its frames (:meth:`Wire.sent`).
 Every Engine.IO client answers a ping with a pong as soon as it reads it,
 and in order, so a pong says the browser has read everything written before
 its ping. A browser that leaves one unanswered too long, or while too many
-frames follow it, is behind (:meth:`Wire.unread`). The library's own pings
-are counted the same way.
+frames follow it, is behind (:meth:`Reading.unread`). The library's own pings
+are counted the same way. Under TLS, where the library writes every packet,
+its WebSocket still counts the pings it sends and the pongs it reads.
 
 The hook is Engine.IO's WebSocket class for gevent (:func:`install`); with
 any other server model, or a version of the libraries whose shape differs,
@@ -75,6 +76,55 @@ EAGER_WINDOW = 2
 _phases = itertools.count()
 
 
+class Reading:
+    """How far a browser has read what was sent to it, from the Engine.IO pings among it.
+
+    Kept for every browser on a WebSocket, written directly (:class:`Wire`)
+    or the library's way (under TLS).
+    """
+
+    __slots__ = ("pings", "since_probe", "_eager_until")
+
+    def __init__(self) -> None:
+        #: When each ping not answered yet was written (``time.monotonic``).
+        self.pings: deque[float] = deque()
+        #: Frames the fan-out sent since the last ping. Browsers start at different
+        #: counts: a thousand pings (and pongs) in the same instant would delay that change.
+        self.since_probe = next(_phases) % PROBE_EVERY
+        self._eager_until = 0.0  # till then a ping follows every frame (it was behind lately)
+
+    def pinged(self) -> None:
+        """A ping goes out now, after everything sent before it."""
+        self.pings.append(time.monotonic())
+        self.since_probe = 0
+
+    def due(self, now: float) -> bool:
+        """The fan-out sent a frame (at ``now``, ``time.monotonic``): True when a ping should follow it.
+
+        Due after :data:`PROBE_EVERY` frames, or after every frame for
+        :data:`EAGER_FOR` seconds since the browser was last found
+        :meth:`unread`; never while a ping is unanswered.
+        """
+        self.since_probe += 1
+        return not self.pings and (self.since_probe >= PROBE_EVERY or now < self._eager_until)
+
+    def unread(self, now: float) -> bool:
+        """The browser has not read what was sent to it :data:`LAG_LIMIT` ago, or
+        :data:`WINDOW` frames sent since a ping it has not answered (:data:`EAGER_WINDOW`
+        within :data:`EAGER_FOR` of the last time it was found behind)."""
+        pings = self.pings
+        window = EAGER_WINDOW if now < self._eager_until else WINDOW
+        if pings and (now - pings[0] > LAG_LIMIT or self.since_probe >= window):
+            self._eager_until = now + EAGER_FOR
+            return True
+        return False
+
+    def answered(self) -> None:
+        """A pong came: the browser read everything sent up to the oldest ping unanswered."""
+        if self.pings:
+            self.pings.popleft()
+
+
 class Wire:
     """The write side of one browser's WebSocket; ``eio_socket`` is its Engine.IO socket."""
 
@@ -83,14 +133,12 @@ class Wire:
         "queue",
         "flushing",
         "dead",
-        "since_probe",
+        "reading",
         "_gsock",
         "_raw",
         "_pending",
         "_spawn",
         "_ready",
-        "pings",
-        "_eager_until",
     )
 
     def __init__(self, eio_socket: Any, ws: Any, spawn: Any) -> None:
@@ -105,12 +153,8 @@ class Wire:
         self.flushing = False
         #: The connection broke; nothing more is written.
         self.dead = False
-        #: Frames the fan-out wrote since the last ping. Browsers start at different
-        #: counts: a thousand pings (and pongs) in the same instant would delay that change.
-        self.since_probe = next(_phases) % PROBE_EVERY
-        self._eager_until = 0.0  # till then a ping follows every frame (it was behind lately)
-        #: When each ping not answered yet was written (``time.monotonic``).
-        self.pings: deque[float] = deque()
+        #: How far the browser has read: every ping written here is counted.
+        self.reading = Reading()
         ws.raw_write = self.write
 
     @property
@@ -131,8 +175,7 @@ class Wire:
         if self.dead:
             raise BrokenPipeError("the browser's connection is gone")
         if data == PING:
-            self.pings.append(time.monotonic())
-            self.since_probe = 0
+            self.reading.pinged()
         if self.flushing:
             self._pending.append(data)
             return
@@ -157,31 +200,9 @@ class Wire:
         return True
 
     def sent(self, now: float) -> None:
-        """The fan-out wrote a frame (at ``now``, ``time.monotonic``): a ping follows it when due.
-
-        Due after :data:`PROBE_EVERY` frames, or after every frame for
-        :data:`EAGER_FOR` seconds since the browser was last found
-        :meth:`unread`; never while a ping is unanswered.
-        """
-        self.since_probe += 1
-        if not self.pings and (self.since_probe >= PROBE_EVERY or now < self._eager_until):
+        """The fan-out wrote a frame (at ``now``): a ping follows it when due (:meth:`Reading.due`)."""
+        if self.reading.due(now):
             self.offer(PING)
-
-    def unread(self, now: float) -> bool:
-        """The browser has not read what was written to it :data:`LAG_LIMIT` ago, or
-        :data:`WINDOW` frames written since a ping it has not answered (:data:`EAGER_WINDOW`
-        within :data:`EAGER_FOR` of the last time it was found behind)."""
-        pings = self.pings
-        window = EAGER_WINDOW if now < self._eager_until else WINDOW
-        if pings and (now - pings[0] > LAG_LIMIT or self.since_probe >= window):
-            self._eager_until = now + EAGER_FOR
-            return True
-        return False
-
-    def answered(self) -> None:
-        """A pong came: the browser read everything written up to the oldest ping unanswered."""
-        if self.pings:
-            self.pings.popleft()
 
     def _flush(self) -> None:
         try:
@@ -201,10 +222,15 @@ class Wires:
 
     def __init__(self) -> None:
         self._by_eio_sid: dict[str, Wire] = {}
+        self._readings: dict[str, Reading] = {}  # of the browsers written the library's way (TLS)
         self.installed = False
 
     def get(self, eio_sid: str) -> Wire | None:
         return self._by_eio_sid.get(eio_sid)
+
+    def reading(self, eio_sid: str) -> Reading | None:
+        """How far a browser on a WebSocket written the library's way (under TLS) has read."""
+        return self._readings.get(eio_sid)
 
     def install(self, eio: Any) -> bool:
         """Take over the WebSockets of Engine.IO server ``eio`` (gevent-websocket); True when in place."""
@@ -227,31 +253,43 @@ class Wires:
         import gevent.ssl
 
         wires = self._by_eio_sid
+        readings = self._readings
 
         class WiredWebSocket(base):  # type: ignore[misc, valid-type]
             """Engine.IO's gevent WebSocket, with its socket written through a :class:`Wire`
-            and the pongs it reads counted there."""
+            (under TLS, the library's way), and its pings and pongs counted."""
 
             wire: Wire | None = None
+            reading: Reading | None = None
 
             def wait(self) -> Any:
                 message = super().wait()
-                if message == PONG and self.wire is not None:
-                    self.wire.answered()
+                if message == PONG and self.reading is not None:
+                    self.reading.answered()
                 return message
+
+            def send(self, message: Any) -> Any:
+                if message == "2" and self.wire is None and self.reading is not None:
+                    self.reading.pinged()  # (a wire counts what it writes itself)
+                return super().send(message)
 
             def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
                 ws = environ.get("wsgi.websocket")
                 eio_socket = getattr(self.app, "__self__", None)
                 sid = getattr(eio_socket, "sid", None)
                 gsock = getattr(getattr(ws, "handler", None), "socket", None)
-                if (
-                    sid is None
-                    or isinstance(gsock, gevent.ssl.SSLSocket)  # under TLS the plain socket beneath is no way out
-                    or not callable(getattr(getattr(gsock, "_sock", None), "send", None))
-                ):
+                if sid is not None and isinstance(gsock, gevent.ssl.SSLSocket):
+                    # Under TLS the plain socket beneath is no way out: the library writes, pings counted here.
+                    reading = self.reading = readings[sid] = Reading()
+                    try:
+                        return super().__call__(environ, start_response)
+                    finally:
+                        if readings.get(sid) is reading:
+                            del readings[sid]
+                if sid is None or not callable(getattr(getattr(gsock, "_sock", None), "send", None)):
                     return super().__call__(environ, start_response)
                 wire = self.wire = wires[sid] = Wire(eio_socket, ws, gevent.spawn)
+                self.reading = wire.reading
                 try:
                     return super().__call__(environ, start_response)
                 finally:
