@@ -40,7 +40,7 @@ from socketio import packet as sio_packet
 from bridge.crossing import Crossings
 from bridge.flow import Latest
 from bridge.model import Change, Value
-from bridge.web.wire import Reading, Wire, Wires, frame
+from bridge.web.wire import PING, Reading, Wire, Wires, frame
 
 #: A client with this many packets waiting in its Socket.IO queue is behind:
 #: its updates are held back, latest value per control, until it catches up.
@@ -247,7 +247,8 @@ class Fanout:
         if isinstance(way, Wire):
             if way.offer(out.frame()):
                 self.direct += 1
-                way.sent(now)
+                if way.reading.due(now):
+                    way.offer(PING)  # counted as it is written
             return
         self.queued += 1
         # The same packet object for every browser: the library encodes it once too.

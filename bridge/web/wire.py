@@ -19,7 +19,7 @@ middle of a frame.
 
 The kernel's buffers toward a browser hold thousands of small frames before
 they fill, so a wire also knows how far its browser has *read*: now and then
-the fan-out writes an Engine.IO ping after its frames (:meth:`Wire.sent`).
+the fan-out writes an Engine.IO ping after its frames (:meth:`Reading.due`).
 Every Engine.IO client answers a ping with a pong as soon as it reads it,
 and in order, so a pong says the browser has read everything written before
 its ping. A browser that leaves one unanswered too long, or while too many
@@ -198,11 +198,6 @@ class Wire:
         except OSError:
             return False
         return True
-
-    def sent(self, now: float) -> None:
-        """The fan-out wrote a frame (at ``now``): a ping follows it when due (:meth:`Reading.due`)."""
-        if self.reading.due(now):
-            self.offer(PING)
 
     def _flush(self) -> None:
         try:
