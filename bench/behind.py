@@ -7,7 +7,7 @@ run and for each tree in turn (so all see the same machine):
   past about 50, cannot read as fast as the server writes);
 - a flood of 5,000 changes from one socket, and of 5,000 OSC datagrams, to
   10 clients (how long until every client shows the last value);
-- clients -> OSC out at 200/s.
+- clients -> OSC out at 200/s, alone and with 100 more clients watching.
 
 These are the rows of ``make bench`` where what the server does with a
 client that is behind decides the figure. ``--base`` may be given several
@@ -41,6 +41,7 @@ def paths(quick: bool) -> list[str]:
         f"flood {flood} socket, 10 clients",
         f"osc flood {flood} -> 10 clients",
         "clients -> osc out",
+        "clients -> osc out, 100 pages watching",
     ]
 
 
@@ -64,6 +65,8 @@ async def one_tree(root: Path, quick: bool) -> dict[str, Result]:
             out[f"osc flood {flood} -> 10 clients"] = await osc_in(server, osc_port, 10, flood, None, base)
             base += 10_000
             out["clients -> osc out"] = await osc_out(server, target, 1000, 200, base)
+            base += 10_000
+            out["clients -> osc out, 100 pages watching"] = await osc_out(server, target, 1000, 200, base, 100)
     finally:
         target.close()
     return out

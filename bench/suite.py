@@ -170,9 +170,12 @@ def osc_received(server: Server) -> int:
         return int(json.loads(resp.read())["adapters"]["osc"]["received"])
 
 
-async def osc_out(server: Server, target: socket.socket, count: int, rate: float, base: int) -> Result:
-    """A socket client changes /fader at ``rate``; time until the OSC target has each value."""
-    watchers = await connect_watchers(server.url, 1)
+async def osc_out(
+    server: Server, target: socket.socket, count: int, rate: float, base: int, watching: int = 0
+) -> Result:
+    """A socket client changes /fader at ``rate``; time until the OSC target has each value
+    (``watching``: that many more clients get every change meanwhile)."""
+    watchers = await connect_watchers(server.url, 1 + watching)
     loop = asyncio.get_running_loop()
     got: dict[int, float] = {}
     target.setblocking(False)

@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class Adapter(Protocol):
-    """What the hub needs of an adapter. Each applies its own no-echo rule."""
+    """What the hub needs of an adapter. Each applies its own no-echo rule.
+
+    One may also say ``hand_last = True``: it is handed each change after
+    the adapters that do not (the web's fan-out to every browser is the
+    longest hand-off, and desks and synths get a change first).
+    """
 
     name: str
 
@@ -75,6 +80,7 @@ class Hub:
         if values:
             self.restore(values)
         self._adapters: list[Adapter] = []
+        self._handing: list[Adapter] = []  # the same, in the order a change is handed to them
         self._lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self._outbox: deque[Change] = deque()
@@ -103,6 +109,7 @@ class Hub:
             elif new is not None:
                 adapters.append(new)
             self._adapters = adapters
+            self._handing = sorted(adapters, key=lambda adapter: bool(getattr(adapter, "hand_last", False)))
 
     @property
     def adapters(self) -> tuple[Adapter, ...]:
@@ -257,7 +264,7 @@ class Hub:
                 change = self._outbox.popleft()
             except IndexError:
                 return
-            _hand(change, self._adapters)
+            _hand(change, self._handing)
 
 
 def _hand(change: Change, adapters: Iterable[Adapter]) -> None:

@@ -128,3 +128,29 @@ def test_restore_loads_values_without_fanning_out(hub: Hub) -> None:
     hub.add_adapter(recorder)
     hub.restore({"slider1": 3, "gone": 1})
     assert hub.get("slider1") == 3 and "gone" not in hub.values() and recorder.changes == []
+
+
+def test_a_change_reaches_the_browsers_fan_out_after_every_other_adapter(hub: Hub) -> None:
+    """The web adapter writes to every browser while it holds a change: the desks and synths
+    (OSC, MIDI) are handed it first, whatever the order the adapters were added in."""
+    order: list[str] = []
+
+    class Named(Recorder):
+        def __init__(self, name: str, last: bool = False) -> None:
+            super().__init__()
+            self.name = name
+            self.hand_last = last
+
+        def send(self, change: Change) -> None:
+            order.append(self.name)
+
+    web, osc, midi = Named("web", last=True), Named("osc"), Named("midi")
+    for adapter in (web, osc, midi):
+        hub.add_adapter(adapter)
+    hub.set("slider1", 10, WEB)
+    assert order == ["osc", "midi", "web"]
+    assert [a.name for a in hub.adapters] == ["web", "osc", "midi"]  # started (and stopped) as added
+    order.clear()
+    hub.replace_adapter(osc, Named("osc2"))
+    hub.set("slider1", 11, WEB)
+    assert order == ["osc2", "midi", "web"]

@@ -64,6 +64,7 @@ class WebAdapter:
     """Socket.IO clients as sources and sinks of the hub."""
 
     name = "web"
+    hand_last = True  # its fan-out to every browser would make each desk and synth wait
     monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
     def __init__(
