@@ -88,3 +88,31 @@ def test_a_client_that_stops_reading_is_held_back_long_before_its_buffers_fill(
             stalled.read_until("t0", f"w{i}")
     finally:
         stalled.close()
+
+
+def test_a_flood_of_taps_toward_a_client_held_back_is_bounded(
+    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], client_factory: Connect
+) -> None:
+    """Every press and release is kept for a client that is behind, but not without end: past
+    64 of them a button too is held to its latest state."""
+    server = bridge_factory(many_texts_config(tmp_path, '\n[[controls]]\nid = "go"\ntype = "button"\n'))
+    stalled = SlowClient(server.url, first="t0", rcvbuf=None)
+    try:
+        flooder, watcher = client_factory(server.url), client_factory(server.url)
+        watcher.wait_event("snapshot")
+        sent = 0
+        while not server.get_json("/healthz")["adapters"]["web"]["behind"]:
+            assert sent < 1000, "the stalled client was not held back"
+            flooder.send("t0", f"v{sent}")
+            sent += 1
+        for _ in range(300):
+            flooder.send("go", 1)
+            flooder.send("go", 0)
+        flooder.send("t0", "after the taps")
+        watcher.wait_value("t0", "after the taps")  # every tap is through the hub before the stalled one reads
+        stalled.read_until("t0", "after the taps")
+        taps = [data for who, data in stalled.updates if who == "go"]
+        assert taps[:64] == [1, 0] * 32 and taps[-1] == 0
+        assert len(taps) <= 65  # 64 kept one by one, then the latest state
+    finally:
+        stalled.close()

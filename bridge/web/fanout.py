@@ -10,9 +10,10 @@ read what was written to it 0.1 s ago or 64 frames back (the pings written
 among its frames tell: :meth:`bridge.web.wire.Reading.unread`), or when
 :data:`BACKLOG_LIMIT` packets wait in its Socket.IO queue. From then on the
 values it has not been sent are held, one per control (the latest; a
-button's every press and release, in order), and sent once it has caught
-up: in one ``update values`` frame when the browser said at connect that
-it reads them (``auth: {"batch": true}``), else one ``update value`` each.
+button's every press and release, in order, up to :data:`HELD_PRESSES`),
+and sent once it has caught up: in one ``update values`` frame when the
+browser said at connect that it reads them (``auth: {"batch": true}``),
+else one ``update value`` each.
 A browser that keeps up gets every change.
 
 It also keeps the bookkeeping of changes that may have crossed on the wire
@@ -52,6 +53,9 @@ UPDATES = "update values"
 #: What a held value is kept under: its control, or for a button (each press and
 #: release goes out, in order) its control and a number of its own.
 Held = str | tuple[str, int]
+#: Presses and releases held one by one for a browser behind; past them (a flood of
+#: taps toward a browser far behind) a button too is held to its latest state.
+HELD_PRESSES = 64
 
 _BEHIND = object()
 _QUEUED = object()
@@ -64,6 +68,7 @@ class _Client:
     eio_sid: str
     batch: bool  # reads ``update values``
     held: Latest[Held, Value] | None = None
+    presses: int = 0  # button presses and releases among what is held
     wire: Wire | None = None  # its WebSocket, once it is written directly
 
 
@@ -216,7 +221,13 @@ class Fanout:
         catches up (under the lock)."""
         if client.held is None:
             client.held = Latest()
+            client.presses = 0
             self._behind.add(client.sid)
+        if not isinstance(key, str):
+            if client.presses >= HELD_PRESSES:
+                key = key[0]
+            else:
+                client.presses += 1
         client.held.put(key, value)
 
     def _way(self, client: _Client, now: float) -> Any:
