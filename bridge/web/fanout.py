@@ -6,9 +6,10 @@ elsewhere the same Engine.IO packet is queued for each.
 
 A browser is **behind** when what was written to it waits for room (its
 wire is flushing: the kernel's buffer toward it is full), when it has not
-read what was written to it 0.1 s ago or 64 frames back (the pings written
-among its frames tell: :meth:`bridge.web.wire.Reading.unread`), or when
-:data:`BACKLOG_LIMIT` packets wait in its Socket.IO queue. From then on the
+read what was written to it 0.1 s ago (beyond its round trip) or 64 frames
+back (the pings written among its frames tell:
+:meth:`bridge.web.wire.Reading.unread`), or when :data:`BACKLOG_LIMIT`
+packets wait in its Socket.IO queue. From then on the
 values it has not been sent are held, one per control (the latest; a
 button's every press and release, in order, up to :data:`HELD_PRESSES`),
 and sent once it has caught up: in one ``update values`` frame when the

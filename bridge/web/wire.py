@@ -83,7 +83,7 @@ class Reading:
     or the library's way (under TLS).
     """
 
-    __slots__ = ("pings", "since_probe", "_eager_until")
+    __slots__ = ("pings", "since_probe", "best", "_eager_until")
 
     def __init__(self) -> None:
         #: When each ping not answered yet was written (``time.monotonic``).
@@ -92,10 +92,13 @@ class Reading:
         #: counts: a thousand pings (and pongs) in the same instant would delay that change.
         self.since_probe = next(_phases) % PROBE_EVERY
         self._eager_until = 0.0  # till then a ping follows every frame (it was behind lately)
+        #: The quickest answer to a ping so far (seconds): the network's own round trip, about.
+        #: A browser far away is behind only when it is :data:`LAG_LIMIT` later than that.
+        self.best = 0.0
 
-    def pinged(self) -> None:
-        """A ping goes out now, after everything sent before it."""
-        self.pings.append(time.monotonic())
+    def pinged(self, now: float) -> None:
+        """A ping goes out ``now`` (``time.monotonic``), after everything sent before it."""
+        self.pings.append(now)
         self.since_probe = 0
 
     def due(self, now: float) -> bool:
@@ -109,20 +112,22 @@ class Reading:
         return not self.pings and (self.since_probe >= PROBE_EVERY or now < self._eager_until)
 
     def unread(self, now: float) -> bool:
-        """The browser has not read what was sent to it :data:`LAG_LIMIT` ago, or
-        :data:`WINDOW` frames sent since a ping it has not answered (:data:`EAGER_WINDOW`
-        within :data:`EAGER_FOR` of the last time it was found behind)."""
+        """The browser has not read what was sent to it :data:`LAG_LIMIT` ago (beyond its
+        :attr:`best` round trip), or :data:`WINDOW` frames sent since a ping it has not answered
+        (:data:`EAGER_WINDOW` within :data:`EAGER_FOR` of the last time it was found behind)."""
         pings = self.pings
         window = EAGER_WINDOW if now < self._eager_until else WINDOW
-        if pings and (now - pings[0] > LAG_LIMIT or self.since_probe >= window):
+        if pings and (now - pings[0] > LAG_LIMIT + self.best or self.since_probe >= window):
             self._eager_until = now + EAGER_FOR
             return True
         return False
 
-    def answered(self) -> None:
-        """A pong came: the browser read everything sent up to the oldest ping unanswered."""
+    def answered(self, now: float) -> None:
+        """A pong came ``now``: the browser read everything sent up to the oldest ping unanswered."""
         if self.pings:
-            self.pings.popleft()
+            trip = now - self.pings.popleft()
+            if trip < self.best or not self.best:
+                self.best = trip
 
 
 class Wire:
@@ -175,7 +180,7 @@ class Wire:
         if self.dead:
             raise BrokenPipeError("the browser's connection is gone")
         if data == PING:
-            self.reading.pinged()
+            self.reading.pinged(time.monotonic())
         if self.flushing:
             self._pending.append(data)
             return
@@ -260,12 +265,12 @@ class Wires:
             def wait(self) -> Any:
                 message = super().wait()
                 if message == PONG and self.reading is not None:
-                    self.reading.answered()
+                    self.reading.answered(time.monotonic())
                 return message
 
             def send(self, message: Any) -> Any:
                 if message == "2" and self.wire is None and self.reading is not None:
-                    self.reading.pinged()  # (a wire counts what it writes itself)
+                    self.reading.pinged(time.monotonic())  # (a wire counts what it writes itself)
                 return super().send(message)
 
             def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
