@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Server, free_port
+from bench.common import ROOT, Server, free_port, save_results
 from bench.suite import fanout, flood_socket, median_results, osc_in, osc_out, progress
 
 Result = dict[str, Any]
@@ -115,12 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = [run_once(trees, args.quick) for _ in range(1 if args.quick else args.runs)]
     medians = median_results(runs)
     text = table(medians, list(trees), args.quick)
-    out = ROOT / "bench" / "results" / time.strftime("behind-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"trees": {k: str(v) for k, v in trees.items()}, "runs": runs}))
-    (out / "results.md").write_text(f"Medians of {len(runs)} run(s), {time.strftime('%Y-%m-%d %H:%M')}\n\n{text}\n")
-    print(text)
-    print(f"\nwritten to {out}", file=sys.stderr)
+    save_results("behind", trees, runs, text)
 
 
 if __name__ == "__main__":

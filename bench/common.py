@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -198,3 +199,15 @@ def process_cpu() -> float:
     """CPU seconds this (load generator) process has used."""
     t = os.times()
     return t.user + t.system
+
+
+def save_results(kind: str, trees: dict[str, Path], runs: list[Any], text: str) -> Path:
+    """Write a multi-tree run to ``bench/results/<kind>-<time>/`` (every run's figures, and the
+    table of medians), print the table, and return the folder."""
+    out = ROOT / "bench" / "results" / time.strftime(f"{kind}-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"trees": {k: str(v) for k, v in trees.items()}, "runs": runs}))
+    (out / "results.md").write_text(f"Medians of {len(runs)} run(s), {time.strftime('%Y-%m-%d %H:%M')}\n\n{text}\n")
+    print(text)
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return out

@@ -18,15 +18,12 @@ run's figures to ``bench/results/speed-<time>/``.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import browser_bench, nodegen
-from bench.common import ROOT
+from bench.common import ROOT, save_results
 from bench.suite import median_results, progress
 
 Result = dict[str, Any]
@@ -93,12 +90,7 @@ def main(argv: list[str] | None = None, run: Callable[..., dict[str, Result]] = 
     runs = [run(trees, args.quick) for _ in range(1 if args.quick else args.runs)]
     medians = median_results(runs)
     text = table(medians, list(trees))
-    out = ROOT / "bench" / "results" / time.strftime("speed-%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"trees": {k: str(v) for k, v in trees.items()}, "runs": runs}))
-    (out / "results.md").write_text(f"Medians of {len(runs)} run(s), {time.strftime('%Y-%m-%d %H:%M')}\n\n{text}\n")
-    print(text)
-    print(f"\nwritten to {out}", file=sys.stderr)
+    save_results("speed", trees, runs, text)
 
 
 if __name__ == "__main__":

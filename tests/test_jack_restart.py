@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mido
 import pytest
 
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, unavailable, wait_until, write_config
@@ -45,6 +46,23 @@ def peers() -> Iterator[list[MidiPeer]]:
     yield made
     for peer in made:
         peer.close()
+
+
+def both_ways(
+    server: BridgeProcess, client: Client, names: dict[str, str], peers: list[MidiPeer], value: int, out: mido.Message
+) -> MidiPeer:
+    """Once the bridge's virtual ports are up on the (new) server: a peer on them, a CC in
+    moving slider1 to its top, and ``value`` set on the page coming out as ``out``."""
+    latest_status(client, ("connected", "connected"))
+    peer = MidiPeer()
+    peers.append(peer)
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    peer.send(cc(1, 1, 127))
+    client.wait_value("slider1", 50)
+    client.send("slider1", value)
+    peer.wait_for(out)
+    return peer
 
 
 def restart(jack: JackServer, peer: MidiPeer, how: str) -> None:
@@ -126,15 +144,7 @@ def test_virtual_ports_are_made_again_after_a_jack_restart(
         restart(own_jack, peer, "terminate")
         latest_status(client, ("missing", "missing"))
         own_jack.start()
-        latest_status(client, ("connected", "connected"))
-        peer = MidiPeer()
-        peers.append(peer)
-        peer.connect(names["input"], names["output"])
-        link_up(server, peer)
-        peer.send(cc(1, 1, 127))
-        client.wait_value("slider1", 50)
-        client.send("slider1", 10 + round_)
-        peer.wait_for(cc(1, 1, 25 + 3 * round_))
+        peer = both_ways(server, client, names, peers, 10 + round_, cc(1, 1, 25 + 3 * round_))
     log = server.output()
     assert log.count("went away") == 2 and log.count("is back") == 2
     assert "Traceback" not in log
@@ -167,15 +177,7 @@ def test_a_jack_server_started_after_the_bridge_is_found(
         wait_until(lambda: server.get_json("/api/values")["slider1"] == 30, what="slider1 set without JACK")
 
         jack.start()
-        latest_status(client, ("connected", "connected"))
-        peer = MidiPeer()
-        peers.append(peer)
-        peer.connect(names["input"], names["output"])
-        link_up(server, peer)
-        peer.send(cc(1, 1, 127))
-        client.wait_value("slider1", 50)
-        client.send("slider1", 10)
-        peer.wait_for(cc(1, 1, 25))
+        both_ways(server, client, names, peers, 10, cc(1, 1, 25))
         log = server.output()
         assert log.count("no JACK server") == 1 and log.count("is there") == 1
         assert "MIDI is off" not in log and "Traceback" not in log

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.browser import Pages, fader_point, shown, wait_shows
 from tests.helpers import BridgeProcess, Client, wait_until
@@ -90,11 +90,16 @@ def test_a_held_fader_and_the_tab_survive_a_reload_and_new_controls_appear_in_pl
     other.wait_value("house", 50)
 
 
-def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
+def served(tmp_path: Path, bridge_factory: Start, pages: Pages) -> tuple[Path, BridgeProcess, Page]:
+    """A bridge on a config file of :data:`BEFORE`, and a page open on it."""
     path = tmp_path / "bridge.toml"
     path.write_text(BEFORE, encoding="utf-8")
     proc = bridge_factory(path)
-    page = pages.open(proc.url)
+    return path, proc, pages.open(proc.url)
+
+
+def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
+    path, proc, page = served(tmp_path, bridge_factory, pages)
     banner = page.locator("#config-error")
     expect(banner).to_be_hidden()
 
@@ -112,10 +117,7 @@ def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_fa
 
 
 def test_the_view_links_follow_the_views_of_the_file(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
-    path = tmp_path / "bridge.toml"
-    path.write_text(BEFORE, encoding="utf-8")
-    proc = bridge_factory(path)
-    page = pages.open(proc.url)
+    path, _, page = served(tmp_path, bridge_factory, pages)
     links = page.locator("nav#views")
     expect(links).to_be_hidden()  # no views yet
 
