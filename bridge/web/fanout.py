@@ -247,7 +247,7 @@ class Fanout:
                 # Packets wait in the library's queue (a ping, a status event):
                 # this one goes after them, the same way.
                 return _BEHIND if queued >= BACKLOG_LIMIT else _QUEUED
-            tls = self._wires.reading(client.eio_sid)  # a WebSocket under TLS: the library writes
+            tls = self._reading(client)  # a WebSocket under TLS: the library writes
             if tls is not None and tls.pings and tls.unread(now):
                 return _BEHIND
         sock = self._server.eio.sockets.get(client.eio_sid)

@@ -60,7 +60,8 @@ def frame(text: str) -> bytes:
 
 
 #: An Engine.IO ping, as the library writes it too: every client answers it at once with a pong.
-PING = frame("2")
+PING_TEXT = "2"
+PING = frame(PING_TEXT)
 PONG = "3"
 
 #: A browser that has not read what was written to it this long ago (seconds) is behind,
@@ -269,7 +270,7 @@ class Wires:
                 return message
 
             def send(self, message: Any) -> Any:
-                if message == "2" and self.wire is None and self.reading is not None:
+                if message == PING_TEXT and self.wire is None and self.reading is not None:
                     self.reading.pinged(time.monotonic())  # (a wire counts what it writes itself)
                 return super().send(message)
 
