@@ -3,9 +3,15 @@
 - mouse down in 1 of 10 pages -> the value shown in the 9 others: the time
   from the ``pointerdown`` event in the first page (its own timestamp) to
   the ``bridge:update`` event each other page dispatches once it shows the
-  value; and the part of it spent before the first page sent
-  (``bridge:send``). Whatever the page does with a gesture (sends at once,
-  or on the next frame), this measures it.
+  value; and where that time goes: before the first page sent
+  (``bridge:send``); from the send until the server wrote the update (a
+  raw WebSocket client in this process, stamping each frame as it reads it,
+  stands beside the pages); from there to the WebSocket ``message`` event in
+  each other page (the event's own timestamp: Chromium's network process and
+  the page's renderer waking up); and from that event to the value shown
+  (the Socket.IO client's decoding and the page's own work). Whatever the
+  page does with a gesture (sends at once, or on the next frame), this
+  measures it.
 - JACK MIDI CC in -> the value shown in a page: from just before the CC is
   written to JACK (this process's clock) to the page's ``bridge:update``.
 
@@ -19,13 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import mido
+import websocket
 from playwright.sync_api import Page, sync_playwright
 
 from bench.common import BENCH_CONTROLS, ROOT, Server, percentiles
@@ -36,9 +45,21 @@ from tests.jack import MidiPeer, running_jack
 #: Records, in every page, the times (on the page's clock, ms since the epoch) of its events.
 STAMPS = """
 (() => {
-  const stamps = (window.__stamps = { down: [], send: [], update: [] });
+  const stamps = (window.__stamps = { down: [], send: [], update: [], frame: [] });
   const at = () => performance.timeOrigin + performance.now();
   window.__now = at;
+  // Every Socket.IO event frame's arrival, stamped by a listener that runs before the client's own.
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => {
+        if (typeof e.data === "string" && e.data.startsWith("42")) {
+          stamps.frame.push([performance.timeOrigin + e.timeStamp, e.data]);
+        }
+      });
+    }
+  };
   window.addEventListener("pointerdown", (e) => stamps.down.push(performance.timeOrigin + e.timeStamp), true);
   window.addEventListener("bridge:send", (e) => stamps.send.push([at(), e.detail.who, e.detail.data]));
   window.addEventListener("bridge:update", (e) => stamps.update.push([at(), e.detail.who, e.detail.data]));
@@ -61,6 +82,90 @@ def clock_offset(page: Page, tries: int = 15) -> float:
             best = (t1 - t0, remote - (t0 + t1) / 2)
     assert best is not None
     return best[1]
+
+
+class Listener:
+    """A raw Socket.IO client on a WebSocket, in a process of its own (no lock shared with this
+    one's threads delays its stamps): when each update left the server, about, on the system's
+    clock (``time.time()`` in ms, as here).
+
+    It also sends changes itself, on a second WebSocket (:meth:`send`): the same trip as a
+    page's change, with a sender that is not Chromium. On two cores its process at times
+    waits for one behind the ten pages' renderers (its stamp then comes several ms late):
+    only medians of these parts are reported.
+    """
+
+    def __init__(self, url: str) -> None:
+        spawn = multiprocessing.get_context("spawn")  # not a fork of this process and its browser's threads
+        self._frames: multiprocessing.Queue[tuple[float, str]] = spawn.Queue()
+        self._ready = spawn.Event()
+        self._sends: multiprocessing.Queue[tuple[str, Any]] = spawn.Queue()
+        self._sent: multiprocessing.Queue[float] = spawn.Queue()
+        self._process = spawn.Process(
+            target=_listen, args=(url, self._frames, self._ready, self._sends, self._sent), daemon=True
+        )
+        self._process.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the listener did not connect")
+        self.frames: list[tuple[float, str]] = []
+
+    def wrote(self, who: str, value: Any, timeout: float = 5.0) -> float | None:
+        """When the frame carrying ``who == value`` came (None when it did not)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while not self._frames.empty():
+                self.frames.append(self._frames.get())
+            for at, text in self.frames:
+                if _carries(text, who, value):
+                    return at
+            time.sleep(0.002)
+        return None
+
+    def send(self, who: str, value: Any) -> float:
+        """Send ``who = value`` from the second WebSocket; when it was sent."""
+        self._sends.put((who, value))
+        return self._sent.get(timeout=10)
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.join(timeout=5)
+
+
+def _listen(url: str, frames: Any, ready: Any, sends: Any, sent: Any) -> None:
+    def connect() -> websocket.WebSocket:
+        ws = websocket.create_connection(
+            url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+            timeout=None,
+            suppress_origin=True,
+        )
+        assert ws.recv().startswith("0")  # Engine.IO's open
+        ws.send("40")  # Socket.IO's connect
+        return ws
+
+    listening, sending = connect(), connect()
+
+    def send_loop() -> None:
+        while True:
+            who, value = sends.get()
+            at = time.time() * 1000
+            sending.send("42" + json.dumps(["value changed", {"who": who, "data": value}]))
+            sent.put(at)
+
+    def drain() -> None:  # the sender's own socket: pings answered, the rest read and dropped
+        while True:
+            if sending.recv() == "2":
+                sending.send("3")
+
+    threading.Thread(target=send_loop, daemon=True).start()
+    threading.Thread(target=drain, daemon=True).start()
+    ready.set()
+    while True:
+        text = listening.recv()
+        at = time.time() * 1000
+        if text == "2":
+            listening.send("3")
+        elif isinstance(text, str) and text.startswith("42"):
+            frames.put((at, text))
 
 
 def open_pages(pages: Pages, url: str, n: int) -> list[Page]:
@@ -88,11 +193,17 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
     with sync_playwright() as pw:
         browser = launch(pw)
         pages = Pages(browser)
+        listener: Listener | None = None
         try:
             opened = open_pages(pages, url, 10)
             first, others = opened[0], opened[1:]
+            listener = Listener(url)
+            offsets = {id(page): clock_offset(page) for page in opened}  # each page's clock minus ours
             total: list[float] = []
             before_send: list[float] = []
+            to_server: list[float] = []  # the send -> the update leaving the server
+            to_page: list[float] = []  # -> the frame's message event in another page
+            to_shown: list[float] = []  # -> the value shown there
             missing = 0
             for k in range(gestures):
                 fraction = 0.1 + 0.8 * ((k * 0.381966) % 1.0)  # spread over the fader, never the same twice running
@@ -114,19 +225,43 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
                 before_send.append(sent_at - down_at)
                 if not wait_all_show(others, who, value):
                     missing += 1
+                out_at = listener.wrote(who, value)
+                if out_at is not None:
+                    to_server.append(out_at + offsets[id(first)] - sent_at)
                 for page in others:
-                    shown = [u[0] for u in stamps(page)["update"] if u[1] == who and u[2] == value]
+                    seen = stamps(page)
+                    shown = [u[0] for u in seen["update"] if u[1] == who and u[2] == value]
                     if shown:
                         total.append(shown[0] - down_at)
+                        arrived = [f[0] for f in seen["frame"] if _carries(f[1], who, value)]
+                        if arrived:
+                            if out_at is not None:
+                                to_page.append(arrived[0] - offsets[id(page)] - out_at)
+                            to_shown.append(shown[0] - arrived[0])
                 first.mouse.up()
                 time.sleep(0.05)  # the release's own value settles before the next gesture
+            # The same trip, the change sent by a raw client instead of a page: the server's part.
+            raw: list[float] = []
+            for k in range(gestures):
+                value = 1 + int(999_998 * ((k * 0.618034) % 1.0))  # whole steps, never the same twice running
+                sent = listener.send("fader", value)
+                out = listener.wrote("fader", value)
+                if out is not None:
+                    raw.append(out - sent)
+                time.sleep(0.05)
             return {
                 **_ms(total),
-                "before_send_p50_ms": round(statistics.median(before_send), 3) if before_send else None,
+                "before_send_p50_ms": _median(before_send),
+                "send_to_server_out_p50_ms": _median(to_server),
+                "server_out_to_page_p50_ms": _median(to_page),
+                "arrival_to_shown_p50_ms": _median(to_shown),
+                "raw_send_to_server_out_p50_ms": _median(raw),
                 "gestures": gestures,
                 "missing": missing,
             }
         finally:
+            if listener is not None:
+                listener.close()
             pages.close()
             browser.close()
 
@@ -160,6 +295,17 @@ def midi_to_page(gestures: int, root: Path = ROOT) -> dict[str, Any]:
                     pages.close()
                     browser.close()
                     peer.close()
+
+
+def _carries(text: str, who: str, value: Any) -> bool:
+    """True when the Socket.IO event frame ``text`` carries ``who == value`` (alone or in a batch)."""
+    name, data = json.loads(text[2:])[:2]
+    pairs = data if name == "update values" else [data] if name == "update value" else []
+    return any(isinstance(p, dict) and p.get("who") == who and p.get("data") == value for p in pairs)
+
+
+def _median(samples_ms: list[float]) -> float | None:
+    return round(statistics.median(samples_ms), 3) if samples_ms else None
 
 
 def _ms(samples_ms: list[float]) -> dict[str, Any]:
