@@ -4,14 +4,16 @@
   from the ``pointerdown`` event in the first page (its own timestamp) to
   the ``bridge:update`` event each other page dispatches once it shows the
   value; and where that time goes: before the first page sent
-  (``bridge:send``); from the send until the server wrote the update (a
-  raw WebSocket client in this process, stamping each frame as it reads it,
-  stands beside the pages); from there to the WebSocket ``message`` event in
-  each other page (the event's own timestamp: Chromium's network process and
-  the page's renderer waking up); and from that event to the value shown
-  (the Socket.IO client's decoding and the page's own work). Whatever the
-  page does with a gesture (sends at once, or on the next frame), this
-  measures it.
+  (``bridge:send``); from the send until the server began writing the
+  update (to a raw WebSocket client connected before the pages, so written
+  to first, which takes the kernel's receive time of each frame: see
+  :class:`Listener`); from there to the WebSocket ``message`` event in each
+  other page (the event's own timestamp: the rest of the fan-out, Chromium's
+  network process and the page's renderer waking up); and from that event
+  to the value shown (the Socket.IO client's decoding and the page's own
+  work). The raw client also sends changes itself: the same trip without
+  Chromium, the server's own part. Whatever the page does with a gesture
+  (sends at once, or on the next frame), this measures it.
 - JACK MIDI CC in -> the value shown in a page: from just before the CC is
   written to JACK (this process's clock) to the page's ``bridge:update``.
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import socket
 import statistics
+import struct
 import tempfile
 import threading
 import time
@@ -84,15 +88,23 @@ def clock_offset(page: Page, tries: int = 15) -> float:
     return best[1]
 
 
-class Listener:
-    """A raw Socket.IO client on a WebSocket, in a process of its own (no lock shared with this
-    one's threads delays its stamps): when each update left the server, about, on the system's
-    clock (``time.time()`` in ms, as here).
+#: Linux's option for the kernel's receive time of what a socket reads (``struct timespec``,
+#: the system's clock): for loopback, the moment the sender's ``send`` put it there.
+SO_TIMESTAMPNS = 35
 
-    It also sends changes itself, on a second WebSocket (:meth:`send`): the same trip as a
-    page's change, with a sender that is not Chromium. On two cores its process at times
-    waits for one behind the ten pages' renderers (its stamp then comes several ms late):
-    only medians of these parts are reported.
+
+class Listener:
+    """A raw Socket.IO client on a WebSocket: when the server wrote each update to it.
+
+    Each frame is stamped with the kernel's receive time (:data:`SO_TIMESTAMPNS`),
+    on the system's clock (``time.time()`` in ms, as here): the moment the
+    server's ``send`` put it on the loopback, however late the reader itself
+    gets a core behind the ten pages' renderers.
+
+    It also sends changes itself, on a second WebSocket (:meth:`send`): the same trip
+    as a page's change, with a sender that is not Chromium. Both run in a process of
+    their own, so that nothing of this one's (its browser's threads) stands between
+    a send and its stamp.
     """
 
     def __init__(self, url: str) -> None:
@@ -131,18 +143,47 @@ class Listener:
         self._process.join(timeout=5)
 
 
-def _listen(url: str, frames: Any, ready: Any, sends: Any, sent: Any) -> None:
-    def connect() -> websocket.WebSocket:
-        ws = websocket.create_connection(
-            url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
-            timeout=None,
-            suppress_origin=True,
-        )
-        assert ws.recv().startswith("0")  # Engine.IO's open
-        ws.send("40")  # Socket.IO's connect
-        return ws
+def _connect(url: str) -> websocket.WebSocket:
+    ws = websocket.create_connection(
+        url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket", timeout=None, suppress_origin=True
+    )
+    assert ws.recv().startswith("0")  # Engine.IO's open
+    ws.send("40")  # Socket.IO's connect
+    return ws
 
-    listening, sending = connect(), connect()
+
+def _stamped_texts(sock: socket.socket, pending: bytearray) -> list[tuple[float, str]]:
+    """Read once from ``sock`` (a server's WebSocket, unmasked frames): the text frames now
+    whole, each with the kernel's receive time in ms; what is left of a frame stays in ``pending``."""
+    data, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+    if not data:
+        raise ConnectionError("the bridge closed the connection")
+    at = time.time() * 1000
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanoseconds = struct.unpack("qq", payload[:16])
+            at = seconds * 1000 + nanoseconds / 1e6
+    pending += data
+    texts = []
+    while len(pending) >= 2:
+        size, head = pending[1] & 0x7F, 2
+        if size == 126:
+            size, head = struct.unpack("!H", pending[2:4])[0], 4
+        elif size == 127:
+            size, head = struct.unpack("!Q", pending[2:10])[0], 10
+        if len(pending) < head + size:
+            break
+        if pending[0] & 0x0F == 0x1:  # text
+            texts.append((at, pending[head : head + size].decode()))
+        del pending[: head + size]
+    return texts
+
+
+def _listen(url: str, frames: Any, ready: Any, sends: Any, sent: Any) -> None:
+    # websocket-client reads the handshake and frames byte-exact: what follows is read here.
+    listening, sending = _connect(url), _connect(url)
+    raw = listening.sock
+    raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
 
     def send_loop() -> None:
         while True:
@@ -159,13 +200,13 @@ def _listen(url: str, frames: Any, ready: Any, sends: Any, sent: Any) -> None:
     threading.Thread(target=send_loop, daemon=True).start()
     threading.Thread(target=drain, daemon=True).start()
     ready.set()
+    pending = bytearray()
     while True:
-        text = listening.recv()
-        at = time.time() * 1000
-        if text == "2":
-            listening.send("3")
-        elif isinstance(text, str) and text.startswith("42"):
-            frames.put((at, text))
+        for at, text in _stamped_texts(raw, pending):
+            if text == "2":
+                listening.send("3")
+            elif text.startswith("42"):
+                frames.put((at, text))
 
 
 def open_pages(pages: Pages, url: str, n: int) -> list[Page]:
@@ -195,13 +236,13 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
         pages = Pages(browser)
         listener: Listener | None = None
         try:
+            listener = Listener(url)  # before the pages: the server writes to it first
             opened = open_pages(pages, url, 10)
             first, others = opened[0], opened[1:]
-            listener = Listener(url)
             offsets = {id(page): clock_offset(page) for page in opened}  # each page's clock minus ours
             total: list[float] = []
             before_send: list[float] = []
-            to_server: list[float] = []  # the send -> the update leaving the server
+            to_server: list[float] = []  # the send -> the server's first write of the update
             to_page: list[float] = []  # -> the frame's message event in another page
             to_shown: list[float] = []  # -> the value shown there
             missing = 0
@@ -227,6 +268,7 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
                     missing += 1
                 out_at = listener.wrote(who, value)
                 if out_at is not None:
+                    # (the page stamps bridge:send just after its emit: this part may come out a little short)
                     to_server.append(out_at + offsets[id(first)] - sent_at)
                 for page in others:
                     seen = stamps(page)
@@ -252,10 +294,10 @@ def mouse_down_to_others(url: str, gestures: int) -> dict[str, Any]:
             return {
                 **_ms(total),
                 "before_send_p50_ms": _median(before_send),
-                "send_to_server_out_p50_ms": _median(to_server),
-                "server_out_to_page_p50_ms": _median(to_page),
+                "send_to_first_write_p50_ms": _median(to_server),
+                "first_write_to_page_p50_ms": _median(to_page),
                 "arrival_to_shown_p50_ms": _median(to_shown),
-                "raw_send_to_server_out_p50_ms": _median(raw),
+                "raw_send_to_first_write_p50_ms": _median(raw),
                 "gestures": gestures,
                 "missing": missing,
             }

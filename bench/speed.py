@@ -68,11 +68,11 @@ def table(medians: dict[str, Result], names: list[str]) -> str:
                 extra.append(f"{row['delivered'] * 100:.1f} % delivered")
             if row.get("before_send_p50_ms") is not None:
                 extra.append(f"{row['before_send_p50_ms']} before the page sends")
-            if row.get("send_to_server_out_p50_ms") is not None:
+            if row.get("send_to_first_write_p50_ms") is not None:
                 extra.append(
-                    f"{row['send_to_server_out_p50_ms']} from the send until the server wrote the update "
-                    f"(from a raw client's send {row.get('raw_send_to_server_out_p50_ms')}), "
-                    f"{row.get('server_out_to_page_p50_ms')} from there to the frame's arrival in a page, "
+                    f"{row['send_to_first_write_p50_ms']} from the send until the server began writing "
+                    f"(from a raw client's send {row.get('raw_send_to_first_write_p50_ms')}), "
+                    f"{row.get('first_write_to_page_p50_ms')} from there to the frame's arrival in a page, "
                     f"{row.get('arrival_to_shown_p50_ms')} from there to shown"
                 )
             if row.get("server_cpu_s") is not None:
