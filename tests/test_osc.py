@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from bridge.config import OscTarget
+from bridge.osc import udp
+from bridge.osc.udp import UdpTarget
+from tests.helpers import DEADLINE, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, OscPeer, oscsend
 
 Start = Callable[..., BridgeProcess]
@@ -175,6 +181,51 @@ def test_unreachable_and_named_targets_do_not_disturb_the_rest(
     assert targets[f"127.0.0.1:{closed}"]["state"] == "unreachable"
     assert targets[f"localhost:{named.port}"]["state"] == "ok"
     assert proc.output().count(") unreachable: ") == 1, proc.output()  # reported once, not per send
+
+
+@pytest.mark.unit
+def test_a_udp_target_is_reachable_again_only_once_its_datagrams_stop_being_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A UDP send succeeds whether anything listens or not; only the ICMP "port unreachable" that comes
+    # back on the target's connected socket tells. With nothing listening, a send after a quiet spell
+    # must not make it "reachable again" (with no desk on the default config's 127.0.0.1:9000, the log
+    # said "reachable again" and "unreachable" at each gesture after a pause).
+    monkeypatch.setattr(udp, "RECOVERY_QUIET", 0.0)  # the quiet spell, without waiting for it
+    port = free_port(socket.SOCK_DGRAM)
+    target = UdpTarget(OscTarget("127.0.0.1", port))
+    assert target.resolve() and target.sock is not None
+    builder = OscMessageBuilder(address="/slider1")
+    builder.add_arg(1.0)
+    packet = bytes(builder.build().dgram)
+
+    def refused() -> bool:
+        # As the adapter's receive loop reads a target's socket: the refusal is an error on it.
+        if select.select([target.sock], [], [], 0.05)[0]:
+            try:
+                target.sock.recv(65536, socket.MSG_DONTWAIT)
+            except OSError as err:
+                target.failed(err)
+        return target.state == "unreachable"
+
+    try:
+        target.raw(packet)
+        wait_until(refused, what="the first refusal")
+        errors = target.errors
+        target.raw(packet)  # nothing listens still
+        assert target.state == "unreachable"
+        wait_until(lambda: refused() and target.errors > errors, what="this datagram's refusal")
+        assert not target.recovered(time.monotonic())
+        assert target.state == "unreachable"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk:  # the desk is back
+            desk.bind(("127.0.0.1", port))
+            desk.settimeout(DEADLINE)
+            target.raw(packet)
+            assert desk.recv(65536) == packet
+            assert target.recovered(time.monotonic())
+            assert target.state == "ok"
+    finally:
+        target.close()
 
 
 def test_per_target_type_and_prefix(

@@ -259,8 +259,11 @@ class OscAdapter:
     def _resolve_loop(self) -> None:
         while not self._workers.wait(RESOLVE_INTERVAL):
             for target in self._udp:
-                if target.sock is None and target.resolve():
-                    self._greet(target)
+                if target.sock is None:
+                    if target.resolve():
+                        self._greet(target)
+                else:
+                    target.recovered(time.monotonic())  # (the pages are told by _publish)
 
     # -- in ----------------------------------------------------------------------
     def _udp_source(self, sender: tuple[str, int]) -> Source:

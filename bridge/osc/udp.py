@@ -20,7 +20,9 @@ from bridge.config import OscTarget
 
 log = logging.getLogger(__name__)
 
-#: A target that refused nothing for this long is reported as reachable again.
+#: An unreachable target is reachable again once datagrams went to it this long (seconds) and
+#: none was refused. A UDP send succeeds whether anything listens or not: only the ICMP "port
+#: unreachable" that comes back tells, a moment later, so one send that went out proves nothing.
 RECOVERY_QUIET = 5.0
 
 
@@ -33,6 +35,7 @@ class UdpTarget:
         self.ip: str | None = None
         self.state = "resolving"  # resolving | ok | unresolved | unreachable
         self.last_error = 0.0
+        self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
         self.lock = threading.Lock()
@@ -71,14 +74,25 @@ class UdpTarget:
                 self.failed(err)
                 return
             self.sent += 1
-            if self.state == "unreachable" and time.monotonic() - self.last_error > RECOVERY_QUIET:
-                self.state = "ok"
-                log.info("OSC target %s reachable again", self.config.label)
+            if self.state == "unreachable" and not self.probed:
+                self.probed = time.monotonic()
+
+    def recovered(self, now: float) -> bool:
+        """Looked at every second: True when an unreachable target just became reachable again
+        (its datagrams went out for :data:`RECOVERY_QUIET` seconds, and none was refused)."""
+        with self.lock:
+            if self.state != "unreachable" or not self.probed or now - self.probed < RECOVERY_QUIET:
+                return False
+            self.state = "ok"
+            self.probed = 0.0
+        log.info("OSC target %s reachable again", self.config.label)
+        return True
 
     def failed(self, err: OSError) -> None:
         """Sending (or reading the answer) showed that nothing listens there: ICMP port unreachable."""
         self.errors += 1
         self.last_error = time.monotonic()
+        self.probed = 0.0  # the datagrams sent since were refused (this is their answer)
         if self.state != "unreachable":
             self.state = "unreachable"
             log.warning(
