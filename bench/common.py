@@ -146,10 +146,12 @@ class Watcher:
     count: int = 0
 
 
-async def connect_watchers(url: str, n: int) -> list[Watcher]:
+async def connect_watchers(
+    url: str, n: int, client_class: type[socketio.AsyncClient] = socketio.AsyncClient
+) -> list[Watcher]:
     watchers = []
     for _ in range(n):
-        sio = socketio.AsyncClient(reconnection=False)
+        sio = client_class(reconnection=False)
         watcher = Watcher(sio)
 
         def on_update(msg: dict[str, Any], w: Watcher = watcher) -> None:
