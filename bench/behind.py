@@ -24,7 +24,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Server, free_port, save_results
+from bench.common import Server, free_port, save_results, trees
 from bench.suite import fanout, flood_socket, median_results, osc_in, osc_out, progress
 
 Result = dict[str, Any]
@@ -107,12 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    trees = {f"base{i + 1}" if len(args.base) > 1 else "base": p.resolve() for i, p in enumerate(args.base)}
-    trees["this"] = ROOT
-    runs = [run_once(trees, args.quick) for _ in range(1 if args.quick else args.runs)]
-    medians = median_results(runs)
-    text = table(medians, list(trees), args.quick)
-    save_results("behind", trees, runs, text)
+    measured = trees(args.base)
+    runs = [run_once(measured, args.quick) for _ in range(1 if args.quick else args.runs)]
+    save_results("behind", measured, runs, table(median_results(runs), list(measured), args.quick))
 
 
 if __name__ == "__main__":

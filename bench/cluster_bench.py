@@ -16,11 +16,19 @@ import asyncio
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Server, Watcher, close_all, connect_watchers, percentiles, process_cpu, wait_all_on
+from bench.common import (
+    Server,
+    Watcher,
+    close_all,
+    connect_watchers,
+    paced_changes,
+    percentiles,
+    process_cpu,
+    wait_all_on,
+)
 from cluster.services import RedisServer
 
 Result = dict[str, Any]
@@ -50,14 +58,7 @@ async def drive(group: Group, sender: Watcher, watchers: list[Watcher], rate: fl
     """One change of ``fader`` every 1/rate s from ``sender``; what the watchers saw, and when."""
     count = int(rate * seconds)
     cpu0, gen0, redis0 = group.cpu_seconds(), process_cpu(), group.redis_cpu()
-    sent: dict[int, float] = {}
-    start = time.perf_counter()
-    for k in range(count):
-        delay = start + k / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent[k + 1] = time.perf_counter()
-        await sender.sio.emit("value changed", {"who": "fader", "data": k + 1})
+    sent = await paced_changes(sender, count, rate)
     done = await wait_all_on(watchers, "fader", count, timeout=60)
     lat = [w.arrivals[("fader", v)] - t for v, t in sent.items() for w in watchers if ("fader", v) in w.arrivals]
     return {

@@ -169,6 +169,27 @@ async def connect_watchers(
     return watchers
 
 
+async def paced_changes(sender: Watcher, count: int, rate: float, base: int = 1) -> dict[int, float]:
+    """``fader`` set to ``base``, ``base + 1``... by ``sender``, ``rate`` a second, paced against the
+    clock (not by sleeps, which drift under load); when each was sent (``time.perf_counter``), by value."""
+    sent: dict[int, float] = {}
+    start = time.perf_counter()
+    for k in range(count):
+        delay = start + k / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[base + k] = time.perf_counter()
+        await sender.sio.emit("value changed", {"who": "fader", "data": base + k})
+    return sent
+
+
+def trees(bases: list[Path]) -> dict[str, Path]:
+    """The trees a multi-tree bench measures: each ``--base`` (``base``, or ``base1``, ``base2``...),
+    then this one (``this``)."""
+    named = {f"base{i + 1}" if len(bases) > 1 else "base": p.resolve() for i, p in enumerate(bases)}
+    return {**named, "this": ROOT}
+
+
 async def close_all(watchers: list[Watcher]) -> None:
     await asyncio.gather(*(w.sio.disconnect() for w in watchers), return_exceptions=True)
 

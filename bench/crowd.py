@@ -31,7 +31,16 @@ from typing import Any
 import engineio
 import socketio
 
-from bench.common import ROOT, Server, close_all, connect_watchers, save_results, wait_all_on
+from bench.common import (
+    Server,
+    close_all,
+    connect_watchers,
+    paced_changes,
+    percentiles,
+    save_results,
+    trees,
+    wait_all_on,
+)
 from bench.suite import progress
 
 #: Changes sent this long (seconds) after the first are "after the start".
@@ -56,16 +65,6 @@ class InOrderClient(socketio.AsyncClient):  # type: ignore[misc]
         return _InOrderEngineIO
 
 
-def _cut(samples: list[float]) -> dict[str, float | None]:
-    if not samples:
-        return {"p50_ms": None, "p99_ms": None}
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
-        "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 1),
-    }
-
-
 async def one_row(root: Path, model: str, clients: int, rate: float, seconds: float) -> dict[str, Any]:
     with Server("", root=root) as server:
         client_class = InOrderClient if model == "in order" else socketio.AsyncClient
@@ -75,14 +74,8 @@ async def one_row(root: Path, model: str, clients: int, rate: float, seconds: fl
         gc.freeze()
         try:
             count = int(rate * seconds)
-            sent: dict[int, float] = {}
             start = time.perf_counter()
-            for k in range(count):
-                delay = start + k / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sent[1 + k] = time.perf_counter()
-                await sender.sio.emit("value changed", {"who": "fader", "data": 1 + k})
+            sent = await paced_changes(sender, count, rate)
             await wait_all_on(watchers, "fader", count, timeout=60)
             every, settled = [], []
             for value, at in sent.items():
@@ -93,8 +86,8 @@ async def one_row(root: Path, model: str, clients: int, rate: float, seconds: fl
                         if at - start >= SETTLE:
                             settled.append(arrived - at)
             return {
-                "all": _cut(every),
-                "after_start": _cut(settled),
+                "all": percentiles(every),
+                "after_start": percentiles(settled),
                 "delivered": len(every),
                 "offered": count * clients,
             }
@@ -112,9 +105,8 @@ def run_once(trees: dict[str, Path], clients: int, rate: float, seconds: float) 
     return out
 
 
-def _median(runs: list[dict[str, Any]], key: str, part: str, field: str) -> float | None:
-    values = [run[key][part][field] for run in runs if run[key][part][field] is not None]
-    return round(statistics.median(values), 1) if values else None
+def _median(runs: list[dict[str, Any]], key: str, part: str, field: str) -> float:
+    return round(statistics.median(run[key][part][field] for run in runs), 1)
 
 
 def table(runs: list[dict[str, Any]], names: list[str], clients: int) -> str:
@@ -144,10 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args(argv)
-    trees = {f"base{i + 1}" if len(args.base) > 1 else "base": p.resolve() for i, p in enumerate(args.base)}
-    trees["this"] = ROOT
-    runs = [run_once(trees, args.clients, args.rate, args.seconds) for _ in range(args.runs)]
-    save_results("crowd", trees, runs, table(runs, list(trees), args.clients))
+    measured = trees(args.base)
+    runs = [run_once(measured, args.clients, args.rate, args.seconds) for _ in range(args.runs)]
+    save_results("crowd", measured, runs, table(runs, list(measured), args.clients))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import browser_bench, nodegen
-from bench.common import ROOT, save_results
+from bench.common import save_results, trees
 from bench.suite import median_results, progress
 
 Result = dict[str, Any]
@@ -92,12 +92,9 @@ def main(argv: list[str] | None = None, run: Callable[..., dict[str, Result]] = 
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    trees = {"base": args.base.resolve()} if args.base else {}
-    trees["this"] = ROOT
-    runs = [run(trees, args.quick) for _ in range(1 if args.quick else args.runs)]
-    medians = median_results(runs)
-    text = table(medians, list(trees))
-    save_results("speed", trees, runs, text)
+    measured = trees([args.base] if args.base else [])
+    runs = [run(measured, args.quick) for _ in range(1 if args.quick else args.runs)]
+    save_results("speed", measured, runs, table(median_results(runs), list(measured)))
 
 
 if __name__ == "__main__":

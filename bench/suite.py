@@ -43,6 +43,7 @@ from bench.common import (
     connect_watchers,
     free_port,
     osc,
+    paced_changes,
     percentiles,
     process_cpu,
     wait_all_on,
@@ -102,21 +103,8 @@ async def fanout(server: Any, clients: int, rate: float, seconds: float, base: i
     sender, watchers = watchers[0], watchers[1:]
     count = int(rate * seconds)
 
-    async def drive() -> dict[int, float]:
-        sent = {}
-        start = time.perf_counter()
-        for k in range(count):
-            value = base + k
-            # Paced against the clock, not by sleeps that drift under load.
-            delay = start + k / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sent[value] = time.perf_counter()
-            await sender.sio.emit("value changed", {"who": "fader", "data": value})
-        return sent
-
     try:
-        return await measure(server, watchers, drive, base + count - 1)
+        return await measure(server, watchers, lambda: paced_changes(sender, count, rate, base), base + count - 1)
     finally:
         await close_all([sender, *watchers])
 

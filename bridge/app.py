@@ -226,7 +226,7 @@ class Bridge:
         """The tabs, panels and view links a page of ``view`` and ``role`` shows now (the ``layout`` a
         reload sends)."""
         context = pages.surface(self.hub, self.looks, self.web.views, view, role, self.hub.values())
-        return pages.render_surface(self.app, {**context, "view": view, "views": list(self.web.views)})
+        return pages.render_surface(self.app, context)
 
     def start(self) -> None:
         """Restore the saved values, then open every adapter's ports and threads."""

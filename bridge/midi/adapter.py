@@ -223,8 +223,9 @@ class MidiAdapter:
 
     # -- start and stop --------------------------------------------------------------
     def _start(self) -> None:
+        found: tuple[list[str], list[str]] | None = None
         try:
-            inputs, outputs = self.ports.open_system()
+            found = self.ports.open_system()
         except NoJackServer:
             # JACK is named but not started yet: looked for as after a restart.
             log.warning(
@@ -234,9 +235,6 @@ class MidiAdapter:
             )
             self._lost = True
             self._set_states("missing")
-            self._workers.start((self._read, "midi-in"), (self._drain_held, "midi-out"))
-            self._workers.spawn(self._watch, "midi-ports")
-            return
         except MidiPortError as err:
             log.warning(
                 "MIDI is off: backend %r is not available here (%s); everything else runs. "
@@ -247,8 +245,9 @@ class MidiAdapter:
             self._set_states("off")
             return
         self._workers.start((self._read, "midi-in"), (self._drain_held, "midi-out"))
-        self.ports.scan(inputs, outputs)
-        self._publish()
+        if found is not None:
+            self.ports.scan(*found)
+            self._publish()
         self._workers.spawn(self._watch, "midi-ports")
 
     def _set_states(self, state: Any) -> None:

@@ -34,7 +34,6 @@ class UdpTarget:
         self.sock: socket.socket | None = None
         self.ip: str | None = None
         self.state = "resolving"  # resolving | ok | unresolved | unreachable
-        self.last_error = 0.0
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
@@ -91,7 +90,6 @@ class UdpTarget:
     def failed(self, err: OSError) -> None:
         """Sending (or reading the answer) showed that nothing listens there: ICMP port unreachable."""
         self.errors += 1
-        self.last_error = time.monotonic()
         self.probed = 0.0  # the datagrams sent since were refused (this is their answer)
         if self.state != "unreachable":
             self.state = "unreachable"

@@ -51,8 +51,6 @@ def blueprint(
             "index.html",
             **surface(hub, looks, views, view_name, role, hub.values()),
             role=role,
-            view=view_name,
-            views=list(views),
             theme=theme,
             theme_color=THEME_COLORS[theme],
             # The editor: asked for, and only ever for the control role (the file holds the keys).
@@ -159,7 +157,8 @@ def surface(
     hub: Hub, looks: Looks, views: Mapping[str, View], view: str | None, role: str, values: dict[str, Any]
 ) -> dict[str, Any]:
     """What the surface template needs for ``view`` and ``role``: complete at first paint (the values, the
-    digits to show them with, the pages and the groups as panels in the order they first appear)."""
+    digits to show them with, the pages and the groups as panels in the order they first appear, and the
+    links to the views)."""
     controls = list(hub.controls.values())
     shown = views.get(view) if view is not None else None
     if shown is not None:
@@ -172,12 +171,14 @@ def surface(
         "decimals": {c.id: places(c) for c in controls},
         "read_only": role == "viewer",
         "looks": looks.all(),
+        "view": view,
+        "views": list(views),
     }
 
 
 def render_surface(app: Flask, context: dict[str, Any]) -> str:
-    """The tabs and panels (``_surface.html``) and the links to the views (``_views.html``, which
-    needs ``view`` and ``views`` in ``context``), for the ``layout`` a reload sends to a page."""
+    """The tabs and panels (``_surface.html``) and the links to the views (``_views.html``), from
+    :func:`surface`'s ``context``, for the ``layout`` a reload sends to a page."""
     with app.test_request_context("/"):
         return render_template("_surface.html", **context) + render_template("_views.html", **context)
 
