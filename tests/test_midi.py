@@ -531,6 +531,33 @@ def test_knobs_selects_leds_triggers_and_midi_ranges_both_ways(
     peer.wait_for(note_on(1, 42, 1))
 
 
+def test_a_trigger_pad_goes_out_as_a_hit_at_every_press(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    # A GO is an event: the same press twice is two presses, and a note must not hang on a synth.
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    config = write_config(
+        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=SURFACE_MIDI
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    client = client_factory(server.url)
+    client.wait_event("snapshot")
+
+    hit = (note_on(1, 41, 127), note_off(1, 41))
+    for _ in range(3):
+        server.put_values(go=1)
+    peer.wait_for(*hit, *hit, *hit)
+    peer.send(note_on(1, 41, 100))  # the pad itself: its light goes out again (feedback)
+    client.wait_event("update value", lambda e: e == {"who": "go", "data": 1})
+    peer.wait_for(*hit, *hit, *hit, *hit)
+    peer.clear()
+    client.send("go", 1)  # and a press on the page after it still goes out
+    peer.wait_for(*hit)
+    assert [m for m in peer.received() if m.type == "note_on" and m.note == 41] == [note_on(1, 41, 127)]
+
+
 def _read_all(inlet: Inlet, count: int) -> list[mido.Message]:
     got: list[mido.Message] = []
 

@@ -31,6 +31,7 @@ taken alone.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -59,8 +60,12 @@ POLL_INTERVAL = 1.0
 #: The longest an idle reader waits before it looks again (learn timeouts, stop()).
 IDLE_WAIT = 0.05
 
-#: A change held back by the budget: the MIDI number and the messages carrying it.
-Held = tuple[int, tuple[mido.Message, ...]]
+#: A change held back by the budget: its control, the MIDI number (None for a trigger's
+#: press, which is an event and never "shown already") and the messages carrying it.
+Held = tuple[str, "int | None", tuple[mido.Message, ...]]
+#: A trigger's press on these goes out as a hit, pressed then released, like a pad's:
+#: a note never hangs on a synth and a repeated press is seen as a new one.
+_HIT_KINDS = ("note", "cc", "cc14")
 
 
 class MidiAdapter:
@@ -102,6 +107,7 @@ class MidiAdapter:
         # changes wait, the latest per control, in order.
         self._budget = TokenBucket(config.budget, max(1, config.budget // 10))
         self._held_out: Latest[str, Held] = Latest()
+        self._presses = itertools.count()  # a trigger's presses held back each have a key of their own
         self._out_waiting = threading.Event()
         self.held_out = 0
         self._workers = Workers()
@@ -157,29 +163,39 @@ class MidiAdapter:
         if change.origin.kind != "midi":
             # Set elsewhere: a pickup fader must reach the new value before it moves it.
             self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id))
+        number: int | None
         number, messages = encode(control, change.value)
+        if control.trigger:
+            number = None  # an event: every press goes out, none is "shown already"
+            if binding.kind in _HIT_KINDS:
+                messages += encode(control, 0)[1]
         with self._out_lock:
             if change.origin.kind == "midi" and not binding.feedback:
                 # The controller is there already: a later change to this same
                 # number from elsewhere must not be skipped as "already sent".
-                self._last_sent[control.id] = number
+                if number is not None:
+                    self._last_sent[control.id] = number
                 return
             outlet = self._outlet
             if outlet is None:
                 return  # missing: every value is sent when it comes back
             held = self._held_out
-            held.pop(control.id)  # a newer value replaces one still waiting
-            if change.origin.kind == "test":
-                self._last_sent.pop(control.id, None)  # the editor's "send test": out even if shown already
-            if self._last_sent.get(control.id) == number:
-                return  # the device shows it already
+            if number is None:
+                key = f"{control.id}\n{next(self._presses)}"  # presses held are kept each, in order
+            else:
+                key = control.id
+                held.pop(key)  # a newer value replaces one still waiting
+                if change.origin.kind == "test":
+                    self._last_sent.pop(control.id, None)  # the editor's "send test": out even if shown already
+                if self._last_sent.get(control.id) == number:
+                    return  # the device shows it already
             if held or not self._budget.take(len(messages)):
-                # Over the budget: the latest value per control waits its turn.
-                held.put(control.id, (number, messages))
+                # Over the budget: the latest value per control (and every press) waits its turn.
+                held.put(key, (control.id, number, messages))
                 self.held_out += 1
                 self._out_waiting.set()
                 return
-            if self._send(outlet, messages, control.id):
+            if self._send(outlet, messages, control.id) and number is not None:
                 self._last_sent[control.id] = number
 
     def _drain_held(self) -> None:
@@ -191,14 +207,14 @@ class MidiAdapter:
             with self._out_lock:
                 outlet = self._outlet
                 while self._held_out and outlet is not None:
-                    cid, (number, messages) = self._held_out.first()
-                    if self._last_sent.get(cid) == number:
-                        self._held_out.pop(cid)
+                    key, (cid, number, messages) = self._held_out.first()
+                    if number is not None and self._last_sent.get(cid) == number:
+                        self._held_out.pop(key)
                         continue
                     if not self._budget.take(len(messages)):
                         break
-                    self._held_out.pop(cid)
-                    if self._send(outlet, messages, cid):
+                    self._held_out.pop(key)
+                    if self._send(outlet, messages, cid) and number is not None:
                         self._last_sent[cid] = number
                 if outlet is None:
                     self._held_out.clear()  # every value is sent when the device comes back
