@@ -79,12 +79,13 @@ def shut(*sockets: socket.socket | None) -> None:
 class TcpConsole:
     """A desk on a TCP port of its own; ``framing`` is "slip" or "length"."""
 
-    def __init__(self, framing: str, port: int | None = None) -> None:
+    def __init__(self, framing: str, port: int | None = None, reading: bool = True) -> None:
         self.framing = framing
         self.port = port or free_port()
         self.received: list[tuple[str, list[Any]]] = []
         self.connections = 0
-        self.reading = True
+        #: False: a desk that takes nothing, with a small receive buffer (its kernel fills soon).
+        self.reading = reading
         self._lock = threading.Lock()
         self._conn: socket.socket | None = None
         self._server: socket.socket | None = None
@@ -94,6 +95,8 @@ class TcpConsole:
     def start(self) -> TcpConsole:
         server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not self.reading:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (connections take it from here)
         server.bind(("127.0.0.1", self.port))
         server.listen(4)
         server.settimeout(0.2)

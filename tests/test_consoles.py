@@ -7,18 +7,27 @@ The consoles are test peers written from their published behaviour
 
 from __future__ import annotations
 
+import itertools
+import json
 import socket
 import struct
 import subprocess
+import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
+from bridge.osc.tcp import SEND_TIMEOUT
 from tests.console_tools import FakeX32, TcpConsole, build, slip
-from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.helpers import DEADLINE, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump
 
 Start = Callable[..., BridgeProcess]
@@ -46,8 +55,8 @@ type = "text"
 def consoles() -> Iterator[Callable[..., TcpConsole]]:
     made: list[TcpConsole] = []
 
-    def make(framing: str, port: int | None = None) -> TcpConsole:
-        console = TcpConsole(framing, port).start()
+    def make(framing: str, port: int | None = None, reading: bool = True) -> TcpConsole:
+        console = TcpConsole(framing, port, reading).start()
         made.append(console)
         return console
 
@@ -56,9 +65,9 @@ def consoles() -> Iterator[Callable[..., TcpConsole]]:
         console.stop()
 
 
-def bridge_config(tmp_path: Path, osc: str, controls: str = CONTROLS) -> Path:
+def bridge_config(tmp_path: Path, osc: str, controls: str = CONTROLS, server: str = "") -> Path:
     port = free_port(socket.SOCK_DGRAM)
-    return write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\n{osc}', controls=controls)
+    return write_config(tmp_path, extra=f'{server}[osc]\nlisten = "127.0.0.1:{port}"\n{osc}', controls=controls)
 
 
 def target_state(proc: BridgeProcess) -> str:
@@ -104,27 +113,110 @@ def test_a_tcp_target_gets_values_answers_and_survives_its_restart(
     assert proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["connects"] == 2
 
 
-def test_a_target_that_stops_reading_stalls_nobody(
+BUTTONS = """
+[[controls]]
+id = "bump"
+type = "button"
+osc = "/eos/sub/2/bump"
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+osc = "/eos/key/go_0"
+"""
+
+
+def test_a_tcp_desk_gets_every_press_and_release_and_no_cue_fired_late(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
 ) -> None:
-    stuck = consoles("slip")
-    stuck.reading = False
+    desk = consoles("slip")
+    osc = f'targets = [{{ address = "127.0.0.1:{desk.port}", transport = "tcp" }}]\n'
+    config = bridge_config(tmp_path, osc, CONTROLS + BUTTONS)
+    proc = bridge_factory(config)
+    client = client_factory(proc.url)
+    desk.wait_connected()
+    wait_until(lambda: target_state(proc) == "connected", what="the target connected in /healthz")
+    # A tap in one bundle (a sub's bump on an Eos: press, release) is two messages, in order.
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for value in (1, 0):
+        builder = OscMessageBuilder("/eos/sub/2/bump")
+        builder.add_arg(value)
+        bundle.add_content(builder.build())
+    listen = load_config(config).osc
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.sendto(bundle.build().dgram, (listen.listen_host, listen.listen_port))
+    finally:
+        udp.close()
+    wait_until(lambda: len(desk.got("/eos/sub/2/bump")) == 2, what="press and release at the desk")
+    assert desk.got("/eos/sub/2/bump") == [[1.0], [0.0]]
+    for _ in range(3):
+        client.send("go", 1)  # three GOs are three cues
+    wait_until(lambda: len(desk.got("/eos/key/go_0")) == 3, what="three GOs at the desk")
+
+    # A GO pressed while the desk is away is not fired when it is back: a cue fired late is worse.
+    desk.stop()
+    wait_until(lambda: target_state(proc) == "down", what="the target down in /healthz")
+    client.send("go", 1)
+    client.send("level", 33)
+    back = consoles("slip", port=desk.port)
+    back.wait_for("/eos/sub/1", [33.0])
+    client.send("level", 34)
+    back.wait_for("/eos/sub/1", [34.0])
+    assert back.got("/eos/key/go_0") == []
+
+
+def test_a_target_that_stops_reading_stalls_nobody_and_is_dropped(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    stuck = consoles("slip", reading=False)
     dump = OscDump()
     try:
-        osc = f'targets = ["127.0.0.1:{dump.port}", {{ address = "127.0.0.1:{stuck.port}", transport = "tcp" }}]\n'
-        proc = bridge_factory(bridge_config(tmp_path, osc))
+        keepalive = 'keepalive = { message = ["/ping"], every = 0.1 }'
+        stuck_target = f'{{ address = "127.0.0.1:{stuck.port}", transport = "tcp", {keepalive} }}'
+        osc = f'targets = ["127.0.0.1:{dump.port}", {stuck_target}]\n'
+        texts = "".join(f'[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(100))
+        proc = bridge_factory(bridge_config(tmp_path, osc, CONTROLS + texts, server="max_rate = 100000\n"))
         sender, watcher = client_factory(proc.url), client_factory(proc.url)
         stuck.wait_connected()
-        text = "x" * 900  # big enough to fill the stuck connection's buffers quickly
-        for i in range(3000):
-            sender.send("txt", f"{i} {text}")
-            sender.send("level", i % 100)
+
+        def stuck_target_health() -> dict[str, Any]:
+            return dict(proc.get_json("/healthz")["adapters"]["osc"]["targets"][1])
+
+        # 100 KB of text at a time (100 controls: the latest of each goes out) until the kernel's buffers
+        # toward the desk (some MB) are full and its writer waits: a round taken in (the UDP target heard
+        # its last value), and nothing sent since the round before.
+        text = "x" * 1000
+        rounds = itertools.count()
+
+        def writer_waits() -> bool:
+            before = stuck_target_health()["sent"]
+            n = next(rounds)
+            for i in range(100):
+                sender.send(f"t{i}", f"{n} {text}")
+            sender.send("level", 1 + n % 98)  # (the level at start is 0; 100 comes last)
+            dump.wait_for(f"/eos/sub/1 f {1 + n % 98}.000000")
+            after = stuck_target_health()
+            return bool(after["sent"] == before and after["waiting"])
+
+        wait_until(writer_waits, timeout=3 * DEADLINE, what="the stuck desk's writer waiting")
         sender.send("level", 100)  # a value the flood never sent
         watcher.wait_value("level", 100)
         dump.wait_for("/eos/sub/1 f 100.000000")
         assert proc.get_json("/healthz")["status"] == "ok"
-        waiting = proc.get_json("/healthz")["adapters"]["osc"]["targets"][1]["waiting"]
-        assert waiting <= 3  # the latest per control, not the flood
+
+        # A desk that takes nothing for SEND_TIMEOUT is dropped and connected again (its kernel takes
+        # the new connection); meanwhile what waits for it is the latest per control and one keepalive.
+        waiting: list[int] = []
+
+        def reconnected() -> bool:
+            target = stuck_target_health()
+            waiting.append(target["waiting"])
+            return bool(target["connects"] >= 2)
+
+        wait_until(reconnected, timeout=SEND_TIMEOUT + DEADLINE, what="the stuck desk dropped and connected again")
+        assert max(waiting) <= 102, waiting  # the latest of each control and one keepalive
+        assert "took nothing for 10 s; connection dropped" in proc.output()  # the log says why
     finally:
         dump.close()
 
@@ -157,6 +249,47 @@ def test_tcp_clients_see_each_other_and_a_browser_never_their_own_echo(
     finally:
         slip_client.close()
         length_client.close()
+
+
+def test_a_tcp_client_streaming_flat_out_stalls_nobody(tmp_path: Path, bridge_factory: Start) -> None:
+    # Reading a TCP stream that always has more waiting never waits: a reader that never let the
+    # rest of the bridge run froze the pages, HTTP, UDP and MIDI for as long as the client sent.
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
+    client = socket.create_connection(("127.0.0.1", tcp_port))
+    packet = build("/eos/sub/1", 25.0)
+    chunk = (struct.pack(">i", len(packet)) + packet) * 4096  # 90 KB of small messages
+    stop = threading.Event()
+    sent = [0]
+    streaming = threading.Event()
+
+    def stream() -> None:  # flat out, for at most a minute
+        end = time.monotonic() + 60
+        try:
+            while not stop.is_set() and time.monotonic() < end:
+                client.sendall(chunk)
+                sent[0] += len(chunk)
+                if sent[0] > 4_000_000:
+                    streaming.set()  # more than the kernel's buffers: the bridge is reading it
+        except OSError:
+            pass
+        finally:
+            streaming.set()
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        assert streaming.wait(DEADLINE)
+        assert streamer.is_alive(), "the client stopped streaming before the check"
+        with urllib.request.urlopen(proc.url + "/healthz", timeout=120) as resp:
+            health = json.loads(resp.read())
+        answered_while_streaming = streamer.is_alive()
+        assert health["status"] == "ok"
+        assert answered_while_streaming, "/healthz was answered only once the client stopped sending"
+    finally:
+        stop.set()
+        streamer.join(timeout=DEADLINE)
+        client.close()
 
 
 def read_slip(

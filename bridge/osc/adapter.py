@@ -34,7 +34,7 @@ from bridge.model import Change, Control
 from bridge.monitor import IDLE
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
-from bridge.osc.tcp import Stream, TcpListener, TcpTarget
+from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
 from bridge.osc.udp import UdpTarget
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,9 @@ class OscAdapter:
         """Mirror ``change`` to every target and TCP client but the one it came from."""
         source = change.origin.ident if change.origin.kind == "osc" else None
         control = change.control
+        event: Event = None
+        if control.type == "button":
+            event = "fire" if control.trigger else "press"
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
         for target in self._targets:
@@ -202,7 +205,7 @@ class OscAdapter:
             packet = packets.get(form)
             if packet is None:
                 packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
-            target.put(control.id, packet)
+            target.put(control.id, packet, event)
             if self.monitor.watching:
                 self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
         streams = self.listener.streams() if self.listener is not None else []
@@ -210,7 +213,7 @@ class OscAdapter:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
             for stream in streams:
                 if stream.ident != source:
-                    stream.put(control.id, packet)
+                    stream.put(control.id, packet, event)
                     if self.monitor.watching:
                         self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
 

@@ -2,10 +2,14 @@
 
 Every connection is a :class:`Stream`: a reader that turns the bytes into
 packets (:mod:`bridge.osc.framing`) and hands them on as OSC input, and a
-writer thread that sends what waits in its outbox, the latest per control:
-a peer that stops reading holds up only its own writer, and what waits for
-it stays bounded by the number of controls. A stream whose peer sends
-garbage (bytes that are not framed OSC) is closed and counted.
+writer thread that sends what waits in its outbox, the latest per control
+(a button's presses and releases each, up to :data:`EVENTS_MAX`): a peer
+that stops reading holds up only its own writer, what waits for it stays
+bounded by the number of controls, and after :data:`SEND_TIMEOUT` without
+taking anything it is dropped. A stream whose peer sends garbage (bytes that
+are not framed OSC) is closed and counted. A reader lets the rest of the
+bridge run between two reads, so a client that streams as fast as it can
+slows only itself.
 
 A :class:`TcpTarget` connects at start and again whenever the connection
 drops, backing off to :data:`RETRY_MAX`; values changed meanwhile wait in
@@ -22,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from bridge.config import OscTarget
 from bridge.errors import BridgeError, MalformedPacket
@@ -43,6 +47,16 @@ READ_SIZE = 65536
 #: A client that has not spoken yet, whose framing is therefore unknown, is
 #: sent nothing for this long; then it gets SLIP, OSC 1.1's framing for streams.
 FRAMING_WAIT = 1.0
+
+#: A button's presses and releases waiting for one peer are kept each, in order, up to
+#: this many things waiting; past them (a peer that stopped reading) a button is held to its
+#: latest state, like a fader.
+EVENTS_MAX = 64
+
+#: What a packet carries: a value (None; the latest per control is enough), a button's press
+#: or release ("press": each counts), or a trigger's press ("fire": each counts, and it is
+#: never kept for a connection that is not there: a cue fired late is worse than none).
+Event = Literal["press", "fire"] | None
 
 #: Packets that arrived on a stream, and the stream: (packets, stream).
 Receive = Callable[[list[bytes], "Stream"], None]
@@ -79,10 +93,10 @@ class Stream:
     def closed(self) -> bool:
         return self._closed.is_set()
 
-    def put(self, key: object, packet: bytes) -> None:
-        """Queue ``packet`` (a newer one with the same key replaces it); never blocks."""
+    def put(self, key: object, packet: bytes, event: Event = None) -> None:
+        """Queue ``packet`` (a newer one with the same key replaces it, unless it is an ``event``); never blocks."""
         if not self.closed:
-            self.outbox.put(key, packet)
+            self.outbox.put(_each(self.outbox, key, event), packet)
 
     def write(self, packets: list[bytes]) -> None:
         """Write ``packets`` now, whole and in order (on this thread); :class:`OSError` when the peer is gone."""
@@ -108,10 +122,13 @@ class Stream:
 
     def read_loop(self) -> None:
         """Read, deframe and hand on packets until the peer leaves or sends garbage (its own thread)."""
-        self.sock.settimeout(None)
+        # The socket's timeout (SEND_TIMEOUT) is the writer's too: a read that times out reads again.
         try:
             while not self.closed:
-                data = self.sock.recv(READ_SIZE)
+                try:
+                    data = self.sock.recv(READ_SIZE)
+                except TimeoutError:
+                    continue
                 if not data:
                     return
                 packets = self._deframer.feed(data)
@@ -126,6 +143,9 @@ class Stream:
                 finally:
                     if good:
                         self._receive(good, self)  # what came before the garbage is taken
+                # A read with data waiting never waits, so never lets another greenlet run:
+                # the rest of the bridge runs before the next one (gevent: a yield).
+                time.sleep(0)
         except MalformedPacket as err:
             self.garbage = True
             log.warning("OSC over TCP from %s: %s; connection closed", self.ident, err)
@@ -180,14 +200,26 @@ class TcpTarget:
             stream.close()
         self._workers.stop(wake=(self.outbox.wake,))
 
-    def put(self, key: object, packet: bytes) -> None:
-        """A value for a control: sent when connected, kept (the latest) while not."""
-        self.outbox.put(key, packet)
+    def put(self, key: object, packet: bytes, event: Event = None) -> None:
+        """A value for a control: sent when connected, kept (the latest) while not.
+
+        A button's ``event`` is sent each while connected; a trigger's
+        (``"fire"``) is dropped while not connected.
+        """
+        if event is None:
+            self.outbox.put(key, packet)
+        elif self.connected:
+            self.outbox.put(_each(self.outbox, key, event), packet)
+        elif event == "press":
+            self.outbox.put(key, packet)  # the button's latest state goes out once the desk is back
 
     def raw(self, packet: bytes) -> None:
-        """A message that is not a value (a keepalive): sent if connected, else dropped."""
+        """A message that is not a value (a keepalive): sent if connected, else dropped.
+
+        The same message waiting already (a peer that reads nothing) is not queued twice.
+        """
         if self.connected:
-            self.outbox.put(("raw", next(_raws)), packet)
+            self.outbox.put(("raw", packet), packet)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -212,11 +244,12 @@ class TcpTarget:
                 backoff = min(RETRY_MAX, backoff * 2)
                 continue
             backoff = RETRY_MIN
-            self._serve(sock)
+            why = self._serve(sock)
             if not self._workers.stopping.is_set():
-                self._down("connection closed")
+                self._down(why)
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket) -> str:
+        """Keep the connection fed until it ends; why it ended."""
         stream = Stream(sock, self.ident, self.config.framing, self._receive)
         self.stream = stream
         self.connects += 1
@@ -225,6 +258,7 @@ class TcpTarget:
         log.info("OSC target %s connected", self.config.label)
         reader = threading.Thread(target=stream.read_loop, name=f"osc-tcp-read-{self.config.label}", daemon=True)
         reader.start()
+        why = "connection closed"
         try:
             stream.write(self._hello(self))  # on_connect and queries first, then what waited
             while not stream.closed and not self._workers.stopping.is_set():
@@ -236,6 +270,9 @@ class TcpTarget:
                         self.outbox.put_back(batch)  # not sent: kept, unless a newer value came
                         raise
                     self.sent += len(batch)
+        except TimeoutError:
+            self.errors += 1
+            why = f"took nothing for {SEND_TIMEOUT:.0f} s; connection dropped"
         except OSError as err:
             self.errors += 1
             log.debug("OSC target %s: %s", self.config.label, err)
@@ -244,6 +281,7 @@ class TcpTarget:
             reader.join(timeout=2)
             self.stream = None
             self.state = "down"
+        return why
 
     def _down(self, why: str) -> None:
         self.state = "down"
@@ -257,7 +295,14 @@ class TcpTarget:
             )
 
 
-_raws = itertools.count()
+_events = itertools.count()
+
+
+def _each(outbox: Outbox[object, bytes], key: object, event: Event) -> object:
+    """The outbox key for a packet of control ``key``: one of its own for an event, while few wait."""
+    if event is not None and len(outbox) < EVENTS_MAX:
+        return (key, next(_events))
+    return key
 
 
 class TcpListener:

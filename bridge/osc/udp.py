@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from bridge.config import OscTarget
+from bridge.osc.tcp import Event
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class UdpTarget:
             "errors": self.errors,
         }
 
-    def put(self, key: object, packet: bytes) -> None:
-        """Send ``packet`` now (a value of control ``key``); a target not resolved yet gets nothing."""
+    def put(self, key: object, packet: bytes, event: Event = None) -> None:
+        """Send ``packet`` now (a value or an ``event`` of control ``key``); a target not resolved yet gets nothing."""
         self.raw(packet)
 
     def raw(self, packet: bytes) -> None:
