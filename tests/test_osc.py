@@ -111,6 +111,21 @@ def test_nested_bundles_and_patterns(
     assert proc.get_json("/api/values")["slider1"] == 42
 
 
+def test_a_pattern_built_to_backtrack_stalls_nothing(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, peers: Callable[[], OscPeer]
+) -> None:
+    # A regex translated naively from these patterns backtracks for minutes against the test
+    # controls' addresses, on the one thread that serves every page: a 64-byte datagram froze the show.
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    client = client_factory(proc.url)
+    client.wait_event("snapshot")
+    for pattern in ("/" + "*" * 60 + "x", "/" + "?*" * 30 + "x", "/" + "*s" * 30 + "x"):
+        oscsend(port, pattern, "i", 1)
+    oscsend(port, "/slider*", "i", 7)  # a pattern that names them still works, right after
+    client.wait_value("slider1", 7)
+    client.wait_value("slider2", 7)
+
+
 def test_sync_to_sender_and_to_a_named_address(
     tmp_path: Path, bridge_factory: Start, peers: Callable[[], OscPeer], dump: OscDump
 ) -> None:

@@ -12,7 +12,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.errors import InvalidValue, MalformedPacket
 from bridge.model import Control
 from bridge.osc.codec import encode, value_from_args
-from bridge.osc.packets import check_packet, messages, pattern_regex
+from bridge.osc.packets import MAX_PATTERN_LENGTH, check_packet, messages, pattern_regex
 
 pytestmark = pytest.mark.unit
 
@@ -92,12 +92,26 @@ def test_bundle_from_python_osc_builder() -> None:
         ("/{slider1,txt1}", ["/slider1", "/txt1"], ["/slider2"]),
         ("/*/level", ["/mix/level"], ["/level", "/a/b/level"]),
         ("/a.b", ["/a.b"], ["/axb"]),
+        ("/*a*b*", ["/xaxbx", "/ab", "/aab"], ["/ba", "/a/b"]),
+        ("/*{ab,a}c", ["/xabc", "/xac"], ["/xabd"]),
+        ("/{mix/level,fx}", ["/mix/level", "/fx"], ["/mix"]),
+        ("/x[!a]y", ["/xby"], ["/xay", "/x/y"]),  # nothing but a / matches a /
+        ("/" + "*" * 60 + "x", ["/slider1x"], ["/slider1", "/" + "s" * 40]),
+        ("/" + "*s" * 20 + "x", ["/" + "s" * 20 + "x"], ["/" + "s" * 40]),
     ],
 )
 def test_address_patterns(pattern: str, matches: list[str], misses: list[str]) -> None:
     regex = pattern_regex(pattern)
     assert all(regex.match(a) for a in matches)
     assert not any(regex.match(a) for a in misses)
+
+
+def test_patterns_too_long_or_with_too_many_alternatives_are_refused() -> None:
+    with pytest.raises(MalformedPacket, match="longer than"):
+        pattern_regex("/" + "a" * MAX_PATTERN_LENGTH)
+    with pytest.raises(MalformedPacket, match="alternatives"):
+        pattern_regex("/{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}")  # 128 combinations
+    assert pattern_regex("/{a,b}{a,b}{a,b}{a,b}{a,b}{a,b}").match("/abbaba")  # 64 are fine
 
 
 def test_arguments_fit_the_control_type() -> None:

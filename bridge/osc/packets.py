@@ -127,47 +127,119 @@ def is_pattern(address: str) -> bool:
     return bool(_PATTERN_CHARS.search(address))
 
 
+#: An address pattern longer than this, or naming more alternatives ({a,b} lists multiplied
+#: together), is refused: whatever a sender writes, matching it stays cheap.
+MAX_PATTERN_LENGTH = 256
+MAX_ALTERNATIVES = 64
+
+#: A pattern's parts, ``{}`` lists expanded: a character, ``?``, a ``[...]`` set (as a regex), ``*``.
+_Token = tuple[str, str]
+_STAR: _Token = ("*", "")
+
+
 @lru_cache(maxsize=1024)
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The regex for an OSC 1.0 address pattern (``*``, ``?``, ``[a-z]``, ``[!a-z]``, ``{a,b}``)."""
-    out: list[str] = []
+    """The regex for an OSC 1.0 address pattern (``*``, ``?``, ``[a-z]``, ``[!a-z]``, ``{a,b}``).
+
+    It never backtracks far, whatever the pattern: a ``*`` followed by more of
+    its path segment and another ``*`` takes the leftmost match of what is
+    between them, once (an atomic group; with fixed-length parts between the
+    stars the leftmost match is always a right one), and ``{}`` lists are
+    expanded into alternatives, at most :data:`MAX_ALTERNATIVES`. A naive
+    translation took minutes on a 64-byte datagram of stars.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise MalformedPacket(f"address pattern longer than {MAX_PATTERN_LENGTH} characters")
+    alternatives = [_glob(tokens) for tokens in _expand(pattern)]
+    try:
+        return re.compile("(?:" + "|".join(alternatives) + r")\Z")
+    except re.error as err:
+        raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
+
+
+def _expand(pattern: str) -> list[list[_Token]]:
+    """The pattern's tokens, one list per combination of its ``{}`` choices."""
+    expanded: list[list[_Token]] = [[]]
     i = 0
     while i < len(pattern):
         ch = pattern[i]
-        if ch == "*":
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                raise MalformedPacket(f"unclosed [ in address pattern {pattern!r}")
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            if negate:
-                body = body[1:]
-            # Keep ranges (a-z), escape everything else.
-            parts = [re.escape(c) if c != "-" else "-" for c in body]
-            if parts and parts[0] == "-":
-                parts[0] = r"\-"
-            if parts and parts[-1] == "-" and len(parts) > 1:
-                parts[-1] = r"\-"
-            out.append(("[^" if negate else "[") + "".join(parts) + "]")
-            i = end
-        elif ch == "{":
+        if ch == "{":
             end = pattern.find("}", i + 1)
             if end < 0:
                 raise MalformedPacket(f"unclosed {{ in address pattern {pattern!r}")
             choices = pattern[i + 1 : end].split(",")
-            out.append("(?:" + "|".join(re.escape(c) for c in choices) + ")")
+            if len(expanded) * len(choices) > MAX_ALTERNATIVES:
+                raise MalformedPacket(f"address pattern with more than {MAX_ALTERNATIVES} alternatives")
+            expanded = [[*tokens, *(("c", c) for c in choice)] for tokens in expanded for choice in choices]
+            i = end + 1
+            continue
+        if ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise MalformedPacket(f"unclosed [ in address pattern {pattern!r}")
+            token: _Token = ("[", _char_set(pattern[i + 1 : end]))
             i = end
+        elif ch == "*":
+            token = _STAR
+        elif ch == "?":
+            token = ("?", "")
         else:
-            out.append(re.escape(ch))
+            token = ("c", ch)
+        for tokens in expanded:
+            if not (token == _STAR and tokens and tokens[-1] == _STAR):  # ** is *
+                tokens.append(token)
         i += 1
-    try:
-        return re.compile("".join(out) + r"\Z")
-    except re.error as err:
-        raise MalformedPacket(f"bad address pattern {pattern!r}: {err}") from err
+    return expanded
+
+
+def _char_set(body: str) -> str:
+    """``[a-z]`` or ``[!a-z]`` as a regex set: ranges kept, everything else escaped; never a ``/``
+    (that parts the path: only a ``/`` matches it)."""
+    negate = body.startswith("!")
+    if negate:
+        body = body[1:]
+    parts = [re.escape(c) if c != "-" else "-" for c in body if c != "/"]
+    if parts and parts[0] == "-":
+        parts[0] = r"\-"
+    if parts and parts[-1] == "-" and len(parts) > 1:
+        parts[-1] = r"\-"
+    if negate:
+        return "[^/" + "".join(parts) + "]"
+    return "[" + "".join(parts) + "]" if parts else "(?!)"
+
+
+def _glob(tokens: list[_Token]) -> str:
+    """One expanded pattern as a regex, each path segment on its own (no ``*`` or ``?`` crosses a ``/``)."""
+    out: list[str] = []
+    piece: list[str] = []  # what follows the last * of this segment (or its start), one character each
+    starred = False  # a * came before ``piece`` in this segment
+
+    def close_piece(last: bool) -> None:
+        text = "".join(piece)
+        if not starred:
+            out.append(text)
+        elif last:
+            out.append("[^/]*" + text)  # greedy, then the segment's end: at most one step back per character
+        else:
+            out.append("(?>[^/]*?" + text + ")")  # the leftmost match, taken once
+        piece.clear()
+
+    for kind, text in tokens:
+        if kind == "*":
+            close_piece(last=False)
+            starred = True
+        elif kind == "c" and text == "/":
+            close_piece(last=True)
+            out.append("/")
+            starred = False
+        elif kind == "c":
+            piece.append(re.escape(text))
+        elif kind == "?":
+            piece.append("[^/]")
+        else:
+            piece.append(text)
+    close_piece(last=True)
+    return "".join(out)
 
 
 class AddressTable(dict[str, tuple[Control, ...]]):
