@@ -18,6 +18,7 @@ from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.hub import Adapter, Hub
+from bridge.logs import LibraryTracebacks, LogLimiter
 from bridge.looks import Looks
 from bridge.midi import api as midi_api
 from bridge.midi.adapter import MidiAdapter
@@ -32,6 +33,14 @@ from bridge.web import config_api, editor_api, monitor_events, pages
 from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
+
+
+def _quiet_library_tracebacks() -> None:
+    """Engine.IO logs a traceback at every broken polling request; one line is enough (bridge.logs)."""
+    engineio_log = logging.getLogger("engineio.server")
+    if not any(isinstance(f, LibraryTracebacks) for f in engineio_log.filters):
+        engineio_log.addFilter(LibraryTracebacks(LogLimiter(log)))
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +84,7 @@ class Bridge:
             # the end of a fast drag). Browsers still run side by side.
             async_handlers=False,
         )
+        _quiet_library_tracebacks()
         self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)
         self.looks = Looks(self.hub.controls)

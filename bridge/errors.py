@@ -12,6 +12,18 @@ class BridgeError(Exception):
     """Base of every error raised on purpose by the bridge."""
 
 
+#: A bad value is shown in a message up to this many characters: a 15 KB id makes no log line.
+SHOWN = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN` characters (a huge number is named by its size)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"<a number of {value.bit_length()} bits>"  # (its repr alone can take long, or fail)
+    text = repr(value)
+    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"
+
+
 class ConfigError(BridgeError):
     """The config file is unreadable or breaks a rule.
 
@@ -37,7 +49,7 @@ class UnknownControl(BridgeError):
 
     def __init__(self, control_id: object) -> None:
         self.control_id = control_id
-        super().__init__(f"unknown control {control_id!r}")
+        super().__init__(f"unknown control {shown(control_id)}")
 
 
 class InvalidValue(BridgeError):
@@ -47,7 +59,7 @@ class InvalidValue(BridgeError):
         self.control_id = control_id
         self.value = value
         self.reason = reason
-        super().__init__(f"{control_id}: {reason} (got {value!r})")
+        super().__init__(f"{control_id}: {reason} (got {shown(value)})")
 
 
 class MalformedPacket(BridgeError):

@@ -30,6 +30,24 @@ def raised_by_a_library(err: BaseException, skip: int = 1) -> bool:
     )
 
 
+class LibraryTracebacks(logging.Filter):
+    """A library's traceback for bad input from a client (Engine.IO's "post request handler
+    error" on a broken polling request) becomes one rate-limited line; a traceback through
+    the bridge's own code passes whole."""
+
+    def __init__(self, limiter: LogLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if err is None or not raised_by_a_library(err):
+            return True
+        message = record.getMessage()
+        self.limiter.warning(("library", message), "%s: %s (bad input from a client; dropped)", message, err)
+        return False
+
+
 class LogLimiter:
     """Lets one message per key through every ``interval`` seconds.
 

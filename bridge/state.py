@@ -51,17 +51,19 @@ def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, An
     file") and ``instead`` says what the bridge does without it.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as err:
         log.warning("%s %s cannot be read (%s); %s", what, path, err.strerror, instead)
         return None
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))  # (not UTF-8: a ValueError too)
         if not isinstance(data, dict) or not isinstance(data.get(key), dict):
             raise ValueError(f"no {key!r} object")
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
+        if isinstance(err, RecursionError):
+            err = ValueError("nested too deeply to read")
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             path.replace(aside)
@@ -115,7 +117,7 @@ def saved_looks(path: Path) -> dict[str, Any]:
     """The labels and colours a desk gave the controls, as saved beside the values ({} when none)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # load_state has said what is wrong with the file
     looks = data.get("looks") if isinstance(data, dict) else None
     return looks if isinstance(looks, dict) else {}
@@ -260,7 +262,8 @@ class StateStore:
         body: dict[str, Any] = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": values}
         if self.looks is not None:
             body["looks"] = self.looks.all()
-        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
+        # (Text is kept encodable where it comes in; "replace" only so that a save can never fail on it.)
+        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8", "replace")
         if not self._file.write(payload):
             return False  # values keep flowing; the writer tries again
         self.saved_version = version
@@ -272,7 +275,12 @@ class StateStore:
             if self._workers.stopping.is_set():
                 return
             self._dirty.clear()
-            if not self.save():
+            try:
+                saved = self.save()
+            except Exception:  # a bug must not end the saving for the rest of the show
+                log.exception("saving the state failed; trying again in %g s", RETRY_DELAY)
+                saved = False
+            if not saved:
                 self._dirty.set()
                 self._workers.wait(RETRY_DELAY)
                 continue

@@ -8,6 +8,7 @@ that changed the value); every other misfit raises :class:`InvalidValue`.
 from __future__ import annotations
 
 import math
+import re
 
 from bridge.errors import InvalidValue
 from bridge.model import MAX_TEXT_LENGTH, Control, Value
@@ -43,13 +44,30 @@ def snap(control: Control, number: float) -> float | int:
     return float(value)
 
 
+#: Half of a UTF-16 pair, alone: JSON can carry it (``"\\ud800"``), UTF-8 cannot.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _finite(control: Control, raw: object) -> float | int:
     # bool is an int in Python, but True is not a fader position.
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise InvalidValue(control.id, raw, "expected a number")
-    if not math.isfinite(raw):
+    try:
+        finite = math.isfinite(raw)
+    except OverflowError:  # an int beyond any float (JSON allows 400 digits)
+        finite = False
+    if not finite:
         raise InvalidValue(control.id, raw, "expected a finite number")
     return raw
+
+
+def _text(raw: str) -> str:
+    """Text as stored: at most MAX_TEXT_LENGTH characters, a lone surrogate shown as U+FFFD.
+
+    Such a half character (a browser's broken emoji) could be neither saved
+    nor sent as UTF-8: kept, it stopped the state file's writer.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", raw[:MAX_TEXT_LENGTH])
 
 
 def _number_value(control: Control, raw: object) -> float | int:
@@ -74,7 +92,7 @@ def _option_value(control: Control, raw: object) -> Value:
 
 def _label_value(control: Control, raw: object) -> Value:
     if isinstance(raw, str):
-        return raw[:MAX_TEXT_LENGTH]
+        return _text(raw)
     if isinstance(raw, bool):
         return int(raw)
     number = _finite(control, raw)
@@ -84,4 +102,4 @@ def _label_value(control: Control, raw: object) -> Value:
 def _text_value(control: Control, raw: object) -> str:
     if not isinstance(raw, str):
         raise InvalidValue(control.id, raw, "expected a string")
-    return raw[:MAX_TEXT_LENGTH]
+    return _text(raw)

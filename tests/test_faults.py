@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,6 +205,61 @@ def test_malformed_socketio_and_engineio_packets_cost_one_line_each_not_a_traceb
     assert {"threads", "greenlets", "fds", "rss_kb"} <= set(runtime)
     assert runtime["frozen"] > 10_000  # the start-up heap, left out of full collections
     assert "runtime" not in server.get_json("/healthz")
+
+
+def put_raw(server: BridgeProcess, path: str, body: bytes) -> int:
+    """The status of a PUT of ``body`` as it is (JSON no client library would write)."""
+    request = urllib.request.Request(
+        server.url + path, data=body, method="PUT", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with server.open(request) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_hostile_values_break_neither_the_saving_nor_the_page_nor_the_log(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    server = bridge_factory(write_config(tmp_path))
+    state = tmp_path / "state.json"
+    # Half a UTF-16 pair (a browser's broken emoji), which JSON carries and UTF-8 cannot: once
+    # stored, the state writer died on it for the rest of the show and the page answered 500.
+    assert server.put_json("/api/values/txt1", {"value": "a\ud800b"})[0] == 200
+    assert server.get_json("/api/values")["txt1"] == "a\ufffdb"
+    assert "<html" in server.get_text("/").lower()
+    server.put_values(slider1=41)
+    wait_until(lambda: json.loads(state.read_text(encoding="utf-8"))["values"]["slider1"] == 41, what="saved")
+    # A 400-digit number, and JSON nested 5,000 deep (within max_payload): refused, not a 500.
+    assert put_raw(server, "/api/values/slider1", b'{"value": 1' + b"0" * 400 + b"}") == 400
+    assert put_raw(server, "/api/values/slider1", b"[" * 5000 + b"]" * 5000) == 400
+    # A browser sending 300 changes to controls that do not exist: a line every few seconds, not 300.
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(url, timeout=10, suppress_origin=True)
+    try:
+        assert ws.recv().startswith("0{")
+        ws.send("40")
+        for i in range(300):
+            ws.send(json.dumps(["value changed", {"who": f"nothing{i}" + "x" * 2000, "data": 1}]).join(("42", "")))
+        ws.send("42" + "[" * 5000)  # nested too deep for the JSON decoder
+        ws.send('42["value changed",{"who":"slider2","data":9}]')
+        wait_until(lambda: server.get_json("/api/values")["slider2"] == 9, what="the good event after the bad ones")
+    finally:
+        ws.close()
+    # A polling request of empty packets: Engine.IO logs its own traceback for it, unless told otherwise.
+    with server.open(server.url + "/socket.io/?EIO=4&transport=polling") as resp:
+        sid = json.loads(resp.read().decode()[1:])["sid"]
+    poll = server.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    with server.open(urllib.request.Request(poll, data=b"\x1e\x1e", method="POST")) as resp:
+        assert resp.status == 200  # (the library's answer)
+    wait_until(lambda: "bad input from a client" in server.output(), what="one line for the empty request")
+    web = server.get_json("/healthz")["adapters"]["web"]
+    assert web["rejected"] == 300 and web["malformed"] == 1
+    log = server.output()
+    assert log.count("rejected from browser") < 10
+    assert max(len(line) for line in log.splitlines()) < 1000  # a 2 KB id is not written out whole
+    assert "Traceback" not in log and "ERROR" not in log
 
 
 _FUZZ_CONFIG: list[Path] = []

@@ -83,6 +83,27 @@ def test_corrupt_state_file_is_moved_aside(tmp_path: Path, bridge_factory: Start
     assert "corrupt" in proc.output() and "WARNING" in proc.output()
 
 
+@pytest.mark.parametrize(
+    ("content", "moved"),
+    [
+        (bytes(range(256)) * 2, True),  # not UTF-8: the start-up stopped on a traceback
+        (b'{"values": {"slider1": ' + b"[" * 5000 + b"]" * 5000 + b"}}", True),  # too deep to read
+        (b'{"values": {"slider1": 1' + b"0" * 400 + b', "slider2": 7}}', False),  # a number beyond any float
+    ],
+)
+def test_a_state_file_no_one_can_read_starts_the_show_from_defaults(
+    tmp_path: Path, bridge_factory: Start, content: bytes, moved: bool
+) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state.json").write_bytes(content)
+    proc = bridge_factory(config)
+    values = proc.get_json("/api/values")
+    assert values["slider1"] == 25  # the default
+    assert values["slider2"] == (0 if moved else 7)  # the rest of a readable file is kept
+    assert len(list(tmp_path.glob("state.json.corrupt-*"))) == (1 if moved else 0)
+    assert "WARNING" in proc.output() and "Traceback" not in proc.output()
+
+
 @pytest.mark.unit
 def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = load_config(write_config(tmp_path))

@@ -22,6 +22,7 @@ from bridge.auth import Access, guard
 from bridge.errors import SceneError
 from bridge.scenes.engine import Scenes
 from bridge.web.adapter import READ_ONLY, WebAdapter
+from bridge.web.body import json_body
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _blueprint(access: Access, scenes: Scenes) -> Blueprint:
     @bp.post("/api/scenes/import")
     def import_scenes() -> Any:
         request.max_content_length = MAX_IMPORT  # a show's scenes are larger than one message
-        body = request.get_json(force=True, silent=True)
+        body = json_body(request, force=True)
         if body is None:
             return jsonify(error="the body is not JSON: send the file GET /api/scenes/export gave"), 400
         return jsonify(scenes.import_scenes(body))
@@ -108,7 +109,7 @@ def _blueprint(access: Access, scenes: Scenes) -> Blueprint:
     def recall_scene(name: str) -> Any:
         fade: object = 0.0
         if request.get_data(cache=True):
-            body = request.get_json(force=True, silent=True)  # curl -d without a Content-Type too
+            body = json_body(request, force=True)  # curl -d without a Content-Type too
             if not isinstance(body, dict) or set(body) - {"fade"}:
                 return jsonify(error='body must be empty or JSON {"fade": seconds}'), 400
             fade = body.get("fade", 0.0)

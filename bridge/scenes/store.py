@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import SceneError, UnknownScene
+from bridge.errors import SceneError, UnknownScene, shown
 from bridge.state import SavedFile, read_document
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,13 @@ def parse_export(body: object) -> dict[str, Scene]:
             raise SceneError(f'scene {name!r}: expected {{"values": {{control: value}}}}')
         for cid, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float | str):
-                raise SceneError(f"scene {name!r}: {cid}: expected a number or a text, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SceneError(f"scene {name!r}: {cid}: expected a finite number, got {value!r}")
+                raise SceneError(f"scene {name!r}: {cid}: expected a number or a text, got {shown(value)}")
+            try:
+                finite = isinstance(value, str) or math.isfinite(value)
+            except OverflowError:  # an int beyond any float
+                finite = False
+            if not finite:
+                raise SceneError(f"scene {name!r}: {cid}: expected a finite number, got {shown(value)}")
         saved_at = scene.get("saved_at")
         stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else time.time()
         found[name] = Scene(name, dict(values), stamp)
@@ -213,5 +217,6 @@ class SceneStore:
             "version": FORMAT_VERSION,
             "scenes": {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()},
         }
-        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8")
+        # ("replace": a half character in an imported text must not make the file unwritable)
+        payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8", "replace")
         self._file.write(payload)  # kept in memory meanwhile, and retried

@@ -34,7 +34,7 @@ from werkzeug.wrappers import Request
 
 from bridge.auth import Access, Role, presented_key
 from bridge.config import ServerConfig
-from bridge.errors import InvalidValue, UnknownControl
+from bridge.errors import InvalidValue, UnknownControl, shown
 from bridge.flow import Outbox, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter, raised_by_a_library
@@ -261,7 +261,7 @@ class WebAdapter:
         def on_message(eio_sid: str, data: object) -> None:
             try:
                 handle(eio_sid, data)
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as err:
                 if not raised_by_a_library(err):
                     raise  # ours: a bug to see whole
                 self.rejected_packets += 1
@@ -338,7 +338,7 @@ class WebAdapter:
             self._reject(sid, who, data, READ_ONLY)
             return
         if not isinstance(who, str) or who not in self.hub.controls:
-            self._reject(sid, who, data, f"unknown control {who!r}")
+            self._reject(sid, who, data, f"unknown control {shown(who)}")
             return
         control = self.hub.controls[who]
         if control.read_only:
@@ -368,7 +368,7 @@ class WebAdapter:
 
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self.rejected += 1
-        self._warn.warning(("web", sid, reason), "rejected from browser %s: %s", sid, reason)
+        self._warn.warning(("web", sid), "rejected from browser %s: %s", sid, reason)  # a line per browser
         if self.monitor.watching:
             self.monitor.saw("web", "out", f"page {sid[:8]}", "rejected", [reason], who if isinstance(who, str) else "")
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)

@@ -26,6 +26,7 @@ from bridge.config.controls import COMMON_KEYS, FIELDS, TYPE_KEYS
 from bridge.errors import ConfigError, UnknownControl
 from bridge.model import CONTROL_TYPES
 from bridge.state import write_atomic
+from bridge.web.body import json_body
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -117,7 +118,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
         return jsonify(version=editing.version(payload), generation=outcome.generation, error=outcome.error, **extra)
 
     def body() -> dict[str, Any]:
-        found = request.get_json(silent=True)
+        found = json_body(request)
         if not isinstance(found, dict):
             raise editing.EditError("expected a JSON object")
         return found

@@ -23,6 +23,7 @@ from bridge.model import Control, Origin
 from bridge.monitor import IDLE
 from bridge.net import lan_address
 from bridge.views import View
+from bridge.web.body import json_body
 
 
 def blueprint(
@@ -65,7 +66,7 @@ def blueprint(
     def put_value(control_id: str) -> Any:
         if control_id not in hub.controls:
             return jsonify(error=f"unknown control {control_id!r}"), 404
-        body = request.get_json(silent=True)
+        body = json_body(request)
         if monitor.watching:
             monitor.saw("http", "in", request.remote_addr or "", f"PUT /api/values/{control_id}",
                         [body.get("value") if isinstance(body, dict) else body], control_id)  # fmt: skip
