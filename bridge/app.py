@@ -6,6 +6,7 @@ bridge`` calls; a test can build as many apps as it likes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -204,12 +205,15 @@ class Bridge:
         oscquery = self.ported.get("oscquery")
         return getattr(oscquery, "port", None)
 
-    def replace_adapters(self, old: Config, new: Config) -> None:
+    def replace_adapters(self, old: Config, new: Config) -> list[str]:
         """After a reload: a table with ports that changed gets a new adapter, swapped in once it started.
 
         A new adapter that cannot start (its port is taken) leaves the old one
-        running; the log says which.
+        running, and that table of the running config stays the old one (so
+        saving the file again tries again); returned is what was not changed,
+        and why, one line each (the log says it too).
         """
+        refused: list[str] = []
         for section in PORTED:
             if getattr(old, section) == getattr(new, section):
                 continue
@@ -223,6 +227,8 @@ class Bridge:
                     fresh.start()
                 except BridgeError as err:
                     log.warning("config: %s not changed, the old one stays: %s", section, err)
+                    refused.append(f"[{section}] not changed, the old one stays: {err}")
+                    self.config = dataclasses.replace(self.config, **{section: getattr(old, section)})
                     if current is not None:
                         current.start()
                     continue
@@ -231,6 +237,7 @@ class Bridge:
             self.hub.replace_adapter(current, fresh)
             self.ported[section] = fresh
             log.info("config: %s %s", section, "restarted" if fresh is not None else "switched off")
+        return refused
 
     def render_surface(self, view: str | None, role: Role) -> str:
         """The tabs, panels and view links a page of ``view`` and ``role`` shows now (the ``layout`` a

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import socket
+
+from bridge.errors import BridgeError
+
+#: Connections waiting to be accepted: room for a room full of phones joining at once.
+BACKLOG = 1024
 
 
 def lan_address() -> str | None:
@@ -28,3 +34,33 @@ def urls(host: str, port: int, scheme: str = "http") -> list[str]:
             found.append(f"{scheme}://{lan}:{port}/")
         return found
     return [f"{scheme}://{host}:{port}/"]
+
+
+def listen(host: str, port: int, section: str = "[server]", flags: str = " or use --port") -> socket.socket:
+    """A TCP socket listening on ``host:port``, or :class:`BridgeError` saying what to change.
+
+    ``section`` names the config table whose ``host`` and ``port`` these
+    are, ``flags`` the command-line way to change the port. Binding it here
+    (not in a library) also keeps a taken port from ending the process: the
+    WSGI server of Werkzeug calls ``sys.exit`` when it cannot bind.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise BridgeError(f"cannot serve on {host}:{port}: {err.strerror or err} (check {section} host)") from err
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRNOTAVAIL:
+            hint = f"check {section} host: it is no address of this machine"
+        else:
+            hint = f"change {section} port{flags}"
+        raise BridgeError(f"cannot serve on {host}:{port}: {err.strerror or err} ({hint})") from err
+    return sock

@@ -49,6 +49,8 @@ class Outcome:
     """What one reload did."""
 
     generation: int
+    #: Why the file was not taken (``reshaped`` is None then), or which of its tables were not
+    #: (a port taken: the old adapter stays); None when all of it is in force.
     error: str | None = None
     reshaped: Reshaped | None = None
 
@@ -117,13 +119,13 @@ class Reloader:
                     log.info("config: %s is good again, as it was", self.path)
                 return Outcome(self.generation, None, Reshaped((), (), (), {}))
             try:
-                reshaped = apply(self.bridge, config, self.generation + 1)
+                reshaped, refused = apply(self.bridge, config, self.generation + 1)
             except BridgeError as err:
                 return self._refused(str(err))
             self.generation += 1
             self.reloads += 1
-            self.error = None
-            self._push("config", {"generation": self.generation, "error": None})
+            self.error = "; ".join(refused) or None  # the rest is in force; saving again tries these again
+            self._push("config", {"generation": self.generation, "error": self.error})
             for cid, (before, now) in reshaped.adjusted.items():
                 log.warning("config: %s was %r, which its new definition refuses; now %r", cid, before, now)
             log.info(
@@ -134,7 +136,7 @@ class Reloader:
                 len(reshaped.removed),
                 len(reshaped.redefined),
             )
-            return Outcome(self.generation, None, reshaped)
+            return Outcome(self.generation, self.error, reshaped)
 
     def _refused(self, error: str) -> Outcome:
         if error != self.error:
@@ -144,8 +146,9 @@ class Reloader:
         return Outcome(self.generation, error)
 
 
-def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
-    """Put ``config`` in force in the running ``bridge``."""
+def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, list[str]]:
+    """Put ``config`` in force in the running ``bridge``; what changed, and the tables that could not
+    be (see :meth:`Bridge.replace_adapters`)."""
     old = bridge.config
     for key in ("host", "port", "state_file", "tls", "max_payload"):
         if getattr(config.server, key) != getattr(old.server, key):
@@ -172,5 +175,4 @@ def apply(bridge: Bridge, config: Config, generation: int) -> Reshaped:
         bridge.web.relayout(bridge.render_surface, generation, reshaped)
 
     reshaped = bridge.hub.reshape(config.controls, in_force)
-    bridge.replace_adapters(old, config)
-    return reshaped
+    return reshaped, bridge.replace_adapters(old, config)

@@ -26,40 +26,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from bridge.auth import Origins
-from bridge.errors import BridgeError
 from bridge.logs import LogLimiter, raised_by_a_library
+from bridge.net import listen
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
 
-#: Connections waiting to be accepted: room for a room full of phones joining at once.
-BACKLOG = 1024
 #: Seconds open requests get to finish when the server stops.
 STOP_TIMEOUT = 1.0
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A TCP socket listening on ``host:port``, or :class:`BridgeError` saying what to change."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as err:
-        raise BridgeError(f"cannot serve on {host}:{port}: {err.strerror or err} (check [server] host)") from err
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(address)
-        sock.listen(BACKLOG)
-    except OSError as err:
-        sock.close()
-        raise BridgeError(
-            f"cannot serve on {host}:{port}: {err.strerror or err} (change [server] port or use --port)"
-        ) from err
-    return sock
 
 
 def xor_mask(payload: bytes | bytearray, mask: bytes) -> bytes:

@@ -483,6 +483,38 @@ def test_a_changed_osc_table_moves_the_port_and_a_taken_port_keeps_the_old_one(
     assert "Traceback" not in proc.output()
 
 
+def test_a_taken_oscquery_port_keeps_the_old_one_says_so_and_saving_again_tries_again(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    # Werkzeug's server calls sys.exit when it cannot bind: a reload onto a taken port ended the bridge
+    # (over HTTP), or stopped the old OSCQuery and the file watcher with it (a save).
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    client = client_factory(proc.url)
+
+    def namespace(port: int) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:  # noqa: S310
+            return dict(json.loads(resp.read()))
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = Ports(ports.osc, ports.dump, squatter.getsockname()[1])
+        save(path, show(taken, "after"))
+        event = client.wait_event("config", lambda e: e["error"] is not None)
+        assert event["generation"] == 2 and "[oscquery] not changed, the old one stays" in event["error"]
+        assert "change [oscquery] port" in event["error"]
+        layout(client, 2)  # the rest of the file is in force
+        assert "CONTENTS" in namespace(ports.oscquery)  # the old OSCQuery still serves
+        status, body = post(proc, "/api/config/reload")  # the same file again: tried again, refused again
+        assert status == 200 and "[oscquery] not changed" in body["error"]
+    status, body = post(proc, "/api/config/reload")  # the port is free now
+    assert status == 200 and body["error"] is None
+    assert "CONTENTS" in namespace(taken.oscquery)
+    assert proc.get_json("/healthz")["config"]["error"] is None
+    assert proc.proc is not None and proc.proc.poll() is None
+    assert "Traceback" not in proc.output()
+
+
 def test_a_file_put_back_as_it_was_clears_the_error_without_a_new_generation(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
 ) -> None:

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.errors import BridgeError
-from bridge.serve import listen, speed_up_gevent_websocket, xor_mask
+from bridge.net import listen
+from bridge.serve import speed_up_gevent_websocket, xor_mask
 
 pytestmark = pytest.mark.unit
 

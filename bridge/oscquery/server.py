@@ -36,6 +36,7 @@ from bridge.errors import BridgeError
 from bridge.flow import Outbox, Workers
 from bridge.logs import LogLimiter
 from bridge.model import Value
+from bridge.net import listen
 from bridge.oscquery.namespace import ATTRIBUTES, EXTENSIONS, Namespace
 
 log = logging.getLogger(__name__)
@@ -162,18 +163,20 @@ class OscQueryServer:
     @property
     def port(self) -> int:
         """The TCP port actually bound (useful with port 0)."""
-        return self._server.server_port if self._server is not None else self.settings.port
+        return int(self._server.socket.getsockname()[1]) if self._server is not None else self.settings.port
 
     # -- life cycle ----------------------------------------------------------------
     def start(self) -> None:
         """Bind the port and serve on a thread of its own."""
         try:
-            server = make_server(self.host, self.settings.port, self.wsgi, threaded=True)
-        except OSError as err:
-            raise BridgeError(
-                f"cannot serve OSCQuery on {self.host}:{self.settings.port}: "
-                f"{err.strerror or err} (change [oscquery] port)"
-            ) from err
+            sock = listen(self.host, self.settings.port, "[oscquery]", "")
+        except BridgeError as err:
+            raise BridgeError(f"OSCQuery: {err}") from err
+        try:
+            # Bound above: on a bind error Werkzeug's server would call sys.exit (the whole bridge).
+            server = make_server(self.host, sock.getsockname()[1], self.wsgi, threaded=True, fd=sock.fileno())
+        finally:
+            sock.close()  # (the server keeps its own copy)
         self._server = server
         self._workers.start((server.serve_forever, "oscquery-http"))
         log.info("OSCQuery on http://%s:%d/ (WebSocket on the same port)", self.host, self.port)
