@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 
 import pytest
@@ -10,8 +11,10 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue, MalformedPacket
+from bridge.hub import Hub
 from bridge.model import Control
 from bridge.osc.codec import encode, value_from_args
+from bridge.osc.inbound import Inbound, Source
 from bridge.osc.packets import MAX_PATTERN_LENGTH, check_packet, messages, pattern_regex
 
 pytestmark = pytest.mark.unit
@@ -138,3 +141,22 @@ def test_encode_types() -> None:
     assert OscMessage(encode("/t", TOGGLE, 1, "float")).params == [1.0]
     assert OscMessage(encode("/x", TEXT, "héllo")).params == ["héllo"]
     assert OscMessage(encode("/stage/r", RANGE, 1)).address == "/stage/r"
+
+
+def test_an_address_no_control_takes_is_logged_once_however_long_the_show(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The contract: "logged once per address". A desk's replies the show does not use (Eos's
+    # /eos/out/ping after each keepalive) had one line every 5 s, all night.
+    hub = Hub([RANGE])
+    inbound = Inbound(hub, (), {}, lambda args, source: None)
+    source = Source("127.0.0.1:9000", "127.0.0.1", lambda packet: None)
+    ping = bytes(OscMessageBuilder("/eos/out/ping").build().dgram)
+    clock = [1000.0]
+    monkeypatch.setattr("bridge.logs.time.monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            inbound.handle([(ping, source)])
+            clock[0] += 60.0  # a minute later, again
+    assert inbound.dropped == 3
+    assert [r.getMessage().count("/eos/out/ping") for r in caplog.records] == [1]

@@ -12,6 +12,7 @@ bridge's own ``/bridge/...`` addresses to their handlers.
 from __future__ import annotations
 
 import itertools
+import math
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ class Inbound:
         self.retable()
         self._presses = itertools.count()
         self._warn = LogLimiter(log, interval=5.0)
+        # What an address carried that no control takes is said once per address and reason:
+        # a desk's replies the show does not use (an Eos ping, QLab's /reply/...) come all night.
+        self._once = LogLimiter(log, interval=math.inf)
         self.received = 0
         self.dropped = 0
         self.refused = 0
@@ -142,13 +146,13 @@ class Inbound:
         if looked and not found:
             return  # a name or colour from the desk, and no value here
         for reason in problems:
-            self.drop((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
+            self.drop_once((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
         origin = Origin("osc", peer)
         for control, raw in found:
             try:
                 normalize(control, raw)
             except InvalidValue as err:
-                self.drop((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
+                self.drop_once((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
                 continue
             # The latest per control, in order; every press and release of a button.
             key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
@@ -188,6 +192,11 @@ class Inbound:
         """Count and log (rate-limited) something dropped."""
         self.dropped += 1
         self._warn.warning(key, msg, *args)
+
+    def drop_once(self, key: object, msg: str, *args: object) -> None:
+        """Count something dropped; log it the first time only (``key``: its address and why)."""
+        self.dropped += 1
+        self._once.warning(key, msg + " (said once for this address)", *args)
 
 
 def _transport(peer: str) -> str:
