@@ -189,10 +189,10 @@ class FakeX32:
 
     SUBSCRIPTION = 10.0
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, values: dict[str, Any], port: int = 0) -> None:
         self.values = dict(values)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
         self.clients: dict[tuple[str, int], float] = {}

@@ -395,6 +395,37 @@ osc = "/ch/01/mix/on"
         desk.close()
 
 
+def test_an_x32_switched_on_after_the_bridge_is_greeted_and_asked_when_it_answers(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    # A desk that boots after the bridge (or reboots mid-show) needs its on_connect and the queries
+    # again: at start they went to a closed port. The bridge sees it back once the keepalives it sends
+    # stop being refused for 5 s (docs/osc.md), and greets it then.
+    port = free_port(socket.SOCK_DGRAM)
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{port}"\non_connect = [["/xremote"]]\n'
+        'keepalive = { message = ["/xremote"], every = 1.0 }\nquery_on_connect = true\n'
+    )
+    controls = """
+[[controls]]
+id = "on1"
+type = "toggle"
+osc = "/ch/01/mix/on"
+label_from = "/ch/01/config/name"
+"""
+    proc = bridge_factory(bridge_config(tmp_path, osc, controls))
+    client = client_factory(proc.url)
+    wait_until(lambda: target_state(proc) == "unreachable", what="no desk yet")
+    desk = FakeX32({"/ch/01/mix/on": 1, "/ch/01/config/name": "Vox"}, port=port)
+    try:
+        client.wait_value("on1", 1, timeout=DEADLINE + 5)  # answered to the query sent once it was back
+        client.wait_event("update look", lambda look: look == {"who": "on1", "label": "Vox"})
+        assert target_state(proc) == "ok"
+        assert {"/ch/01/mix/on", "/ch/01/config/name"} <= set(desk.queries)
+    finally:
+        desk.close()
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("osc", "key", "words"),

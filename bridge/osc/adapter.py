@@ -265,8 +265,10 @@ class OscAdapter:
                 if target.sock is None:
                     if target.resolve():
                         self._greet(target)
-                else:
-                    target.recovered(time.monotonic())  # (the pages are told by _publish)
+                elif target.recovered(time.monotonic()):  # (the pages are told by _publish)
+                    # A desk that came up (or back) after the bridge: what it needs to hear first
+                    # (an X32's /xremote, the queries for its values), as at start.
+                    self._greet(target)
 
     # -- in ----------------------------------------------------------------------
     def _udp_source(self, sender: tuple[str, int]) -> Source:

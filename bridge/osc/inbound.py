@@ -12,8 +12,8 @@ bridge's own ``/bridge/...`` addresses to their handlers.
 from __future__ import annotations
 
 import itertools
-import math
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
