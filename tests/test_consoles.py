@@ -28,7 +28,7 @@ from bridge.errors import ConfigError
 from bridge.osc.tcp import SEND_TIMEOUT
 from tests.console_tools import FakeX32, TcpConsole, build, slip
 from tests.helpers import DEADLINE, BridgeProcess, Client, free_port, wait_until, write_config
-from tests.osc_tools import OscDump
+from tests.osc_tools import OscDump, oscsend
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -164,6 +164,33 @@ def test_a_tcp_desk_gets_every_press_and_release_and_no_cue_fired_late(
     client.send("level", 34)
     back.wait_for("/eos/sub/1", [34.0])
     assert back.got("/eos/key/go_0") == []
+
+
+def test_a_desk_under_a_prefix_is_asked_answers_and_is_synced_in_its_own_namespace(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    desk = consoles("slip")
+    dump = OscDump()
+    try:
+        osc = (
+            f'targets = [{{ address = "127.0.0.1:{desk.port}", transport = "tcp", prefix = "/desk", '
+            "query_on_connect = true }, "
+            f'{{ address = "localhost:{dump.port}", prefix = "/stage", type = "int" }}]\n'
+        )
+        config = bridge_config(tmp_path, osc)
+        proc = bridge_factory(config)
+        client = client_factory(proc.url)
+        client.wait_event("snapshot")
+        desk.wait_for("/desk/eos/sub/1", [])  # asked under its prefix
+        desk.send("/desk/eos/sub/1", 42.0)  # and answers under it: that is the control at /eos/sub/1
+        client.wait_value("level", 42)
+        # /bridge/sync to the second target as the config names it: its prefix and type.
+        listen = load_config(config).osc
+        oscsend(listen.listen_port, "/bridge/sync", "s", f"localhost:{dump.port}")
+        dump.wait_for("/stage/eos/sub/1 i 42")
+        assert "no control at this address" not in proc.output()
+    finally:
+        dump.close()
 
 
 def test_a_target_that_stops_reading_stalls_nobody_and_is_dropped(

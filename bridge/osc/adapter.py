@@ -98,6 +98,7 @@ class OscAdapter:
             TcpTarget(t, self._stream_in, self._hello) if t.transport == "tcp" else UdpTarget(t) for t in config.targets
         ]
         self._udp = [t for t in self._targets if isinstance(t, UdpTarget)]
+        self._prefixed = [t for t in self._udp if t.config.prefix]
         self.listener: TcpListener | None = None
         if config.listen_tcp is not None:
             host, port = config.listen_tcp
@@ -278,13 +279,16 @@ class OscAdapter:
             if sock is not None:
                 sock.sendto(packet, sender)
 
-        return Source(f"{sender[0]}:{sender[1]}", sender[0], reply)
+        prefix = ""
+        if self._prefixed:  # a desk under a prefix may answer to the listen port: known by its address
+            prefix = next((t.config.prefix for t in self._prefixed if t.ip == sender[0]), "")
+        return Source(f"{sender[0]}:{sender[1]}", sender[0], reply, prefix)
 
     def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
         def reply(packet: bytes) -> None:
             stream.put(("reply", next(_replies)), packet)
 
-        source = Source(stream.ident, stream.host, reply)
+        source = Source(stream.ident, stream.host, reply, stream.prefix)
         try:
             self.inbound.handle([(packet, source) for packet in packets])
         except Exception:  # the reader must survive anything a packet does
@@ -340,7 +344,7 @@ class OscAdapter:
         except OSError as err:
             target.failed(err)  # the ICMP "unreachable" of an earlier send
             return
-        batch.append((data, Source(target.ident, target.ip or "", target.raw)))
+        batch.append((data, Source(target.ident, target.ip or "", target.raw, target.config.prefix)))
 
     def _sync(self, args: list[object], source: Source) -> None:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
@@ -358,7 +362,8 @@ class OscAdapter:
                 )
                 return
             dest = (host.strip("[]"), int(port))
-            target = next((t for t in self._udp if (t.ip, t.config.port) == dest), None)
+            # The target named as in the config ("localhost:9000") or by its address: its prefix and type.
+            target = next((t for t in self._udp if t.config.port == dest[1] and dest[0] in (t.ip, t.config.host)), None)
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
             send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"

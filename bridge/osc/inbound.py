@@ -47,6 +47,8 @@ class Source:
     ident: str
     host: str
     reply: Callable[[bytes], None]
+    #: A target's ``prefix``: its answers come with it in front of the controls' addresses.
+    prefix: str = ""
 
 
 class Inbound:
@@ -126,7 +128,7 @@ class Inbound:
                     self._apply(pending)  # e.g. a scene saved after the values before it
                     self._command(message, peer)
                 else:
-                    self._collect(message, peer, pending)
+                    self._collect(message, peer, pending, source.prefix)
         self._apply(pending)
 
     def _seen(self, message: OscMessage, peer: str) -> None:
@@ -134,8 +136,12 @@ class Inbound:
         touched = ", ".join(c.id for c in controls_at(message.address, self.by_address))
         self.monitor.saw(_transport(peer), "in", peer, message.address, arguments(message), touched)
 
-    def _collect(self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:
+    def _collect(
+        self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]], prefix: str = ""
+    ) -> None:
         address = message.address
+        if prefix and address.startswith(prefix + "/"):
+            address = address[len(prefix) :]  # a desk under a prefix answers in its own namespace
         args = arguments(message)
         try:
             looked = self._look(address, args)

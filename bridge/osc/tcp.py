@@ -67,9 +67,13 @@ Hello = Callable[["TcpTarget"], list[bytes]]
 class Stream:
     """One TCP connection carrying framed OSC both ways."""
 
-    def __init__(self, sock: socket.socket, ident: str, framing: Framing | None, receive: Receive) -> None:
+    def __init__(
+        self, sock: socket.socket, ident: str, framing: Framing | None, receive: Receive, prefix: str = ""
+    ) -> None:
         self.sock = sock
         self.ident = ident
+        #: The target's ``prefix``, in front of the addresses both ways (none for a client).
+        self.prefix = prefix
         try:
             # The address it speaks from, which [osc] allow lists (a target may be named by its host name).
             self.host = str(sock.getpeername()[0])
@@ -250,7 +254,7 @@ class TcpTarget:
 
     def _serve(self, sock: socket.socket) -> str:
         """Keep the connection fed until it ends; why it ended."""
-        stream = Stream(sock, self.ident, self.config.framing, self._receive)
+        stream = Stream(sock, self.ident, self.config.framing, self._receive, self.config.prefix)
         self.stream = stream
         self.connects += 1
         self.state = "connected"
