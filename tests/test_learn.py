@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from bridge.config import load_config, parse_config
 from bridge.errors import ConfigError
-from bridge.midi.learn import BindingStore, Learned, Learner, bindings_path, effective, label
+from bridge.midi.learn import BindingStore, Learned, Learner, bindings_path, effective, label, overlaps
 from bridge.midi.takeover import SoftTakeover, mode
 from bridge.model import MidiBinding
 from tests.browser import SCREENSHOTS, Pages
@@ -599,3 +599,21 @@ def test_program_change_and_nrpn_in_and_out_and_an_nrpn_learned(
     assert learned["binding"] == {"channel": 4, "nrpn": 130, "label": "NRPN 130 ch 4", "learned": True}
     peer.send(cc(4, 99, 1), cc(4, 98, 2), cc(4, 6, 100), cc(4, 38, 1))
     client.wait_value("fresh", (100 << 7) | 1)
+    # A plain CC 6 learned on channel 3 would put a second meaning on cutoff's data entry (the config
+    # refuses the pair): the learned one is the newer decision, so cutoff's NRPN is moved, as for a slot.
+    learned = learn(client, rig, "fresh", cc(3, 6, 10))
+    assert learned["binding"]["label"] == "CC 6 ch 3" and learned["moved_from"] == ["cutoff"]
+    assert rig.labels()["cutoff"] is None
+
+
+@pytest.mark.unit
+def test_an_nrpn_and_a_cc_that_carries_nrpns_on_its_channel_cannot_both_be_bound() -> None:
+    nrpn = MidiBinding(3, "nrpn", 1234)
+    for carrier in (99, 98, 6, 38):
+        assert overlaps(nrpn, MidiBinding(3, "cc", carrier)) and overlaps(MidiBinding(3, "cc", carrier), nrpn)
+    assert overlaps(nrpn, MidiBinding(3, "cc14", 6))  # its LSB is CC 38
+    assert not overlaps(nrpn, MidiBinding(4, "cc", 6)) and not overlaps(nrpn, MidiBinding(3, "cc", 7))
+    controls = controls_of(PROGRAM_NRPN_TOML)
+    learned: dict[str, MidiBinding | None] = {"fresh": MidiBinding(3, "cc", 6)}  # as saved in its file
+    result = effective(controls.values(), learned, "show.mappings.json")
+    assert result["cutoff"] is None  # the learned binding wins at load too

@@ -9,7 +9,7 @@ from typing import Any
 from bridge.config import wire
 from bridge.config.reader import ID_RE, NUMBER, OSC_ADDRESS_RE, Reader, number_text
 from bridge.config.repeat import expand
-from bridge.midi.codec import Slot, slots
+from bridge.midi.codec import NRPN_CARRIERS, Slot, slots
 from bridge.model import (
     CONTROL_TYPES,
     MAX_TEXT_LENGTH,
@@ -411,7 +411,7 @@ def check_unique(reader: Reader, built: tuple[Control, ...]) -> None:
                 reader.fail(f"{where}.midi", f"{describe_slot(slot)} is already used by {midis[slot]!r}")
             midis[slot] = control.id
             kind, channel, number = slot
-            if kind == "cc" and number in wire.NRPN_CARRIERS and channel in nrpn_channels:
+            if kind == "cc" and number in NRPN_CARRIERS and channel in nrpn_channels:
                 reader.fail(
                     f"{where}.midi",
                     f"MIDI channel {channel} cc {number} carries the NRPNs of {nrpn_channels[channel]!r}: "

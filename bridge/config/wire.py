@@ -12,7 +12,7 @@ from typing import Any
 
 from bridge.config.reader import NUMBER, OSC_ADDRESS_RE, Reader
 from bridge.mapping import check_table
-from bridge.midi.codec import DATA_LSB, DATA_MSB, FOURTEEN_BIT_TOP, NRPN_LSB, NRPN_MSB, SEVEN_BIT_TOP, kind_top
+from bridge.midi.codec import FOURTEEN_BIT_TOP, SEVEN_BIT_TOP, kind_top
 from bridge.model import VALUE, MidiBinding, OscArg, Payload, Scale
 
 RESERVED_OSC_PREFIX = "/bridge/"
@@ -22,8 +22,6 @@ VALUE_TEXT = "{value}"
 TAGS = {"i": "an integer", "h": "an integer", "f": "a number", "d": "a number", "s": "a string", "T": "", "F": ""}
 OSC_TABLE_KEYS = {"address", "args", "types", "range", "curve", "json"}
 MIDI_KEYS = {"channel", "cc", "hires", "note", "pitchbend", "program", "nrpn", "feedback", "range", "curve"}
-#: CCs that carry NRPNs on a channel: parameter MSB and LSB, data entry MSB and LSB.
-NRPN_CARRIERS = (NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB)
 
 
 def osc_address(reader: Reader, value: object, where: str, cid: str, templated: bool = False) -> str:

@@ -48,6 +48,8 @@ PITCH_OFFSET = 8192
 LSB_OFFSET = 32
 #: NRPN: the parameter's MSB and LSB, then the value's (data entry) MSB and LSB.
 NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB = 99, 98, 6, 38
+#: CCs that carry NRPNs on a channel: parameter MSB and LSB, data entry MSB and LSB.
+NRPN_CARRIERS = (NRPN_MSB, NRPN_LSB, DATA_MSB, DATA_LSB)
 #: RPN's parameter CCs: once one is seen, data entry is an RPN's, no NRPN's.
 RPN_MSB, RPN_LSB = 101, 100
 

@@ -34,7 +34,7 @@ import mido
 
 from bridge.config.controls import parse_midi_binding
 from bridge.errors import ConfigError
-from bridge.midi.codec import DATA_LSB, DATA_MSB, LSB_OFFSET, NRPN_LSB, NRPN_MSB, Slot, slots
+from bridge.midi.codec import DATA_LSB, DATA_MSB, LSB_OFFSET, NRPN_CARRIERS, NRPN_LSB, NRPN_MSB, Slot, slots
 from bridge.model import Control, MidiBinding
 from bridge.state import SavedFile, read_document
 
@@ -98,9 +98,17 @@ def describe(binding: MidiBinding | None, control_type: str, learned: bool) -> d
 
 
 def overlaps(a: MidiBinding, b: MidiBinding) -> bool:
-    """True when ``a`` and ``b`` listen on a slot in common (CC 39 and CC 7+39 do)."""
+    """True when ``a`` and ``b`` cannot both be bound: they listen on a slot in common (CC 39 and
+    CC 7+39 do), or one is an NRPN and the other a CC that carries the NRPNs of its channel (the
+    config refuses both)."""
     mine: set[Slot] = {slot for slot, _part in slots(a)}
-    return any(slot in mine for slot, _part in slots(b))
+    return any(slot in mine for slot, _part in slots(b)) or _carries(a, b) or _carries(b, a)
+
+
+def _carries(nrpn: MidiBinding, other: MidiBinding) -> bool:
+    if nrpn.kind != "nrpn" or other.kind not in ("cc", "cc14") or other.channel != nrpn.channel:
+        return False
+    return any(slot[2] in NRPN_CARRIERS for slot, _part in slots(other))
 
 
 # -- the learned bindings on disk ---------------------------------------------------------
@@ -188,14 +196,14 @@ def effective(
     one slot (a hand-edited file): the first wins, likewise.
     """
     result: dict[str, MidiBinding | None] = {}
-    taken: dict[Slot, str] = {}
+    taken: list[tuple[MidiBinding, str]] = []
     ordered = list(controls)
     learned = [c for c in ordered if c.id in overrides]
     configured = [c for c in ordered if c.id not in overrides]
     for control in learned + configured:
         binding = overrides[control.id] if control.id in overrides else control.midi
         if binding is not None:
-            clash = next((taken[slot] for slot, _part in slots(binding) if slot in taken), None)
+            clash = next((cid for other, cid in taken if overlaps(other, binding)), None)
             if clash is not None:
                 source = "learned" if control.id in overrides else "config"
                 log.warning(
@@ -209,8 +217,7 @@ def effective(
                 )
                 binding = None
             else:
-                for slot, _part in slots(binding):
-                    taken[slot] = control.id
+                taken.append((binding, control.id))
         result[control.id] = binding
     return {c.id: result[c.id] for c in ordered}
 
