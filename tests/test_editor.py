@@ -147,6 +147,25 @@ def test_a_patch_rewrites_only_its_table_keeps_a_backup_and_reaches_every_page_a
             page.sio.disconnect()
 
 
+def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
+    edited: tuple[BridgeProcess, Path, int], dump: OscDump
+) -> None:
+    # Renaming in the editor made a new control at its default mid-show (every page showed it, the
+    # desk was not told): the next touch on the fader jumped the desk by the difference.
+    proc, path, _osc_port = edited
+    request(proc, "PUT", "/api/values/vocal", {"value": 63})
+    dump.wait_for("/vocal f 63.000000")
+    status, got = request(proc, "GET", "/api/config")
+    status, answer = request(
+        proc, "PATCH", "/api/config/controls/vocal", {"id": "lead", "osc": "/lead"}, version=got["version"]
+    )
+    assert status == 200, answer
+    values = proc.get_json("/api/values", key=KEY)
+    assert values["lead"] == 63 and "vocal" not in values
+    dump.wait_for("/lead f 63.000000")  # the desk hears it at the new address
+    assert 'id = "lead"' in path.read_text(encoding="utf-8")
+
+
 def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, Path, int]) -> None:
     proc, path, _osc = edited
     page = Page(proc.url)

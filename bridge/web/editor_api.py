@@ -23,8 +23,8 @@ from bridge.auth import Access, guard, request_role
 from bridge.config import edit as editing
 from bridge.config import parse_text
 from bridge.config.controls import COMMON_KEYS, FIELDS, TYPE_KEYS
-from bridge.errors import ConfigError, UnknownControl
-from bridge.model import CONTROL_TYPES
+from bridge.errors import ConfigError, InvalidValue, UnknownControl
+from bridge.model import CONTROL_TYPES, Origin
 from bridge.state import write_atomic
 from bridge.web.body import json_body
 
@@ -85,8 +85,9 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
         response.headers["ETag"] = f'"{version}"'
         return response
 
-    def change(make: Callable[[str], str], **extra: Any) -> Any:
-        """Make one change to the file, if it is still the version the editor read."""
+    def change(make: Callable[[str], str], then: Callable[[], None] | None = None, **extra: Any) -> Any:
+        """Make one change to the file, if it is still the version the editor read; ``then`` runs
+        once it is in force."""
         wanted = (request.headers.get("If-Match") or "").strip().strip('"')
         if not wanted:
             return jsonify(error="send If-Match: the version of the file this change was made on"), 428
@@ -115,6 +116,8 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                 # A full disk, a read-only folder: the file stays as it was (the write is atomic).
                 return jsonify(error=f"cannot write {path()}: {err.strerror or err}; nothing changed"), 500
             outcome = bridge.reloader.reload("edited on the page")
+            if then is not None and outcome.reshaped is not None:
+                then()
         return jsonify(version=editing.version(payload), generation=outcome.generation, error=outcome.error, **extra)
 
     def body() -> dict[str, Any]:
@@ -131,7 +134,27 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
 
     @bp.patch("/api/config/controls/<cid>")
     def patch_control(cid: str) -> Any:
-        return guarded(lambda: _refuse_repeated(cid) or change(lambda text: editing.set_properties(text, cid, body())))
+        def act() -> Any:
+            props = body()
+            renamed = props.get("id")
+            if not isinstance(renamed, str) or renamed == cid or cid not in bridge.hub.controls:
+                return change(lambda text: editing.set_properties(text, cid, props))
+            value = bridge.hub.values()[cid]
+            origin = Origin("http", request.remote_addr or "")
+
+            def carry() -> None:
+                # A rename is the same control under a new name: it keeps its value, and the
+                # desk is told at the (new) address; else it restarted at its default mid-show.
+                control = bridge.hub.controls.get(renamed)
+                if control is not None and not control.trigger:
+                    try:
+                        bridge.hub.set(renamed, value, origin)
+                    except (InvalidValue, UnknownControl):
+                        pass  # its new definition refuses the old value: it starts at its default
+
+            return change(lambda text: editing.set_properties(text, cid, props), then=carry)
+
+        return guarded(lambda: _refuse_repeated(cid) or act())
 
     @bp.post("/api/config/controls")
     def add_control() -> Any:
