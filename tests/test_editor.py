@@ -312,6 +312,48 @@ def test_each_operation_leaves_every_other_line_alone() -> None:
     assert editing.inline("/ch/01") == "/ch/01" and editing.inline("a b") == '"a b"'
 
 
+SECTIONS = """\
+[server]
+port = 5000
+
+# ---- Sound ----
+
+[[controls]]
+id = "mute"
+type = "toggle"
+# osc = "/old"
+
+# ---- Cues ----
+
+# The big GO
+[[controls]]
+id = "go"
+type = "button"
+
+# Parked controls
+# [[controls]]
+# id = "old_fx"
+"""
+
+
+@pytest.mark.unit
+def test_a_comment_block_after_a_blank_line_is_the_files_and_stays_where_it_is() -> None:
+    # A section heading or a table parked as comments belonged to the table above it: removing that
+    # table deleted them, moving it took the heading along, and an add went in under the heading.
+    without_mute = editing.remove(SECTIONS, "mute")
+    assert "# ---- Cues ----" in without_mute and "# osc" not in without_mute  # its own comment goes with it
+    without_go = editing.remove(SECTIONS, "go")
+    assert "# The big GO" not in without_go
+    assert without_go.endswith('# ---- Cues ----\n\n# Parked controls\n# [[controls]]\n# id = "old_fx"\n')
+    swapped = editing.reorder(SECTIONS, ["go", "mute"])
+    assert swapped.index("# ---- Sound ----") < swapped.index('id = "go"') < swapped.index("# ---- Cues ----")
+    assert swapped.index("# ---- Cues ----") < swapped.index('id = "mute"')
+    assert editing.reorder(swapped, ["mute", "go"]) == SECTIONS
+    added = editing.add(SECTIONS, {"id": "x", "type": "toggle"}, after="mute")
+    assert added.index('id = "mute"') < added.index('id = "x"') < added.index("# ---- Cues ----")
+    assert editing.remove(added, "x") == SECTIONS
+
+
 @pytest.mark.unit
 def test_the_first_control_of_an_empty_list() -> None:
     empty = "controls = []\n[server]\nport = 5000\n"

@@ -137,3 +137,35 @@ def test_ten_controls_built_from_an_empty_list_on_a_phone_survive_a_restart(
     for n in range(1, 11):
         expect(page.locator("#panels")).to_contain_text(f"Control {n}")
     expect(page.locator(".empty-surface")).to_have_count(0)
+
+
+def test_a_removal_undone_puts_back_its_comments_and_tab_leaves_the_tiles(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    path = tmp_path / "show.toml"
+    tables = (
+        '\n[[controls]]\nid = "master"\ntype = "range"\n'
+        '\n# The big GO: fires the next cue.\n[[controls]]\nid = "go"\ntype = "button"\n'
+        'label = "GO"  # shown name\nmode = "trigger"\n'
+    )
+    path.write_text(HEAD + tables, encoding="utf-8")
+    proc = bridge_factory(path)
+    laptop = pages.open(f"{proc.url}/?edit=1&key={KEY}")
+    laptop.locator('[data-control="go"]').click()
+    expect(laptop.locator("#editor-form h2")).to_contain_text("go")
+    laptop.locator('#editor-form [data-action="remove"]').click()
+    saved(laptop)
+    assert ids(path) == ["master"]
+    expect(laptop.locator("#editor-undo")).to_have_text("Undo removal of go")
+    laptop.locator("#editor-undo").click()
+    saved(laptop)
+    wait_until(lambda: ids(path) == ["master", "go"], what="the removal undone")
+    assert path.read_text(encoding="utf-8") == HEAD + tables  # its comments too, byte for byte
+
+    # Keyboard only: Tab goes through a tile and out of it (it was caught on the tile's slider).
+    laptop.locator('[data-control="master"]').focus()
+    seen = []
+    for _ in range(6):
+        laptop.keyboard.press("Tab")
+        seen.append(laptop.evaluate("document.activeElement.closest('[data-control]')?.dataset.control || 'out'"))
+    assert "out" in seen or "go" in seen, seen

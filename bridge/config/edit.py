@@ -30,6 +30,8 @@ from bridge.errors import BridgeError
 
 #: A JSON property written as TOML text, to keep the way it is written: ``{"$toml": "{ address = \"/x\" }"}``.
 TOML_TEXT = "$toml"
+#: A whole ``[[controls]]`` table as text, its comments with it (what a removal gave back, for its undo).
+TOML_BLOCK = "$block"
 #: An OSC address typed without quotes, where TOML is expected.
 _BARE_ADDRESS = re.compile(r"^/[^\s\"'#{}\[\],=]*$")
 _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
@@ -83,13 +85,21 @@ def slots(text: str) -> list[Slot]:
             if later.names[0] != "controls" or later.names == ("controls",):
                 stop = later.index
                 break
-        end = stop
-        if stop < len(lines):
-            while end - 1 > header.index and _comment(lines[end - 1]):
-                end -= 1  # the next table's own comments
-        after = end
-        while end - 1 > header.index and not lines[end - 1].strip():
-            end -= 1
+        # Its lines end with its last key, and the comments right under it. A comment block after a
+        # blank line is the file's own (a heading for what follows, a table parked as comments) and
+        # stays where it is; the comments right above the next table are that table's.
+        last = header.index
+        for i in range(header.index + 1, stop):
+            if lines[i].strip() and not _comment(lines[i]):
+                last = i
+        end = last + 1
+        while end < stop and _comment(lines[end]):
+            end += 1
+        if end == stop and stop < len(lines):
+            end = last + 1
+        after = end  # its blank lines too: they go with it when it is removed
+        while after < stop and not lines[after].strip():
+            after += 1
         start = header.index
         while start > 0 and _comment(lines[start - 1]):
             start -= 1
@@ -176,9 +186,36 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
     return "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
 
 
+def block_id(props: dict[str, Any]) -> str | None:
+    """The id of the table in ``{"$block": text}`` (checked: one ``[[controls]]`` table); None for other props."""
+    if set(props) != {TOML_BLOCK}:
+        return None
+    block = props[TOML_BLOCK]
+    try:
+        data = tomllib.loads(block) if isinstance(block, str) else None
+    except tomllib.TOMLDecodeError as err:
+        raise EditError(f"{TOML_BLOCK}: not valid TOML: {err}") from err
+    found = data.get("controls") if isinstance(data, dict) and set(data) == {"controls"} else None
+    if not isinstance(found, list) or len(found) != 1 or not isinstance(found[0].get("id"), str):
+        raise EditError(f"{TOML_BLOCK}: expected one [[controls]] table with its id")
+    return str(found[0]["id"])
+
+
+def removed(text: str, cid: str) -> str:
+    """The text :func:`remove` takes out for ``cid``, but its blank lines: put back whole by ``{"$block": ...}``."""
+    slot = _find(text, cid)
+    return "".join(_lines(text)[slot.start : slot.end])
+
+
 def add(text: str, props: dict[str, Any], after: str | None = None) -> str:
-    """``text`` with a new ``[[controls]]`` table after control ``after`` (or after the last one)."""
-    block = _table_text(props)
+    """``text`` with a new ``[[controls]]`` table after control ``after`` (or after the last one).
+
+    ``props`` are its keys, or ``{"$block": text}``: the table written as it is, comments and all.
+    """
+    if block_id(props) is not None:
+        block = "".join(_lines(props[TOML_BLOCK]))
+    else:
+        block = _table_text(props)
     lines = _lines(text)
     found = slots(text)
     if after is not None:
@@ -211,7 +248,11 @@ def remove(text: str, cid: str) -> str:
     """``text`` without the control ``cid``'s table (its comments right above it go too)."""
     slot = _find(text, cid)
     lines = _lines(text)
-    return "".join(lines[: slot.start] + lines[slot.after :])
+    start = slot.start
+    if slot.after == len(lines):  # the file's last lines: the blank lines that set it apart go too
+        while start > 0 and not lines[start - 1].strip():
+            start -= 1
+    return "".join(lines[:start] + lines[slot.after :])
 
 
 def reorder(text: str, ids: list[str]) -> str:

@@ -85,9 +85,11 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
         response.headers["ETag"] = f'"{version}"'
         return response
 
-    def change(make: Callable[[str], str], then: Callable[[], None] | None = None, **extra: Any) -> Any:
+    def change(
+        make: Callable[[str], str], then: Callable[[], None] | None = None, extra: dict[str, Any] | None = None
+    ) -> Any:
         """Make one change to the file, if it is still the version the editor read; ``then`` runs
-        once it is in force."""
+        once it is in force; ``extra`` (filled in by ``make``, perhaps) goes into the answer."""
         wanted = (request.headers.get("If-Match") or "").strip().strip('"')
         if not wanted:
             return jsonify(error="send If-Match: the version of the file this change was made on"), 428
@@ -118,7 +120,9 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             outcome = bridge.reloader.reload("edited on the page")
             if then is not None and outcome.reshaped is not None:
                 then()
-        return jsonify(version=editing.version(payload), generation=outcome.generation, error=outcome.error, **extra)
+        return jsonify(
+            version=editing.version(payload), generation=outcome.generation, error=outcome.error, **(extra or {})
+        )
 
     def body() -> dict[str, Any]:
         found = json_body(request)
@@ -160,15 +164,24 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
     def add_control() -> Any:
         def act() -> Any:
             props = body()
-            if "id" not in props:
-                props = {"id": next_id(props.get("type")), **props}
-            return change(lambda text: editing.add(text, props, request.args.get("after")), id=props["id"])
+            cid = editing.block_id(props)  # a table given whole (the undo of a removal)
+            if cid is None:
+                if "id" not in props:
+                    props = {"id": next_id(props.get("type")), **props}
+                cid = props["id"]
+            return change(lambda text: editing.add(text, props, request.args.get("after")), extra={"id": cid})
 
         return guarded(act)
 
     @bp.delete("/api/config/controls/<cid>")
     def delete_control(cid: str) -> Any:
-        return guarded(lambda: _refuse_repeated(cid) or change(lambda text: editing.remove(text, cid)))
+        taken: dict[str, str] = {}
+
+        def remove(text: str) -> str:
+            taken["removed"] = editing.removed(text, cid)  # its text, comments and all: what an undo puts back
+            return editing.remove(text, cid)
+
+        return guarded(lambda: _refuse_repeated(cid) or change(remove, extra=taken))
 
     @bp.post("/api/config/order")
     def order() -> Any:

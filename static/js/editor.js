@@ -92,7 +92,8 @@
             return { ok: true, answer: answer };
           }
           if (response.status === 409) {
-            setStatus("conflict", "The file was changed by hand meanwhile: read again, change not made.", [
+            const why = "The file was changed meanwhile (by hand or another editor): read again, change not made.";
+            setStatus("conflict", why, [
               "Show it",
               () => render(),
             ]);
@@ -168,10 +169,11 @@
     const ids = plainIds();
     const at = ids.indexOf(id);
     const table = tableOf(id);
-    const back = table ? restored(table) : null;
     return call("DELETE", "/api/config/controls/" + encodeURIComponent(id)).then((result) => {
       if (result.ok) {
         if (selected === id) selected = null;
+        // Its text as it was, comments and all; else rebuilt from its keys.
+        const back = result.answer.removed ? { $block: result.answer.removed } : table ? restored(table) : null;
         if (record && back) {
           remember("removal of " + id, () =>
             add(back, at > 0 ? ids[at - 1] : null, false).then((added) =>
@@ -505,6 +507,7 @@
     const wrap = event.target.closest && event.target.closest("[data-control]");
     if (!wrap || !panels.contains(wrap)) return;
     if (event.type === "keydown") {
+      if (event.key === "Tab") return; // on to the next control, the form, the palette: never a trap
       if (event.key !== "Enter" && event.key !== " ") {
         if (event.target !== wrap) event.preventDefault();
         return;
