@@ -355,6 +355,18 @@ def test_a_comment_block_after_a_blank_line_is_the_files_and_stays_where_it_is()
 
 
 @pytest.mark.unit
+def test_a_toml_field_typed_as_plain_words_says_how_toml_writes_them_and_names_its_field() -> None:
+    with pytest.raises(
+        editing.EditError, match=r'options: .*brackets, each text in quotes: \["Preshow", "Act 1"\]'
+    ) as err:
+        editing.set_properties(SECTIONS, "mute", {"options": {"$toml": "Preshow, Act 1"}})
+    assert err.value.field == "options"
+    with pytest.raises(editing.EditError, match='text is written in quotes: "go"') as err:
+        editing.set_properties(SECTIONS, "go", {"on": {"$toml": "go"}})
+    assert err.value.field == "on"
+
+
+@pytest.mark.unit
 def test_the_first_control_of_an_empty_list() -> None:
     empty = "controls = []\n[server]\nport = 5000\n"
     first = editing.add(empty, {"id": "fader1", "type": "range"})

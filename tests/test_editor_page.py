@@ -96,7 +96,17 @@ def test_a_fader_added_renamed_addressed_moved_and_moved_back_from_a_phone(
     fill(phone, "max", "-3")
     phone.locator('#editor-form button[type="submit"]').tap()
     expect(phone.locator('.editor-field[data-key="min"] .editor-error')).to_contain_text("must be less than max")
+    expect(phone.locator('.editor-field[data-key="min"] .editor-error')).to_be_in_viewport()  # not off the sheet
     assert path.read_bytes() == before
+    # A one-line TOML field typed as plain words: told beside it how TOML writes them.
+    fill(phone, "max", "100")
+    fill(phone, "midi", "1, 7")
+    phone.locator('#editor-form button[type="submit"]').tap()
+    midi_error = phone.locator('.editor-field[data-key="midi"] .editor-error')
+    expect(midi_error).to_contain_text("a list is written in brackets")
+    expect(midi_error).to_be_in_viewport()
+    assert path.read_bytes() == before
+    fill(phone, "midi", "")
 
     proc.stop()
     again = bridge_factory(path)

@@ -38,7 +38,14 @@ _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
 
 
 class EditError(BridgeError):
-    """An edit that cannot be made to this file (the message says why and what to do)."""
+    """An edit that cannot be made to this file (the message says why and what to do).
+
+    ``field`` names the control's key it is about, when it is about one (shown beside that field).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NoSuchControl(EditError):
@@ -131,7 +138,7 @@ def item(value: Any) -> Item:
         try:
             parsed = tomlkit.parse(f"v = {text}\n")
         except tomlkit.exceptions.ParseError as err:
-            raise EditError(f"not a TOML value: {text!r} ({err})") from err
+            raise EditError(_not_toml(text)) from err
         found = parsed.item("v")
         if not isinstance(found, Item):
             raise EditError(f"not a TOML value: {text!r}")
@@ -149,6 +156,26 @@ def item(value: Any) -> Item:
     if value is None:
         raise EditError("null is not a TOML value (it removes a key only at the top of a control)")
     return tomlkit.item(value)
+
+
+def _not_toml(text: str) -> str:
+    """Why ``text`` is no TOML value, and how it would be one."""
+    plain = text.strip()
+    if "," in plain and not plain.startswith(("[", "{")):
+        quoted = ", ".join(_word(part.strip()) for part in plain.split(","))
+        return f"not a TOML value: a list is written in brackets, each text in quotes: [{quoted}]"
+    if plain and not plain.startswith(("[", "{", '"', "'")):
+        return f"not a TOML value: text is written in quotes: {tomlkit.string(plain).as_string()}"
+    return f"not a TOML value: {text!r}"
+
+
+def _word(text: str) -> str:
+    """One item of a list typed bare: a number or true/false as it is, anything else quoted."""
+    try:
+        tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return tomlkit.string(text).as_string()
+    return text
 
 
 def inline(value: Any) -> str:
@@ -180,8 +207,11 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
         if value is None:
             if key in table:
                 del table[key]
-        else:
+            continue
+        try:
             table[key] = item(value)
+        except EditError as err:
+            raise EditError(f"{key}: {err}", key) from err
     block = tomlkit.dumps(doc)
     return "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
 

@@ -109,7 +109,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             except editing.NoSuchControl as err:
                 return jsonify(error=str(err)), 404
             except editing.EditError as err:
-                return jsonify(error=str(err)), 400
+                return jsonify(error=str(err), field=err.field), 400
             payload = fresh.encode("utf-8")
             try:
                 write_atomic(path().with_name(path().name + ".bak"), data)

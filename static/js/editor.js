@@ -366,6 +366,10 @@
     if (!box || !answer || !answer.error) return;
     box.textContent = answer.error;
     box.hidden = false;
+    // On a phone the sheet is scrolled to Save, far below: bring the message (and its field) to the eye.
+    box.scrollIntoView({ block: "center" });
+    const input = row && row.querySelector("input, select, textarea");
+    if (input) input.focus({ preventScroll: true });
   }
 
   function action(title, act, name) {
