@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -313,3 +314,23 @@ def test_the_viewer_can_move_nothing(stage: BridgeProcess, pages: Pages) -> None
     values = stage.get_json("/api/values", key=CONTROL)
     assert (values["wash"], values["pan"], values["list"]) == (50, 0, "Main")
     expect(viewer.locator('[data-control="go"]')).not_to_have_class(re.compile(r"\bheld\b"))
+
+
+def test_on_a_narrow_phone_nothing_scrolls_sideways_and_the_page_shown_has_its_tab_in_sight(
+    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], pages: Pages
+) -> None:
+    names = ["Preshow", "Act 1", "Act 2", "Interval", "Act 3", "Act 4", "Bows", "Encore"]
+    controls = "".join(f'[[controls]]\nid = "f{n}"\ntype = "range"\npage = "{name}"\n' for n, name in enumerate(names))
+    proc = bridge_factory(write_config(tmp_path, extra='[osc]\nlisten = "127.0.0.1:0"\n', controls=controls))
+    for width in (320, 360):  # small Android phones, an iPhone SE at 375 is wider
+        page = pages.open(f"{proc.url}/#page=Encore", viewport={"width": width, "height": 740}, touch=True)
+        expect(page.locator('#tabs [data-page="Encore"]')).to_have_attribute("aria-selected", "true")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # the header's pill wraps
+        # (Measured as it is: Playwright's own boxes scroll things into view first.)
+        tab, strip = (
+            page.evaluate(
+                f"(({{left, right}}) => [left, right])(document.querySelector('{sel}').getBoundingClientRect())"
+            )
+            for sel in ('#tabs [data-page="Encore"]', "#tabs")
+        )
+        assert strip[0] <= tab[0] and tab[1] <= strip[1] + 0.5, (tab, strip)

@@ -29,9 +29,20 @@
       page.hidden = page.dataset.page !== name;
     });
     document.documentElement.dataset.page = name;
+    showTab(tab);
     if (focus) tab.focus();
     const hash = "#page=" + encodeURIComponent(name);
     if (window.location.hash !== hash) window.history.replaceState(null, "", hash);
+  }
+
+  // On a phone the tab strip scrolls sideways: the page shown has its tab in sight (not the page scrolled).
+  function showTab(tab) {
+    const strip = tab.parentElement;
+    if (!strip || strip.scrollWidth <= strip.clientWidth) return;
+    const s = strip.getBoundingClientRect();
+    const r = tab.getBoundingClientRect();
+    if (r.left < s.left) strip.scrollLeft -= s.left - r.left + 8;
+    else if (r.right > s.right) strip.scrollLeft += r.right - s.right + 8;
   }
 
   function fromAddress() {
