@@ -254,6 +254,17 @@ def test_send_test_sends_the_value_out_once_more(edited: tuple[BridgeProcess, Pa
     status, answer = request(proc, "POST", "/api/config/controls/vocal/test")
     assert status == 200 and answer == {"sent": 12, "to": ["osc"]}
     wait_until(lambda: dump.messages().count("/vocal f 12.000000") == 2, what="the value sent once more")
+    # A trigger has no value to send again, and what it sends fires a cue: refused, nothing sent.
+    _status, got = request(proc, "GET", "/api/config")
+    status, _ = request(
+        proc, "POST", "/api/config/controls", {"id": "go", "type": "button", "mode": "trigger"}, version=got["version"]
+    )
+    assert status == 200
+    status, answer = request(proc, "POST", "/api/config/controls/go/test")
+    assert status == 400 and "a test would fire it" in answer["error"]
+    request(proc, "PUT", "/api/values/vocal", {"value": 13})
+    dump.wait_for("/vocal f 13.000000")  # (what was sent before this is in)
+    assert not [m for m in dump.messages() if m.startswith("/go")]
 
 
 # -- The text operations, in process ---------------------------------------------------------------

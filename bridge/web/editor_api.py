@@ -196,6 +196,10 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
     @bp.post("/api/config/controls/<cid>/test")
     def send_test(cid: str) -> Any:
         outs = [a for a in (bridge.ported.get("osc"), bridge.ported.get("midi")) if a is not None]
+        control = bridge.hub.controls.get(cid)
+        if control is not None and control.trigger:
+            # It stores nothing to send again, and what it sends is a cue fired: not a test.
+            return jsonify(error=f"{cid} is a trigger: a test would fire it; press it on the page to fire it"), 400
         try:
             value = bridge.hub.send_test(cid, outs)
         except UnknownControl:
