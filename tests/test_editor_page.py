@@ -179,3 +179,22 @@ def test_a_removal_undone_puts_back_its_comments_and_tab_leaves_the_tiles(
         laptop.keyboard.press("Tab")
         seen.append(laptop.evaluate("document.activeElement.closest('[data-control]')?.dataset.control || 'out'"))
     assert "out" in seen or "go" in seen, seen
+
+
+def test_a_control_added_with_nothing_picked_goes_on_the_page_shown(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    path = tmp_path / "show.toml"
+    tables = (
+        '\n[[controls]]\nid = "house"\ntype = "toggle"\n'  # no page: the tab "Main"
+        '\n[[controls]]\nid = "vocal"\ntype = "range"\npage = "Sound"\n'
+        '\n[[controls]]\nid = "go"\ntype = "button"\npage = "Cues"\n'
+    )
+    path.write_text(HEAD + tables, encoding="utf-8")
+    proc = bridge_factory(path)
+    phone = pages.open(f"{proc.url}/?edit=1&key={KEY}#page=Cues", viewport=PHONE, touch=True)
+    expect(phone.locator('#tabs [data-page="Main"]')).to_have_text("Main")  # a tab carries its page's name
+    expect(phone.locator('#tabs [data-page="Cues"]')).to_have_attribute("aria-selected", "true")
+    add(phone, "toggle")
+    assert load_config(path).control("toggle1").page == "Cues"  # not on "Main", out of sight
+    expect(phone.locator("#toggle1")).to_be_visible()

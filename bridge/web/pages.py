@@ -202,10 +202,16 @@ class Page:
 
 
 def layout(controls: list[Control]) -> list[Page]:
-    """The pages (tabs, in the order they first appear) and the group panels on each."""
+    """The pages (tabs, in the order they first appear) and the group panels on each.
+
+    Controls without a page are on the page "Main" when others have one (with a page of
+    that name, if there is one); when none has, there is one page, unnamed, and no tabs.
+    """
     pages: dict[str, dict[str, list[Control]]] = {}
+    named = any(c.page for c in controls)
     for control in controls:
-        pages.setdefault(control.page, {}).setdefault(control.group, []).append(control)
+        page = control.page or ("Main" if named else "")
+        pages.setdefault(page, {}).setdefault(control.group, []).append(control)
     return [
         Page(name, tuple(Panel(group, tuple(members), _strip(members)) for group, members in groups.items()))
         for name, groups in pages.items()

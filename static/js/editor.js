@@ -613,6 +613,10 @@
       const table = tableOf(from).table;
       if (table.group) props.group = table.group;
       if (table.page) props.page = table.page;
+    } else {
+      // Nothing picked: on the page shown, not on another tab out of sight ("Main" is no page's name).
+      const shown = document.documentElement.dataset.page;
+      if (shown && shown !== "Main") props.page = shown;
     }
     add(props, from, true).then(() => render());
   }
