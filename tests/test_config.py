@@ -98,6 +98,34 @@ def test_unknown_section_and_bad_target(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[server]\nport = 0\n", "server.port", "a port 1-65535"),  # "any free port": no address to open
+        ('[server]\nhost = "256.1.1.1"\n', "server.host", "no IPv4 address"),
+        ('[osc]\ntargets = ["127.0.0.1:0"]\n', "osc.targets[0]", "a port 1-65535"),
+        ('[osc]\ntargets = ["300.1.1.1:9000"]\n', "osc.targets[0]", "no IPv4 address"),
+        ('[midi]\nbackend = "os"\n', "midi.backend", "a mido backend"),
+        ('[midi]\nbackend = "mido.backends.nonesuch"\n', "midi.backend", "a mido backend"),
+    ],
+)
+def test_what_could_not_work_at_start_is_refused_by_the_check(tmp_path: Path, text: str, key: str, words: str) -> None:
+    # Each passed the check, then stopped the start-up or logged a traceback.
+    path = tmp_path / "show.toml"
+    path.write_text(text + '[[controls]]\nid = "a"\ntype = "range"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == key and words in str(info.value)
+
+
+@pytest.mark.unit
+def test_a_byte_order_mark_in_front_is_passed_over(tmp_path: Path) -> None:
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[server]\nport = 5000\n[[controls]]\nid = "a"\ntype = "range"\n')
+    assert [c.id for c in load_config(path).controls] == ["a"]
+
+
+@pytest.mark.unit
 def test_a_config_with_no_controls_is_a_surface_to_build(tmp_path: Path) -> None:
     path = tmp_path / "empty.toml"
     path.write_text("controls = []\n[server]\nport = 5000\n", encoding="utf-8")

@@ -96,7 +96,11 @@ def load_config(path: str | Path) -> Config:
 
 
 def parse_text(text: str, path: Path) -> Config:
-    """Check a config given as its TOML text; ``path`` names it in errors and anchors relative paths."""
+    """Check a config given as its TOML text; ``path`` names it in errors and anchors relative paths.
+
+    A byte order mark in front (Notepad writes one with UTF-8) is no part of the TOML: it is passed over.
+    """
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, NoReturn
 
@@ -12,6 +13,7 @@ ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 #: OSC 1.0: printable ASCII, no space, none of the pattern characters.
 OSC_ADDRESS_RE = re.compile(r"^(/[^ #*,?\[\]{}/\x00-\x1f\x7f]+)+$")
 NUMBER = (int, float)
+_DOTTED = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 
 
 class Reader:
@@ -47,19 +49,28 @@ class Reader:
             self.fail(where, f"expected {kind_name(kinds)}, got {value!r}")
         return value
 
-    def host_port(self, text: object, where: str) -> tuple[str, int]:
-        """``"host:port"`` split and checked."""
+    def host_port(self, text: object, where: str, lowest: int = 0) -> tuple[str, int]:
+        """``"host:port"`` split and checked; ``lowest`` 1 where port 0 (any free one) makes no sense."""
         if not isinstance(text, str) or ":" not in text:
             self.fail(where, f'expected "host:port", got {text!r}')
         host, _, port_text = text.rpartition(":")
         host = host.strip("[]")
-        if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            self.fail(where, f'expected "host:port" with a port 0-65535, got {text!r}')
-        return host, int(port_text)
+        if not host or not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
+            self.fail(where, f'expected "host:port" with a port {lowest}-65535, got {text!r}')
+        return self.host(host, where), int(port_text)
 
-    def port(self, value: int, where: str) -> int:
-        if not 0 <= value <= 65535:
-            self.fail(where, f"expected a port 0-65535, got {value}")
+    def host(self, host: str, where: str) -> str:
+        """A host name or address; four numbers with dots must be an IPv4 address (256.1.1.1 is none)."""
+        if _DOTTED.match(host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                self.fail(where, f"{host!r} is no IPv4 address (each of its four numbers is 0-255)")
+        return host
+
+    def port(self, value: int, where: str, lowest: int = 0) -> int:
+        if not lowest <= value <= 65535:
+            self.fail(where, f"expected a port {lowest}-65535, got {value}")
         return value
 
 

@@ -126,8 +126,9 @@ _SERVER_KEYS = {
 
 def server(reader: Reader, table: dict[str, Any], path: Path) -> ServerConfig:
     reader.keys(table, "server", _SERVER_KEYS)
-    host = reader.get(table, "host", "server.host", str, ServerConfig.host)
-    port = reader.port(reader.get(table, "port", "server.port", int, ServerConfig.port), "server.port")
+    host = reader.host(reader.get(table, "host", "server.host", str, ServerConfig.host), "server.host")
+    # (0 would be "any free port": no one could open the page at an address known beforehand)
+    port = reader.port(reader.get(table, "port", "server.port", int, ServerConfig.port), "server.port", lowest=1)
     state = reader.get(table, "state_file", "server.state_file", str, "state.json")
     state_file = None if state == "" else (path.parent / state).resolve()
     keys: dict[str, str | None] = {}
@@ -233,12 +234,12 @@ def osc(reader: Reader, table: dict[str, Any]) -> OscConfig:
 
 def _target(reader: Reader, raw: object, where: str) -> OscTarget:
     if isinstance(raw, str):
-        t_host, t_port = reader.host_port(raw, where)
+        t_host, t_port = reader.host_port(raw, where, lowest=1)
         return OscTarget(t_host, t_port)
     if not isinstance(raw, dict):
         reader.fail(where, f'expected "host:port" or a table {{address = "host:port", transport, ...}}, got {raw!r}')
     reader.keys(raw, where, _TARGET_KEYS)
-    t_host, t_port = reader.host_port(raw.get("address"), f"{where}.address")
+    t_host, t_port = reader.host_port(raw.get("address"), f"{where}.address", lowest=1)
     arg_type = reader.get(raw, "type", f"{where}.type", str, "auto")
     if arg_type not in ("auto", "float", "int"):
         reader.fail(f"{where}.type", f'expected "auto", "float" or "int", got {arg_type!r}')
@@ -300,9 +301,17 @@ def midi(reader: Reader, table: dict[str, Any]) -> MidiConfig:
     budget = reader.get(table, "budget", "midi.budget", int, MidiConfig.budget)
     if budget < 0:
         reader.fail("midi.budget", f"expected 0 (no limit) or messages per second, got {budget}")
+    backend = reader.get(table, "backend", "midi.backend", str, MidiConfig.backend)
+    module = backend.split("/", 1)[0]
+    if not module.startswith("mido.backends.") or importlib.util.find_spec(module) is None:
+        reader.fail(
+            "midi.backend",
+            f'expected a mido backend such as "mido.backends.rtmidi" (or "mido.backends.rtmidi/UNIX_JACK"), '
+            f"got {backend!r}",
+        )
     return MidiConfig(
         budget=budget,
-        backend=reader.get(table, "backend", "midi.backend", str, MidiConfig.backend),
+        backend=backend,
         input=reader.get(table, "input", "midi.input", str, MidiConfig.input),
         output=reader.get(table, "output", "midi.output", str, MidiConfig.output),
         virtual=reader.get(table, "virtual", "midi.virtual", bool, MidiConfig.virtual),

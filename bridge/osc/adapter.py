@@ -171,7 +171,8 @@ class OscAdapter:
     def describe(self) -> dict[str, Any]:
         inbound = self.inbound
         described: dict[str, Any] = {
-            "listen": f"{self.config.listen_host}:{self.config.listen_port}",
+            # (the port bound: with port 0 in the config, the one the system gave)
+            "listen": f"{self.config.listen_host}:{self.port if self._sock is not None else self.config.listen_port}",
             "received": inbound.received,
             "dropped": inbound.dropped,
             "refused": inbound.refused,
@@ -368,7 +369,7 @@ class OscAdapter:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
             send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
         values = self.hub.values()
-        log.info("OSC %s from %s: sending %d values", SYNC_ADDRESS, source.ident, len(values))
+        log.info("OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
         for cid, value in values.items():
             control = self.hub.controls[cid]
             if control.trigger:
@@ -380,7 +381,7 @@ class OscAdapter:
                     transport = "osc/tcp" if peer.startswith("tcp:") else "osc/udp"
                     self.monitor.saw(transport, "out", peer, packet, None, cid)
             except OSError as err:
-                self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", source.ident, err)
+                self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", peer, err)
                 return
 
 
