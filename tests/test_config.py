@@ -78,6 +78,11 @@ def test_relative_state_file_is_relative_to_the_config(tmp_path: Path) -> None:
         (control('id = "a b"\ntype = "range"'), "controls[0].id", "letters"),
         (control('id = "a"\ntype = "range"\nosc = "/bridge/sync"'), "controls[0] (a).osc", "/bridge"),
         ("[controls]\nid = 1", "controls", "expected [[controls]] tables"),
+        (
+            control('id = "a"\ntype = "toggle"\non = "go"\nosc = { address = "/a", types = "i" }'),
+            "controls[0] (a).on",
+            "does not fit the type tag 'i'",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, controls: str, key: str, words: str) -> None:

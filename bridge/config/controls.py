@@ -353,6 +353,13 @@ def _with_wire(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> C
     span = (c.min, c.max)
     form = wire.osc_form(reader, raw.get("osc"), f"{where}.osc", c.id, c.type, has_value, span)
     c = replace(c, osc=form.address, osc_args=form.args, osc_types=form.types, osc_scale=form.scale, osc_json=form.json)
+    if form.types is not None and (form.args is None or VALUE in form.args):
+        # The value's tag must carry what on and off say ("go" under an "i" went out as i 0).
+        tag = form.types[0 if form.args is None else form.args.index(VALUE)]
+        for key in ("on", "off"):
+            given = getattr(c, key) if key in raw else None
+            if given not in (None, ()) and not wire.tag_fits(tag, given):
+                reader.fail(f"{where}.{key}", f"{given!r} does not fit the type tag {tag!r} of osc.types")
     if "midi" in raw:
         if c.type == "text" or (c.type == "label" and isinstance(c.default, str)):
             what = "a text control" if c.type == "text" else "a label of text"

@@ -105,20 +105,23 @@ def _types(reader: Reader, raw: object, where: str, args: tuple[OscArg, ...] | N
     if len(raw) != len(template):
         reader.fail(where, f"expected {len(template)} type tags, one per argument of {_shown(template)}, got {raw!r}")
     for i, (tag, arg) in enumerate(zip(raw, template, strict=True)):
-        if arg is VALUE:
-            continue
-        fits = {
-            "i": isinstance(arg, int) and not isinstance(arg, bool),
-            "h": isinstance(arg, int) and not isinstance(arg, bool),
-            "f": isinstance(arg, int | float) and not isinstance(arg, bool),
-            "d": isinstance(arg, int | float) and not isinstance(arg, bool),
-            "s": isinstance(arg, str),
-            "T": arg is True,
-            "F": arg is False,
-        }[tag]
-        if not fits:
+        if arg is not VALUE and not tag_fits(tag, arg):
             reader.fail(where, f"type tag {tag!r} (argument {i + 1}) does not fit {arg!r}")
     return raw
+
+
+def tag_fits(tag: str, arg: object) -> bool:
+    """Whether OSC type tag ``tag`` can carry ``arg``."""
+    number = isinstance(arg, int | float) and not isinstance(arg, bool)
+    return {
+        "i": number and isinstance(arg, int),
+        "h": number and isinstance(arg, int),
+        "f": number,
+        "d": number,
+        "s": isinstance(arg, str),
+        "T": arg is True,
+        "F": arg is False,
+    }[tag]
 
 
 def _shown(template: tuple[OscArg, ...]) -> str:
