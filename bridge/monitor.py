@@ -193,8 +193,12 @@ class Monitor:
         counts = self._counters()
         seen, self._seen = self._seen, counts
         if seen is None:
-            return None  # the first look: what came before the bridge started watching lights no light
-        lit = {light: counts.get(light, 0) != seen.get(light, 0) for light in LIGHTS}
+            # The first look: what came before the bridge started watching lights no light.
+            self._lit = {light: False for light in LIGHTS if light in counts}
+            return None
+        # Only the lights of what the config has (no MIDI lights without [midi]); a reload that adds
+        # or removes a table changes the keys, and the pages are told.
+        lit = {light: counts[light] != seen.get(light, 0) for light in LIGHTS if light in counts}
         if lit == self._lit:
             return None
         self._lit = lit
@@ -203,7 +207,9 @@ class Monitor:
 
     @property
     def lights(self) -> dict[str, bool]:
-        return dict(self._lit)
+        """Each light of what the config has, on or off."""
+        counts = self._counters()
+        return {light: self._lit.get(light, False) for light in LIGHTS if light in counts}
 
 
 class _Idle:

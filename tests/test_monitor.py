@@ -115,10 +115,11 @@ def test_the_lights_change_only_when_a_count_moves_or_stops_moving() -> None:
     assert monitor.look() is None
     assert monitor.look() is None  # nothing moved: nothing said
     counts["osc_in"] = 3
-    assert monitor.look() == {"osc_in": True, "osc_out": False, "midi_in": False, "midi_out": False}
+    assert monitor.look() == {"osc_in": True, "osc_out": False}  # no MIDI lights: there is no MIDI
     counts["osc_in"] = 9
     assert monitor.look() is None  # still moving: still lit, nothing said
-    assert monitor.look() == {"osc_in": False, "osc_out": False, "midi_in": False, "midi_out": False}
+    assert monitor.look() == {"osc_in": False, "osc_out": False}
+    assert monitor.lights == {"osc_in": False, "osc_out": False}
     assert [room for name, _, room in emitted.sent] == ["control", "control"]
 
 

@@ -393,3 +393,13 @@ def test_scenes_are_exported_and_imported_from_the_scene_bar(
     upload.write_text('{"format": "something else", "scenes": {}}')
     page.locator("#scene-import").set_input_files(str(upload))
     expect(page.locator("#scene-status")).to_contain_text("Not imported: not a scenes file")
+
+
+def test_only_the_lights_of_what_the_config_has_are_shown(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
+    # The MIDI lights stood in the header of a show with no [midi], always dark.
+    osc = f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n'
+    proc = bridge_factory(write_config(tmp_path, extra=osc))
+    page = pages.open(proc.url)
+    expect(page.locator('#activity [data-light="osc_in"]')).to_be_visible()
+    expect(page.locator('#activity [data-light="midi_in"]')).to_be_hidden()
+    expect(page.locator('#activity [data-light="midi_out"]')).to_be_hidden()

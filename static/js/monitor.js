@@ -32,11 +32,15 @@
 
   // ---- Lights ----------------------------------------------------------------
 
+  // Only the lights the bridge sends are there (no MIDI lights without [midi]); a reload may change them.
   function showLights(lights) {
     if (!lights || typeof lights !== "object") return;
     document.querySelectorAll("#activity [data-light]").forEach((light) => {
+      light.hidden = !(light.dataset.light in lights);
       light.dataset.on = String(Boolean(lights[light.dataset.light]));
     });
+    const group = byId("activity");
+    if (group) group.hidden = !Object.keys(lights).length;
   }
 
   socket.on("activity", showLights);
