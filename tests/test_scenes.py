@@ -360,6 +360,44 @@ def test_a_change_during_a_fade_takes_that_control_out_of_it(
     assert call(proc, "GET", "/healthz")[1]["adapters"]["scenes"]["fading"] is None
 
 
+def test_a_desk_that_sends_each_value_back_does_not_stop_a_fade(
+    tmp_path: Path, bridge_factory: Start, peers: Any
+) -> None:
+    # A desk or app that confirms what it is sent returns each step as an OSC float32, a hair off
+    # the value stored: taken for a hand on the control, it stopped every fade after its first step.
+    listen = free_port(socket.SOCK_DGRAM)
+    desk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    desk.bind(("127.0.0.1", 0))
+    desk.settimeout(0.2)
+    stop = threading.Event()
+
+    def send_back() -> None:
+        while not stop.is_set():
+            try:
+                data, _ = desk.recvfrom(65535)
+            except (TimeoutError, OSError):
+                continue
+            desk.sendto(data, ("127.0.0.1", listen))
+
+    thread = threading.Thread(target=send_back, daemon=True)
+    thread.start()
+    try:
+        extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{desk.getsockname()[1]}"]\n'
+        proc = bridge_factory(scene_config(tmp_path, extra))
+        put_values(proc, fine=1.0)
+        assert call(proc, "PUT", "/api/scenes/Up")[0] == 200
+        put_values(proc, fine=-1.0)
+        watcher = peers(proc.url)
+        assert call(proc, "POST", "/api/scenes/Up/recall", {"fade": 1})[0] == 200
+        watcher.wait_value("fine", 1.0)
+        assert proc.get_json("/api/values")["fine"] == 1.0
+        assert proc.get_json("/healthz")["adapters"]["osc"]["received"] > 10  # the desk did send them back
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        desk.close()
+
+
 def test_a_control_with_scene_false_is_never_touched(tmp_path: Path, bridge_factory: Start, peers: Any) -> None:
     proc = bridge_factory(scene_config(tmp_path))
     put_values(proc, master=0.2, fine=0.5)

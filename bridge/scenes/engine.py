@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,13 @@ SAVE_ADDRESS = "/bridge/scene/save"
 RECALL_ADDRESS = "/bridge/scene/recall"
 #: The origin of a value put back after a fade step overwrote a newer change.
 RESTORE_ORIGIN = Origin("scene", "")
+#: A value that comes back this soon (seconds) equal to one a fade step sent out, within the
+#: rounding of an OSC float32, is that step's echo (a desk or app that confirms what it is sent),
+#: not a hand on the control: it does not take the control out of the fade.
+ECHO_WINDOW = 0.5
+ECHO_TOLERANCE = 1e-6
+#: The steps kept per control for that: half a second of them at 100 a second.
+ECHO_STEPS = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,17 @@ class _Fade:
     started: float
     duration: float
     moves: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (from, to)
+    #: id -> the values its steps stored lately, with when (``time.monotonic``): to know their echoes.
+    sent: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+
+    def echoes(self, cid: str, value: object, now: float) -> bool:
+        """Whether ``value`` for ``cid`` is one of this fade's own steps coming back."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        sent = self.sent.get(cid, ())
+        return any(
+            now - at <= ECHO_WINDOW and abs(value - step) <= ECHO_TOLERANCE * max(1.0, abs(step)) for at, step in sent
+        )
 
 
 class Scenes:
@@ -249,13 +268,19 @@ class Scenes:
             fade = self._fade
             if fade is None:
                 return
+            now = time.monotonic()
             if change.origin == fade.origin:
+                if cid in fade.moves and isinstance(change.value, int | float):
+                    steps = fade.sent.setdefault(cid, deque(maxlen=ECHO_STEPS))
+                    steps.append((now, float(change.value)))
                 if cid not in fade.moves and cid in self._interrupted:
                     # This step was stored after the change that interrupted the
                     # control (they crossed): the fade thread puts that change back.
                     self._restore[cid] = self._interrupted[cid]
                 return
             if cid in fade.moves:
+                if fade.echoes(cid, change.value, now):
+                    return  # its own step, confirmed by a desk: the fade goes on
                 del fade.moves[cid]
                 self._interrupted[cid] = change.value
             elif cid in self._interrupted:
