@@ -176,12 +176,18 @@ class Bridge:
         if section == "oscquery" and config.oscquery is not None:
             from bridge.oscquery.adapter import OscQueryAdapter
 
-            return OscQueryAdapter(self.hub, config, self.access)
+            return OscQueryAdapter(self.hub, config, self.access, self.origins, self._osc_port)
         if section == "discovery" and config.discovery.mdns:
             from bridge.discovery import Advertiser
 
             return Advertiser(config, oscquery_port=self._oscquery_port)
         return None
+
+    def _makes(self, section: str, config: Config) -> bool:
+        """Whether ``config`` has an adapter for ``section`` (without making it)."""
+        if section == "discovery":
+            return config.discovery.mdns
+        return getattr(config, section) is not None
 
     def _attach(self, adapter: Adapter | None) -> None:
         """Give an adapter (and OSC's inbound half) the bridge's monitor."""
@@ -201,6 +207,11 @@ class Bridge:
             counts["midi_in"], counts["midi_out"] = midi.received, midi.sent
         return counts
 
+    def _osc_port(self) -> int | None:
+        """The UDP port the OSC side listens on now, or None without one."""
+        osc = self.ported.get("osc")
+        return getattr(osc, "port", None) if osc is not None and getattr(osc, "_sock", None) is not None else None
+
     def _oscquery_port(self) -> int | None:
         oscquery = self.ported.get("oscquery")
         return getattr(oscquery, "port", None)
@@ -215,9 +226,13 @@ class Bridge:
         """
         refused: list[str] = []
         for section in PORTED:
-            if getattr(old, section) == getattr(new, section):
+            # Discovery announces the OSC and OSCQuery ports: it is announced again when they move.
+            moved = section == "discovery" and (old.osc != new.osc or old.oscquery != new.oscquery)
+            if getattr(old, section) == getattr(new, section) and not moved:
                 continue
             current = self.ported.get(section)
+            if current is None and not self._makes(section, new):
+                continue  # off before, off now (no "switched off" for what never ran)
             fresh = self._make(section, new)
             self._attach(fresh)
             if fresh is not None and self._started:

@@ -157,8 +157,11 @@ def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, li
         log.warning("config: [cluster] changed; it takes effect at the next start")
     bridge.config = config
     if bridge.access.follow(config.server.key, config.server.viewer_key):
-        log.warning("config: the keys changed; browsers whose key no longer opens the show are let go")
+        log.warning("config: the keys changed; browsers and OSCQuery clients whose key no longer opens it are let go")
         bridge.web.recheck_keys()
+        oscquery = bridge.ported.get("oscquery")
+        if oscquery is not None and hasattr(oscquery, "recheck_keys"):
+            oscquery.recheck_keys()
     bridge.web.reconfigure(config.server, config.views)
     bridge.origins.listed = tuple(config.server.allowed_origins)
     if config.server.theme != old.server.theme:
@@ -175,4 +178,9 @@ def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, li
         bridge.web.relayout(bridge.render_surface, generation, reshaped)
 
     reshaped = bridge.hub.reshape(config.controls, in_force)
-    return reshaped, bridge.replace_adapters(old, config)
+    refused = bridge.replace_adapters(old, config)
+    for adapter in bridge.ported.values():
+        follow = getattr(adapter, "follow", None)  # one kept as it was: what it says of the rest
+        if follow is not None:
+            follow(bridge.config)
+    return reshaped, refused

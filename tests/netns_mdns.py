@@ -96,6 +96,19 @@ def main() -> int:
 
         check_python_oscquery(osc_port)
 
+        # The OSC port moved by a config reload: announced again with it (it kept the old one).
+        moved = free_port(socket.SOCK_DGRAM)
+        config = proc.config
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(f"127.0.0.1:{osc_port}", f"127.0.0.1:{moved}"), encoding="utf-8"
+        )
+
+        def announced_osc_port() -> int | None:
+            info = zeroconf.get_service_info(TYPES[1], f"{NAME}.{TYPES[1]}", timeout=1000)
+            return None if info is None else info.port
+
+        wait_until(lambda: announced_osc_port() == moved, what="the moved OSC port announced")
+
         proc.stop()  # goodbye packets: browsers forget us at once, not after the records' time to live
         wait_until(lambda: not seen.found(), what="the services to be withdrawn")
     finally:

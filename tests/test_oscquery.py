@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websocket
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import DEFAULT_CONFIG, load_config
 from bridge.errors import ConfigError
+from bridge.osc.codec import values_for
 from bridge.oscquery.namespace import Namespace, frame, json_value, type_string
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.jack import MidiPeer, unique_name
@@ -588,3 +591,142 @@ def test_a_toggles_type_value_and_frame_agree(
     assert json_value(control, True) == item and type(json_value(control, True)) is type(item)
     message = OscMessage(frame(control, True))
     assert message.params == [arg] and type(message.params[0]) is type(arg)
+
+
+WIRE_TOML = """
+[[controls]]
+id = "fader"
+type = "range"
+min = -90
+max = 10
+osc = { address = "/ch/01/mix/fader", curve = [[-90, 0.0], [-60, 0.0625], [-30, 0.25], [-10, 0.5], [10, 1.0]] }
+[[controls]]
+id = "k"
+type = "knob"
+osc = { address = "/k", range = [0, 127], types = "i" }
+[[controls]]
+id = "mixed"
+type = "select"
+options = [1, 2.5]
+[[controls]]
+id = "level"
+type = "label"
+value = 0
+[[controls]]
+id = "bang"
+type = "button"
+mode = "trigger"
+on = []
+"""
+
+
+@pytest.mark.unit
+def test_type_value_range_and_frame_say_the_same_in_the_wires_terms(tmp_path: Path) -> None:
+    # A client that followed RANGE and VALUE set an X32 fader to -90 dB: they were the page's dB while
+    # frames and messages in are the wire's 0-1. TYPE now names what frames carry, VALUE loses nothing.
+    path = tmp_path / "t.toml"
+    path.write_text(f'[osc]\nlisten = "127.0.0.1:0"\n{WIRE_TOML}', encoding="utf-8")
+    config = load_config(path)
+    space = Namespace(list(config.controls), "show")
+    values = {"fader": 0.0, "k": 0.7, "mixed": 1, "level": 2.5, "bang": 0}
+    nodes = space.describe(space.root, values, "control")["CONTENTS"]
+    fader = nodes["ch"]["CONTENTS"]["01"]["CONTENTS"]["mix"]["CONTENTS"]["fader"]
+    assert fader["RANGE"] == [{"MIN": 0.0, "MAX": 1.0}] and fader["VALUE"] == [0.75]  # 0 dB on the X32 law
+    assert OscMessage(frame(config.control("fader"), 0.0)).params == [0.75]
+    assert (nodes["k"]["TYPE"], nodes["k"]["VALUE"], nodes["k"]["RANGE"]) == ("i", [89], [{"MIN": 0.0, "MAX": 127.0}])
+    assert OscMessage(frame(config.control("k"), 0.7)).params == [89]
+    assert (nodes["mixed"]["TYPE"], nodes["mixed"]["VALUE"]) == ("f", [1.0])
+    assert OscMessage(frame(config.control("mixed"), 1)).params == [1.0]  # as TYPE says, not ,i
+    assert (nodes["level"]["TYPE"], nodes["level"]["VALUE"]) == ("f", [2.5])  # not cut to 2
+    assert OscMessage(frame(config.control("level"), 2.5)).params == [2.5]
+    assert nodes["bang"]["TYPE"] == "N"
+    # And a message typed as TYPE says sets the control: OSC's nil fires the bare trigger.
+    nil = OscMessageBuilder("/bang")
+    nil.add_arg(None, "N")
+    found, problems = values_for("/bang", list(OscMessage(nil.build().dgram).params), space.table)
+    assert [(c.id, v) for c, v in found] == [("bang", 1)] and not problems
+
+
+SHARED_TOML = """
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+[[controls]]
+id = "cue5"
+type = "range"
+max = 100
+osc = { address = "/eos/cue", args = ["fire", 5, "{value}"] }
+[[controls]]
+id = "cue6"
+type = "range"
+max = 100
+osc = { address = "/eos/cue", args = ["fire", 6, "{value}"] }
+"""
+
+
+def test_a_listener_gets_every_press_and_every_control_at_a_shared_address(
+    start_bridge: Callable[..., QueryBridge], ws_peers: Callable[..., WsPeer]
+) -> None:
+    # The listener's outbox kept one frame per path: two GOs back to back were one, and of two
+    # controls at one address set in one bundle, only the last reached it.
+    bridge = start_bridge(more=SHARED_TOML)
+    listener = ws_peers(bridge.port)
+    for path in ("/go", "/eos/cue"):
+        listener.command("LISTEN", path)
+        wait_listening(bridge.proc, path, 1)
+    for _ in range(5):
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        bundle.add_content(osc_message("/go"))
+        bundle.add_content(osc_message("/go"))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.sendto(bundle.build().dgram, ("127.0.0.1", bridge.osc_port))
+        sock.close()
+    wait_until(lambda: len(listener.got("/go")) == 10, what="ten presses at the listener")
+    for n in range(1, 6):
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        bundle.add_content(osc_message("/eos/cue", "fire", 5, float(n)))
+        bundle.add_content(osc_message("/eos/cue", "fire", 6, float(n + 50)))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.sendto(bundle.build().dgram, ("127.0.0.1", bridge.osc_port))
+        sock.close()
+        listener.wait_for("/eos/cue", ["fire", 5, float(n)])
+        listener.wait_for("/eos/cue", ["fire", 6, float(n + 50)])
+
+
+def test_another_sites_page_and_a_key_no_longer_valid_cannot_drive_the_show(
+    start_bridge: Callable[..., QueryBridge], ws_peers: Callable[..., WsPeer]
+) -> None:
+    bridge = start_bridge(server=f'key = "{CONTROL_KEY}"\n')
+    # A page of another site open in a phone's browser: refused, as Socket.IO refuses it.
+    with pytest.raises(websocket.WebSocketBadStatusException, match="403"):
+        websocket.create_connection(
+            f"ws://127.0.0.1:{bridge.port}/?key={CONTROL_KEY}", origin="http://evil.example", timeout=10
+        )
+    # The keys change while a client is connected with the old one: it is let go.
+    client = ws_peers(bridge.port, key=CONTROL_KEY)
+    client.send_osc("/slider1", 3.0)
+    wait_until(lambda: bridge.proc.get_json("/api/values", key=CONTROL_KEY)["slider1"] == 3, what="set")
+    config = bridge.proc.config
+    config.write_text(config.read_text(encoding="utf-8").replace(CONTROL_KEY, "a-new-key-2"), encoding="utf-8")
+    wait_until(lambda: client._thread is not None and not client._thread.is_alive(), what="the old key's client let go")
+    assert "its key is no longer valid" in bridge.proc.output()
+
+
+def test_host_info_follows_a_moved_osc_port_and_an_added_control_changes_no_other_path(
+    start_bridge: Callable[..., QueryBridge], ws_peers: Callable[..., WsPeer]
+) -> None:
+    bridge = start_bridge()
+    listener = ws_peers(bridge.port)
+    config = bridge.proc.config
+    moved = free_port(socket.SOCK_DGRAM)
+    text = config.read_text(encoding="utf-8").replace(f"127.0.0.1:{bridge.osc_port}", f"127.0.0.1:{moved}")
+    config.write_text(text, encoding="utf-8")
+    wait_until(lambda: bridge.get("/?HOST_INFO")[1]["OSC_PORT"] == moved, what="HOST_INFO's OSC port moved")
+    # One control added at the top of the list: one path added, none "changed" (its place in the
+    # file moved every other control's, which is no business of a client's).
+    at = text.index("[[controls]]")
+    config.write_text(text[:at] + '[[controls]]\nid = "first"\ntype = "range"\n\n' + text[at:], encoding="utf-8")
+    wait_until(lambda: any(t.get("COMMAND") == "PATH_ADDED" for t in listener.texts), what="PATH_ADDED")
+    assert [t for t in listener.texts if t.get("COMMAND") == "PATH_CHANGED"] == []
+    assert [t["DATA"] for t in listener.texts if t.get("COMMAND") == "PATH_ADDED"] == ["/first"]

@@ -103,8 +103,8 @@ def _raw(control: Control, payload: object) -> object:
             return 1
         if control.off is not None and _same_payload(payload, control.off):
             return 0
-        if payload == EMPTY and control.trigger:
-            return 1
+        if control.trigger and (payload == EMPTY or payload is None):
+            return 1  # no argument, or OSC's nil (N), as OSCQuery advertises a bare trigger
         if isinstance(payload, bool | int | float) and not isinstance(payload, tuple):
             return payload  # T/F, 0/1, 0.0/1.0: the hub refuses anything else
         raise InvalidValue(control.id, payload, "expected 0, 1, T or F")

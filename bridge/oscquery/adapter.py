@@ -9,9 +9,10 @@ WebSocket (:mod:`bridge.oscquery.server`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from bridge.auth import Access
+from bridge.auth import Access, Origins
 from bridge.config import Config
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub, Reshaped
@@ -29,10 +30,19 @@ class OscQueryAdapter:
 
     name = "oscquery"
 
-    def __init__(self, hub: Hub, config: Config, access: Access | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: Config,
+        access: Access | None = None,
+        origins: Origins | None = None,
+        osc_port: Callable[[], int | None] | None = None,
+    ) -> None:
         self.hub = hub
         self.namespace = Namespace(list(hub.controls.values()), config.discovery.name)
-        self.server = OscQueryServer(self.namespace, config, access or Access(), hub.values, self._osc_in)
+        self.server = OscQueryServer(
+            self.namespace, config, access or Access(), hub.values, self._osc_in, origins, osc_port
+        )
         self.received = 0
         self.refused = 0
 
@@ -55,6 +65,15 @@ class OscQueryAdapter:
             "refused": self.refused,
         }
 
+    def follow(self, config: Config) -> None:
+        """A reload kept this table as it was: HOST_INFO and the namespace's name follow the rest."""
+        self.server.config = config
+        if config.discovery.name != self.namespace.name:
+            self.namespace.name = config.discovery.name
+
+    def recheck_keys(self) -> None:
+        self.server.recheck_keys()
+
     def reshape(self, reshaped: Reshaped) -> None:
         """The controls changed (a reload): a new namespace, and the clients told."""
         self.namespace = Namespace(list(self.hub.controls.values()), self.namespace.name)
@@ -63,7 +82,11 @@ class OscQueryAdapter:
     def send(self, change: Change) -> None:
         """Offer ``change`` to the clients listening to its path, except the one it came from."""
         source = change.origin.ident if change.origin.kind == "oscquery" else None
-        self.server.offer(change.control.osc, frame(change.control, change.value), skip=source)
+        control = change.control
+        # Controls sharing an address (constant arguments tell them apart) each keep their frame;
+        # a button's every press and release goes out (a trigger's presses are events).
+        key = control.osc if control.osc_args is None else (control.osc, control.id)
+        self.server.offer(control.osc, frame(control, change.value), source, key, control.type == "button")
 
     def _osc_in(self, client: Client, data: bytes) -> None:
         self.received += 1

@@ -3,16 +3,23 @@
 Follows the OSCQuery proposal (Vidvox/OSCQueryProposal). Pure: the tree is
 built once from the controls, and every answer is built from values handed
 in, so there is no second copy of them to drift.
+
+Everything is said in OSC's terms, as the wire carries it: a fader with an
+OSC ``range`` or ``curve`` (an X32's 0-1 law under a -90..10 dB fader) has
+its RANGE and VALUE in wire units, as the frames a listener gets and the
+messages the bridge takes; TYPE is the tag of those frames.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.auth import Role
+from bridge.mapping import to_wire
 from bridge.model import VALUE, Control, Value
 from bridge.osc.codec import encode, natural_tag
 from bridge.osc.packets import address_table
@@ -64,7 +71,8 @@ def osc_type(control: Control) -> str:
         tags = {natural_tag(option.value) for option in control.options}
         return tags.pop() if len(tags) == 1 else "f" if "s" not in tags else "s"
     if control.type == "label":
-        return natural_tag(control.default)
+        # What a desk feeds may be a whole number or not: any number is a float, text a string.
+        return "s" if isinstance(control.default, str) else "f"
     if control.numeric or control.type == "led":
         return "f"
     return "s"
@@ -94,8 +102,15 @@ def _value_tag(control: Control) -> str:
     return osc_type(control)
 
 
+def _wire(control: Control, value: Value) -> Value:
+    """A number as OSC carries it: through the control's OSC ``range`` or ``curve``, if it has one."""
+    if control.numeric and control.osc_scale is not None and isinstance(value, int | float):
+        return to_wire(control.osc_scale, control.min, control.max, float(value))
+    return value
+
+
 def json_value(control: Control, value: Value) -> float | int | bool | str | None:
-    """A stored value as its OSCQuery ``VALUE`` item at the value's place."""
+    """A stored value as its OSCQuery ``VALUE`` item at the value's place: what a frame carries."""
     tag = _value_tag(control)
     if tag == "N":
         return None
@@ -104,10 +119,11 @@ def json_value(control: Control, value: Value) -> float | int | bool | str | Non
         return None if isinstance(sent, tuple) or sent is None else sent
     if tag == "T":
         return bool(value)
-    if tag == "f" and isinstance(value, int | float):
+    value = _wire(control, value)
+    if tag in ("f", "d") and isinstance(value, int | float):
         return float(value)
-    if tag == "i" and isinstance(value, int | float):
-        return int(value)
+    if tag in ("i", "h") and isinstance(value, int | float):
+        return int(math.floor(abs(value) + 0.5) * (1 if value >= 0 else -1))  # as the frame rounds it
     return value
 
 
@@ -117,6 +133,10 @@ def frame(control: Control, value: Value) -> bytes:
         builder = OscMessageBuilder(address=control.osc)
         builder.add_arg(bool(value))  # T or F: no data bytes
         return bytes(builder.build().dgram)
+    if control.osc_types is None and isinstance(value, int | float) and not isinstance(value, bool):
+        tag = _value_tag(control)
+        if tag in ("f", "i") and not control.switch:  # a select's or a label's number, as TYPE says
+            return encode(control.osc, control, value, "float" if tag == "f" else "int")
     return encode(control.osc, control, value)
 
 
@@ -142,12 +162,21 @@ def _attributes(control: Control, value: Value) -> dict[str, Any]:
 
 def _range(control: Control) -> dict[str, Any] | None:
     if control.numeric:
-        return {"MIN": control.min, "MAX": control.max}
+        lo, hi = control.min, control.max
+        if control.osc_scale is not None:  # the wire's ends (a curve may run either way)
+            lo, hi = sorted(to_wire(control.osc_scale, control.min, control.max, end) for end in (lo, hi))
+        return {"MIN": lo, "MAX": hi}
     if control.type == "select":
         return {"VALS": [option.value for option in control.options]}
     if control.switch and control.on is None and control.off is None and control.type != "toggle":
         return {"MIN": 0, "MAX": 1}
     return None
+
+
+def _described(control: Control | None) -> Control | None:
+    """What a node says of its control: all of it but where in the file it is (``where`` shifts
+    for every control after one added, and is no business of a client's)."""
+    return None if control is None else replace(control, where="")
 
 
 @dataclass
@@ -191,7 +220,9 @@ class Namespace:
         changed = [
             ("PATH_CHANGED", p)
             for p, node in self.nodes.items()
-            if p in old.nodes and node.control != old.nodes[p].control and node.control is not None
+            if p in old.nodes
+            and node.control is not None
+            and _described(node.control) != _described(old.nodes[p].control)
         ]
         return removed + added + changed
 

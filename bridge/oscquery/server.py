@@ -30,7 +30,7 @@ import simple_websocket
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from bridge.auth import Access, Role, presented_key
+from bridge.auth import Access, Origins, Role, presented_key
 from bridge.config import Config
 from bridge.errors import BridgeError
 from bridge.flow import Outbox, Workers
@@ -41,6 +41,10 @@ from bridge.oscquery.namespace import ATTRIBUTES, EXTENSIONS, Namespace
 
 log = logging.getLogger(__name__)
 
+#: A button's presses and releases waiting for one client are kept each, in order, up to this
+#: many frames waiting; past them (a client that stopped reading) the latest state, as for a fader.
+EVENTS_MAX = 64
+_events = itertools.count()
 #: A silent WebSocket is pinged this often; one that does not answer by the next ping is closed.
 PING_INTERVAL = 5.0
 #: A client whose socket takes nothing for this long is gone (or reads nothing): it is dropped,
@@ -56,20 +60,26 @@ class Client:
     values, and the memory it can take is bounded by the number of controls.
     """
 
-    def __init__(self, ident: str, ws: Any, role: Role, peer: str) -> None:
+    def __init__(self, ident: str, ws: Any, role: Role, peer: str, key: str | None = None) -> None:
         self.ident = ident
         self.ws = ws
         self.role = role
         self.peer = peer
+        #: The key it connected with: checked again when the config's keys change.
+        self.key = key
         self.paths: set[str] = set()
         self.sent = 0
-        self._outbox: Outbox[str, bytes | str] = Outbox()
+        self._outbox: Outbox[object, bytes | str] = Outbox()
         self._closed = False
 
-    def offer(self, path: str, data: bytes | str) -> None:
-        """Queue ``data`` for ``path`` (a text frame when it is text); never blocks on the network."""
+    def offer(self, key: object, data: bytes | str, event: bool = False) -> None:
+        """Queue ``data`` under ``key`` (a path, or a path and a control: a newer frame replaces it; a text
+        frame when it is text); an ``event`` (a button's press or release) is kept each, while few wait.
+        Never blocks on the network."""
         if not self._closed:
-            self._outbox.put(path, data)
+            if event and len(self._outbox) < EVENTS_MAX:
+                key = (key, next(_events))
+            self._outbox.put(key, data)
 
     @property
     def waiting(self) -> int:
@@ -138,10 +148,17 @@ class OscQueryServer:
         access: Access,
         values: Callable[[], dict[str, Value]],
         receive: Callable[[Client, bytes], None],
+        origins: Origins | None = None,
+        osc_port: Callable[[], int | None] | None = None,
     ) -> None:
         assert config.oscquery is not None  # noqa: S101 - built only for an [oscquery] table
         self.namespace = namespace
+        #: The running config (a reload puts the new one here): HOST_INFO's name and OSC address.
         self.config = config
+        #: Web pages that may open a WebSocket here: the same as for the show's own pages.
+        self.origins = origins or Origins()
+        #: The UDP port OSC is taken on now (the OSC side may have moved since this server started).
+        self._osc_port = osc_port
         self.settings = config.oscquery
         self.access = access
         self._values = values
@@ -224,13 +241,14 @@ class OscQueryServer:
             for client in clients:
                 client.offer(f"{command} {path}", text)
 
-    def offer(self, path: str, data: bytes, skip: str | None = None) -> None:
-        """Queue ``data`` for every client listening to ``path`` but ``skip`` (the one it came from)."""
+    def offer(self, path: str, data: bytes, skip: str | None = None, key: object = None, event: bool = False) -> None:
+        """Queue ``data`` for every client listening to ``path`` but ``skip`` (the one it came from);
+        ``key`` and ``event`` as :meth:`Client.offer` takes them (the path by default)."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
         for client in listeners:
             if client.ident != skip:
-                client.offer(path, data)
+                client.offer(path if key is None else key, data, event)
 
     # -- HTTP ----------------------------------------------------------------------
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -244,7 +262,14 @@ class OscQueryServer:
                 environ, start_response
             )
         if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            return self._websocket(environ, start_response, role)
+            origin = environ.get("HTTP_ORIGIN")
+            if not self.origins.allows(origin, environ):
+                # Another web site's page in a phone's browser must not drive the show through here.
+                self._warn.warning(
+                    ("origin", origin), "OSCQuery: refused a WebSocket from %s: not an accepted origin", origin
+                )
+                return _json({"error": "not an accepted origin"}, 403)(environ, start_response)
+            return self._websocket(environ, start_response, role, presented_key(request))
         return self._query(request, role)(environ, start_response)
 
     def _query(self, request: Request, role: Role) -> Response:
@@ -271,13 +296,32 @@ class OscQueryServer:
         if osc is not None:
             if osc.listen_host not in ("0.0.0.0", "::", ""):  # noqa: S104
                 info["OSC_IP"] = osc.listen_host  # else: the address the client reached us at
-            info["OSC_PORT"] = osc.listen_port
+            info["OSC_PORT"] = (self._osc_port() if self._osc_port is not None else None) or osc.listen_port
             info["OSC_TRANSPORT"] = "UDP"
         info["WS_PORT"] = self.port
         return info
 
     # -- WebSocket -----------------------------------------------------------------
-    def _websocket(self, environ: dict[str, Any], start_response: Any, role: Role) -> Any:
+    def recheck_keys(self) -> None:
+        """The keys changed (a reload): a client whose key no longer opens the show is let go; one whose role
+        changed keeps its connection with its new role, as the pages do."""
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            role = self.access.role_for(client.key)
+            if role is None:
+                log.warning(
+                    "OSCQuery: client %s: its key is no longer valid after the reload; disconnected", client.ident
+                )
+                client.close()
+                try:
+                    client.ws.close()
+                except (simple_websocket.ConnectionClosed, OSError):
+                    pass
+            else:
+                client.role = role
+
+    def _websocket(self, environ: dict[str, Any], start_response: Any, role: Role, key: str | None = None) -> Any:
         server = self.config.server
         with self._lock:
             full = len(self._clients) >= server.max_clients
@@ -298,7 +342,7 @@ class OscQueryServer:
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws.sock = WholeFrames(ws.sock)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
-        client = Client(f"ws{next(self._ids)}", ws, role, peer)
+        client = Client(f"ws{next(self._ids)}", ws, role, peer, key)
         with self._lock:
             self._clients[client.ident] = client
         self._workers.spawn(client.write_loop, f"oscquery-{client.ident}")
