@@ -113,6 +113,24 @@ def test_key_in_url_becomes_an_httponly_samesite_cookie(tmp_path: Path, bridge_f
     assert json.loads(resp.read())["url"].endswith(f"?key={KEY}")
 
 
+def test_the_join_link_of_a_view_keeps_its_view_and_a_loopback_bridge_offers_no_lan_address(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    # The drummer's phone opened the whole surface (scene bar and all) from the drummer's view's QR code.
+    config = keyed(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8") + '\n[[views]]\nname = "drums"\ncontrols = ["slider1"]\n')
+    proc = bridge_factory(config)
+    cookie = {"Cookie": f"{auth.COOKIE}={KEY}"}
+    status, resp = http(proc.url + "/join?view=drums", headers=cookie)
+    url = json.loads(resp.read())["url"]
+    assert url == f"{proc.url}/?key={KEY}&view=drums"  # (served on 127.0.0.1: no LAN address reaches it)
+    status, resp = http(proc.url + "/?view=drums", headers=cookie)
+    page = resp.read().decode()
+    assert 'data-join="/join?view=drums"' in page and 'data-qr="/qr.svg?view=drums"' in page
+    status, resp = http(proc.url + "/join?view=nonesuch", headers=cookie)
+    assert json.loads(resp.read())["url"] == f"{proc.url}/?key={KEY}"
+
+
 def test_viewer_sees_everything_and_changes_nothing(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, url_for
@@ -79,11 +80,16 @@ def blueprint(
         return jsonify(id=control_id, value=applied.value)
 
     def keyed_join_url() -> str:
-        """The LAN URL for a phone, with the key of the role asking for it when keys are in force."""
+        """The LAN URL for a phone, with the key of the role asking for it when keys are in force,
+        and the view of the page asking (the drummer's phone opens the drummer's view)."""
         url = join_url()
         role = request_role()
         key = access.key_for(role) if access.enabled and role else None
-        return f"{url}?key={key}" if key else url
+        view = request.args.get("view")
+        query = [("key", key)] if key else []
+        if view and view in views:
+            query.append(("view", view))
+        return f"{url}?{urlencode(query)}" if query else url
 
     @bp.get("/join")
     def join() -> Any:
@@ -253,9 +259,14 @@ def places(control: Control) -> int:
 
 
 def join_url() -> str:
-    """The address a phone on the LAN opens: this machine's LAN address, else the one asked for."""
+    """The address a phone on the LAN opens: this machine's LAN address, else the one asked for.
+
+    A bridge that listens on loopback only is reached at no LAN address: the one asked for then.
+    """
     port = request.host.rsplit(":", 1)[1] if ":" in request.host.rsplit("]", 1)[-1] else ""
     lan = lan_address()
-    if lan is None or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
+    bridge = current_app.extensions.get("stage_bridge")
+    loopback = bridge is not None and bridge.config.server.host in ("127.0.0.1", "::1", "localhost")
+    if lan is None or loopback or request.host.split(":")[0] not in ("localhost", "127.0.0.1", "0.0.0.0"):  # noqa: S104
         return request.host_url
     return f"{request.scheme}://{lan}:{port}/" if port else f"{request.scheme}://{lan}/"
