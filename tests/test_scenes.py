@@ -569,6 +569,21 @@ def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(
     b.locator("#scene-list button", has_text="Opening").click()
     expect(b.locator("#scene-status")).to_have_text("fade must be 0-600 seconds, got -2")
     expect(b.locator("#scene-status")).to_have_class("scene-status bad")
+    b.locator("#scene-fade").fill("0,5")  # a comma for a decimal point, as half the world writes it
+    b.locator("#scene-list button", has_text="Opening").click()
+    expect(a.locator("#scene-status")).to_have_text("Recalled “Opening” over 0.5 s")
+    # What is no number is refused on the page: never a snap instead of a fade (it was taken as 0).
+    recalls = proc.get_json("/healthz")["adapters"]["scenes"]["recalls"]
+    b.locator("#scene-fade").fill("-")
+    b.locator("#scene-list button", has_text="Opening").click()
+    refused = "Fade must be a number of seconds (0 for at once)"
+    expect(b.locator("#scene-status")).to_have_text(refused)
+    assert proc.get_json("/healthz")["adapters"]["scenes"]["recalls"] == recalls
+    # A save elsewhere is no recall: page b does not say "Recalled" again over what it said since.
+    a.locator("#scene-name").fill("Second")
+    a.locator("#scene-name").press("Enter")
+    expect(b.locator("#scene-list button")).to_have_text(["Opening", "Second"])
+    expect(b.locator("#scene-status")).to_have_text(refused)
 
 
 # -- Config ------------------------------------------------------------------------

@@ -177,9 +177,10 @@ class Scenes:
         self._announce()
 
     def summary(self) -> dict[str, Any]:
-        """What every page shows: the scene names and the last recall."""
+        """What every page shows: the scene names, the last recall and how many there were (a page says
+        "Recalled" when that number moves, not at every change of the list)."""
         last = self._last
-        return {"names": self.names(), "recalled": last.as_dict() if last else None}
+        return {"names": self.names(), "recalled": last.as_dict() if last else None, "recalls": self._recalls}
 
     def _announce(self) -> None:
         if self._push is not None:

@@ -2,8 +2,9 @@
  *
  * It talks over the page's own socket (window.stageBridge.socket): "scene save"
  * {name} and "scene recall" {name, fade}, each answered through its
- * acknowledgement. Every page gets "scenes" {names, recalled} whenever the
- * list changes or a scene is recalled anywhere, and on (re)connection.
+ * acknowledgement. Every page gets "scenes" {names, recalled, recalls} whenever
+ * the list changes or a scene is recalled anywhere, and on (re)connection; it
+ * says "Recalled" when ``recalls`` (how many so far) moves, not at every save.
  */
 (function () {
   "use strict";
@@ -22,6 +23,7 @@
   const status = byId("scene-status");
   const readOnly = document.documentElement.dataset.role === "viewer";
   let current = null;
+  let heard = null; // the recall count last shown: a save or an import elsewhere is no recall
 
   function say(text, bad) {
     status.textContent = text;
@@ -32,7 +34,7 @@
     let text = "Recalled “" + recall.scene + "”";
     if (recall.fade > 0) text += " over " + recall.fade + " s";
     if (recall.skipped && recall.skipped.length) {
-      text += "; skipped, no longer in the show: " + recall.skipped.join(", ");
+      text += "; skipped (not in the show, or their saved value no longer fits): " + recall.skipped.join(", ");
     }
     return text;
   }
@@ -76,20 +78,32 @@
   socket.on("scenes", (message) => {
     if (!message || !Array.isArray(message.names)) return;
     const recall = message.recalled;
-    if (recall && typeof recall.scene === "string") {
+    const count = typeof message.recalls === "number" ? message.recalls : null;
+    const fresh = count === null || count !== heard;
+    heard = count;
+    if (recall && typeof recall.scene === "string" && message.names.includes(recall.scene)) {
       current = recall.scene;
-      say(describe(recall), recall.skipped && recall.skipped.length > 0);
+      if (fresh) say(describe(recall), recall.skipped && recall.skipped.length > 0);
+    } else {
+      current = null; // (deleted since)
     }
     render(message.names);
+  });
+
+  // Back online: a "not connected" from before is no longer true.
+  socket.on("connect", () => {
+    if (status.textContent.startsWith("Not connected")) say("", false);
   });
 
   list.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-scene]");
     if (!button || readOnly) return;
-    const text = fadeInput.value.trim();
+    // Typed as text: a comma is a decimal point too (2,5), and what is no number says so, never a snap.
+    const text = fadeInput.value.trim().replace(",", ".");
     const fade = text === "" ? 0 : Number(text);
     if (!Number.isFinite(fade)) {
-      say("Fade must be a number of seconds", true);
+      say("Fade must be a number of seconds (0 for at once)", true);
+      fadeInput.focus();
       return;
     }
     // Every page, this one too, shows the outcome when "scenes" arrives.
@@ -113,7 +127,12 @@
             cache: "no-store",
           }),
         )
-        .then((response) => response.json().then((body) => ({ ok: response.ok, body: body })))
+        .then((response) =>
+          response
+            .json()
+            .catch(() => ({ error: response.status === 413 ? "the file is larger than the bridge takes" : "HTTP " + response.status }))
+            .then((body) => ({ ok: response.ok, body: body })),
+        )
         .then(({ ok, body }) => {
           if (!ok) {
             say("Not imported: " + ((body && body.error) || "refused by the bridge"), true);
