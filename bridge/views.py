@@ -48,6 +48,14 @@ def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[V
     ids = {c.id for c in known}
     groups = {c.group for c in known if c.group}
     pages = {c.page for c in known if c.page}
+    # Controls without a page are on the tab "Main" when others have a page (bridge.web.pages.layout).
+    main = "Main" if pages else ""
+
+    def page_of(control: Control) -> str:
+        return control.page or main
+
+    if pages and any(not c.page for c in known):
+        pages.add(main)
     seen: dict[str, int] = {}
     views: list[View] = []
     for index, table in enumerate(raw):
@@ -79,7 +87,7 @@ def parse_views(raw: object, controls: Iterable[Control], fail: Fail) -> tuple[V
         members = tuple(
             c.id
             for c in known
-            if c.id in wanted_ids or (c.group and c.group in wanted_groups) or (c.page and c.page in wanted_pages)
+            if c.id in wanted_ids or (c.group and c.group in wanted_groups) or page_of(c) in wanted_pages
         )
         if not members:
             fail(where, "expected controls = [...] or groups = [...] (or pages = [...]) naming at least one control")

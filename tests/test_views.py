@@ -211,4 +211,7 @@ def test_a_view_may_list_pages(tmp_path: Path) -> None:
     assert config.views[0].controls == ("kick", "snare", "cue")
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, controls=paged + '[[views]]\nname = "x"\npages = ["Nope"]\n'))
-    assert err.value.key == "views[0] (x).pages" and "unknown page 'Nope' (pages: 'Band')" in err.value.expected
+    assert err.value.key == "views[0] (x).pages" and "unknown page 'Nope' (pages: 'Band', 'Main')" in err.value.expected
+    # The controls without a page are the tab "Main" beside the paged ones: a view may list it too.
+    main = load_config(write_config(tmp_path, controls=paged + '[[views]]\nname = "rest"\npages = ["Main"]\n'))
+    assert "kick" not in main.views[0].controls and "cue" in main.views[0].controls
