@@ -470,6 +470,17 @@ def test_restart_keeps_scenes_and_a_stale_scene_recalls_the_rest(tmp_path: Path,
     now = values(second)
     assert now["fine"] == 0.5 and now["level"] == 60 and now["master"] == 0.7
     assert "skipped old" in second.output()
+    # A scene the bridge cannot take (a hand edit gone wrong) is left out, and kept in the file:
+    # the next save wrote the file without it, for good.
+    assert second.stop() == 0
+    data = json.loads(scenes_file.read_text(encoding="utf-8"))
+    data["scenes"]["Half edited"] = {"saved_at": 1.0, "vals": {"fine": 0.1}}
+    scenes_file.write_text(json.dumps(data), encoding="utf-8")
+    third = bridge_factory(config)
+    assert list(call(third, "GET", "/api/scenes")[1]["scenes"]) == ["Full"]
+    assert call(third, "PUT", "/api/scenes/Another")[0] == 200
+    saved = json.loads(scenes_file.read_text(encoding="utf-8"))["scenes"]
+    assert saved["Half edited"] == {"saved_at": 1.0, "vals": {"fine": 0.1}} and "Another" in saved
 
 
 def test_a_corrupt_scenes_file_is_moved_aside(tmp_path: Path, bridge_factory: Start) -> None:

@@ -74,26 +74,36 @@ class Scene:
         return {"name": self.name, "saved_at": self.saved_at, "values": dict(self.values)}
 
 
-def load_scenes(path: Path) -> dict[str, Scene]:
-    """Read saved scenes; a corrupt file is moved aside and ``{}`` returned."""
+def load_scenes(path: Path) -> tuple[dict[str, Scene], dict[str, Any]]:
+    """Read saved scenes; a corrupt file is moved aside and ``{}`` returned.
+
+    Also returned: the entries left out (a name the bridge would refuse, no
+    ``values``), as the file has them. They are written back as they are at
+    every save: a hand edit gone wrong is there to mend, not lost.
+    """
     saved = read_document(path, "scenes", "scenes file", "starting without scenes")
     if saved is None:
-        return {}
+        return {}, {}
     scenes: dict[str, Scene] = {}
+    left_out: dict[str, Any] = {}
     for name, body in saved.items():
         values = body.get("values") if isinstance(body, dict) else None
         try:
             check_name(name)
         except SceneError as err:
-            log.warning("scenes file %s: %s; left out", path, err)
+            log.warning("scenes file %s: %s; left out (kept in the file as it is)", path, err)
+            left_out[name] = body
             continue
         if not isinstance(values, dict):
-            log.warning("scenes file %s: scene %r has no 'values' object; left out", path, name)
+            log.warning(
+                "scenes file %s: scene %r has no 'values' object; left out (kept in the file as it is)", path, name
+            )
+            left_out[name] = body
             continue
         saved_at = body.get("saved_at")
         stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else 0.0
         scenes[name] = Scene(name, dict(values), stamp)
-    return scenes
+    return scenes, left_out
 
 
 def parse_export(body: object) -> dict[str, Scene]:
@@ -141,6 +151,7 @@ class SceneStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._scenes: dict[str, Scene] = {}
+        self._left_out: dict[str, Any] = {}  # entries of the file no scene could be made of, kept as they are
         self._lock = threading.Lock()
         self._file = None if path is None else SavedFile(path, "scenes")
 
@@ -149,9 +160,10 @@ class SceneStore:
         if self.path is None:
             log.info("no state file: scenes are kept in memory only and lost at exit")
             return
-        loaded = load_scenes(self.path)
+        loaded, left_out = load_scenes(self.path)
         with self._lock:
             self._scenes = loaded
+            self._left_out = left_out
         if loaded:
             log.info("loaded %d scenes from %s", len(loaded), self.path)
 
@@ -213,10 +225,9 @@ class SceneStore:
         """Write every scene to the file (called under the lock); a failure is logged once and retried."""
         if self._file is None:
             return
-        body = {
-            "version": FORMAT_VERSION,
-            "scenes": {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()},
-        }
+        kept = {n: body for n, body in self._left_out.items() if n not in self._scenes}
+        scenes = {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()}
+        body = {"version": FORMAT_VERSION, "scenes": {**kept, **scenes}}
         # ("replace": a half character in an imported text must not make the file unwritable)
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8", "replace")
         self._file.write(payload)  # kept in memory meanwhile, and retried
