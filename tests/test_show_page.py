@@ -267,6 +267,12 @@ def test_keep_awake_on_plain_http_plays_a_silent_video_and_says_why(show: Bridge
     page.wait_for_function("document.documentElement.dataset.awake === 'fallback'")
     expect(page.locator("#awake-note")).to_be_visible()
     expect(page.locator("#awake-note")).to_contain_text("not on HTTPS")
+    # Read once, it took a phone's screen for good: OK puts it away, and it stays away after a reload.
+    page.locator("#awake-note .awake-note-ok").click()
+    expect(page.locator("#awake-note")).to_be_hidden()
+    page.reload()
+    page.wait_for_function("document.documentElement.dataset.awake === 'fallback'")
+    expect(page.locator("#awake-note")).to_be_hidden()
     page.wait_for_function("(() => { const v = document.getElementById('awake-video'); return v && !v.paused; })()")
     tracks = page.evaluate("document.getElementById('awake-video').srcObject.getTracks().map((t) => t.kind).sort()")
     assert tracks == ["audio", "video"]  # drawn and made silent in the page: nothing fetched
@@ -397,9 +403,22 @@ def test_scenes_are_exported_and_imported_from_the_scene_bar(
 
 def test_only_the_lights_of_what_the_config_has_are_shown(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
     # The MIDI lights stood in the header of a show with no [midi], always dark.
-    osc = f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n'
-    proc = bridge_factory(write_config(tmp_path, extra=osc))
+    port = free_port(socket.SOCK_DGRAM)
+    proc = bridge_factory(write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\n'))
     page = pages.open(proc.url)
-    expect(page.locator('#activity [data-light="osc_in"]')).to_be_visible()
+    light = page.locator('#activity [data-light="osc_in"]')
+    expect(light).to_be_visible()
     expect(page.locator('#activity [data-light="midi_in"]')).to_be_hidden()
     expect(page.locator('#activity [data-light="midi_out"]')).to_be_hidden()
+    # Lit while OSC comes in; the bridge gone, the page shows nothing flowing (it stayed lit).
+    sent = 0
+
+    def lit() -> bool:
+        nonlocal sent
+        sent += 1
+        oscsend(port, "/slider2", "f", float(sent % 50))
+        return light.get_attribute("data-on") == "true"
+
+    wait_until(lit, what="the OSC in light")
+    proc.stop()
+    expect(light).to_have_attribute("data-on", "false")

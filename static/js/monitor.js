@@ -44,6 +44,12 @@
   }
 
   socket.on("activity", showLights);
+  // Cut off, nothing flows that the page could see: the lights go dark until it is back.
+  socket.on("disconnect", () => {
+    document.querySelectorAll("#activity [data-light]").forEach((light) => {
+      light.dataset.on = "false";
+    });
+  });
   socket.on("connect", () => {
     socket.emit("monitor lights", null, (answer) => {
       if (answer && answer.ok) showLights(answer.lights);

@@ -19,6 +19,8 @@
   "use strict";
 
   const STORE_KEY = "stageBridge.keepAwake";
+  // The note closed with OK: the same note is not shown again on this phone (another one is).
+  const NOTE_KEY = "stageBridge.awakeNoteClosed";
   const root = document.documentElement;
   const byId = (id) => document.getElementById(id);
   const awakeButton = byId("awake-toggle");
@@ -62,8 +64,37 @@
       }[state];
     }
     if (awakeNote) {
+      const closed = Boolean(note) && readStored(NOTE_KEY) === note;
       awakeNote.textContent = note || "";
-      awakeNote.hidden = !note;
+      awakeNote.hidden = !note || closed;
+      if (note && !closed) {
+        // Read once, it takes a phone's screen for nothing: OK puts it away for good.
+        const ok = document.createElement("button");
+        ok.type = "button";
+        ok.className = "awake-note-ok";
+        ok.textContent = "OK";
+        ok.addEventListener("click", () => {
+          writeStored(NOTE_KEY, note);
+          awakeNote.hidden = true;
+        });
+        awakeNote.append(" ", ok);
+      }
+    }
+  }
+
+  function readStored(key) {
+    try {
+      return window.localStorage.getItem(key);
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function writeStored(key, value) {
+    try {
+      window.localStorage.setItem(key, value);
+    } catch (err) {
+      // not remembered: closed for this visit only
     }
   }
 
