@@ -247,12 +247,15 @@ type = "led"
 id = "go"
 type = "button"
 mode = "trigger"
+[[controls]]
+id = "pad"
+type = "button"
 """
 
 
 def test_scenes_carry_the_new_types_and_never_a_trigger(tmp_path: Path, bridge_factory: Start) -> None:
     proc = bridge_factory(scene_config(tmp_path, controls=SURFACE_CONTROLS))
-    put_values(proc, pan=0.5, level=-20, list="Video", cue_name="Act 2", rec=1, go=1)
+    put_values(proc, pan=0.5, level=-20, list="Video", cue_name="Act 2", rec=1, go=1, pad=1)
     status, saved = call(proc, "PUT", "/api/scenes/Look")
     assert status == 200
     assert saved["values"] == {"pan": 0.5, "level": -20.0, "list": "Video", "cue_name": "Act 2", "rec": 1}
@@ -263,6 +266,8 @@ def test_scenes_carry_the_new_types_and_never_a_trigger(tmp_path: Path, bridge_f
     assert values(proc)["list"] == "Video" and values(proc)["cue_name"] == "Act 2" and values(proc)["rec"] == 1
     wait_until(lambda: values(proc)["pan"] == 0.5 and values(proc)["level"] == -20.0, what="the fade's end")
     assert values(proc)["go"] == 0
+    # A push pad is left out by default: saved pressed, every recall would hold it down.
+    assert not load_config(tmp_path / "bridge.toml").control("pad").scene
     # A scene file that names the trigger (hand-written, or saved before it became one) never fires it.
     scenes_file = tmp_path / "state.scenes.json"
     body = json.loads(scenes_file.read_text())
@@ -528,7 +533,7 @@ def test_socket_io_save_and_recall_and_every_page_hears_of_it(
     proc = bridge_factory(scene_config(tmp_path))
     a, b = peers(proc.url), peers(proc.url)
     wait_until(lambda: b.scenes(), what="the scene list on connect")
-    assert b.scenes()[-1] == {"names": [], "recalled": None}
+    assert b.scenes()[-1] == {"names": [], "recalled": None, "recalls": 0}
     put_values(proc, level=77)
 
     assert a.ask("scene save", {"name": "Verse"}) == {"ok": True, "scene": "Verse", "count": 4}
@@ -538,6 +543,7 @@ def test_socket_io_save_and_recall_and_every_page_hears_of_it(
     assert answer["ok"] is True and answer["recalled"] == ["fine", "level", "toggle1", "txt1"]
     b.wait_value("level", 77)
     wait_until(lambda: (b.scenes()[-1]["recalled"] or {}).get("scene") == "Verse", what="the recall announced")
+    assert b.scenes()[-1]["recalls"] == 1
 
     late = peers(proc.url)  # a page that joins later gets the list at once
     wait_until(lambda: late.scenes(), what="the scene list for a late joiner")

@@ -160,7 +160,8 @@ def _common(reader: Reader, raw: dict[str, Any], where: str, cid: str, ctype: st
         group=reader.get(raw, "group", f"{where}.group", str, ""),
         page=reader.get(raw, "page", f"{where}.page", str, ""),
         color=color.lower(),
-        scene=reader.get(raw, "scene", f"{where}.scene", bool, True),
+        # A pad is pressed while held: a scene that saved it pressed would hold it down at every recall.
+        scene=reader.get(raw, "scene", f"{where}.scene", bool, ctype != "button"),
         label_from=label_from,
         color_from=_color_from(reader, raw, where) if "color_from" in raw else None,
     )
