@@ -522,8 +522,10 @@ def test_scenes_over_osc(tmp_path: Path, bridge_factory: Start, osc_peer: OscPee
     wait_until(lambda: values(proc)["level"] == 30, what="the instant recall over OSC")
     oscsend(port, "/bridge/scene/recall", "si", "nope", 1)
     oscsend(port, "/bridge/scene/save", "s", "bad/name")
+    oscsend(port, "/bridge/scene/recall", "sf", "Desk cue", -1.0)  # right after: a different mistake, said too
     wait_until(lambda: "unknown scene 'nope'" in proc.output(), what="the unknown scene logged")
     wait_until(lambda: "scene name" in proc.output(), what="the bad name logged")
+    wait_until(lambda: "fade must be 0-600 seconds" in proc.output(), what="the bad fade logged")
     assert list(call(proc, "GET", "/api/scenes")[1]["scenes"]) == ["Desk cue"]
 
 

@@ -192,7 +192,7 @@ class Inbound:
         try:
             self.commands[message.address](arguments(message), peer)
         except BridgeError as err:
-            self.drop((message.address, "command"), "OSC %s from %s: %s; dropped", message.address, peer, err)
+            self.drop((message.address, str(err)), "OSC %s from %s: %s; dropped", message.address, peer, err)
 
     def drop(self, key: object, msg: str, *args: object) -> None:
         """Count and log (rate-limited) something dropped."""
