@@ -189,8 +189,10 @@ class FakeX32:
 
     SUBSCRIPTION = 10.0
 
-    def __init__(self, values: dict[str, Any], port: int = 0) -> None:
+    def __init__(self, values: dict[str, Any], port: int = 0, subscription: float = SUBSCRIPTION) -> None:
         self.values = dict(values)
+        #: How long an /xremote keeps a client subscribed (10 s on a real X32; a test may scale it down).
+        self.subscription = subscription
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", port))
         self.sock.settimeout(0.2)
@@ -227,7 +229,7 @@ class FakeX32:
     def _report(self, address: str, value: Any, skip: tuple[str, int] | None = None) -> None:
         now = time.monotonic()
         with self._lock:
-            listening = [c for c, said in self.clients.items() if now - said < self.SUBSCRIPTION and c != skip]
+            listening = [c for c, said in self.clients.items() if now - said < self.subscription and c != skip]
         for client in listening:
             self.sock.sendto(build(address, value), client)
 
