@@ -30,7 +30,7 @@ from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
 from bridge.state import StateStore, load_state, saved_looks
-from bridge.web import config_api, editor_api, monitor_events, pages
+from bridge.web import config_api, editor_api, monitor_events, pages, polling
 from bridge.web.adapter import WebAdapter
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class Bridge:
             async_handlers=False,
         )
         _quiet_library_tracebacks()
+        # A polling POST the library would leave unanswered is refused before it reads it.
+        self.app.wsgi_app = polling.guard(self.app.wsgi_app, limit=server.max_payload)  # type: ignore[method-assign,assignment]
         self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)
         self.looks = Looks(self.hub.controls)

@@ -12,8 +12,12 @@ from pathlib import Path
 #: Where the bridge's own code lives: an exception raised there is a bug, never bad input.
 _BRIDGE_CODE = str(Path(__file__).resolve().parent) + os.sep
 #: The bridge's frames that only hand a library's call on to the library (the WebSocket
-#: that the fan-out writes directly wraps Engine.IO's): what passes through them is the library's.
-_PASS_THROUGH = {(_BRIDGE_CODE + os.path.join("web", "wire.py"), "__call__")}
+#: that the fan-out writes directly wraps Engine.IO's; the polling check sees every request
+#: first): what passes through them is the library's.
+_PASS_THROUGH = {
+    (_BRIDGE_CODE + os.path.join("web", "wire.py"), "__call__"),
+    (_BRIDGE_CODE + os.path.join("web", "polling.py"), "checked"),  # every request on its way to the library
+}
 
 
 def raised_by_a_library(err: BaseException, skip: int = 1) -> bool:

@@ -26,7 +26,7 @@ from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
-from tests.helpers import ROOT, BridgeProcess, Client, assert_in_bounds, unavailable, wait_until, write_config
+from tests.helpers import DEADLINE, ROOT, BridgeProcess, Client, assert_in_bounds, unavailable, wait_until, write_config
 from tests.jack import jack_available
 from tests.strategies import osc_datagrams, payload
 
@@ -247,13 +247,21 @@ def test_hostile_values_break_neither_the_saving_nor_the_page_nor_the_log(
         wait_until(lambda: server.get_json("/api/values")["slider2"] == 9, what="the good event after the bad ones")
     finally:
         ws.close()
-    # A polling request of empty packets: Engine.IO logs its own traceback for it, unless told otherwise.
+    # Polling requests: a packet type Engine.IO does not know was never answered (the library closes
+    # the session and waits for a GET to send the close): refused at once now, before it reads it.
     with server.open(server.url + "/socket.io/?EIO=4&transport=polling") as resp:
         sid = json.loads(resp.read().decode()[1:])["sid"]
     poll = server.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
-    with server.open(urllib.request.Request(poll, data=b"\x1e\x1e", method="POST")) as resp:
+    for body in (b"9zz", b"\x1e\x1e", b""):
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            server.open(urllib.request.Request(poll, data=body, method="POST"), timeout=DEADLINE)
+    # A payload the library itself chokes on (not UTF-8): its traceback becomes one line.
+    with server.open(server.url + "/socket.io/?EIO=4&transport=polling") as resp:
+        sid = json.loads(resp.read().decode()[1:])["sid"]
+    poll = server.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+    with server.open(urllib.request.Request(poll, data=b"4\xff\xfe", method="POST")) as resp:
         assert resp.status == 200  # (the library's answer)
-    wait_until(lambda: "bad input from a client" in server.output(), what="one line for the empty request")
+    wait_until(lambda: "bad input from a client" in server.output(), what="one line for the broken request")
     web = server.get_json("/healthz")["adapters"]["web"]
     assert web["rejected"] == 300 and web["malformed"] == 1
     log = server.output()
