@@ -15,7 +15,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bridge.errors import InvalidValue, UnknownControl
@@ -200,7 +200,9 @@ class Hub:
                 kept = [cid for cid in fresh if cid in old]
                 added = tuple(cid for cid in fresh if cid not in old)
                 removed = tuple(cid for cid in old if cid not in fresh)
-                redefined = tuple(cid for cid in kept if fresh[cid] != old[cid])
+                # Where a table stands in the file is no part of what it is: a control added above
+                # another does not redefine it (it stopped its fade, and its MIDI learn).
+                redefined = tuple(cid for cid in kept if replace(fresh[cid], where="") != replace(old[cid], where=""))
                 new_values: dict[str, Value] = {}
                 adjusted: dict[str, tuple[Value, Value]] = {}
                 for cid, control in fresh.items():
