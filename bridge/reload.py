@@ -26,6 +26,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.config import Config, load_config
@@ -105,6 +106,10 @@ class Reloader:
         """Read the config file again and apply it; what happened (the running config stays on an error)."""
         with self._lock:
             self._seen = self._stamp()
+            if _empty(self.path):
+                # A save caught between its truncation and its text (an editor that stalls): taken,
+                # it would remove every control from every page and switch OSC and MIDI off.
+                return self._refused(f"{self.path}: is empty (still being written?); nothing applied")
             try:
                 config = load_config(self.path)
             except ConfigError as err:
@@ -144,6 +149,14 @@ class Reloader:
         self.error = error
         self._push("config", {"generation": self.generation, "error": error})
         return Outcome(self.generation, error)
+
+
+def _empty(path: Path) -> bool:
+    """True when the file is there and holds nothing but white space."""
+    try:
+        return not path.read_bytes().strip()
+    except OSError:
+        return False  # (the loader says why it cannot be read)
 
 
 def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, list[str]]:

@@ -277,9 +277,16 @@ def test_a_broken_save_keeps_the_show_running_and_says_why_until_a_good_one(
     late = client_factory(proc.url)  # a page that joins now is told too
     assert late.wait_event("config")["error"] == said["error"]
 
+    # An empty file, as an editor that stalls between its truncation and its text leaves it: taken,
+    # it removed every control from every page and switched OSC off for a moment.
+    save(path, "")
+    said = a.wait_event("config", lambda e: e["error"] is not None and "is empty" in e["error"])
+    assert said["generation"] == 1
+    b.wait_value("master", 21)  # (nothing was removed)
+
     # One log line per error, naming file:line and key.
     refusals = [line for line in proc.output().splitlines() if "config not reloaded" in line]
-    assert len(refusals) == 2, refusals
+    assert len(refusals) == 3, refusals
     assert f"{path}:{key_line}: controls[2] (width).colour" in refusals[1]
     assert not a.of("layout")
 
