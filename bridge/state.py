@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -124,9 +125,18 @@ def saved_looks(path: Path) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that a reader sees the old or the new file, whole."""
+    """Write ``payload`` to ``path`` so that a reader sees the old or the new file, whole.
+
+    A symbolic link is written through (its target gets the new text; the
+    link stays a link), and a file there keeps its permissions.
+    """
+    path = Path(os.path.realpath(path))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        try:
+            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))  # (mkstemp makes it 0600)
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()

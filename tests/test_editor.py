@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import socket
+import stat
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -164,6 +165,26 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     assert values["lead"] == 63 and "vocal" not in values
     dump.wait_for("/lead f 63.000000")  # the desk hears it at the new address
     assert 'id = "lead"' in path.read_text(encoding="utf-8")
+
+
+def test_a_config_that_is_a_link_stays_one_and_keeps_its_permissions(
+    tmp_path: Path, bridge_factory: Start, dump: OscDump
+) -> None:
+    # The editor's save replaced the link with a file of its own (mode 0600): the edit never reached the
+    # show's file, and a later hand edit of that file was not seen at all.
+    shows = tmp_path / "shows"
+    shows.mkdir()
+    target = shows / "tonight.toml"
+    target.write_text(show(free_port(socket.SOCK_DGRAM), dump.port), encoding="utf-8")
+    target.chmod(0o664)
+    link = tmp_path / "show.toml"
+    link.symlink_to(target)
+    proc = bridge_factory(link)
+    _status, got = request(proc, "GET", "/api/config")
+    status, answer = request(proc, "PATCH", "/api/config/controls/drums", {"label": "Kit"}, version=got["version"])
+    assert status == 200, answer
+    assert link.is_symlink() and 'label = "Kit"' in target.read_text(encoding="utf-8")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o664
 
 
 def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, Path, int]) -> None:

@@ -111,6 +111,12 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             except editing.EditError as err:
                 return jsonify(error=str(err), field=err.field), 400
             payload = fresh.encode("utf-8")
+            if path().read_bytes() != data:
+                # Saved by hand while this change was checked: that save is not overwritten.
+                return jsonify(
+                    error="the file changed on disk since the editor read it: reload it to see the change",
+                    version=editing.version(path().read_bytes()),
+                ), 409
             try:
                 write_atomic(path().with_name(path().name + ".bak"), data)
                 write_atomic(path(), payload)
