@@ -413,3 +413,6 @@ def test_a_loader_key_names_the_field() -> None:
     assert field_of("controls[3].id") == "id"
     assert field_of("controls[0] (a).colors[1]") == "colors"
     assert field_of("server.port") is None
+    # An error about another control than the one edited (a hand edit elsewhere) is under no field of it.
+    assert field_of("controls[3] (house).min", "master") is None
+    assert field_of("controls[3] (house).min", "house") == "min"

@@ -198,3 +198,31 @@ def test_a_control_added_with_nothing_picked_goes_on_the_page_shown(
     add(phone, "toggle")
     assert load_config(path).control("toggle1").page == "Cues"  # not on "Main", out of sight
     expect(phone.locator("#toggle1")).to_be_visible()
+
+
+def test_an_undo_that_someone_elses_edit_made_impossible_leaves_the_stack(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    # It was pushed back on top after every failure, so nothing under it could be undone any more.
+    path = tmp_path / "show.toml"
+    tables = "".join(f'\n[[controls]]\nid = "{cid}"\ntype = "range"\n' for cid in ("house", "verb", "gain"))
+    path.write_text(HEAD + tables, encoding="utf-8")
+    proc = bridge_factory(path)
+    laptop = pages.open(f"{proc.url}/?edit=1&key={KEY}")
+    laptop.locator('[data-control="house"]').click()
+    laptop.locator('#editor-form [data-action="remove"]').click()
+    saved(laptop)
+    laptop.locator('[data-control="gain"]').click()
+    laptop.locator('#editor-form [data-action="up"]').click()
+    saved(laptop)
+    assert ids(path) == ["gain", "verb"]
+    expect(laptop.locator("#editor-undo")).to_have_text("Undo move")
+    # Someone else adds a control: the move's inverse (the old order) no longer names every control.
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + '\n[[controls]]\nid = "other"\ntype = "toggle"\n', encoding="utf-8")
+    wait_until(lambda: proc.get_json("/healthz", key=KEY)["config"]["generation"] == 4, what="the hand edit applied")
+    laptop.locator("#editor-undo").click()
+    expect(laptop.locator("#editor-status")).to_contain_text("Could not undo the move")
+    expect(laptop.locator("#editor-undo")).to_have_text("Undo removal of house")
+    laptop.locator("#editor-undo").click()
+    wait_until(lambda: "house" in ids(path), what="the removal undone")

@@ -13,7 +13,7 @@ page follows at once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,11 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
         return response
 
     def change(
-        make: Callable[[str], str], then: Callable[[], None] | None = None, extra: dict[str, Any] | None = None
+        make: Callable[[str], str],
+        then: Callable[[], None] | None = None,
+        extra: dict[str, Any] | None = None,
+        about: str | None = None,
+        keys: Iterable[str] = (),
     ) -> Any:
         """Make one change to the file, if it is still the version the editor read; ``then`` runs
         once it is in force; ``extra`` (filled in by ``make``, perhaps) goes into the answer."""
@@ -105,7 +109,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                 fresh = make(text)
                 parse_text(fresh, path())  # the loader's own check, before anything is written
             except ConfigError as err:
-                return jsonify(error=str(err), field=field_of(err.key)), 400
+                return jsonify(error=str(err), field=field_of(err.key, about, keys)), 400
             except editing.NoSuchControl as err:
                 return jsonify(error=str(err)), 404
             except editing.EditError as err:
@@ -148,7 +152,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             props = body()
             renamed = props.get("id")
             if not isinstance(renamed, str) or renamed == cid or cid not in bridge.hub.controls:
-                return change(lambda text: editing.set_properties(text, cid, props))
+                return change(lambda text: editing.set_properties(text, cid, props), about=cid, keys=props)
             value = bridge.hub.values()[cid]
             origin = Origin("http", request.remote_addr or "")
 
@@ -162,7 +166,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                     except (InvalidValue, UnknownControl):
                         pass  # its new definition refuses the old value: it starts at its default
 
-            return change(lambda text: editing.set_properties(text, cid, props), then=carry)
+            return change(lambda text: editing.set_properties(text, cid, props), then=carry, about=renamed, keys=props)
 
         return guarded(lambda: _refuse_repeated(cid) or act())
 
@@ -232,10 +236,19 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
     app.register_blueprint(bp)
 
 
-def field_of(key: str) -> str | None:
-    """The control's key a loader error names: ``controls[3] (x).osc.address`` -> ``osc``."""
+def field_of(key: str, cid: str | None = None, changed: Iterable[str] = ()) -> str | None:
+    """The control's key a loader error names: ``controls[3] (x).osc.address`` -> ``osc``.
+
+    With ``cid`` (the control being edited): None when the error is about
+    another control, unless it names a key this change set (vocal's osc
+    set to drums' address: the error names drums). An error from a hand
+    edit elsewhere is then no field's of this one.
+    """
     if not key.startswith("controls["):
         return None
     rest = key.split(")", 1)[1] if ")" in key else key.split("]", 1)[1]
     parts = rest.lstrip(".").split(".")
-    return parts[0].split("[")[0] or None
+    field = parts[0].split("[")[0] or None
+    if cid is not None and f"({cid})" not in key.split(".", 1)[0] and field not in set(changed):
+        return None
+    return field

@@ -128,7 +128,14 @@
     if (!last || busy) return;
     last.run().then((result) => {
       if (result && !result.ok) {
-        undo.push(last); // not undone: it stays on the stack
+        if (result.status === 409) {
+          undo.push(last); // the file moved on meanwhile: read again, it may be undone now
+        } else {
+          // It can no longer be undone (someone else changed what it would undo): it leaves the stack,
+          // so the changes under it can still be undone.
+          const why = (result.answer && result.answer.error) || "refused";
+          setStatus("error", "Could not undo the " + last.label + ": " + why);
+        }
         showUndo();
       }
       render();
@@ -632,7 +639,12 @@
 
   toggle.addEventListener("click", () => setEditing(!editing()));
   undoButton.addEventListener("click", runUndo);
-  window.addEventListener("bridge:layout", mark);
+  window.addEventListener("bridge:layout", () => {
+    // The file was applied again (a hand edit, another editor): read it, so the next change and the
+    // next undo are made on the version that is there.
+    if (!busy) load().catch(() => {});
+    mark();
+  });
   if (window.stageBridge && window.stageBridge.socket) window.stageBridge.socket.on("midi learned", onLearned);
 
   load()
