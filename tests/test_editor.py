@@ -154,6 +154,8 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     # Renaming in the editor made a new control at its default mid-show (every page showed it, the
     # desk was not told): the next touch on the fader jumped the desk by the difference.
     proc, path, _osc_port = edited
+    request(proc, "PUT", "/api/values/vocal", {"value": 40})
+    assert request(proc, "PUT", "/api/scenes/Verse")[0] == 200  # a scene that holds it goes with it too
     request(proc, "PUT", "/api/values/vocal", {"value": 63})
     dump.wait_for("/vocal f 63.000000")
     status, got = request(proc, "GET", "/api/config")
@@ -165,6 +167,9 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     assert values["lead"] == 63 and "vocal" not in values
     dump.wait_for("/lead f 63.000000")  # the desk hears it at the new address
     assert 'id = "lead"' in path.read_text(encoding="utf-8")
+    status, recalled = request(proc, "POST", "/api/scenes/Verse/recall")
+    assert status == 200 and "lead" in recalled["recalled"] and recalled["skipped"] == []
+    assert proc.get_json("/api/values", key=KEY)["lead"] == 40
 
 
 def test_a_config_that_is_a_link_stays_one_and_keeps_its_permissions(

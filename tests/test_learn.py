@@ -273,6 +273,16 @@ def test_learned_bindings_override_the_config_and_keep_entries_of_absent_control
     assert not path.exists() and len(list(tmp_path.glob("show.mappings.json.corrupt-*"))) == 1
 
 
+@pytest.mark.unit
+def test_a_renamed_controls_learned_binding_goes_with_it(tmp_path: Path) -> None:
+    path = bindings_path(tmp_path / "show.toml")
+    store = BindingStore(path)
+    store.load(controls_of(LEARN_TOML))
+    store.update({"fader1": {"channel": 1, "cc": 20}})
+    assert store.rename("fader1", "lead") and not store.rename("nonesuch", "x")
+    assert json.loads(path.read_text())["bindings"] == {"lead": {"channel": 1, "cc": 20}}
+
+
 # -- fixtures ------------------------------------------------------------------------------
 class Rig:
     """A bridge with virtual ports on the test's JACK server, and the peer playing the controller."""

@@ -95,6 +95,13 @@ class Bindings:
         if target is not None and (target not in self.hub.controls or target in redefined):
             self.cancel_learn()
 
+    def rename(self, old: str, new: str) -> None:
+        """A control renamed (the editor, once the new config is in force): what was learned for it
+        goes with it (a controller's fader kept moving nothing after a rename)."""
+        if self._store is not None and self._store.rename(old, new):
+            log.info("MIDI: %s's learned binding goes with it, as %s", old, new)
+            self.reshape(())
+
     def close(self) -> None:
         """Stop retrying a bindings file the disk refused (after one last try)."""
         if self._store is not None:

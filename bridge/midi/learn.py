@@ -166,6 +166,15 @@ class BindingStore:
         bindings = read_document(self.path, "bindings", "MIDI bindings file", "the config's bindings are used")
         return bindings if bindings is not None else {}
 
+    def rename(self, old: str, new: str) -> bool:
+        """A control renamed: its entry (a learned binding, or "unbound") goes to the new id; True when it had one."""
+        with self._lock:
+            if old not in self._raw:
+                return False
+            table = self._raw[old]
+        self.update({new: table}, removals=[old])
+        return True
+
     def update(self, changes: Mapping[str, dict[str, Any] | None], removals: Iterable[str] = ()) -> bool:
         """Set entries (a ``midi`` table, or None for "unbound") and drop others, then save.
 

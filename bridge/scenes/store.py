@@ -209,6 +209,19 @@ class SceneStore:
             self._write()
         return replaced
 
+    def rename_control(self, old: str, new: str) -> int:
+        """A control renamed: in every scene that has ``old`` (and not ``new``), its value is ``new``'s; how many."""
+        with self._lock:
+            moved = 0
+            for name, scene in list(self._scenes.items()):
+                if old in scene.values and new not in scene.values:
+                    values = {(new if cid == old else cid): value for cid, value in scene.values.items()}
+                    self._scenes[name] = Scene(name, values, scene.saved_at)
+                    moved += 1
+            if moved:
+                self._write()
+        return moved
+
     def delete(self, name: str) -> None:
         with self._lock:
             if name not in self._scenes:

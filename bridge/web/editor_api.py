@@ -160,7 +160,13 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                 # A rename is the same control under a new name: it keeps its value, and the
                 # desk is told at the (new) address; else it restarted at its default mid-show.
                 control = bridge.hub.controls.get(renamed)
-                if control is not None and not control.trigger:
+                if control is None:
+                    return
+                # What was learned for it and the scenes that hold it go with it too.
+                if bridge.midi is not None:
+                    bridge.midi.bindings.rename(cid, renamed)
+                bridge.scenes.store.rename_control(cid, renamed)
+                if not control.trigger:
                     try:
                         bridge.hub.set(renamed, value, origin)
                     except (InvalidValue, UnknownControl):
