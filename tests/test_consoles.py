@@ -159,6 +159,9 @@ def test_a_tcp_desk_gets_every_press_and_release_and_no_cue_fired_late(
     wait_until(lambda: target_state(proc) == "down", what="the target down in /healthz")
     client.send("go", 1)
     client.send("level", 33)
+    # Taken before the desk is back (a page's events are applied in order): else the GO could
+    # meet the new connection on a loaded machine, and the test would check nothing.
+    wait_until(lambda: proc.get_json("/api/values")["level"] == 33, what="the GO and the level taken")
     back = consoles("slip", port=desk.port)
     back.wait_for("/eos/sub/1", [33.0])
     client.send("level", 34)
