@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= config/default.toml
 RUNS ?= 5
-DEB_PACKAGES := jackd2 liblo-tools chromium iproute2 redis-server nginx
+DEB_PACKAGES := jackd2 liblo-tools chromium iproute2 redis-server nginx socat
 # Commands each Debian package provides, to tell whether it is missing.
-DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx
+DEB_COMMANDS := jackd oscsend oscdump chromium ip unshare redis-server nginx socat
 # nginx lives in /usr/sbin, which a plain user's PATH may lack.
 export PATH := $(PATH):/usr/sbin:/sbin
 

@@ -364,6 +364,7 @@ def test_without_a_midi_system_midi_is_off_and_the_rest_runs(
         "held_out": 0,
         "received": 0,
         "sent": 0,
+        "echoes": 0,
         "input": {"name": "bridge", "port": None, "state": "off"},
         "output": {"name": "bridge", "port": None, "state": "off"},
     }

@@ -8,6 +8,8 @@ Threads, and why:
 * **Reader.** Woken by the input when messages arrive (see
   :mod:`bridge.midi.system`), it decodes them and sets the hub; under
   gevent the change reaches the browsers' sockets from this same greenlet.
+  A message that is the echo of one just sent (an output patched back to
+  the input) is dropped first (:mod:`bridge.echoes`).
 * **send()** runs on whichever thread made the change, under the hub's
   dispatch lock. It writes to the open output or holds the message back
   for the budget; it never waits for a device.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ from typing import Any
 import mido
 
 from bridge.config import MidiConfig
+from bridge.echoes import Echoes
 from bridge.errors import InvalidValue, MidiPortError, UnknownControl
 from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
@@ -110,6 +114,8 @@ class MidiAdapter:
         self._presses = itertools.count()  # a trigger's presses held back each have a key of their own
         self._out_waiting = threading.Event()
         self.held_out = 0
+        #: What was sent lately: an output patched back to the input must not play it again.
+        self.echoes = Echoes()
         self._workers = Workers()
         self._resend_due = False
         #: True while the MIDI system is gone (the JACK server stopped) and looked for.
@@ -146,6 +152,7 @@ class MidiAdapter:
             "held_out": self.held_out,
             "received": self.received,
             "sent": self.sent,
+            "echoes": self.echoes.recognised,
             **self.ports.status(),
         }
 
@@ -374,6 +381,9 @@ class MidiAdapter:
             self._warn.warning(("send", outlet.name), "MIDI output: %s", err)
             return False
         self.sent += len(messages)
+        now = time.monotonic()
+        for message in messages:
+            self.echoes.sent(tuple(message.bytes()), now)
         if self.monitor.watching:
             for message in messages:
                 self.monitor.saw("midi", "out", outlet.name, message, None, cid)
@@ -412,6 +422,8 @@ class MidiAdapter:
         self.received += len(messages)
         if self.monitor.watching:
             self._seen(port_name, messages)
+        now = time.monotonic()
+        messages = [m for m in messages if not self.echoes.back(tuple(m.bytes()), now)]
         bindings = self.bindings
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)

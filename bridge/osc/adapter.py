@@ -5,7 +5,8 @@ Targets are UDP (:mod:`bridge.osc.udp`: a connected socket each, whose
 replies are read like the listening socket's datagrams) or TCP
 (:mod:`bridge.osc.tcp`: connected and reconnected, their replies read from
 the connection). ``[osc] listen_tcp`` takes TCP clients, each a source and a
-target. Whatever arrives is applied by :mod:`bridge.osc.inbound`.
+target. Whatever arrives is applied by :mod:`bridge.osc.inbound`, but what
+a peer sends straight back as it was sent (:mod:`bridge.echoes`).
 
 Consoles that need more than values are served per target: ``on_connect``
 messages when it connects (at start for UDP), a ``keepalive`` message every
@@ -26,6 +27,7 @@ from typing import Any
 
 from bridge.config import OscConfig
 from bridge.config.sections import OscCall
+from bridge.echoes import Echoes
 from bridge.errors import BridgeError
 from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
@@ -93,7 +95,9 @@ class OscAdapter:
         self.hub = hub
         self.config = config
         self.push = push
-        self.inbound = Inbound(hub, config.allow, commands or {}, self._sync, looks)
+        #: What went to each peer lately (its host, the bytes): it coming back is an echo, not news.
+        self.echoes = Echoes()
+        self.inbound = Inbound(hub, config.allow, commands or {}, self._sync, looks, self.echoes)
         self._targets: list[Target] = [
             TcpTarget(t, self._stream_in, self._hello) if t.transport == "tcp" else UdpTarget(t) for t in config.targets
         ]
@@ -123,7 +127,12 @@ class OscAdapter:
                 f"{err.strerror} (change [osc] listen)"
             ) from err
         sock.setblocking(False)
+        # Bound alone first (a port another program holds is refused above), then shared with the
+        # targets' sockets, so that what goes to them comes from this port (bridge.osc.udp).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock = sock
+        for udp in self._udp:
+            udp.source = sock.getsockname()[:2]
         if self.listener is not None:
             try:
                 self.listener.start()
@@ -176,6 +185,7 @@ class OscAdapter:
             "received": inbound.received,
             "dropped": inbound.dropped,
             "refused": inbound.refused,
+            "echoes": self.echoes.recognised,
             "targets": [t.describe() for t in self._targets],
         }
         if self.listener is not None:
@@ -200,6 +210,7 @@ class OscAdapter:
             event = "fire" if control.trigger else "press"
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
+        now = time.monotonic()
         for target in self._targets:
             if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
@@ -208,6 +219,7 @@ class OscAdapter:
             if packet is None:
                 packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
             target.put(control.id, packet, event)
+            self.echoes.sent((target.peer, packet), now)
             if self.monitor.watching:
                 self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
         streams = self.listener.streams() if self.listener is not None else []
@@ -216,6 +228,7 @@ class OscAdapter:
             for stream in streams:
                 if stream.ident != source:
                     stream.put(control.id, packet, event)
+                    self.echoes.sent((stream.host, packet), now)
                     if self.monitor.watching:
                         self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
 

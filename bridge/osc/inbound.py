@@ -4,9 +4,11 @@ Packets are checked whole before python-osc decodes them
 (:func:`bridge.osc.codec.decode`); bundles are unpacked and applied in
 order. A burst that arrived together is applied as one batch in which the
 latest value per control wins (every press and release of a button goes
-through). Addresses the desk uses to name or colour a control
-(``label_from``, ``color_from``) go to :class:`bridge.looks.Looks`; the
-bridge's own ``/bridge/...`` addresses to their handlers.
+through). A message a peer sends back exactly as the bridge sent it to that
+peer a moment before is its echo and is dropped (:mod:`bridge.echoes`).
+Addresses the desk uses to name or colour a control (``label_from``,
+``color_from``) go to :class:`bridge.looks.Looks`; the bridge's own
+``/bridge/...`` addresses to their handlers.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from pythonosc.osc_message import OscMessage
 
+from bridge.echoes import Echoes
 from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownControl
 from bridge.flow import Latest
 from bridge.hub import Hub
@@ -63,8 +67,10 @@ class Inbound:
         commands: Mapping[str, Command],
         sync: Callable[[list[object], Source], None],
         looks: Looks | None = None,
+        echoes: Echoes | None = None,
     ) -> None:
         self.hub = hub
+        self.echoes = echoes or Echoes()
         self.allow = allow
         self.commands = dict(commands)
         self._sync = sync
@@ -103,6 +109,7 @@ class Inbound:
         """Check, unpack and apply packets in order; the latest value per control wins."""
         self.received += len(batch)
         pending: Latest[Pending, tuple[object, Origin, str]] = Latest()
+        now = time.monotonic()
         for data, source in batch:
             peer = source.ident
             if not self.allowed(source.host):
@@ -127,7 +134,7 @@ class Inbound:
                 elif message.address in self.commands:
                     self._apply(pending)  # e.g. a scene saved after the values before it
                     self._command(message, peer)
-                else:
+                elif not self.echoes.back((source.host, message.dgram), now):  # not just sent there, back
                     self._collect(message, peer, pending, source.prefix)
         self._apply(pending)
 

@@ -194,6 +194,12 @@ class TcpTarget:
         stream = self.stream
         return stream is not None and not stream.closed
 
+    @property
+    def peer(self) -> str | None:
+        """The address it is connected to (None while it is not)."""
+        stream = self.stream
+        return stream.host if stream is not None else None
+
     def start(self) -> None:
         self._workers.start((self._run, f"osc-tcp-{self.config.label}"))
 

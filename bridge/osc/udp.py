@@ -6,6 +6,16 @@ target never delays another. A console that answers (an X32 replies to the
 port a query came from) answers on that socket: the adapter reads it like
 its listening socket. Host names are resolved by the adapter's resolver
 thread, every second until they resolve.
+
+The socket is bound to the listening address and port when it can be (the
+listening socket lets it share the port), so what the bridge sends comes
+from ``[osc] listen``, as OSC apps that both send and listen do. A peer that
+mirrors what it is sent, except back to where it came from, then sees
+that it came from the very address it sends to: two bridges aimed at each
+other pass a change on once, instead of back and forth for ever (a GO
+pressed once fired thousands of times a second). Where the listening
+address cannot reach the target (a loopback ``listen``, a target on the
+LAN), the target's socket takes a port of its own, as it always did.
 """
 
 from __future__ import annotations
@@ -39,6 +49,10 @@ class UdpTarget:
         self.sent = 0
         self.errors = 0
         self.lock = threading.Lock()
+        #: The listening address (host, port) to send from, when the adapter listens; see the module's doc.
+        self.source: tuple[str, int] | None = None
+        #: The port its datagrams go out from, once connected.
+        self.local_port: int | None = None
 
     @property
     def ident(self) -> str:
@@ -49,6 +63,11 @@ class UdpTarget:
     def connected(self) -> bool:
         return self.sock is not None
 
+    @property
+    def peer(self) -> str | None:
+        """The address its datagrams go to (None until resolved)."""
+        return self.ip
+
     def describe(self) -> dict[str, Any]:
         return {
             "address": self.config.label,
@@ -57,6 +76,7 @@ class UdpTarget:
             "state": self.state,
             "sent": self.sent,
             "errors": self.errors,
+            "from_port": self.local_port,
         }
 
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
@@ -114,22 +134,41 @@ class UdpTarget:
                 )
             return False
         family, _, _, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            sock.connect(sockaddr)
+            sock = self._connect(family, sockaddr)
         except OSError as err:
-            sock.close()
             if self.state != "unreachable":
                 self.state = "unreachable"
                 log.warning("OSC target %s: %s; retrying every second", self.config.label, err.strerror)
             return False
         with self.lock:
             self.sock = sock
+            self.local_port = int(sock.getsockname()[1])
             self.ip = str(sockaddr[0])
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
             self.state = "ok"
         return True
+
+    def _connect(self, family: int, sockaddr: Any) -> socket.socket:
+        """A socket connected to the target: from the listening address and port if it can reach it, else its own."""
+        if self.source is not None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(self.source)
+                sock.connect(sockaddr)
+                return sock
+            except OSError as err:  # another family, or no route from that address: a port of its own
+                sock.close()
+                log.debug("OSC target %s: cannot send from %s (%s)", self.config.label, self.source, err)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.connect(sockaddr)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def close(self) -> None:
         with self.lock:

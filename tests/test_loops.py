@@ -1,0 +1,220 @@
+"""Feedback loops, with real parts: two bridges aimed at each other, an OSC relay that sends
+everything back (socat), and a MIDI output patched to the bridge's own input on a JACK server.
+
+Each must pass a change on once. Before, one GO pressed on a page fired for ever: between two
+bridges about 3,000 times a second, through the relay or the MIDI patch as fast as the echo
+came back; and a toggle pressed on a page was turned straight back off by its own note-on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.echoes import Echoes
+from tests.helpers import (
+    CONTROLS_TOML,
+    BridgeProcess,
+    Client,
+    free_port,
+    terminate,
+    unavailable,
+    wait_until,
+    write_config,
+)
+from tests.jack import JackServer, MidiPeer, unique_name
+from tests.osc_tools import OscDump, oscsend, udp_port_taken
+from tests.test_midi import cc, jumping, link_up, midi_health, midi_table, note_off, note_on
+
+Start = Callable[..., BridgeProcess]
+Connect = Callable[[str], Client]
+
+SHOW = """
+[[controls]]
+id = "level"
+type = "range"
+min = 0
+max = 1
+value = 0
+osc = "/level"
+
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+osc = "/go"
+
+[[controls]]
+id = "marker"
+type = "range"
+min = 0
+max = 100
+value = 0
+osc = "/marker"
+"""
+
+
+def osc_table(listen: int, *targets: int) -> str:
+    aimed = ", ".join(f'"127.0.0.1:{port}"' for port in targets)
+    return f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = [{aimed}]\n'
+
+
+def osc_health(server: BridgeProcess) -> dict[str, Any]:
+    health: dict[str, Any] = server.get_json("/healthz")["adapters"]["osc"]
+    return health
+
+
+def folder(tmp_path: Path, name: str) -> Path:
+    made = tmp_path / name
+    made.mkdir()
+    return made
+
+
+# -- the memory of what was sent -------------------------------------------------------
+@pytest.mark.unit
+def test_an_echo_is_known_once_per_sending_from_that_peer_within_the_window() -> None:
+    echoes = Echoes(window=0.1)
+    echoes.sent(("10.0.0.5", b"/go"), now=1.0)
+    echoes.sent(("10.0.0.5", b"/go"), now=1.0)
+    assert not echoes.back(("10.0.0.6", b"/go"), now=1.01)  # another peer: its own press
+    assert not echoes.back(("10.0.0.5", b"/stop"), now=1.01)  # another message
+    assert echoes.back(("10.0.0.5", b"/go"), now=1.01)
+    assert echoes.back(("10.0.0.5", b"/go"), now=1.02)  # sent twice: comes back twice
+    assert not echoes.back(("10.0.0.5", b"/go"), now=1.03)  # a third is a hand's
+    echoes.sent(("10.0.0.5", b"/go"), now=2.0)
+    assert not echoes.back(("10.0.0.5", b"/go"), now=2.2)  # later than any echo: a hand's again
+    assert echoes.recognised == 2
+
+
+@pytest.mark.unit
+def test_what_left_the_window_is_forgotten() -> None:
+    echoes = Echoes(window=0.1)
+    for i in range(1000):
+        echoes.sent(("h", i), now=1.0)
+    echoes.sent(("h", "later"), now=1.5)  # a new key after the window sweeps the old ones
+    assert len(echoes._sent) == 1
+
+
+# -- OSC ---------------------------------------------------------------------------------
+def test_two_bridges_aimed_at_each_other_pass_a_go_on_once(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    """FOH's bridge and the monitor world's, each the other's target, the desk behind the second."""
+    a_port, b_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    a = bridge_factory(write_config(folder(tmp_path, "a"), osc_table(a_port, b_port), controls=SHOW))
+    b = bridge_factory(write_config(folder(tmp_path, "b"), osc_table(b_port, a_port, dump.port), controls=SHOW))
+    page = client_factory(a.url)
+    page.send("go", 1)
+    page.send("go", 0)
+    page.send("level", 0.5)
+    dump.wait_for("/level f 0.500000")  # through A, then B, to the desk: the GO went before it
+    assert dump.messages().count("/go i 1") == 1
+    assert b.get_json("/api/values")["level"] == 0.5
+    # B sent nothing back to A: what came from A came from the port A listens on, B's target.
+    oscsend(a_port, "/marker", "f", 7)
+    wait_until(lambda: a.get_json("/api/values")["marker"] == 7, what="the marker at A")
+    assert osc_health(a)["received"] == 1
+    assert [t["from_port"] for t in osc_health(a)["targets"]] == [a_port]
+
+
+@pytest.fixture
+def relay() -> Iterator[Callable[[int], int]]:
+    """socat passing every datagram that reaches a free port on to ``port``, from a port of its own:
+    an OSC router (or a desk) that mirrors what it is sent back to where it is told, not to the sender."""
+    if shutil.which("socat") is None:
+        unavailable("socat is not installed (Debian package socat; make test installs it)")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(port: int) -> int:
+        listen = free_port(socket.SOCK_DGRAM)
+        started.append(
+            subprocess.Popen(
+                ["socat", f"UDP4-RECVFROM:{listen},bind=127.0.0.1,fork", f"UDP4-SENDTO:127.0.0.1:{port}"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_until(lambda: udp_port_taken(listen), what="socat to listen")
+        return listen
+
+    yield start
+    for proc in started:
+        terminate(proc)
+
+
+def test_a_peer_that_sends_everything_back_fires_a_go_once_and_keeps_the_last_move(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, relay: Callable[[int], int]
+) -> None:
+    osc_port = free_port(socket.SOCK_DGRAM)
+    back = relay(osc_port)
+    server = bridge_factory(write_config(tmp_path, osc_table(osc_port, back), controls=SHOW))
+    page = client_factory(server.url)
+    page.send("go", 1)
+    page.send("go", 0)
+    moves = [round(0.2 + i / 100, 2) for i in range(11)]
+    for value in moves:
+        page.send("level", value)
+    sent = 1 + len(moves)  # the GO and every move, once each
+    wait_until(lambda: osc_health(server)["echoes"] == sent, what="every message sent back, and known")
+    health = osc_health(server)
+    assert health["targets"][0]["sent"] == sent
+    assert server.get_json("/api/values")["level"] == moves[-1]  # no echo dragged it back
+    page.send("marker", 1)
+    wait_until(lambda: osc_health(server)["echoes"] == sent + 1, what="the marker back")
+    assert osc_health(server)["targets"][0]["sent"] == sent + 1  # and nothing was fired again meanwhile
+
+
+# -- MIDI ----------------------------------------------------------------------------------
+TRIGGER_TOML = """
+[[controls]]
+id = "go"
+type = "button"
+mode = "trigger"
+midi = { channel = 1, note = 62 }
+"""
+
+
+def test_a_midi_output_patched_to_the_input_neither_undoes_a_toggle_nor_fires_a_go_again(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """An IAC bus or a virtual cable chosen both ways, or a DAW track passing its input through."""
+    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
+    config = write_config(
+        tmp_path,
+        extra=midi_table(names["input"], names["output"], virtual=True),
+        controls=jumping(CONTROLS_TOML + TRIGGER_TOML),
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    peer.connect(names["input"], names["output"])
+    link_up(server, peer)
+    output = next(p for p in peer.sources() if p.endswith(":" + names["output"]))
+    sink = next(p for p in peer.sinks() if p.endswith(":" + names["input"]))
+    env = {**os.environ, "JACK_DEFAULT_SERVER": jack.name}
+    subprocess.run(["jack_connect", output, sink], check=True, timeout=10, env=env)
+    # Live from the server's next cycle (1.3 ms): none of what was sent so far comes back, all that follows does.
+    before = midi_health(server)["sent"]
+    page = client_factory(server.url)
+    peer.clear()
+
+    page.send("toggle1", 1)
+    page.send("go", 1)
+    page.send("go", 0)
+    page.send("slider1", 10)
+    peer.wait_for(note_on(1, 60, 127), note_on(1, 62, 127), note_off(1, 62), cc(1, 1, 25))
+
+    def all_back() -> bool:
+        health = midi_health(server)
+        return bool(health["echoes"] == health["sent"] - before)
+
+    wait_until(all_back, what="every message sent since the patch back at the input, and known")
+    values = server.get_json("/api/values")
+    assert values["toggle1"] == 1  # its own note-on did not flip it back
+    assert values["slider1"] == 10  # nor did CC 25 come back as 9.84
+    assert [m for m in peer.received() if m.type == "note_on" and m.note == 62] == [note_on(1, 62, 127)]
