@@ -124,17 +124,18 @@ def saved_looks(path: Path) -> dict[str, Any]:
     return looks if isinstance(looks, dict) else {}
 
 
-def write_atomic(path: Path, payload: bytes) -> None:
+def write_atomic(path: Path, payload: bytes, like: Path | None = None) -> None:
     """Write ``payload`` to ``path`` so that a reader sees the old or the new file, whole.
 
     A symbolic link is written through (its target gets the new text; the
-    link stays a link), and a file there keeps its permissions.
+    link stays a link), and a file there keeps its permissions; with
+    ``like``, the file gets ``like``'s instead (a backup, the original's).
     """
     path = Path(os.path.realpath(path))
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         try:
-            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))  # (mkstemp makes it 0600)
+            os.fchmod(fd, stat.S_IMODE(os.stat(like or path).st_mode))  # (mkstemp makes it 0600)
         except FileNotFoundError:
             pass
         with os.fdopen(fd, "wb") as fh:

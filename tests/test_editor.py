@@ -190,6 +190,7 @@ def test_a_config_that_is_a_link_stays_one_and_keeps_its_permissions(
     assert status == 200, answer
     assert link.is_symlink() and 'label = "Kit"' in target.read_text(encoding="utf-8")
     assert stat.S_IMODE(target.stat().st_mode) == 0o664
+    assert stat.S_IMODE((tmp_path / "show.toml.bak").stat().st_mode) == 0o664  # as the show's (it was 0600)
 
 
 def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, Path, int]) -> None:

@@ -122,7 +122,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                     version=editing.version(path().read_bytes()),
                 ), 409
             try:
-                write_atomic(path().with_name(path().name + ".bak"), data)
+                write_atomic(path().with_name(path().name + ".bak"), data, like=path())  # readable as the show's
                 write_atomic(path(), payload)
             except OSError as err:
                 # A full disk, a read-only folder: the file stays as it was (the write is atomic).
