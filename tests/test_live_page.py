@@ -132,3 +132,30 @@ def test_the_view_links_follow_the_views_of_the_file(tmp_path: Path, bridge_fact
 
     save(path, BEFORE)
     expect(links).to_be_hidden()
+
+
+def test_a_page_let_go_by_a_new_key_comes_back_when_its_key_is_put_back(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    """Someone changes the show's key by mistake and puts it back: the phones come back by themselves
+    (they stayed refused until each was reloaded by hand), with the surface of the role the key has now."""
+    keyed = HEAD + 'key = "stage-key-1"\nviewer_key = "watch-key-1"\n' + fader("house", "House", "Mix", value=30)
+    path = tmp_path / "bridge.toml"
+    path.write_text(keyed, encoding="utf-8")
+    proc = bridge_factory(path)
+    page = pages.open(proc.url + "/?key=stage-key-1")
+    root = page.locator("html")
+    expect(root).to_have_attribute("data-role", "control")
+
+    save(path, keyed.replace('"stage-key-1"', '"stage-key-2"'))
+    expect(root).to_have_attribute("data-connection", "offline")
+    expect(page.locator("#connection-text")).to_contain_text("Refused")
+
+    save(
+        path,
+        keyed.replace(
+            'key = "stage-key-1"\nviewer_key = "watch-key-1"', 'key = "stage-key-2"\nviewer_key = "stage-key-1"'
+        ),
+    )
+    expect(root).to_have_attribute("data-connection", "connected")
+    expect(root).to_have_attribute("data-role", "viewer")  # the key now opens the show read-only

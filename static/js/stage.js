@@ -379,6 +379,13 @@
   }
 
   function onConnect() {
+    if (refusedWhy.startsWith("unauthorized")) {
+      // Let in again after its key was refused: what it may do (its role) may have changed with
+      // the keys, and the page is rendered for a role, so it is loaded again.
+      window.location.reload();
+      return;
+    }
+    refusedWhy = "";
     setConnection("connected", "Connected");
     clearInterval(pingTimer);
     pingTimer = setInterval(ping, PING_EVERY_MS);
@@ -466,6 +473,11 @@
     box.hidden = box.childElementCount === 0;
   }
 
+  // How often a page the bridge refused asks again, and why it was refused ("" while it is not).
+  const REFUSED_RETRY_MS = 3000;
+  let refusedTimer = 0;
+  let refusedWhy = "";
+
   function connect() {
     if (typeof window.io !== "function") {
       setConnection("offline", "Offline: client script missing");
@@ -483,8 +495,16 @@
     socket.on("connect", onConnect);
     socket.on("disconnect", onDisconnect);
     socket.on("connect_error", (err) => {
-      // Refused by the server itself (not a network failure): no retry will come.
-      if (!socket.active) setConnection("offline", "Refused: " + ((err && err.message) || "not allowed"));
+      if (socket.active) return; // a network failure: the client library tries again by itself
+      // Refused by the server itself (a key that no longer opens the show, a full bridge): the
+      // library gives up, so the page asks again now and then. A key put back, or a place
+      // freed, lets it in without anyone reloading a phone.
+      refusedWhy = (err && err.message) || "not allowed";
+      setConnection("offline", "Refused: " + refusedWhy + " (asking again)");
+      clearTimeout(refusedTimer);
+      refusedTimer = setTimeout(() => {
+        if (!socket.connected) socket.connect();
+      }, REFUSED_RETRY_MS);
     });
     socket.on("snapshot", applySnapshot);
     socket.on("update value", (message) => {
