@@ -17,6 +17,7 @@ from flask_socketio import SocketIO
 from bridge.auth import Access, Origins, Role
 from bridge.concurrency import async_mode
 from bridge.config import Config
+from bridge.echoes import Echoes
 from bridge.errors import BridgeError
 from bridge.hub import Adapter, Hub
 from bridge.logs import LibraryTracebacks, LogLimiter
@@ -91,6 +92,9 @@ class Bridge:
         self.access = Access.from_config(server.key, server.viewer_key)
         self.hub = Hub(config.controls)
         self.looks = Looks(self.hub.controls)
+        #: What went out over the network lately (OSC, OSCQuery), to know its echoes: one for both, as an
+        #: OSCQuery client may answer over UDP, and kept across reloads that restart either.
+        self.echoes = Echoes()
         self.state: StateStore | None = None
         if config.server.state_file is not None:
             self.state = StateStore(self.hub, config.server.state_file, self.looks)
@@ -166,7 +170,9 @@ class Bridge:
             from bridge.osc.adapter import OscAdapter
 
             commands = self.scenes.osc_commands()
-            return OscAdapter(self.hub, config.osc, commands=commands, looks=self.looks, push=self.web.push)
+            return OscAdapter(
+                self.hub, config.osc, commands=commands, looks=self.looks, push=self.web.push, echoes=self.echoes
+            )
         if section == "midi" and config.midi is not None:
             return MidiAdapter(
                 self.hub,
@@ -178,7 +184,7 @@ class Bridge:
         if section == "oscquery" and config.oscquery is not None:
             from bridge.oscquery.adapter import OscQueryAdapter
 
-            return OscQueryAdapter(self.hub, config, self.access, self.origins, self._osc_port)
+            return OscQueryAdapter(self.hub, config, self.access, self.origins, self._osc_port, echoes=self.echoes)
         if section == "discovery" and config.discovery.mdns:
             from bridge.discovery import Advertiser
 

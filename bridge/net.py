@@ -25,6 +25,14 @@ def lan_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104
 
 
+def unmapped(host: str) -> str:
+    """``host`` with an IPv4-mapped IPv6 address (``::ffff:10.0.0.5``, how a dual-stack socket names an
+    IPv4 peer) written as IPv4 (``10.0.0.5``, how a config names it)."""
+    if host[:7].lower() == "::ffff:" and "." in host:
+        return host[7:]
+    return host
+
+
 def urls(host: str, port: int, scheme: str = "http") -> list[str]:
     """The URLs to open for a server bound to ``host``: localhost first, then the LAN one."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104

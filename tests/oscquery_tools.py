@@ -26,12 +26,17 @@ class WsPeer:
 
     ``small_buffer`` shrinks its receive buffer, and ``read = False`` makes
     it never read: a listener on a phone that has stopped taking data.
+    ``mirror`` sends every binary frame straight back, as a client whose
+    bindings go both ways (ossia score, Chataigne) does.
     """
 
-    def __init__(self, port: int, key: str | None = None, read: bool = True, small_buffer: bool = False) -> None:
+    def __init__(
+        self, port: int, key: str | None = None, read: bool = True, small_buffer: bool = False, mirror: bool = False
+    ) -> None:
         url = f"ws://127.0.0.1:{port}/" + (f"?key={key}" if key else "")
         sockopt = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)] if small_buffer else []
         self.ws = websocket.create_connection(url, timeout=10, sockopt=sockopt)
+        self.mirror = mirror
         self.frames: list[tuple[str, list[Any]]] = []
         self.texts: list[Any] = []
         self._lock = threading.Lock()
@@ -47,6 +52,8 @@ class WsPeer:
             except (websocket.WebSocketException, OSError):
                 return
             if opcode == websocket.ABNF.OPCODE_BINARY:
+                if self.mirror:
+                    self.ws.send_binary(data)
                 message = OscMessage(data)
                 with self._lock:
                     self.frames.append((message.address, list(message.params)))

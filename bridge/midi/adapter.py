@@ -59,6 +59,8 @@ from bridge.monitor import IDLE
 
 log = logging.getLogger(__name__)
 
+#: The one peer of the MIDI echoes: the device behind the output and the input.
+ECHO_PEER = "midi"
 #: Seconds between two looks for missing or vanished ports.
 POLL_INTERVAL = 1.0
 #: The longest an idle reader waits before it looks again (learn timeouts, stop()).
@@ -383,7 +385,7 @@ class MidiAdapter:
         self.sent += len(messages)
         now = time.monotonic()
         for message in messages:
-            self.echoes.sent(tuple(message.bytes()), now)
+            self.echoes.sent(ECHO_PEER, tuple(message.bytes()), now)
         if self.monitor.watching:
             for message in messages:
                 self.monitor.saw("midi", "out", outlet.name, message, None, cid)
@@ -423,7 +425,7 @@ class MidiAdapter:
         if self.monitor.watching:
             self._seen(port_name, messages)
         now = time.monotonic()
-        messages = [m for m in messages if not self.echoes.back(tuple(m.bytes()), now)]
+        messages = [m for m in messages if not self.echoes.back(ECHO_PEER, tuple(m.bytes()), now)]
         bindings = self.bindings
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)

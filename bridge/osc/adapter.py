@@ -34,6 +34,7 @@ from bridge.hub import Hub, Reshaped
 from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.monitor import IDLE
+from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
@@ -91,12 +92,14 @@ class OscAdapter:
         commands: Mapping[str, Command] | None = None,
         looks: Looks | None = None,
         push: Callable[[str, Any], None] | None = None,
+        echoes: Echoes | None = None,
     ) -> None:
         self.hub = hub
         self.config = config
         self.push = push
         #: What went to each peer lately (its host, the bytes): it coming back is an echo, not news.
-        self.echoes = Echoes()
+        #: The bridge's, shared with OSCQuery: a client of it may answer over UDP.
+        self.echoes = echoes or Echoes()
         self.inbound = Inbound(hub, config.allow, commands or {}, self._sync, looks, self.echoes)
         self._targets: list[Target] = [
             TcpTarget(t, self._stream_in, self._hello) if t.transport == "tcp" else UdpTarget(t) for t in config.targets
@@ -185,7 +188,7 @@ class OscAdapter:
             "received": inbound.received,
             "dropped": inbound.dropped,
             "refused": inbound.refused,
-            "echoes": self.echoes.recognised,
+            "echoes": inbound.echoed,
             "targets": [t.describe() for t in self._targets],
         }
         if self.listener is not None:
@@ -219,7 +222,7 @@ class OscAdapter:
             if packet is None:
                 packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
             target.put(control.id, packet, event)
-            self.echoes.sent((target.peer, packet), now)
+            self.echoes.sent(target.peer, packet, now)
             if self.monitor.watching:
                 self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
         streams = self.listener.streams() if self.listener is not None else []
@@ -228,7 +231,7 @@ class OscAdapter:
             for stream in streams:
                 if stream.ident != source:
                     stream.put(control.id, packet, event)
-                    self.echoes.sent((stream.host, packet), now)
+                    self.echoes.sent(stream.host, packet, now)
                     if self.monitor.watching:
                         self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
 
@@ -288,6 +291,7 @@ class OscAdapter:
     # -- in ----------------------------------------------------------------------
     def _udp_source(self, sender: tuple[str, int]) -> Source:
         sock = self._sock
+        host = unmapped(sender[0])  # an IPv4 peer of a dual-stack socket: named as the targets name it
 
         def reply(packet: bytes) -> None:
             if sock is not None:
@@ -295,8 +299,8 @@ class OscAdapter:
 
         prefix = ""
         if self._prefixed:  # a desk under a prefix may answer to the listen port: known by its address
-            prefix = next((t.config.prefix for t in self._prefixed if t.ip == sender[0]), "")
-        return Source(f"{sender[0]}:{sender[1]}", sender[0], reply, prefix)
+            prefix = next((t.config.prefix for t in self._prefixed if t.ip == host), "")
+        return Source(f"{host}:{sender[1]}", host, reply, prefix)
 
     def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
         def reply(packet: bytes) -> None:

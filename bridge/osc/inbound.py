@@ -84,6 +84,7 @@ class Inbound:
         self.received = 0
         self.dropped = 0
         self.refused = 0
+        self.echoed = 0
 
     def retable(self) -> None:
         """Build the address tables from the hub's controls (again, after a reload)."""
@@ -134,7 +135,9 @@ class Inbound:
                 elif message.address in self.commands:
                     self._apply(pending)  # e.g. a scene saved after the values before it
                     self._command(message, peer)
-                elif not self.echoes.back((source.host, message.dgram), now):  # not just sent there, back
+                elif self.echoes.back(source.host, message.dgram, now):
+                    self.echoed += 1  # what the bridge sent that peer a moment ago, straight back
+                else:
                     self._collect(message, peer, pending, source.prefix)
         self._apply(pending)
 

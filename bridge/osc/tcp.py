@@ -31,6 +31,7 @@ from typing import Any, Literal
 from bridge.config import OscTarget
 from bridge.errors import BridgeError, MalformedPacket
 from bridge.flow import Outbox, Workers
+from bridge.net import unmapped
 from bridge.osc.framing import Deframer, Framing, frame
 from bridge.osc.packets import check_packet
 
@@ -76,7 +77,7 @@ class Stream:
         self.prefix = prefix
         try:
             # The address it speaks from, which [osc] allow lists (a target may be named by its host name).
-            self.host = str(sock.getpeername()[0])
+            self.host = unmapped(str(sock.getpeername()[0]))
         except OSError:
             self.host = ""  # gone already: nothing will be read from it
         self.framing = framing

@@ -153,10 +153,13 @@ class UdpTarget:
     def _connect(self, family: int, sockaddr: Any) -> socket.socket:
         """A socket connected to the target: from the listening address and port if it can reach it, else its own."""
         if self.source is not None:
+            host, port = self.source
+            if family == socket.AF_INET and host == "::":
+                host = "0.0.0.0"  # noqa: S104 - the IPv4 half of a dual-stack listen
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(self.source)
+                sock.bind((host, port))
                 sock.connect(sockaddr)
                 return sock
             except OSError as err:  # another family, or no route from that address: a port of its own

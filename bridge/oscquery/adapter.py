@@ -3,17 +3,21 @@
 Software such as ossia score, Chataigne or a VRChat tool finds every
 control, its type, range and current value by itself, without anyone typing
 addresses (:mod:`bridge.oscquery.namespace`), and listens to changes over a
-WebSocket (:mod:`bridge.oscquery.server`).
+WebSocket (:mod:`bridge.oscquery.server`). A client whose bindings go both
+ways sends back what it was sent: that echo is known and dropped
+(:mod:`bridge.echoes`, shared with OSC, as such a client may answer over UDP).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from bridge.auth import Access, Origins
 from bridge.config import Config
+from bridge.echoes import Echoes
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub, Reshaped
 from bridge.model import Change, Origin
@@ -37,14 +41,17 @@ class OscQueryAdapter:
         access: Access | None = None,
         origins: Origins | None = None,
         osc_port: Callable[[], int | None] | None = None,
+        echoes: Echoes | None = None,
     ) -> None:
         self.hub = hub
+        self.echoes = echoes or Echoes()
         self.namespace = Namespace(list(hub.controls.values()), config.discovery.name)
         self.server = OscQueryServer(
             self.namespace, config, access or Access(), hub.values, self._osc_in, origins, osc_port
         )
         self.received = 0
         self.refused = 0
+        self.echoed = 0
 
     @property
     def port(self) -> int:
@@ -63,6 +70,7 @@ class OscQueryAdapter:
             "received": self.received,
             "dropped": self.server.dropped,
             "refused": self.refused,
+            "echoes": self.echoed,
         }
 
     def follow(self, config: Config) -> None:
@@ -86,7 +94,12 @@ class OscQueryAdapter:
         # Controls sharing an address (constant arguments tell them apart) each keep their frame;
         # a button's every press and release goes out (a trigger's presses are events).
         key = control.osc if control.osc_args is None else (control.osc, control.id)
-        self.server.offer(control.osc, frame(control, change.value), source, key, control.type == "button")
+        data = frame(control, change.value)
+        offered = self.server.offer(control.osc, data, source, key, control.type == "button")
+        if offered:
+            now = time.monotonic()
+            for client in offered:
+                self.echoes.sent(client.host, data, now)
 
     def _osc_in(self, client: Client, data: bytes) -> None:
         self.received += 1
@@ -100,7 +113,11 @@ class OscQueryAdapter:
             self.server.drop((client.ident, "malformed"), "OSCQuery %s: malformed OSC dropped (%s)", client.peer, err)
             return
         origin = Origin("oscquery", client.ident)
+        now = time.monotonic()
         for message in found:
+            if self.echoes.back(client.host, message.dgram, now):
+                self.echoed += 1  # what it was sent a moment ago, straight back (a binding both ways)
+                continue
             address = message.address
             try:
                 pairs, problems = values_for(address, arguments(message), self.namespace.table)
@@ -117,4 +134,6 @@ class OscQueryAdapter:
                     continue
                 if applied.adjusted and control.osc in client.paths:
                     # Clamped or stepped: the sender shows something else; correct it.
-                    client.offer(control.osc, frame(control, applied.value))
+                    correction = frame(control, applied.value)
+                    client.offer(control.osc, correction)
+                    self.echoes.sent(client.host, correction, time.monotonic())

@@ -36,7 +36,7 @@ from bridge.errors import BridgeError
 from bridge.flow import Outbox, Workers
 from bridge.logs import LogLimiter
 from bridge.model import Value
-from bridge.net import listen
+from bridge.net import listen, unmapped
 from bridge.oscquery.namespace import ATTRIBUTES, EXTENSIONS, Namespace
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,13 @@ class Client:
     values, and the memory it can take is bounded by the number of controls.
     """
 
-    def __init__(self, ident: str, ws: Any, role: Role, peer: str, key: str | None = None) -> None:
+    def __init__(self, ident: str, ws: Any, role: Role, peer: str, key: str | None = None, host: str = "") -> None:
         self.ident = ident
         self.ws = ws
         self.role = role
         self.peer = peer
+        #: Its address (what an echo of what it was sent comes from, over the WebSocket or UDP).
+        self.host = host
         #: The key it connected with: checked again when the config's keys change.
         self.key = key
         self.paths: set[str] = set()
@@ -241,14 +243,18 @@ class OscQueryServer:
             for client in clients:
                 client.offer(f"{command} {path}", text)
 
-    def offer(self, path: str, data: bytes, skip: str | None = None, key: object = None, event: bool = False) -> None:
+    def offer(
+        self, path: str, data: bytes, skip: str | None = None, key: object = None, event: bool = False
+    ) -> list[Client]:
         """Queue ``data`` for every client listening to ``path`` but ``skip`` (the one it came from);
-        ``key`` and ``event`` as :meth:`Client.offer` takes them (the path by default)."""
+        ``key`` and ``event`` as :meth:`Client.offer` takes them (the path by default). The clients
+        it went to are returned."""
         with self._lock:
             listeners = list(self._listeners.get(path, ()))
-        for client in listeners:
-            if client.ident != skip:
-                client.offer(path if key is None else key, data, event)
+        offered = [client for client in listeners if client.ident != skip]
+        for client in offered:
+            client.offer(path if key is None else key, data, event)
+        return offered
 
     # -- HTTP ----------------------------------------------------------------------
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -342,7 +348,7 @@ class OscQueryServer:
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws.sock = WholeFrames(ws.sock)
         peer = f"{environ.get('REMOTE_ADDR', '')}:{environ.get('REMOTE_PORT', '')}"
-        client = Client(f"ws{next(self._ids)}", ws, role, peer, key)
+        client = Client(f"ws{next(self._ids)}", ws, role, peer, key, unmapped(environ.get("REMOTE_ADDR", "")))
         with self._lock:
             self._clients[client.ident] = client
         self._workers.spawn(client.write_loop, f"oscquery-{client.ident}")
