@@ -34,6 +34,8 @@ WINDOW = 0.1
 LONGEST = 1.0
 #: At most this many sendings of one message to one peer are remembered at a time.
 DEPTH = 64
+#: What the monitor says after a message taken for an echo, so that an operator sees why it did nothing.
+ECHOED = "(the echo of what was sent there: dropped)"
 
 
 class Echoes:

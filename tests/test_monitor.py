@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import socketio
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import load_config
+from bridge.echoes import ECHOED, Echoes
 from bridge.hub import Hub
 from bridge.monitor import IDLE, RING, Monitor, attach, describe, switched_on, targets
 from bridge.osc.inbound import Inbound, Source
@@ -142,6 +144,26 @@ def test_osc_in_records_only_while_watched(tmp_path: Path) -> None:
         ("(malformed, 4 bytes: neither a message (starts with /) nor a bundle (#bundle))", "", ""),
     ]
     assert all(e["transport"] == "osc/udp" and e["dir"] == "in" for e in entries)
+
+
+@pytest.mark.unit
+def test_an_echo_is_shown_as_one_and_applies_nothing(tmp_path: Path) -> None:
+    """A peer sending back what the bridge just sent it: the operator sees why the message did nothing."""
+    hub = Hub(load_config(write_config(tmp_path)).controls)
+    echoes = Echoes()
+    inbound = Inbound(hub, (), {}, lambda args, source: None, echoes=echoes)
+    monitor = Monitor(Emitted())
+    attach(monitor, [inbound])
+    monitor.open("a")
+    echoes.sent("127.0.0.1", packet("/slider1", 10.0), time.monotonic())
+    source = Source("127.0.0.1:5555", "127.0.0.1", lambda data: None)
+    inbound.handle([(packet("/slider1", 10.0), source), (packet("/slider1", 10.0), source)])
+    entries = monitor.open("b")["entries"]
+    assert [(e["what"], e["args"], e["control"]) for e in entries[-2:]] == [
+        (f"/slider1 {ECHOED}", "10", ""),
+        ("/slider1", "10", "slider1"),  # sent once, so known once: the second is a hand's
+    ]
+    assert inbound.echoed == 1 and hub.get("slider1") == 10
 
 
 @pytest.mark.unit

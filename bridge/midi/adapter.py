@@ -44,7 +44,7 @@ from typing import Any
 import mido
 
 from bridge.config import MidiConfig
-from bridge.echoes import Echoes
+from bridge.echoes import ECHOED, Echoes
 from bridge.errors import InvalidValue, MidiPortError, UnknownControl
 from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
@@ -422,10 +422,16 @@ class MidiAdapter:
 
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
         self.received += len(messages)
+        now = time.monotonic()
+        kept: list[mido.Message] = []
+        echoes: list[mido.Message] = []
+        for message in messages:
+            (echoes if self.echoes.back(ECHO_PEER, tuple(message.bytes()), now) else kept).append(message)
+        messages = kept
         if self.monitor.watching:
             self._seen(port_name, messages)
-        now = time.monotonic()
-        messages = [m for m in messages if not self.echoes.back(ECHO_PEER, tuple(m.bytes()), now)]
+            for echo in echoes:  # said, so that an operator sees why it did nothing
+                self.monitor.saw("midi", "in", port_name, f"{echo} {ECHOED}")
         bindings = self.bindings
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)

@@ -23,7 +23,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from pythonosc.osc_message import OscMessage
 
-from bridge.echoes import Echoes
+from bridge.echoes import ECHOED, Echoes
 from bridge.errors import BridgeError, InvalidValue, MalformedPacket, UnknownControl
 from bridge.flow import Latest
 from bridge.hub import Hub
@@ -127,16 +127,25 @@ class Inbound:
                 self.drop(("malformed", source.host), "OSC from %s: malformed packet dropped (%s)", peer, err)
                 continue
             for message in found:
+                address = message.address
+                echo = (
+                    address != SYNC_ADDRESS
+                    and address not in self.commands
+                    and self.echoes.back(source.host, message.dgram, now)
+                )
                 if self.monitor.watching:
-                    self._seen(message, peer)
-                if message.address == SYNC_ADDRESS:
+                    if echo:  # said, so that an operator sees why it did nothing
+                        self.monitor.saw(_transport(peer), "in", peer, f"{address} {ECHOED}", arguments(message))
+                    else:
+                        self._seen(message, peer)
+                if echo:
+                    self.echoed += 1  # what the bridge sent that peer a moment ago, straight back
+                elif address == SYNC_ADDRESS:
                     self._apply(pending)  # the sync reports what came before it
                     self._sync(arguments(message), source)
-                elif message.address in self.commands:
+                elif address in self.commands:
                     self._apply(pending)  # e.g. a scene saved after the values before it
                     self._command(message, peer)
-                elif self.echoes.back(source.host, message.dgram, now):
-                    self.echoed += 1  # what the bridge sent that peer a moment ago, straight back
                 else:
                     self._collect(message, peer, pending, source.prefix)
         self._apply(pending)
