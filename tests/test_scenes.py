@@ -625,6 +625,19 @@ def test_the_scene_bar_saves_and_recalls_with_a_fade_on_every_page(
     expect(b.locator("#scene-list button")).to_have_text(["Opening", "Second"])
     expect(b.locator("#scene-status")).to_have_text(refused)
 
+    # A name the show has already asks before it replaces that scene (it was replaced at once).
+    put_values(proc, level=20)
+    wait_shows(a, "level", 20)
+    a.locator("#scene-name").fill("Opening")
+    a.locator("#scene-name").press("Enter")
+    expect(a.locator("#scene-status")).to_have_text("“Opening” exists: press Replace to save over it")
+    expect(a.locator("#scene-save-button")).to_have_text("Replace")
+    assert call(proc, "GET", "/api/scenes")[1]["scenes"]["Opening"]["values"]["level"] == 80  # not yet
+    a.locator("#scene-save-button").click()
+    expect(a.locator("#scene-status")).to_have_text("Replaced “Opening” (4 values)")
+    expect(a.locator("#scene-save-button")).to_have_text("Save")
+    assert call(proc, "GET", "/api/scenes")[1]["scenes"]["Opening"]["values"]["level"] == 20
+
 
 # -- Config ------------------------------------------------------------------------
 

@@ -148,6 +148,19 @@
     });
   }
 
+  // Saving under a name the show has already replaces that scene: the first Save only turns the
+  // button into Replace (until the name is edited), and that is what saves over it.
+  const saveButton = byId("scene-save-button");
+  const saveLabel = saveButton ? saveButton.textContent : "Save";
+  let replacing = null; // the name whose replacement waits for Replace
+
+  function unarm() {
+    replacing = null;
+    if (saveButton) saveButton.textContent = saveLabel;
+  }
+
+  nameInput.addEventListener("input", unarm);
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (readOnly) return;
@@ -157,8 +170,16 @@
       nameInput.focus();
       return;
     }
+    const exists = Array.from(list.querySelectorAll("button.scene")).some((b) => b.dataset.scene === name);
+    if (exists && replacing !== name) {
+      replacing = name;
+      if (saveButton) saveButton.textContent = "Replace";
+      say("“" + name + "” exists: press Replace to save over it", true);
+      return;
+    }
+    unarm();
     ask("scene save", { name: name }, (answer) => {
-      say("Saved “" + answer.scene + "” (" + answer.count + " values)");
+      say((exists ? "Replaced “" : "Saved “") + answer.scene + "” (" + answer.count + " values)");
       nameInput.value = "";
     });
   });
