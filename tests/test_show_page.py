@@ -182,6 +182,30 @@ def test_pause_holds_new_rows_back_until_resume(show: BridgeProcess, pages: Page
     assert len(rows(page, visible_only=False)) > before
 
 
+def test_on_a_phone_the_drawer_shows_whole_rows_and_nothing_scrolls_sideways(
+    show: BridgeProcess, pages: Pages, osc_port: int
+) -> None:
+    """At 390 px the table ran 520 px wide (the control column out of sight), and the tools took three rows."""
+    page = pages.open(show.url, viewport=PHONE, touch=True)
+    open_drawer(page)
+    oscsend(osc_port, "/slider1", "f", 21.0)
+    oscsend(osc_port, "/a/long/address/that/no/control/of/this/show/has", "s", "and a long string argument")
+    wait_row(page, lambda r: r["cells"][4].startswith("/a/long/"), "the long address")
+    wait_row(page, lambda r: r["cells"][4] == "/slider1" and r["cells"][5] == "21", "the fader's message")
+    scroll = page.locator(".monitor-scroll")
+    assert scroll.evaluate("(box) => box.scrollWidth <= box.clientWidth")
+    box = scroll.bounding_box()
+    assert box is not None
+    row = page.locator("#monitor-log tbody tr", has_text="/slider1").first
+    for cell in ("m-time", "m-what", "m-args", "m-control"):  # every part of a row in sight, side to side
+        found = row.locator(f".{cell}").bounding_box()
+        assert found is not None and box["x"] <= found["x"] and found["x"] + found["width"] <= box["x"] + box["width"]
+    # The filter and Close share the first row of tools.
+    search, close = page.locator("#monitor-filter").bounding_box(), page.locator("#monitor-close").bounding_box()
+    assert search is not None and close is not None and abs(search["y"] - close["y"]) < 1
+    assert close["x"] + close["width"] <= PHONE["width"]
+
+
 def test_activity_lights_follow_osc_in_and_out(show: BridgeProcess, pages: Pages, osc_port: int) -> None:
     page = pages.open(show.url)
     light_in = page.locator('#activity [data-light="osc_in"]')
