@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from bridge.cluster.adapter import ClusterAdapter
+from bridge.cluster.adapter import ClusterAdapter, target_names
 from bridge.config import ClusterConfig, load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub
@@ -124,6 +124,48 @@ def test_a_change_reaches_every_process_but_not_its_sender_and_osc_goes_both_way
         wait_until(lambda: all(cluster_status(p)["members"] == 3 for p in (p1, p2, p3)), what="3 members seen")
     finally:
         dump.close()
+
+
+def test_two_processes_with_the_same_osc_target_are_told_and_one_alone_is_not(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """Each process mirrors every change to its OSC targets: a desk that both have gets each change twice,
+    and a GO fires twice. The docs say to leave [osc] to one process; a config that does not is now told."""
+    need("oscdump")
+    dump = OscDump()
+    try:
+
+        def hardware(*targets: int) -> str:
+            aimed = ", ".join(f'"127.0.0.1:{port}"' for port in targets)
+            return f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\ntargets = [{aimed}]\n'
+
+        other = free_port(socket.SOCK_DGRAM)
+        p1, p2, p3 = start_processes(
+            bridge_factory,
+            [
+                member_config(tmp_path / "p1", redis_server.url, hardware(dump.port)),
+                member_config(tmp_path / "p2", redis_server.url, hardware(other, dump.port)),
+                member_config(tmp_path / "p3", redis_server.url, hardware(free_port(socket.SOCK_DGRAM))),
+            ],
+        )
+        desk = f"udp {socket.gethostname()}/127.0.0.1:{dump.port}"
+        for proc in (p1, p2):
+            wait_until(lambda proc=proc: cluster_status(proc)["shared_targets"] == [desk], what="the shared desk")
+        assert "is also a target of process" in p1.output() and "a GO fires twice" in p2.output()
+        wait_until(lambda: cluster_status(p3)["members"] == 3, what="p3 beating with the others")
+        wait_until(lambda: cluster_status(p1)["members"] == 3, what="p1 seeing three")
+        assert cluster_status(p3)["shared_targets"] == []  # its desk is its own
+    finally:
+        dump.close()
+
+
+@pytest.mark.unit
+def test_a_loopback_target_is_named_with_its_machine() -> None:
+    here = socket.gethostname()
+    assert target_names([("udp", "127.0.0.1", 9000), ("tcp", "10.0.0.7", 3032)]) == [
+        f"udp {here}/127.0.0.1:9000",  # every machine's 127.0.0.1 is its own desk
+        "tcp 10.0.0.7:3032",
+    ]
 
 
 def test_a_late_process_starts_from_the_current_values(

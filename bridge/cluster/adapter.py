@@ -25,6 +25,7 @@ its version, when it joins again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,6 +73,24 @@ def signature(controls: Any) -> str:
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
+def target_names(targets: list[tuple[str, str, int]]) -> list[str]:
+    """OSC targets (transport, host, port) named so that processes on other machines can compare them:
+    the address, with this machine's name before a loopback one (each machine's 127.0.0.1 is its own)."""
+    return [_target_name(transport, host, port) for transport, host, port in targets]
+
+
+@functools.lru_cache(maxsize=64)
+def _target_name(transport: str, host: str, port: int) -> str:
+    # Resolved once (it is asked at every heartbeat): a name that moves later is rare on a show network.
+    try:
+        address = str(socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0])
+    except OSError:
+        address = host
+    loopback = host == "localhost" or address.startswith("127.") or address == "::1"
+    where = f"{socket.gethostname()}/" if loopback else ""
+    return f"{transport} {where}{address}:{port}"
+
+
 def redact(url: str) -> str:
     """The Redis URL without its password, for logs and /healthz."""
     parts = urlsplit(url)
@@ -98,9 +118,11 @@ class ClusterAdapter:
     name = "cluster"
     monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
-    def __init__(self, hub: Hub, config: ClusterConfig) -> None:
+    def __init__(self, hub: Hub, config: ClusterConfig, targets: Callable[[], list[str]] | None = None) -> None:
         self.hub = hub
         self.config = config
+        #: This process's OSC targets as every process can compare them (see :func:`target_names`).
+        self.targets = targets or list
         self.url = redact(config.redis)
         self.process_id = _safe(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
         self.signature = signature(hub.controls.values())
@@ -406,4 +428,11 @@ class ClusterAdapter:
     def _beat(self) -> None:
         members, differ = self.store.beat(self.signature)
         self.status.agree(differ, self.signature, members)
+        mine = self.targets()
+        theirs = self.store.targets(mine) if mine or members > 1 else {}
+        shared: dict[str, list[str]] = {}
+        for process, listed in theirs.items():
+            for target in set(mine) & set(listed):
+                shared.setdefault(target, []).append(process)
+        self.status.share(shared)
         self._next_beat = time.monotonic() + BEAT_INTERVAL

@@ -29,6 +29,8 @@ class Status:
         self.members = 0
         #: Processes running other controls (a config reload not made by every process yet).
         self.differ = 0
+        #: OSC targets this process shares with another (each then gets every change twice).
+        self.shared: list[str] = []
         self.written = 0
         self.received = 0
         self.applied = 0
@@ -43,6 +45,7 @@ class Status:
                 "state": self.state,
                 "members": self.members,
                 "differ": self.differ,
+                "shared_targets": list(self.shared),
                 "written": self.written,
                 "received": self.received,
                 "applied": self.applied,
@@ -97,6 +100,21 @@ class Status:
                 return
             self._up = True
         log.warning("cluster: Redis at %s reachable again", self.url)
+
+    def share(self, shared: dict[str, list[str]]) -> None:
+        """Say when an OSC target of this process becomes (or stops being) another process's too."""
+        with self._lock:
+            before, self.shared = set(self.shared), sorted(shared)
+        for target in sorted(set(shared) - before):
+            log.warning(
+                "cluster %r: OSC target %s is also a target of process %s: every change reaches it from "
+                "both, and a GO fires twice; leave it (or [osc]) to one process",
+                self.name,
+                target,
+                ", ".join(shared[target]),
+            )
+        for target in sorted(before - set(shared)):
+            log.info("cluster %r: OSC target %s is this process's alone again", self.name, target)
 
     def agree(self, differ: int, signature: str, members: int | None = None) -> None:
         """Say when the processes start or stop running the same controls."""

@@ -14,6 +14,9 @@ Keys, under the ``[cluster] name`` prefix:
     which it counts as gone unless it beats again.
 ``<name>:changes``
     the channel: one JSON announcement per accepted change.
+``<name>:targets``
+    a hash: each process running and the OSC targets it mirrors to (a JSON
+    list), so that two processes sending the same desk every change are told.
 
 Every error of redis-py leaves this module as :class:`StoreError`.
 """
@@ -177,6 +180,7 @@ class RedisStore:
         self.signature_key = f"{name}:signature"
         self.signatures_key = f"{name}:signatures"
         self.members_key = f"{name}:members"
+        self.targets_key = f"{name}:targets"
         self.channel = f"{name}:changes"
         # No retries inside redis-py: the adapter's writer and listener retry, with backoff, themselves.
         self.client = redis.Redis.from_url(
@@ -286,6 +290,30 @@ class RedisStore:
         reply = _translated(lambda: self.client.eval(_BEAT, 3, *keys, self.process_id, MEMBER_TTL_MS, signature))
         return int(reply[0]), int(reply[1])
 
+    def targets(self, mine: list[str]) -> dict[str, list[str]]:
+        """Say this process's OSC targets; the other running processes' own, by process."""
+
+        def run() -> tuple[list[str], dict[str, str]]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.targets_key, self.process_id, json.dumps(mine))
+            pipe.zrange(self.members_key, 0, -1)
+            pipe.hgetall(self.targets_key)
+            _, members, found = pipe.execute()
+            return list(members), dict(found)
+
+        members, found = _translated(run)
+        others: dict[str, list[str]] = {}
+        for process, text in found.items():
+            if process == self.process_id or process not in members:
+                continue  # (a process gone leaves its line until it is overwritten: not counted)
+            try:
+                listed = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(listed, list):
+                others[process] = [str(t) for t in listed]
+        return others
+
     def leave(self) -> None:
         """No longer a member (best effort: Redis may be gone)."""
 
@@ -293,6 +321,7 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.zrem(self.members_key, self.process_id)
             pipe.hdel(self.signatures_key, self.process_id)
+            pipe.hdel(self.targets_key, self.process_id)
             pipe.execute()
 
         try:
