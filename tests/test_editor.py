@@ -330,6 +330,18 @@ def test_slots_follow_comments_sub_tables_and_multi_line_arrays() -> None:
 
 
 @pytest.mark.unit
+def test_taking_a_sub_table_out_keeps_the_comments_under_its_last_key() -> None:
+    """The parser files them under [controls.midi], though they may be about what follows: they stay."""
+    text = (
+        '[[controls]]\nid = "a"\ntype = "range"\n\n[controls.midi]\nchannel = 1\n# the X-Touch\'s first\ncc = 7\n'
+        '# the fader on the left\n\n[[controls]]\nid = "b"\ntype = "toggle"\n'
+    )
+    patched = editing.set_properties(text, "a", {"midi": None})
+    assert "[controls.midi]" not in patched and "first" not in patched  # a comment among its keys went with it
+    assert '"range"\n\n# the fader on the left\n\n[[controls]]\nid = "b"' in patched
+
+
+@pytest.mark.unit
 def test_each_operation_leaves_every_other_line_alone() -> None:
     patched = editing.set_properties(SAMPLE, "b", {"label": "B", "osc": None})
     assert patched.startswith(SAMPLE.split('[[controls]]\nid = "b"')[0])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tomlkit
-from tomlkit.items import Item
+from tomlkit.items import Comment, Item, Table
 
 from bridge.config.text import headers
 from bridge.errors import BridgeError
@@ -206,7 +206,10 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
     for key, value in props.items():
         if value is None:
             if key in table:
+                trailing = _trailing_comments(table[key])
                 del table[key]
+                for comment in trailing:  # under the table's last key: the file's, not the table's
+                    table.add(comment)
             continue
         try:
             table[key] = item(value)
@@ -214,6 +217,20 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
             raise EditError(f"{key}: {err}", key) from err
     block = tomlkit.dumps(doc)
     return "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
+
+
+def _trailing_comments(value: Any) -> list[Comment]:
+    """The comments after the last key of a sub-table (``[controls.midi]``), which a parser files
+    under it though they may be about what follows; none for anything else."""
+    if not isinstance(value, Table) or value.is_super_table():
+        return []
+    found: list[Comment] = []
+    for key, item in value.value.body:
+        if isinstance(item, Comment):
+            found.append(item)
+        elif key is not None:
+            found = []  # a key after them: they were about the table's own keys
+    return found
 
 
 def block_id(props: dict[str, Any]) -> str | None:
