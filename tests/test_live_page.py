@@ -159,3 +159,22 @@ def test_a_page_let_go_by_a_new_key_comes_back_when_its_key_is_put_back(
     )
     expect(root).to_have_attribute("data-connection", "connected")
     expect(root).to_have_attribute("data-role", "viewer")  # the key now opens the show read-only
+
+
+def test_a_text_field_with_the_focus_takes_its_new_kind_at_once(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    """Typing in a text field while the designer saves it as a fader: the fader is there at once
+    (the field kept its old form, and took what was typed, until it lost the focus)."""
+    text = HEAD + '\n[[controls]]\nid = "cue"\ntype = "text"\nlabel = "Cue"\nvalue = ""\n'
+    path = tmp_path / "bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    proc = bridge_factory(path)
+    page = pages.open(proc.url)
+    page.locator("#cue").focus()
+    page.keyboard.type("4")
+    save(path, text.replace('type = "text"', 'type = "range"\nmax = 10').replace('value = ""', "value = 3"))
+    page.wait_for_function("document.documentElement.dataset.generation === '2'")
+    expect(page.locator('[data-control="cue"]')).to_have_attribute("data-type", "range")
+    expect(page.locator("#cue")).to_have_attribute("type", "range")
+    wait_shows(page, "cue", 3)

@@ -283,6 +283,9 @@
       if (!rec.holds.size) return;
       const fresh = freshPanels.querySelector('[data-control="' + CSS.escape(id) + '"]');
       if (!fresh) return; // removed from the config: it goes, finger or not
+      // Another kind now (a text field become a fader): the new form, at once, even under a finger
+      // or with the focus (it kept the old form until it lost the focus).
+      if (fresh.dataset.type !== rec.wrap.dataset.type) return;
       const pairs = [];
       let f = fresh;
       let l = rec.wrap;
