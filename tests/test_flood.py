@@ -123,3 +123,33 @@ def test_a_flood_of_taps_toward_a_client_held_back_is_bounded(
         assert len(taps) <= 65  # 64 kept one by one, then the latest state
     finally:
         stalled.close()
+
+
+def test_a_control_removed_and_added_back_while_a_client_is_behind_ends_on_its_new_value(
+    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], client_factory: Connect
+) -> None:
+    """A value held for a browser behind, from before a reload removed its control, went out after the
+    surface that brought the control back with another value: the page showed the old one."""
+    config = many_texts_config(tmp_path)
+    text = config.read_text(encoding="utf-8")
+    server = bridge_factory(config)
+    stalled = SlowClient(server.url, first="t0", rcvbuf=None)
+    try:
+        flooder = client_factory(server.url)
+        flood_until_held_back(server, flooder)
+        flooder.send("t0", "from before")  # held for the stalled page
+        wait_until(lambda: server.get_json("/api/values")["t0"] == "from before", what="the value stored")
+        without = text.replace('\n[[controls]]\nid = "t0"\ntype = "text"\n', "")
+        config.write_text(without, encoding="utf-8")
+        assert server.request_json("POST", "/api/config/reload")[0] == 200
+        # Back as a range: the text it had does not fit, so it starts from its default.
+        config.write_text(
+            without + '\n[[controls]]\nid = "t0"\ntype = "range"\nmax = 10\nvalue = 4\n', encoding="utf-8"
+        )
+        assert server.request_json("POST", "/api/config/reload")[0] == 200
+        assert server.get_json("/api/values")["t0"] == 4
+        flooder.send("t1", "the end")
+        stalled.read_until("t1", "the end")
+        assert "from before" not in [data for who, data in stalled.updates if who == "t0"]
+    finally:
+        stalled.close()

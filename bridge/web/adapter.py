@@ -200,6 +200,7 @@ class WebAdapter:
             pages = [(sid, self._views.get(sid), role) for sid, role in self._roles.items()]
         values = {cid: self.hub.get(cid) for cid in reshaped.added}
         removed = list(reshaped.removed)
+        self.fanout.forget({*reshaped.added, *removed})  # held from before: the surface carries them now
         rendered: dict[tuple[str | None, Role], str] = {}
         for sid, view, role in pages:
             if view is not None and view not in self.views:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +200,20 @@ class Fanout:
             self._confirm(now)
             with self._cross_lock:
                 return bool(self._behind) or self._crossings.pending
+
+    def forget(self, cids: Collection[str]) -> None:
+        """A reload removed or brought back these controls: what was held of them for a browser behind
+        is dropped. Its new surface carries their value; an older one held from before, sent after it,
+        would undo it (a control removed and added back showed its value from before the removal)."""
+        if not cids:
+            return
+        with self._lock:
+            for sid in self._behind:
+                client = self._clients.get(sid)
+                held = client.held if client is not None else None
+                if held is not None:
+                    for key in [k for k in held if (k if isinstance(k, str) else k[0]) in cids]:
+                        held.pop(key)
 
     def _confirm(self, now: float) -> None:
         """Send the stored value to browsers whose change may have crossed another (under the lock,
