@@ -10,88 +10,120 @@ straight back off (a note-on flips a toggle), fires a GO again, which goes
 out again and comes back again, for ever, and drags a fader back to where
 it was a moment ago.
 
-So every message sent is remembered, under its peer (a host, a MIDI port)
-and its exact bytes. A message that comes in from that peer with the same
-bytes within the peer's window is that message's echo: it is dropped, once
-per sending. Anything else goes through, including the same message sent
-again later by a hand. The window, :data:`WINDOW`, is far longer than a
+So every message sent is remembered for :data:`WINDOW` seconds, under its
+peer (a host, the MIDI device) and its exact bytes. A message that comes in
+from that peer with the same bytes within the window is that message's
+echo: it is dropped, once per sending. The window is far longer than a
 cable's or a wired network's round trip (a few milliseconds) and shorter
-than a hand presses the same pad twice. A peer whose echo comes back later
-than that (a busy Wi-Fi, a slow router), up to :data:`LONGEST`, gets a
-window of twice that delay from then on: the late echo itself goes through
-(the bridge cannot tell it yet), the ones after it are known.
+than a hand presses the same pad twice.
+
+A peer is also sent back what came from it (a controller's LED; a change
+from a surface that sends from one port and listens on another, mirrored
+to the port it listens on), and a surface that does not echo may well send
+the very same message again within the window: a fader thrown to 0, 0.02,
+0 again. So such a "reflected" sending is taken as echoed only from a peer
+known to echo: one that sent back something else the bridge sent it within
+the last :data:`TRUST` seconds, or whose own message came back, as it was
+reflected, twice in a second faster than any hand (:data:`FAST`): a loop
+that started there stops on its second turn.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from collections.abc import Hashable
 
-#: Seconds a message sent stays recognisable as coming back, for a peer not seen slower.
+#: Seconds a message sent stays recognisable as coming back.
 WINDOW = 0.1
-#: The longest a peer's echo is waited for (its window never grows past it).
-LONGEST = 1.0
-#: At most this many sendings of one message to one peer are remembered at a time.
-DEPTH = 64
+#: Seconds a peer that echoed stays known as one that does.
+TRUST = 30.0
+#: A reflected message back this fast (seconds) is a loop's, not a hand's: twice in a second, the peer echoes.
+FAST = 0.005
+#: Sendings remembered at most (a flood of distinct values to many targets): the oldest go first.
+LIMIT = 50_000
 #: What the monitor says after a message taken for an echo, so that an operator sees why it did nothing.
 ECHOED = "(the echo of what was sent there: dropped)"
 
+Key = tuple[Hashable, Hashable]
+
 
 class Echoes:
-    """Messages sent lately, each to be recognised once when it comes back from its peer."""
+    """Messages sent in the last :data:`WINDOW` seconds, each to be recognised once when it comes back."""
 
-    def __init__(self, window: float = WINDOW, longest: float = LONGEST) -> None:
+    def __init__(self, window: float = WINDOW, trust: float = TRUST, limit: int = LIMIT) -> None:
         self.window = window
-        self.longest = longest
-        self._sent: dict[tuple[Hashable, Hashable], deque[float]] = {}
-        #: Peers whose echoes came back later than :attr:`window`: their own window.
-        self._windows: dict[Hashable, float] = {}
+        self.trust = trust
+        self.limit = limit
+        #: (peer, message) -> its sendings still in the window, oldest first: (when, number, reflected).
+        self._sent: dict[Key, deque[tuple[float, int, bool]]] = {}
+        #: Every sending still remembered, oldest first: (when, number, key), to forget them in order.
+        self._order: deque[tuple[float, int, Key]] = deque()
+        self._numbers = itertools.count()
+        #: Peers known to echo: when each last did.
+        self._echoers: dict[Hashable, float] = {}
+        #: Peers whose own message came back fast, as reflected: when.
+        self._suspects: dict[Hashable, float] = {}
         self._lock = threading.Lock()
-        self._swept = 0.0
         #: Echoes known and dropped.
         self.recognised = 0
-        #: Echoes that came back too late to be known (they went through; their peer waits longer now).
-        self.late = 0
 
-    def window_for(self, peer: Hashable) -> float:
-        return self._windows.get(peer, self.window)
-
-    def sent(self, peer: Hashable, message: Hashable, now: float) -> None:
-        """``message`` went to ``peer`` at ``now`` (``time.monotonic()``)."""
+    def sent(self, peer: Hashable, message: Hashable, now: float, reflected: bool = False) -> None:
+        """``message`` went to ``peer`` at ``now`` (``time.monotonic()``); ``reflected``: what came from
+        that peer, sent back to it. Call it before sending: a fast echo may be read before the send returns."""
+        if peer is None:
+            return  # not resolved, not connected: nothing went anywhere
         key = (peer, message)
         with self._lock:
-            times = self._sent.get(key)
-            if times is None:
-                if now - self._swept > self.longest:
-                    self._sweep(now)
-                times = self._sent[key] = deque(maxlen=DEPTH)
-            times.append(now)
+            self._forget(now)
+            number = next(self._numbers)
+            found = self._sent.get(key)
+            if found is None:
+                found = self._sent[key] = deque()
+            found.append((now, number, reflected))
+            self._order.append((now, number, key))
+            if len(self._order) > self.limit:
+                self._drop_oldest()
 
     def back(self, peer: Hashable, message: Hashable, now: float) -> bool:
-        """True when ``message`` from ``peer`` at ``now`` is the echo of a sending in the peer's window."""
-        if not self._sent:
+        """True when ``message`` from ``peer`` at ``now`` is the echo of a sending still in the window."""
+        if not self._order:
             return False  # nothing sent lately: no lock taken
-        key = (peer, message)
         with self._lock:
-            times = self._sent.get(key)
-            if times is None:
+            self._forget(now)
+            found = self._sent.get((peer, message))
+            if not found:
                 return False
-            while times and now - times[0] > self.longest:
-                times.popleft()
-            if not times:
-                del self._sent[key]
-                return False
-            delay = now - times.popleft()  # that sending's echo, known or late: used up either way
-            if delay <= self._windows.get(peer, self.window):
-                self.recognised += 1
-                return True
-            self._windows[peer] = min(self.longest, 2 * delay)
-            self.late += 1
-            return False
+            at, _number, reflected = found.popleft()  # that sending is answered, echo or not
+            if not found:
+                del self._sent[(peer, message)]
+            if reflected and not self._echoes(peer, now, now - at):
+                return False  # the peer's own hand again, most likely: taken
+            self._echoers[peer] = now
+            self.recognised += 1
+            return True
 
-    def _sweep(self, now: float) -> None:
-        """Forget every message whose last sending is older than :data:`LONGEST` (at most once per that)."""
-        self._swept = now
-        for key in [k for k, times in self._sent.items() if not times or now - times[-1] > self.longest]:
-            del self._sent[key]
+    def _echoes(self, peer: Hashable, now: float, delay: float) -> bool:
+        """Whether ``peer`` is known to echo (a reflected message of its own came back after ``delay``)."""
+        if now - self._echoers.get(peer, -self.trust) < self.trust:
+            return True
+        if delay > FAST:
+            return False
+        suspected = self._suspects.get(peer)
+        self._suspects[peer] = now
+        return suspected is not None and now - suspected <= 1.0
+
+    def _forget(self, now: float) -> None:
+        """Forget the sendings that left the window (the oldest first: each is the oldest of its key)."""
+        order = self._order
+        while order and now - order[0][0] > self.window:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _at, number, key = self._order.popleft()
+        found = self._sent.get(key)
+        if found and found[0][1] == number:  # (else answered already)
+            found.popleft()
+            if not found:
+                del self._sent[key]

@@ -25,7 +25,6 @@ its version, when it joins again.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -75,20 +74,14 @@ def signature(controls: Any) -> str:
 
 def target_names(targets: list[tuple[str, str, int]]) -> list[str]:
     """OSC targets (transport, host, port) named so that processes on other machines can compare them:
-    the address, with this machine's name before a loopback one (each machine's 127.0.0.1 is its own)."""
-    return [_target_name(transport, host, port) for transport, host, port in targets]
-
-
-@functools.lru_cache(maxsize=64)
-def _target_name(transport: str, host: str, port: int) -> str:
-    # Resolved once (it is asked at every heartbeat): a name that moves later is rare on a show network.
-    try:
-        address = str(socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0])
-    except OSError:
-        address = host
-    loopback = host == "localhost" or address.startswith("127.") or address == "::1"
-    where = f"{socket.gethostname()}/" if loopback else ""
-    return f"{transport} {where}{address}:{port}"
+    as the config writes them, with this machine's name before a loopback one (each machine's
+    127.0.0.1 is its own). Nothing is resolved (it runs at every heartbeat, on the listener's thread):
+    a desk named by its address in one config and by a name in another is not matched."""
+    names = []
+    for transport, host, port in targets:
+        loopback = host.lower() == "localhost" or host.startswith("127.") or host.strip("[]") == "::1"
+        names.append(f"{transport} {socket.gethostname() + '/' if loopback else ''}{host}:{port}")
+    return names
 
 
 def redact(url: str) -> str:

@@ -302,10 +302,13 @@ class RedisStore:
             return list(members), dict(found)
 
         members, found = _translated(run)
+        gone = [process for process in found if process not in members and process != self.process_id]
+        if gone:  # a process that ended without leaving (killed): its line goes
+            _translated(lambda: self.client.hdel(self.targets_key, *gone))
         others: dict[str, list[str]] = {}
         for process, text in found.items():
-            if process == self.process_id or process not in members:
-                continue  # (a process gone leaves its line until it is overwritten: not counted)
+            if process == self.process_id or process in gone:
+                continue
             try:
                 listed = json.loads(text)
             except ValueError:

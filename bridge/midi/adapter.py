@@ -204,7 +204,7 @@ class MidiAdapter:
                 self.held_out += 1
                 self._out_waiting.set()
                 return
-            if self._send(outlet, messages, control.id) and number is not None:
+            if self._send(outlet, messages, control.id, change.origin.kind == "midi") and number is not None:
                 self._last_sent[control.id] = number
 
     def _drain_held(self) -> None:
@@ -376,16 +376,18 @@ class MidiAdapter:
                 return
             self._last_sent[control.id] = number
 
-    def _send(self, outlet: Outlet, messages: tuple[mido.Message, ...], cid: str = "") -> bool:
+    def _send(self, outlet: Outlet, messages: tuple[mido.Message, ...], cid: str = "", reflected: bool = True) -> bool:
+        """Write ``messages``; ``reflected`` unless they carry a change from elsewhere than MIDI (an
+        echo of those is known at once; see bridge.echoes), which only :meth:`send` can tell."""
+        now = time.monotonic()
+        for message in messages:  # before the write: a patch may bring it back before the write returns
+            self.echoes.sent(ECHO_PEER, tuple(message.bytes()), now, reflected)
         try:
             outlet.send(messages)
         except MidiPortError as err:
             self._warn.warning(("send", outlet.name), "MIDI output: %s", err)
             return False
         self.sent += len(messages)
-        now = time.monotonic()
-        for message in messages:
-            self.echoes.sent(ECHO_PEER, tuple(message.bytes()), now)
         if self.monitor.watching:
             for message in messages:
                 self.monitor.saw("midi", "out", outlet.name, message, None, cid)

@@ -17,10 +17,13 @@ argument, so the desk answers with its values.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
+import os
 import select
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,7 +41,7 @@ from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
-from bridge.osc.udp import UdpTarget
+from bridge.osc.udp import REFUSALS, UdpTarget, send_from
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +133,12 @@ class OscAdapter:
                 f"{err.strerror} (change [osc] listen)"
             ) from err
         sock.setblocking(False)
-        # Bound alone first (a port another program holds is refused above), then shared with the
-        # targets' sockets, so that what goes to them comes from this port (bridge.osc.udp).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # What goes to the targets goes from here (bridge.osc.udp): the kernel says which of them
+        # refused a datagram (ICMP port unreachable) in this socket's error queue.
+        _report_errors(sock)
         self._sock = sock
         for udp in self._udp:
-            udp.source = sock.getsockname()[:2]
+            udp.shared = sock
         if self.listener is not None:
             try:
                 self.listener.start()
@@ -214,6 +217,7 @@ class OscAdapter:
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
         now = time.monotonic()
+        came_from = _host_of(change.origin.ident) if change.origin.kind == "osc" else None
         for target in self._targets:
             if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
@@ -221,8 +225,9 @@ class OscAdapter:
             packet = packets.get(form)
             if packet is None:
                 packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
+            peer = target.peer
+            self.echoes.sent(peer, packet, now, peer == came_from)  # before: an echo may beat the send back
             target.put(control.id, packet, event)
-            self.echoes.sent(target.peer, packet, now)
             if self.monitor.watching:
                 self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
         streams = self.listener.streams() if self.listener is not None else []
@@ -230,8 +235,8 @@ class OscAdapter:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
             for stream in streams:
                 if stream.ident != source:
+                    self.echoes.sent(stream.host, packet, now, stream.host == came_from)
                     stream.put(control.id, packet, event)
-                    self.echoes.sent(stream.host, packet, now)
                     if self.monitor.watching:
                         self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
 
@@ -280,7 +285,7 @@ class OscAdapter:
     def _resolve_loop(self) -> None:
         while not self._workers.wait(RESOLVE_INTERVAL):
             for target in self._udp:
-                if target.sock is None:
+                if not target.connected:
                     if target.resolve():
                         self._greet(target)
                 elif target.recovered(time.monotonic()):  # (the pages are told by _publish)
@@ -295,7 +300,7 @@ class OscAdapter:
 
         def reply(packet: bytes) -> None:
             if sock is not None:
-                sock.sendto(packet, sender)
+                send_from(sock, packet, sender)
 
         prefix = ""
         if self._prefixed:  # a desk under a prefix may answer to the listen port: known by its address
@@ -340,29 +345,51 @@ class OscAdapter:
                 log.exception("OSC datagrams crashed their handler; dropped")
 
     def _drain(self, sock: socket.socket, batch: list[tuple[bytes, Source]]) -> None:
+        self._refused(sock)  # refusals wake the socket too, and stay until read (it would spin)
         while len(batch) < DRAIN_LIMIT:
             try:
                 data, sender = sock.recvfrom(_MAX_DATAGRAM)
             except BlockingIOError:
                 return
             except OSError as err:
+                if err.errno in REFUSALS:
+                    self._refused(sock)  # a datagram sent from here was refused: which target's
+                    continue
                 if not self._workers.stopping.is_set():
                     self.inbound.drop(("recv", err.errno), "OSC receive error: %s", err)
                 return
             batch.append((data, self._udp_source((str(sender[0]), int(sender[1])))))
 
+    def _refused(self, sock: socket.socket) -> None:
+        """Read the listening socket's error queue: each entry names the target it was sent to."""
+        while True:
+            try:
+                _data, ancillary, _flags, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except OSError:
+                return  # (empty: BlockingIOError)
+            code = errno.ECONNREFUSED
+            for _level, _type, payload in ancillary:
+                if len(payload) >= 4:
+                    code = int.from_bytes(payload[:4], sys.byteorder)  # sock_extended_err.ee_errno
+            host, port = unmapped(str(address[0])), int(address[1])
+            for target in self._udp:
+                if target.address is not None and target.ip == host and target.config.port == port:
+                    target.failed(OSError(code, os.strerror(code)))
+
     def _drain_target(self, target: UdpTarget, batch: list[tuple[bytes, Source]]) -> None:
         sock = target.sock
         if sock is None:
             return
-        try:
-            data = sock.recv(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return  # nothing there after all
-        except OSError as err:
-            target.failed(err)  # the ICMP "unreachable" of an earlier send
-            return
-        batch.append((data, Source(target.ident, target.ip or "", target.raw, target.config.prefix)))
+        source = Source(target.ident, target.ip or "", target.raw, target.config.prefix)
+        while len(batch) < DRAIN_LIMIT:  # a burst of answers is one batch, as on the listening socket
+            try:
+                data = sock.recv(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return  # nothing (more) there
+            except OSError as err:
+                target.failed(err)  # the ICMP "unreachable" of an earlier send
+                return
+            batch.append((data, source))
 
     def _sync(self, args: list[object], source: Source) -> None:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
@@ -400,6 +427,31 @@ class OscAdapter:
             except OSError as err:
                 self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", peer, err)
                 return
+
+
+def _host_of(ident: str) -> str:
+    """The host of an OSC peer's ident: ``10.0.0.5:9000``, ``[::1]:9000``, ``tcp:10.0.0.5:3032``."""
+    return ident.removeprefix("tcp:").rsplit(":", 1)[0].strip("[]")
+
+
+def _report_errors(sock: socket.socket) -> None:
+    """Have ICMP errors about what ``sock`` sends queued on it, with where it went (Linux's ``IP_RECVERR``)."""
+    if sys.platform != "linux":
+        return
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)  # its IPv4 peers too
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    except OSError as err:
+        log.debug("OSC: no ICMP errors on the listening socket (%s)", err)
+
+
+#: <linux/in.h> and <linux/in6.h> (Python names neither).
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
 
 
 def _status(target: Target) -> dict[str, Any]:

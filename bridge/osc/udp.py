@@ -1,25 +1,28 @@
-"""OSC targets over UDP: a connected socket each, resolved off the send path.
+"""OSC targets over UDP: sent from the listening port, resolved off the send path.
 
-Each target has a socket of its own, connected to it, so that the kernel
-tells when nothing listens there (ICMP port unreachable) and one broken
-target never delays another. A console that answers (an X32 replies to the
-port a query came from) answers on that socket: the adapter reads it like
-its listening socket. Host names are resolved by the adapter's resolver
-thread, every second until they resolve.
+What goes to a target is sent from the bridge's listening socket, so it
+comes from ``[osc] listen``, as OSC apps that both send and listen do. A
+peer that mirrors what it is sent, except back to where it came from, then
+sees that it came from the very address it sends to: two bridges aimed at
+each other pass a change on once, instead of back and forth for ever (a GO
+pressed once fired thousands of times a second). A console that answers
+the port a query came from (an X32) answers the listening port.
 
-The socket is bound to the listening address and port when it can be (the
-listening socket lets it share the port), so what the bridge sends comes
-from ``[osc] listen``, as OSC apps that both send and listen do. A peer that
-mirrors what it is sent, except back to where it came from, then sees
-that it came from the very address it sends to: two bridges aimed at each
-other pass a change on once, instead of back and forth for ever (a GO
-pressed once fired thousands of times a second). Where the listening
-address cannot reach the target (a loopback ``listen``, a target on the
-LAN), the target's socket takes a port of its own, as it always did.
+The kernel tells when nothing listens at a target (ICMP port unreachable)
+through the listening socket's error queue (``IP_RECVERR``): the adapter
+reads it and names the target (:meth:`UdpTarget.failed`). One broken target
+never delays another: a UDP send never waits.
+
+Where the listening address cannot reach the target (a loopback
+``listen``, a target on the LAN; an IPv4 ``listen``, an IPv6 target), the
+target gets a socket of its own, connected to it, on a port of its own, as
+before: its refusals and its answers come on that socket. Host names are
+resolved by the adapter's resolver thread, every second until they resolve.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -35,6 +38,22 @@ log = logging.getLogger(__name__)
 #: none was refused. A UDP send succeeds whether anything listens or not: only the ICMP "port
 #: unreachable" that comes back tells, a moment later, so one send that went out proves nothing.
 RECOVERY_QUIET = 5.0
+#: What a socket says when a datagram it sent was refused (ICMP): port or host unreachable.
+REFUSALS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+#: The receive buffer of a target's own socket (the listening socket's size: answers come in bursts).
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
+
+def send_from(shared: socket.socket, packet: bytes, address: Any) -> None:
+    """Send ``packet`` to ``address`` from the listening socket ``shared``."""
+    try:
+        shared.sendto(packet, address)
+    except OSError as err:
+        if err.errno not in REFUSALS:
+            raise
+        # A refusal of an earlier datagram, to whichever target, is said by the socket's next call:
+        # this one. It is in the error queue too, where the reader finds whose it was. Sent again.
+        shared.sendto(packet, address)
 
 
 class UdpTarget:
@@ -42,16 +61,18 @@ class UdpTarget:
 
     def __init__(self, config: OscTarget) -> None:
         self.config = config
+        #: Its own socket, connected to it: only when the listening socket cannot reach it.
         self.sock: socket.socket | None = None
+        #: The listening socket, and the address to send it to there (once resolved).
+        self.shared: socket.socket | None = None
+        self.address: Any = None
         self.ip: str | None = None
         self.state = "resolving"  # resolving | ok | unresolved | unreachable
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
         self.lock = threading.Lock()
-        #: The listening address (host, port) to send from, when the adapter listens; see the module's doc.
-        self.source: tuple[str, int] | None = None
-        #: The port its datagrams go out from, once connected.
+        #: The port its datagrams go out from, once resolved.
         self.local_port: int | None = None
 
     @property
@@ -61,7 +82,7 @@ class UdpTarget:
 
     @property
     def connected(self) -> bool:
-        return self.sock is not None
+        return self.sock is not None or self.address is not None
 
     @property
     def peer(self) -> str | None:
@@ -85,11 +106,14 @@ class UdpTarget:
 
     def raw(self, packet: bytes) -> None:
         with self.lock:
-            sock = self.sock
-            if sock is None:
-                return  # not resolved yet; reported by the resolver
+            sock, address = self.sock, self.address
             try:
-                sock.send(packet)
+                if sock is not None:
+                    sock.send(packet)
+                elif address is not None and self.shared is not None:
+                    send_from(self.shared, packet, address)
+                else:
+                    return  # not resolved yet; reported by the resolver
             except OSError as err:
                 self.failed(err)
                 return
@@ -134,47 +158,54 @@ class UdpTarget:
                 )
             return False
         family, _, _, _, sockaddr = infos[0]
-        try:
-            sock = self._connect(family, sockaddr)
-        except OSError as err:
-            if self.state != "unreachable":
-                self.state = "unreachable"
-                log.warning("OSC target %s: %s; retrying every second", self.config.label, err.strerror)
-            return False
+        address = self._through_listener(family, sockaddr)
+        sock = None
+        if address is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # room for a desk's burst
+                sock.connect(sockaddr)
+            except OSError as err:
+                sock.close()
+                if self.state != "unreachable":
+                    self.state = "unreachable"
+                    log.warning("OSC target %s: %s; retrying every second", self.config.label, err.strerror)
+                return False
         with self.lock:
-            self.sock = sock
-            self.local_port = int(sock.getsockname()[1])
+            self.sock, self.address = sock, address
+            self.local_port = int((sock or self.shared).getsockname()[1])  # type: ignore[union-attr]
             self.ip = str(sockaddr[0])
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
             self.state = "ok"
         return True
 
-    def _connect(self, family: int, sockaddr: Any) -> socket.socket:
-        """A socket connected to the target: from the listening address and port if it can reach it, else its own."""
-        if self.source is not None:
-            host, port = self.source
-            if family == socket.AF_INET and host == "::":
-                host = "0.0.0.0"  # noqa: S104 - the IPv4 half of a dual-stack listen
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+    def _through_listener(self, family: int, sockaddr: Any) -> Any:
+        """Where to send it on the listening socket, or None when that socket cannot reach it."""
+        shared = self.shared
+        if shared is None:
+            return None
+        host = str(shared.getsockname()[0])
+        if shared.family == socket.AF_INET6 and family == socket.AF_INET:
+            if host != "::" or shared.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                return None
+            family, sockaddr = socket.AF_INET6, (f"::ffff:{sockaddr[0]}", sockaddr[1], 0, 0)
+        if shared.family != family:
+            return None
+        # Can a datagram from that address reach it (a loopback one cannot reach the LAN)? Asked of the
+        # kernel with a socket of the same address: connecting a UDP socket sends nothing.
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-                sock.connect(sockaddr)
-                return sock
-            except OSError as err:  # another family, or no route from that address: a port of its own
-                sock.close()
-                log.debug("OSC target %s: cannot send from %s (%s)", self.config.label, self.source, err)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.connect(sockaddr)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+                probe.bind((host, 0))
+                probe.connect(sockaddr)
+            except OSError as err:
+                log.debug("OSC target %s: not from %s (%s): a port of its own", self.config.label, host, err)
+                return None
+        return sockaddr
 
     def close(self) -> None:
         with self.lock:
             if self.sock is not None:
                 self.sock.close()
                 self.sock = None
+            self.address = None

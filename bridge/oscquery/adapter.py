@@ -98,8 +98,10 @@ class OscQueryAdapter:
         offered = self.server.offer(control.osc, data, source, key, control.type == "button")
         if offered:
             now = time.monotonic()
+            # (a change a client sent over UDP comes back to its host: that is reflected, not probed)
+            came_from = change.origin.ident.rsplit(":", 1)[0] if change.origin.kind == "osc" else None
             for client in offered:
-                self.echoes.sent(client.host, data, now)
+                self.echoes.sent(client.host, data, now, client.host == came_from)
 
     def _osc_in(self, client: Client, data: bytes) -> None:
         self.received += 1
@@ -136,4 +138,4 @@ class OscQueryAdapter:
                     # Clamped or stepped: the sender shows something else; correct it.
                     correction = frame(control, applied.value)
                     client.offer(control.osc, correction)
-                    self.echoes.sent(client.host, correction, time.monotonic())
+                    self.echoes.sent(client.host, correction, time.monotonic(), reflected=True)

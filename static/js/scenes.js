@@ -39,6 +39,17 @@
     return text;
   }
 
+  // Saving under a name the show has already replaces that scene: the first Save only turns the
+  // button into Replace (until the name is edited), and that is what saves over it.
+  const saveButton = byId("scene-save-button");
+  const saveLabel = saveButton ? saveButton.textContent : "Save";
+  let replacing = null; // the name whose replacement waits for Replace
+
+  function unarm() {
+    replacing = null;
+    if (saveButton) saveButton.textContent = saveLabel;
+  }
+
   function render(names) {
     // A keyboard user keeps focus on the scene they were on across the redraw.
     const focused = list.contains(document.activeElement) ? document.activeElement.dataset.scene : undefined;
@@ -54,6 +65,7 @@
       list.append(button);
       if (name === focused) button.focus();
     });
+    if (replacing !== null && !names.includes(replacing)) unarm(); // gone meanwhile: a plain save again
     if (!names.length) {
       const none = document.createElement("span");
       none.className = "scene-none";
@@ -146,17 +158,6 @@
         })
         .catch((err) => say("Not imported: " + ((err && err.message) || "the file could not be read"), true));
     });
-  }
-
-  // Saving under a name the show has already replaces that scene: the first Save only turns the
-  // button into Replace (until the name is edited), and that is what saves over it.
-  const saveButton = byId("scene-save-button");
-  const saveLabel = saveButton ? saveButton.textContent : "Save";
-  let replacing = null; // the name whose replacement waits for Replace
-
-  function unarm() {
-    replacing = null;
-    if (saveButton) saveButton.textContent = saveLabel;
   }
 
   nameInput.addEventListener("input", unarm);

@@ -382,13 +382,12 @@
   }
 
   function onConnect() {
-    if (refusedWhy.startsWith("unauthorized")) {
-      // Let in again after its key was refused: what it may do (its role) may have changed with
-      // the keys, and the page is rendered for a role, so it is loaded again.
+    if (keyRefused) {
+      // Let in again after its key was refused (whatever refused it since): what it may do (its
+      // role) may have changed with the keys, and the page is rendered for a role: loaded again.
       window.location.reload();
       return;
     }
-    refusedWhy = "";
     setConnection("connected", "Connected");
     clearInterval(pingTimer);
     pingTimer = setInterval(ping, PING_EVERY_MS);
@@ -476,10 +475,10 @@
     box.hidden = box.childElementCount === 0;
   }
 
-  // How often a page the bridge refused asks again, and why it was refused ("" while it is not).
+  // How often a page the bridge refused asks again, and whether its key was refused since it was let in.
   const REFUSED_RETRY_MS = 3000;
   let refusedTimer = 0;
-  let refusedWhy = "";
+  let keyRefused = false;
 
   function connect() {
     if (typeof window.io !== "function") {
@@ -502,8 +501,9 @@
       // Refused by the server itself (a key that no longer opens the show, a full bridge): the
       // library gives up, so the page asks again now and then. A key put back, or a place
       // freed, lets it in without anyone reloading a phone.
-      refusedWhy = (err && err.message) || "not allowed";
-      setConnection("offline", "Refused: " + refusedWhy + " (asking again)");
+      const why = (err && err.message) || "not allowed";
+      if (why.startsWith("unauthorized")) keyRefused = true;
+      setConnection("offline", "Refused: " + why + " (asking again)");
       clearTimeout(refusedTimer);
       refusedTimer = setTimeout(() => {
         if (!socket.connected) socket.connect();
