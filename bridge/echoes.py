@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 #: Seconds a message sent stays recognisable as coming back.
 WINDOW = 0.1
@@ -57,7 +57,7 @@ class Echoes:
         self.trust = trust
         self.limit = limit
         #: (peer, message) -> its sendings still in the window, oldest first: (when, number, reflected).
-        self._sent: dict[Key, deque[tuple[float, int, bool]]] = {}
+        self._sent: dict[Key, list[tuple[float, int, bool]]] = {}
         #: Every sending still remembered, oldest first: (when, number, key), to forget them in order.
         self._order: deque[tuple[float, int, Key]] = deque()
         self._numbers = itertools.count()
@@ -72,18 +72,25 @@ class Echoes:
     def sent(self, peer: Hashable, message: Hashable, now: float, reflected: bool = False) -> None:
         """``message`` went to ``peer`` at ``now`` (``time.monotonic()``); ``reflected``: what came from
         that peer, sent back to it. Call it before sending: a fast echo may be read before the send returns."""
-        if peer is None:
-            return  # not resolved, not connected: nothing went anywhere
-        key = (peer, message)
+        self.sent_all(((peer, message, reflected),), now)
+
+    def sent_all(self, sendings: Iterable[tuple[Hashable, Hashable, bool]], now: float) -> None:
+        """Several of :meth:`sent` at once, ``(peer, message, reflected)`` each (one change to every target)."""
         with self._lock:
             self._forget(now)
-            number = next(self._numbers)
-            found = self._sent.get(key)
-            if found is None:
-                found = self._sent[key] = deque()
-            found.append((now, number, reflected))
-            self._order.append((now, number, key))
-            if len(self._order) > self.limit:
+            remembered, order, numbers = self._sent, self._order, self._numbers
+            for peer, message, reflected in sendings:
+                if peer is None:
+                    continue  # not resolved, not connected: nothing went anywhere
+                key = (peer, message)
+                number = next(numbers)
+                found = remembered.get(key)
+                if found is None:
+                    remembered[key] = [(now, number, reflected)]
+                else:
+                    found.append((now, number, reflected))
+                order.append((now, number, key))
+            while len(order) > self.limit:
                 self._drop_oldest()
 
     def back(self, peer: Hashable, message: Hashable, now: float) -> bool:
@@ -95,7 +102,7 @@ class Echoes:
             found = self._sent.get((peer, message))
             if not found:
                 return False
-            at, _number, reflected = found.popleft()  # that sending is answered, echo or not
+            at, _number, reflected = found.pop(0)  # that sending is answered, echo or not
             if not found:
                 del self._sent[(peer, message)]
             if reflected and not self._echoes(peer, now, now - at):
@@ -124,6 +131,6 @@ class Echoes:
         _at, number, key = self._order.popleft()
         found = self._sent.get(key)
         if found and found[0][1] == number:  # (else answered already)
-            found.popleft()
+            found.pop(0)
             if not found:
                 del self._sent[key]

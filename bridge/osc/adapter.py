@@ -216,8 +216,7 @@ class OscAdapter:
             event = "fire" if control.trigger else "press"
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
-        now = time.monotonic()
-        came_from = _host_of(change.origin.ident) if change.origin.kind == "osc" else None
+        going: list[tuple[Target | Stream, bytes]] = []
         for target in self._targets:
             if source is not None and source == target.ident:
                 continue  # no echo to the peer that sent it
@@ -225,20 +224,21 @@ class OscAdapter:
             packet = packets.get(form)
             if packet is None:
                 packet = packets[form] = encode(form[0] + control.osc, control, change.value, form[1])
-            peer = target.peer
-            self.echoes.sent(peer, packet, now, peer == came_from)  # before: an echo may beat the send back
-            target.put(control.id, packet, event)
-            if self.monitor.watching:
-                self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet, None, control.id)
+            going.append((target, packet))
         streams = self.listener.streams() if self.listener is not None else []
         if streams:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
-            for stream in streams:
-                if stream.ident != source:
-                    self.echoes.sent(stream.host, packet, now, stream.host == came_from)
-                    stream.put(control.id, packet, event)
-                    if self.monitor.watching:
-                        self.monitor.saw("osc/tcp", "out", stream.ident, packet, None, control.id)
+            going += [(stream, packet) for stream in streams if stream.ident != source]
+        # Remembered before it goes: an echo may be read before the send returns (bridge.echoes).
+        came_from = _host_of(change.origin.ident) if change.origin.kind == "osc" else None
+        self.echoes.sent_all([(peer := way.peer, packet, peer == came_from) for way, packet in going], time.monotonic())
+        for way, packet in going:
+            way.put(control.id, packet, event)
+            if self.monitor.watching:
+                if isinstance(way, Stream):
+                    self.monitor.saw("osc/tcp", "out", way.ident, packet, None, control.id)
+                else:
+                    self.monitor.saw(f"osc/{way.config.transport}", "out", way.config.label, packet, None, control.id)
 
     def _hello(self, target: Target) -> list[bytes]:
         """What a target is sent first, whenever it connects: its on_connect messages, then the queries."""

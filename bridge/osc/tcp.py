@@ -98,6 +98,11 @@ class Stream:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def peer(self) -> str:
+        """The address it speaks from (what an echo of what it was sent comes from)."""
+        return self.host
+
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
         """Queue ``packet`` (a newer one with the same key replaces it, unless it is an ``event``); never blocks."""
         if not self.closed:
