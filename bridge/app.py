@@ -221,8 +221,7 @@ class Bridge:
 
     def _osc_port(self) -> int | None:
         """The UDP port the OSC side listens on now, or None without one."""
-        osc = self.ported.get("osc")
-        return getattr(osc, "port", None) if osc is not None and getattr(osc, "_sock", None) is not None else None
+        return getattr(self.ported.get("osc"), "port", None)
 
     def _oscquery_port(self) -> int | None:
         oscquery = self.ported.get("oscquery")

@@ -33,7 +33,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import TypeVar
 
 #: Seconds a message sent stays recognisable as coming back.
 WINDOW = 0.1
@@ -47,6 +48,7 @@ LIMIT = 50_000
 ECHOED = "(the echo of what was sent there: dropped)"
 
 Key = tuple[Hashable, Hashable]
+T = TypeVar("T")
 
 
 class Echoes:
@@ -110,6 +112,17 @@ class Echoes:
             self._echoers[peer] = now
             self.recognised += 1
             return True
+
+    def split(
+        self, peer: Hashable, items: list[T], key: Callable[[T], Hashable], now: float
+    ) -> tuple[list[T], list[T]]:
+        """``items`` that came in from ``peer``, as (those taken, the echoes), each in order; ``key`` gives
+        an item's message as it was remembered."""
+        taken: list[T] = []
+        echoes: list[T] = []
+        for item in items:
+            (echoes if self.back(peer, key(item), now) else taken).append(item)
+        return taken, echoes
 
     def _echoes(self, peer: Hashable, now: float, delay: float) -> bool:
         """Whether ``peer`` is known to echo (a reflected message of its own came back after ``delay``)."""

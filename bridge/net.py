@@ -33,6 +33,11 @@ def unmapped(host: str) -> str:
     return host
 
 
+def host_of(ident: str) -> str:
+    """The host of an OSC peer's ident: ``10.0.0.5:9000``, ``[::1]:9000``, ``tcp:10.0.0.5:3032``."""
+    return ident.removeprefix("tcp:").rsplit(":", 1)[0].strip("[]")
+
+
 def urls(host: str, port: int, scheme: str = "http") -> list[str]:
     """The URLs to open for a server bound to ``host``: localhost first, then the LAN one."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104

@@ -29,10 +29,10 @@ from tests.helpers import (
     wait_until,
     write_config,
 )
-from tests.jack import JackServer, MidiPeer, unique_name
+from tests.jack import JackServer, MidiPeer
 from tests.osc_tools import OscDump, OscPeer, oscsend, udp_port_taken
 from tests.oscquery_tools import WsPeer, wait_listening
-from tests.test_midi import cc, jumping, link_up, midi_health, midi_table, note_off, note_on
+from tests.test_midi import cc, jumping, midi_health, note_off, note_on, virtual_midi_bridge
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -65,6 +65,16 @@ osc = "/marker"
 def osc_table(listen: int, *targets: int, host: str = "127.0.0.1") -> str:
     aimed = ", ".join(f'"127.0.0.1:{port}"' for port in targets)
     return f'[osc]\nlisten = "{host}:{listen}"\ntargets = [{aimed}]\n'
+
+
+def go_and_drag(page: Client) -> list[float]:
+    """A page presses GO once, then drags the level through 11 values; those values, in order."""
+    page.send("go", 1)
+    page.send("go", 0)
+    moves = [round(0.2 + i / 100, 2) for i in range(11)]
+    for value in moves:
+        page.send("level", value)
+    return moves
 
 
 def osc_health(server: BridgeProcess) -> dict[str, Any]:
@@ -186,11 +196,7 @@ def test_a_peer_that_sends_everything_back_fires_a_go_once_and_keeps_the_last_mo
     back = relay(osc_port)
     server = bridge_factory(write_config(tmp_path, osc_table(osc_port, back, host=listen), controls=SHOW))
     page = client_factory(server.url)
-    page.send("go", 1)
-    page.send("go", 0)
-    moves = [round(0.2 + i / 100, 2) for i in range(11)]
-    for value in moves:
-        page.send("level", value)
+    moves = go_and_drag(page)
     sent = 1 + len(moves)  # the GO and every move, once each
     wait_until(lambda: osc_health(server)["echoes"] == sent, what="every message sent back, and known")
     health = osc_health(server)
@@ -217,11 +223,7 @@ def test_oscquery_clients_bound_both_ways_fire_a_go_once_and_keep_the_last_move(
         wait_listening(server, "/go", 2)
         wait_listening(server, "/level", 2)
         page = client_factory(server.url)
-        page.send("go", 1)
-        page.send("go", 0)
-        moves = [round(0.2 + i / 100, 2) for i in range(11)]
-        for value in moves:
-            page.send("level", value)
+        moves = go_and_drag(page)
         page.send("marker", 1)  # heard by no client: at the desk, after the rest went out
         dump.wait_for("/marker f 1.000000")
         for mirror in mirrors:
@@ -253,15 +255,7 @@ def test_a_midi_output_patched_to_the_input_neither_undoes_a_toggle_nor_fires_a_
     jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
     """An IAC bus or a virtual cable chosen both ways, or a DAW track passing its input through."""
-    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
-    config = write_config(
-        tmp_path,
-        extra=midi_table(names["input"], names["output"], virtual=True),
-        controls=jumping(CONTROLS_TOML + TRIGGER_TOML),
-    )
-    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
-    peer.connect(names["input"], names["output"])
-    link_up(server, peer)
+    server, names = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, jumping(CONTROLS_TOML + TRIGGER_TOML))
     output = next(p for p in peer.sources() if p.endswith(":" + names["output"]))
     sink = next(p for p in peer.sinks() if p.endswith(":" + names["input"]))
     env = {**os.environ, "JACK_DEFAULT_SERVER": jack.name}
@@ -293,13 +287,7 @@ def test_a_pad_pressed_again_and_again_flips_its_toggle_each_time(
 ) -> None:
     """A pad of fixed velocity (note-on 127 each press) under its LED: the LED the bridge sends back is
     that very note-on, and the next press is no echo of it (presses were dropped, and the toggle stuck)."""
-    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
-    config = write_config(
-        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=jumping(CONTROLS_TOML)
-    )
-    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
-    peer.connect(names["input"], names["output"])
-    link_up(server, peer)
+    server, _ = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, jumping(CONTROLS_TOML))
     page = client_factory(server.url)
     shown = [server.get_json("/api/values")["toggle1"]]
     for _ in range(6):

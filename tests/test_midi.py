@@ -93,21 +93,27 @@ def latest_status(client: Client, wanted: tuple[str, str]) -> dict[str, Any]:
 
 
 # -- fixtures ------------------------------------------------------------------------
-@pytest.fixture
-def virtual_bridge(
-    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start
+def virtual_midi_bridge(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, controls: str, extra: str = ""
 ) -> tuple[BridgeProcess, dict[str, str]]:
-    """A bridge with virtual ports of its own, and the peer connected to them."""
+    """A bridge on ``jack`` with virtual ports of its own and ``controls``, the peer connected to them and
+    MIDI flowing both ways (slider2, which ``controls`` must have on CC 2, left at 0); the ports' names."""
     names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
     config = write_config(
-        tmp_path,
-        extra=midi_table(names["input"], names["output"], virtual=True),
-        controls=jumping(CONTROLS_TOML + PAD_TOML),
+        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True) + extra, controls=controls
     )
     server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
     peer.connect(names["input"], names["output"])
     link_up(server, peer)
     return server, names
+
+
+@pytest.fixture
+def virtual_bridge(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start
+) -> tuple[BridgeProcess, dict[str, str]]:
+    """A bridge with virtual ports of its own, and the peer connected to them."""
+    return virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, jumping(CONTROLS_TOML + PAD_TOML))
 
 
 def link_up(server: BridgeProcess, peer: MidiPeer) -> None:
@@ -431,12 +437,7 @@ def test_an_ambiguous_port_name_lists_the_candidates() -> None:
 def test_output_budget_sends_the_latest_value_per_control_and_always_the_last(
     jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
-    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
-    extra = midi_table(names["input"], names["output"], virtual=True) + "budget = 50\n"
-    config = write_config(tmp_path, extra=extra, controls=jumping(CONTROLS_TOML))
-    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
-    peer.connect(names["input"], names["output"])
-    link_up(server, peer)
+    server, _ = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, jumping(CONTROLS_TOML), "budget = 50\n")
     browser = client_factory(server.url)
     for value in range(1, 51):  # a fast sweep: 50 changes at once, 5 messages of budget at hand
         browser.send("slider1", value)
@@ -501,13 +502,7 @@ midi = { channel = 1, note = 42 }
 def test_knobs_selects_leds_triggers_and_midi_ranges_both_ways(
     jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
-    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
-    config = write_config(
-        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=SURFACE_MIDI
-    )
-    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
-    peer.connect(names["input"], names["output"])
-    link_up(server, peer)
+    server, _ = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, SURFACE_MIDI)
     client = client_factory(server.url)
     client.wait_event("snapshot")
 
@@ -536,13 +531,7 @@ def test_a_trigger_pad_goes_out_as_a_hit_at_every_press(
     jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
     # A GO is an event: the same press twice is two presses, and a note must not hang on a synth.
-    names = {"input": unique_name("sb-in"), "output": unique_name("sb-out")}
-    config = write_config(
-        tmp_path, extra=midi_table(names["input"], names["output"], virtual=True), controls=SURFACE_MIDI
-    )
-    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
-    peer.connect(names["input"], names["output"])
-    link_up(server, peer)
+    server, _ = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, SURFACE_MIDI)
     client = client_factory(server.url)
     client.wait_event("snapshot")
 

@@ -50,7 +50,7 @@ from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import encode, slot_of
+from bridge.midi.codec import encode, has_midi_form, outgoing, slot_of
 from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
@@ -69,9 +69,6 @@ IDLE_WAIT = 0.05
 #: A change held back by the budget: its control, the MIDI number (None for a trigger's
 #: press, which is an event and never "shown already") and the messages carrying it.
 Held = tuple[str, "int | None", tuple[mido.Message, ...]]
-#: A trigger's press on these goes out as a hit, pressed then released, like a pad's:
-#: a note never hangs on a synth and a repeated press is seen as a new one.
-_HIT_KINDS = ("note", "cc", "cc14")
 
 
 class MidiAdapter:
@@ -167,17 +164,12 @@ class MidiAdapter:
         """Send ``change`` unless it came from MIDI (feedback aside) or the device shows it already."""
         control = self.bindings.controls.get(change.control.id, change.control)  # with its binding of now
         binding = control.midi
-        if binding is None or not _has_midi_form(control, change.value):
+        if binding is None or not has_midi_form(control, change.value):
             return
         if change.origin.kind != "midi":
             # Set elsewhere: a pickup fader must reach the new value before it moves it.
             self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id))
-        number: int | None
-        number, messages = encode(control, change.value)
-        if control.trigger:
-            number = None  # an event: every press goes out, none is "shown already"
-            if binding.kind in _HIT_KINDS:
-                messages += encode(control, 0)[1]
+        number, messages = outgoing(control, change.value)
         with self._out_lock:
             if change.origin.kind == "midi" and not binding.feedback:
                 # The controller is there already: a later change to this same
@@ -369,7 +361,7 @@ class MidiAdapter:
         for control in self.bindings.controls.values():
             if only is not None and control.id not in only:
                 continue
-            if control.midi is None or control.trigger or not _has_midi_form(control, values[control.id]):
+            if control.midi is None or control.trigger or not has_midi_form(control, values[control.id]):
                 continue
             number, messages = encode(control, values[control.id])
             if not self._send(outlet, messages, control.id):
@@ -424,16 +416,9 @@ class MidiAdapter:
 
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
         self.received += len(messages)
-        now = time.monotonic()
-        kept: list[mido.Message] = []
-        echoes: list[mido.Message] = []
-        for message in messages:
-            (echoes if self.echoes.back(ECHO_PEER, tuple(message.bytes()), now) else kept).append(message)
-        messages = kept
+        messages, echoes = self.echoes.split(ECHO_PEER, messages, lambda m: tuple(m.bytes()), time.monotonic())
         if self.monitor.watching:
-            self._seen(port_name, messages)
-            for echo in echoes:  # said, so that an operator sees why it did nothing
-                self.monitor.saw("midi", "in", port_name, f"{echo} {ECHOED}")
+            self._seen(port_name, messages, echoes)
         bindings = self.bindings
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)
@@ -449,18 +434,16 @@ class MidiAdapter:
             except (UnknownControl, InvalidValue) as err:
                 self._warn.warning(("in", control.id), "MIDI in from %r rejected: %s", port_name, err)
 
-    def _seen(self, port_name: str, messages: list[mido.Message]) -> None:
-        """Tell the monitor of messages in, each with the control its slot belongs to."""
+    def _seen(self, port_name: str, messages: list[mido.Message], echoes: list[mido.Message]) -> None:
+        """Tell the monitor of messages in, each with the control its slot belongs to, and of the echoes
+        dropped (so that an operator sees why they did nothing)."""
         table = self.bindings.decoder.table
         for message in messages:
             slot = slot_of(message)
             listener = table.get(slot) if slot is not None else None
             self.monitor.saw("midi", "in", port_name, message, None, listener.control.id if listener else "")
+        for echo in echoes:
+            self.monitor.saw("midi", "in", port_name, f"{echo} {ECHOED}")
 
     def _current(self, control: Control) -> Value:
         return self.hub.get(control.id)
-
-
-def _has_midi_form(control: Control, value: Value) -> bool:
-    """Text has none (a label showing words, say); everything else is a MIDI number."""
-    return not isinstance(value, str) or control.type == "select"

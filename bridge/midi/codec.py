@@ -183,6 +183,28 @@ def input_table(controls: Iterable[Control]) -> dict[Slot, Listener]:
     return table
 
 
+#: Bindings on which a trigger's press goes out as a hit (press, then release), as a pad sends it.
+HIT_KINDS = ("note", "cc", "cc14")
+
+
+def has_midi_form(control: Control, value: Value) -> bool:
+    """Text has none (a label showing words, say); everything else is a MIDI number."""
+    return not isinstance(value, str) or control.type == "select"
+
+
+def outgoing(control: Control, value: Value) -> tuple[int | None, tuple[mido.Message, ...]]:
+    """What ``value`` of a bound ``control`` sends: its MIDI number (None for a trigger's press: an event,
+    never "shown already") and the messages. On a note or CC a press is a hit: the release follows, so
+    no note hangs on a synth and a receiver that waits for the button to come up sees the next press."""
+    number, messages = encode(control, value)
+    if not control.trigger:
+        return number, messages
+    assert control.midi is not None  # noqa: S101 - encode refused it otherwise
+    if control.midi.kind in HIT_KINDS:
+        messages += encode(control, 0)[1]
+    return None, messages
+
+
 def encode(control: Control, value: Value) -> tuple[int, tuple[mido.Message, ...]]:
     """The MIDI number for ``value`` and the messages that carry it.
 

@@ -17,13 +17,10 @@ argument, so the desk answers with its values.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
-import os
 import select
 import socket
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,11 +34,11 @@ from bridge.hub import Hub, Reshaped
 from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.monitor import IDLE
-from bridge.net import unmapped
+from bridge.net import host_of, unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
-from bridge.osc.udp import REFUSALS, UdpTarget, send_from
+from bridge.osc.udp import REFUSALS, UdpTarget, refusals, report_errors, send_from
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +132,7 @@ class OscAdapter:
         sock.setblocking(False)
         # What goes to the targets goes from here (bridge.osc.udp): the kernel says which of them
         # refused a datagram (ICMP port unreachable) in this socket's error queue.
-        _report_errors(sock)
+        report_errors(sock)
         self._sock = sock
         for udp in self._udp:
             udp.shared = sock
@@ -172,10 +169,10 @@ class OscAdapter:
             self._sock = None
 
     @property
-    def port(self) -> int:
-        """The UDP port actually bound (useful with port 0)."""
-        assert self._sock is not None  # noqa: S101
-        return int(self._sock.getsockname()[1])
+    def port(self) -> int | None:
+        """The UDP port actually bound (useful with port 0); None while it does not listen."""
+        sock = self._sock
+        return int(sock.getsockname()[1]) if sock is not None else None
 
     @property
     def sent(self) -> int:
@@ -187,7 +184,7 @@ class OscAdapter:
         inbound = self.inbound
         described: dict[str, Any] = {
             # (the port bound: with port 0 in the config, the one the system gave)
-            "listen": f"{self.config.listen_host}:{self.port if self._sock is not None else self.config.listen_port}",
+            "listen": f"{self.config.listen_host}:{self.port or self.config.listen_port}",
             "received": inbound.received,
             "dropped": inbound.dropped,
             "refused": inbound.refused,
@@ -230,7 +227,7 @@ class OscAdapter:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
             going += [(stream, packet) for stream in streams if stream.ident != source]
         # Remembered before it goes: an echo may be read before the send returns (bridge.echoes).
-        came_from = _host_of(change.origin.ident) if change.origin.kind == "osc" else None
+        came_from = host_of(change.origin.ident) if change.origin.kind == "osc" else None
         self.echoes.sent_all([(peer := way.peer, packet, peer == came_from) for way, packet in going], time.monotonic())
         for way, packet in going:
             way.put(control.id, packet, event)
@@ -361,20 +358,11 @@ class OscAdapter:
             batch.append((data, self._udp_source((str(sender[0]), int(sender[1])))))
 
     def _refused(self, sock: socket.socket) -> None:
-        """Read the listening socket's error queue: each entry names the target it was sent to."""
-        while True:
-            try:
-                _data, ancillary, _flags, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
-            except OSError:
-                return  # (empty: BlockingIOError)
-            code = errno.ECONNREFUSED
-            for _level, _type, payload in ancillary:
-                if len(payload) >= 4:
-                    code = int.from_bytes(payload[:4], sys.byteorder)  # sock_extended_err.ee_errno
-            host, port = unmapped(str(address[0])), int(address[1])
+        """The refusals in the listening socket's error queue, each told to the target it was sent to."""
+        for host, port, err in refusals(sock):
             for target in self._udp:
                 if target.address is not None and target.ip == host and target.config.port == port:
-                    target.failed(OSError(code, os.strerror(code)))
+                    target.failed(err)
 
     def _drain_target(self, target: UdpTarget, batch: list[tuple[bytes, Source]]) -> None:
         sock = target.sock
@@ -427,31 +415,6 @@ class OscAdapter:
             except OSError as err:
                 self.inbound.drop((SYNC_ADDRESS, "send"), "OSC sync to %s failed: %s", peer, err)
                 return
-
-
-def _host_of(ident: str) -> str:
-    """The host of an OSC peer's ident: ``10.0.0.5:9000``, ``[::1]:9000``, ``tcp:10.0.0.5:3032``."""
-    return ident.removeprefix("tcp:").rsplit(":", 1)[0].strip("[]")
-
-
-def _report_errors(sock: socket.socket) -> None:
-    """Have ICMP errors about what ``sock`` sends queued on it, with where it went (Linux's ``IP_RECVERR``)."""
-    if sys.platform != "linux":
-        return
-    try:
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
-            if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
-                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)  # its IPv4 peers too
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-    except OSError as err:
-        log.debug("OSC: no ICMP errors on the listening socket (%s)", err)
-
-
-#: <linux/in.h> and <linux/in6.h> (Python names neither).
-_IP_RECVERR = 11
-_IPV6_RECVERR = 25
 
 
 def _status(target: Target) -> dict[str, Any]:

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bridge.config import OscTarget
+from bridge.net import unmapped
 from bridge.osc.tcp import Event
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,41 @@ def send_from(shared: socket.socket, packet: bytes, address: Any) -> None:
         # A refusal of an earlier datagram, to whichever target, is said by the socket's next call:
         # this one. It is in the error queue too, where the reader finds whose it was. Sent again.
         shared.sendto(packet, address)
+
+
+def report_errors(sock: socket.socket) -> None:
+    """Have ICMP errors about what ``sock`` sends queued on it, with where it went (Linux's ``IP_RECVERR``)."""
+    if sys.platform != "linux":
+        return
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+            if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)  # its IPv4 peers too
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    except OSError as err:
+        log.debug("OSC: no ICMP errors on the listening socket (%s)", err)
+
+
+def refusals(sock: socket.socket) -> Iterator[tuple[str, int, OSError]]:
+    """What ``sock``'s error queue holds (see :func:`report_errors`): each refused datagram's
+    destination (host, port) and the error; read until it is empty."""
+    while True:
+        try:
+            _data, ancillary, _flags, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+        except OSError:
+            return  # (empty: BlockingIOError)
+        code = errno.ECONNREFUSED
+        for _level, _type, payload in ancillary:
+            if len(payload) >= 4:
+                code = int.from_bytes(payload[:4], sys.byteorder)  # sock_extended_err.ee_errno
+        yield unmapped(str(address[0])), int(address[1]), OSError(code, os.strerror(code))
+
+
+#: <linux/in.h> and <linux/in6.h> (Python names neither).
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
 
 
 class UdpTarget:

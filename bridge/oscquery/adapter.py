@@ -21,6 +21,7 @@ from bridge.echoes import Echoes
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub, Reshaped
 from bridge.model import Change, Origin
+from bridge.net import host_of
 from bridge.osc.codec import arguments, values_for
 from bridge.osc.packets import decode
 from bridge.oscquery.namespace import Namespace, frame
@@ -97,11 +98,9 @@ class OscQueryAdapter:
         data = frame(control, change.value)
         offered = self.server.offer(control.osc, data, source, key, control.type == "button")
         if offered:
-            now = time.monotonic()
             # (a change a client sent over UDP comes back to its host: that is reflected, not probed)
-            came_from = change.origin.ident.rsplit(":", 1)[0] if change.origin.kind == "osc" else None
-            for client in offered:
-                self.echoes.sent(client.host, data, now, client.host == came_from)
+            came_from = host_of(change.origin.ident) if change.origin.kind == "osc" else None
+            self.echoes.sent_all([(c.host, data, c.host == came_from) for c in offered], time.monotonic())
 
     def _osc_in(self, client: Client, data: bytes) -> None:
         self.received += 1
