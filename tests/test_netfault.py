@@ -21,3 +21,18 @@ def test_osc_target_network_goes_away_and_comes_back() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_osc_broadcast_target_heard_and_not_heard_back() -> None:
+    # unshare -n, with a veth pair of the namespace's own: a network with a broadcast address
+    # whose every end is in the namespace (tests/netns_broadcast.py).
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.netns_broadcast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")

@@ -38,7 +38,7 @@ from bridge.net import host_of, unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
-from bridge.osc.udp import REFUSALS, UdpTarget, refusals, report_errors, send_from
+from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class OscAdapter:
             host, port = config.listen_tcp
             self.listener = TcpListener(host, port, config.listen_tcp_framing, self._stream_in, self.inbound.allowed)
         self._sock: socket.socket | None = None
+        self._own: Own | None = None  # tells the listening socket's own datagrams
         self._workers = Workers()
         self._states: list[str] = []
 
@@ -134,6 +135,7 @@ class OscAdapter:
         # refused a datagram (ICMP port unreachable) in this socket's error queue.
         report_errors(sock)
         self._sock = sock
+        self._own = Own(sock)
         for udp in self._udp:
             udp.shared = sock
         if self.listener is not None:
@@ -302,7 +304,8 @@ class OscAdapter:
         prefix = ""
         if self._prefixed:  # a desk under a prefix may answer to the listen port: known by its address
             prefix = next((t.config.prefix for t in self._prefixed if t.ip == host), "")
-        return Source(f"{host}:{sender[1]}", host, reply, prefix)
+        own = self._own is not None and self._own(host, sender[1])
+        return Source(f"{host}:{sender[1]}", host, reply, prefix, own)
 
     def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
         def reply(packet: bytes) -> None:

@@ -53,6 +53,8 @@ class Source:
     reply: Callable[[bytes], None]
     #: A target's ``prefix``: its answers come with it in front of the controls' addresses.
     prefix: str = ""
+    #: The bridge's own listening socket sent it (its broadcast heard on its own port): an echo.
+    own: bool = False
 
 
 class Inbound:
@@ -128,7 +130,7 @@ class Inbound:
                 continue
             for message in found:
                 address = message.address
-                echo = (
+                echo = source.own or (
                     address != SYNC_ADDRESS
                     and address not in self.commands
                     and self.echoes.back(source.host, message.dgram, now)

@@ -13,6 +13,13 @@ through the listening socket's error queue (``IP_RECVERR``): the adapter
 reads it and names the target (:meth:`UdpTarget.failed`). One broken target
 never delays another: a UDP send never waits.
 
+A target may be a broadcast address (``192.168.1.255``: every phone on the
+network hears it): the socket that sends to it may then broadcast
+(``SO_BROADCAST``), and the bridge says so at start. The bridge then hears its
+own broadcast when the target's port is its own: datagrams from its own
+address and port are known (:class:`Own`) and dropped, or a GO would go
+round for ever.
+
 Where the listening address cannot reach the target (a loopback
 ``listen``, a target on the LAN; an IPv4 ``listen``, an IPv6 target), the
 target gets a socket of its own, connected to it, on a port of its own, as
@@ -90,6 +97,58 @@ def refusals(sock: socket.socket) -> Iterator[tuple[str, int, OSError]]:
         yield unmapped(str(address[0])), int(address[1]), OSError(code, os.strerror(code))
 
 
+def connect(sock: socket.socket, sockaddr: Any) -> bool:
+    """Connect the UDP socket ``sock`` to ``sockaddr`` (which sends nothing); True when that is a
+    broadcast address, which the kernel refuses (EACCES) until the socket may broadcast."""
+    try:
+        sock.connect(sockaddr)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.connect(sockaddr)
+        return True
+    return False
+
+
+def is_local(host: str) -> bool:
+    """True when ``host`` is one of this machine's own addresses (a socket can be bound to it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+class Own:
+    """Tells the datagrams the listening socket ``sock`` sent itself: a broadcast to its own port
+    (or a target that is its own address) comes back from one of its host's addresses and its port.
+    No other program can send from that port: nothing else may bind it (no ``SO_REUSEADDR``)."""
+
+    #: How long (seconds) an address is known as this host's own or not (addresses come and go).
+    KEEP = 10.0
+
+    def __init__(self, sock: socket.socket) -> None:
+        host, self.port = sock.getsockname()[:2]
+        self.host = unmapped(str(host))
+        self.anywhere = self.host in ("0.0.0.0", "::")  # noqa: S104 - names the wildcard, binds nothing
+        self._known: dict[str, tuple[bool, float]] = {}
+
+    def __call__(self, host: str, port: int) -> bool:
+        """True when a datagram from ``host``:``port`` (``host`` as :func:`unmapped` names it) is its own."""
+        if port != self.port:
+            return False
+        if not self.anywhere:
+            return host == self.host
+        now = time.monotonic()
+        known = self._known.get(host)
+        if known is None or now - known[1] > self.KEEP:
+            if len(self._known) > 256:
+                self._known.clear()
+            known = self._known[host] = (is_local(host), now)
+        return known[0]
+
+
 #: <linux/in.h> and <linux/in6.h> (Python names neither).
 _IP_RECVERR = 11
 _IPV6_RECVERR = 25
@@ -107,6 +166,7 @@ class UdpTarget:
         self.address: Any = None
         self.ip: str | None = None
         self.state = "resolving"  # resolving | ok | unresolved | unreachable
+        self.broadcast = False  # its address is a broadcast one (every host on that network hears it)
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
@@ -137,6 +197,7 @@ class UdpTarget:
             "sent": self.sent,
             "errors": self.errors,
             "from_port": self.local_port,
+            "broadcast": self.broadcast,
         }
 
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
@@ -197,13 +258,13 @@ class UdpTarget:
                 )
             return False
         family, _, _, _, sockaddr = infos[0]
-        address = self._through_listener(family, sockaddr)
+        address, broadcast = self._through_listener(family, sockaddr)
         sock = None
         if address is None:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # room for a desk's burst
-                sock.connect(sockaddr)
+                broadcast = connect(sock, sockaddr)
             except OSError as err:
                 sock.close()
                 if self.state != "unreachable":
@@ -217,30 +278,36 @@ class UdpTarget:
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
             self.state = "ok"
+            if broadcast and not self.broadcast:
+                log.info("OSC target %s is a broadcast address: every host on its network hears it", self.config.label)
+            self.broadcast = broadcast
         return True
 
-    def _through_listener(self, family: int, sockaddr: Any) -> Any:
-        """Where to send it on the listening socket, or None when that socket cannot reach it."""
+    def _through_listener(self, family: int, sockaddr: Any) -> tuple[Any, bool]:
+        """Where to send it on the listening socket (None when that socket cannot reach it), and
+        whether that is a broadcast address."""
         shared = self.shared
         if shared is None:
-            return None
+            return None, False
         host = str(shared.getsockname()[0])
         if shared.family == socket.AF_INET6 and family == socket.AF_INET:
             if host != "::" or shared.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
-                return None
+                return None, False
             family, sockaddr = socket.AF_INET6, (f"::ffff:{sockaddr[0]}", sockaddr[1], 0, 0)
         if shared.family != family:
-            return None
+            return None, False
         # Can a datagram from that address reach it (a loopback one cannot reach the LAN)? Asked of the
         # kernel with a socket of the same address: connecting a UDP socket sends nothing.
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
             try:
                 probe.bind((host, 0))
-                probe.connect(sockaddr)
+                broadcast = connect(probe, sockaddr)
             except OSError as err:
                 log.debug("OSC target %s: not from %s (%s): a port of its own", self.config.label, host, err)
-                return None
-        return sockaddr
+                return None, False
+        if broadcast:
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        return sockaddr, broadcast
 
     def close(self) -> None:
         with self.lock:
