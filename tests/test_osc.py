@@ -276,3 +276,28 @@ def test_listen_port_in_use_is_said_clearly(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen for OSC on 127.0.0.1:{port}" in result.stderr and "[osc] listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_target_on_a_socket_of_its_own_never_stops_the_input(tmp_path: Path, bridge_factory: Start) -> None:
+    """An IPv6 desk beside an IPv4 ``listen``: its own socket (the listening one cannot reach it).
+    Its answer read, the input must go on: the reader once waited on that socket for ever (a
+    blocking socket under gevent waits instead of saying it is empty), and no OSC came in again."""
+    desk = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    desk.bind(("::1", 0))
+    desk.settimeout(DEADLINE)
+    try:
+        proc, port = osc_bridge(tmp_path, bridge_factory, [f'"[::1]:{desk.getsockname()[1]}"'])
+        (target,) = proc.get_json("/healthz")["adapters"]["osc"]["targets"]
+        assert target["from_port"] != port, target  # a port of its own
+        proc.put_json("/api/values/slider1", {"value": 7})
+        data, sender = desk.recvfrom(65536)
+        assert data.startswith(b"/slider1\x00"), data
+        answer = OscMessageBuilder(address="/slider2")
+        answer.add_arg(9.0)
+        desk.sendto(answer.build().dgram, sender)  # the desk answers the port it was sent from
+        wait_until(lambda: proc.get_json("/api/values")["slider2"] == 9, what="the desk's answer applied")
+        for value in (11, 12):
+            oscsend(port, "/slider1", "i", value)  # and the listening port still heard
+            wait_until(lambda v=value: proc.get_json("/api/values")["slider1"] == v, what=f"slider1 = {value}")
+    finally:
+        desk.close()

@@ -265,6 +265,9 @@ class UdpTarget:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # room for a desk's burst
                 broadcast = connect(sock, sockaddr)
+                # Read with the listening socket, until empty: a blocking socket under gevent would wait
+                # for more instead of saying it is empty, and no OSC would come in again.
+                sock.setblocking(False)
             except OSError as err:
                 sock.close()
                 if self.state != "unreachable":
