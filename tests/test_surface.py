@@ -11,6 +11,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, OscPeer, oscsend
 
@@ -260,3 +262,44 @@ def test_the_desk_names_and_colours_reach_clients_before_and_after_and_are_never
     dump.wait_for("/ch/01/mix/01/level f 0.500000")
     assert not [m for m in dump.messages() if "/config/" in m]
     assert proc.get_json("/healthz")["adapters"]["osc"]["dropped"] == 0
+
+
+NAMING = """
+[[controls]]
+id = "name1"
+type = "text"
+osc = "/ch/01/config/name"
+
+[[controls]]
+id = "fader1"
+type = "range"
+osc = "/ch/01/mix/fader"
+label_from = "/ch/01/config/name"
+"""
+
+
+@pytest.mark.parametrize("echoing", [False, True])
+def test_a_name_sent_to_the_desk_is_the_label_that_follows_it(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, echoing: bool
+) -> None:
+    """A page renames channel 1 on the desk (a text control at its name's address); the fader
+    labelled from that address shows the new name. An X32 does not report a change to the client
+    that made it (Maillot's unofficial X32 OSC protocol), so the name never came back; a desk
+    that does sent it back, and that echo was dropped: the label stayed on the old name."""
+    desk = OscPeer()
+    port = free_port(socket.SOCK_DGRAM)
+    osc = f'[osc]\nlisten = "127.0.0.1:{port}"\ntargets = ["127.0.0.1:{desk.port}"]\n'
+    proc = bridge_factory(write_config(tmp_path, extra=osc, controls=NAMING))
+    page, other = client_factory(proc.url), client_factory(proc.url)
+    try:
+        desk.send(port, "/ch/01/config/name", "Vox")  # the desk's name at start
+        wait_until(lambda: {"who": "fader1", "label": "Vox"} in other.of("update look"), what="Vox")
+        page.send("name1", "Kick")
+        desk.wait_for("/ch/01/config/name", lambda a: a == ["Kick"])
+        if echoing:
+            desk.send(port, "/ch/01/config/name", "Kick")
+            wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["echoes"] == 1, what="the echo")
+        wait_until(lambda: {"who": "fader1", "label": "Kick"} in other.of("update look"), what="Kick at a page")
+        assert "Kick" in proc.get_text("/")  # and on a page loaded now
+    finally:
+        desk.close()

@@ -210,6 +210,8 @@ class OscAdapter:
         """Mirror ``change`` to every target and TCP client but the one it came from."""
         source = change.origin.ident if change.origin.kind == "osc" else None
         control = change.control
+        if source is None and control.id in self.inbound.naming:
+            self.inbound.told(control, change.value)  # (from OSC, its look was taken as it came in)
         event: Event = None
         if control.type == "button":
             event = "fire" if control.trigger else "press"

@@ -29,7 +29,7 @@ from bridge.flow import Latest
 from bridge.hub import Hub
 from bridge.logs import LogLimiter
 from bridge.looks import Looks
-from bridge.model import Origin
+from bridge.model import Control, Origin
 from bridge.monitor import IDLE
 from bridge.osc.codec import arguments, plain_text, values_for
 from bridge.osc.packets import address_table, controls_at, decode
@@ -95,6 +95,8 @@ class Inbound:
         # Where the desk says what a control looks like: address -> the controls whose label or colour it sets.
         self.label_from = address_table(controls, lambda c: c.label_from)
         self.color_from = address_table(controls, lambda c: c.color_from.address if c.color_from else None)
+        #: Controls whose own address names or colours others: what they send is the desk's look too.
+        self.naming = frozenset(c.id for c in controls if c.osc in self.label_from or c.osc in self.color_from)
 
     def allowed(self, host: str) -> bool:
         """True when ``[osc] allow`` lets OSC from ``host`` in (everyone when it lists nothing)."""
@@ -184,6 +186,12 @@ class Inbound:
             # The latest per control, in order; every press and release of a button.
             key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
             pending.put(key, (raw, origin, address))
+
+    def told(self, control: Control, value: object) -> None:
+        """``value`` of a :attr:`naming` control goes out to the desk: the name or colour it now has
+        there is shown (a desk that does not report to the sender would never say it, and the echo
+        of one that does is dropped)."""
+        self._look(control.osc, [value])
 
     def _look(self, address: str, args: list[object]) -> bool:
         """Apply a label or colour the desk sent; True when ``address`` is one (never mirrored out)."""
