@@ -24,8 +24,7 @@ def test_osc_target_network_goes_away_and_comes_back() -> None:
 
 
 def test_osc_broadcast_target_heard_and_not_heard_back() -> None:
-    # unshare -n, with a veth pair of the namespace's own: a network with a broadcast address
-    # whose every end is in the namespace (tests/netns_broadcast.py).
+    # unshare -n: the namespace's loopback network and its broadcast address (tests/netns_broadcast.py).
     result = subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "tests.netns_broadcast"],
         cwd=ROOT,
