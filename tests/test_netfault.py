@@ -35,3 +35,17 @@ def test_osc_broadcast_target_heard_and_not_heard_back() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_osc_targets_behind_a_slow_link_get_every_change() -> None:
+    # unshare -n: only the namespace's loopback, slowed by tc (tests/netns_slowlink.py).
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.netns_slowlink"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("ok")

@@ -380,8 +380,9 @@ class OscAdapter:
             except BlockingIOError:
                 return  # nothing (more) there
             except OSError as err:
-                target.failed(err)  # the ICMP "unreachable" of an earlier send
-                return
+                if err.errno in REFUSALS:
+                    target.failed(err)  # the ICMP "unreachable" of an earlier send
+                return  # (or its socket closed under it: a reload, the end)
             batch.append((data, source))
 
     def _sync(self, args: list[object], source: Source) -> None:

@@ -32,11 +32,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.config import OscTarget
@@ -55,16 +56,45 @@ REFUSALS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
+#: What a socket says when the link is slower than what is sent (its buffer, or the queue of the
+#: network interface, is full): room comes back as the link drains.
+BUSY = frozenset({errno.EAGAIN, errno.ENOBUFS})
+#: How long (seconds) a send waits for that room before the datagram is given up.
+ROOM_WAIT = 1.0
+
+
 def send_from(shared: socket.socket, packet: bytes, address: Any) -> None:
     """Send ``packet`` to ``address`` from the listening socket ``shared``."""
     try:
-        shared.sendto(packet, address)
+        sent(shared, lambda: shared.sendto(packet, address))
     except OSError as err:
         if err.errno not in REFUSALS:
             raise
         # A refusal of an earlier datagram, to whichever target, is said by the socket's next call:
         # this one. It is in the error queue too, where the reader finds whose it was. Sent again.
-        shared.sendto(packet, address)
+        sent(shared, lambda: shared.sendto(packet, address))
+
+
+def sent(sock: socket.socket, send: Callable[[], object]) -> None:
+    """Run ``send`` on the non-blocking ``sock``, waiting up to :data:`ROOM_WAIT` while the link is
+    :data:`BUSY` (a burst on a slow Wi-Fi): the datagrams wait their turn as with a blocking socket,
+    instead of being lost and their target taken for gone. Raises what ``send`` raised otherwise."""
+    deadline = 0.0
+    while True:
+        try:
+            send()
+            return
+        except OSError as err:
+            if err.errno not in BUSY:
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + ROOM_WAIT
+            if now >= deadline:
+                raise
+            if err.errno == errno.EAGAIN:
+                select.select([], [sock], [], deadline - now)  # (gevent: the rest of the bridge runs)
+            else:
+                time.sleep(0.002)  # the interface's queue: no readiness to wait on
 
 
 def report_errors(sock: socket.socket) -> None:
@@ -170,6 +200,7 @@ class UdpTarget:
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
+        self._lost: set[int | None] = set()  # the reasons of datagrams lost, said once each
         self.lock = threading.Lock()
         #: The port its datagrams go out from, once resolved.
         self.local_port: int | None = None
@@ -209,13 +240,16 @@ class UdpTarget:
             sock, address = self.sock, self.address
             try:
                 if sock is not None:
-                    sock.send(packet)
+                    sent(sock, lambda: sock.send(packet))
                 elif address is not None and self.shared is not None:
                     send_from(self.shared, packet, address)
                 else:
                     return  # not resolved yet; reported by the resolver
             except OSError as err:
-                self.failed(err)
+                if err.errno in REFUSALS:
+                    self.failed(err)
+                else:
+                    self.lost(err)
                 return
             self.sent += 1
             if self.state == "unreachable" and not self.probed:
@@ -231,6 +265,15 @@ class UdpTarget:
             self.probed = 0.0
         log.info("OSC target %s reachable again", self.config.label)
         return True
+
+    def lost(self, err: OSError) -> None:
+        """A datagram could not be sent, for another reason than a refusal (the link stayed full for
+        :data:`ROOM_WAIT`): it is counted and said, once per reason; the target is not taken for gone."""
+        self.errors += 1
+        if err.errno not in self._lost:
+            self._lost.add(err.errno)
+            why = err.strerror or err
+            log.warning("OSC target %s: a message could not be sent (%s); dropped", self.config.label, why)
 
     def failed(self, err: OSError) -> None:
         """Sending (or reading the answer) showed that nothing listens there: ICMP port unreachable."""
