@@ -300,7 +300,9 @@ class UdpTarget:
                     "OSC target %s: cannot resolve %r (%s); retrying every second", self.config.label, host, err
                 )
             return False
-        family, _, _, _, sockaddr = infos[0]
+        # IPv4 first, when a name has both ("localhost" on a stock Debian or Ubuntu lists ::1 first):
+        # OSC software mostly listens on IPv4 alone. An IPv6 target is named by its address.
+        family, _, _, _, sockaddr = min(infos, key=lambda info: info[0] != socket.AF_INET)
         address, broadcast = self._through_listener(family, sockaddr)
         sock = None
         if address is None:
