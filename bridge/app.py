@@ -19,7 +19,7 @@ from bridge.concurrency import async_mode
 from bridge.config import Config
 from bridge.echoes import Echoes
 from bridge.errors import BridgeError
-from bridge.hub import Adapter, Hub
+from bridge.hub import Adapter, Held, Hub
 from bridge.logs import LibraryTracebacks, LogLimiter
 from bridge.looks import Looks
 from bridge.midi import api as midi_api
@@ -246,8 +246,11 @@ class Bridge:
                 continue  # off before, off now (no "switched off" for what never ran)
             fresh = self._make(section, new)
             self._attach(fresh)
+            held = None
             if fresh is not None and self._started:
                 if current is not None:
+                    held = Held(section)  # what changes meanwhile waits for whichever runs next
+                    self.hub.replace_adapter(current, held)
                     current.stop()  # its ports are free for the new one (tried again below if that fails)
                 try:
                     fresh.start()
@@ -255,12 +258,16 @@ class Bridge:
                     log.warning("config: %s not changed, the old one stays: %s", section, err)
                     refused.append(f"[{section}] not changed, the old one stays: {err}")
                     self.config = dataclasses.replace(self.config, **{section: getattr(old, section)})
-                    if current is not None:
+                    if current is not None and held is not None:
                         current.start()
+                        self.hub.hand_over(held, current)
                     continue
             elif current is not None:
                 current.stop()
-            self.hub.replace_adapter(current, fresh)
+            if held is not None and fresh is not None:
+                self.hub.hand_over(held, fresh)
+            else:
+                self.hub.replace_adapter(current, fresh)
             self.ported[section] = fresh
             log.info("config: %s %s", section, "restarted" if fresh is not None else "switched off")
         return refused

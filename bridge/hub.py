@@ -111,6 +111,14 @@ class Hub:
             self._adapters = adapters
             self._handing = sorted(adapters, key=lambda adapter: bool(getattr(adapter, "hand_last", False)))
 
+    def hand_over(self, held: Held, new: Adapter) -> None:
+        """Put ``new`` (started) where ``held`` stood in for it, handing it first, in order, what
+        ``held`` kept; under the dispatch lock, so no change is lost or handed twice."""
+        with self._dispatch_lock:
+            for change in held.take():
+                _hand(change, (new,))
+        self.replace_adapter(held, new)
+
     @property
     def adapters(self) -> tuple[Adapter, ...]:
         return tuple(self._adapters)
@@ -267,6 +275,34 @@ class Hub:
             except IndexError:
                 return
             _hand(change, self._handing)
+
+
+class Held:
+    """Stands in the hub for an adapter a reload restarts, from before the old one stops until the
+    new one runs (its ports are the old one's: they cannot both be open): keeps every change handed
+    to it, in order, for :meth:`Hub.hand_over`. Before, a change made in that moment was lost: a
+    fader moved once then stayed wrong on the desk."""
+
+    #: At most this many changes are kept (a reload waiting on a slow name lookup, a flood meanwhile).
+    KEEP = 10_000
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._changes: deque[Change] = deque(maxlen=self.KEEP)
+
+    def start(self) -> None:
+        """Nothing to open."""
+
+    def stop(self) -> None:
+        """Nothing to close."""
+
+    def send(self, change: Change) -> None:
+        self._changes.append(change)  # (under the hub's dispatch lock)
+
+    def take(self) -> list[Change]:
+        changes = list(self._changes)
+        self._changes.clear()
+        return changes
 
 
 def _hand(change: Change, adapters: Iterable[Adapter]) -> None:
