@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -285,10 +286,13 @@ class Held:
 
     #: At most this many changes are kept (a reload waiting on a slow name lookup, a flood meanwhile).
     KEEP = 10_000
+    #: A trigger's press (a GO) older than this (seconds) when the new side runs is not handed on:
+    #: a cue fired late is worse than one not fired.
+    FIRE_WITHIN = 0.5
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._changes: deque[Change] = deque(maxlen=self.KEEP)
+        self._changes: deque[tuple[Change, float]] = deque(maxlen=self.KEEP)
 
     def start(self) -> None:
         """Nothing to open."""
@@ -297,10 +301,11 @@ class Held:
         """Nothing to close."""
 
     def send(self, change: Change) -> None:
-        self._changes.append(change)  # (under the hub's dispatch lock)
+        self._changes.append((change, time.monotonic()))  # (under the hub's dispatch lock)
 
     def take(self) -> list[Change]:
-        changes = list(self._changes)
+        now = time.monotonic()
+        changes = [c for c, at in self._changes if not c.control.trigger or now - at <= self.FIRE_WITHIN]
         self._changes.clear()
         return changes
 

@@ -8,8 +8,8 @@ import pytest
 
 from bridge.config import Config
 from bridge.errors import InvalidValue, UnknownControl
-from bridge.hub import Hub
-from bridge.model import Change, Origin
+from bridge.hub import Held, Hub
+from bridge.model import Change, Control, Origin
 
 pytestmark = pytest.mark.unit
 
@@ -154,3 +154,24 @@ def test_a_change_reaches_the_browsers_fan_out_after_every_other_adapter(hub: Hu
     hub.replace_adapter(osc, Named("osc2"))
     hub.set("slider1", 11, WEB)
     assert order == ["osc2", "midi", "web"]
+
+
+def test_a_reload_stand_in_hands_on_what_it_kept_in_order_but_not_a_stale_go(hub: Hub) -> None:
+    old, new = Recorder(), Recorder()
+    hub.add_adapter(old)
+    held = Held("recorder")
+    hub.replace_adapter(old, held)  # the old side stops: what comes now is kept
+    for value in (1, 2, 3):
+        hub.set("slider1", value, WEB)
+    hub.hand_over(held, new)  # the new side runs: handed what was kept, then what comes
+    hub.set("slider1", 4, WEB)
+    assert [c.value for c in new.changes] == [1, 2, 3, 4] and not old.changes
+    assert hub.adapters == (new,)
+
+    go = Control(id="go", type="button", label="GO", default=0, osc="/go", mode="trigger")
+    level = hub.controls["slider1"]
+    stale = Held("recorder")
+    stale.send(Change(go, 1, WEB))
+    stale.send(Change(level, 5, WEB))
+    stale.FIRE_WITHIN = -1.0  # the GO is older than that when the new side runs: never fired late
+    assert [c.control.id for c in stale.take()] == ["slider1"]
