@@ -109,6 +109,11 @@ class Outbox(Generic[K, V]):
                 self._latest.put(key, value)
         self._ready.set()
 
+    def keys(self) -> list[K]:
+        """What waits now, by key."""
+        with self._lock:
+            return list(self._latest)
+
     def wake(self) -> None:
         """End a :meth:`take` that is waiting, with whatever is there (nothing, when stopping)."""
         self._ready.set()

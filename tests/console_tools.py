@@ -79,8 +79,18 @@ def shut(*sockets: socket.socket | None) -> None:
 class TcpConsole:
     """A desk on a TCP port of its own; ``framing`` is "slip" or "length"."""
 
-    def __init__(self, framing: str, port: int | None = None, reading: bool = True) -> None:
+    def __init__(
+        self,
+        framing: str,
+        port: int | None = None,
+        reading: bool = True,
+        host: str = "127.0.0.1",
+        answers: dict[str, Any] | None = None,
+    ) -> None:
         self.framing = framing
+        self.host = host
+        #: What it answers a bare address with (its values), as an X32 does; None: it answers nothing.
+        self.answers = answers or {}
         self.port = port or free_port()
         self.received: list[tuple[str, list[Any]]] = []
         self.connections = 0
@@ -97,7 +107,7 @@ class TcpConsole:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if not self.reading:
             server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (connections take it from here)
-        server.bind(("127.0.0.1", self.port))
+        server.bind((self.host, self.port))
         server.listen(4)
         server.settimeout(0.2)
         self._server = server
@@ -138,6 +148,8 @@ class TcpConsole:
                 message = OscMessage(packet)
                 with self._lock:
                     self.received.append((message.address, list(message.params)))
+                if not message.params and message.address in self.answers:
+                    self.send(message.address, self.answers[message.address])
 
     def _packets(self, buffer: bytearray) -> list[bytes]:
         if self.framing == "slip":

@@ -55,8 +55,8 @@ type = "text"
 def consoles() -> Iterator[Callable[..., TcpConsole]]:
     made: list[TcpConsole] = []
 
-    def make(framing: str, port: int | None = None, reading: bool = True) -> TcpConsole:
-        console = TcpConsole(framing, port, reading).start()
+    def make(framing: str, port: int | None = None, reading: bool = True, **kwargs: Any) -> TcpConsole:
+        console = TcpConsole(framing, port, reading, **kwargs).start()
         made.append(console)
         return console
 
@@ -111,6 +111,27 @@ def test_a_tcp_target_gets_values_answers_and_survives_its_restart(
     assert len(desk.messages()) == before
     wait_until(lambda: target_state(proc) == "connected", what="connected again")
     assert proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["connects"] == 2
+
+
+def test_a_value_that_waited_for_a_tcp_desk_is_not_undone_by_its_answer_to_the_query(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    """A desk down while a page moved a fader, then back: it was asked for that fader's value before
+    being sent the newer one, and its answer (its value from before) was applied after: the page
+    showed 0 and the desk 40, for good."""
+    desk = consoles("slip", answers={"/eos/sub/1": 0.0, "/eos/out/active/cue/text": "1/1"})
+    osc = f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\ntransport = "tcp"\nquery_on_connect = true\n'
+    proc = bridge_factory(bridge_config(tmp_path, osc))
+    client = client_factory(proc.url)
+    client.wait_value("cue", "1/1")  # answered to the queries at start
+    desk.stop()
+    wait_until(lambda: target_state(proc) == "down", what="the desk down")
+    client.send("level", 40)
+    back = consoles("slip", port=desk.port, answers={"/eos/sub/1": 0.0, "/eos/out/active/cue/text": "1/2"})
+    client.wait_value("cue", "1/2")  # asked again, answered
+    back.wait_for("/eos/sub/1", [40.0])
+    assert back.got("/eos/sub/1") == [[40.0]]  # not asked for the value that was on its way
+    assert proc.get_json("/api/values")["level"] == 40
 
 
 BUTTONS = """

@@ -41,3 +41,7 @@ def test_osc_targets_behind_a_slow_link_get_every_change() -> None:
 
 def test_a_target_named_localhost_is_heard_on_ipv4() -> None:
     run_inside("tests.netns_localhost", "-m")  # Debian's stock /etc/hosts, bound over the namespace's
+
+
+def test_a_tcp_desk_gone_without_a_word_is_seen_down_and_connected_again() -> None:
+    run_inside("tests.netns_tcpdesk")  # its address taken off the namespace's loopback

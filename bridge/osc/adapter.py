@@ -246,7 +246,12 @@ class OscAdapter:
         config = target.config
         packets = [message(call, config.prefix) for call in config.on_connect]
         if config.query_on_connect:
-            packets += [message((address, ()), config.prefix) for address in queries(self.hub.controls)]
+            # Not a control whose value waits to go out (a TCP desk that was down): its answer, the
+            # desk's value from before, would undo the newer one, and the desk gets that one next.
+            waiting = target.outbox.keys() if isinstance(target, TcpTarget) else []
+            newer = {self.hub.controls[key].osc for key in waiting if isinstance(key, str) and key in self.hub.controls}
+            asked = [address for address in queries(self.hub.controls) if address not in newer]
+            packets += [message((address, ()), config.prefix) for address in asked]
         if self.monitor.watching:
             for packet in packets:
                 self.monitor.saw(f"osc/{config.transport}", "out", config.label, packet)

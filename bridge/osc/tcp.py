@@ -20,6 +20,7 @@ its outbox, the latest per control, and go out once it is back, after its
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import socket
@@ -43,6 +44,8 @@ RETRY_MAX = 2.0
 #: A peer whose socket takes nothing for this long is gone: the connection is dropped.
 SEND_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 2.0
+#: A desk that acknowledges nothing for this long (seconds) is gone: the connection is dropped.
+SILENCE = SEND_TIMEOUT
 #: Bytes read at once.
 READ_SIZE = 65536
 #: A client that has not spoken yet, whose framing is therefore unknown, is
@@ -90,6 +93,7 @@ class Stream:
         self._closed = threading.Event()
         self._write_lock = threading.Lock()
         self.garbage = False
+        self.timed_out = False  # the kernel dropped it: the peer acknowledged nothing for SILENCE
         self.sent = 0
         sock.settimeout(SEND_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -137,7 +141,10 @@ class Stream:
             while not self.closed:
                 try:
                     data = self.sock.recv(READ_SIZE)
-                except TimeoutError:
+                except TimeoutError as err:
+                    if err.errno == errno.ETIMEDOUT:  # the kernel's: the peer acknowledged nothing (not ours)
+                        self.timed_out = True
+                        return
                     continue
                 if not data:
                     return
@@ -260,6 +267,7 @@ class TcpTarget:
                 backoff = min(RETRY_MAX, backoff * 2)
                 continue
             backoff = RETRY_MIN
+            notice_silence(sock)
             why = self._serve(sock)
             if not self._workers.stopping.is_set():
                 self._down(why)
@@ -272,7 +280,12 @@ class TcpTarget:
         self.state = "connected"
         self._logged_down = False
         log.info("OSC target %s connected", self.config.label)
-        reader = threading.Thread(target=stream.read_loop, name=f"osc-tcp-read-{self.config.label}", daemon=True)
+
+        def read() -> None:
+            stream.read_loop()
+            self.outbox.wake()  # the desk closed it: connect again now, not at the writer's next turn
+
+        reader = threading.Thread(target=read, name=f"osc-tcp-read-{self.config.label}", daemon=True)
         reader.start()
         why = "connection closed"
         try:
@@ -297,6 +310,8 @@ class TcpTarget:
             reader.join(timeout=2)
             self.stream = None
             self.state = "down"
+        if stream.timed_out:  # the kernel dropped it (notice_silence), as the reader found
+            why = f"took nothing for {SILENCE:.0f} s; connection dropped"
         return why
 
     def _down(self, why: str) -> None:
@@ -309,6 +324,21 @@ class TcpTarget:
                 why,
                 RETRY_MAX,
             )
+
+
+def notice_silence(sock: socket.socket) -> None:
+    """Have the kernel drop a connection to a desk that is gone without a word (its power cut, its
+    cable pulled): after :data:`SILENCE` seconds with what was sent not acknowledged, or, while
+    nothing is sent, with keepalive probes unanswered. Left alone, TCP retries for about 15 minutes,
+    all the while "connected", and every press goes nowhere. Linux only; elsewhere, TCP's own."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(SILENCE / 2)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(SILENCE / 2)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(SILENCE * 1000))
+    except (AttributeError, OSError) as err:  # (not Linux)
+        log.debug("OSC over TCP: no silence detection (%s)", err)
 
 
 _events = itertools.count()
