@@ -301,3 +301,21 @@ def test_a_target_on_a_socket_of_its_own_never_stops_the_input(tmp_path: Path, b
             wait_until(lambda v=value: proc.get_json("/api/values")["slider1"] == v, what=f"slider1 = {value}")
     finally:
         desk.close()
+
+
+def test_a_target_that_is_the_bridge_itself_is_named_and_never_loops(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A config mistake: the bridge's own listen address among its targets. What it sends there comes
+    straight back; it is dropped, and the log says what to fix."""
+    port = free_port(socket.SOCK_DGRAM)
+    osc = f'[osc]\nlisten = "0.0.0.0:{port}"\ntargets = ["127.0.0.1:{port}"]\n'
+    proc = bridge_factory(write_config(tmp_path, extra=osc))
+    page = client_factory(proc.url)
+    assert f"OSC target 127.0.0.1:{port} is this bridge's own OSC input" in proc.output()
+    for value in (1, 2, 3):
+        page.send("slider1", value)
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["echoes"] == 3, what="three come back, dropped")
+    health = proc.get_json("/healthz")["adapters"]["osc"]
+    assert health["received"] == 3 and health["targets"][0]["sent"] == 3, health
+    assert proc.get_json("/api/values")["slider1"] == 3

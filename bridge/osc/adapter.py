@@ -137,7 +137,7 @@ class OscAdapter:
         self._sock = sock
         self._own = Own(sock)
         for udp in self._udp:
-            udp.shared = sock
+            udp.shared, udp.own = sock, self._own
         if self.listener is not None:
             try:
                 self.listener.start()

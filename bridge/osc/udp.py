@@ -204,6 +204,8 @@ class UdpTarget:
         self.lock = threading.Lock()
         #: The port its datagrams go out from, once resolved.
         self.local_port: int | None = None
+        #: Tells the listening socket's own address (:class:`Own`), once it listens.
+        self.own: Own | None = None
 
     @property
     def ident(self) -> str:
@@ -326,6 +328,12 @@ class UdpTarget:
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
             self.state = "ok"
+            if self.own is not None and self.own(unmapped(self.ip), self.config.port):
+                log.warning(
+                    "OSC target %s is this bridge's own OSC input: what goes there comes straight back "
+                    "and is dropped; remove it from [osc] targets",
+                    self.config.label,
+                )
             if broadcast and not self.broadcast:
                 log.info("OSC target %s is a broadcast address: every host on its network hears it", self.config.label)
             self.broadcast = broadcast
