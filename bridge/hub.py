@@ -100,17 +100,21 @@ class Hub:
         handed out meanwhile goes to the adapters it started with.
         """
         with self._dispatch_lock:
-            adapters = list(self._adapters)
-            if old is not None and old in adapters:
-                at = adapters.index(old)
-                if new is None:
-                    del adapters[at]
-                else:
-                    adapters[at] = new
-            elif new is not None:
-                adapters.append(new)
-            self._adapters = adapters
-            self._handing = sorted(adapters, key=lambda adapter: bool(getattr(adapter, "hand_last", False)))
+            self._replace(old, new)
+
+    def _replace(self, old: Adapter | None, new: Adapter | None) -> None:
+        """:meth:`replace_adapter`, under the dispatch lock."""
+        adapters = list(self._adapters)
+        if old is not None and old in adapters:
+            at = adapters.index(old)
+            if new is None:
+                del adapters[at]
+            else:
+                adapters[at] = new
+        elif new is not None:
+            adapters.append(new)
+        self._adapters = adapters
+        self._handing = sorted(adapters, key=lambda adapter: bool(getattr(adapter, "hand_last", False)))
 
     def hand_over(self, held: Held, new: Adapter) -> None:
         """Put ``new`` (started) where ``held`` stood in for it, handing it first, in order, what
@@ -118,7 +122,7 @@ class Hub:
         with self._dispatch_lock:
             for change in held.take():
                 _hand(change, (new,))
-        self.replace_adapter(held, new)
+            self._replace(held, new)  # in the same hold: nothing reaches ``held`` after its take
 
     @property
     def adapters(self) -> tuple[Adapter, ...]:
