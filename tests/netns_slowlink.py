@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -37,12 +38,21 @@ osc = "/t/{{n}}"
 """
 
 
+def tc(*args: str) -> None:
+    subprocess.run(["tc", *args], check=True)
+
+
 def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(
-        ["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "128k", "limit", "1000k"],
-        check=True,
-    )
+    tc("qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "128k", "limit", "1000k")
+    every_change_through_a_slow_link()
+    tc("qdisc", "del", "dev", "lo", "root")
+    a_full_link_holds_up_nobody()
+    print("ok")
+    return 0
+
+
+def every_change_through_a_slow_link() -> None:
     desks = [OscPeer() for _ in range(3)]
     folder = Path(tempfile.mkdtemp())
     listen = free_port(socket.SOCK_DGRAM)
@@ -75,8 +85,37 @@ def main() -> int:
         sender.close()
         for desk in desks:
             desk.close()
-    print("ok")
-    return 0
+
+
+def a_full_link_holds_up_nobody() -> None:
+    """One target's link is full for good (8 bit/s, a queue of one: the kernel says ENOBUFS): the
+    other target, and the bridge, go on as if it were not there. Before, every change waited 1 s per
+    full target, in the hub's dispatch: pages, MIDI and every other target with it."""
+    stuck, desk = OscPeer(), OscPeer()
+    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit")
+    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
+    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(stuck.port), "0xffff", "flowid", "1:20"]
+    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
+    folder = Path(tempfile.mkdtemp())
+    listen = free_port(socket.SOCK_DGRAM)
+    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{stuck.port}", "127.0.0.1:{desk.port}"]\n'
+    proc = BridgeProcess(write_config(folder, extra=extra)).start()
+    try:
+        moving = threading.Thread(  # a script's fader move; the desk must hear it within the usual deadline
+            target=lambda: [proc.put_json("/api/values/slider1", {"value": v}) for v in range(1, 31)]
+        )
+        moving.start()
+        desk.wait_for("/slider1", lambda a: a == [30.0])
+        moving.join()
+        assert [args for args in desk.got("/slider1")] == [[float(v)] for v in range(1, 31)]
+        stuck_target = proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]
+        assert stuck_target["state"] == "ok" and stuck_target["waiting"] <= 1, stuck_target  # the latest waits
+    finally:
+        proc.stop()
+        stuck.close()
+        desk.close()
 
 
 if __name__ == "__main__":

@@ -525,3 +525,24 @@ def test_a_tcp_target_named_by_host_name_is_heard_under_osc_allow(
     desk.send("/eos/out/active/cue/text", "2/1 Dawn")
     client.wait_value("cue", "2/1 Dawn")
     assert proc.get_json("/healthz")["adapters"]["osc"]["refused"] == 0
+
+
+def test_a_tcp_desk_that_drops_every_connection_at_once_is_tried_again_with_a_backoff(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    """A desk (or a port forwarder without its desk) that accepts and closes at once: the bridge
+    connected again straight away, about 1,000 times a second, two log lines each."""
+    accepted: list[float] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.settimeout(DEADLINE)
+        osc = f'[[osc.targets]]\naddress = "127.0.0.1:{server.getsockname()[1]}"\ntransport = "tcp"\n'
+        bridge_factory(bridge_config(tmp_path, osc))
+        while len(accepted) < 6:
+            conn, _ = server.accept()
+            accepted.append(time.monotonic())
+            conn.close()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
+    # Each wait at least the backoff before it, doubling from 0.1 s (a busy machine only adds to them).
+    assert all(gap >= 0.09 * 2**n for n, gap in enumerate(gaps)), gaps

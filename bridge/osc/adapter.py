@@ -38,7 +38,7 @@ from bridge.net import host_of, unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
-from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from
+from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class OscAdapter:
 
         def reply(packet: bytes) -> None:
             if sock is not None:
-                send_from(sock, packet, sender)
+                sent(sock, lambda: send_from(sock, packet, sender))  # (a sync on a slow link: each waits its turn)
 
         prefix = ""
         if self._prefixed:  # a desk under a prefix may answer to the listen port: known by its address

@@ -110,7 +110,7 @@ class Stream:
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
         """Queue ``packet`` (a newer one with the same key replaces it, unless it is an ``event``); never blocks."""
         if not self.closed:
-            self.outbox.put(_each(self.outbox, key, event), packet)
+            self.outbox.put(event_key(self.outbox, key, event), packet)
 
     def write(self, packets: list[bytes]) -> None:
         """Write ``packets`` now, whole and in order (on this thread); :class:`OSError` when the peer is gone."""
@@ -232,7 +232,7 @@ class TcpTarget:
         if event is None:
             self.outbox.put(key, packet)
         elif self.connected:
-            self.outbox.put(_each(self.outbox, key, event), packet)
+            self.outbox.put(event_key(self.outbox, key, event), packet)
         elif event == "press":
             self.outbox.put(key, packet)  # the button's latest state goes out once the desk is back
 
@@ -266,11 +266,16 @@ class TcpTarget:
                 self._workers.wait(backoff)
                 backoff = min(RETRY_MAX, backoff * 2)
                 continue
-            backoff = RETRY_MIN
             notice_silence(sock)
+            began = time.monotonic()
             why = self._serve(sock)
             if not self._workers.stopping.is_set():
                 self._down(why)
+            if time.monotonic() - began < RETRY_MAX:  # a desk that takes the connection and drops it
+                self._workers.wait(backoff)
+                backoff = min(RETRY_MAX, backoff * 2)
+            else:  # one that stayed: connected again at once
+                backoff = RETRY_MIN
 
     def _serve(self, sock: socket.socket) -> str:
         """Keep the connection fed until it ends; why it ended."""
@@ -344,7 +349,7 @@ def notice_silence(sock: socket.socket) -> None:
 _events = itertools.count()
 
 
-def _each(outbox: Outbox[object, bytes], key: object, event: Event) -> object:
+def event_key(outbox: Outbox[object, bytes], key: object, event: Event) -> object:
     """The outbox key for a packet of control ``key``: one of its own for an event, while few wait."""
     if event is not None and len(outbox) < EVENTS_MAX:
         return (key, next(_events))

@@ -11,7 +11,9 @@ the port a query came from (an X32) answers the listening port.
 The kernel tells when nothing listens at a target (ICMP port unreachable)
 through the listening socket's error queue (``IP_RECVERR``): the adapter
 reads it and names the target (:meth:`UdpTarget.failed`). One broken target
-never delays another: a UDP send never waits.
+never delays another: a UDP send never waits. What a full link cannot take
+now waits for it (:meth:`UdpTarget.put`), sent by a writer of that target's
+own as room comes.
 
 A target may be a broadcast address (``192.168.1.255``: every phone on the
 network hears it): the socket that sends to it may then broadcast
@@ -41,8 +43,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.config import OscTarget
+from bridge.flow import Outbox
 from bridge.net import unmapped
-from bridge.osc.tcp import Event
+from bridge.osc.tcp import Event, event_key
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +69,23 @@ ROOM_WAIT = 1.0
 def send_from(shared: socket.socket, packet: bytes, address: Any) -> None:
     """Send ``packet`` to ``address`` from the listening socket ``shared``."""
     try:
-        sent(shared, lambda: shared.sendto(packet, address))
+        shared.sendto(packet, address)
     except OSError as err:
         if err.errno not in REFUSALS:
             raise
         # A refusal of an earlier datagram, to whichever target, is said by the socket's next call:
         # this one. It is in the error queue too, where the reader finds whose it was. Sent again.
-        sent(shared, lambda: shared.sendto(packet, address))
+        shared.sendto(packet, address)
 
 
-def sent(sock: socket.socket, send: Callable[[], object]) -> None:
+def sent(sock: socket.socket, send: Callable[[], object]) -> object:
     """Run ``send`` on the non-blocking ``sock``, waiting up to :data:`ROOM_WAIT` while the link is
     :data:`BUSY` (a burst on a slow Wi-Fi): the datagrams wait their turn as with a blocking socket,
     instead of being lost and their target taken for gone. Raises what ``send`` raised otherwise."""
     deadline = 0.0
     while True:
         try:
-            send()
-            return
+            return send()
         except OSError as err:
             if err.errno not in BUSY:
                 raise
@@ -140,20 +142,23 @@ def connect(sock: socket.socket, sockaddr: Any) -> bool:
 
 
 def is_local(host: str) -> bool:
-    """True when ``host`` is one of this machine's own addresses (a socket can be bound to it)."""
+    """True when ``host`` is one of this machine's own addresses: the kernel routes to it locally,
+    from itself. (Connecting a UDP socket sends nothing. A bind would also succeed for any address
+    where ``ip_nonlocal_bind`` is on, as on many hosts that share a virtual address.)"""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.bind((host, 0))
+            probe.connect((host, 9))
+            return bool(unmapped(str(probe.getsockname()[0])) == host)
         except OSError:
             return False
-    return True
 
 
 class Own:
     """Tells the datagrams the listening socket ``sock`` sent itself: a broadcast to its own port
     (or a target that is its own address) comes back from one of its host's addresses and its port.
-    No other program can send from that port: nothing else may bind it (no ``SO_REUSEADDR``)."""
+    No other program on this host can send from that port: nothing else may bind it (no
+    ``SO_REUSEADDR``). A peer elsewhere, or behind a NAT, comes from an address that is not ours."""
 
     #: How long (seconds) an address is known as this host's own or not (addresses come and go).
     KEEP = 10.0
@@ -201,6 +206,9 @@ class UdpTarget:
         self.sent = 0
         self.errors = 0
         self._lost: set[int | None] = set()  # the reasons of datagrams lost, said once each
+        #: What waits for room while the link is full (see :meth:`put`), and whether anything does.
+        self.backlog: Outbox[object, bytes] = Outbox()
+        self._behind = False
         self.lock = threading.Lock()
         #: The port its datagrams go out from, once resolved.
         self.local_port: int | None = None
@@ -231,31 +239,92 @@ class UdpTarget:
             "errors": self.errors,
             "from_port": self.local_port,
             "broadcast": self.broadcast,
+            "waiting": len(self.backlog),
         }
 
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
-        """Send ``packet`` now (a value or an ``event`` of control ``key``); a target not resolved yet gets nothing."""
-        self.raw(packet)
+        """Send ``packet`` (a value or an ``event`` of control ``key``) now; a target not resolved yet
+        gets nothing. While its link is full (a slow Wi-Fi) it waits in :attr:`backlog`, the latest
+        per control and each press of a button, and a writer of the target's own sends it as room
+        comes: the fan-out, the pages and the other targets never wait for this one."""
+        self._send(key if event is None else event_key(self.backlog, key, event), packet)
 
     def raw(self, packet: bytes) -> None:
+        """A message that is not a value (a greeting, a keepalive)."""
+        self._send(("raw", packet), packet)
+
+    def _send(self, key: object, packet: bytes) -> None:
         with self.lock:
-            sock, address = self.sock, self.address
+            if self._behind:
+                self.backlog.put(key, packet)
+                return
             try:
-                if sock is not None:
-                    sent(sock, lambda: sock.send(packet))
-                elif address is not None and self.shared is not None:
-                    send_from(self.shared, packet, address)
-                else:
+                if not self._now(packet):
                     return  # not resolved yet; reported by the resolver
             except OSError as err:
-                if err.errno in REFUSALS:
-                    self.failed(err)
+                if err.errno in BUSY:
+                    self._behind = True
+                    self.backlog.put(key, packet)
+                    threading.Thread(target=self._catch_up, name=f"osc-behind-{self.config.label}", daemon=True).start()
                 else:
-                    self.lost(err)
+                    self._not_sent(err)
                 return
-            self.sent += 1
-            if self.state == "unreachable" and not self.probed:
-                self.probed = time.monotonic()
+            self._went()
+
+    def _now(self, packet: bytes) -> bool:
+        """One send, without waiting; False when there is nowhere to send yet."""
+        sock, address, shared = self.sock, self.address, self.shared
+        if sock is not None:
+            sock.send(packet)
+        elif address is not None and shared is not None:
+            send_from(shared, packet, address)
+        else:
+            return False
+        return True
+
+    def _catch_up(self) -> None:
+        """The writer of a target whose link is full: sends the backlog as room comes, then is done."""
+        while True:
+            with self.lock:
+                waiting = self.backlog.take()
+                if not waiting:
+                    self._behind = False
+                    return
+            for packet in waiting.values():
+                self._when_room(packet)
+
+    def _when_room(self, packet: bytes) -> None:
+        """Send ``packet`` once there is room, however long the link stays full (nobody waits for it
+        but this target's writer, and the backlog keeps only the latest per control meanwhile)."""
+        while True:
+            sock = self.sock or self.shared
+            if sock is None:
+                return  # closed meanwhile (a reload)
+            try:
+                went = sent(sock, lambda: self._now(packet))
+            except ValueError:
+                return  # its socket closed while it waited (a reload)
+            except OSError as err:
+                if err.errno in BUSY:
+                    continue  # still full: wait again
+                with self.lock:
+                    self._not_sent(err)
+                return
+            if went:
+                with self.lock:
+                    self._went()
+            return
+
+    def _went(self) -> None:
+        self.sent += 1
+        if self.state == "unreachable" and not self.probed:
+            self.probed = time.monotonic()
+
+    def _not_sent(self, err: OSError) -> None:
+        if err.errno in REFUSALS:
+            self.failed(err)
+        else:
+            self.lost(err)
 
     def recovered(self, now: float) -> bool:
         """Looked at every second: True when an unreachable target just became reachable again
@@ -269,8 +338,8 @@ class UdpTarget:
         return True
 
     def lost(self, err: OSError) -> None:
-        """A datagram could not be sent, for another reason than a refusal (the link stayed full for
-        :data:`ROOM_WAIT`): it is counted and said, once per reason; the target is not taken for gone."""
+        """A datagram could not be sent, for another reason than a refusal or a full link: it is
+        counted and said, once per reason; the target is not taken for gone."""
         self.errors += 1
         if err.errno not in self._lost:
             self._lost.add(err.errno)
@@ -328,7 +397,7 @@ class UdpTarget:
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
             self.state = "ok"
-            if self.own is not None and self.own(unmapped(self.ip), self.config.port):
+            if not broadcast and self.own is not None and self.own(unmapped(self.ip), self.config.port):
                 log.warning(
                     "OSC target %s is this bridge's own OSC input: what goes there comes straight back "
                     "and is dropped; remove it from [osc] targets",
