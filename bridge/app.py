@@ -16,7 +16,7 @@ from flask_socketio import SocketIO
 
 from bridge.auth import Access, Origins, Role
 from bridge.concurrency import async_mode
-from bridge.config import Config
+from bridge.config import Config, DiscoveryConfig
 from bridge.echoes import Echoes
 from bridge.errors import BridgeError
 from bridge.hub import Adapter, Held, Hub
@@ -255,12 +255,24 @@ class Bridge:
                 try:
                     fresh.start()
                 except BridgeError as err:
-                    log.warning("config: %s not changed, the old one stays: %s", section, err)
-                    refused.append(f"[{section}] not changed, the old one stays: {err}")
                     self.config = dataclasses.replace(self.config, **{section: getattr(old, section)})
                     if current is not None and held is not None:
-                        current.start()
+                        try:
+                            current.start()
+                        except BridgeError as again:  # its port was taken meanwhile: that side is off
+                            log.error(
+                                "config: %s is off: %s, and the old one could not start again: %s", section, err, again
+                            )
+                            refused.append(f"[{section}] is off: {err}, and the old one could not start again: {again}")
+                            self.hub.replace_adapter(held, None)
+                            self.ported[section] = None
+                            # Off, as without the table: the next save that has one tries it again.
+                            off: dict[str, Any] = {section: DiscoveryConfig() if section == "discovery" else None}
+                            self.config = dataclasses.replace(self.config, **off)
+                            continue
                         self.hub.hand_over(held, current)
+                    log.warning("config: %s not changed, the old one stays: %s", section, err)
+                    refused.append(f"[{section}] not changed, the old one stays: {err}")
                     continue
             elif current is not None:
                 current.stop()

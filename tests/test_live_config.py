@@ -22,7 +22,10 @@ from typing import Any
 
 import socketio
 
-from tests.helpers import BridgeProcess, Client, free_port, wait_until
+from bridge.app import Bridge
+from bridge.config import load_config
+from bridge.model import Origin
+from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, OscPeer, oscsend, udp_port_taken
 from tests.oscquery_tools import WsPeer, wait_listening
 
@@ -574,3 +577,40 @@ def test_a_change_made_while_a_reload_restarts_the_osc_side_still_reaches_the_de
     wait_until(lambda: len(heard()) >= len(sent), what=f"the desk to hear {len(sent)} moves")
     assert heard() == sent
     assert proc.output().count("config: osc restarted") == 4
+
+
+def test_when_neither_the_new_nor_the_old_osc_side_can_start_it_is_off_and_said(tmp_path: Path) -> None:
+    """A save moves the OSC port to one that is taken, and another program takes the old one the
+    moment the old side frees it: neither can start. Before, the reload's stand-in stayed in the hub
+    for good, keeping every change, and the tables after it were never looked at."""
+    old_port, new_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM)
+    path = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{old_port}"\ntargets = []\n', state_file="")
+    bridge = Bridge(load_config(path))
+    bridge.start()
+    squatters = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        squatters[0].bind(("127.0.0.1", new_port))
+        old_side = bridge.ported["osc"]
+        assert old_side is not None
+        stop = old_side.stop
+
+        def stop_and_lose_the_port() -> None:  # another program binds it the moment it is free
+            stop()
+            squatters[1].bind(("127.0.0.1", old_port))
+
+        old_side.stop = stop_and_lose_the_port  # type: ignore[method-assign]
+        path.write_text(path.read_text(encoding="utf-8").replace(str(old_port), str(new_port)), encoding="utf-8")
+        refused = bridge.replace_adapters(bridge.config, load_config(path))
+        assert (
+            len(refused) == 1
+            and refused[0].startswith("[osc] is off: cannot listen")
+            and "the old one could not start again" in refused[0]
+        ), refused
+        assert [adapter.name for adapter in bridge.hub.adapters if adapter.name == "osc"] == []
+        assert bridge.config.osc is None and bridge.ported["osc"] is None
+        bridge.hub.set("slider1", 3, Origin("web", "a page"))  # the rest of the bridge goes on
+        assert bridge.hub.values()["slider1"] == 3
+    finally:
+        bridge.stop()
+        for squatter in squatters:
+            squatter.close()
