@@ -303,3 +303,29 @@ def test_a_name_sent_to_the_desk_is_the_label_that_follows_it(
         assert "Kick" in proc.get_text("/")  # and on a page loaded now
     finally:
         desk.close()
+
+
+PADS = """
+[[controls]]
+id = "pad"
+type = "button"
+osc = "/pad"
+"""
+
+
+def test_a_pad_held_by_a_browser_that_leaves_is_released_unless_another_holds_it(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A phone loses its Wi-Fi with a finger on a push pad: the finger lifts where the bridge cannot
+    hear. The pad stayed down on the bridge, every page and the state file, for good."""
+    proc = bridge_factory(write_config(tmp_path, controls=PADS))
+    first, second, watcher = client_factory(proc.url), client_factory(proc.url), client_factory(proc.url)
+    first.send("pad", 1)
+    watcher.wait_value("pad", 1)
+    second.send("pad", 1)  # two hands on it
+    first.close()  # the first phone is gone: the other still holds the pad
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["clients"] == 2, what="the first one gone")
+    second.close()
+    watcher.wait_value("pad", 0)
+    assert proc.output().count("left holding pad down: released") == 1
+    assert proc.get_json("/api/values")["pad"] == 0

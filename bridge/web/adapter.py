@@ -97,6 +97,9 @@ class WebAdapter:
         self._presses = itertools.count()
         #: Browsers that left, for the flush thread to forget (see _on_disconnect).
         self._gone: deque[str] = deque()
+        #: The push pads each browser holds down: released when it leaves (a phone whose Wi-Fi
+        #: dropped with a finger on a pad lifts it where the bridge cannot hear).
+        self._holding: dict[str, set[str]] = {}
         self._received = 0  # every ``value changed``, good or bad
         #: ``value changed`` events answered with ``rejected``.
         self.rejected = 0
@@ -170,6 +173,7 @@ class WebAdapter:
                 sid = self._gone.popleft()
                 self.fanout.leave(sid)
                 self.intake.forget(sid)
+                self._let_go(sid)
             pending = self.fanout.flush()
             pending = self.intake.release(self.fanout.connected, self._apply) or pending
             if pending:
@@ -362,10 +366,28 @@ class WebAdapter:
         except (UnknownControl, InvalidValue) as err:
             self._reject(sid, who, data, str(err))
             return
-        self.fanout.changed(sid, applied.control.id, applied.adjusted)
+        control = applied.control
+        if control.type == "button" and not control.trigger:
+            with self._roles_lock:
+                if applied.value:
+                    self._holding.setdefault(sid, set()).add(control.id)
+                else:  # released, whoever held it
+                    for pads in self._holding.values():
+                        pads.discard(control.id)
+        self.fanout.changed(sid, control.id, applied.adjusted)
         if applied.adjusted:
             # Clamped or stepped: the sender shows something else; correct it.
             self.server.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
+
+    def _let_go(self, sid: str) -> None:
+        """A browser that left: the pads it still held down, and no other holds, are released."""
+        with self._roles_lock:
+            pads = self._holding.pop(sid, set())
+            held_elsewhere = set().union(*self._holding.values())
+        for cid in sorted(pads - held_elsewhere):
+            if cid in self.hub.controls and self.hub.values().get(cid):
+                log.warning("browser %s left holding %s down: released", sid, cid)
+                self.hub.set(cid, 0, Origin("web", sid))
 
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self.rejected += 1
