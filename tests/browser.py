@@ -195,8 +195,9 @@ class Touch:
         self.fingers: dict[int, tuple[float, float]] = {}
         self.clock: float | None = None  # the events' own time, when a gesture gives it
 
-    def _send(self, kind: str) -> None:
-        points = [{"x": x, "y": y, "id": finger} for finger, (x, y) in self.fingers.items()]
+    def _send(self, kind: str, fingers: dict[int, tuple[float, float]] | None = None) -> None:
+        touching = self.fingers if fingers is None else fingers
+        points = [{"x": x, "y": y, "id": finger} for finger, (x, y) in touching.items()]
         event: dict[str, Any] = {"type": kind, "touchPoints": points}
         if self.clock is not None:
             event["timestamp"] = self.clock
@@ -232,5 +233,7 @@ class Touch:
             self._send("touchMove")
 
     def up(self, finger: int) -> None:
-        del self.fingers[finger]
-        self._send("touchEnd")
+        # Chromium ends the points a touchEnd lists (not those it leaves out, as the protocol's
+        # documentation reads): listing the fingers that stay lifted the wrong one.
+        lifted = {finger: self.fingers.pop(finger)}
+        self._send("touchEnd", lifted)

@@ -69,6 +69,12 @@ page = "Lights"
 group = "Cues"
 
 [[controls]]
+id = "mute"
+type = "toggle"
+page = "Lights"
+group = "Cues"
+
+[[controls]]
 id = "cue_name"
 type = "label"
 value = "Preshow"
@@ -246,6 +252,7 @@ def test_a_confirm_button_needs_a_second_tap_within_three_seconds_and_fires_once
     page.touchscreen.tap(x, y)
     expect(page.locator('[data-control="go"]')).to_have_attribute("data-armed", "true")
     assert sent(page, "go") == []
+    past_a_bounce(page)
     page.touchscreen.tap(x, y)
     wait_until(lambda: dump.messages().count("/go") == before + 1, what="one /go")
     expect(page.locator('[data-control="go"]')).not_to_have_attribute("data-armed", "true")
@@ -255,6 +262,55 @@ def test_a_confirm_button_needs_a_second_tap_within_three_seconds_and_fires_once
     expect(page.locator('[data-control="go"]')).to_have_attribute("data-armed", "true")
     expect(page.locator('[data-control="go"]')).not_to_have_attribute("data-armed", "true", timeout=5000)
     assert dump.messages().count("/go") == before + 1 and sent(page, "go") == [1]
+
+
+def past_a_bounce(page: Page) -> None:
+    """Wait until a tap now is a second tap, not the bounce of the one before (150 ms, the page's clock)."""
+    since = page.evaluate("performance.now()")
+    page.wait_for_function(f"performance.now() > {since} + 160")
+
+
+def test_a_palm_on_a_confirm_button_only_arms_it(stage: BridgeProcess, pages: Pages, dump: OscDump) -> None:
+    """Two fingers (a palm, a thumb and a finger) landing on GO at once are one touch: it arms, and
+    fires on a tap of its own. Before, the second contact fired it: no second tap at all."""
+    page = open_page(pages, stage, viewport=PHONE, touch=True)
+    before = dump.messages().count("/go")
+    x, y = centre(page, "#go")
+    fingers = Touch(page)
+    fingers.down(1, x - 5, y)
+    fingers.down(2, x + 5, y)
+    fingers.up(2)
+    fingers.up(1)
+    expect(page.locator('[data-control="go"]')).to_have_attribute("data-armed", "true")
+    assert sent(page, "go") == []
+    past_a_bounce(page)
+    page.touchscreen.tap(x, y)
+    wait_until(lambda: dump.messages().count("/go") == before + 1, what="one /go, on the tap of its own")
+    assert sent(page, "go") == [1]
+
+
+def test_a_second_finger_taps_a_toggle_and_a_select_while_one_holds_a_fader(
+    stage: BridgeProcess, pages: Pages
+) -> None:
+    """A browser makes no click of a tap while another finger is down: a toggle or a select that
+    waited for one did nothing while the other hand held a fader."""
+    put(stage, mute=0, list="Main")
+    phone = open_page(pages, stage, viewport=PHONE, touch=True)
+    fingers = Touch(phone)
+    fx, fy = track(phone, "wash", 0.5)
+    fingers.down(1, fx, fy)  # the left hand holds the fader
+    tx, ty = centre(phone, '[data-control="mute"] .switch')
+    fingers.down(2, tx, ty)
+    fingers.up(2)
+    wait_until(lambda: stored(stage, "mute") == 1, what="the toggle flipped by the second finger")
+    sx, sy = centre(phone, '[data-control="list"] [role="radio"]:has-text("Sound")')
+    fingers.down(2, sx, sy)
+    fingers.up(2)
+    wait_until(lambda: stored(stage, "list") == "Sound", what="the select chosen by the second finger")
+    fingers.up(1)
+    phone.touchscreen.tap(tx, ty)  # a lone tap flips it once (its click is the tap's own)
+    wait_until(lambda: stored(stage, "mute") == 0, what="the toggle flipped back by a lone tap")
+    expect(phone.locator("#mute")).not_to_be_checked()
 
 
 def test_a_select_sends_its_option_and_shows_the_others(stage: BridgeProcess, pages: Pages) -> None:

@@ -24,6 +24,10 @@
   const THUMB_PX = 30; // --thumb-w in stage.css
   const CONFIRM_MS = 3000;
   const FLASH_MS = 180;
+  // A confirming tap this soon after the arming one is its bounce, not a second tap.
+  const CONFIRM_GAP_MS = 150;
+  // A click this soon after a tap acted on at its pointerup is that tap's own.
+  const TAP_CLICK_MS = 800;
 
   function same(a, b) {
     return a === b || (typeof a === "number" && typeof b === "number" && Math.abs(a - b) < 1e-9);
@@ -196,12 +200,47 @@
 
   // ---- Switches --------------------------------------------------------------
 
+  // A tap, acted on at its pointerup: a browser makes no click of a tap while another finger is
+  // down (a fader held with the other hand), so a toggle or a select waiting for one did nothing.
+  // The click that follows a lone tap is then swallowed; a keyboard's click (detail 0) goes its way.
+  function onTap(area, act) {
+    const downs = new Map();
+    let tappedAt = -Infinity;
+    area.addEventListener("pointerdown", (event) => {
+      if (event.pointerType === "mouse" && event.button !== 0) return;
+      downs.set(event.pointerId, event.target);
+    });
+    area.addEventListener("pointercancel", (event) => downs.delete(event.pointerId)); // a scroll
+    area.addEventListener("pointerup", (event) => {
+      const target = downs.get(event.pointerId);
+      downs.delete(event.pointerId);
+      if (!target || !inside(area, event)) return; // slid off: no tap, as with a click
+      if (act(target) !== false) tappedAt = performance.now();
+    });
+    area.addEventListener(
+      "click",
+      (event) => {
+        if (event.detail !== 0 && performance.now() - tappedAt < TAP_CLICK_MS) {
+          event.preventDefault(); // (a checkbox's own flip undone: the tap flipped it)
+          event.stopImmediatePropagation();
+        }
+      },
+      true,
+    );
+  }
+
   const toggle = {
     wire(rec, api) {
       rec.state = rec.wrap.querySelector(".state");
-      rec.el.addEventListener("change", () => {
+      const flip = (checked) => {
+        rec.el.checked = checked;
         toggle.paint(rec);
-        api.sendNow(rec, rec.el.checked ? 1 : 0);
+        api.sendNow(rec, checked ? 1 : 0);
+      };
+      rec.el.addEventListener("change", () => flip(rec.el.checked)); // the keyboard's way
+      onTap(rec.wrap, () => {
+        if (rec.el.disabled || api.picking()) return false;
+        flip(!rec.el.checked);
       });
     },
     paint(rec) {
@@ -242,14 +281,24 @@
         delete rec.wrap.dataset.armed;
       }
 
+      rec.swallowing = new Set(); // touches that arm (or came with the one that did): their release sends nothing
       function press(token) {
         const first = rec.holds.size === 0;
-        if (first && rec.confirm && !rec.wrap.dataset.armed) {
-          // Dangerous cues (GO, blackout) need a second tap while armed.
-          rec.wrap.dataset.armed = "true";
-          rec.armedTimer = setTimeout(disarm, CONFIRM_MS);
-          rec.swallow = token; // this touch arms, and its release sends nothing
-          return;
+        if (first && rec.confirm) {
+          // Dangerous cues (GO, blackout) need a second tap while armed: a tap of its own, after the
+          // arming touch lifted and not a bounce of it. A palm or two fingers landing at once are one.
+          const soon = rec.wrap.dataset.armed && performance.now() - rec.armedAt < CONFIRM_GAP_MS;
+          if (rec.swallowing.size > 0 || soon) {
+            rec.swallowing.add(token);
+            return;
+          }
+          if (!rec.wrap.dataset.armed) {
+            rec.wrap.dataset.armed = "true";
+            rec.armedAt = performance.now();
+            rec.armedTimer = setTimeout(disarm, CONFIRM_MS);
+            rec.swallowing.add(token);
+            return;
+          }
         }
         disarm();
         api.hold(rec, token);
@@ -259,10 +308,7 @@
       }
 
       function lift(token) {
-        if (rec.swallow === token) {
-          rec.swallow = null;
-          return;
-        }
+        if (rec.swallowing.delete(token)) return;
         if (!rec.holds.has(token)) return;
         if (rec.holds.size === 1) {
           paintPad(rec, false);
@@ -333,13 +379,15 @@
         return;
       }
       const choices = () => Array.from(rec.el.querySelectorAll('[role="radio"]'));
-      rec.el.addEventListener("click", (event) => {
-        const choice = event.target.closest('[role="radio"]');
-        if (!choice || choice.disabled || api.picking()) return;
+      const choose = (target) => {
+        const choice = target.closest('[role="radio"]');
+        if (!choice || choice.disabled || api.picking()) return false;
         const value = JSON.parse(choice.dataset.value);
         select.show(rec, value);
         api.sendNow(rec, value);
-      });
+      };
+      rec.el.addEventListener("click", (event) => choose(event.target)); // the keyboard's way
+      onTap(rec.el, choose);
       rec.el.addEventListener("keydown", (event) => {
         const moves = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
         if (!(event.key in moves)) return;
