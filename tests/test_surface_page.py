@@ -390,3 +390,28 @@ def test_on_a_narrow_phone_nothing_scrolls_sideways_and_the_page_shown_has_its_t
             for sel in ('#tabs [data-page="Encore"]', "#tabs")
         )
         assert strip[0] <= tab[0] and tab[1] <= strip[1] + 0.5, (tab, strip)
+
+
+def test_a_phone_on_its_side_shows_an_upright_fader_whole_and_large_text_never_scrolls_sideways(
+    stage: BridgeProcess, pages: Pages
+) -> None:
+    """At 844 x 390 the sticky bar and tabs covered 174 px of the height, and a 260 px fader never fit
+    in what was left: a thumb near either end was always under them. At 150-200 % text, the scene
+    bar and the status chips ran wider than the phone."""
+    phone = open_page(pages, stage, viewport={"width": 844, "height": 390}, touch=True)
+    fader = phone.locator('[data-control="level"] .fader')
+    fader.evaluate("el => el.scrollIntoView({block: 'center'})")
+    found = fader.bounding_box()
+    assert found is not None
+    assert found["y"] >= 0 and found["y"] + found["height"] <= 390, found  # whole, on screen
+    for y in (found["y"] + 2, found["y"] + found["height"] - 2):  # and nothing over either end
+        on_top = phone.evaluate(
+            "([x, y]) => !!document.elementFromPoint(x, y).closest('[data-control=\"level\"]')",
+            [found["x"] + found["width"] / 2, y],
+        )
+        assert on_top, y
+    upright = open_page(pages, stage, viewport=PHONE, touch=True)
+    for size in ("150%", "200%"):
+        upright.evaluate(f"document.documentElement.style.fontSize = '{size}'")
+        wide = upright.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, (size, wide)
