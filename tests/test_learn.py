@@ -207,6 +207,12 @@ def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
     assert takeover.hardware(vol, 20, 10) == (False, None)  # the same ghost is not pushed twice
     assert takeover.hardware(vol, 5, 10) == (True, ("vol", None))  # crossed between two messages
     assert takeover.ghosts() == {}
+    # Set elsewhere to where the hardware stands (within one step): picked up already, and it follows
+    # whichever way it moves. Before, it waited to come back from below, and moving up did nothing.
+    assert takeover.hardware(vol, 80.3, 5) == (True, None)
+    assert takeover.moved_elsewhere("vol", 80.0, vol) is None
+    assert takeover.hardware(vol, 81.1, 80) == (True, None)
+    assert takeover.hardware(vol, 94.5, 81.1) == (True, None)
     # A jump control is never held back.
     assert takeover.hardware(controls_of(TAKEOVER_TOML)["jumpy"], 99, 0) == (True, None)
 

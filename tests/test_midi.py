@@ -7,6 +7,7 @@ browsers with real Socket.IO clients.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -608,3 +609,53 @@ def test_an_input_that_wakes_its_reader_hands_every_message_over_in_order(jack: 
         assert [m.bytes() for m in _read_all(inlet, len(sent))] == [m.bytes() for m in sent]
     finally:
         inlet.close()
+
+
+ECHOED_SHOW = """
+[[controls]]
+id = "tog"
+type = "toggle"
+midi = { channel = 1, note = 60 }
+
+[[controls]]
+id = "pick"
+type = "range"
+min = 0
+max = 100
+takeover = "jump"
+midi = { channel = 1, cc = 1 }
+
+[[repeat]]
+n = 20
+
+[[repeat.controls]]
+id = "k{n}"
+type = "range"
+takeover = "jump"
+midi = { channel = 2, cc = "{n}" }
+"""
+
+
+def test_a_device_that_echoes_keeps_the_saved_values_and_every_value_sent_keeps_the_budget(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start
+) -> None:
+    """A controller with MIDI echo on (it sends back all it gets), found at start with values saved:
+    the toggle was turned off by its own note-on and the fader set to its 7-bit echo (19.685 for 20),
+    and the 22 values went out in one burst, past a budget of 10 a second (a DIN interface, a slow
+    motorized surface)."""
+    device_out, device_in = unique_name("echo-out"), unique_name("echo-in")
+    peer.plug_in(device_out, device_in)
+    output = peer.output
+    peer.input.set_callback(lambda event, _data: output.send(mido.Message.from_bytes(event[0])))  # its MIDI echo
+    try:
+        (tmp_path / "state.json").write_text(json.dumps({"values": {"tog": 1, "pick": 20}}), encoding="utf-8")
+        midi = midi_table(device_out, device_in, virtual=False) + "budget = 10\n"
+        server = bridge_factory(
+            write_config(tmp_path, extra=midi, controls=ECHOED_SHOW), env={"JACK_DEFAULT_SERVER": jack.name}
+        )
+        wait_until(lambda: midi_health(server)["echoes"] >= 22, what="every value sent, and its echo known")
+        assert server.get_json("/api/values")["tog"] == 1  # not turned off by its own note-on
+        assert server.get_json("/api/values")["pick"] == 20  # not its 7-bit echo
+        assert midi_health(server)["held_out"] > 0  # 22 at once, over a budget of 10 a second: some waited
+    finally:
+        peer.input.cancel_callback()

@@ -289,9 +289,7 @@ def test_a_palm_on_a_confirm_button_only_arms_it(stage: BridgeProcess, pages: Pa
     assert sent(page, "go") == [1]
 
 
-def test_a_second_finger_taps_a_toggle_and_a_select_while_one_holds_a_fader(
-    stage: BridgeProcess, pages: Pages
-) -> None:
+def test_a_second_finger_taps_a_toggle_and_a_select_while_one_holds_a_fader(stage: BridgeProcess, pages: Pages) -> None:
     """A browser makes no click of a tap while another finger is down: a toggle or a select that
     waited for one did nothing while the other hand held a fader."""
     put(stage, mute=0, list="Main")

@@ -44,13 +44,13 @@ from typing import Any
 import mido
 
 from bridge.config import MidiConfig
-from bridge.echoes import ECHOED, Echoes
+from bridge.echoes import Echoes
 from bridge.errors import InvalidValue, MidiPortError, UnknownControl
 from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import encode, has_midi_form, outgoing, slot_of
+from bridge.midi.codec import encode, has_midi_form, outgoing
 from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
@@ -67,8 +67,9 @@ POLL_INTERVAL = 1.0
 IDLE_WAIT = 0.05
 
 #: A change held back by the budget: its control, the MIDI number (None for a trigger's
-#: press, which is an event and never "shown already") and the messages carrying it.
-Held = tuple[str, "int | None", tuple[mido.Message, ...]]
+#: press, which is an event and never "shown already"), the messages carrying it, and
+#: whether it came from MIDI (its echo is then told apart as bridge.echoes says).
+Held = tuple[str, "int | None", tuple[mido.Message, ...], bool]
 
 
 class MidiAdapter:
@@ -168,7 +169,8 @@ class MidiAdapter:
             return
         if change.origin.kind != "midi":
             # Set elsewhere: a pickup fader must reach the new value before it moves it.
-            self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id))
+            value = change.value if isinstance(change.value, int | float) else None
+            self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id, value, control))
         number, messages = outgoing(control, change.value)
         with self._out_lock:
             if change.origin.kind == "midi" and not binding.feedback:
@@ -192,7 +194,7 @@ class MidiAdapter:
                     return  # the device shows it already
             if held or not self._budget.take(len(messages)):
                 # Over the budget: the latest value per control (and every press) waits its turn.
-                held.put(key, (control.id, number, messages))
+                held.put(key, (control.id, number, messages, change.origin.kind == "midi"))
                 self.held_out += 1
                 self._out_waiting.set()
                 return
@@ -208,14 +210,14 @@ class MidiAdapter:
             with self._out_lock:
                 outlet = self._outlet
                 while self._held_out and outlet is not None:
-                    key, (cid, number, messages) = self._held_out.first()
+                    key, (cid, number, messages, reflected) = self._held_out.first()
                     if number is not None and self._last_sent.get(cid) == number:
                         self._held_out.pop(key)
                         continue
                     if not self._budget.take(len(messages)):
                         break
                     self._held_out.pop(key)
-                    if self._send(outlet, messages, cid) and number is not None:
+                    if self._send(outlet, messages, cid, reflected) and number is not None:
                         self._last_sent[cid] = number
                 if outlet is None:
                     self._held_out.clear()  # every value is sent when the device comes back
@@ -284,12 +286,13 @@ class MidiAdapter:
             if self.ports.system_lost:
                 self._lose()
                 continue
+            resend, self._resend_due = self._resend_due, False  # before the look: a device it finds waits a look
             try:
                 changed = self.ports.look()
             except MidiPortError as err:
                 self._warn.warning("list", "MIDI: cannot list ports (%s); trying again", err)
+                self._resend_due |= resend
                 continue
-            resend, self._resend_due = self._resend_due, False
             if changed:
                 self._publish()
             if resend:
@@ -357,14 +360,23 @@ class MidiAdapter:
                 self._send_all(self._outlet, values, only)
 
     def _send_all(self, outlet: Outlet, values: dict[str, Value], only: set[str] | None = None) -> None:
-        """Send every bound control's value (or those ``only`` names); the caller holds the output lock."""
+        """Send every bound control's value (or those ``only`` names) within the output budget, as
+        values of the bridge's own (an echo known at once); the caller holds the output lock."""
+        held = self._held_out
         for control in self.bindings.controls.values():
             if only is not None and control.id not in only:
                 continue
             if control.midi is None or control.trigger or not has_midi_form(control, values[control.id]):
                 continue
             number, messages = encode(control, values[control.id])
-            if not self._send(outlet, messages, control.id):
+            self._last_sent.pop(control.id, None)  # sent again, whatever was sent before
+            held.pop(control.id)
+            if held or not self._budget.take(len(messages)):
+                held.put(control.id, (control.id, number, messages, False))
+                self.held_out += 1
+                self._out_waiting.set()
+                continue
+            if not self._send(outlet, messages, control.id, reflected=False):
                 return
             self._last_sent[control.id] = number
 
@@ -417,9 +429,9 @@ class MidiAdapter:
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
         self.received += len(messages)
         messages, echoes = self.echoes.split(ECHO_PEER, messages, lambda m: tuple(m.bytes()), time.monotonic())
-        if self.monitor.watching:
-            self._seen(port_name, messages, echoes)
         bindings = self.bindings
+        if self.monitor.watching:
+            bindings.tell(self.monitor, port_name, messages, echoes)
         messages = bindings.feed(messages)
         origin = Origin("midi", port_name)
         for control, value in bindings.decoder.decode(messages, self._current):
@@ -433,17 +445,6 @@ class MidiAdapter:
                 self.hub.set(control.id, value, origin)
             except (UnknownControl, InvalidValue) as err:
                 self._warn.warning(("in", control.id), "MIDI in from %r rejected: %s", port_name, err)
-
-    def _seen(self, port_name: str, messages: list[mido.Message], echoes: list[mido.Message]) -> None:
-        """Tell the monitor of messages in, each with the control its slot belongs to, and of the echoes
-        dropped (so that an operator sees why they did nothing)."""
-        table = self.bindings.decoder.table
-        for message in messages:
-            slot = slot_of(message)
-            listener = table.get(slot) if slot is not None else None
-            self.monitor.saw("midi", "in", port_name, message, None, listener.control.id if listener else "")
-        for echo in echoes:
-            self.monitor.saw("midi", "in", port_name, f"{echo} {ECHOED}")
 
     def _current(self, control: Control) -> Value:
         return self.hub.get(control.id)

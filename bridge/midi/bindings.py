@@ -24,13 +24,15 @@ from typing import Any
 
 import mido
 
+from bridge.echoes import ECHOED
 from bridge.errors import LearnRefused
 from bridge.hub import Hub
-from bridge.midi.codec import Decoder
+from bridge.midi.codec import Decoder, slot_of
 from bridge.midi.learn import BindingStore, Learned, Learner, describe, effective, label, overlaps, to_table
 from bridge.midi.takeover import Ghost, SoftTakeover
 from bridge.midi.takeover import mode as takeover_mode
 from bridge.model import Control, MidiBinding
+from bridge.monitor import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,16 @@ class Bindings:
 
     def _publish(self) -> None:
         self.push("midi bindings", {"bindings": self.described(), "takeover": self.takeover_modes()})
+
+    def tell(self, monitor: Monitor, port: str, messages: list[mido.Message], echoes: list[mido.Message]) -> None:
+        """Tell ``monitor`` of messages in, each with the control its slot belongs to, and of the echoes
+        dropped (so that an operator sees why they did nothing)."""
+        for message in messages:
+            slot = slot_of(message)
+            listener = self.decoder.table.get(slot) if slot is not None else None
+            monitor.saw("midi", "in", port, message, None, listener.control.id if listener else "")
+        for echo in echoes:
+            monitor.saw("midi", "in", port, f"{echo} {ECHOED}")
 
     def push_ghost(self, ghost: Ghost | None) -> None:
         """Tell every page where a waiting fader's hardware is (data None: picked up)."""
