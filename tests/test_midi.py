@@ -659,3 +659,27 @@ def test_a_device_that_echoes_keeps_the_saved_values_and_every_value_sent_keeps_
         assert midi_health(server)["held_out"] > 0  # 22 at once, over a budget of 10 a second: some waited
     finally:
         peer.input.cancel_callback()
+
+
+def test_a_device_gone_and_back_between_two_looks_is_connected_again(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A soft synth or a controller's app restarted in a blink: its ports went and came back, under the
+    same names, between two of the bridge's looks (one a second). JACK dropped the bridge's connections
+    with the old ports; the bridge saw the same names and said "connected", deaf and mute for good."""
+    device_out, device_in = unique_name("blink-out"), unique_name("blink-in")
+    peer.plug_in(device_out, device_in)
+    config = write_config(
+        tmp_path, extra=midi_table(device_out, device_in, virtual=False), controls=jumping(CONTROLS_TOML)
+    )
+    server = bridge_factory(config, env={"JACK_DEFAULT_SERVER": jack.name})
+    client = client_factory(server.url)
+    latest_status(client, ("connected", "connected"))
+    peer.wait_for(cc(1, 1, 64))  # every value sent at once
+    peer.unplug()
+    peer.plug_in(device_out, device_in)  # back at once, the same names
+    peer.clear()
+    server.put_json("/api/values/slider1", {"value": 10})
+    peer.wait_for(cc(1, 1, 25))  # heard again: connected anew (and sent every value)
+    peer.send(cc(1, 2, 127))
+    client.wait_value("slider2", 50)  # and heard from

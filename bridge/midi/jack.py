@@ -60,6 +60,10 @@ def _library() -> Any:
     lib.jack_on_shutdown.restype = None
     lib.jack_set_error_function.argtypes = [_MESSAGE]
     lib.jack_set_error_function.restype = None
+    lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.jack_port_by_name.restype = ctypes.c_void_p
+    lib.jack_port_connected.argtypes = [ctypes.c_void_p]
+    lib.jack_port_connected.restype = ctypes.c_int
     return lib
 
 
@@ -113,6 +117,17 @@ class JackWatch:
     def gone(self) -> bool:
         """True once the server shut this client down (it stays so)."""
         return self._gone
+
+    def linked(self, port: str) -> bool | None:
+        """Whether the JACK port named ``port`` has any connection (None: no such port, or closed).
+        A device's port that went and came back between two looks has lost the bridge's."""
+        client = self._client
+        if client is None:
+            return None
+        found = self._lib.jack_port_by_name(client, port.encode())
+        if not found:
+            return None
+        return bool(self._lib.jack_port_connected(found) > 0)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -129,10 +129,16 @@ class Ports:
             return self._check_virtual(side)
         before = side.state
         if side.port is not None:
-            if side.port.name in names:
+            system = self.system
+            unlinked = side.port.name in names and system is not None and system.linked(side.port.name) is False
+            if side.port.name in names and not unlinked:
                 return False
             log.warning(
-                "MIDI %s %r disappeared; looking for %r every second", side.direction, side.port.name, side.wanted
+                "MIDI %s %r %s; looking for %r every second",
+                side.direction,
+                side.port.name,
+                "came back between two looks, without the bridge's connection" if unlinked else "disappeared",
+                side.wanted,
             )
             side.problem = "not found"  # said already: the next looks stay quiet
             self._close(side)

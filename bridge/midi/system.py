@@ -314,6 +314,10 @@ class MidiSystem:
             backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
         self.backend = backend
 
+    def linked(self, port: str) -> bool | None:
+        """Whether the device's port ``port`` is still connected to anything (JACK only; else None)."""
+        return self._watch.linked(port) if self._watch is not None else None
+
     @property
     def lost(self) -> bool:
         """True once the JACK server behind this system went away: close it and open a new one."""
