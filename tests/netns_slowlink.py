@@ -74,6 +74,11 @@ def every_change_through_a_slow_link() -> None:
             assert sorted(address for address, _ in desk.received) == sorted(f"/t/{n}" for n in range(1, 301))
         targets = proc.get_json("/healthz")["adapters"]["osc"]["targets"]
         assert all(t["state"] == "ok" and t["errors"] == 0 and t["sent"] == TEXTS for t in targets), targets
+        # The link drained: a change now goes straight out (a writer that waited for more kept the
+        # target's lock for good, and the next change stalled the bridge).
+        proc.put_json("/api/values/t1", {"value": "late"})
+        for desk in desks:
+            desk.wait_for("/t/1", lambda a: a == ["late"])
 
         sender.send(listen, "/bridge/sync")  # every value back to the sender, through the same link
         wait_until(lambda: len(sender.received) >= TEXTS, what="the whole sync")

@@ -323,6 +323,7 @@ def test_a_pad_held_by_a_browser_that_leaves_is_released_unless_another_holds_it
     first.send("pad", 1)
     watcher.wait_value("pad", 1)
     second.send("pad", 1)  # two hands on it
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["received"] == 2, what="the second press taken")
     first.close()  # the first phone is gone: the other still holds the pad
     wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["clients"] == 2, what="the first one gone")
     second.close()

@@ -286,7 +286,7 @@ class UdpTarget:
         """The writer of a target whose link is full: sends the backlog as room comes, then is done."""
         while True:
             with self.lock:
-                waiting = self.backlog.take()
+                waiting = self.backlog.take(timeout=0)  # (never waits: it holds the lock)
                 if not waiting:
                     self._behind = False
                     return
