@@ -8,6 +8,8 @@ browsers with real Socket.IO clients.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import mido
 import pytest
+import rtmidi
 
 from bridge.config import MidiConfig
 from bridge.errors import AmbiguousPort
@@ -678,8 +681,20 @@ def test_a_device_gone_and_back_between_two_looks_is_connected_again(
     peer.wait_for(cc(1, 1, 64))  # every value sent at once
     peer.unplug()
     peer.plug_in(device_out, device_in)  # back at once, the same names
-    peer.clear()
-    server.put_json("/api/values/slider1", {"value": 10})
-    peer.wait_for(cc(1, 1, 25))  # heard again: connected anew (and sent every value)
-    peer.send(cc(1, 2, 127))
-    client.wait_value("slider2", 50)  # and heard from
+    # ... and a session manager puts back a patch of its own on it: the port is not left unconnected.
+    daw = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="daw")
+    daw.open_virtual_port("daw-in")
+    try:
+        source = next(p for p in peer.sources() if p.endswith(":" + device_out))
+        sink = wait_until(lambda: next((p for p in peer.sinks() if p.endswith(":daw-in")), None), what="daw-in")
+        subprocess.run(
+            ["jack_connect", source, sink], check=True, timeout=10, env={**os.environ, "JACK_DEFAULT_SERVER": jack.name}
+        )
+        peer.clear()
+        server.put_json("/api/values/slider1", {"value": 10})
+        peer.wait_for(cc(1, 1, 25))  # heard again: connected anew (and sent every value)
+        peer.send(cc(1, 2, 127))
+        client.wait_value("slider2", 50)  # and heard from
+    finally:
+        daw.close_port()
+        daw.delete()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,8 +63,10 @@ def _library() -> Any:
     lib.jack_set_error_function.restype = None
     lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     lib.jack_port_by_name.restype = ctypes.c_void_p
-    lib.jack_port_connected.argtypes = [ctypes.c_void_p]
-    lib.jack_port_connected.restype = ctypes.c_int
+    lib.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
+    lib.jack_free.argtypes = [ctypes.c_void_p]
+    lib.jack_free.restype = None
     return lib
 
 
@@ -118,16 +121,27 @@ class JackWatch:
         """True once the server shut this client down (it stays so)."""
         return self._gone
 
-    def linked(self, port: str) -> bool | None:
-        """Whether the JACK port named ``port`` has any connection (None: no such port, or closed).
-        A device's port that went and came back between two looks has lost the bridge's."""
+    def connections(self, port: str) -> frozenset[str] | None:
+        """The ports the JACK port named ``port`` is connected to (None: no such port, or closed)."""
         client = self._client
         if client is None:
             return None
         found = self._lib.jack_port_by_name(client, port.encode())
         if not found:
             return None
-        return bool(self._lib.jack_port_connected(found) > 0)
+        names = self._lib.jack_port_get_all_connections(client, found)
+        if not names:
+            return frozenset()
+        try:
+            linked: set[str] = set()
+            for i in itertools.count():
+                name = names[i]
+                if name is None:
+                    return frozenset(linked)
+                linked.add(name.decode(errors="replace"))
+        finally:
+            self._lib.jack_free(names)
+        return frozenset(linked)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -36,6 +36,9 @@ class Port:
     port: Inlet | Outlet | None = None
     state: PortState = "off"
     problem: object = None  # the last problem logged, so that each is logged once
+    #: The connections the bridge made to the device's port when it opened it (JACK): gone when the
+    #: port went and came back between two looks, or when undone in a patchbay.
+    links: frozenset[str] = frozenset()
 
     def status(self) -> dict[str, Any]:
         return {"name": self.wanted, "port": None if self.port is None else self.port.name, "state": self.state}
@@ -130,7 +133,8 @@ class Ports:
         before = side.state
         if side.port is not None:
             system = self.system
-            unlinked = side.port.name in names and system is not None and system.linked(side.port.name) is False
+            now = system.connections(side.port.name) if system is not None and side.links else None
+            unlinked = side.port.name in names and now is not None and not side.links <= now
             if side.port.name in names and not unlinked:
                 return False
             log.warning(
@@ -210,8 +214,11 @@ class Ports:
         if system is None:  # stopped meanwhile
             return
         port: Inlet | Outlet
+        before = None if virtual else system.connections(name)
         port = system.open_input(name, virtual) if side.direction == "input" else system.open_output(name, virtual)
         side.port = port
+        after = None if virtual else system.connections(name)
+        side.links = after - before if after is not None and before is not None else frozenset()
         self._install[side.direction](port)
         self._set_state(side, "connected")
 

@@ -314,9 +314,9 @@ class MidiSystem:
             backend = mido.Backend(backend.name, api=api_names[self._api], load=True)
         self.backend = backend
 
-    def linked(self, port: str) -> bool | None:
-        """Whether the device's port ``port`` is still connected to anything (JACK only; else None)."""
-        return self._watch.linked(port) if self._watch is not None else None
+    def connections(self, port: str) -> frozenset[str] | None:
+        """The ports the device's port ``port`` is connected to (JACK only; else None)."""
+        return self._watch.connections(port) if self._watch is not None else None
 
     @property
     def lost(self) -> bool:
