@@ -32,7 +32,7 @@ from typing import Any, Literal
 from bridge.config import OscTarget
 from bridge.errors import BridgeError, MalformedPacket
 from bridge.flow import Outbox, Workers
-from bridge.net import unmapped
+from bridge.net import notice_silence, unmapped
 from bridge.osc.framing import Deframer, Framing, frame
 from bridge.osc.packets import check_packet
 
@@ -266,7 +266,7 @@ class TcpTarget:
                 self._workers.wait(backoff)
                 backoff = min(RETRY_MAX, backoff * 2)
                 continue
-            notice_silence(sock)
+            notice_silence(sock, SILENCE)
             began = time.monotonic()
             why = self._serve(sock)
             if not self._workers.stopping.is_set():
@@ -329,21 +329,6 @@ class TcpTarget:
                 why,
                 RETRY_MAX,
             )
-
-
-def notice_silence(sock: socket.socket) -> None:
-    """Have the kernel drop a connection to a desk that is gone without a word (its power cut, its
-    cable pulled): after :data:`SILENCE` seconds with what was sent not acknowledged, or, while
-    nothing is sent, with keepalive probes unanswered. Left alone, TCP retries for about 15 minutes,
-    all the while "connected", and every press goes nowhere. Linux only; elsewhere, TCP's own."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(SILENCE / 2)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, int(SILENCE / 2)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(SILENCE * 1000))
-    except (AttributeError, OSError) as err:  # (not Linux)
-        log.debug("OSC over TCP: no silence detection (%s)", err)
 
 
 _events = itertools.count()
