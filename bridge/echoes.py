@@ -36,6 +36,9 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
 
+from bridge.model import Origin
+from bridge.net import host_of
+
 #: Seconds a message sent stays recognisable as coming back.
 WINDOW = 0.1
 #: Seconds a peer that echoed stays known as one that does.
@@ -147,3 +150,10 @@ class Echoes:
             found.pop(0)
             if not found:
                 del self._sent[key]
+
+
+def came_from(origin: Origin) -> str | None:
+    """The host a change came from, over OSC or OSCQuery: sendings back there are ``reflected``."""
+    if origin.host:
+        return origin.host
+    return host_of(origin.ident) if origin.kind == "osc" else None

@@ -219,6 +219,9 @@ class Origin:
 
     kind: str
     ident: str = ""
+    #: The network host it came from (an OSC peer's, an OSCQuery client's): what goes back to
+    #: that host is reflected, not echoed at random (bridge.echoes).
+    host: str = ""
 
 
 @dataclass(frozen=True)

@@ -730,3 +730,26 @@ def test_host_info_follows_a_moved_osc_port_and_an_added_control_changes_no_othe
     wait_until(lambda: any(t.get("COMMAND") == "PATH_ADDED" for t in listener.texts), what="PATH_ADDED")
     assert [t for t in listener.texts if t.get("COMMAND") == "PATH_CHANGED"] == []
     assert [t["DATA"] for t in listener.texts if t.get("COMMAND") == "PATH_ADDED"] == ["/first"]
+
+
+def test_a_client_moving_back_to_a_value_is_not_taken_for_an_echo_of_its_neighbours(
+    start_bridge: Callable[..., QueryBridge], ws_peers: Callable[..., WsPeer]
+) -> None:
+    """Two apps on one laptop, one listening, and a desk on that laptop too: a client's fader goes
+    20, 30, 20. Its last 20 is the very frame just sent to its neighbour (and the message just sent
+    to the desk), from the same host: it was dropped as their echo, and the value stayed on 30."""
+    desk = OscPeer()
+    try:
+        bridge = start_bridge(targets=f'"127.0.0.1:{desk.port}"')
+        mover, listener = ws_peers(bridge.port), ws_peers(bridge.port)
+        listener.command("LISTEN", "/slider1")
+        wait_listening(bridge.proc, "/slider1", 1)
+        for count, value in enumerate((20.0, 30.0, 20.0), start=1):
+            mover.send_osc("/slider1", value)
+            wait_until(lambda n=count: len(desk.got("/slider1")) == n, what=f"move {count} at the desk")
+        wait_until(lambda: len(listener.got("/slider1")) == 3, what="three moves at the listener")
+        assert bridge.proc.get_json("/api/values")["slider1"] == 20
+        assert desk.got("/slider1") == listener.got("/slider1") == [[20.0], [30.0], [20.0]]
+        assert bridge.proc.get_json("/healthz")["adapters"]["oscquery"]["echoes"] == 0
+    finally:
+        desk.close()

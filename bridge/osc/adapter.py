@@ -27,14 +27,14 @@ from typing import Any
 
 from bridge.config import OscConfig
 from bridge.config.sections import OscCall
-from bridge.echoes import Echoes
+from bridge.echoes import Echoes, came_from
 from bridge.errors import BridgeError
 from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
 from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.monitor import IDLE
-from bridge.net import host_of, unmapped
+from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
@@ -231,8 +231,8 @@ class OscAdapter:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
             going += [(stream, packet) for stream in streams if stream.ident != source]
         # Remembered before it goes: an echo may be read before the send returns (bridge.echoes).
-        came_from = host_of(change.origin.ident) if change.origin.kind == "osc" else None
-        self.echoes.sent_all([(peer := way.peer, packet, peer == came_from) for way, packet in going], time.monotonic())
+        back_to = came_from(change.origin)
+        self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], time.monotonic())
         for way, packet in going:
             way.put(control.id, packet, event)
             if self.monitor.watching:

@@ -17,11 +17,10 @@ from typing import Any
 
 from bridge.auth import Access, Origins
 from bridge.config import Config
-from bridge.echoes import Echoes
+from bridge.echoes import Echoes, came_from
 from bridge.errors import InvalidValue, MalformedPacket, UnknownControl
 from bridge.hub import Hub, Reshaped
 from bridge.model import Change, Origin
-from bridge.net import host_of
 from bridge.osc.codec import arguments, values_for
 from bridge.osc.packets import decode
 from bridge.oscquery.namespace import Namespace, frame
@@ -98,9 +97,10 @@ class OscQueryAdapter:
         data = frame(control, change.value)
         offered = self.server.offer(control.osc, data, source, key, control.type == "button")
         if offered:
-            # (a change a client sent over UDP comes back to its host: that is reflected, not probed)
-            came_from = host_of(change.origin.ident) if change.origin.kind == "osc" else None
-            self.echoes.sent_all([(c.host, data, c.host == came_from) for c in offered], time.monotonic())
+            # (a change a client sent, over UDP or this WebSocket, comes back to its host: that is
+            # reflected, not probed; another client on that host sending the same is a hand's)
+            back_to = came_from(change.origin)
+            self.echoes.sent_all([(c.host, data, c.host == back_to) for c in offered], time.monotonic())
 
     def _osc_in(self, client: Client, data: bytes) -> None:
         self.received += 1
@@ -113,7 +113,7 @@ class OscQueryAdapter:
         except MalformedPacket as err:
             self.server.drop((client.ident, "malformed"), "OSCQuery %s: malformed OSC dropped (%s)", client.peer, err)
             return
-        origin = Origin("oscquery", client.ident)
+        origin = Origin("oscquery", client.ident, client.host)
         now = time.monotonic()
         for message in found:
             if self.echoes.back(client.host, message.dgram, now):
