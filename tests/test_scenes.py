@@ -732,3 +732,30 @@ def test_scenes_export_as_one_attachment_and_import_back(tmp_path: Path, bridge_
     many = {"scenes": {f"S{i}": {"values": {"txt1": "x" * 200}} for i in range(200)}}
     status, answer = post_import(server, json.dumps(many).encode(), key)
     assert status == 200 and len(answer["imported"]) == 200
+
+
+def test_a_hand_that_holds_a_fader_on_a_step_of_the_fade_takes_it_out(tmp_path: Path) -> None:
+    """A page (or a script) touches a fading fader and holds it where it stood a moment ago: that
+    value equals one of the fade's recent steps, and was taken for a desk's echo of it, so the fade
+    carried the fader on under the finger. Only a desk or a controller can echo."""
+    hub = Hub(load_config(scene_config(tmp_path)).controls)
+    scenes = Scenes(hub, None)
+    hub.add_adapter(scenes)
+    scenes.start()
+    try:
+        hub.set("level", 100, Origin("http"))
+        hub.set("fine", 1.0, Origin("http"))
+        scenes.save("Up")
+        hub.set("level", 0, Origin("http"))
+        hub.set("fine", -1.0, Origin("http"))
+        scenes.recall("Up", 30)
+        wait_until(lambda: hub.get("level") != 0, what="level under way")
+        held = hub.get("level")
+        wait_until(lambda: hub.get("level") != held, what="a step past it")
+        hub.set("level", held, Origin("web", "performer"))  # the finger, where the fader was
+        for _ in range(2):
+            before = hub.get("fine")
+            wait_until(lambda before=before: hub.get("fine") != before, what="a step of the fade")
+        assert hub.get("level") == held and scenes.describe()["fading"] == "Up"
+    finally:
+        scenes.stop()

@@ -330,3 +330,25 @@ def test_a_pad_held_by_a_browser_that_leaves_is_released_unless_another_holds_it
     watcher.wait_value("pad", 0)
     assert proc.output().count("left holding pad down: released") == 1
     assert proc.get_json("/api/values")["pad"] == 0
+
+
+def test_a_browser_that_leaves_does_not_release_a_pad_released_and_pressed_again_elsewhere(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """The page's press ended with a release from a desk, and the desk pressed the pad again: the
+    page leaving has nothing to let go of. It released the desk's press."""
+    port = free_port(socket.SOCK_DGRAM)
+    proc = bridge_factory(write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{port}"\n', controls=PADS))
+    page, watcher = client_factory(proc.url), client_factory(proc.url)
+    page.send("pad", 1)
+    watcher.wait_value("pad", 1)
+    oscsend(port, "/pad", "i", 0)  # the desk releases it
+    watcher.wait_value("pad", 0)
+    oscsend(port, "/pad", "i", 1)  # and holds it down
+    watcher.wait_value("pad", 1)
+    page.close()
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["clients"] == 1, what="the page gone")
+    watcher.send("pad", 1)  # (a marker, after the page's leave was handled: the same value, no change)
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["received"] == 2, what="the marker taken")
+    assert "left holding" not in proc.output()
+    assert proc.get_json("/api/values")["pad"] == 1

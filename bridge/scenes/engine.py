@@ -46,6 +46,9 @@ ECHO_WINDOW = 0.5
 ECHO_TOLERANCE = 1e-6
 #: The steps kept per control for that: half a second of them at 100 a second.
 ECHO_STEPS = 64
+#: Where a fade's own step can come back from (a desk, a controller): from a page or a script, a
+#: value equal to a recent step is a hand on the control, not an echo.
+ECHOING = frozenset({"osc", "oscquery", "midi", "cluster"})
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,7 @@ class Scenes:
                     self._restore[cid] = self._interrupted[cid]
                 return
             if cid in fade.moves:
-                if fade.echoes(cid, change.value, now):
+                if change.origin.kind in ECHOING and fade.echoes(cid, change.value, now):
                     return  # its own step, confirmed by a desk: the fade goes on
                 del fade.moves[cid]
                 self._interrupted[cid] = change.value

@@ -146,6 +146,9 @@ class WebAdapter:
         """
         if self.monitor.watching:
             self.monitor.saw("web", "out", "pages", "update value", [change.value], change.control.id)
+        control = change.control
+        if control.type == "button" and not control.trigger:
+            self._hold(change)
         if self._turn is not None and not len(self._outbox) and self._turn.take():
             # Nothing filed before it (which it would overtake): out now.
             self.fanout.broadcast(change)
@@ -367,17 +370,21 @@ class WebAdapter:
             self._reject(sid, who, data, str(err))
             return
         control = applied.control
-        if control.type == "button" and not control.trigger:
-            with self._roles_lock:
-                if applied.value:
-                    self._holding.setdefault(sid, set()).add(control.id)
-                else:  # released, whoever held it
-                    for pads in self._holding.values():
-                        pads.discard(control.id)
+        if control.type == "button" and not control.trigger and applied.value:
+            with self._roles_lock:  # held by this browser (even when another held it already)
+                self._holding.setdefault(sid, set()).add(control.id)
         self.fanout.changed(sid, control.id, applied.adjusted)
         if applied.adjusted:
             # Clamped or stepped: the sender shows something else; correct it.
             self.server.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
+
+    def _hold(self, change: Change) -> None:
+        """A push pad released, from anywhere (a page, OSC, MIDI, a scene): nobody holds it now."""
+        if change.value:
+            return
+        with self._roles_lock:
+            for pads in self._holding.values():
+                pads.discard(change.control.id)
 
     def _let_go(self, sid: str) -> None:
         """A browser that left: the pads it still held down, and no other holds, are released."""
