@@ -48,6 +48,8 @@ def main() -> int:
     every_change_through_a_slow_link()
     tc("qdisc", "del", "dev", "lo", "root")
     a_full_link_holds_up_nobody()
+    tc("qdisc", "del", "dev", "lo", "root")
+    a_go_held_on_a_slow_link_fires_once()
     print("ok")
     return 0
 
@@ -121,6 +123,54 @@ def a_full_link_holds_up_nobody() -> None:
         proc.stop()
         stuck.close()
         desk.close()
+
+
+def a_go_held_on_a_slow_link_fires_once() -> None:
+    """A GO behind a burst of long texts waits in a slow target's backlog, and that desk sends all it
+    gets straight back: the GO went out late, its echo came after the echo window of its first
+    record, and the bridge fired it again at the other desk."""
+    mirror, desk = OscPeer(), OscPeer()
+    sender = OscPeer("127.0.0.2")  # another host than the desks' (a change goes back to its own host reflected)
+    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "200kbit", "ceil", "200kbit")
+    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")  # 40 ms of queue
+    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(mirror.port), "0xffff", "flowid", "1:20"]
+    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
+    folder = Path(tempfile.mkdtemp())
+    listen = free_port(socket.SOCK_DGRAM)
+    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{mirror.port}", "127.0.0.1:{desk.port}"]\n'
+    controls = SHOW + '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
+    proc = BridgeProcess(write_config(folder, extra=extra, controls=controls)).start()
+    stop = threading.Event()
+
+    def echo() -> None:  # the mirror desk: everything it gets, straight back to the bridge
+        seen = 0
+        while not stop.is_set():
+            with mirror._lock:
+                fresh = mirror.received[seen:]
+            for address, args in fresh:
+                mirror.send(listen, address, *args)
+            seen += len(fresh)
+            stop.wait(0.001)
+
+    echoing = threading.Thread(target=echo)
+    echoing.start()
+    try:
+        for n in range(1, 101):
+            sender.send(listen, f"/t/{n}", f"{n:04}" + "x" * 996)
+        sender.send(listen, "/go")
+        mirror.wait_for("/go")  # late, through the slow link, and echoed at once
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["echoes"] >= 1, what="its echo known")
+        sender.send(listen, "/t/1", "marker")  # after the echo: the desk hears it after any second GO
+        desk.wait_for("/t/1", lambda a: a == ["marker"])
+        assert desk.got("/go") == [[1]], desk.got("/go")
+    finally:
+        stop.set()
+        echoing.join()
+        proc.stop()
+        for peer in (mirror, desk, sender):
+            peer.close()
 
 
 if __name__ == "__main__":

@@ -214,6 +214,8 @@ class UdpTarget:
         self.local_port: int | None = None
         #: Tells the listening socket's own address (:class:`Own`), once it listens.
         self.own: Own | None = None
+        #: Told of each datagram that left late, from the backlog: its echo comes back from then.
+        self.late: Callable[[bytes], None] | None = None
 
     @property
     def ident(self) -> str:
@@ -301,7 +303,7 @@ class UdpTarget:
             if sock is None:
                 return  # closed meanwhile (a reload)
             try:
-                went = sent(sock, lambda: self._now(packet))
+                went = sent(sock, lambda: self._late(packet))
             except ValueError:
                 return  # its socket closed while it waited (a reload)
             except OSError as err:
@@ -314,6 +316,11 @@ class UdpTarget:
                 with self.lock:
                     self._went()
             return
+
+    def _late(self, packet: bytes) -> bool:
+        if self.late is not None:
+            self.late(packet)  # before the send, as every sending is (its echo may be read first)
+        return self._now(packet)
 
     def _went(self) -> None:
         self.sent += 1
