@@ -192,6 +192,11 @@ class Control:
         """A button that fires on press only: nothing is stored, recalled or replayed."""
         return self.type == "button" and self.mode == "trigger"
 
+    @property
+    def push(self) -> bool:
+        """A pad held down while pressed (a button that is not a trigger)."""
+        return self.type == "button" and self.mode != "trigger"
+
     def option_index(self, value: object) -> int | None:
         """The position of ``value`` among a select's options, or None."""
         for index, option in enumerate(self.options):

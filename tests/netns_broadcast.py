@@ -24,23 +24,9 @@ from pathlib import Path
 
 from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, OscPeer
+from tests.test_loops import SHOW  # a level, a GO and a marker
 
 BROADCAST = "127.255.255.255"
-SHOW = """
-[[controls]]
-id = "go"
-type = "button"
-mode = "trigger"
-osc = "/go"
-
-[[controls]]
-id = "marker"
-type = "range"
-min = 0
-max = 100
-value = 0
-osc = "/marker"
-"""
 
 
 def ip(*args: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -443,8 +444,10 @@ def test_a_control_with_scene_false_is_never_touched(tmp_path: Path, bridge_fact
 
 
 @pytest.mark.unit
-def test_a_fade_step_that_crosses_a_change_from_elsewhere_is_undone(tmp_path: Path) -> None:
-    """The hub in-process: a step computed before a performer's change but stored after it."""
+@contextlib.contextmanager
+def fading_up(tmp_path: Path) -> Iterator[tuple[Hub, Scenes]]:
+    """The hub in-process, with "level" and "fine" on a 30 s fade up to the scene "Up" ("fine"
+    keeps the fade going throughout)."""
     hub = Hub(load_config(scene_config(tmp_path)).controls)
     scenes = Scenes(hub, None)
     hub.add_adapter(scenes)
@@ -455,19 +458,30 @@ def test_a_fade_step_that_crosses_a_change_from_elsewhere_is_undone(tmp_path: Pa
         scenes.save("Up")
         hub.set("level", 0, Origin("http"))
         hub.set("fine", -1.0, Origin("http"))
-        scenes.recall("Up", 30)  # "fine" keeps the fade going throughout
+        scenes.recall("Up", 30)
+        yield hub, scenes
+    finally:
+        scenes.stop()
+
+
+def two_steps(hub: Hub) -> None:
+    """Wait until the fade moved "fine" twice more."""
+    for _ in range(2):
+        before = hub.get("fine")
+        wait_until(lambda before=before: hub.get("fine") != before, what="a step of the fade")
+
+
+def test_a_fade_step_that_crosses_a_change_from_elsewhere_is_undone(tmp_path: Path) -> None:
+    """The hub in-process: a step computed before a performer's change but stored after it."""
+    with fading_up(tmp_path) as (hub, scenes):
         hub.set("level", 12, Origin("web", "performer"))  # takes "level" out of the fade
         hub.set("level", 40, Origin("scene", "Up"))  # the step that was already on its way
         wait_until(lambda: hub.get("level") == 12, what="the performer's value put back")
         hub.set("level", 13, Origin("web", "performer"))
         hub.set("level", 41, Origin("scene", "Up"))
         hub.set("level", 14, Origin("osc", "desk"))  # a newer change, stored after the step: nothing to undo
-        for _ in range(2):
-            before = hub.get("fine")
-            wait_until(lambda before=before: hub.get("fine") != before, what="a step of the fade")
+        two_steps(hub)
         assert hub.get("level") == 14 and scenes.describe()["fading"] == "Up"
-    finally:
-        scenes.stop()
 
 
 # -- Files -------------------------------------------------------------------------
@@ -738,24 +752,10 @@ def test_a_hand_that_holds_a_fader_on_a_step_of_the_fade_takes_it_out(tmp_path: 
     """A page (or a script) touches a fading fader and holds it where it stood a moment ago: that
     value equals one of the fade's recent steps, and was taken for a desk's echo of it, so the fade
     carried the fader on under the finger. Only a desk or a controller can echo."""
-    hub = Hub(load_config(scene_config(tmp_path)).controls)
-    scenes = Scenes(hub, None)
-    hub.add_adapter(scenes)
-    scenes.start()
-    try:
-        hub.set("level", 100, Origin("http"))
-        hub.set("fine", 1.0, Origin("http"))
-        scenes.save("Up")
-        hub.set("level", 0, Origin("http"))
-        hub.set("fine", -1.0, Origin("http"))
-        scenes.recall("Up", 30)
+    with fading_up(tmp_path) as (hub, scenes):
         wait_until(lambda: hub.get("level") != 0, what="level under way")
         held = hub.get("level")
         wait_until(lambda: hub.get("level") != held, what="a step past it")
         hub.set("level", held, Origin("web", "performer"))  # the finger, where the fader was
-        for _ in range(2):
-            before = hub.get("fine")
-            wait_until(lambda before=before: hub.get("fine") != before, what="a step of the fade")
+        two_steps(hub)
         assert hub.get("level") == held and scenes.describe()["fading"] == "Up"
-    finally:
-        scenes.stop()

@@ -169,8 +169,7 @@ class MidiAdapter:
             return
         if change.origin.kind != "midi":
             # Set elsewhere: a pickup fader must reach the new value before it moves it.
-            value = change.value if isinstance(change.value, int | float) else None
-            self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id, value, control))
+            self.bindings.push_ghost(self.bindings.takeover.moved_elsewhere(control.id, change.value, control))
         number, messages = outgoing(control, change.value)
         with self._out_lock:
             if change.origin.kind == "midi" and not binding.feedback:
@@ -194,12 +193,15 @@ class MidiAdapter:
                     return  # the device shows it already
             if held or not self._budget.take(len(messages)):
                 # Over the budget: the latest value per control (and every press) waits its turn.
-                held.put(key, (control.id, number, messages, change.origin.kind == "midi"))
-                self.held_out += 1
-                self._out_waiting.set()
+                self._wait_turn(key, (control.id, number, messages, change.origin.kind == "midi"))
                 return
             if self._send(outlet, messages, control.id, change.origin.kind == "midi") and number is not None:
                 self._last_sent[control.id] = number
+
+    def _wait_turn(self, key: str, held: Held) -> None:  # over the budget (under the output lock)
+        self._held_out.put(key, held)
+        self.held_out += 1
+        self._out_waiting.set()
 
     def _drain_held(self) -> None:
         """Send held changes as the budget allows; the final value of each control always goes."""
@@ -372,9 +374,7 @@ class MidiAdapter:
             self._last_sent.pop(control.id, None)  # sent again, whatever was sent before
             held.pop(control.id)
             if held or not self._budget.take(len(messages)):
-                held.put(control.id, (control.id, number, messages, False))
-                self.held_out += 1
-                self._out_waiting.set()
+                self._wait_turn(control.id, (control.id, number, messages, False))
                 continue
             if not self._send(outlet, messages, control.id, reflected=False):
                 return

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -129,18 +128,16 @@ class JackWatch:
         found = self._lib.jack_port_by_name(client, port.encode())
         if not found:
             return None
-        names = self._lib.jack_port_get_all_connections(client, found)
-        if not names:
-            return frozenset()
-        try:
-            linked: set[str] = set()
-            for i in itertools.count():
-                name = names[i]
-                if name is None:
-                    return frozenset(linked)
-                linked.add(name.decode(errors="replace"))
-        finally:
-            self._lib.jack_free(names)
+        names = self._lib.jack_port_get_all_connections(client, found)  # NULL-terminated, or NULL
+        linked: set[str] = set()
+        if names:
+            try:
+                at = 0
+                while names[at] is not None:
+                    linked.add(names[at].decode(errors="replace"))
+                    at += 1
+            finally:
+                self._lib.jack_free(names)
         return frozenset(linked)
 
     def close(self) -> None:

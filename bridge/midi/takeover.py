@@ -117,13 +117,13 @@ class SoftTakeover:
         with self._lock:
             return {cid: f.shown for cid, f in self._faders.items() if f.shown is not None}
 
-    def moved_elsewhere(self, cid: str, value: float | None = None, control: Control | None = None) -> Ghost | None:
+    def moved_elsewhere(self, cid: str, value: object = None, control: Control | None = None) -> Ghost | None:
         """The value of ``cid`` was changed (to ``value``) by something other than its hardware."""
         with self._lock:
             fader = self._faders.get(cid)
             if fader is None:
                 return None
-            if fader.hardware is not None and value is not None and control is not None:
+            if fader.hardware is not None and isinstance(value, int | float) and control is not None:
                 if abs(fader.hardware - value) <= tolerance(control) + _EPSILON:
                     # Set to where the hardware stands: picked up already (it would have to come
                     # back from one side, however it moved from there).

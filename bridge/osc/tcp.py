@@ -26,7 +26,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any, Literal
 
 from bridge.config import OscTarget
@@ -334,7 +334,7 @@ class TcpTarget:
 _events = itertools.count()
 
 
-def event_key(outbox: Outbox[object, bytes], key: object, event: Event) -> object:
+def event_key(outbox: Sized, key: object, event: Event) -> object:
     """The outbox key for a packet of control ``key``: one of its own for an event, while few wait."""
     if event is not None and len(outbox) < EVENTS_MAX:
         return (key, next(_events))

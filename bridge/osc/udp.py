@@ -43,7 +43,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.config import OscTarget
-from bridge.flow import Outbox
+from bridge.flow import Latest
+from bridge.logs import LogLimiter
 from bridge.net import unmapped
 from bridge.osc.tcp import Event, event_key
 
@@ -205,9 +206,10 @@ class UdpTarget:
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = 0
         self.errors = 0
-        self._lost: set[int | None] = set()  # the reasons of datagrams lost, said once each
-        #: What waits for room while the link is full (see :meth:`put`), and whether anything does.
-        self.backlog: Outbox[object, bytes] = Outbox()
+        self._warn = LogLimiter(log)  # datagrams lost, said once a while per reason
+        #: What waits for room while the link is full (see :meth:`put`; under :attr:`lock`), and
+        #: whether anything does.
+        self.backlog: Latest[object, bytes] = Latest()
         self._behind = False
         self.lock = threading.Lock()
         #: The port its datagrams go out from, once resolved.
@@ -288,7 +290,7 @@ class UdpTarget:
         """The writer of a target whose link is full: sends the backlog as room comes, then is done."""
         while True:
             with self.lock:
-                waiting = self.backlog.take(timeout=0)  # (never waits: it holds the lock)
+                waiting = self.backlog.take()
                 if not waiting:
                     self._behind = False
                     return
@@ -346,12 +348,11 @@ class UdpTarget:
 
     def lost(self, err: OSError) -> None:
         """A datagram could not be sent, for another reason than a refusal or a full link: it is
-        counted and said, once per reason; the target is not taken for gone."""
+        counted and said (once a while per reason); the target is not taken for gone."""
         self.errors += 1
-        if err.errno not in self._lost:
-            self._lost.add(err.errno)
-            why = err.strerror or err
-            log.warning("OSC target %s: a message could not be sent (%s); dropped", self.config.label, why)
+        why = err.strerror or err
+        label = self.config.label
+        self._warn.warning(err.errno, "OSC target %s: a message could not be sent (%s); dropped", label, why)
 
     def failed(self, err: OSError) -> None:
         """Sending (or reading the answer) showed that nothing listens there: ICMP port unreachable."""

@@ -146,8 +146,7 @@ class WebAdapter:
         """
         if self.monitor.watching:
             self.monitor.saw("web", "out", "pages", "update value", [change.value], change.control.id)
-        control = change.control
-        if control.type == "button" and not control.trigger:
+        if change.control.push:
             self._hold(change)
         if self._turn is not None and not len(self._outbox) and self._turn.take():
             # Nothing filed before it (which it would overtake): out now.
@@ -370,7 +369,7 @@ class WebAdapter:
             self._reject(sid, who, data, str(err))
             return
         control = applied.control
-        if control.type == "button" and not control.trigger and applied.value:
+        if control.push and applied.value:
             with self._roles_lock:  # held by this browser (even when another held it already)
                 self._holding.setdefault(sid, set()).add(control.id)
         self.fanout.changed(sid, control.id, applied.adjusted)
@@ -392,7 +391,7 @@ class WebAdapter:
             pads = self._holding.pop(sid, set())
             held_elsewhere = set().union(*self._holding.values())
         for cid in sorted(pads - held_elsewhere):
-            if cid in self.hub.controls and self.hub.values().get(cid):
+            if cid in self.hub.controls and self.hub.get(cid):
                 log.warning("browser %s left holding %s down: released", sid, cid)
                 self.hub.set(cid, 0, Origin("web", sid))
 
