@@ -95,6 +95,8 @@ def _label_value(control: Control, raw: object) -> Value:
         return _text(raw)
     if isinstance(raw, bool):
         return int(raw)
+    if not isinstance(raw, int | float):
+        raise InvalidValue(control.id, raw, "expected a string or a number")
     number = _finite(control, raw)
     return int(number) if isinstance(number, int) else float(number)
 

@@ -12,7 +12,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue, MalformedPacket
 from bridge.hub import Hub
-from bridge.model import Control
+from bridge.model import Control, Option
 from bridge.osc.codec import encode, value_from_args
 from bridge.osc.inbound import Inbound, Source
 from bridge.osc.packets import MAX_PATTERN_LENGTH, check_packet, messages, pattern_regex
@@ -141,6 +141,17 @@ def test_encode_types() -> None:
     assert OscMessage(encode("/t", TOGGLE, 1, "float")).params == [1.0]
     assert OscMessage(encode("/x", TEXT, "héllo")).params == ["héllo"]
     assert OscMessage(encode("/stage/r", RANGE, 1)).address == "/stage/r"
+
+
+def test_a_select_of_both_kinds_of_number_and_a_label_send_floats_as_oscquery_advertises() -> None:
+    mixed = Control("s", "select", "S", 1, "/s", options=(Option(1, "1"), Option(2.5, "2.5")))
+    whole = Control("w", "select", "W", 1, "/w", options=(Option(1, "1"), Option(2, "2")))
+    label = Control("l", "label", "L", 3, "/l")
+    assert OscMessage(encode("/s", mixed, 1)).params == [1.0]
+    assert OscMessage(encode("/s", mixed, 1)).dgram.endswith(b",f\x00\x00" + struct.pack(">f", 1.0))
+    assert OscMessage(encode("/w", whole, 2)).dgram.endswith(b",i\x00\x00" + struct.pack(">i", 2))
+    assert OscMessage(encode("/l", label, 3)).dgram.endswith(b",f\x00\x00" + struct.pack(">f", 3.0))
+    assert OscMessage(encode("/l", label, "Act 1")).params == ["Act 1"]
 
 
 def test_an_address_no_control_takes_is_logged_once_however_long_the_show(

@@ -17,7 +17,7 @@ from flask_socketio import SocketIOTestClient
 
 from bridge.app import Bridge
 from bridge.config import load_config
-from tests.helpers import wait_until, write_config
+from tests.helpers import CONTROLS_TOML, wait_until, write_config
 
 pytestmark = pytest.mark.unit
 
@@ -29,8 +29,8 @@ def make_bridge(tmp_path: Path) -> Iterator[Callable[..., Bridge]]:
     """A bridge built in this process (no ports opened: only its Socket.IO side starts)."""
     built: list[Bridge] = []
 
-    def make(server_extra: str = "") -> Bridge:
-        config = write_config(tmp_path, state_file="")
+    def make(server_extra: str = "", controls: str = CONTROLS_TOML) -> Bridge:
+        config = write_config(tmp_path, state_file="", controls=controls)
         text = config.read_text(encoding="utf-8").replace("[server]\n", f"[server]\n{server_extra}")
         config.write_text(text, encoding="utf-8")
         bridge = Bridge(load_config(config))
@@ -117,3 +117,16 @@ def test_ping_is_acknowledged_with_its_payload(make_bridge: Callable[..., Bridge
     bridge = make_bridge()
     a = client(bridge)
     assert a.emit("ping bridge", 1234, callback=True) == 1234
+
+
+def test_an_http_press_of_a_trigger_answers_that_it_fired_and_that_nothing_is_stored(
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    go = '[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
+    bridge = make_bridge(controls=CONTROLS_TOML + go)
+    http = bridge.app.test_client()
+    press = http.put("/api/values/go", json={"value": 1})
+    assert (press.status_code, press.get_json()) == (200, {"id": "go", "value": 0, "fired": True})
+    assert http.put("/api/values/go", json={"value": 0}).get_json() == {"id": "go", "value": 0, "fired": False}
+    assert http.get("/api/values").get_json()["go"] == 0
+    assert http.put("/api/values/slider2", json={"value": 7.4}).get_json() == {"id": "slider2", "value": 7}

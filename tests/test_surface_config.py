@@ -46,6 +46,8 @@ def load(tmp_path: Path, controls: str) -> object:
         ('type = "range"\ncolor = "red"', "controls[0] (a).color", '"#rrggbb"'),
         ('type = "button"\nmode = "trigger"\nvalue = 1', "controls[0] (a).value", "stores nothing"),
         ('type = "text"\nlabel_from = "not an address"', "controls[0] (a).label_from", "an OSC address"),
+        ('type = "label"\nmidi = { channel = 1, cc = 1 }', "controls[0] (a).midi", 'left out, is text ("")); give'),
+        ('type = "label"\nvalue = "x"\nmidi = { channel = 1, cc = 1 }', "controls[0] (a).midi", "its value is text"),
         (
             'type = "range"\ncolor_from = { address = "/c", map = { "1" = "blue" } }',
             "controls[0] (a).color_from.map.1",

@@ -81,6 +81,13 @@ def test_normalize_refuses(control: Control, raw: object) -> None:
     assert info.value.control_id == control.id
 
 
+@pytest.mark.parametrize("raw", [None, [1], {"v": 1}])
+def test_a_label_refuses_what_is_neither_text_nor_a_number_and_says_so(raw: object) -> None:
+    with pytest.raises(InvalidValue) as info:
+        normalize(Control("l", "label", "L", "", "/l"), raw)
+    assert info.value.reason == "expected a string or a number"
+
+
 class Recorder:
     name = "recorder"
 

@@ -363,8 +363,12 @@ def _with_wire(reader: Reader, raw: dict[str, Any], where: str, c: Control) -> C
                 reader.fail(f"{where}.{key}", f"{given!r} does not fit the type tag {tag!r} of osc.types")
     if "midi" in raw:
         if c.type == "text" or (c.type == "label" and isinstance(c.default, str)):
-            what = "a text control" if c.type == "text" else "a label of text"
-            reader.fail(f"{where}.midi", f"{what} has no MIDI form; remove this key")
+            if c.type == "text":
+                reader.fail(f"{where}.midi", "a text control has no MIDI form; remove this key")
+            # A label's kind is its value's: left out, that is "" (text).
+            said = "its value is text" if "value" in raw else 'its value, left out, is text ("")'
+            fix = "give it a number (value = 0) or remove this key"
+            reader.fail(f"{where}.midi", f"a label of text has no MIDI form ({said}); {fix}")
         options = tuple(o.value for o in c.options)
         binding = wire.midi_binding(reader, raw["midi"], f"{where}.midi", c.type, span, options)
         if c.type == "select" and binding.kind == "note":

@@ -228,7 +228,14 @@ def _auto_tag(control: Control, wired: object, arg_type: str) -> str:
         return "i" if arg_type == "int" else "f"
     if control.numeric or (control.type == "led" and control.colors):
         return "f"
+    if isinstance(wired, int | float) and (control.type == "label" or _mixed_numbers(control)):
+        return "f"  # any number may come (a label), or either kind (a select): a float, as OSCQuery's TYPE says
     return natural_tag(wired)
+
+
+def _mixed_numbers(control: Control) -> bool:
+    """A select whose options are whole numbers and fractions both (``[1, 2.5]``)."""
+    return control.type == "select" and {natural_tag(o.value) for o in control.options} >= {"i", "f"}
 
 
 def _add(builder: OscMessageBuilder, arg: object, tag: str) -> None:

@@ -77,6 +77,8 @@ def blueprint(
             applied = hub.set(control_id, body["value"], Origin("http", request.remote_addr or ""))
         except InvalidValue as err:
             return jsonify(error=str(err)), 400
+        if applied.control.trigger:  # a press is an event: the stored value stays 0
+            return jsonify(id=control_id, value=0, fired=applied.changed)
         return jsonify(id=control_id, value=applied.value)
 
     def keyed_join_url() -> str:
