@@ -45,46 +45,57 @@ FORMAT_VERSION = 1
 def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, Any] | None:
     """The ``key`` object of the JSON file at ``path``, or None when there is none to use.
 
-    A missing file is None, quietly. An unreadable one is None with a
-    warning. A corrupt one (not JSON, or no ``key`` object) is moved aside
-    as ``<name>.corrupt-<time>``, so the next save starts a clean file, and
-    is None with a warning. ``what`` names the file in the log ("state
-    file") and ``instead`` says what the bridge does without it.
+    A missing file is None, quietly. One that cannot be read (another
+    user's, written under sudo; a folder) or is corrupt (not JSON, or no
+    ``key`` object) is moved aside as ``<name>.unreadable-<time>`` or
+    ``<name>.corrupt-<time>``, so that the next save starts a clean file
+    and never writes over what it could not read, and is None with a
+    warning. ``what`` names the file in the log ("state file") and
+    ``instead`` says what the bridge does without it.
     """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as err:
-        log.warning("%s %s cannot be read (%s); %s", what, path, err.strerror, instead)
+        log.warning("%s %s cannot be read (%s); %s; %s", what, path, err.strerror, _aside(path, "unreadable"), instead)
         return None
     try:
-        data = json.loads(raw.decode("utf-8"))  # (not UTF-8: a ValueError too)
+        data = json.loads(raw.decode("utf-8-sig"))  # (a BOM, as Notepad writes, is no fault; not UTF-8: a ValueError)
         if not isinstance(data, dict) or not isinstance(data.get(key), dict):
             raise ValueError(f"no {key!r} object")
     except (ValueError, RecursionError) as err:
         if isinstance(err, RecursionError):
             err = ValueError("nested too deeply to read")
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        try:
-            path.replace(aside)
-            where = f"moved to {aside}"
-        except OSError as move_err:
-            where = f"could not be moved aside ({move_err.strerror})"
-        log.warning("%s %s is corrupt (%s); %s; %s", what, path, err, where, instead)
+        log.warning("%s %s is corrupt (%s); %s; %s", what, path, err, _aside(path, "corrupt"), instead)
         return None
     found: dict[str, Any] = data[key]
     return found
 
 
+def _aside(path: Path, why: str) -> str:
+    """Move the file at ``path`` to ``<name>.<why>-<time>``; say where it went, or why it could not."""
+    aside = path.with_name(f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        path.replace(aside)
+    except OSError as err:
+        return f"could not be moved aside ({err.strerror})"
+    return f"moved to {aside}"
+
+
 def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, Any] | None = None) -> dict[str, Value]:
     """Read saved values; a corrupt file is moved aside and ``{}`` returned.
 
-    A value that no longer fits its control (the config changed) is left out,
-    so its control starts at its default, with a warning. Values of controls
-    the config no longer has go to ``elsewhere`` when given (the hub keeps
-    them for when the control comes back).
+    A number out of its control's new range (the config changed) is clamped
+    into it, as a reload does; any other value that no longer fits is left
+    out, so its control starts at its default; both with a warning. A push
+    pad or a trigger starts released: nobody holds it after a restart.
+    Values of controls the config no longer has go to ``elsewhere`` when
+    given (the hub keeps them for when the control comes back).
     """
+    if not os.path.lexists(path):
+        log.info("no state file at %s yet; every control starts from its value in the config", path)
+        return {}
     saved = read_document(path, "values", "state file", "starting from defaults")
     if saved is None:
         return {}
@@ -96,12 +107,16 @@ def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, An
                 elsewhere[cid] = raw
             log.info("state file %s: control %r is not in the config; its value is kept for when it is", path, cid)
             continue
+        if control.push or control.trigger:
+            continue  # released: a pad held at a crash or a stop has nobody on it now
         try:
             value = normalize(control, raw)
         except InvalidValue as err:
             log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
             continue
-        if value != raw:
+        if value != raw and control.numeric:
+            log.warning("state file %s: %s=%r is out of its control's range now; set to %r", path, cid, raw, value)
+        elif value != raw:
             log.warning(
                 "state file %s: %s=%r no longer fits its control; reset to its default %r",
                 path,
@@ -117,7 +132,7 @@ def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, An
 def saved_looks(path: Path) -> dict[str, Any]:
     """The labels and colours a desk gave the controls, as saved beside the values ({} when none)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError, RecursionError):
         return {}  # load_state has said what is wrong with the file
     looks = data.get("looks") if isinstance(data, dict) else None

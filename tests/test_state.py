@@ -11,7 +11,7 @@ import pytest
 
 from bridge.config import load_config
 from bridge.state import load_state, write_atomic
-from tests.helpers import BridgeProcess, Client, wait_until, write_config
+from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]
 Connect = Callable[[str], Client]
@@ -105,7 +105,9 @@ def test_a_state_file_no_one_can_read_starts_the_show_from_defaults(
 
 
 @pytest.mark.unit
-def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_value_out_of_a_narrowed_range_is_clamped_and_one_that_no_longer_fits_is_reset_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = load_config(write_config(tmp_path))
     state = tmp_path / "state.json"
     state.write_text(
@@ -114,8 +116,48 @@ def test_value_that_no_longer_fits_is_reset_with_a_warning(tmp_path: Path, caplo
     )
     with caplog.at_level(logging.WARNING):
         values = load_state(state, {c.id: c for c in config.controls})
-    assert values == {"slider2": 9}
-    assert "slider1=80 no longer fits" in caplog.text and "toggle1" in caplog.text
+    assert values == {"slider1": 50, "slider2": 9}  # clamped at start as a reload clamps it
+    assert "slider1=80 is out of its control's range now; set to 50" in caplog.text and "toggle1" in caplog.text
+
+
+@pytest.mark.unit
+def test_pads_held_at_a_stop_start_released(tmp_path: Path) -> None:
+    go = '[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\n'
+    config = load_config(write_config(tmp_path, controls=CONTROLS_TOML + go))
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "values": {"button1": 1, "go": 1, "toggle1": 1}}), encoding="utf-8")
+    assert load_state(state, {c.id: c for c in config.controls}) == {"toggle1": 1}
+
+
+@pytest.mark.unit
+def test_a_state_file_with_a_byte_order_mark_is_read_and_a_missing_one_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
+    state = tmp_path / "state.json"
+    with caplog.at_level(logging.INFO):
+        assert load_state(state, controls) == {}
+    assert f"no state file at {state} yet" in caplog.text
+    state.write_bytes(b"\xef\xbb\xbf" + json.dumps({"values": {"slider1": 3}}).encode())  # as Windows Notepad saves
+    assert load_state(state, controls) == {"slider1": 3}
+    assert list(tmp_path.glob("state.json.*")) == []
+
+
+@pytest.mark.unit
+def test_a_state_file_that_cannot_be_read_is_moved_aside_and_never_written_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
+    state = tmp_path / "state.json"
+    state.mkdir()  # a folder: read_bytes fails as for a file another user wrote under sudo (root reads those)
+    (state / "kept").write_text("the show's values", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert load_state(state, controls) == {}
+    aside = list(tmp_path.glob("state.json.unreadable-*"))
+    assert len(aside) == 1 and (aside[0] / "kept").read_text(encoding="utf-8") == "the show's values"
+    assert "cannot be read" in caplog.text and f"moved to {aside[0]}" in caplog.text
+    write_atomic(state, b"{}")  # and the next save has a clean place
+    assert state.read_bytes() == b"{}"
 
 
 @pytest.mark.unit
