@@ -194,6 +194,9 @@ class SavedFile:
         self._lock = threading.Lock()
         self._pending: bytes | None = None
         self._failing = False
+        #: Why the newest document is not on disk, and since when (None while it is).
+        self.error: str | None = None
+        self.failing_since: float | None = None
         self._workers = Workers()
 
     def write(self, payload: bytes) -> bool:
@@ -203,10 +206,21 @@ class SavedFile:
             return self._flush()
 
     def close(self) -> None:
-        """Stop retrying, after one last try."""
+        """Stop retrying, after one last try; what that try could not write is said to be lost."""
         self._workers.stop(timeout=5)
         with self._lock:
-            self._flush()
+            if not self._flush():
+                log.error(
+                    "%s NOT saved to %s at stop (%s): what changed since %s is lost",
+                    self.what,
+                    self.path,
+                    self.error,
+                    time.strftime("%H:%M:%S", time.localtime(self.failing_since)),
+                )
+
+    def describe(self) -> dict[str, Any]:
+        """The file, and why it is not up to date (``/healthz``)."""
+        return {"file": str(self.path), "error": self.error, "failing_since": self.failing_since}
 
     def _flush(self) -> bool:
         # Under the lock: an older payload is never written after a newer one.
@@ -217,8 +231,10 @@ class SavedFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             run_blocking(write_atomic, self.path, payload)
         except OSError as err:
+            self.error = str(err.strerror or err)
             if not self._failing:
                 self._failing = True
+                self.failing_since = time.time()
                 log.warning(
                     "cannot save %s to %s (%s); the previous file is kept whole, retrying every %g s",
                     self.what,
@@ -230,6 +246,7 @@ class SavedFile:
                 self._workers.start((self._retry, f"retry {self.path.name}"))
             return False
         self._pending = None
+        self.error = self.failing_since = None
         if self._failing:
             self._failing = False
             log.warning("%s saved to %s again", self.what, self.path)
@@ -270,6 +287,11 @@ class StateStore:
     def stop(self) -> None:
         self._workers.stop(timeout=5, wake=(self._dirty.set,))
         self.save()
+        self._file.close()  # says so when the last values could not be written
+
+    def describe(self) -> dict[str, Any]:
+        """``/healthz``: the state file, and why it is behind when the disk refuses it."""
+        return self._file.describe()
 
     def send(self, change: Change) -> None:
         self._dirty.set()

@@ -188,6 +188,10 @@ def test_unwritable_folder_warns_and_values_keep_flowing(
     wait_until(lambda: "cannot save state" in proc.output(), what="the warning")
     a.send("slider1", 3)
     b.wait_value("slider1", 3)
+    assert proc.put_json("/api/scenes/Verse", None)[0] == 200  # kept in memory, its file refused too
+    adapters = proc.get_json("/healthz")["adapters"]
+    assert adapters["state"]["error"] == "File exists" and adapters["state"]["failing_since"]  # (the folder a file)
+    assert adapters["scenes"]["error"] == "File exists"
     folder.unlink()
     folder.mkdir()
     wait_until(
@@ -195,3 +199,18 @@ def test_unwritable_folder_warns_and_values_keep_flowing(
         what="saving to resume",
     )
     assert proc.output().count("cannot save state") == 1
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["scenes"]["error"] is None, what="the scenes saved")
+    assert proc.get_json("/healthz")["adapters"]["state"] == {
+        "file": str(folder / "state.json"),
+        "error": None,
+        "failing_since": None,
+    }
+    # A stop while the disk refuses says what is lost, rather than nothing.
+    (folder / "state.json").unlink()
+    (folder / "state.scenes.json").unlink()
+    folder.rmdir()
+    folder.write_text("not a folder", encoding="utf-8")
+    a.send("slider1", 4)
+    b.wait_value("slider1", 4)
+    assert proc.stop() == 0
+    assert "state NOT saved to" in proc.output() and "Traceback" not in proc.output()

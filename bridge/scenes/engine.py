@@ -126,6 +126,7 @@ class Scenes:
         fade = self._fade
         return {
             "file": str(self.path) if self.path else None,
+            "error": self.store.error,
             "scenes": len(self.store.names()),
             "recalls": self._recalls,
             "fading": fade.origin.ident if fade else None,

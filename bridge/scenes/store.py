@@ -229,6 +229,11 @@ class SceneStore:
             del self._scenes[name]
             self._write()
 
+    @property
+    def error(self) -> str | None:
+        """Why the scenes on disk are behind those in memory (None when they are not)."""
+        return None if self._file is None else self._file.error
+
     def close(self) -> None:
         """Stop retrying a write that failed (after one last try)."""
         if self._file is not None:
