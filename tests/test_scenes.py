@@ -404,11 +404,12 @@ def test_a_desk_that_sends_each_value_back_does_not_stop_a_fade(
         desk.close()
 
 
-def test_a_control_added_above_a_fading_one_does_not_stop_its_fade(
-    tmp_path: Path, bridge_factory: Start, peers: Any
+@pytest.mark.parametrize("edit", ["a control added above", "its label changed"])
+def test_a_reload_during_a_fade_that_keeps_a_fader_a_fader_does_not_stop_its_fade(
+    tmp_path: Path, bridge_factory: Start, peers: Any, edit: str
 ) -> None:
     # A reload took every control after the one added for "redefined" (its place in the file had
-    # moved), and a redefined control leaves the fade: it stopped halfway.
+    # moved), and a redefined control left the fade: it stopped halfway. A new label did the same.
     config = scene_config(tmp_path)
     proc = bridge_factory(config)
     put_values(proc, level=100)
@@ -418,8 +419,12 @@ def test_a_control_added_above_a_fading_one_does_not_stop_its_fade(
     assert call(proc, "POST", "/api/scenes/Up/recall", {"fade": 2})[0] == 200
     wait_until(lambda: any(0 < v < 60 for v in watcher.series("level")), what="the fade under way")
     text = config.read_text(encoding="utf-8")
-    at = text.index("[[controls]]")
-    config.write_text(text[:at] + '[[controls]]\nid = "first"\ntype = "toggle"\n\n' + text[at:], encoding="utf-8")
+    if edit == "its label changed":
+        text = text.replace('label = "Level"', 'label = "House lights"')
+    else:
+        at = text.index("[[controls]]")
+        text = text[:at] + '[[controls]]\nid = "first"\ntype = "toggle"\n\n' + text[at:]
+    config.write_text(text, encoding="utf-8")
     wait_until(lambda: proc.get_json("/healthz")["config"]["generation"] == 2, what="the reload")
     watcher.wait_value("level", 100)
     assert values(proc)["level"] == 100

@@ -257,11 +257,15 @@ class Scenes:
             log.warning("scene recall: %s", err)
 
     def reshape(self, reshaped: Reshaped) -> None:
-        """The controls changed (a reload): a running fade lets go of the controls that went or were redefined."""
+        """The controls changed (a reload): a running fade lets go of the controls that went, or are no
+        longer faders; one given a new label, colour or range goes on (the hub keeps each step in range)."""
+        controls = self.hub.controls
         with self._fade_lock:
             if self._fade is not None:
                 for cid in (*reshaped.removed, *reshaped.redefined):
-                    self._fade.moves.pop(cid, None)
+                    control = controls.get(cid)
+                    if control is None or not control.numeric:
+                        self._fade.moves.pop(cid, None)
 
     # -- the fade engine -----------------------------------------------------------
     def send(self, change: Change) -> None:
