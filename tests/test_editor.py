@@ -221,8 +221,16 @@ def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, 
         text = path.read_text(encoding="utf-8")
         assert text.index("# The drums bus") < text.index('id = "drums"') < text.index("# --- Band ---")
 
-        status, answer = request(proc, "POST", "/api/config/order", {"ids": ["drums"]}, version=answer["version"])
-        assert status == 400 and "every [[controls]] id once" in answer["error"]
+        status, refused = request(proc, "POST", "/api/config/order", {"ids": ["drums"]}, version=answer["version"])
+        assert status == 400 and "every [[controls]] id once" in refused["error"]
+
+        # A control deleted keeps its value for when it comes back: a new one never takes its id.
+        assert request(proc, "PUT", "/api/values/knob1", {"value": 0.9})[0] == 200
+        status, answer = request(proc, "DELETE", "/api/config/controls/knob1", version=answer["version"])
+        assert status == 200, answer
+        status, answer = request(proc, "POST", "/api/config/controls", {"type": "knob"}, version=answer["version"])
+        assert status == 200 and answer["id"] == "knob2", answer
+        assert proc.get_json("/api/values", key=KEY)["knob2"] == 0
     finally:
         page.sio.disconnect()
 

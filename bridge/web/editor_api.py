@@ -233,7 +233,9 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
 
     def next_id(kind: object) -> str:
         base = ID_BASES.get(kind, "control") if isinstance(kind, str) else "control"
-        taken = {c.id for c in bridge.config.controls}
+        # Nor the id of a control deleted earlier: its value is kept for it (Hub.parked), and a
+        # new control there would start from it, shown on the pages but never sent to the desk.
+        taken = {c.id for c in bridge.config.controls} | bridge.hub.parked().keys()
         n = 1
         while f"{base}{n}" in taken:
             n += 1
