@@ -295,6 +295,7 @@ class Bridge:
         if not self.access.enabled:
             log.warning("no [server] key set: anyone on this network can control the show")
         if self.state is not None:
+            self.state.claim()  # before reading: a second bridge on this file reads and writes nothing
             elsewhere: dict[str, Any] = {}
             restored = load_state(self.state.path, self.hub.controls, elsewhere)
             self.hub.restore(restored)

@@ -97,5 +97,9 @@ class UnknownScene(SceneError):
         super().__init__(f"unknown scene {name!r}")
 
 
+class StateInUse(BridgeError):
+    """Another bridge runs with this state file: two shows writing one file lose each other's values."""
+
+
 class ClusterRefused(BridgeError):
     """Redis holds another set of controls, and processes with them are running."""

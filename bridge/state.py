@@ -16,6 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, as before
+    fcntl = None  # type: ignore[assignment]
 import stat
 import tempfile
 import threading
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.concurrency import run_blocking
-from bridge.errors import InvalidValue
+from bridge.errors import InvalidValue, StateInUse
 from bridge.flow import Workers
 from bridge.model import Change, Control, Value
 from bridge.validation import normalize
@@ -274,6 +279,7 @@ class StateStore:
         self._file = SavedFile(path, "state", retry=False)
         self._looks_version = 0
         self.saved_version: tuple[int, int] = (-1, -1)
+        self._lock_fd: int | None = None
         if looks is not None:
             looks.listen(self._looked)
 
@@ -281,13 +287,47 @@ class StateStore:
         self._looks_version += 1
         self._dirty.set()
 
+    def claim(self) -> None:
+        """Hold ``<state file>.lock`` for as long as this bridge runs, or raise :class:`StateInUse`.
+
+        Two bridges on one state file (two shows in one folder, both with the
+        default name; one show started twice) would each write its values over
+        the other's, and the scenes with them. The kernel drops the lock when
+        the process ends, however it ends.
+        """
+        if self._lock_fd is not None or fcntl is None:
+            return
+        lock = self.path.with_name(f"{self.path.name}.lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a folder no one may write: saving will say so, as before
+            log.warning("cannot lock %s (%s); a second bridge on this state file goes unnoticed", lock, err.strerror)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise StateInUse(
+                f"state file {self.path} is in use by another Stage Bridge (process {holder}); "
+                "give each show its own [server] state_file, or stop the other one"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
     def start(self) -> None:
+        self.claim()
         self._workers.start((self._run, "state-writer"))
 
     def stop(self) -> None:
         self._workers.stop(timeout=5, wake=(self._dirty.set,))
         self.save()
         self._file.close()  # says so when the last values could not be written
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the lock goes with it
+            self._lock_fd = None
 
     def describe(self) -> dict[str, Any]:
         """``/healthz``: the state file, and why it is behind when the disk refuses it."""

@@ -36,6 +36,25 @@ def test_restart_keeps_values(tmp_path: Path, bridge_factory: Start, client_fact
     assert b.wait_event("snapshot")["values"]["slider1"] == 42
 
 
+def test_a_second_bridge_on_the_same_state_file_is_refused_and_writes_nothing(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    config = write_config(tmp_path)
+    first = bridge_factory(config)
+    first.put_values(slider1=42)
+    state = tmp_path / "state.json"
+    wait_until(lambda: state.exists() and saved_values(state)["slider1"] == 42, what="the first save")
+    second = bridge_factory(config, wait=False)  # the same show started twice (another port)
+    assert second.proc is not None and second.proc.wait(timeout=30) == 1
+    assert f"state file {state} is in use by another Stage Bridge (process {first.proc.pid})" in second.output()
+    first.put_values(slider1=43)
+    wait_until(lambda: saved_values(state)["slider1"] == 43, what="the next save")
+    assert first.stop() == 0
+    assert saved_values(state)["slider1"] == 43  # nobody wrote older values over it
+    third = bridge_factory(config)  # the lock went with the first
+    assert third.get_json("/api/values")["slider1"] == 43
+
+
 def test_kill_9_after_a_burst_loses_at_most_the_last_second(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
@@ -180,7 +199,8 @@ def test_unwritable_folder_warns_and_values_keep_flowing(
     a.send("slider1", 1)
     wait_until(lambda: (folder / "state.json").exists(), what="first save")
     # Replace the folder by a file: every write fails, whoever runs the test (root included).
-    (folder / "state.json").unlink()
+    for leftover in folder.iterdir():  # the state file and its lock
+        leftover.unlink()
     folder.rmdir()
     folder.write_text("not a folder", encoding="utf-8")
     a.send("slider1", 2)
@@ -206,8 +226,8 @@ def test_unwritable_folder_warns_and_values_keep_flowing(
         "failing_since": None,
     }
     # A stop while the disk refuses says what is lost, rather than nothing.
-    (folder / "state.json").unlink()
-    (folder / "state.scenes.json").unlink()
+    for leftover in folder.iterdir():  # the state, the scenes, the lock
+        leftover.unlink()
     folder.rmdir()
     folder.write_text("not a folder", encoding="utf-8")
     a.send("slider1", 4)
