@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25
 #: A save is taken once the file has stayed the same this long (an editor may write it in pieces).
 SETTLE = 0.1
+#: How long the file may be missing before the bridge says it is gone (an editor's
+#: delete-and-rename takes milliseconds).
+GONE_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,21 @@ class Reloader:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _watch(self) -> None:
+        missing_since: float | None = None
         while not self._workers.wait(WATCH_INTERVAL):
             stamp = self._stamp()
-            if stamp == self._seen or stamp is None:
-                continue  # unchanged, or between an editor's delete and its rename
+            if stamp is None:  # between an editor's delete and its rename, or gone
+                missing_since = missing_since or time.monotonic()
+                if time.monotonic() - missing_since >= GONE_AFTER and self.error != self._gone:
+                    with self._lock:
+                        self._refused(self._gone)
+                continue
+            if missing_since is not None:
+                missing_since = None
+                if self.error == self._gone:
+                    self._seen = None  # back, perhaps just as it was (moved back): read it again
+            if stamp == self._seen:
+                continue
             while not self._workers.wait(SETTLE):
                 again = self._stamp()
                 if again == stamp:
@@ -142,6 +157,13 @@ class Reloader:
                 len(reshaped.redefined),
             )
             return Outcome(self.generation, self.error, reshaped)
+
+    @property
+    def _gone(self) -> str:
+        return (
+            f"{self.path}: the file is gone (moved or deleted); the show runs on as it was, but the "
+            "editor and the next start need it: put it back"
+        )
 
     def _refused(self, error: str) -> Outcome:
         if error != self.error:

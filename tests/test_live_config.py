@@ -300,6 +300,30 @@ def test_a_broken_save_keeps_the_show_running_and_says_why_until_a_good_one(
     assert "Traceback" not in proc.output()
 
 
+def test_a_config_file_moved_away_is_said_and_moved_back_is_fine_again(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    proc, path, _ports = start_show(tmp_path, bridge_factory, dump)
+    a, b = client_factory(proc.url), client_factory(proc.url)
+    away = path.with_name("moved.toml")
+    path.rename(away)  # a tidy-up of the show folder during the show
+    said = a.wait_event("config", lambda e: e["error"] is not None)
+    assert said["error"] == (
+        f"{path}: the file is gone (moved or deleted); the show runs on as it was, "
+        "but the editor and the next start need it: put it back"
+    )
+    assert proc.get_json("/healthz")["config"]["error"] == said["error"]
+    status, body = proc.request_json("GET", "/api/config")
+    assert status == 503 and body["error"] == f"config file {path}: No such file or directory; nothing changed"
+    a.send("master", 33)  # the show runs on
+    b.wait_value("master", 33)
+    away.rename(path)  # back as it was: the same file, the same time stamp
+    wait_until(lambda: proc.get_json("/healthz")["config"]["error"] is None, what="the file back")
+    wait_until(lambda: a.of("config")[-1] == {"generation": 1, "error": None}, what="the pages told")
+    assert proc.request_json("GET", "/api/config")[0] == 200
+    assert proc.output().count("the file is gone") == 1 and "Traceback" not in proc.output()
+
+
 def test_sighup_and_the_http_endpoint_reload_what_the_watcher_cannot_see(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
 ) -> None:

@@ -60,6 +60,11 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
     def path() -> Path:
         return bridge.config.path
 
+    @bp.errorhandler(OSError)
+    def unreadable(err: OSError) -> Any:
+        # The file moved, deleted or made a folder under the running show: say so, not an HTML 500.
+        return jsonify(error=f"config file {path()}: {err.strerror or err}; nothing changed"), 503
+
     def read() -> tuple[bytes, str]:
         data = path().read_bytes()
         return data, editing.version(data)
