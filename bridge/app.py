@@ -30,7 +30,7 @@ from bridge.reload import Reloader
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
-from bridge.state import StateStore, load_state, saved_looks
+from bridge.state import StateStore, load_state, saved_looks, sweep
 from bridge.web import config_api, editor_api, monitor_events, pages, polling
 from bridge.web.adapter import WebAdapter
 
@@ -294,8 +294,12 @@ class Bridge:
         """Restore the saved values, then open every adapter's ports and threads."""
         if not self.access.enabled:
             log.warning("no [server] key set: anyone on this network can control the show")
+        for saved in (self.config.path, bindings_path(self.config.path)):
+            sweep(saved)
         if self.state is not None:
             self.state.claim()  # before reading: a second bridge on this file reads and writes nothing
+            sweep(self.state.path)
+            sweep(scene_file_for(self.state.path))
             elsewhere: dict[str, Any] = {}
             restored = load_state(self.state.path, self.hub.controls, elsewhere)
             self.hub.restore(restored)

@@ -182,6 +182,27 @@ def write_atomic(path: Path, payload: bytes, like: Path | None = None) -> None:
         os.close(dir_fd)
 
 
+#: An unfinished save older than this was left by a crash (a save takes milliseconds).
+LEFTOVER_AGE = 60.0
+
+
+def sweep(path: Path) -> None:
+    """Remove the temporary files of saves of ``path`` a crash cut short (``.<name>.*.tmp``, see
+    :func:`write_atomic`), with one line; a recent one may be another process's save under way."""
+    path = Path(os.path.realpath(path))
+    now = time.time()
+    removed = 0
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > LEFTOVER_AGE:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    if removed:
+        log.info("removed %d unfinished save(s) of %s, left by a crash", removed, path)
+
+
 class SavedFile:
     """A JSON document kept at ``path``, written whole or not at all.
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bridge.config import load_config
-from bridge.state import load_state, write_atomic
+from bridge.state import load_state, sweep, write_atomic
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]
@@ -29,7 +31,12 @@ def test_restart_keeps_values(tmp_path: Path, bridge_factory: Start, client_fact
     a.send("txt1", "after the break")
     wait_until(lambda: first.get_json("/api/values")["txt1"] == "after the break", what="values applied")
     assert first.stop() == 0
+    cut_short = [tmp_path / ".state.json.k9.tmp", tmp_path / f".{config.name}.k9.tmp"]  # a kill -9 mid-save
+    for leftover in cut_short:
+        leftover.write_text("half", encoding="utf-8")
+        os.utime(leftover, (time.time() - 3600, time.time() - 3600))
     second = bridge_factory(config)
+    assert not any(leftover.exists() for leftover in cut_short)
     values = second.get_json("/api/values")
     assert values["slider1"] == 42 and values["txt1"] == "after the break"
     b = client_factory(second.url)
@@ -177,6 +184,21 @@ def test_a_state_file_that_cannot_be_read_is_moved_aside_and_never_written_over(
     assert "cannot be read" in caplog.text and f"moved to {aside[0]}" in caplog.text
     write_atomic(state, b"{}")  # and the next save has a clean place
     assert state.read_bytes() == b"{}"
+
+
+@pytest.mark.unit
+def test_saves_a_crash_cut_short_are_swept_and_a_recent_one_is_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    show = tmp_path / "show.toml"
+    old, recent, other = tmp_path / ".show.toml.ab12.tmp", tmp_path / ".show.toml.cd34.tmp", tmp_path / ".x.tmp"
+    for leftover in (old, recent, other):
+        leftover.write_text("half a save", encoding="utf-8")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # a kill -9 an hour ago
+    with caplog.at_level(logging.INFO):
+        sweep(show)
+    assert (old.exists(), recent.exists(), other.exists()) == (False, True, True)
+    assert f"removed 1 unfinished save(s) of {show}" in caplog.text
 
 
 @pytest.mark.unit
