@@ -193,6 +193,22 @@ def test_a_config_that_is_a_link_stays_one_and_keeps_its_permissions(
     assert stat.S_IMODE((tmp_path / "show.toml.bak").stat().st_mode) == 0o664  # as the show's (it was 0600)
 
 
+def test_a_file_saved_on_windows_keeps_its_line_ends(edited: tuple[BridgeProcess, Path, int]) -> None:
+    proc, path, _osc = edited
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    version = editing.version(path.read_bytes())
+    status, answer = request(proc, "PATCH", "/api/config/controls/drums", {"label": "Kit"}, version=version)
+    assert status == 200, answer
+    status, answer = request(
+        proc, "POST", "/api/config/controls", {"type": "knob", "label": "Pan"}, version=answer["version"]
+    )
+    assert status == 200, answer
+    data = path.read_bytes()
+    assert b'label = "Kit"\r\n' in data and b'label = "Pan"\r\n' in data
+    assert data.count(b"\n") == data.count(b"\r\n")  # no line of the file ends another way
+    assert [c.id for c in load_config(path).controls] == ["vocal", "drums", "house", "knob1"]
+
+
 def test_add_remove_and_reorder_each_apply_at_once(edited: tuple[BridgeProcess, Path, int]) -> None:
     proc, path, _osc = edited
     page = Page(proc.url)

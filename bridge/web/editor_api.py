@@ -110,8 +110,9 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                     version=version,
                 ), 409
             text = data.decode("utf-8")
+            crlf = text.count("\r\n") * 2 > text.count("\n")  # saved on Windows: its line ends are kept
             try:
-                fresh = make(text)
+                fresh = make(text.replace("\r\n", "\n") if crlf else text)
                 parse_text(fresh, path())  # the loader's own check, before anything is written
             except ConfigError as err:
                 return jsonify(error=str(err), field=field_of(err.key, about, keys)), 400
@@ -119,7 +120,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                 return jsonify(error=str(err)), 404
             except editing.EditError as err:
                 return jsonify(error=str(err), field=err.field), 400
-            payload = fresh.encode("utf-8")
+            payload = (fresh.replace("\n", "\r\n") if crlf else fresh).encode("utf-8")
             if path().read_bytes() != data:
                 # Saved by hand while this change was checked: that save is not overwritten.
                 return jsonify(
