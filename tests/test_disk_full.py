@@ -118,6 +118,8 @@ def test_full_disk_keeps_every_file_whole_and_saving_resumes_with_room(tmp_path:
         wait_until(
             lambda: document(bindings, "bindings") == {"slider2": None, "slider1": None}, what="the bindings saved"
         )
+        # (Each line is logged just after its file is renamed into place: waited for, not raced.)
+        wait_until(lambda: all(f"{w} saved to" in proc.output() for w in ("state", "scenes", "MIDI bindings")))
         log = proc.output()
         for what in ("state", "scenes", "MIDI bindings"):
             assert log.count(f"cannot save {what} to") == 1, log  # one warning, however many retries
