@@ -95,6 +95,24 @@ def test_bad_input_is_rejected_and_nothing_is_stored(
     assert bridge.hub.values() == before
 
 
+def test_a_flood_of_refused_changes_is_not_answered_one_by_one(make_bridge: Callable[..., Bridge]) -> None:
+    # A script with a wrong id in a loop got a `rejected` per event, more than it could read: the
+    # server held them all (515 MB in 8 s), the other browsers waited, and the process aborted.
+    bridge = make_bridge()
+    flooder, other = client(bridge), client(bridge)
+    got: list[dict[str, Any]] = []
+    for i in range(1000):
+        flooder.emit("value changed", {"who": f"nope{i}", "data": 1})
+    other.emit("value changed", {"who": "slider1", "data": 3})
+    answered = len(events(flooder, "rejected", got))
+    web = bridge.status()["adapters"]["web"]
+    assert web["rejected"] == 1000 and answered + web["unanswered"] == 1000
+    # 20 a second, in bursts of 20: answering all would take the loop 50 s.
+    assert 20 <= answered < 1000
+    moved = wait_until(lambda: events(flooder, "update value", got), what="the other's move")
+    assert moved == [{"who": "slider1", "data": 3}]  # the others go on
+
+
 def test_keys_roles_and_the_reasons_of_a_refusal(make_bridge: Callable[..., Bridge]) -> None:
     bridge = make_bridge(f'key = "{KEY}"\nviewer_key = "{VIEWER}"\nmax_clients = 2\n')
     assert not client(bridge).is_connected()

@@ -131,6 +131,7 @@ class WebAdapter:
             "rejected": self.rejected,
             "malformed": self.rejected_packets,
             "throttled": self.intake.throttled,
+            "unanswered": self.intake.unanswered,
             "confirmed": self.fanout.confirmed,
             "filed_replaced": self._outbox.replaced,
             "keys": self.access.enabled,
@@ -398,6 +399,8 @@ class WebAdapter:
     def _reject(self, sid: str, who: object, data: object, reason: str) -> None:
         self.rejected += 1
         self._warn.warning(("web", sid), "rejected from browser %s: %s", sid, reason)  # a line per browser
+        if not self.intake.may_answer(sid):
+            return  # a flood of refused changes: counted and said in the log, not answered one by one
         if self.monitor.watching:
             self.monitor.saw("web", "out", f"page {sid[:8]}", "rejected", [reason], who if isinstance(who, str) else "")
         self.server.emit("rejected", {"who": who, "data": data, "reason": reason}, to=sid)

@@ -16,6 +16,10 @@ from bridge.flow import Latest, TokenBucket
 
 #: Apply one browser change: (sid, control id, data).
 Apply = Callable[[str, str, object], None]
+#: ``rejected`` answers a browser gets a second at most (bursts of as many): a script sending a
+#: wrong id in a loop got one per event, tens of thousands a second it could not read, until the
+#: server's memory and every other browser gave way.
+REJECTIONS_PER_SECOND = 20
 
 
 class Intake:
@@ -27,7 +31,9 @@ class Intake:
         self._buckets: dict[str, TokenBucket] = {}
         self._held: dict[str, Latest[str, object]] = {}  # sid -> latest data per control, over the rate
         self._told: set[str] = set()
+        self._answers: dict[str, TokenBucket] = {}  # sid -> its budget of rejected answers
         self.throttled = 0
+        self.unanswered = 0
 
     def admit(self, sid: str, who: str, data: object) -> tuple[bool, bool]:
         """Whether to apply this change now; if not (it is held), whether to tell the browser it is throttled."""
@@ -43,6 +49,17 @@ class Intake:
             tell = sid not in self._told
             self._told.add(sid)
             return False, tell
+
+    def may_answer(self, sid: str) -> bool:
+        """Whether a browser's refused change gets its ``rejected`` answer (see :data:`REJECTIONS_PER_SECOND`)."""
+        with self._lock:
+            bucket = self._answers.get(sid)
+            if bucket is None:
+                bucket = self._answers[sid] = TokenBucket(REJECTIONS_PER_SECOND, REJECTIONS_PER_SECOND)
+            if bucket.take():
+                return True
+            self.unanswered += 1
+            return False
 
     def release(self, connected: Callable[[str], bool], apply: Apply) -> bool:
         """Apply the held changes whose browser has tokens again; True while some remain held.
@@ -70,6 +87,7 @@ class Intake:
         with self._lock:
             self._held.pop(sid, None)
             self._buckets.pop(sid, None)
+            self._answers.pop(sid, None)
             self._told.discard(sid)
 
     def _bucket(self, sid: str) -> TokenBucket:
