@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from typing import Any
 
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -171,3 +172,44 @@ def test_an_address_no_control_takes_is_logged_once_however_long_the_show(
             clock[0] += 60.0  # a minute later, again
     assert inbound.dropped == 3
     assert [r.getMessage().count("/eos/out/ping") for r in caplog.records] == [1]
+
+
+def test_a_bundle_repeating_a_pattern_is_expanded_once_and_ends_where_its_last_message_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One 64 KB datagram of 2,338 messages to /ch/*/mix/fader on a 256-channel show froze the
+    # whole bridge for 1.46 s: each message was expanded to every channel and each value checked.
+    faders = [Control(f"f{n}", "range", f"F{n}", 0.0, f"/ch/{n:02}/mix/fader", min=0, max=1) for n in range(1, 33)]
+    pads = [Control(f"p{n}", "button", f"P{n}", 0, f"/pad/{n}") for n in (1, 2)]
+    hub = Hub([*faders, *pads])
+    pressed: list[tuple[str, object]] = []
+    hub.add_adapter(type("Pads", (), {"name": "pads", "send": lambda _, c: pressed.append((c.control.id, c.value))})())
+    inbound = Inbound(hub, (), {}, lambda args, source: None)
+    collected: list[str] = []
+    collect = inbound._collect
+
+    def counted(message: OscMessage, *rest: Any) -> int:
+        collected.append(message.address)
+        return collect(message, *rest)
+
+    monkeypatch.setattr(inbound, "_collect", counted)
+    source = Source("127.0.0.1:9000", "127.0.0.1", lambda packet: None)
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for i in range(1000):
+        bundle.add_content(message("/ch/*/mix/fader", i / 1000))
+    bundle.add_content(message("/ch/03/mix/fader", 0.25))  # one channel after
+    for value in (1, 0, 1, 0):
+        bundle.add_content(message("/pad/[12]", value))  # a pattern on pads
+    bundle.add_content(message("/ch/0[12]/mix/fader", 0.5))
+    inbound.handle([(bundle.build().dgram, source)])
+    values = hub.values()
+    assert values["f3"] == 0.25 and values["f1"] == values["f2"] == 0.5
+    assert all(values[f"f{n}"] == 0.999 for n in range(4, 33))
+    assert collected.count("/ch/*/mix/fader") == 1 and collected.count("/pad/[12]") == 4  # every press kept
+    assert [value for cid, value in pressed if cid == "p1"] == [1, 0, 1, 0]
+
+
+def message(address: str, value: object) -> OscMessage:
+    builder = OscMessageBuilder(address)
+    builder.add_arg(value)
+    return builder.build()

@@ -32,7 +32,7 @@ from bridge.looks import Looks
 from bridge.model import Control, Origin
 from bridge.monitor import IDLE
 from bridge.osc.codec import arguments, plain_text, values_for
-from bridge.osc.packets import address_table, controls_at, decode
+from bridge.osc.packets import address_table, controls_at, decode, is_pattern
 from bridge.validation import normalize
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,12 @@ SYNC_ADDRESS = "/bridge/sync"
 Pending = str | tuple[str, int]
 #: A handler of one of the bridge's own addresses: (arguments, the sender's ident).
 Command = Callable[[list[object], str], None]
+#: What a batch stages a message under: its (prefix, address), latest wins; a unique number
+#: when it reaches a button (every press counts).
+Staged = tuple[str, str] | int
+#: Values set (message x control) after which a batch hands the loop a turn: one datagram of 2,000
+#: messages to ``/ch/*/mix/fader`` is half a million on a 256-channel desk.
+YIELD_PAIRS = 4096
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,11 @@ class Inbound:
         """Check, unpack and apply packets in order; the latest value per control wins."""
         self.received += len(batch)
         pending: Latest[Pending, tuple[object, Origin, str]] = Latest()
+        # Messages to a pattern, the latest per pattern, expanded to their controls only when applied
+        # (or when a message to one address comes): the last message to touch a control is kept,
+        # so is every value it gets. One pattern repeated a thousand times costs one expansion.
+        staged: Latest[Staged, tuple[OscMessage, str, str]] = Latest()
+        reach: dict[tuple[str, str], bool | None] = {}  # per address: a button? (None: no control)
         now = time.monotonic()
         for data, source in batch:
             peer = source.ident
@@ -145,14 +156,45 @@ class Inbound:
                 if echo:
                     self.echoed += 1  # what the bridge sent that peer a moment ago, straight back
                 elif address == SYNC_ADDRESS:
-                    self._apply(pending)  # the sync reports what came before it
+                    self._apply(self._expand(staged, pending))  # the sync reports what came before it
                     self._sync(arguments(message), source)
                 elif address in self.commands:
-                    self._apply(pending)  # e.g. a scene saved after the values before it
+                    self._apply(self._expand(staged, pending))  # e.g. a scene saved after the values before it
                     self._command(message, peer)
                 else:
-                    self._collect(message, peer, pending, source.prefix)
-        self._apply(pending)
+                    where = (source.prefix, address)
+                    if where not in reach:
+                        reach[where] = self._reaches(address, source.prefix) if is_pattern(address) else None
+                    button = reach[where]
+                    if button is None:  # one address, or a pattern that reaches no control: as it comes
+                        self._collect(message, peer, self._expand(staged, pending), source.prefix)
+                    else:
+                        staged.put(next(self._presses) if button else where, (message, peer, source.prefix))
+        self._apply(self._expand(staged, pending))
+
+    def _reaches(self, address: str, prefix: str) -> bool | None:
+        """Whether pattern ``address`` reaches a button; None when it reaches no control."""
+        if prefix and address.startswith(prefix + "/"):
+            address = address[len(prefix) :]
+        try:
+            controls = controls_at(address, self.by_address)
+        except MalformedPacket:
+            return None  # said as it comes
+        return any(c.type == "button" for c in controls) if controls else None
+
+    def _expand(
+        self, staged: Latest[Staged, tuple[OscMessage, str, str]], pending: Latest[Pending, tuple[object, Origin, str]]
+    ) -> Latest[Pending, tuple[object, Origin, str]]:
+        """The staged messages, in order, into ``pending``: the value each sets per control."""
+        if not staged:
+            return pending
+        work = 0
+        for message, peer, prefix in staged.take().values():
+            work += self._collect(message, peer, pending, prefix)
+            if work >= YIELD_PAIRS:
+                time.sleep(0)  # gevent: a turn for the pages and the rest; threads: the GIL handed on
+                work = 0
+        return pending
 
     def _seen(self, message: OscMessage, peer: str) -> None:
         """Tell the monitor of a message in, with the controls at its address."""
@@ -161,7 +203,8 @@ class Inbound:
 
     def _collect(
         self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]], prefix: str = ""
-    ) -> None:
+    ) -> int:
+        """File the values ``message`` sets; how many controls it reached."""
         address = message.address
         if prefix and address.startswith(prefix + "/"):
             address = address[len(prefix) :]  # a desk under a prefix answers in its own namespace
@@ -171,9 +214,9 @@ class Inbound:
             found, problems = values_for(address, args, self.by_address)
         except MalformedPacket as err:
             self.drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
-            return
+            return 0
         if looked and not found:
-            return  # a name or colour from the desk, and no value here
+            return 0  # a name or colour from the desk, and no value here
         for reason in problems:
             self.drop_once((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
         origin = Origin("osc", peer)
@@ -186,6 +229,7 @@ class Inbound:
             # The latest per control, in order; every press and release of a button.
             key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
             pending.put(key, (raw, origin, address))
+        return len(found)
 
     def told(self, control: Control, value: object) -> None:
         """``value`` of a :attr:`naming` control goes out to the desk: the name or colour it now has
