@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -52,10 +53,18 @@ class LibraryTracebacks(logging.Filter):
         return False
 
 
+#: Keys a limiter remembers. Past them (junk with a new address in every datagram), a key not
+#: remembered is said in a summary line at most every :data:`OVERFLOW_INTERVAL` seconds.
+MAX_KEYS = 10_000
+OVERFLOW_INTERVAL = 5.0
+
+
 class LogLimiter:
     """Lets one message per key through every ``interval`` seconds.
 
     The count of messages held back is added to the next one let through.
+    At most :data:`MAX_KEYS` keys are remembered (those whose interval is
+    over go first); past that, new keys share one summary line.
     """
 
     def __init__(self, logger: logging.Logger, interval: float = 5.0) -> None:
@@ -63,21 +72,47 @@ class LogLimiter:
         self.interval = interval
         self._last: dict[object, float] = {}
         self._held: dict[object, int] = {}
+        self._overflow = 0  # messages of keys not remembered, since the last summary
+        self._overflow_said = -math.inf
         self._lock = threading.Lock()
 
     def warning(self, key: object, msg: str, *args: object) -> bool:
         """Log ``msg`` at warning unless ``key`` was logged within the interval."""
+        return self._say(logging.WARNING, key, msg, args)
+
+    def info(self, key: object, msg: str, *args: object) -> bool:
+        """Log ``msg`` at info unless ``key`` was logged within the interval."""
+        return self._say(logging.INFO, key, msg, args)
+
+    def _say(self, level: int, key: object, msg: str, args: tuple[object, ...]) -> bool:
         now = time.monotonic()
         with self._lock:
             last = self._last.get(key)
+            if last is None and len(self._last) >= MAX_KEYS:
+                self._forget_older_than(now - self.interval)
+                if len(self._last) >= MAX_KEYS:
+                    return self._summary(level, now, msg, args)
             if last is not None and now - last < self.interval:
                 self._held[key] = self._held.get(key, 0) + 1
                 return False
             held = self._held.pop(key, 0)
             self._last[key] = now
-            if len(self._last) > 10_000:  # junk with random addresses must not grow this forever
-                self._last.clear()
         if held:
             msg += f" ({held} more like it held back)"
-        self.logger.warning(msg, *args)
+        self.logger.log(level, msg, *args)
+        return True
+
+    def _forget_older_than(self, moment: float) -> None:
+        for old in [k for k, at in self._last.items() if at <= moment]:
+            del self._last[old]
+            self._held.pop(old, None)
+
+    def _summary(self, level: int, now: float, msg: str, args: tuple[object, ...]) -> bool:
+        """(Under the lock.) One line for the keys there is no room to remember, now and then."""
+        self._overflow += 1
+        if now - self._overflow_said < OVERFLOW_INTERVAL:
+            return False
+        count, self._overflow, self._overflow_said = self._overflow, 0, now
+        more = f"; {count - 1} more of other kinds held back" if count > 1 else ""
+        self.logger.log(level, msg + f" (too many kinds of this to say each{more})", *args)
         return True

@@ -140,6 +140,17 @@ def test_sync_to_sender_and_to_a_named_address(
     desk.send(port, "/bridge/sync", f"127.0.0.1:{dump.port}")
     dump.wait_for("/slider1 f 11.000000")
     dump.wait_for('/txt1 s "cue 7"')
+    # Not a reflector: every value to a third host, at a 36-byte datagram's request, is refused.
+    desk.send(port, "/bridge/sync", "192.0.2.1:9000")
+    wait_until(lambda: "192.0.2.1:9000 is neither the asker's host nor a target" in proc.output())
+    # A flood of syncs: 2 a second per destination (bursts of 4), not a message per control each.
+    for _ in range(50):
+        desk.send(port, "/bridge/sync")
+    desk.send(port, "/slider2", 5)  # after the flood, on the same socket: the flood is handled
+    wait_until(lambda: proc.get_json("/api/values")["slider2"] == 5, what="the move after the syncs")
+    wait_until(lambda: "more than 2 a second; dropped" in proc.output(), what="the syncs dropped, said")
+    assert 2 <= len(desk.got("/slider1")) < 51  # the first sync, some of the 50; all would take 23 s
+    assert proc.output().count("sending") < 5  # the line each sync gave is said every 5 s at most
 
 
 def test_junk_never_stops_the_listener(

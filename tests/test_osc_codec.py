@@ -213,3 +213,34 @@ def message(address: str, value: object) -> OscMessage:
     builder = OscMessageBuilder(address)
     builder.add_arg(value)
     return builder.build()
+
+
+def test_a_new_address_in_every_datagram_is_said_in_summaries_and_holds_bounded_memory(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Past 10,000 addresses the limiter forgot every one and said the same addresses again (14,400
+    # lines more), and its counts of lines held back were never freed (18 MB per 100,000 addresses).
+    monkeypatch.setattr("bridge.logs.MAX_KEYS", 50)
+    clock = [1000.0]
+    monkeypatch.setattr("bridge.logs.time.monotonic", lambda: clock[0])
+    inbound = Inbound(Hub([RANGE]), (), {}, lambda args, source: None)
+    source = Source("127.0.0.1:9000", "127.0.0.1", lambda packet: None)
+    with caplog.at_level(logging.WARNING):
+        for n in range(1000):
+            inbound.handle([(bytes(message(f"/junk/{n}", 1).dgram), source)])
+            inbound.handle([(bytes(message(f"/junk/{n}", 1).dgram), source)])  # each twice
+            clock[0] += 0.001  # a second for the thousand
+    lines = [r.getMessage() for r in caplog.records]
+    assert inbound.dropped == 2000
+    assert sum("/junk/" in line for line in lines) == 51  # 50 said once each, then one summary
+    assert "too many kinds of this to say each" in lines[-1]
+    limiter = inbound._once
+    assert len(limiter._last) <= 50 and len(limiter._held) <= 50
+    clock[0] += 10.0
+    with caplog.at_level(logging.WARNING):
+        inbound.handle([(bytes(message("/junk/1", 1).dgram), source)])  # said once: never again
+        inbound.handle([(bytes(message("/junk/999", 1).dgram), source)])  # not remembered: a summary
+    assert [r.getMessage() for r in caplog.records][len(lines) :] == [
+        "OSC /junk/999 from 127.0.0.1:9000: no control at this address; dropped (said once for this address)"
+        " (too many kinds of this to say each; 1899 more of other kinds held back)"
+    ]

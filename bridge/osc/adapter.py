@@ -17,7 +17,6 @@ argument, so the desk answers with its values.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import select
 import socket
@@ -31,12 +30,14 @@ from bridge.echoes import Echoes, came_from
 from bridge.errors import BridgeError
 from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
+from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.monitor import IDLE
 from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
+from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, check_destination, destination
 from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
 from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
 
@@ -114,6 +115,8 @@ class OscAdapter:
         self._own: Own | None = None  # tells the listening socket's own datagrams
         self._workers = Workers()
         self._states: list[str] = []
+        self._syncs = SyncGate()
+        self._said = LogLimiter(log, interval=5.0)
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -321,7 +324,8 @@ class OscAdapter:
 
     def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
         def reply(packet: bytes) -> None:
-            stream.put(("reply", next(_replies)), packet)
+            # Per address: a sync asked for again before the last went out replaces it, value by value.
+            stream.put(("reply", packet[: packet.find(b"\0")]), packet)
 
         source = Source(stream.ident, stream.host, reply, stream.prefix)
         try:
@@ -399,25 +403,26 @@ class OscAdapter:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""
         send, peer = source.reply, source.ident
         prefix, arg_type = "", "auto"
-        if args:
-            text = args[0]
-            host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
-            if len(args) != 1 or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                self.inbound.drop(
-                    (SYNC_ADDRESS, "args"),
-                    'OSC %s from %s: expected no argument or one "host:port"',
-                    SYNC_ADDRESS,
-                    source.ident,
-                )
-                return
-            dest = (host.strip("[]"), int(port))
+        try:
+            dest = destination(args)
+            if dest is not None:
+                check_destination(dest, source.host, {n for t in self._udp for n in (t.ip, t.config.host) if n})
+        except BadSync as err:
+            self.inbound.drop((SYNC_ADDRESS, str(err)), "OSC %s from %s: %s", SYNC_ADDRESS, source.ident, err)
+            return
+        if dest is not None:
             # The target named as in the config ("localhost:9000") or by its address: its prefix and type.
             target = next((t for t in self._udp if t.config.port == dest[1] and dest[0] in (t.ip, t.config.host)), None)
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
             send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
+        if not self._syncs.admit(peer):
+            self.inbound.drop(
+                (SYNC_ADDRESS, "rate"), "OSC %s to %s: more than %g a second; dropped", SYNC_ADDRESS, peer, PER_SECOND
+            )
+            return
         values = self.hub.values()
-        log.info("OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
+        self._said.info(peer, "OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
         for cid, value in values.items():
             control = self.hub.controls[cid]
             if control.trigger:
@@ -435,6 +440,3 @@ class OscAdapter:
 
 def _status(target: Target) -> dict[str, Any]:
     return {"address": target.config.label, "transport": target.config.transport, "state": target.state}
-
-
-_replies = itertools.count()
