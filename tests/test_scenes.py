@@ -595,6 +595,12 @@ def test_socket_io_save_and_recall_and_every_page_hears_of_it(
     assert a.ask("scene recall", {"name": "nope"}) == {"ok": False, "error": "unknown scene 'nope'"}
     assert a.ask("scene recall", {"name": "Verse", "fade": "slow"})["ok"] is False
 
+    # A script saving in a loop held the scenes' readers 10 s: 5 a second per browser, bursts of 10.
+    answers = [a.ask("scene save", {"name": "Loop"}) for _ in range(100)]  # all in under 18 s
+    refused = [x for x in answers if not x["ok"]]
+    assert refused and refused[0] == {"ok": False, "error": "more than 5 a second: wait a moment"}
+    assert b.ask("scene save", {"name": "Chorus"})["ok"] is True  # another browser: its own budget
+
 
 # -- The page ------------------------------------------------------------------------
 

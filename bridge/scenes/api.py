@@ -55,8 +55,8 @@ def register(app: Flask, web: WebAdapter, access: Access, scenes: Scenes) -> Non
             return {"ok": False, "error": str(err)}
         return {"ok": True, **done.as_dict()}
 
-    web.on("scene save", on_save)
-    web.on("scene recall", on_recall)
+    web.on("scene save", on_save, limited=True)
+    web.on("scene recall", on_recall, limited=True)
 
 
 def _blueprint(access: Access, scenes: Scenes) -> Blueprint:

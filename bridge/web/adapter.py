@@ -43,6 +43,7 @@ from bridge.model import Change, Origin, Value
 from bridge.monitor import IDLE
 from bridge.views import View
 from bridge.web.fanout import Fanout
+from bridge.web.intake import COMMANDS_PER_SECOND as PER_S
 from bridge.web.intake import Intake
 from bridge.web.wire import Wires
 
@@ -243,9 +244,17 @@ class WebAdapter:
             return self._roles.get(sid)
 
     # -- Socket.IO -----------------------------------------------------------------
-    def on(self, event: str, handler: Handler) -> None:
-        """Handle ``event`` with ``handler(sid, data)``; what it returns is the acknowledgement."""
-        self.server.on(event, handler, namespace="/")
+    def on(self, event: str, handler: Handler, limited: bool = False) -> None:
+        """Handle ``event`` with ``handler(sid, data)``; what it returns is the acknowledgement.
+        ``limited``: a browser may send it ``PER_S`` times a second; beyond, it is answered not ok."""
+
+        def within_rate(sid: str, data: object = None) -> object:
+            if self.intake.may_command(sid):
+                return handler(sid, data)
+            self._warn.warning(("commands", sid), "browser %s: more than %d %r a second; dropped", sid, PER_S, event)
+            return {"ok": False, "error": f"more than {PER_S} a second: wait a moment"}
+
+        self.server.on(event, within_rate if limited else handler, namespace="/")
 
     def register(self) -> None:
         """Attach the Socket.IO handlers."""

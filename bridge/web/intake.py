@@ -20,6 +20,9 @@ Apply = Callable[[str, str, object], None]
 #: wrong id in a loop got one per event, tens of thousands a second it could not read, until the
 #: server's memory and every other browser gave way.
 REJECTIONS_PER_SECOND = 20
+#: Scene saves and recalls a browser may ask for a second (bursts of twice as many): each writes
+#: the scenes file or starts a fade; a script asking in a loop held the scenes' readers for 10 s.
+COMMANDS_PER_SECOND = 5
 
 
 class Intake:
@@ -32,6 +35,7 @@ class Intake:
         self._held: dict[str, Latest[str, object]] = {}  # sid -> latest data per control, over the rate
         self._told: set[str] = set()
         self._answers: dict[str, TokenBucket] = {}  # sid -> its budget of rejected answers
+        self._commands: dict[str, TokenBucket] = {}  # sid -> its budget of scene commands
         self.throttled = 0
         self.unanswered = 0
 
@@ -61,6 +65,14 @@ class Intake:
             self.unanswered += 1
             return False
 
+    def may_command(self, sid: str) -> bool:
+        """Whether a browser's scene command runs now (see :data:`COMMANDS_PER_SECOND`)."""
+        with self._lock:
+            bucket = self._commands.get(sid)
+            if bucket is None:
+                bucket = self._commands[sid] = TokenBucket(COMMANDS_PER_SECOND, 2 * COMMANDS_PER_SECOND)
+            return bucket.take()
+
     def release(self, connected: Callable[[str], bool], apply: Apply) -> bool:
         """Apply the held changes whose browser has tokens again; True while some remain held.
 
@@ -88,6 +100,7 @@ class Intake:
             self._held.pop(sid, None)
             self._buckets.pop(sid, None)
             self._answers.pop(sid, None)
+            self._commands.pop(sid, None)
             self._told.discard(sid)
 
     def _bucket(self, sid: str) -> TokenBucket:
