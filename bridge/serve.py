@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -33,6 +34,30 @@ if TYPE_CHECKING:
     from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
+
+#: How long a browser may take to send a request's head (its line and headers). Half-sent
+#: requests held open, with no end, took every descriptor: the pages and /healthz went down.
+HEAD_TIMEOUT = 15.0
+#: Descriptors kept for the rest of the bridge (OSC clients and targets, files, MIDI, JACK)
+#: when the HTTP connections are counted against the process's limit.
+RESERVED_FDS = 128
+
+
+def connection_limit() -> int:
+    """HTTP connections served at once: the open-files limit (raised to its ceiling, at most 65,536),
+    less what the rest of the bridge needs. Past it, new connections wait in the kernel's queue until
+    one ends; before, the process ran out of descriptors and logged a traceback a second."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    limit = 65536 if soft == resource.RLIM_INFINITY else soft
+    return max(64, limit - RESERVED_FDS)
+
 
 #: Seconds open requests get to finish when the server stops.
 STOP_TIMEOUT = 1.0
@@ -91,6 +116,19 @@ def refusing_handler(origins: Origins) -> type[Any]:
     body = b"Not an accepted origin.\n"
 
     class OriginCheckingHandler(WebSocketHandler):  # type: ignore[misc]
+        def read_requestline(self) -> str:
+            self.socket.settimeout(HEAD_TIMEOUT)  # (a connection idle between requests too)
+            line: str = super().read_requestline()
+            return line
+
+        def read_request(self, raw_requestline: str) -> Any:
+            try:
+                return super().read_request(raw_requestline)
+            except OSError:
+                return False  # its head cut off or too slow: 400, without gevent's traceback
+            finally:
+                self.socket.settimeout(None)  # the request runs as long as it needs (a WebSocket)
+
         def run_application(self) -> None:
             environ = self.environ
             origin = environ.get("HTTP_ORIGIN")
@@ -133,7 +171,12 @@ class HttpServer:
             # With TLS, each connection's handshake runs in its own greenlet, like its requests.
             server_class = pywsgi.WSGIServer if tls is None else _secure_server_class(pywsgi.WSGIServer)
             secure: dict[str, Any] = {} if tls is None else {"ssl_context": tls}
-            self._server = server_class(listen(host, port), bridge.app, handler_class=handler, log=None, **secure)
+            from gevent.pool import Pool
+
+            self.connections = connection_limit()
+            self._server = server_class(
+                listen(host, port), bridge.app, handler_class=handler, log=None, spawn=Pool(self.connections), **secure
+            )
 
     def serve_forever(self) -> None:
         """Serve until SIGTERM or Ctrl-C."""

@@ -343,6 +343,31 @@ def test_a_tcp_client_streaming_flat_out_stalls_nobody(tmp_path: Path, bridge_fa
         client.close()
 
 
+def test_tcp_clients_beyond_64_are_refused_and_said_once(tmp_path: Path, bridge_factory: Start) -> None:
+    # 1,100 idle connections took every descriptor: HTTP and the pages went down, a traceback a second.
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
+    held = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(64)]
+    try:
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 64, what="64 clients")
+        extra = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(20)]
+        for sock in extra:
+            sock.settimeout(DEADLINE)
+            assert sock.recv(1) == b""  # closed by the bridge at once
+            sock.close()
+        tcp = proc.get_json("/healthz")["adapters"]["osc"]["tcp"]
+        assert (tcp["clients"], tcp["refused"]) == (64, 20)
+        assert proc.output().count("OSC over TCP: 64 clients already") == 1
+        held.pop().close()  # one leaves: the next one is taken
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 63, what="one gone")
+        held.append(socket.create_connection(("127.0.0.1", tcp_port)))
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["accepted"] == 65, what="taken")
+        assert proc.output().count("connected over TCP") < 10  # a line per host every 5 s, not one per connection
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def read_slip(
     sock: socket.socket, done: Callable[[list[tuple[str, list[object]]]], bool]
 ) -> list[tuple[str, list[object]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -361,3 +362,28 @@ def test_the_fuzzers_at_scale_run_and_pass_on_a_small_n(tmp_path: Path) -> None:
     assert lines[-1] == "fuzz: PASS"
     ran = {line.split(":")[0] for line in lines if line.startswith(("osc", "socketio", "midi", "config"))}
     assert ran == {"osc", "osc-tcp", "socketio-payloads", "socketio-frames", "midi", "config"}
+
+
+def test_connections_past_the_open_files_limit_wait_their_turn_without_a_traceback(tmp_path: Path) -> None:
+    # Half-sent requests held open took every descriptor (the open-files limit, 1,024 by default):
+    # /healthz and the pages went down and gevent logged "Too many open files" a second, with its
+    # traceback. Now the bridge serves as many connections as its limit leaves room for, and the
+    # rest wait in the kernel's queue for their turn.
+    config = write_config(tmp_path)
+    proc = BridgeProcess(config, wrapper=["prlimit", "--nofile=256:256", "--"]).start()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(300):  # more than 256 descriptors can hold
+            sock = socket.create_connection(("127.0.0.1", proc.port), timeout=DEADLINE)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: stage\r\n")  # and never the end of the head
+            held.append(sock)
+        assert proc.proc is not None and proc.proc.poll() is None
+        for sock in held:
+            sock.close()
+        held.clear()
+        wait_until(lambda: proc.get_json("/healthz")["status"] == "ok", what="served again once they left")
+        assert "Too many open files" not in proc.output() and "Traceback" not in proc.output()
+    finally:
+        for sock in held:
+            sock.close()
+        proc.stop()

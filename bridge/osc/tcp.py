@@ -32,11 +32,16 @@ from typing import Any, Literal
 from bridge.config import OscTarget
 from bridge.errors import BridgeError, MalformedPacket
 from bridge.flow import Outbox, Workers
+from bridge.logs import LogLimiter
 from bridge.net import notice_silence, unmapped
 from bridge.osc.framing import Deframer, Framing, frame
 from bridge.osc.packets import check_packet
 
 log = logging.getLogger(__name__)
+#: A line per host and kind every 5 s at most: a host opening connections in a loop is one line.
+_said = LogLimiter(log, interval=5.0)
+#: OSC clients over TCP at once: each holds a descriptor and a thread (a show has a few).
+MAX_CLIENTS = 64
 
 #: Reconnection backoff for a target, doubled after each failed try.
 RETRY_MIN = 0.1
@@ -165,7 +170,7 @@ class Stream:
                 time.sleep(0)
         except MalformedPacket as err:
             self.garbage = True
-            log.warning("OSC over TCP from %s: %s; connection closed", self.ident, err)
+            _said.warning(("garbage", self.host), "OSC over TCP from %s: %s; connection closed", self.ident, err)
         except OSError:
             pass
         finally:
@@ -415,7 +420,9 @@ class TcpListener:
                     return
                 time.sleep(0.05)
                 continue
-            if not self._allowed(str(address[0])):
+            if not self._allowed(str(address[0])) or len(self.clients) >= MAX_CLIENTS:
+                if len(self.clients) >= MAX_CLIENTS:
+                    _said.warning("full", "OSC over TCP: %d clients already; %s refused", MAX_CLIENTS, address[0])
                 self.refused += 1
                 conn.close()
                 continue
@@ -427,7 +434,7 @@ class TcpListener:
             self._workers.spawn(lambda s=stream: self._serve(s), f"osc-tcp-{ident}")  # type: ignore[misc]
 
     def _serve(self, stream: Stream) -> None:
-        log.info("OSC client %s connected over TCP", stream.ident)
+        _said.info(("in", stream.host), "OSC client %s connected over TCP", stream.ident)
         writer = threading.Thread(target=stream.write_loop, name=f"osc-tcp-write-{stream.ident}", daemon=True)
         writer.start()
         stream.read_loop()
@@ -436,4 +443,4 @@ class TcpListener:
             self.clients.pop(stream.ident, None)
             if stream.garbage:
                 self.closed_garbage += 1
-        log.info("OSC client %s left", stream.ident)
+        _said.info(("out", stream.host), "OSC client %s left", stream.ident)
