@@ -188,6 +188,22 @@ def test_junk_never_stops_the_listener(
     assert 0 < len(warnings) < 50  # rate-limited per address and reason, not one per datagram
 
 
+def test_a_type_python_osc_does_not_read_is_said_once_with_what_to_send(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    # An OSC 1.0 symbol (S), sent by liblo here: python-osc wrote "Unhandled parameter type: S" on
+    # the root logger for each message, and the bridge added "expected one argument, got 0".
+    proc, port = osc_bridge(tmp_path, bridge_factory, [])
+    a = client_factory(proc.url)
+    for _ in range(20):
+        oscsend(port, "/txt1", "S", "cue")
+    oscsend(port, "/txt1", "s", "cue 2")
+    a.wait_value("txt1", "cue 2")
+    log = proc.output()
+    assert log.count("OSC /txt1 from") == 1 and "type tag 'S' is not read (send the value as s, i, f or T/F)" in log
+    assert "Unhandled parameter type" not in log and "expected one argument" not in log
+
+
 def test_unreachable_and_named_targets_do_not_disturb_the_rest(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump, peers: Callable[[], OscPeer]
 ) -> None:
