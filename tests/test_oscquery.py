@@ -428,6 +428,12 @@ def test_bad_frames_and_commands_are_dropped_and_the_connection_lives(
     bridge.proc.put_json("/api/values/slider1", {"value": 9})
     peer.wait_for("/slider1", [9.0])
     assert "malformed OSC dropped" in bridge.proc.output()
+    # A client naming a new path each time: a line per path was 5,000 lines for 5,000 paths.
+    for n in range(200):
+        peer.command("LISTEN", f"/nope/{n}")
+        peer.send_osc(f"/nope/{n}", 1.0)
+    wait_until(lambda: oscquery_health(bridge.proc)["dropped"] == 7 + 400, what="400 more drops counted")
+    assert bridge.proc.output().count("no control at this address") < 40  # a line per client and kind every 5 s
 
 
 def test_a_listener_that_stops_reading_holds_up_no_one(

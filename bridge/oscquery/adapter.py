@@ -123,15 +123,19 @@ class OscQueryAdapter:
             try:
                 pairs, problems = values_for(address, arguments(message), self.namespace.table)
             except MalformedPacket as err:
-                self.server.drop((address, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
+                self.server.drop((client.ident, "address"), "OSCQuery %s: %s: %s", client.peer, address, err)
                 continue
             for reason in problems:
-                self.server.drop((address, reason), "OSCQuery %s: %s: %s; dropped", client.peer, address, reason)
+                self.server.drop(
+                    (client.ident, "address"), "OSCQuery %s: %s: %s; dropped", client.peer, address, reason
+                )
             for control, raw in pairs:
                 try:
                     applied = self.hub.set(control.id, raw, origin)
                 except (InvalidValue, UnknownControl) as err:
-                    self.server.drop((address, str(err)), "OSCQuery %s: %s %s; dropped", client.peer, address, err)
+                    self.server.drop(
+                        (client.ident, "address"), "OSCQuery %s: %s %s; dropped", client.peer, address, err
+                    )
                     continue
                 if applied.adjusted and control.osc in client.paths:
                     # Clamped or stepped: the sender shows something else; correct it.

@@ -399,7 +399,7 @@ class OscQueryServer:
             return
         if path not in self.namespace.by_address:
             self.drop(
-                (client.ident, path), "OSCQuery %s: %s %s: no control at this address", client.peer, command, path
+                (client.ident, "path"), "OSCQuery %s: %s %s: no control at this address", client.peer, command, path
             )
             return
         with self._lock:
