@@ -55,7 +55,7 @@ class LibraryTracebacks(logging.Filter):
 
 #: Keys a limiter remembers. Past them (junk with a new address in every datagram), a key not
 #: remembered is said in a summary line at most every :data:`OVERFLOW_INTERVAL` seconds.
-MAX_KEYS = 10_000
+MAX_KEYS = 1_000
 OVERFLOW_INTERVAL = 5.0
 
 
