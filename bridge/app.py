@@ -30,7 +30,7 @@ from bridge.reload import Reloader
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
-from bridge.state import StateStore, load_state, saved_looks, sweep
+from bridge.state import DiskReport, StateStore, load_state, saved_looks, sweep
 from bridge.web import config_api, editor_api, monitor_events, pages, polling
 from bridge.web.adapter import WebAdapter
 
@@ -105,8 +105,10 @@ class Bridge:
         #: OSCQuery client may answer over UDP, and kept across reloads that restart either.
         self.echoes = Echoes()
         self.state: StateStore | None = None
+        #: The "saving" banner of the pages: the state or scenes file the disk refuses.
+        self.disk = DiskReport()
         if config.server.state_file is not None:
-            self.state = StateStore(self.hub, config.server.state_file, self.looks)
+            self.state = StateStore(self.hub, config.server.state_file, self.looks, self.disk.told("state"))
         self.web = WebAdapter(
             self.hub,
             self.socketio,
@@ -117,6 +119,7 @@ class Bridge:
             looks=self.looks,
         )
         self.web.register()
+        self.disk.push = self.web.push
         # The message monitor: nothing recorded, one check per message, until a page opens its drawer.
         self.monitor = Monitor(
             emit=lambda event, payload, room: self.socketio.server.emit(event, payload, room=room),
@@ -137,7 +140,8 @@ class Bridge:
             )
         )
         state_file = config.server.state_file
-        self.scenes = Scenes(self.hub, scene_file_for(state_file) if state_file else None, push=self.web.push)
+        scene_file = scene_file_for(state_file) if state_file else None
+        self.scenes = Scenes(self.hub, scene_file, push=self.web.push, on_change=self.disk.told("scenes"))
         scenes_api.register(self.app, self.web, self.access, self.scenes)
         self.reloader = Reloader(self, self.web.push)
         config_api.register(self.app, self.access, self.reloader)

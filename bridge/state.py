@@ -25,6 +25,7 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,10 +214,14 @@ class SavedFile:
     it. The write itself runs off the event loop (fsync may take a while).
     """
 
-    def __init__(self, path: Path, what: str, retry: bool = True) -> None:
+    def __init__(
+        self, path: Path, what: str, retry: bool = True, on_change: Callable[[str | None], None] | None = None
+    ) -> None:
         self.path = path
         self.what = what
         self.retry = retry
+        #: Told the reason when writing starts to fail, and None once it works again.
+        self.on_change = on_change
         self._lock = threading.Lock()
         self._pending: bytes | None = None
         self._failing = False
@@ -261,6 +266,8 @@ class SavedFile:
             if not self._failing:
                 self._failing = True
                 self.failing_since = time.time()
+                if self.on_change is not None:
+                    self.on_change(self.error)
                 log.warning(
                     "cannot save %s to %s (%s); the previous file is kept whole, retrying every %g s",
                     self.what,
@@ -276,6 +283,8 @@ class SavedFile:
         if self._failing:
             self._failing = False
             log.warning("%s saved to %s again", self.what, self.path)
+            if self.on_change is not None:
+                self.on_change(None)
         return True
 
     def _retry(self) -> None:
@@ -285,19 +294,46 @@ class SavedFile:
                     return
 
 
+class DiskReport:
+    """What the pages are told of the files the disk refuses: one ``saving`` event, ``{"error": text}``
+    while any is refused (``{"error": null}`` once every one is written again)."""
+
+    def __init__(self) -> None:
+        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.push: Callable[[str, Any], None] | None = None
+
+    def told(self, what: str) -> Callable[[str | None], None]:
+        """The ``on_change`` of :class:`SavedFile` for the file that ``what`` names ("state", "scenes")."""
+
+        def tell(error: str | None) -> None:
+            with self._lock:
+                if error is None:
+                    self._errors.pop(what, None)
+                else:
+                    self._errors[what] = f"{what}: {error}"
+                text = "; ".join(self._errors.values()) or None
+            if self.push is not None:
+                self.push("saving", {"error": text})
+
+        return tell
+
+
 class StateStore:
     """Adapter that saves the hub's values to ``path`` soon after each change."""
 
     name = "state"
 
-    def __init__(self, hub: Hub, path: Path, looks: Looks | None = None) -> None:
+    def __init__(
+        self, hub: Hub, path: Path, looks: Looks | None = None, on_change: Callable[[str | None], None] | None = None
+    ) -> None:
         self.hub = hub
         self.path = path
         self.looks = looks
         self._dirty = threading.Event()
         self._workers = Workers()
         # Retried by the writer below, with the values of the moment.
-        self._file = SavedFile(path, "state", retry=False)
+        self._file = SavedFile(path, "state", retry=False, on_change=on_change)
         self._looks_version = 0
         self.saved_version: tuple[int, int] = (-1, -1)
         self._lock_fd: int | None = None

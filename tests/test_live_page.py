@@ -116,6 +116,36 @@ def test_a_broken_save_shows_a_banner_until_a_good_one(tmp_path: Path, bridge_fa
     expect(page.locator("#delay")).to_be_attached()
 
 
+def test_a_disk_that_refuses_the_state_is_shown_until_it_takes_it_again(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    # A full disk or a folder gone: the values flowed on, the log said it once, and the operator's
+    # page showed nothing. Now control pages say so until the file is written again.
+    folder = tmp_path / "show"
+    folder.mkdir()
+    path = tmp_path / "bridge.toml"
+    path.write_text(BEFORE.replace('state_file = "state.json"', 'state_file = "show/state.json"'), encoding="utf-8")
+    proc = bridge_factory(path)
+    page = pages.open(proc.url)
+    banner = page.locator("#save-error")
+    proc.put_values(house=40)
+    wait_until(lambda: (folder / "state.json").exists(), what="the first save")
+    expect(banner).to_be_hidden()
+    for leftover in folder.iterdir():
+        leftover.unlink()
+    folder.rmdir()
+    folder.write_text("not a folder", encoding="utf-8")  # every write fails, whoever runs the test
+    proc.put_values(house=41)
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("state: File exists")
+    later = pages.open(proc.url)  # joins meanwhile: told at once
+    expect(later.locator("#save-error")).to_be_visible()
+    folder.unlink()
+    folder.mkdir()
+    expect(banner).to_be_hidden()
+    expect(later.locator("#save-error")).to_be_hidden()
+
+
 def test_the_view_links_follow_the_views_of_the_file(tmp_path: Path, bridge_factory: Start, pages: Pages) -> None:
     path, _, page = served(tmp_path, bridge_factory, pages)
     links = page.locator("nav#views")

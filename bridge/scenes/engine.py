@@ -93,9 +93,15 @@ class Scenes:
 
     name = "scenes"
 
-    def __init__(self, hub: Hub, path: Path | None, push: Callable[[str, Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        path: Path | None,
+        push: Callable[[str, Any], None] | None = None,
+        on_change: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.hub = hub
-        self.store = SceneStore(path)
+        self.store = SceneStore(path, on_change)
         self._push = push
         self._last: Recall | None = None
         self._run_lock = threading.Lock()

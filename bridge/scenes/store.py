@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,12 +149,12 @@ def parse_export(body: object) -> dict[str, Scene]:
 class SceneStore:
     """The scenes of a show by name, kept in ``path`` (None: in memory only)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, on_change: Callable[[str | None], None] | None = None) -> None:
         self.path = path
         self._scenes: dict[str, Scene] = {}
         self._left_out: dict[str, Any] = {}  # entries of the file no scene could be made of, kept as they are
         self._lock = threading.Lock()
-        self._file = None if path is None else SavedFile(path, "scenes")
+        self._file = None if path is None else SavedFile(path, "scenes", on_change=on_change)
 
     def load(self) -> None:
         """Read the saved scenes (a corrupt file is moved aside)."""

@@ -325,13 +325,18 @@
 
   /** "config" {generation, error}: a save the bridge could not take; control pages say why until a good one. */
   function showConfig(message) {
-    const banner = byId("config-error");
-    if (!banner || !message) return;
+    if (showProblem("config-error", message)) root.dataset.configError = "true";
+    else delete root.dataset.configError;
+  }
+
+  /** A banner of a control page that says what is wrong (message.error), hidden once it is null; true while shown. */
+  function showProblem(id, message) {
+    const banner = byId(id);
+    if (!banner || !message) return false;
     const error = typeof message.error === "string" ? message.error : "";
     banner.querySelector(".why").textContent = error;
     banner.hidden = !error;
-    if (error) root.dataset.configError = "true";
-    else delete root.dataset.configError;
+    return Boolean(error);
   }
 
   // ---- Connection ----------------------------------------------------------
@@ -522,6 +527,7 @@
     socket.on("osc status", showOsc);
     socket.on("layout", relayout);
     socket.on("config", showConfig);
+    socket.on("saving", (message) => showProblem("save-error", message)); // the state or scenes file refused
     socket.io.on("reconnect_attempt", onReconnectAttempt);
   }
 
