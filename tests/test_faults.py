@@ -387,3 +387,31 @@ def test_connections_past_the_open_files_limit_wait_their_turn_without_a_traceba
         for sock in held:
             sock.close()
         proc.stop()
+
+
+def test_a_client_that_asks_and_never_reads_is_let_go_and_the_server_lives(
+    server: BridgeProcess, client_factory: Callable[..., Client]
+) -> None:
+    # Pings with acknowledgements, answers never read: the answers waited in the server without
+    # bound (3.7 GB in 25 s), and when the session ended the process aborted in libev, the show
+    # with it ("I/O watcher with invalid fd found in epoll_ctl", 5 runs of 5).
+    watcher = client_factory(server.url)
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    ws = websocket.create_connection(
+        url, timeout=DEADLINE, suppress_origin=True, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
+    )
+    ws.recv()
+    ws.send("40")
+    payload = json.dumps(["ping bridge", "x" * 15000])
+    try:
+        for n in range(1, 2700):  # 40 MB of answers, more than the 8 MB a browser may leave unread
+            ws.send(f"42{n}{payload}")
+    except (OSError, websocket.WebSocketException):
+        pass  # let go while sending
+    try:
+        wait_until(lambda: "reads nothing (8 MB waiting): let go" in server.output(), what="the client let go")
+    finally:
+        ws.close()
+    assert server.proc is not None and server.proc.poll() is None  # alive
+    watcher.send("slider1", 12)
+    wait_until(lambda: server.get_json("/api/values")["slider1"] == 12, what="the others served")
