@@ -42,15 +42,6 @@ def _quiet_library_tracebacks() -> None:
     engineio_log = logging.getLogger("engineio.server")
     if not any(isinstance(f, LibraryTracebacks) for f in engineio_log.filters):
         engineio_log.addFilter(LibraryTracebacks(LogLimiter(log)))
-    # python-osc says "Unhandled parameter type" on the root logger for every message with a type
-    # it does not read (S, c, I): the OSC input says it once per address, with what to send.
-    root = logging.getLogger()
-    if _unread_tag_lines not in root.filters:
-        root.addFilter(_unread_tag_lines)
-
-
-def _unread_tag_lines(record: logging.LogRecord) -> bool:
-    return not (record.name == "root" and str(record.msg).startswith("Unhandled parameter type"))
 
 
 ROOT = Path(__file__).resolve().parent.parent

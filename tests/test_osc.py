@@ -192,7 +192,8 @@ def test_a_type_python_osc_does_not_read_is_said_once_with_what_to_send(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
     # An OSC 1.0 symbol (S), sent by liblo here: python-osc wrote "Unhandled parameter type: S" on
-    # the root logger for each message, and the bridge added "expected one argument, got 0".
+    # the root logger for each message, and the bridge added "expected one argument, got 0". Such a
+    # packet is now dropped before python-osc reads it, as malformed, with what to send instead.
     proc, port = osc_bridge(tmp_path, bridge_factory, [])
     a = client_factory(proc.url)
     for _ in range(20):
@@ -200,7 +201,7 @@ def test_a_type_python_osc_does_not_read_is_said_once_with_what_to_send(
     oscsend(port, "/txt1", "s", "cue 2")
     a.wait_value("txt1", "cue 2")
     log = proc.output()
-    assert log.count("OSC /txt1 from") == 1 and "type tag 'S' is not read (send the value as s, i, f or T/F)" in log
+    assert 0 < log.count("type tag 'S' is not read (send the value as s, i, f or T/F)") < 20  # every 5 s at most
     assert "Unhandled parameter type" not in log and "expected one argument" not in log
 
 

@@ -41,16 +41,6 @@ def arguments(message: OscMessage) -> list[object]:
     ]
 
 
-#: The type tags python-osc reads; it skips any other (OSC 1.0's S, c, I), with the data after misread.
-READ_TAGS = frozenset("ihfdsbrmtTFN[]")
-
-
-def unread_tag(message: OscMessage) -> str | None:
-    """The first type tag of ``message`` python-osc does not read, if any."""
-    tags = _type_tags(message.dgram) or ""
-    return next((tag for tag in tags if tag not in READ_TAGS), None)
-
-
 def _type_tags(dgram: bytes) -> str | None:
     start = dgram.find(b"\x00")
     start = (start // 4 + 1) * 4

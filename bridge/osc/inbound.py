@@ -31,7 +31,7 @@ from bridge.logs import LogLimiter
 from bridge.looks import Looks
 from bridge.model import Control, Origin
 from bridge.monitor import IDLE
-from bridge.osc.codec import arguments, plain_text, unread_tag, values_for
+from bridge.osc.codec import arguments, plain_text, values_for
 from bridge.osc.packets import address_table, controls_at, decode, is_pattern
 from bridge.validation import normalize
 
@@ -206,11 +206,6 @@ class Inbound:
     ) -> int:
         """File the values ``message`` sets; how many controls it reached."""
         address = message.address
-        tag = unread_tag(message)
-        if tag is not None:
-            reason = f"type tag {tag!r} is not read (send the value as s, i, f or T/F)"
-            self.drop_once((address, reason), "OSC %s from %s: %s; dropped", address, peer, reason)
-            return 0
         if prefix and address.startswith(prefix + "/"):
             address = address[len(prefix) :]  # a desk under a prefix answers in its own namespace
         args = arguments(message)

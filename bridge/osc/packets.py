@@ -25,6 +25,8 @@ BUNDLE_TAG = b"#bundle\x00"
 MAX_BUNDLE_DEPTH = 8
 _FIXED_SIZES = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "d": 8, "h": 8, "t": 8}
 _NO_DATA = "TFNI[]"
+#: The type tags python-osc reads; it skips any other, and misreads the arguments after it.
+READ_TAGS = frozenset("ihfdsbrmtTFN[]")
 
 
 def _padded_string_end(data: bytes, start: int, what: str) -> int:
@@ -34,24 +36,26 @@ def _padded_string_end(data: bytes, start: int, what: str) -> int:
     return (end // 4 + 1) * 4
 
 
-def check_packet(data: bytes, depth: int = 0) -> None:
-    """Raise :class:`MalformedPacket` unless ``data`` is one whole OSC packet."""
+def check_packet(data: bytes, depth: int = 0) -> str | None:
+    """Raise :class:`MalformedPacket` unless ``data`` is one whole OSC packet; the first type tag
+    in it python-osc does not read (OSC 1.0's optional ``S``, ``c``, ``I``), if any."""
     if not data or len(data) % 4:
         raise MalformedPacket(f"length {len(data)} is not a positive multiple of 4")
     if data.startswith(BUNDLE_TAG):
-        _check_bundle(data, depth)
+        return _check_bundle(data, depth)
     elif data.startswith(b"/"):
-        _check_message(data)
+        return _check_message(data)
     else:
         raise MalformedPacket("neither a message (starts with /) nor a bundle (#bundle)")
 
 
-def _check_bundle(data: bytes, depth: int) -> None:
+def _check_bundle(data: bytes, depth: int) -> str | None:
     if depth >= MAX_BUNDLE_DEPTH:
         raise MalformedPacket(f"bundles nested deeper than {MAX_BUNDLE_DEPTH}")
     pos = len(BUNDLE_TAG) + 8  # time tag
     if len(data) < pos:
         raise MalformedPacket("bundle cut short in its time tag")
+    unread: str | None = None
     while pos < len(data):
         if pos + 4 > len(data):
             raise MalformedPacket("bundle element size cut short")
@@ -59,16 +63,17 @@ def _check_bundle(data: bytes, depth: int) -> None:
         pos += 4
         if size <= 0 or pos + size > len(data):
             raise MalformedPacket(f"bundle element of size {size} does not fit the datagram")
-        check_packet(data[pos : pos + size], depth + 1)
+        unread = check_packet(data[pos : pos + size], depth + 1) or unread
         pos += size
+    return unread
 
 
-def _check_message(data: bytes) -> None:
+def _check_message(data: bytes) -> str | None:
     pos = _padded_string_end(data, 0, "address")
     if pos > len(data):
         raise MalformedPacket("address cut short")
     if pos == len(data):
-        return  # no type tag string: an old-style message without arguments
+        return None  # no type tag string: an old-style message without arguments
     if data[pos : pos + 1] != b",":
         raise MalformedPacket("type tag string does not start with ','")
     tags_end = _padded_string_end(data, pos, "type tag string")
@@ -92,12 +97,18 @@ def _check_message(data: bytes) -> None:
             raise MalformedPacket(f"argument {tag!r} cut short")
     if pos != len(data):
         raise MalformedPacket(f"{len(data) - pos} bytes after the last argument")
+    if READ_TAGS.issuperset(tags):
+        return None
+    return next(tag for tag in tags if tag not in READ_TAGS)
 
 
 def decode(data: bytes) -> list[OscMessage]:
     """Every message in the packet ``data``, in order; :class:`MalformedPacket` for anything else."""
     try:
-        check_packet(data)
+        unread = check_packet(data)
+        if unread is not None:
+            # python-osc would skip it and misread what follows (and say so on the root logger)
+            raise MalformedPacket(f"type tag {unread!r} is not read (send the value as s, i, f or T/F)")
         return list(messages(data))
     except MalformedPacket:
         raise
