@@ -343,26 +343,61 @@ def test_a_tcp_client_streaming_flat_out_stalls_nobody(tmp_path: Path, bridge_fa
         client.close()
 
 
-def test_tcp_clients_beyond_64_are_refused_and_said_once(tmp_path: Path, bridge_factory: Start) -> None:
-    # 1,100 idle connections took every descriptor: HTTP and the pages went down, a traceback a second.
+def test_a_sync_over_tcp_sends_every_control_of_a_shared_address(tmp_path: Path, bridge_factory: Start) -> None:
+    # Two Eos cue faders on /eos/cue, told apart by their constants (docs/mapping.md): a sync asked
+    # over TCP sent only the last, as a client's unread answers were kept per address.
+    cues = "".join(
+        f'[[controls]]\nid = "cue{n}"\ntype = "range"\nmin = 0\nmax = 100\nvalue = {n}0\n'
+        f'osc = {{ address = "/eos/cue", args = ["fire", {n}, "{{value}}"] }}\n\n'
+        for n in (5, 6)
+    )
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n', controls=CONTROLS + cues))
+    client = socket.create_connection(("127.0.0.1", tcp_port))
+    try:
+        client.sendall(slip(build("/bridge/sync")))
+        both = [("/eos/cue", ["fire", 5, 50.0]), ("/eos/cue", ["fire", 6, 60.0])]
+        heard = read_slip(client, lambda messages: all(cue in messages for cue in both))  # (times out at 15 s)
+        assert all(cue in heard for cue in both), heard
+    finally:
+        client.close()
+        assert proc.stop() == 0
+
+
+def test_tcp_clients_beyond_16_from_a_host_or_64_in_all_are_refused_and_said(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    # 1,100 idle connections took every descriptor: HTTP and the pages went down, a traceback a second;
+    # and one host holding the 64 places must not lock out the desk on another.
     tcp_port = free_port()
     proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
-    held = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(64)]
+
+    def connect(host: str) -> socket.socket:  # from another loopback address: another host
+        return socket.create_connection(("127.0.0.1", tcp_port), timeout=DEADLINE, source_address=(host, 0))
+
+    def tcp() -> dict[str, int]:
+        return dict(proc.get_json("/healthz")["adapters"]["osc"]["tcp"])
+
+    def refused(sock: socket.socket) -> bool:
+        closed = sock.recv(1) == b""  # closed by the bridge at once
+        sock.close()
+        return closed
+
+    held = [connect("127.0.0.2") for _ in range(16)]
     try:
-        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 64, what="64 clients")
-        extra = [socket.create_connection(("127.0.0.1", tcp_port)) for _ in range(20)]
-        for sock in extra:
-            sock.settimeout(DEADLINE)
-            assert sock.recv(1) == b""  # closed by the bridge at once
-            sock.close()
-        tcp = proc.get_json("/healthz")["adapters"]["osc"]["tcp"]
-        assert (tcp["clients"], tcp["refused"]) == (64, 20)
-        assert proc.output().count("OSC over TCP: 64 clients already") == 1
+        wait_until(lambda: tcp()["clients"] == 16, what="16 clients from one host")
+        assert refused(connect("127.0.0.2"))
+        assert "OSC over TCP: 16 clients from that host already; 127.0.0.2 refused" in proc.output()
+        held += [connect(f"127.0.0.{n}") for n in (3, 4, 5) for _ in range(16)]
+        wait_until(lambda: tcp()["clients"] == 64, what="64 clients")
+        assert all(refused(connect("127.0.0.6")) for _ in range(5))
+        assert (tcp()["clients"], tcp()["refused"]) == (64, 6)
+        assert proc.output().count("OSC over TCP: 64 clients already") == 1  # once per host every 5 s
         held.pop().close()  # one leaves: the next one is taken
-        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 63, what="one gone")
-        held.append(socket.create_connection(("127.0.0.1", tcp_port)))
-        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["accepted"] == 65, what="taken")
-        assert proc.output().count("connected over TCP") < 10  # a line per host every 5 s, not one per connection
+        wait_until(lambda: tcp()["clients"] == 63, what="one gone")
+        held.append(connect("127.0.0.6"))
+        wait_until(lambda: tcp()["accepted"] == 65, what="taken")
+        assert proc.output().count("connected over TCP") < 20  # a line per host every 5 s, not one per connection
     finally:
         for sock in held:
             sock.close()

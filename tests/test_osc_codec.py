@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
 
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -13,7 +12,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue, MalformedPacket
 from bridge.hub import Hub
-from bridge.model import Control, Option
+from bridge.model import VALUE, Control, Option
+from bridge.osc import codec
 from bridge.osc.codec import encode, value_from_args
 from bridge.osc.inbound import Inbound, Source
 from bridge.osc.packets import MAX_PATTERN_LENGTH, check_packet, messages, pattern_regex
@@ -144,14 +144,15 @@ def test_encode_types() -> None:
     assert OscMessage(encode("/stage/r", RANGE, 1)).address == "/stage/r"
 
 
-def test_a_select_of_both_kinds_of_number_and_a_label_send_floats_as_oscquery_advertises() -> None:
+def test_a_select_of_both_kinds_of_number_sends_floats_as_oscquery_advertises() -> None:
     mixed = Control("s", "select", "S", 1, "/s", options=(Option(1, "1"), Option(2.5, "2.5")))
     whole = Control("w", "select", "W", 1, "/w", options=(Option(1, "1"), Option(2, "2")))
     label = Control("l", "label", "L", 3, "/l")
     assert OscMessage(encode("/s", mixed, 1)).params == [1.0]
     assert OscMessage(encode("/s", mixed, 1)).dgram.endswith(b",f\x00\x00" + struct.pack(">f", 1.0))
     assert OscMessage(encode("/w", whole, 2)).dgram.endswith(b",i\x00\x00" + struct.pack(">i", 2))
-    assert OscMessage(encode("/l", label, 3)).dgram.endswith(b",f\x00\x00" + struct.pack(">f", 3.0))
+    # A label's number keeps its own type: a float32 would carry a cue number 16777217 as 16777216.
+    assert OscMessage(encode("/l", label, 16777217)).dgram.endswith(b",i\x00\x00" + struct.pack(">i", 16777217))
     assert OscMessage(encode("/l", label, "Act 1")).params == ["Act 1"]
 
 
@@ -174,39 +175,51 @@ def test_an_address_no_control_takes_is_logged_once_however_long_the_show(
     assert [r.getMessage().count("/eos/out/ping") for r in caplog.records] == [1]
 
 
-def test_a_bundle_repeating_a_pattern_is_expanded_once_and_ends_where_its_last_message_says(
+def test_a_bundle_repeating_a_pattern_reads_each_control_once_and_ends_where_its_messages_say(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One 64 KB datagram of 2,338 messages to /ch/*/mix/fader on a 256-channel show froze the
-    # whole bridge for 1.46 s: each message was expanded to every channel and each value checked.
+    # whole bridge for 1.46 s: each message was read for every channel and each value checked.
     faders = [Control(f"f{n}", "range", f"F{n}", 0.0, f"/ch/{n:02}/mix/fader", min=0, max=1) for n in range(1, 33)]
     pads = [Control(f"p{n}", "button", f"P{n}", 0, f"/pad/{n}") for n in (1, 2)]
-    hub = Hub([*faders, *pads])
+    cues = [
+        Control(f"cue{n}", "range", f"Cue {n}", 0.0, "/eos/cue", min=0, max=100, osc_args=("fire", n, VALUE))
+        for n in (5, 6)
+    ]
+    hub = Hub([*faders, *pads, *cues])
     pressed: list[tuple[str, object]] = []
     hub.add_adapter(type("Pads", (), {"name": "pads", "send": lambda _, c: pressed.append((c.control.id, c.value))})())
     inbound = Inbound(hub, (), {}, lambda args, source: None)
-    collected: list[str] = []
-    collect = inbound._collect
+    read: list[str] = []
+    value_from_args = codec.value_from_args
 
-    def counted(message: OscMessage, *rest: Any) -> int:
-        collected.append(message.address)
-        return collect(message, *rest)
+    def counted(control: Control, args: list[object]) -> object:
+        read.append(control.id)
+        return value_from_args(control, args)
 
-    monkeypatch.setattr(inbound, "_collect", counted)
+    monkeypatch.setattr(codec, "value_from_args", counted)
     source = Source("127.0.0.1:9000", "127.0.0.1", lambda packet: None)
     bundle = OscBundleBuilder(IMMEDIATELY)
     for i in range(1000):
         bundle.add_content(message("/ch/*/mix/fader", i / 1000))
     bundle.add_content(message("/ch/03/mix/fader", 0.25))  # one channel after
     for value in (1, 0, 1, 0):
-        bundle.add_content(message("/pad/[12]", value))  # a pattern on pads
+        bundle.add_content(message("/pad/[12]", value))  # a pattern on pads: every press counts
     bundle.add_content(message("/ch/0[12]/mix/fader", 0.5))
+    bundle.add_content(message("/ch/0[45]/mix/fader", "junk"))  # refused: 04 and 05 keep 0.999
+    for cue, level in ((5, 11.0), (6, 22.0)):  # one pattern, other constants: other controls
+        builder = OscMessageBuilder("/eos/cu?")
+        for arg in ("fire", cue, level):
+            builder.add_arg(arg)
+        bundle.add_content(builder.build())
     inbound.handle([(bundle.build().dgram, source)])
     values = hub.values()
     assert values["f3"] == 0.25 and values["f1"] == values["f2"] == 0.5
     assert all(values[f"f{n}"] == 0.999 for n in range(4, 33))
-    assert collected.count("/ch/*/mix/fader") == 1 and collected.count("/pad/[12]") == 4  # every press kept
+    assert (values["cue5"], values["cue6"]) == (11.0, 22.0)
     assert [value for cid, value in pressed if cid == "p1"] == [1, 0, 1, 0]
+    assert read.count("f10") == 1  # not a thousand times
+    assert len(read) < 200
 
 
 def message(address: str, value: object) -> OscMessage:

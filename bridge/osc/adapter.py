@@ -37,8 +37,9 @@ from bridge.monitor import IDLE
 from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
+from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, check_destination, destination
-from bridge.osc.tcp import Event, Stream, TcpListener, TcpTarget
+from bridge.osc.tcp import Event, Stream, TcpTarget
 from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
 
 log = logging.getLogger(__name__)
@@ -324,8 +325,9 @@ class OscAdapter:
 
     def _stream_in(self, packets: list[bytes], stream: Stream) -> None:
         def reply(packet: bytes) -> None:
-            # Per address: a sync asked for again before the last went out replaces it, value by value.
-            stream.put(("reply", packet[: packet.find(b"\0")]), packet)
+            # The same message asked for again before it went out is sent once (controls may share an
+            # address: each has its own message).
+            stream.put(("reply", packet), packet)
 
         source = Source(stream.ident, stream.host, reply, stream.prefix)
         try:
@@ -416,13 +418,14 @@ class OscAdapter:
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
             send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
-        if not self._syncs.admit(peer):
+        if not self._syncs.admit(peer.rpartition(":")[0]):  # per host: a new source port is no new budget
             self.inbound.drop(
                 (SYNC_ADDRESS, "rate"), "OSC %s to %s: more than %g a second; dropped", SYNC_ADDRESS, peer, PER_SECOND
             )
             return
         values = self.hub.values()
-        self._said.info(peer, "OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
+        host = peer.rpartition(":")[0]
+        self._said.info(host, "OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
         for cid, value in values.items():
             control = self.hub.controls[cid]
             if control.trigger:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -228,8 +228,8 @@ def _auto_tag(control: Control, wired: object, arg_type: str) -> str:
         return "i" if arg_type == "int" else "f"
     if control.numeric or (control.type == "led" and control.colors):
         return "f"
-    if isinstance(wired, int | float) and (control.type == "label" or _mixed_numbers(control)):
-        return "f"  # any number may come (a label), or either kind (a select): a float, as OSCQuery's TYPE says
+    if isinstance(wired, int | float) and _mixed_numbers(control):
+        return "f"  # either kind may be chosen: a float, as OSCQuery's TYPE says
     return natural_tag(wired)
 
 
@@ -259,7 +259,10 @@ def plain_text(arg: object) -> str:
 
 
 def values_for(
-    address: str, args: list[object], table: Mapping[str, tuple[Control, ...]]
+    address: str,
+    args: list[object],
+    table: Mapping[str, tuple[Control, ...]],
+    only: Sequence[Control] | None = None,
 ) -> tuple[list[tuple[Control, object]], list[str]]:
     """Each control a message sets with its raw value, and the reasons it set no other.
 
@@ -268,7 +271,7 @@ def values_for(
     none does, its reason is reported. Raises :class:`MalformedPacket` for
     an unreadable pattern.
     """
-    controls = controls_at(address, table)
+    controls = controls_at(address, table) if only is None else only  # (only: some of those at the address)
     if not controls:
         return [], ["no control at this address"]
     found: list[tuple[Control, object]] = []

@@ -42,11 +42,12 @@ SYNC_ADDRESS = "/bridge/sync"
 Pending = str | tuple[str, int]
 #: A handler of one of the bridge's own addresses: (arguments, the sender's ident).
 Command = Callable[[list[object], str], None]
-#: What a batch stages a message under: its (prefix, address), latest wins; a unique number
-#: when it reaches a button (every press counts).
-Staged = tuple[str, str] | int
-#: Values set (message x control) after which a batch hands the loop a turn: one datagram of 2,000
-#: messages to ``/ch/*/mix/fader`` is half a million on a 256-channel desk.
+#: A message to a pattern, held until the batch applies it: (message, sender, prefix, its press number).
+Staged = tuple[OscMessage, str, str, int]
+#: What a batch files a change under, with the value: (raw value, origin, address).
+Filed = tuple[object, Origin, str]
+#: Controls reached after which a batch hands the loop a turn: one datagram of 2,000 messages to
+#: ``/ch/*/mix/fader`` reaches half a million on a 256-channel desk.
 YIELD_PAIRS = 4096
 
 
@@ -119,12 +120,12 @@ class Inbound:
     def handle(self, batch: list[tuple[bytes, Source]]) -> None:
         """Check, unpack and apply packets in order; the latest value per control wins."""
         self.received += len(batch)
-        pending: Latest[Pending, tuple[object, Origin, str]] = Latest()
-        # Messages to a pattern, the latest per pattern, expanded to their controls only when applied
-        # (or when a message to one address comes): the last message to touch a control is kept,
-        # so is every value it gets. One pattern repeated a thousand times costs one expansion.
-        staged: Latest[Staged, tuple[OscMessage, str, str]] = Latest()
-        reach: dict[tuple[str, str], bool | None] = {}  # per address: a button? (None: no control)
+        pending: Latest[Pending, Filed] = Latest()
+        # Messages to a pattern wait until applied (or until a message to one address comes), and are
+        # then read from the last back: a control a later message set is not read again in an earlier
+        # one. A pattern repeated a thousand times is read once per control.
+        staged: list[Staged] = []
+        reach: dict[tuple[str, str], bool] = {}  # per pattern: does it reach a control?
         now = time.monotonic()
         for data, source in batch:
             peer = source.ident
@@ -164,36 +165,55 @@ class Inbound:
                 else:
                     where = (source.prefix, address)
                     if where not in reach:
-                        reach[where] = self._reaches(address, source.prefix) if is_pattern(address) else None
-                    button = reach[where]
-                    if button is None:  # one address, or a pattern that reaches no control: as it comes
-                        self._collect(message, peer, self._expand(staged, pending), source.prefix)
-                    else:
-                        staged.put(next(self._presses) if button else where, (message, peer, source.prefix))
+                        reach[where] = is_pattern(address) and self._reaches(address, source.prefix)
+                    if reach[where]:
+                        staged.append((message, peer, source.prefix, next(self._presses)))
+                    else:  # one address, or a pattern that reaches no control: as it comes
+                        self._collect(message, peer, self._expand(staged, pending).put, source.prefix)
         self._apply(self._expand(staged, pending))
 
-    def _reaches(self, address: str, prefix: str) -> bool | None:
-        """Whether pattern ``address`` reaches a button; None when it reaches no control."""
-        if prefix and address.startswith(prefix + "/"):
-            address = address[len(prefix) :]
+    def _reaches(self, address: str, prefix: str) -> bool:
+        """Whether pattern ``address`` reaches a control (one that does not is said as it comes)."""
         try:
-            controls = controls_at(address, self.by_address)
+            return bool(controls_at(_unprefixed(address, prefix), self.by_address))
         except MalformedPacket:
-            return None  # said as it comes
-        return any(c.type == "button" for c in controls) if controls else None
+            return False
 
-    def _expand(
-        self, staged: Latest[Staged, tuple[OscMessage, str, str]], pending: Latest[Pending, tuple[object, Origin, str]]
-    ) -> Latest[Pending, tuple[object, Origin, str]]:
-        """The staged messages, in order, into ``pending``: the value each sets per control."""
+    def _expand(self, staged: list[Staged], pending: Latest[Pending, Filed]) -> Latest[Pending, Filed]:
+        """The staged messages into ``pending``, as if applied in order: each control gets the value of
+        the last message with one for it, every press of a button counts, in the order they came."""
         if not staged:
             return pending
+        batch = list(staged)
+        staged.clear()
+        if self.looks is not None and (self.label_from or self.color_from):
+            for message, _peer, prefix, _press in batch:  # (names and colours in order: the last one stays)
+                self._look(_unprefixed(message.address, prefix), arguments(message))
+        got: dict[Pending, tuple[int, Filed]] = {}
+        reached: dict[str, tuple[Control, ...]] = {}  # per pattern, the controls it reaches
+        done: set[str] = set()  # patterns whose every control a later message set (and no button)
         work = 0
-        for message, peer, prefix in staged.take().values():
-            work += self._collect(message, peer, pending, prefix)
+        for position in range(len(batch) - 1, -1, -1):
+            message, peer, prefix, press = batch[position]
+            address = _unprefixed(message.address, prefix)
+            if address in done:
+                continue
+            if address not in reached:
+                reached[address] = tuple(controls_at(address, self.by_address))  # (read as it was staged)
+            left = [c for c in reached[address] if c.type == "button" or c.id not in got]
+            if not left:
+                done.add(address)
+                continue
+
+            def file(key: Pending, filed: Filed, position: int = position) -> None:
+                got[key] = (position, filed)
+
+            work += len(left) + self._collect(message, peer, file, prefix, press, only=left, look=False)
             if work >= YIELD_PAIRS:
                 time.sleep(0)  # gevent: a turn for the pages and the rest; threads: the GIL handed on
                 work = 0
+        for key, (_position, filed) in sorted(got.items(), key=lambda item: item[1][0]):
+            pending.put(key, filed)
         return pending
 
     def _seen(self, message: OscMessage, peer: str) -> None:
@@ -202,16 +222,25 @@ class Inbound:
         self.monitor.saw(_transport(peer), "in", peer, message.address, arguments(message), touched)
 
     def _collect(
-        self, message: OscMessage, peer: str, pending: Latest[Pending, tuple[object, Origin, str]], prefix: str = ""
+        self,
+        message: OscMessage,
+        peer: str,
+        file: Callable[[Pending, Filed], object],
+        prefix: str = "",
+        press: int | None = None,
+        only: list[Control] | None = None,
+        look: bool = True,
     ) -> int:
-        """File the values ``message`` sets; how many controls it reached."""
-        address = message.address
-        if prefix and address.startswith(prefix + "/"):
-            address = address[len(prefix) :]  # a desk under a prefix answers in its own namespace
+        """File the values ``message`` sets (for the controls in ``only``, when given); how many it reached.
+
+        ``press`` numbers its presses of buttons (staged messages: numbered as they came); ``look``
+        false, its names and colours were applied already.
+        """
+        address = _unprefixed(message.address, prefix)  # a desk under a prefix answers in its own namespace
         args = arguments(message)
         try:
-            looked = self._look(address, args)
-            found, problems = values_for(address, args, self.by_address)
+            looked = look and self._look(address, args)
+            found, problems = values_for(address, args, self.by_address, only)
         except MalformedPacket as err:
             self.drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
             return 0
@@ -227,8 +256,11 @@ class Inbound:
                 self.drop_once((address, err.reason), "OSC %s from %s: %s; dropped", address, peer, err.reason)
                 continue
             # The latest per control, in order; every press and release of a button.
-            key: Pending = (control.id, next(self._presses)) if control.type == "button" else control.id
-            pending.put(key, (raw, origin, address))
+            if control.type == "button":
+                key: Pending = (control.id, next(self._presses) if press is None else press)
+            else:
+                key = control.id
+            file(key, (raw, origin, address))
         return len(found)
 
     def told(self, control: Control, value: object) -> None:
@@ -276,6 +308,10 @@ class Inbound:
         """Count something dropped; log it the first time only (``key``: its address and why)."""
         self.dropped += 1
         self._once.warning(key, msg + " (said once for this address)", *args)
+
+
+def _unprefixed(address: str, prefix: str) -> str:
+    return address[len(prefix) :] if prefix and address.startswith(prefix + "/") else address
 
 
 def _transport(peer: str) -> str:

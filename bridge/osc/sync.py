@@ -1,7 +1,7 @@
 """``/bridge/sync``: who may ask for every current value, sent where, and how often.
 
 A sync is one small datagram that makes the bridge send one message per
-control: cheap to ask, dear to answer. So each destination gets at most
+control: cheap to ask, dear to answer. So each destination host gets at most
 :data:`PER_SECOND` syncs a second (in bursts of :data:`BURST`); one asked
 for beyond that is dropped, counted and said in the log now and then. The
 values go to the asker, or, with a ``"host:port"`` argument, to another
@@ -11,10 +11,13 @@ host, which would make the bridge a reflector of floods at any address.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Collection
+from ipaddress import ip_address
 
 from bridge.flow import TokenBucket
+from bridge.net import unmapped
 
 #: Syncs a destination gets a second, and in one burst (a desk and its tablet asking at once).
 PER_SECOND = 2.0
@@ -40,10 +43,23 @@ def destination(args: list[object]) -> tuple[str, int] | None:
 
 def check_destination(dest: tuple[str, int], asker: str, targets: Collection[str]) -> None:
     """Raise :class:`BadSync` unless ``dest`` is on the asker's host or a target's (``targets``: their
-    names and addresses)."""
+    names and addresses); a name is taken for the addresses it resolves to (``localhost``)."""
     if dest[0] == asker or dest[0] in targets:
         return
+    try:
+        found = {unmapped(str(info[4][0])) for info in socket.getaddrinfo(dest[0], dest[1], type=socket.SOCK_DGRAM)}
+    except (OSError, UnicodeError):
+        found = set()
+    if asker in found or found & set(targets) or (found and _loopback(asker) and all(map(_loopback, found))):
+        return
     raise BadSync(f"{dest[0]}:{dest[1]} is neither the asker's host nor a target; nothing sent")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class SyncGate:
@@ -54,7 +70,7 @@ class SyncGate:
         self._lock = threading.Lock()
 
     def admit(self, destination: str) -> bool:
-        """True when a sync to ``destination`` (its ``host:port``) goes out now."""
+        """True when a sync to ``destination`` (its host) goes out now."""
         with self._lock:
             bucket = self._buckets.get(destination)
             if bucket is None:

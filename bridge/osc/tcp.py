@@ -14,8 +14,8 @@ slows only itself.
 A :class:`TcpTarget` connects at start and again whenever the connection
 drops, backing off to :data:`RETRY_MAX`; values changed meanwhile wait in
 its outbox, the latest per control, and go out once it is back, after its
-``on_connect`` messages. A :class:`TcpListener` accepts clients
-(``[osc] listen_tcp``), each a source and a target.
+``on_connect`` messages. Clients that connect (``[osc] listen_tcp``) are
+accepted by :class:`bridge.osc.listen_tcp.TcpListener`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sized
 from typing import Any, Literal
 
 from bridge.config import OscTarget
-from bridge.errors import BridgeError, MalformedPacket
+from bridge.errors import MalformedPacket
 from bridge.flow import Outbox, Workers
 from bridge.logs import LogLimiter
 from bridge.net import notice_silence, unmapped
@@ -39,9 +39,7 @@ from bridge.osc.packets import check_packet
 
 log = logging.getLogger(__name__)
 #: A line per host and kind every 5 s at most: a host opening connections in a loop is one line.
-_said = LogLimiter(log, interval=5.0)
-#: OSC clients over TCP at once: each holds a descriptor and a thread (a show has a few).
-MAX_CLIENTS = 64
+said = LogLimiter(log, interval=5.0)
 
 #: Reconnection backoff for a target, doubled after each failed try.
 RETRY_MIN = 0.1
@@ -170,7 +168,7 @@ class Stream:
                 time.sleep(0)
         except MalformedPacket as err:
             self.garbage = True
-            _said.warning(("garbage", self.host), "OSC over TCP from %s: %s; connection closed", self.ident, err)
+            said.warning(("garbage", self.host), "OSC over TCP from %s: %s; connection closed", self.ident, err)
         except OSError:
             pass
         finally:
@@ -344,103 +342,3 @@ def event_key(outbox: Sized, key: object, event: Event) -> object:
     if event is not None and len(outbox) < EVENTS_MAX:
         return (key, next(_events))
     return key
-
-
-class TcpListener:
-    """``[osc] listen_tcp``: OSC clients over TCP, each a source and a target."""
-
-    def __init__(
-        self, host: str, port: int, framing: Framing | None, receive: Receive, allowed: Callable[[str], bool]
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.framing = framing
-        self._receive = receive
-        self._allowed = allowed
-        self.clients: dict[str, Stream] = {}
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._workers = Workers()
-        self.accepted = 0
-        self.closed_garbage = 0
-        self.refused = 0
-
-    def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-            sock.listen(64)
-        except OSError as err:
-            sock.close()
-            raise BridgeError(
-                f"cannot listen for OSC over TCP on {self.host}:{self.port}: {err.strerror} (change [osc] listen_tcp)"
-            ) from err
-        self._sock = sock
-        self.port = int(sock.getsockname()[1])
-        self._workers.start((self._accept_loop, "osc-tcp-accept"))
-        log.info("OSC over TCP listening on %s:%d", self.host, self.port)
-
-    def stop(self) -> None:
-        self._workers.stopping.set()
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._sock.close()
-        with self._lock:
-            clients = list(self.clients.values())
-        for client in clients:
-            client.close()
-        self._workers.stop()
-
-    def streams(self) -> list[Stream]:
-        with self._lock:
-            return list(self.clients.values())
-
-    def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "listen": f"{self.host}:{self.port}",
-                "clients": len(self.clients),
-                "accepted": self.accepted,
-                "closed_garbage": self.closed_garbage,
-                "refused": self.refused,
-            }
-
-    def _accept_loop(self) -> None:
-        assert self._sock is not None  # noqa: S101
-        while not self._workers.stopping.is_set():
-            try:
-                conn, address = self._sock.accept()
-            except OSError:
-                if self._workers.stopping.is_set():
-                    return
-                time.sleep(0.05)
-                continue
-            if not self._allowed(str(address[0])) or len(self.clients) >= MAX_CLIENTS:
-                if len(self.clients) >= MAX_CLIENTS:
-                    _said.warning("full", "OSC over TCP: %d clients already; %s refused", MAX_CLIENTS, address[0])
-                self.refused += 1
-                conn.close()
-                continue
-            ident = f"tcp:{address[0]}:{address[1]}"
-            stream = Stream(conn, ident, self.framing, self._receive)
-            with self._lock:
-                self.clients[ident] = stream
-                self.accepted += 1
-            self._workers.spawn(lambda s=stream: self._serve(s), f"osc-tcp-{ident}")  # type: ignore[misc]
-
-    def _serve(self, stream: Stream) -> None:
-        _said.info(("in", stream.host), "OSC client %s connected over TCP", stream.ident)
-        writer = threading.Thread(target=stream.write_loop, name=f"osc-tcp-write-{stream.ident}", daemon=True)
-        writer.start()
-        stream.read_loop()
-        writer.join(timeout=2)
-        with self._lock:
-            self.clients.pop(stream.ident, None)
-            if stream.garbage:
-                self.closed_garbage += 1
-        _said.info(("out", stream.host), "OSC client %s left", stream.ident)
