@@ -63,8 +63,11 @@ def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, An
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    except OSError as err:
+    except (PermissionError, IsADirectoryError) as err:  # it stays so: never written over, moved aside
         log.warning("%s %s cannot be read (%s); %s; %s", what, path, err.strerror, _aside(path, "unreadable"), instead)
+        return None
+    except OSError as err:  # (too many open files, an I/O error: perhaps passing, the file left where it is)
+        log.warning("%s %s cannot be read (%s); %s", what, path, err.strerror, instead)
         return None
     try:
         data = json.loads(raw.decode("utf-8-sig"))  # (a BOM, as Notepad writes, is no fault; not UTF-8: a ValueError)
@@ -121,7 +124,7 @@ def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, An
             log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
             continue
         if value != raw and control.numeric:
-            log.warning("state file %s: %s=%r is out of its control's range now; set to %r", path, cid, raw, value)
+            log.warning("state file %s: %s=%r does not fit its range or step now; set to %r", path, cid, raw, value)
         elif value != raw:
             log.warning(
                 "state file %s: %s=%r no longer fits its control; reset to its default %r",
@@ -363,13 +366,17 @@ class StateStore:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
             os.close(fd)
             raise StateInUse(
                 f"state file {self.path} is in use by another Stage Bridge (process {holder}); "
                 "give each show its own [server] state_file, or stop the other one"
             ) from None
+        except OSError as err:  # a file system without locks (some network shares)
+            os.close(fd)
+            log.warning("cannot lock %s (%s); a second bridge on this state file goes unnoticed", lock, err.strerror)
+            return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd

@@ -143,7 +143,7 @@ def test_a_value_out_of_a_narrowed_range_is_clamped_and_one_that_no_longer_fits_
     with caplog.at_level(logging.WARNING):
         values = load_state(state, {c.id: c for c in config.controls})
     assert values == {"slider1": 50, "slider2": 9}  # clamped at start as a reload clamps it
-    assert "slider1=80 is out of its control's range now; set to 50" in caplog.text and "toggle1" in caplog.text
+    assert "slider1=80 does not fit its range or step now; set to 50" in caplog.text and "toggle1" in caplog.text
 
 
 @pytest.mark.unit

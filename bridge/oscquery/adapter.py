@@ -123,12 +123,12 @@ class OscQueryAdapter:
             try:
                 pairs, problems = values_for(address, arguments(message), self.namespace.table)
             except MalformedPacket as err:
-                self.server.drop((client.ident, "address"), "OSCQuery %s: %s: %s", client.peer, address, err)
+                self.server.drop((client.ident, "pattern"), "OSCQuery %s: %s: %s", client.peer, address, err)
                 continue
-            for reason in problems:
-                self.server.drop(
-                    (client.ident, "address"), "OSCQuery %s: %s: %s; dropped", client.peer, address, reason
-                )
+            for reason in problems:  # (an unknown address is one kind, whatever the address; a value that
+                # does not fit, another: it is not hidden behind the noise of the first)
+                kind = "address" if reason == "no control at this address" else reason
+                self.server.drop((client.ident, kind), "OSCQuery %s: %s: %s; dropped", client.peer, address, reason)
             for control, raw in pairs:
                 try:
                     applied = self.hub.set(control.id, raw, origin)

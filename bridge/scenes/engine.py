@@ -264,13 +264,13 @@ class Scenes:
 
     def reshape(self, reshaped: Reshaped) -> None:
         """The controls changed (a reload): a running fade lets go of the controls that went, or are no
-        longer faders; one given a new label, colour or range goes on (the hub keeps each step in range)."""
+        longer a range or knob; one given a new label, colour or range goes on (each step kept in range)."""
         controls = self.hub.controls
         with self._fade_lock:
             if self._fade is not None:
                 for cid in (*reshaped.removed, *reshaped.redefined):
                     control = controls.get(cid)
-                    if control is None or not control.numeric:
+                    if control is None or not control.fader:
                         self._fade.moves.pop(cid, None)
 
     # -- the fade engine -----------------------------------------------------------
