@@ -198,6 +198,22 @@ def test_junk_never_stops_the_listener(
     assert 0 < len(warnings) < 50  # rate-limited per address and reason, not one per datagram
 
 
+def test_a_sync_to_an_ipv4_address_or_a_name_from_a_dual_stack_listen_arrives(
+    tmp_path: Path, bridge_factory: Start, peers: Callable[[], OscPeer], dump: OscDump
+) -> None:
+    # listen = "[::]:port": the values of a sync to "127.0.0.1:port" went nowhere (an IPv4 address
+    # on an IPv6 socket), and one to "localhost:port" failed ("Name or service not known").
+    port = free_port(socket.SOCK_DGRAM)
+    proc = bridge_factory(write_config(tmp_path, extra=f'[osc]\nlisten = "[::]:{port}"\ntargets = []\n'))
+    proc.put_json("/api/values/slider1", {"value": 13})
+    desk = peers()
+    desk.send(port, "/bridge/sync", f"127.0.0.1:{dump.port}")
+    dump.wait_for("/slider1 f 13.000000")
+    proc.put_json("/api/values/slider1", {"value": 14})
+    desk.send(port, "/bridge/sync", f"localhost:{dump.port}")
+    dump.wait_for("/slider1 f 14.000000")
+
+
 def test_a_type_python_osc_does_not_read_is_said_once_with_what_to_send(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:

@@ -38,7 +38,7 @@ from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
-from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, check_destination, destination
+from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, check_destination, destination, for_socket
 from bridge.osc.tcp import Event, Stream, TcpTarget
 from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
 
@@ -417,7 +417,12 @@ class OscAdapter:
             target = next((t for t in self._udp if t.config.port == dest[1] and dest[0] in (t.ip, t.config.host)), None)
             if target is not None:
                 prefix, arg_type = target.config.prefix, target.config.arg_type
-            send, peer = self._udp_source(dest).reply, f"{dest[0]}:{dest[1]}"
+            try:
+                sockaddr = for_socket(self._sock, dest)  # (a name, or IPv4 on a dual-stack listen)
+            except BadSync as err:
+                self.inbound.drop((SYNC_ADDRESS, str(err)), "OSC %s from %s: %s", SYNC_ADDRESS, source.ident, err)
+                return
+            send, peer = self._udp_source(sockaddr).reply, f"{dest[0]}:{dest[1]}"
         if not self._syncs.admit(peer.rpartition(":")[0]):  # per host: a new source port is no new budget
             self.inbound.drop(
                 (SYNC_ADDRESS, "rate"), "OSC %s to %s: more than %g a second; dropped", SYNC_ADDRESS, peer, PER_SECOND

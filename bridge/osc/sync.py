@@ -55,6 +55,17 @@ def check_destination(dest: tuple[str, int], asker: str, targets: Collection[str
     raise BadSync(f"{dest[0]}:{dest[1]} is neither the asker's host nor a target; nothing sent")
 
 
+def for_socket(sock: socket.socket | None, dest: tuple[str, int]) -> tuple[str, int]:
+    """``dest`` as ``sock`` sends to it: a name resolved, an IPv4 address mapped on a dual-stack socket."""
+    family = sock.family if sock is not None else socket.AF_INET
+    flags = socket.AI_V4MAPPED if family == socket.AF_INET6 else 0
+    try:
+        infos = socket.getaddrinfo(dest[0], dest[1], family, socket.SOCK_DGRAM, 0, flags)
+    except (OSError, UnicodeError) as err:
+        raise BadSync(f"{dest[0]}:{dest[1]} cannot be reached from the OSC port ({err})") from err
+    return str(infos[0][4][0]), dest[1]
+
+
 def _loopback(host: str) -> bool:
     try:
         return ip_address(host.split("%", 1)[0]).is_loopback
