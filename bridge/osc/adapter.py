@@ -407,29 +407,23 @@ class OscAdapter:
         prefix, arg_type = "", "auto"
         try:
             dest = destination(args)
+            host = source.host if dest is None else dest[0]
+            if not self._syncs.admit(host):  # per host, before any name is looked up: a new port is no new budget
+                raise BadSync(f"more than {PER_SECOND:g} a second to {host}; dropped")
             if dest is not None:
                 check_destination(dest, source.host, {n for t in self._udp for n in (t.ip, t.config.host) if n})
+                send = self._udp_source(for_socket(self._sock, dest)).reply  # (a name; IPv4 on a [::] listen)
+                peer = f"{dest[0]}:{dest[1]}"
+                # The target named as in the config ("localhost:9000") or by its address: its prefix and type.
+                target = next(
+                    (t for t in self._udp if t.config.port == dest[1] and dest[0] in (t.ip, t.config.host)), None
+                )
+                if target is not None:
+                    prefix, arg_type = target.config.prefix, target.config.arg_type
         except BadSync as err:
             self.inbound.drop((SYNC_ADDRESS, str(err)), "OSC %s from %s: %s", SYNC_ADDRESS, source.ident, err)
             return
-        if dest is not None:
-            # The target named as in the config ("localhost:9000") or by its address: its prefix and type.
-            target = next((t for t in self._udp if t.config.port == dest[1] and dest[0] in (t.ip, t.config.host)), None)
-            if target is not None:
-                prefix, arg_type = target.config.prefix, target.config.arg_type
-            try:
-                sockaddr = for_socket(self._sock, dest)  # (a name, or IPv4 on a dual-stack listen)
-            except BadSync as err:
-                self.inbound.drop((SYNC_ADDRESS, str(err)), "OSC %s from %s: %s", SYNC_ADDRESS, source.ident, err)
-                return
-            send, peer = self._udp_source(sockaddr).reply, f"{dest[0]}:{dest[1]}"
-        if not self._syncs.admit(peer.rpartition(":")[0]):  # per host: a new source port is no new budget
-            self.inbound.drop(
-                (SYNC_ADDRESS, "rate"), "OSC %s to %s: more than %g a second; dropped", SYNC_ADDRESS, peer, PER_SECOND
-            )
-            return
         values = self.hub.values()
-        host = peer.rpartition(":")[0]
         self._said.info(host, "OSC %s from %s: sending %d values to %s", SYNC_ADDRESS, source.ident, len(values), peer)
         for cid, value in values.items():
             control = self.hub.controls[cid]
