@@ -48,13 +48,16 @@ def connection_limit() -> int:
     less what the rest of the bridge needs. Past it, new connections wait in the kernel's queue until
     one ends; before, the process ran out of descriptors and logged a traceback a second."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    ceiling = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    for wanted in (ceiling, 10240, 4096):  # (macOS refuses more than its OPEN_MAX, 10,240)
+        if soft == resource.RLIM_INFINITY or soft >= wanted:
+            break
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
             soft = wanted
+            break
         except (ValueError, OSError):
-            pass
+            continue
     limit = 65536 if soft == resource.RLIM_INFINITY else soft
     return max(64, limit - RESERVED_FDS)
 
@@ -110,16 +113,23 @@ def speed_up_gevent_websocket() -> bool:
 
 def refusing_handler(origins: Origins) -> type[Any]:
     """gevent-websocket's handler, refusing a WebSocket upgrade that ``origins`` does not allow with 403."""
+    import gevent
     from geventwebsocket.handler import WebSocketHandler
 
     warn = LogLimiter(log, interval=60.0)
     body = b"Not an accepted origin.\n"
 
     class OriginCheckingHandler(WebSocketHandler):  # type: ignore[misc]
-        def read_requestline(self) -> str:
-            self.socket.settimeout(HEAD_TIMEOUT)  # (a connection idle between requests too)
-            line: str = super().read_requestline()
-            return line
+        head_deadline: Any = None
+
+        def handle_one_request(self) -> Any:
+            # The whole head within HEAD_TIMEOUT, however slowly it trickles in (a connection idle
+            # between two requests too); an OSError, so that gevent closes the connection quietly.
+            self.head_deadline = gevent.Timeout.start_new(HEAD_TIMEOUT, TimeoutError("request head too slow"))
+            try:
+                return super().handle_one_request()
+            finally:
+                self.head_deadline.cancel()
 
         def read_request(self, raw_requestline: str) -> Any:
             try:
@@ -127,7 +137,8 @@ def refusing_handler(origins: Origins) -> type[Any]:
             except OSError:
                 return False  # its head cut off or too slow: 400, without gevent's traceback
             finally:
-                self.socket.settimeout(None)  # the request runs as long as it needs (a WebSocket)
+                if self.head_deadline is not None:
+                    self.head_deadline.cancel()  # the request runs as long as it needs (a WebSocket)
 
         def run_application(self) -> None:
             environ = self.environ
@@ -257,7 +268,7 @@ def _secure_server_class(base: type) -> type:
             try:
                 client_socket.settimeout(FIRST_BYTES_TIMEOUT)
                 first = client_socket.recv(1, socket.MSG_PEEK)
-                client_socket.settimeout(None)
+                client_socket.settimeout(HEAD_TIMEOUT)  # the handshake too (the head's own deadline follows)
             except OSError:
                 client_socket.close()
                 return None
