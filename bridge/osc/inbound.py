@@ -125,7 +125,7 @@ class Inbound:
         # then read from the last back: a control a later message set is not read again in an earlier
         # one. A pattern repeated a thousand times is read once per control.
         staged: list[Staged] = []
-        reach: dict[tuple[str, str], bool] = {}  # per pattern: does it reach a control?
+        reach: dict[str, bool] = {}  # per address (of a source with no prefix): a pattern that reaches a control?
         now = time.monotonic()
         for data, source in batch:
             peer = source.ident
@@ -163,13 +163,18 @@ class Inbound:
                     self._apply(self._expand(staged, pending))  # e.g. a scene saved after the values before it
                     self._command(message, peer)
                 else:
-                    where = (source.prefix, address)
-                    if where not in reach:
-                        reach[where] = is_pattern(address) and self._reaches(address, source.prefix)
-                    if reach[where]:
-                        staged.append((message, peer, source.prefix, next(self._presses)))
+                    prefix = source.prefix
+                    reaches = reach.get(address) if not prefix else None
+                    if reaches is None:
+                        reaches = is_pattern(address) and self._reaches(address, prefix)
+                        if not prefix:
+                            reach[address] = reaches
+                    if reaches:
+                        staged.append((message, peer, prefix, next(self._presses)))
                     else:  # one address, or a pattern that reaches no control: as it comes
-                        self._collect(message, peer, self._expand(staged, pending).put, source.prefix)
+                        if staged:
+                            self._expand(staged, pending)
+                        self._collect(message, peer, pending.put, prefix)
         self._apply(self._expand(staged, pending))
 
     def _reaches(self, address: str, prefix: str) -> bool:
@@ -236,7 +241,9 @@ class Inbound:
         ``press`` numbers its presses of buttons (staged messages: numbered as they came); ``look``
         false, its names and colours were applied already.
         """
-        address = _unprefixed(message.address, prefix)  # a desk under a prefix answers in its own namespace
+        address = message.address
+        if prefix:
+            address = _unprefixed(address, prefix)  # a desk under a prefix answers in its own namespace
         args = arguments(message)
         try:
             looked = look and self._look(address, args)
