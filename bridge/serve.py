@@ -264,6 +264,17 @@ def _secure_server_class(base: type) -> type:
     """
 
     class SecureServer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            wrap = self.wrap_socket  # type: ignore[has-type]
+
+            def handshake(sock: socket.socket, **options: Any) -> Any:
+                wrapped = wrap(sock, **options)  # each read of the handshake within HEAD_TIMEOUT
+                wrapped.settimeout(None)  # then as long as the connection needs (a WebSocket)
+                return wrapped
+
+            self.wrap_socket = handshake
+
         def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> Any:
             try:
                 client_socket.settimeout(FIRST_BYTES_TIMEOUT)
