@@ -220,6 +220,17 @@ def test_a_bundle_repeating_a_pattern_reads_each_control_once_and_ends_where_its
     assert [value for cid, value in pressed if cid == "p1"] == [1, 0, 1, 0]
     assert read.count("f10") == 1  # not a thousand times
     assert len(read) < 200
+    # The same cue twice: the first is read only for the control the last left (cue5), whose
+    # constants it does not carry; that is no fault of the message.
+    dropped = inbound.dropped
+    again = OscBundleBuilder(IMMEDIATELY)
+    for level in (30.0, 40.0):
+        builder = OscMessageBuilder("/eos/cu?")
+        for arg in ("fire", 6, level):
+            builder.add_arg(arg)
+        again.add_content(builder.build())
+    inbound.handle([(again.build().dgram, source)])
+    assert (hub.values()["cue5"], hub.values()["cue6"], inbound.dropped) == (11.0, 40.0, dropped)
 
 
 def message(address: str, value: object) -> OscMessage:

@@ -263,6 +263,7 @@ def values_for(
     args: list[object],
     table: Mapping[str, tuple[Control, ...]],
     only: Sequence[Control] | None = None,
+    complete: bool = True,
 ) -> tuple[list[tuple[Control, object]], list[str]]:
     """Each control a message sets with its raw value, and the reasons it set no other.
 
@@ -287,6 +288,6 @@ def values_for(
             mismatches.append(err.reason)
         except InvalidValue as err:
             problems.append(err.reason)
-    if not found and not problems:
+    if not found and not problems and complete:  # (not complete: ``only`` leaves out some it may take)
         problems = ["no control takes these arguments" if len(controls) > 1 else mismatches[0]]
     return found, problems

@@ -213,7 +213,8 @@ class Inbound:
             def file(key: Pending, filed: Filed, position: int = position) -> None:
                 got[key] = (position, filed)
 
-            work += len(left) + self._collect(message, peer, file, prefix, press, only=left, look=False)
+            whole = len(left) == len(reached[address])
+            work += len(left) + self._collect(message, peer, file, prefix, press, only=left, whole=whole, look=False)
             if work >= YIELD_PAIRS:
                 time.sleep(0)  # gevent: a turn for the pages and the rest; threads: the GIL handed on
                 work = 0
@@ -234,9 +235,11 @@ class Inbound:
         prefix: str = "",
         press: int | None = None,
         only: list[Control] | None = None,
+        whole: bool = True,
         look: bool = True,
     ) -> int:
-        """File the values ``message`` sets (for the controls in ``only``, when given); how many it reached.
+        """File the values ``message`` sets (for the controls in ``only``, when given: ``whole`` when they are
+        all it reaches); how many it reached.
 
         ``press`` numbers its presses of buttons (staged messages: numbered as they came); ``look``
         false, its names and colours were applied already.
@@ -247,7 +250,7 @@ class Inbound:
         args = arguments(message)
         try:
             looked = look and self._look(address, args)
-            found, problems = values_for(address, args, self.by_address, only)
+            found, problems = values_for(address, args, self.by_address, only, whole)
         except MalformedPacket as err:
             self.drop((address, "pattern"), "OSC %s from %s: %s", address, peer, err)
             return 0
