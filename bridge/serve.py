@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import resource
 import signal
 import socket
 import ssl
@@ -47,6 +46,10 @@ def connection_limit() -> int:
     """HTTP connections served at once: the open-files limit (raised to its ceiling, at most 65,536),
     less what the rest of the bridge needs. Past it, new connections wait in the kernel's queue until
     one ends; before, the process ran out of descriptors and logged a traceback a second."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to read; gevent's own default
+        return 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     ceiling = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     for wanted in (ceiling, 10240, 4096):  # (macOS refuses more than its OPEN_MAX, 10,240)
