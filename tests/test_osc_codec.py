@@ -6,6 +6,8 @@ import logging
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -268,3 +270,48 @@ def test_a_new_address_in_every_datagram_is_said_in_summaries_and_holds_bounded_
         "OSC /junk/999 from 127.0.0.1:9000: no control at this address; dropped (said once for this address)"
         " (too many kinds of this to say each; 1899 more of other kinds held back)"
     ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["/ch/0?/fader", "/ch/0[12]/fader", "/ch/01/fader", "/ch/*/fader", "/pad/?", "/eos/cu?"]),
+            st.sampled_from([0.25, 0.5, 1.0, "junk", 5, 6]),
+        ),
+        max_size=12,
+    )
+)
+def test_a_batch_ends_where_its_messages_one_by_one_end(messages: list[tuple[str, object]]) -> None:
+    # The batch reads its pattern messages from the last back (one read per control): what it sets
+    # must be what the same messages set one by one, and every press of a pad must count, in order.
+    def bridge() -> tuple[Hub, Inbound, list[tuple[str, object]]]:
+        controls = [Control(f"f{n}", "range", f"F{n}", 0.0, f"/ch/0{n}/fader", min=0, max=1) for n in (1, 2, 3)]
+        controls += [Control(f"p{n}", "button", f"P{n}", 0, f"/pad/{n}") for n in (1, 2)]
+        controls += [
+            Control(f"cue{n}", "range", "C", 0.0, "/eos/cue", min=0, max=100, osc_args=("fire", n, VALUE))
+            for n in (5, 6)
+        ]
+        hub = Hub(controls)
+        seen: list[tuple[str, object]] = []
+        hub.add_adapter(type("Seen", (), {"name": "seen", "send": lambda _, c: seen.append((c.control.id, c.value))})())
+        return hub, Inbound(hub, (), {}, lambda args, source: None), seen
+
+    def datagram(address: str, value: object) -> bytes:
+        builder = OscMessageBuilder(address)
+        args = ["fire", 5 if value in (5, 0.25) else 6, 10.0] if address == "/eos/cu?" else [value]
+        for arg in args:
+            builder.add_arg(arg)
+        return bytes(builder.build().dgram)
+
+    source = Source("127.0.0.1:9000", "127.0.0.1", lambda packet: None)
+    together, batch, seen_together = bridge()
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, value in messages:
+        bundle.add_content(OscMessage(datagram(address, value)))
+    batch.handle([(bundle.build().dgram, source)] if messages else [])
+    apart, single, seen_apart = bridge()
+    for address, value in messages:
+        single.handle([(datagram(address, value), source)])
+    assert together.values() == apart.values()
+    pads = [(cid, value) for cid, value in seen_apart if cid.startswith("p")]
+    assert [(cid, value) for cid, value in seen_together if cid.startswith("p")] == pads
