@@ -21,6 +21,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no lock, as before
     fcntl = None  # type: ignore[assignment]
+import shutil
 import stat
 import tempfile
 import threading
@@ -78,6 +79,14 @@ def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, An
             err = ValueError("nested too deeply to read")
         log.warning("%s %s is corrupt (%s); %s; %s", what, path, err, _aside(path, "corrupt"), instead)
         return None
+    written = data.get("version")
+    if isinstance(written, int) and written > FORMAT_VERSION:  # a newer bridge's (a rollback mid-tour)
+        kept = f"a copy kept as {path.name}.format-{written}"
+        try:  # the next save writes this bridge's format over it
+            shutil.copy2(path, path.with_name(f"{path.name}.format-{written}"))
+        except OSError as err:
+            kept = f"no copy kept ({err.strerror})"
+        log.warning("%s %s is a newer Stage Bridge's (format %d): read as it can be; %s", what, path, written, kept)
     found: dict[str, Any] = data[key]
     return found
 

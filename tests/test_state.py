@@ -170,6 +170,20 @@ def test_a_state_file_with_a_byte_order_mark_is_read_and_a_missing_one_is_said(
 
 
 @pytest.mark.unit
+def test_a_state_file_of_a_newer_bridge_is_read_said_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A rollback mid-tour: the older bridge reads what it can, and its next save would write its own
+    # format over the newer one's file; a copy of that is kept. It was read without a word.
+    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
+    state = tmp_path / "state.json"
+    newer = json.dumps({"version": 2, "values": {"slider1": 3}, "cues": ["kept"]})
+    state.write_text(newer, encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        assert load_state(state, controls) == {"slider1": 3}
+    assert "is a newer Stage Bridge's (format 2): read as it can be; a copy kept as state.json.format-2" in caplog.text
+    assert (tmp_path / "state.json.format-2").read_text(encoding="utf-8") == newer
+
+
+@pytest.mark.unit
 def test_a_state_file_that_cannot_be_read_is_moved_aside_and_never_written_over(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
