@@ -155,6 +155,31 @@ class TokenBucket:
         return False
 
 
+class Buckets(Generic[K]):
+    """A :class:`TokenBucket` per key (a browser, a host), full on first use. With ``keys``, at most
+    that many are kept, the oldest forgotten (it starts full again). Not locked."""
+
+    __slots__ = ("rate", "burst", "keys", "_buckets")
+
+    def __init__(self, rate: float, burst: float, keys: int | None = None) -> None:
+        self.rate = rate  # (for keys met from now on)
+        self.burst = burst
+        self.keys = keys
+        self._buckets: dict[K, TokenBucket] = {}
+
+    def take(self, key: K) -> bool:
+        """Take a token of ``key``'s bucket if it has one; True when taken."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if self.keys is not None and len(self._buckets) >= self.keys:
+                del self._buckets[next(iter(self._buckets))]
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
+
+    def forget(self, key: K) -> None:
+        self._buckets.pop(key, None)
+
+
 class Workers:
     """The threads of one part of the bridge, started and stopped together.
 

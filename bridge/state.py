@@ -364,7 +364,7 @@ class StateStore:
         the other's, and the scenes with them. The kernel drops the lock when
         the process ends, however it ends.
         """
-        if self._lock_fd is not None or fcntl is None:
+        if self._lock_fd is not None or fcntl is None:  # (held already, or no locks here)
             return
         lock = self.path.with_name(f"{self.path.name}.lock")
         try:
@@ -391,7 +391,7 @@ class StateStore:
         self._lock_fd = fd
 
     def start(self) -> None:
-        self.claim()
+        """Start the writer (the bridge claimed the file before reading it: :meth:`claim`)."""
         self._workers.start((self._run, "state-writer"))
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import load_config
+from bridge.model import Control
 from bridge.state import load_state, sweep, write_atomic
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
 
@@ -146,6 +147,11 @@ def test_a_value_out_of_a_narrowed_range_is_clamped_and_one_that_no_longer_fits_
     assert "slider1=80 does not fit its range or step now; set to 50" in caplog.text and "toggle1" in caplog.text
 
 
+def show_and_state(folder: Path) -> tuple[dict[str, Control], Path]:
+    """The test show's controls by id, and where its state file goes."""
+    return {c.id: c for c in load_config(write_config(folder)).controls}, folder / "state.json"
+
+
 @pytest.mark.unit
 def test_pads_held_at_a_stop_start_released(tmp_path: Path) -> None:
     go = '[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\n'
@@ -159,8 +165,7 @@ def test_pads_held_at_a_stop_start_released(tmp_path: Path) -> None:
 def test_a_state_file_with_a_byte_order_mark_is_read_and_a_missing_one_is_said(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
-    state = tmp_path / "state.json"
+    controls, state = show_and_state(tmp_path)
     with caplog.at_level(logging.INFO):
         assert load_state(state, controls) == {}
     assert f"no state file at {state} yet" in caplog.text
@@ -173,8 +178,7 @@ def test_a_state_file_with_a_byte_order_mark_is_read_and_a_missing_one_is_said(
 def test_a_state_file_of_a_newer_bridge_is_read_said_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # A rollback mid-tour: the older bridge reads what it can, and its next save would write its own
     # format over the newer one's file; a copy of that is kept. It was read without a word.
-    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
-    state = tmp_path / "state.json"
+    controls, state = show_and_state(tmp_path)
     newer = json.dumps({"version": 2, "values": {"slider1": 3}, "cues": ["kept"]})
     state.write_text(newer, encoding="utf-8")
     with caplog.at_level(logging.WARNING):
@@ -187,8 +191,7 @@ def test_a_state_file_of_a_newer_bridge_is_read_said_and_kept(tmp_path: Path, ca
 def test_a_state_file_that_cannot_be_read_is_moved_aside_and_never_written_over(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    controls = {c.id: c for c in load_config(write_config(tmp_path)).controls}
-    state = tmp_path / "state.json"
+    controls, state = show_and_state(tmp_path)
     state.mkdir()  # a folder: read_bytes fails as for a file another user wrote under sudo (root reads those)
     (state / "kept").write_text("the show's values", encoding="utf-8")
     with caplog.at_level(logging.WARNING):

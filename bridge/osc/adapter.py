@@ -38,7 +38,7 @@ from bridge.net import unmapped
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
-from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, check_destination, destination, for_socket
+from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
 from bridge.osc.tcp import Event, Stream, TcpTarget
 from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
 
@@ -411,8 +411,8 @@ class OscAdapter:
             if not self._syncs.admit(host):  # per host, before any name is looked up: a new port is no new budget
                 raise BadSync(f"more than {PER_SECOND:g} a second to {host}; dropped")
             if dest is not None:
-                check_destination(dest, source.host, {n for t in self._udp for n in (t.ip, t.config.host) if n})
-                send = self._udp_source(for_socket(self._sock, dest)).reply  # (a name; IPv4 on a [::] listen)
+                targets = {n for t in self._udp for n in (t.ip, t.config.host) if n}
+                send = self._udp_source(route(self._sock, dest, source.host, targets)).reply
                 peer = f"{dest[0]}:{dest[1]}"
                 # The target named as in the config ("localhost:9000") or by its address: its prefix and type.
                 target = next(

@@ -228,14 +228,16 @@ def _auto_tag(control: Control, wired: object, arg_type: str) -> str:
         return "i" if arg_type == "int" else "f"
     if control.numeric or (control.type == "led" and control.colors):
         return "f"
-    if isinstance(wired, int | float) and _mixed_numbers(control):
-        return "f"  # either kind may be chosen: a float, as OSCQuery's TYPE says
+    if control.type == "select" and isinstance(wired, int | float) and options_tag(control) == "f":
+        return "f"  # numbers of both kinds: a float, as OSCQuery's TYPE says
     return natural_tag(wired)
 
 
-def _mixed_numbers(control: Control) -> bool:
-    """A select whose options are whole numbers and fractions both (``[1, 2.5]``)."""
-    return control.type == "select" and {natural_tag(o.value) for o in control.options} >= {"i", "f"}
+def options_tag(control: Control) -> str:
+    """A select's type tag: its options' own, ``f`` when they mix whole numbers and fractions
+    (``[1, 2.5]``), ``s`` when any is text."""
+    tags = {natural_tag(option.value) for option in control.options}
+    return tags.pop() if len(tags) == 1 else "f" if "s" not in tags else "s"
 
 
 def _add(builder: OscMessageBuilder, arg: object, tag: str) -> None:

@@ -42,8 +42,9 @@ SYNC_ADDRESS = "/bridge/sync"
 Pending = str | tuple[str, int]
 #: A handler of one of the bridge's own addresses: (arguments, the sender's ident).
 Command = Callable[[list[object], str], None]
-#: A message to a pattern, held until the batch applies it: (message, sender, prefix, its press number).
-Staged = tuple[OscMessage, str, str, int]
+#: A message to a pattern, held until the batch applies it: (message, sender, prefix, its press number,
+#: the controls the pattern reaches).
+Staged = tuple[OscMessage, str, str, int, tuple[Control, ...]]
 #: What a batch files a change under, with the value: (raw value, origin, address).
 Filed = tuple[object, Origin, str]
 #: Controls reached after which a batch hands the loop a turn: one datagram of 2,000 messages to
@@ -125,7 +126,7 @@ class Inbound:
         # then read from the last back: a control a later message set is not read again in an earlier
         # one. A pattern repeated a thousand times is read once per control.
         staged: list[Staged] = []
-        reach: dict[str, bool] = {}  # per address (of a source with no prefix): a pattern that reaches a control?
+        reach: dict[str, tuple[Control, ...]] = {}  # per address (of a source with no prefix): what a pattern reaches
         now = time.monotonic()
         for data, source in batch:
             peer = source.ident
@@ -166,23 +167,26 @@ class Inbound:
                     prefix = source.prefix
                     reaches = reach.get(address) if not prefix else None
                     if reaches is None:
-                        reaches = is_pattern(address) and self._reaches(address, prefix)
+                        reaches = self._reaches(address, prefix)
                         if not prefix:
                             reach[address] = reaches
                     if reaches:
-                        staged.append((message, peer, prefix, next(self._presses)))
+                        staged.append((message, peer, prefix, next(self._presses), reaches))
                     else:  # one address, or a pattern that reaches no control: as it comes
                         if staged:
                             self._expand(staged, pending)
                         self._collect(message, peer, pending.put, prefix)
         self._apply(self._expand(staged, pending))
 
-    def _reaches(self, address: str, prefix: str) -> bool:
-        """Whether pattern ``address`` reaches a control (one that does not is said as it comes)."""
+    def _reaches(self, address: str, prefix: str) -> tuple[Control, ...]:
+        """The controls pattern ``address`` reaches (none for an address that is no pattern, or one
+        that cannot be read: said as it comes)."""
+        if not is_pattern(address):
+            return ()
         try:
-            return bool(controls_at(_unprefixed(address, prefix), self.by_address))
+            return tuple(controls_at(_unprefixed(address, prefix), self.by_address))
         except MalformedPacket:
-            return False
+            return ()
 
     def _expand(self, staged: list[Staged], pending: Latest[Pending, Filed]) -> Latest[Pending, Filed]:
         """The staged messages into ``pending``, as if applied in order: each control gets the value of
@@ -192,20 +196,17 @@ class Inbound:
         batch = list(staged)
         staged.clear()
         if self.looks is not None and (self.label_from or self.color_from):
-            for message, _peer, prefix, _press in batch:  # (names and colours in order: the last one stays)
+            for message, _peer, prefix, _press, _reached in batch:  # (names and colours in order: the last stays)
                 self._look(_unprefixed(message.address, prefix), arguments(message))
         got: dict[Pending, tuple[int, Filed]] = {}
-        reached: dict[str, tuple[Control, ...]] = {}  # per pattern, the controls it reaches
         done: set[str] = set()  # patterns whose every control a later message set (and no button)
         work = 0
         for position in range(len(batch) - 1, -1, -1):
-            message, peer, prefix, press = batch[position]
+            message, peer, prefix, press, reached = batch[position]
             address = _unprefixed(message.address, prefix)
             if address in done:
                 continue
-            if address not in reached:
-                reached[address] = tuple(controls_at(address, self.by_address))  # (read as it was staged)
-            left = [c for c in reached[address] if c.type == "button" or c.id not in got]
+            left = [c for c in reached if c.type == "button" or c.id not in got]
             if not left:
                 done.add(address)
                 continue
@@ -213,7 +214,7 @@ class Inbound:
             def file(key: Pending, filed: Filed, position: int = position) -> None:
                 got[key] = (position, filed)
 
-            whole = len(left) == len(reached[address])
+            whole = len(left) == len(reached)
             work += len(left) + self._collect(message, peer, file, prefix, press, only=left, whole=whole, look=False)
             if work >= YIELD_PAIRS:
                 time.sleep(0)  # gevent: a turn for the pages and the rest; threads: the GIL handed on

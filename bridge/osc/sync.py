@@ -16,7 +16,7 @@ import threading
 from collections.abc import Collection
 from ipaddress import ip_address
 
-from bridge.flow import TokenBucket
+from bridge.flow import Buckets
 from bridge.net import unmapped
 
 #: Syncs a destination gets a second, and in one burst (a desk and its tablet asking at once).
@@ -41,29 +41,22 @@ def destination(args: list[object]) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def check_destination(dest: tuple[str, int], asker: str, targets: Collection[str]) -> None:
-    """Raise :class:`BadSync` unless ``dest`` is on the asker's host or a target's (``targets``: their
-    names and addresses); a name is taken for the addresses it resolves to (``localhost``)."""
-    if dest[0] == asker or dest[0] in targets:
-        return
-    try:
-        found = {unmapped(str(info[4][0])) for info in socket.getaddrinfo(dest[0], dest[1], type=socket.SOCK_DGRAM)}
-    except (OSError, UnicodeError):
-        found = set()
-    if asker in found or found & set(targets) or (found and _loopback(asker) and all(map(_loopback, found))):
-        return
-    raise BadSync(f"{dest[0]}:{dest[1]} is neither the asker's host nor a target; nothing sent")
-
-
-def for_socket(sock: socket.socket | None, dest: tuple[str, int]) -> tuple[str, int]:
-    """``dest`` as ``sock`` sends to it: a name resolved, an IPv4 address mapped on a dual-stack socket."""
+def route(sock: socket.socket | None, dest: tuple[str, int], asker: str, targets: Collection[str]) -> tuple[str, int]:
+    """Where ``sock`` sends the values for ``dest`` (a name resolved, an IPv4 address mapped on a
+    dual-stack socket), once it is on the asker's host or a target's (``targets``: their names and
+    addresses); raise :class:`BadSync` otherwise. A name is looked up once, for both."""
     family = sock.family if sock is not None else socket.AF_INET
     flags = socket.AI_V4MAPPED if family == socket.AF_INET6 else 0
     try:
         infos = socket.getaddrinfo(dest[0], dest[1], family, socket.SOCK_DGRAM, 0, flags)
     except (OSError, UnicodeError) as err:
         raise BadSync(f"{dest[0]}:{dest[1]} cannot be reached from the OSC port ({err})") from err
-    return str(infos[0][4][0]), dest[1]
+    address = str(infos[0][4][0])
+    host = unmapped(address)
+    named = dest[0] == asker or dest[0] in targets
+    if not (named or host == asker or host in targets or (_loopback(asker) and _loopback(host))):
+        raise BadSync(f"{dest[0]}:{dest[1]} is neither the asker's host nor a target; nothing sent")
+    return address, dest[1]
 
 
 def _loopback(host: str) -> bool:
@@ -77,15 +70,10 @@ class SyncGate:
     """How many syncs each destination may still be sent now."""
 
     def __init__(self) -> None:
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: Buckets[str] = Buckets(PER_SECOND, BURST, MAX_DESTINATIONS)
         self._lock = threading.Lock()
 
     def admit(self, destination: str) -> bool:
         """True when a sync to ``destination`` (its host) goes out now."""
         with self._lock:
-            bucket = self._buckets.get(destination)
-            if bucket is None:
-                if len(self._buckets) >= MAX_DESTINATIONS:
-                    del self._buckets[next(iter(self._buckets))]
-                bucket = self._buckets[destination] = TokenBucket(PER_SECOND, BURST)
-            return bucket.take()
+            return self._buckets.take(destination)

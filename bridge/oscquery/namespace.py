@@ -21,7 +21,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.auth import Role
 from bridge.mapping import to_wire
 from bridge.model import VALUE, Control, Value
-from bridge.osc.codec import encode, natural_tag
+from bridge.osc.codec import encode, natural_tag, options_tag
 from bridge.osc.packets import address_table
 
 #: The attributes a node may carry here, in the order they are written.
@@ -68,8 +68,7 @@ def osc_type(control: Control) -> str:
     if control.switch:
         return "i"
     if control.type == "select":
-        tags = {natural_tag(option.value) for option in control.options}
-        return tags.pop() if len(tags) == 1 else "f" if "s" not in tags else "s"
+        return options_tag(control)
     if control.type == "label":
         # What a desk feeds may be a whole number or not: any number is a float, text a string.
         return "s" if isinstance(control.default, str) else "f"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from bridge.flow import Latest, TokenBucket
+from bridge.flow import Buckets, Latest
 
 #: Apply one browser change: (sid, control id, data).
 Apply = Callable[[str, str, object], None]
@@ -29,21 +29,29 @@ class Intake:
     """The way in from browsers: token buckets and what is held while a browser is over its rate."""
 
     def __init__(self, max_rate: int) -> None:
-        self.max_rate = max_rate
         self._lock = threading.Lock()
-        self._buckets: dict[str, TokenBucket] = {}
+        self._changes: Buckets[str] = Buckets(max_rate, max_rate)  # per browser
         self._held: dict[str, Latest[str, object]] = {}  # sid -> latest data per control, over the rate
         self._told: set[str] = set()
-        self._answers: dict[str, TokenBucket] = {}  # sid -> its budget of rejected answers
-        self._commands: dict[str, TokenBucket] = {}  # sid -> its budget of scene commands
+        self._answers: Buckets[str] = Buckets(REJECTIONS_PER_SECOND, REJECTIONS_PER_SECOND)  # rejected answers
+        self._commands: Buckets[str] = Buckets(COMMANDS_PER_SECOND, 2 * COMMANDS_PER_SECOND)  # scene commands
         self.throttled = 0
         self.unanswered = 0
+
+    @property
+    def max_rate(self) -> float:
+        return self._changes.rate
+
+    @max_rate.setter
+    def max_rate(self, rate: float) -> None:
+        """A reload's new ``max_rate`` (browsers met from now on; the others keep their budget)."""
+        self._changes.rate = self._changes.burst = rate
 
     def admit(self, sid: str, who: str, data: object) -> tuple[bool, bool]:
         """Whether to apply this change now; if not (it is held), whether to tell the browser it is throttled."""
         with self._lock:
             held = self._held.get(sid)
-            if held is None and self._bucket(sid).take():
+            if held is None and self._changes.take(sid):
                 return True, False
             # Over its rate: keep only this browser's latest value per control.
             if held is None:
@@ -57,10 +65,7 @@ class Intake:
     def may_answer(self, sid: str) -> bool:
         """Whether a browser's refused change gets its ``rejected`` answer (see :data:`REJECTIONS_PER_SECOND`)."""
         with self._lock:
-            bucket = self._answers.get(sid)
-            if bucket is None:
-                bucket = self._answers[sid] = TokenBucket(REJECTIONS_PER_SECOND, REJECTIONS_PER_SECOND)
-            if bucket.take():
+            if self._answers.take(sid):
                 return True
             self.unanswered += 1
             return False
@@ -68,10 +73,7 @@ class Intake:
     def may_command(self, sid: str) -> bool:
         """Whether a browser's scene command runs now (see :data:`COMMANDS_PER_SECOND`)."""
         with self._lock:
-            bucket = self._commands.get(sid)
-            if bucket is None:
-                bucket = self._commands[sid] = TokenBucket(COMMANDS_PER_SECOND, 2 * COMMANDS_PER_SECOND)
-            return bucket.take()
+            return self._commands.take(sid)
 
     def release(self, connected: Callable[[str], bool], apply: Apply) -> bool:
         """Apply the held changes whose browser has tokens again; True while some remain held.
@@ -87,7 +89,7 @@ class Intake:
                 if not connected(sid):
                     del self._held[sid]
                     continue
-                while held and self._bucket(sid).take():
+                while held and self._changes.take(sid):
                     who, data = held.first()
                     held.pop(who)
                     apply(sid, who, data)
@@ -98,13 +100,6 @@ class Intake:
     def forget(self, sid: str) -> None:
         with self._lock:
             self._held.pop(sid, None)
-            self._buckets.pop(sid, None)
-            self._answers.pop(sid, None)
-            self._commands.pop(sid, None)
+            for buckets in (self._changes, self._answers, self._commands):
+                buckets.forget(sid)
             self._told.discard(sid)
-
-    def _bucket(self, sid: str) -> TokenBucket:
-        bucket = self._buckets.get(sid)
-        if bucket is None:
-            bucket = self._buckets[sid] = TokenBucket(self.max_rate, self.max_rate)
-        return bucket
