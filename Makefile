@@ -45,8 +45,10 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check bridge tests bench cluster docs
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers, a test file each at a time (a file's JACK server and browser stay its own).
+TEST_WORKERS ?= 2
 test: deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The fast lane: in-process tests only (hub, takeover, crossing, codecs, config, the Socket.IO protocol), seconds.
 unit: $(VENV)/.test-installed

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +71,37 @@ def terminate(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait(timeout=10)
 
 
+#: Tests pick ports below Linux's ephemeral range (32768-60999), where the kernel picks the local port of every
+#: connection and of every bind to port 0: a port handed out and not yet listened on cannot be taken meanwhile by
+#: a client's connection. Under pytest-xdist each worker walks a share of its own, so two never hand out one port.
+FIRST_PORT, LAST_PORT = 16384, 32767
+
+
+def _port_walk() -> Iterator[int]:
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    share = (LAST_PORT + 1 - FIRST_PORT) // workers
+    start, offset = FIRST_PORT + (worker % workers) * share, random.randrange(share)
+    for step in itertools.count():
+        yield start + (offset + step) % share
+
+
+_ports = _port_walk()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port that nothing on 127.0.0.1 uses right now."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of this process's share that nothing on 127.0.0.1 uses now; the walk comes back to it only
+    after the whole share (8,192 ports with two workers)."""
+    for tried, port in enumerate(_ports):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                if tried > 1000:
+                    raise
+                continue  # taken, or in TIME_WAIT
+            return port
+    raise AssertionError("unreachable: the walk never ends")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
