@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from bridge.errors import InvalidValue, UnknownControl
@@ -64,6 +64,8 @@ class Reshaped:
     removed: tuple[str, ...]
     redefined: tuple[str, ...]
     adjusted: dict[str, tuple[Value, Value]]  # id -> (value before, value now)
+    #: Of those, the ones taken from their value before an earlier reload changed them: id -> that value.
+    recalled: dict[str, Value] = field(default_factory=dict)
 
 
 #: Where the changes a reload makes to values (clamped, reset) come from.
@@ -87,6 +89,8 @@ class Hub:
         self._outbox: deque[Change] = deque()
         #: Values of controls a reload removed, kept for when they come back.
         self._parked: dict[str, Value] = {}
+        #: Controls a reload had to change (clamped, reset) and nothing moved since: the value before it.
+        self._displaced: dict[str, Value] = {}
         self.version = 0
 
     # -- adapters --------------------------------------------------------
@@ -174,14 +178,18 @@ class Hub:
             with self._lock:
                 if self.controls.get(control.id) is not control:
                     continue  # a reload replaced or removed it since the check: checked again
-                if _same(self._values[control.id], value):
-                    return Applied(control, self._values[control.id], changed=False, adjusted=not _same(value, raw))
+                if same_value(self._values[control.id], value):
+                    return Applied(
+                        control, self._values[control.id], changed=False, adjusted=not same_value(value, raw)
+                    )
                 self._values[control.id] = value
+                if self._displaced:
+                    self._displaced.pop(control.id, None)  # moved: what a reload changed is no longer kept
                 self.version += 1
                 self._outbox.append(Change(control, value, origin))
             break
         self._dispatch()
-        return Applied(control, value, changed=True, adjusted=not _same(value, raw))
+        return Applied(control, value, changed=True, adjusted=not same_value(value, raw))
 
     def _fire(self, control: Control, value: Value, origin: Origin) -> Applied:
         """A trigger: a press goes to every adapter and is never stored; a release does nothing."""
@@ -199,8 +207,10 @@ class Hub:
         new range; reset to its new default when its new definition refuses
         it). A new control starts from its parked value (the state file's
         at start, or the one it had before a reload removed it), else from
-        its default. A removed
-        control's value is parked for when it comes back. ``apply`` (the
+        its default. A removed control's value is parked for when it comes
+        back. A control a reload had to change, and that nothing moved
+        since, is taken from its value before that reload: a range narrowed
+        by a typo and put right gives the fader its value back. ``apply`` (the
         adapters taking the new controls) runs under the dispatch lock, so
         no change reaches an adapter between the new controls and it; the
         values that had to change then go to every adapter.
@@ -218,24 +228,31 @@ class Hub:
                 redefined = tuple(cid for cid in kept if replace(fresh[cid], where="") != replace(old[cid], where=""))
                 new_values: dict[str, Value] = {}
                 adjusted: dict[str, tuple[Value, Value]] = {}
+                recalled: dict[str, Value] = {}
+                displaced, self._displaced = self._displaced, {}
                 for cid, control in fresh.items():
                     before = values[cid] if cid in old else self._parked.pop(cid, control.default)
+                    wanted = displaced.get(cid, before)
                     try:
-                        now = normalize(control, before)
+                        now = normalize(control, wanted)
                     except InvalidValue:
                         now = control.default
                     if control.trigger:
-                        now = control.default
+                        now = wanted = control.default
                     new_values[cid] = now
-                    if cid in old and not _same(now, before):
+                    if not same_value(now, wanted):
+                        self._displaced[cid] = wanted
+                    if cid in old and not same_value(now, before):
                         adjusted[cid] = (before, now)
+                        if cid in displaced:
+                            recalled[cid] = wanted
                 for cid in removed:
-                    self._parked[cid] = values[cid]
+                    self._parked[cid] = displaced.get(cid, values[cid])
                 self.controls, self._values = fresh, new_values
                 self.version += 1
                 for cid, (_before, now) in adjusted.items():
                     self._outbox.append(Change(fresh[cid], now, RELOAD))
-            reshaped = Reshaped(added, removed, redefined, adjusted)
+            reshaped = Reshaped(added, removed, redefined, adjusted, recalled)
             apply(reshaped)
             self._drain()
         return reshaped
@@ -323,7 +340,7 @@ def _hand(change: Change, adapters: Iterable[Adapter]) -> None:
             log.exception("adapter %s failed to send %s", adapter.name, change.control_id)
 
 
-def _same(a: object, b: object) -> bool:
+def same_value(a: object, b: object) -> bool:
     """Equal as JSON sees values: 25 and 25.0 are one number, True is 1, "1" is not 1."""
     if isinstance(a, str) or isinstance(b, str):
         return type(a) is type(b) and a == b

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.flow import Workers
-from bridge.hub import Reshaped
+from bridge.hub import Reshaped, same_value
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -147,7 +147,15 @@ class Reloader:
             self.error = "; ".join(refused) or None  # the rest is in force; saving again tries these again
             self._push("config", {"generation": self.generation, "error": self.error})
             for cid, (before, now) in reshaped.adjusted.items():
-                log.warning("config: %s was %r, which its new definition refuses; now %r", cid, before, now)
+                earlier = reshaped.recalled.get(cid, before)
+                if cid not in reshaped.recalled:
+                    log.warning("config: %s was %r, which its new definition refuses; now %r", cid, before, now)
+                elif same_value(now, earlier):
+                    log.info("config: %s given back its %r, its value before a reload changed it", cid, now)
+                else:
+                    log.warning(
+                        "config: %s was %r before a reload changed it; its new definition takes %r", cid, earlier, now
+                    )
             log.info(
                 "config reloaded (%s): generation %d; %d controls added, %d removed, %d changed",
                 why,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import pytest
 
 from bridge.config import Config
 from bridge.errors import InvalidValue, UnknownControl
 from bridge.hub import Held, Hub
-from bridge.model import Change, Control, Origin
+from bridge.model import Change, Control, Option, Origin
 
 pytestmark = pytest.mark.unit
 
@@ -175,3 +176,45 @@ def test_a_reload_stand_in_hands_on_what_it_kept_in_order_but_not_a_stale_go(hub
     stale.send(Change(level, 5, WEB))
     stale.FIRE_WITHIN = -1.0  # the GO is older than that when the new side runs: never fired late
     assert [c.control.id for c in stale.take()] == ["slider1"]
+
+
+def test_a_value_a_reload_had_to_change_comes_back_when_a_later_reload_takes_it_and_nothing_moved_it() -> None:
+    """A range narrowed by a typo (max 100 typed as 10) and put right: the fader gets its 70 back, and the adapters
+    are told at each step; once the control is moved, the earlier value is forgotten."""
+    fader = Control(id="fader", type="range", label="Fader", default=0, osc="/fader", max=100)
+    mode = Control(id="mode", type="toggle", label="Mode", default=0, osc="/mode")
+    hub, seen = Hub([fader, mode]), Recorder()
+    hub.add_adapter(seen)
+    hub.set("fader", 70, WEB)
+    hub.set("mode", 1, WEB)
+
+    def reload(*controls: Control) -> dict[str, tuple[object, object]]:
+        return dict(hub.reshape(controls, lambda _: None).adjusted)
+
+    typo = replace(fader, max=10)
+    as_select = replace(mode, type="select", options=(Option(5, "a"), Option(6, "b")), default=5)
+    assert reload(typo, as_select) == {"fader": (70, 10), "mode": (1, 5)}
+    assert reload(replace(fader, max=50), as_select) == {"fader": (10, 50)}  # still from 70, clamped
+    assert reload(fader, mode) == {"fader": (50, 70), "mode": (5, 1)}  # put right: both given back
+    assert hub.values() == {"fader": 70, "mode": 1}
+    assert [(c.control.id, c.value) for c in seen.changes[2:]] == [
+        ("fader", 10),
+        ("mode", 5),
+        ("fader", 50),
+        ("fader", 70),
+        ("mode", 1),
+    ]
+
+    # Moved after a reload changed it: the move is the value from then on.
+    reload(typo, mode)
+    hub.set("fader", 3, WEB)
+    assert reload(fader, mode) == {}
+    assert hub.values() == {"fader": 3, "mode": 1}
+
+    # Removed while changed, then back: its value from before the typo, through a narrow range again.
+    hub.set("fader", 70, WEB)
+    reload(typo, mode)
+    reload(mode)
+    assert hub.parked() == {"fader": 70}
+    assert reload(mode, typo) == {} and hub.values()["fader"] == 10
+    assert reload(mode, fader) == {"fader": (10, 70)}

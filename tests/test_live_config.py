@@ -220,7 +220,8 @@ def test_a_saved_edit_reaches_every_client_keeps_values_and_moves_the_osc_addres
     save(path, show(ports, "before"), in_place=True)
     back = layout(clients[2], 3)
     assert back["values"] == {"mute": True} and back["removed"] == ["spot"]
-    assert proc.get_json("/api/values") == {"master": 43, "gain": 66, "width": 50, "mute": True}
+    # Width, clamped to 50 by the second version and moved by nobody since, is given its 80 back.
+    assert proc.get_json("/api/values") == {"master": 43, "gain": 66, "width": 80, "mute": True}
     assert "Traceback" not in proc.output()
 
 
@@ -638,3 +639,28 @@ def test_when_neither_the_new_nor_the_old_osc_side_can_start_it_is_off_and_said(
         bridge.stop()
         for squatter in squatters:
             squatter.close()
+
+
+def test_a_range_narrowed_by_mistake_and_put_right_gives_the_fader_its_value_back_everywhere(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    """Width's max typed as 50 instead of 100: the fader is clamped to 50 (pages and desk are told); the typo put
+    right, nobody having moved it, it is 80 again on the pages, at the desk and in the state file."""
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    proc.put_values(width=80)
+    client = client_factory(proc.url)
+    client.wait_value("width", 80)
+    dump.wait_for("/width f 80.000000")
+
+    save(path, show(ports, "after"))  # width's max is 50 there
+    layout(client, 2)
+    client.wait_value("width", 50)
+    dump.wait_for("/width f 50.000000")
+    save(path, show(ports, "before"))
+    layout(client, 3)
+    client.wait_value("width", 80)
+    wait_until(lambda: [m for m in dump.messages() if m.startswith("/width")][-1] == "/width f 80.000000")
+    assert proc.get_json("/api/values")["width"] == 80
+    state = tmp_path / "state.json"
+    wait_until(lambda: json.loads(state.read_text())["values"]["width"] == 80, what="80 saved")
+    assert "config: width given back its 80" in proc.output()
