@@ -25,12 +25,14 @@ from bridge.looks import Looks
 from bridge.midi import api as midi_api
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.learn import bindings_path
+from bridge.model import Value
 from bridge.monitor import IDLE, Monitor, attach, switched_on, targets
 from bridge.reload import Reloader
+from bridge.restore import load_state, saved_part
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
-from bridge.state import DiskReport, StateStore, load_state, saved_looks, sweep
+from bridge.state import DiskReport, StateStore, sweep
 from bridge.web import config_api, editor_api, monitor_events, pages, polling
 from bridge.web.adapter import WebAdapter
 
@@ -305,10 +307,12 @@ class Bridge:
             sweep(self.state.path)
             sweep(scene_file_for(self.state.path))
             elsewhere: dict[str, Any] = {}
-            restored = load_state(self.state.path, self.hub.controls, elsewhere)
+            displaced: dict[str, Value] = {}
+            restored = load_state(self.state.path, self.hub.controls, elsewhere, displaced)
             self.hub.restore(restored)
             self.hub.park(elsewhere)
-            self.looks.restore(saved_looks(self.state.path))
+            self.hub.displace(displaced)
+            self.looks.restore(saved_part(self.state.path, "looks"))
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True

@@ -257,6 +257,16 @@ class Hub:
             self._drain()
         return reshaped
 
+    def displace(self, values: Mapping[str, Value]) -> None:
+        """Values a start or a reload had to change (the state file's), for a reload that takes them again."""
+        with self._lock:
+            self._displaced.update((cid, value) for cid, value in values.items() if cid in self.controls)
+
+    def displaced(self) -> dict[str, Value]:
+        """Controls a reload had to change and nobody moved since: their values before it."""
+        with self._lock:
+            return dict(self._displaced)
+
     def park(self, values: Mapping[str, Value]) -> None:
         """Keep values of controls the config does not have (from the state file) for when it does."""
         with self._lock:

@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bridge.concurrency import run_blocking
-from bridge.errors import InvalidValue, StateInUse
+from bridge.errors import StateInUse
 from bridge.flow import Workers
-from bridge.model import Change, Control, Value
-from bridge.validation import normalize
+from bridge.model import Change
 
 if TYPE_CHECKING:
     from bridge.hub import Hub, Reshaped
@@ -99,62 +98,6 @@ def _aside(path: Path, why: str) -> str:
     except OSError as err:
         return f"could not be moved aside ({err.strerror})"
     return f"moved to {aside}"
-
-
-def load_state(path: Path, controls: dict[str, Control], elsewhere: dict[str, Any] | None = None) -> dict[str, Value]:
-    """Read saved values; a corrupt file is moved aside and ``{}`` returned.
-
-    A number out of its control's new range (the config changed) is clamped
-    into it, as a reload does; any other value that no longer fits is left
-    out, so its control starts at its default; both with a warning. A push
-    pad or a trigger starts released: nobody holds it after a restart.
-    Values of controls the config no longer has go to ``elsewhere`` when
-    given (the hub keeps them for when the control comes back).
-    """
-    if not os.path.lexists(path):
-        log.info("no state file at %s yet; every control starts from its value in the config", path)
-        return {}
-    saved = read_document(path, "values", "state file", "starting from defaults")
-    if saved is None:
-        return {}
-    values: dict[str, Value] = {}
-    for cid, raw in saved.items():
-        control = controls.get(cid)
-        if control is None:
-            if elsewhere is not None:
-                elsewhere[cid] = raw
-            log.info("state file %s: control %r is not in the config; its value is kept for when it is", path, cid)
-            continue
-        if control.push or control.trigger:
-            continue  # released: a pad held at a crash or a stop has nobody on it now
-        try:
-            value = normalize(control, raw)
-        except InvalidValue as err:
-            log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
-            continue
-        if value != raw and control.numeric:
-            log.warning("state file %s: %s=%r does not fit its range or step now; set to %r", path, cid, raw, value)
-        elif value != raw:
-            log.warning(
-                "state file %s: %s=%r no longer fits its control; reset to its default %r",
-                path,
-                cid,
-                raw,
-                control.default,
-            )
-            continue
-        values[cid] = value
-    return values
-
-
-def saved_looks(path: Path) -> dict[str, Any]:
-    """The labels and colours a desk gave the controls, as saved beside the values ({} when none)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError, RecursionError):
-        return {}  # load_state has said what is wrong with the file
-    looks = data.get("looks") if isinstance(data, dict) else None
-    return looks if isinstance(looks, dict) else {}
 
 
 def write_atomic(path: Path, payload: bytes, like: Path | None = None) -> None:
@@ -421,6 +364,8 @@ class StateStore:
         # With the values of controls a reload removed: they come back with them.
         values = {**self.hub.parked(), **self.hub.values()}
         body: dict[str, Any] = {"version": FORMAT_VERSION, "saved_at": time.time(), "values": values}
+        if displaced := self.hub.displaced():  # (bridge.restore reads it back)
+            body["before_reload"] = displaced
         if self.looks is not None:
             body["looks"] = self.looks.all()
         # (Text is kept encodable where it comes in; "replace" only so that a save can never fail on it.)

@@ -664,3 +664,39 @@ def test_a_range_narrowed_by_mistake_and_put_right_gives_the_fader_its_value_bac
     state = tmp_path / "state.json"
     wait_until(lambda: json.loads(state.read_text())["values"]["width"] == 80, what="80 saved")
     assert "config: width given back its 80" in proc.output()
+
+
+def test_a_value_a_range_typo_took_is_kept_through_restarts_until_the_range_takes_it_again(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    """The typo made while the bridge is stopped, the bridge restarted on it twice, then put right live; then the
+    typo saved live and put right while the bridge is stopped: width is 80 again each time."""
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    proc.put_values(width=80)
+    proc.stop()
+    state = tmp_path / "state.json"
+
+    save(path, show(ports, "after"))  # width's max is 50 there
+    for _restart in range(2):
+        proc = bridge_factory(path)
+        assert proc.get_json("/api/values")["width"] == 50
+        proc.stop()
+        saved = json.loads(state.read_text())
+        assert saved["values"]["width"] == 50 and saved["before_reload"] == {"width": 80}
+    proc = bridge_factory(path)
+    client = client_factory(proc.url)
+    client.wait_value("width", 50)
+    save(path, show(ports, "before"))
+    client.wait_value("width", 80)
+    wait_until(lambda: [m for m in dump.messages() if m.startswith("/width")][-1] == "/width f 80.000000")
+
+    save(path, show(ports, "after"))
+    client.wait_value("width", 50)
+    proc.stop()
+    save(path, show(ports, "before"))
+    proc = bridge_factory(path)
+    assert proc.get_json("/api/values")["width"] == 80
+    assert "width given back its 80" in proc.output()
+    proc.stop()
+    saved = json.loads(state.read_text())
+    assert saved["values"]["width"] == 80 and "before_reload" not in saved

@@ -13,7 +13,8 @@ import pytest
 
 from bridge.config import load_config
 from bridge.model import Control
-from bridge.state import load_state, sweep, write_atomic
+from bridge.restore import load_state
+from bridge.state import sweep, write_atomic
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, wait_until, write_config
 
 Start = Callable[..., BridgeProcess]

@@ -1,0 +1,92 @@
+"""What a start reads back from the state file: the values, the desk's labels and colours, and the values from
+before a reload changed them.
+
+The file is written by :class:`bridge.state.StateStore`; ``"values"`` is the
+only part a start cannot do without, and the one whose faults are said and
+moved aside (:func:`bridge.state.read_document`). The other parts are read
+as far as they go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import InvalidValue
+from bridge.model import Control, Value
+from bridge.state import read_document
+from bridge.validation import normalize
+
+log = logging.getLogger(__name__)
+
+#: The state file's part with the values a reload (or a start) had to change, for controls nobody moved since.
+BEFORE_RELOAD = "before_reload"
+
+
+def load_state(
+    path: Path,
+    controls: dict[str, Control],
+    elsewhere: dict[str, Any] | None = None,
+    displaced: dict[str, Value] | None = None,
+) -> dict[str, Value]:
+    """Read saved values; a corrupt file is moved aside and ``{}`` returned.
+
+    A number out of its control's new range (the config changed) is clamped
+    into it, as a reload does; any other value that no longer fits is left
+    out, so its control starts at its default; both with a warning, and the
+    value it had goes to ``displaced`` when given (the hub gives it back at a
+    reload that takes it). A value a reload had changed comes back when this
+    config takes it again. A push pad or a trigger starts released: nobody
+    holds it after a restart. Values of controls the config no longer has go
+    to ``elsewhere`` when given (the hub keeps them for when the control comes
+    back).
+    """
+    if not os.path.lexists(path):
+        log.info("no state file at %s yet; every control starts from its value in the config", path)
+        return {}
+    saved = read_document(path, "values", "state file", "starting from defaults")
+    if saved is None:
+        return {}
+    earlier = saved_part(path, BEFORE_RELOAD)
+    values: dict[str, Value] = {}
+    for cid, raw in saved.items():
+        control = controls.get(cid)
+        if control is None:
+            if elsewhere is not None:
+                elsewhere[cid] = earlier.get(cid, raw)
+            log.info("state file %s: control %r is not in the config; its value is kept for when it is", path, cid)
+            continue
+        if control.push or control.trigger:
+            continue  # released: a pad held at a crash or a stop has nobody on it now
+        wanted = earlier.get(cid, raw)
+        try:
+            value = normalize(control, wanted)
+            if value != wanted and not control.numeric:
+                raise InvalidValue(cid, wanted, "no longer fits its control")
+        except InvalidValue as err:
+            log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
+            if displaced is not None:
+                displaced[cid] = wanted
+            continue
+        if value != wanted:
+            log.warning("state file %s: %s=%r does not fit its range or step now; set to %r", path, cid, wanted, value)
+            if displaced is not None:
+                displaced[cid] = wanted
+        elif value != raw:
+            log.info("state file %s: %s given back its %r, its value before a reload changed it", path, cid, value)
+        values[cid] = value
+    return values
+
+
+def saved_part(path: Path, key: str) -> dict[str, Any]:
+    """An object of the state file beside its values (``"looks"``, the labels and colours a desk gave; the values
+    from before a reload), ``{}`` when there is none."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        return {}  # load_state has said what is wrong with the file
+    part = data.get(key) if isinstance(data, dict) else None
+    return part if isinstance(part, dict) else {}
