@@ -52,12 +52,20 @@ def load_state(
         return {}
     earlier = saved_part(path, BEFORE_RELOAD)
     values: dict[str, Value] = {}
+    absent = [cid for cid in saved if cid not in controls]
+    if absent:  # one line, however many a show's edits left (a list of 150 at every start was noise)
+        shown = ", ".join(absent[:8]) + (f" and {len(absent) - 8} more" if len(absent) > 8 else "")
+        log.info(
+            "state file %s: %d values of controls not in the config kept for when they are: %s",
+            path,
+            len(absent),
+            shown,
+        )
     for cid, raw in saved.items():
         control = controls.get(cid)
         if control is None:
             if elsewhere is not None:
                 elsewhere[cid] = earlier.get(cid, raw)
-            log.info("state file %s: control %r is not in the config; its value is kept for when it is", path, cid)
             continue
         if control.push or control.trigger:
             continue  # released: a pad held at a crash or a stop has nobody on it now

@@ -148,6 +148,26 @@ def test_a_value_out_of_a_narrowed_range_is_clamped_and_one_that_no_longer_fits_
     assert "slider1=80 does not fit its range or step now; set to 50" in caplog.text and "toggle1" in caplog.text
 
 
+@pytest.mark.unit
+def test_values_of_controls_not_in_the_config_are_kept_and_said_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A show's edits leave values of removed controls behind (kept for when they come back): one line at
+    start names the first few and counts the rest, where a line each was 150 lines at every start."""
+    controls, state = show_and_state(tmp_path)
+    gone = {f"old{n}": n for n in range(20)}
+    state.write_text(json.dumps({"version": 1, "values": {"slider1": 5, **gone}}), encoding="utf-8")
+    elsewhere: dict[str, object] = {}
+    with caplog.at_level(logging.INFO, logger="bridge.restore"):
+        assert load_state(state, controls, elsewhere) == {"slider1": 5}
+    assert elsewhere == gone
+    said = [r.getMessage() for r in caplog.records if "not in the config" in r.getMessage()]
+    assert said == [
+        f"state file {state}: 20 values of controls not in the config kept for when they are: "
+        "old0, old1, old2, old3, old4, old5, old6, old7 and 12 more"
+    ]
+
+
 def show_and_state(folder: Path) -> tuple[dict[str, Control], Path]:
     """The test show's controls by id, and where its state file goes."""
     return {c.id: c for c in load_config(write_config(folder)).controls}, folder / "state.json"
