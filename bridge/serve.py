@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +36,24 @@ if TYPE_CHECKING:
     from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
+slow_body = LogLimiter(log, interval=60.0)
 
-#: How long a browser may take to send a request's head (its line and headers). Half-sent
+
+def _request_timeout() -> tuple[float, str | None]:
+    raw = os.environ.get("STAGE_BRIDGE_REQUEST_TIMEOUT", "")
+    try:
+        value = float(raw or 15.0)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        return 15.0, f"STAGE_BRIDGE_REQUEST_TIMEOUT={raw!r} is not a number of seconds above 0; 15 is used"
+    return value, None
+
+
+#: How long a browser may take to send a request's head (its line and headers), its body, and
+#: a TLS handshake, each however slowly it trickles (STAGE_BRIDGE_REQUEST_TIMEOUT, 15 s). Half-sent
 #: requests held open, with no end, took every descriptor: the pages and /healthz went down.
-HEAD_TIMEOUT = 15.0
+HEAD_TIMEOUT, HEAD_TIMEOUT_PROBLEM = _request_timeout()
 #: Descriptors kept for the rest of the bridge (OSC clients and targets, files, MIDI, JACK)
 #: when the HTTP connections are counted against the process's limit.
 RESERVED_FDS = 128
@@ -115,7 +132,8 @@ def speed_up_gevent_websocket() -> bool:
 
 
 def refusing_handler(origins: Origins) -> type[Any]:
-    """gevent-websocket's handler, refusing a WebSocket upgrade that ``origins`` does not allow with 403."""
+    """gevent-websocket's handler, refusing a WebSocket upgrade that ``origins`` does not allow with 403;
+    a request's body must come whole within HEAD_TIMEOUT (:class:`TimedBody`)."""
     import gevent
     from geventwebsocket.handler import WebSocketHandler
 
@@ -154,6 +172,8 @@ def refusing_handler(origins: Origins) -> type[Any]:
                 self.result = [body]
                 self.process_result()
                 return
+            if not is_websocket and (environ.get("CONTENT_LENGTH") not in (None, "", "0") or chunked(environ)):
+                environ["wsgi.input"] = TimedBody(environ["wsgi.input"], self)
             try:
                 super().run_application()
             except (ValueError, TypeError, KeyError, IndexError) as err:
@@ -165,6 +185,50 @@ def refusing_handler(origins: Origins) -> type[Any]:
                 warn.warning(("frame", origin), "WebSocket closed on a malformed Engine.IO packet (%s)", err)
 
     return OriginCheckingHandler
+
+
+def chunked(environ: dict[str, Any]) -> bool:
+    return str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower() == "chunked"
+
+
+class TimedBody:
+    """A request's body (``wsgi.input``) that must come whole within HEAD_TIMEOUT of the head, however
+    slowly it trickles: a body held back a byte at a time held its connection for good.
+
+    Past the deadline a read raises ``TimeoutError`` (Werkzeug answers 400, the Engine.IO check its own),
+    and the connection closes without waiting for the rest.
+    """
+
+    def __init__(self, stream: Any, handler: Any) -> None:
+        self._stream, self._handler = stream, handler
+        self._deadline = time.monotonic() + HEAD_TIMEOUT
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._timed(self._stream.read, size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._timed(self._stream.readline, size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def _timed(self, read: Callable[[Any], bytes], size: int | None) -> bytes:
+        import gevent
+
+        try:
+            with gevent.Timeout(max(self._deadline - time.monotonic(), 0.0), TimeoutError("request body too slow")):
+                data: bytes = read(size)
+            return data
+        except TimeoutError:
+            slow_body.warning(
+                self._handler.client_address[0],
+                "let go of %s: its request body took over %g s",
+                self._handler.client_address[0],
+                HEAD_TIMEOUT,
+            )
+            self._handler.close_connection = True
+            self._handler.socket.settimeout(0)  # gevent reads what is left before closing: not waited for
+            raise
 
 
 class HttpServer:
@@ -182,6 +246,8 @@ class HttpServer:
 
             speed_up_gevent_websocket()
             handler = refusing_handler(bridge.origins)
+            if HEAD_TIMEOUT_PROBLEM is not None:
+                log.warning("%s", HEAD_TIMEOUT_PROBLEM)
             # With TLS, each connection's handshake runs in its own greenlet, like its requests.
             server_class = pywsgi.WSGIServer if tls is None else _secure_server_class(pywsgi.WSGIServer)
             secure: dict[str, Any] = {} if tls is None else {"ssl_context": tls}
@@ -266,13 +332,16 @@ def _secure_server_class(base: type) -> type:
     one debug line.
     """
 
+    import gevent
+
     class SecureServer(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             wrap = self.wrap_socket  # type: ignore[has-type]
 
             def handshake(sock: socket.socket, **options: Any) -> Any:
-                wrapped = wrap(sock, **options)  # each read of the handshake within HEAD_TIMEOUT
+                with gevent.Timeout(HEAD_TIMEOUT, TimeoutError("TLS handshake too slow")):  # the whole of it
+                    wrapped = wrap(sock, **options)
                 wrapped.settimeout(None)  # then as long as the connection needs (a WebSocket)
                 return wrapped
 

@@ -46,7 +46,11 @@ def guard(app: WsgiApp, path: str = "/socket.io", limit: int = 1_000_000) -> Wsg
             except ValueError:
                 length = -1
             if 0 <= length <= limit:
-                body = environ["wsgi.input"].read(length)
+                try:
+                    body = environ["wsgi.input"].read(length)
+                except OSError:  # cut off, or too slow (bridge.serve.TimedBody): the connection closes
+                    start_response("400 BAD REQUEST", [("Content-Type", "text/plain")])
+                    return [b"incomplete body\n"]
                 environ["wsgi.input"] = io.BytesIO(body)  # read again by the library
                 if not well_formed(body):
                     start_response("400 BAD REQUEST", [("Content-Type", "text/plain")])
