@@ -23,20 +23,18 @@ import signal
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from bridge.auth import Origins
 from bridge.logs import LogLimiter, raised_by_a_library
 from bridge.net import listen
+from bridge.web.timed_body import TimedBody, has_body
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
-slow_body = LogLimiter(log, interval=60.0)
 
 
 def _request_timeout() -> tuple[float, str | None]:
@@ -45,8 +43,8 @@ def _request_timeout() -> tuple[float, str | None]:
         value = float(raw or 15.0)
     except ValueError:
         value = -1.0
-    if not 0 < value < 3600:
-        return 15.0, f"STAGE_BRIDGE_REQUEST_TIMEOUT={raw!r} is not a number of seconds above 0; 15 is used"
+    if not 1 <= value <= 3600:
+        return 15.0, f"STAGE_BRIDGE_REQUEST_TIMEOUT={raw!r} is not a number of seconds from 1 to 3600; 15 is used"
     return value, None
 
 
@@ -142,6 +140,7 @@ def refusing_handler(origins: Origins) -> type[Any]:
 
     class OriginCheckingHandler(WebSocketHandler):  # type: ignore[misc]
         head_deadline: Any = None
+        wsgi_input: Any  # gevent's Input for the request (a TimedBody stands in when it has a body)
 
         def handle_one_request(self) -> Any:
             # The whole head within HEAD_TIMEOUT, however slowly it trickles in (a connection idle
@@ -165,6 +164,8 @@ def refusing_handler(origins: Origins) -> type[Any]:
             environ = self.environ
             origin = environ.get("HTTP_ORIGIN")
             is_websocket = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+            if has_body(environ):  # (an Upgrade header is no excuse: gevent-websocket may serve it as HTTP)
+                self.wsgi_input = environ["wsgi.input"] = TimedBody(self.wsgi_input, self, HEAD_TIMEOUT)
             if is_websocket and not origins.allows(origin, environ):
                 warn.warning(("origin", origin), "refused a WebSocket from %s: not an accepted origin", origin)
                 headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
@@ -172,8 +173,6 @@ def refusing_handler(origins: Origins) -> type[Any]:
                 self.result = [body]
                 self.process_result()
                 return
-            if not is_websocket and (environ.get("CONTENT_LENGTH") not in (None, "", "0") or chunked(environ)):
-                environ["wsgi.input"] = TimedBody(environ["wsgi.input"], self)
             try:
                 super().run_application()
             except (ValueError, TypeError, KeyError, IndexError) as err:
@@ -185,50 +184,6 @@ def refusing_handler(origins: Origins) -> type[Any]:
                 warn.warning(("frame", origin), "WebSocket closed on a malformed Engine.IO packet (%s)", err)
 
     return OriginCheckingHandler
-
-
-def chunked(environ: dict[str, Any]) -> bool:
-    return str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower() == "chunked"
-
-
-class TimedBody:
-    """A request's body (``wsgi.input``) that must come whole within HEAD_TIMEOUT of the head, however
-    slowly it trickles: a body held back a byte at a time held its connection for good.
-
-    Past the deadline a read raises ``TimeoutError`` (Werkzeug answers 400, the Engine.IO check its own),
-    and the connection closes without waiting for the rest.
-    """
-
-    def __init__(self, stream: Any, handler: Any) -> None:
-        self._stream, self._handler = stream, handler
-        self._deadline = time.monotonic() + HEAD_TIMEOUT
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._timed(self._stream.read, size)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        return self._timed(self._stream.readline, size)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
-
-    def _timed(self, read: Callable[[Any], bytes], size: int | None) -> bytes:
-        import gevent
-
-        try:
-            with gevent.Timeout(max(self._deadline - time.monotonic(), 0.0), TimeoutError("request body too slow")):
-                data: bytes = read(size)
-            return data
-        except TimeoutError:
-            slow_body.warning(
-                self._handler.client_address[0],
-                "let go of %s: its request body took over %g s",
-                self._handler.client_address[0],
-                HEAD_TIMEOUT,
-            )
-            self._handler.close_connection = True
-            self._handler.socket.settimeout(0)  # gevent reads what is left before closing: not waited for
-            raise
 
 
 class HttpServer:
