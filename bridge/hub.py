@@ -68,6 +68,8 @@ class Reshaped:
     recalled: dict[str, Value] = field(default_factory=dict)
 
 
+#: Origins whose change of a control to the value it has counts as a move (people at a page, scripts, scenes).
+BY_HAND = frozenset({"web", "http", "scene"})
 #: Where the changes a reload makes to values (clamped, reset) come from.
 RELOAD = Origin("config", "reload")
 #: The editor's "send test": a control's value sent out once more, stored nowhere.
@@ -149,10 +151,12 @@ class Hub:
             return dict(self._values)
 
     def restore(self, values: Mapping[str, Value]) -> None:
-        """Load already checked values (saved state) without fanning them out."""
+        """Load already checked values (saved state, a cluster's) without fanning them out."""
         with self._lock:
             for cid, value in values.items():
                 if cid in self._values:
+                    if cid in self._displaced and not same_value(self._values[cid], value):
+                        del self._displaced[cid]  # moved elsewhere (another process of a cluster)
                     self._values[cid] = value
 
     def with_values(self, use: Callable[[dict[str, Value]], None]) -> None:
@@ -178,13 +182,15 @@ class Hub:
             with self._lock:
                 if self.controls.get(control.id) is not control:
                     continue  # a reload replaced or removed it since the check: checked again
+                if self._displaced and (origin.kind in BY_HAND or not same_value(self._values[control.id], value)):
+                    # Moved: kept no more. To the value it has, only by hand (a desk or a motor fader
+                    # confirming what the reload sent it is no move).
+                    self._displaced.pop(control.id, None)
                 if same_value(self._values[control.id], value):
                     return Applied(
                         control, self._values[control.id], changed=False, adjusted=not same_value(value, raw)
                     )
                 self._values[control.id] = value
-                if self._displaced:
-                    self._displaced.pop(control.id, None)  # moved: what a reload changed is no longer kept
                 self.version += 1
                 self._outbox.append(Change(control, value, origin))
             break
@@ -233,10 +239,14 @@ class Hub:
                 for cid, control in fresh.items():
                     before = values[cid] if cid in old else self._parked.pop(cid, control.default)
                     wanted = displaced.get(cid, before)
-                    try:
-                        now = normalize(control, wanted)
-                    except InvalidValue:
-                        now = control.default
+                    now = control.default
+                    # The value before an earlier reload first; when this definition refuses it, the value now.
+                    for candidate in (wanted, before) if cid in displaced else (before,):
+                        try:
+                            now = normalize(control, candidate)
+                            break
+                        except InvalidValue:
+                            continue
                     if control.trigger:
                         now = wanted = control.default
                     new_values[cid] = now

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import InvalidValue
-from bridge.model import Control, Value
+from bridge.model import MAX_TEXT_LENGTH, Control, Value
 from bridge.state import read_document
 from bridge.validation import normalize
 
@@ -50,7 +51,7 @@ def load_state(
     saved = read_document(path, "values", "state file", "starting from defaults")
     if saved is None:
         return {}
-    earlier = saved_part(path, BEFORE_RELOAD)
+    earlier = {cid: value for cid, value in saved_part(path, BEFORE_RELOAD).items() if plain(value)}
     values: dict[str, Value] = {}
     absent = [cid for cid in saved if cid not in controls]
     if absent:  # one line, however many a show's edits left (a list of 150 at every start was noise)
@@ -64,29 +65,62 @@ def load_state(
     for cid, raw in saved.items():
         control = controls.get(cid)
         if control is None:
-            if elsewhere is not None:
-                elsewhere[cid] = earlier.get(cid, raw)
+            if elsewhere is not None and plain(kept := earlier.get(cid, raw)):
+                elsewhere[cid] = kept
             continue
         if control.push or control.trigger:
             continue  # released: a pad held at a crash or a stop has nobody on it now
-        wanted = earlier.get(cid, raw)
+        if cid in earlier:  # a reload (or a start) had changed it, and nobody moved it since
+            wanted = earlier[cid]
+            try:
+                value = fitted(control, wanted)
+            except InvalidValue:
+                value = None  # still refused: the saved value, as if nothing were kept
+            if value is not None and value == wanted:
+                values[cid] = value
+                if value != raw:
+                    log.info(
+                        "state file %s: %s given back its %r, its value before a reload changed it", path, cid, value
+                    )
+                continue
+            if displaced is not None:
+                displaced[cid] = wanted
+            if value is not None:  # clamped from it, as a reload clamps
+                if value != raw:
+                    log.warning(
+                        "state file %s: %s=%r (before a reload) fits its range now as %r", path, cid, wanted, value
+                    )
+                values[cid] = value
+                continue
         try:
-            value = normalize(control, wanted)
-            if value != wanted and not control.numeric:
-                raise InvalidValue(cid, wanted, "no longer fits its control")
+            value = fitted(control, raw)
         except InvalidValue as err:
             log.warning("state file %s: %s; %s reset to its default %r", path, err, cid, control.default)
             if displaced is not None:
-                displaced[cid] = wanted
+                displaced.setdefault(cid, raw)
             continue
-        if value != wanted:
-            log.warning("state file %s: %s=%r does not fit its range or step now; set to %r", path, cid, wanted, value)
+        if value != raw:
+            log.warning("state file %s: %s=%r does not fit its range or step now; set to %r", path, cid, raw, value)
             if displaced is not None:
-                displaced[cid] = wanted
-        elif value != raw:
-            log.info("state file %s: %s given back its %r, its value before a reload changed it", path, cid, value)
+                displaced.setdefault(cid, raw)
         values[cid] = value
     return values
+
+
+def fitted(control: Control, value: object) -> Value:
+    """``value`` as ``control`` stores it: a number clamped or stepped into its range; anything else it must take
+    as it is. Raises :class:`InvalidValue`."""
+    stored = normalize(control, value)
+    if stored != value and not control.numeric:
+        raise InvalidValue(control.id, value, "no longer fits its control")
+    return stored
+
+
+def plain(value: object) -> bool:
+    """A value a control could have: a finite number, a flag, a short text (not what a hand left in a file)."""
+    if isinstance(value, str):
+        return len(value) <= MAX_TEXT_LENGTH
+    return isinstance(value, bool | int) or isinstance(value, float) and math.isfinite(value)
 
 
 def saved_part(path: Path, key: str) -> dict[str, Any]:

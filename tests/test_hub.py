@@ -218,3 +218,27 @@ def test_a_value_a_reload_had_to_change_comes_back_when_a_later_reload_takes_it_
     assert hub.parked() == {"fader": 70}
     assert reload(mode, typo) == {} and hub.values()["fader"] == 10
     assert reload(mode, fader) == {"fader": (10, 70)}
+
+
+def test_set_by_hand_to_the_value_a_reload_left_is_a_move_and_a_desk_confirming_it_is_not() -> None:
+    """An operator who sets the clamped 10 on purpose keeps 10 when the range is put right; a desk or a motor
+    fader that only reports back the 10 the reload sent it does not take the 80 away; nor does a cluster's
+    value taken at start unless it differs."""
+    fader = Control(id="fader", type="range", label="Fader", default=0, osc="/fader", max=100)
+    typo = replace(fader, max=10)
+    for origin, kept in ((Origin("osc", "desk"), True), (Origin("midi", "x-touch"), True), (WEB, False)):
+        hub = Hub([fader])
+        hub.set("fader", 80, WEB)
+        hub.reshape([typo], lambda _: None)
+        assert not hub.set("fader", 10, origin).changed
+        hub.reshape([fader], lambda _: None)
+        assert hub.values() == {"fader": 80 if kept else 10}, origin
+
+    hub = Hub([fader])
+    hub.set("fader", 80, WEB)
+    hub.reshape([typo], lambda _: None)
+    hub.restore({"fader": 10})  # what the cluster has is what this process has: kept
+    assert hub.displaced() == {"fader": 80}
+    hub.restore({"fader": 4})  # moved by another process meanwhile: that is the value
+    hub.reshape([fader], lambda _: None)
+    assert hub.values() == {"fader": 4} and hub.displaced() == {}

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,42 @@ def test_values_of_controls_not_in_the_config_are_kept_and_said_in_one_line(
         f"state file {state}: 20 values of controls not in the config kept for when they are: "
         "old0, old1, old2, old3, old4, old5, old6, old7 and 12 more"
     ]
+
+
+@pytest.mark.unit
+def test_what_a_hand_left_in_before_reload_never_costs_a_saved_value(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """before_reload holds values a reload had to change; junk there (a word for a fader, a list, NaN) is passed
+    over: the saved values stand, and NaN is never kept to be written back (it is no JSON)."""
+    controls, state = show_and_state(tmp_path)
+    state.write_text(
+        '{"version": 1, "values": {"slider1": 42, "slider2": 7, "toggle1": 1, "txt1": "hello"}, "before_reload":'
+        ' {"slider1": "junk", "slider2": NaN, "toggle1": {"x": 1}, "txt1": 12345, "fine": Infinity}}',
+        encoding="utf-8",
+    )
+    displaced: dict[str, object] = {}
+    assert load_state(state, controls, {}, displaced) == {"slider1": 42, "slider2": 7, "toggle1": 1, "txt1": "hello"}
+    assert displaced == {"slider1": "junk", "txt1": 12345}  # plain values: given back if a control takes them
+
+
+@pytest.mark.unit
+def test_a_value_kept_from_before_a_reload_is_clamped_again_at_each_start_without_a_word_until_it_fits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    controls, state = show_and_state(tmp_path)  # slider1's max is 50
+    state.write_text(
+        json.dumps({"version": 1, "values": {"slider1": 50}, "before_reload": {"slider1": 80}}), encoding="utf-8"
+    )
+    displaced: dict[str, object] = {}
+    with caplog.at_level(logging.INFO, logger="bridge.restore"):
+        assert load_state(state, controls, {}, displaced) == {"slider1": 50}
+    assert displaced == {"slider1": 80} and "slider1" not in caplog.text  # as it was at the last stop: no line
+
+    wider = {**controls, "slider1": replace(controls["slider1"], max=100)}
+    with caplog.at_level(logging.INFO, logger="bridge.restore"):
+        assert load_state(state, wider, {}, {}) == {"slider1": 80}
+    assert "slider1 given back its 80" in caplog.text
 
 
 def show_and_state(folder: Path) -> tuple[dict[str, Control], Path]:
