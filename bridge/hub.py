@@ -277,6 +277,15 @@ class Hub:
         with self._lock:
             return dict(self._displaced)
 
+    def renamed(self, old: str, new: str) -> None:
+        """``old`` is ``new`` now (the editor's rename, its value carried): what was parked under the old name
+        goes, and a value kept from before a reload goes with the control."""
+        with self._lock:
+            earlier = self._parked.pop(old, None)
+            if earlier is not None and new in self.controls and not same_value(earlier, self._values[new]):
+                self._displaced[new] = earlier
+            self.version += 1  # the state file drops the old name
+
     def park(self, values: Mapping[str, Value]) -> None:
         """Keep values of controls the config does not have (from the state file) for when it does."""
         with self._lock:

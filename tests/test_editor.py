@@ -9,6 +9,7 @@ process at the end.
 from __future__ import annotations
 
 import difflib
+import json
 import socket
 import stat
 import urllib.request
@@ -170,6 +171,30 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     status, recalled = request(proc, "POST", "/api/scenes/Verse/recall")
     assert status == 200 and "lead" in recalled["recalled"] and recalled["skipped"] == []
     assert proc.get_json("/api/values", key=KEY)["lead"] == 40
+
+
+def test_a_value_a_narrowed_range_took_goes_with_its_control_through_a_rename(
+    edited: tuple[BridgeProcess, Path, int], dump: OscDump
+) -> None:
+    """Vocal at 80; its max typed as 10 (clamped), the control renamed, the max put right: 80 again, under the
+    new name, and the old name is not left in the state file with a value of its own."""
+    proc, path, _osc_port = edited
+    request(proc, "PUT", "/api/values/vocal", {"value": 80})
+
+    def patch(cid: str, props: dict[str, Any]) -> None:
+        version = request(proc, "GET", "/api/config")[1]["version"]
+        status, answer = request(proc, "PATCH", f"/api/config/controls/{cid}", props, version=version)
+        assert status == 200, answer
+
+    patch("vocal", {"max": 10})
+    assert proc.get_json("/api/values", key=KEY)["vocal"] == 10
+    patch("vocal", {"id": "lead"})
+    patch("lead", {"max": 100})
+    assert proc.get_json("/api/values", key=KEY)["lead"] == 80
+    dump.wait_for("/vocal f 80.000000")  # (its address stayed /vocal)
+    state = path.parent / "state.json"
+    wait_until(lambda: json.loads(state.read_text()).get("values", {}).get("lead") == 80, what="lead saved")
+    assert "vocal" not in json.loads(state.read_text())["values"]
 
 
 def test_a_config_that_is_a_link_stays_one_and_keeps_its_permissions(

@@ -177,6 +177,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                         bridge.hub.set(renamed, value, origin)
                     except (InvalidValue, UnknownControl):
                         pass  # its new definition refuses the old value: it starts at its default
+                bridge.hub.renamed(cid, renamed)
 
             return change(lambda text: editing.set_properties(text, cid, props), then=carry, about=renamed, keys=props)
 
