@@ -104,6 +104,15 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise AssertionError("unreachable: the walk never ends")
 
 
+def saved(state: Path) -> dict[str, Any]:
+    """A state file's document; ``{}`` while there is none yet (it is written whole, by a rename)."""
+    try:
+        document: dict[str, Any] = json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return document
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
     end = time.monotonic() + timeout

@@ -23,7 +23,7 @@ import socketio
 from bridge.config import edit as editing
 from bridge.config import load_config
 from bridge.web.editor_api import field_of
-from tests.helpers import BridgeProcess, free_port, wait_until
+from tests.helpers import BridgeProcess, free_port, saved, wait_until
 from tests.osc_tools import OscDump, oscsend
 
 Start = Callable[..., BridgeProcess]
@@ -193,7 +193,7 @@ def test_a_value_a_narrowed_range_took_goes_with_its_control_through_a_rename(
     assert proc.get_json("/api/values", key=KEY)["lead"] == 80
     dump.wait_for("/vocal f 80.000000")  # (its address stayed /vocal)
     state = path.parent / "state.json"
-    wait_until(lambda: json.loads(state.read_text()).get("values", {}).get("lead") == 80, what="lead saved")
+    wait_until(lambda: saved(state).get("values", {}).get("lead") == 80, what="lead saved")
     assert "vocal" not in json.loads(state.read_text())["values"]
 
 

@@ -27,7 +27,17 @@ from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
 from bridge.midi.system import message_from_bytes
 from bridge.osc.adapter import OscAdapter
-from tests.helpers import DEADLINE, ROOT, BridgeProcess, Client, assert_in_bounds, unavailable, wait_until, write_config
+from tests.helpers import (
+    DEADLINE,
+    ROOT,
+    BridgeProcess,
+    Client,
+    assert_in_bounds,
+    saved,
+    unavailable,
+    wait_until,
+    write_config,
+)
 from tests.jack import jack_available
 from tests.strategies import osc_datagrams, payload
 
@@ -239,7 +249,7 @@ def test_hostile_values_break_neither_the_saving_nor_the_page_nor_the_log(
     assert server.get_json("/api/values")["txt1"] == "a\ufffdb"
     assert "<html" in server.get_text("/").lower()
     server.put_values(slider1=41)
-    wait_until(lambda: json.loads(state.read_text(encoding="utf-8"))["values"]["slider1"] == 41, what="saved")
+    wait_until(lambda: saved(state).get("values", {}).get("slider1") == 41, what="saved")
     # A 400-digit number, and JSON nested 5,000 deep (within max_payload): refused, not a 500.
     assert put_raw(server, "/api/values/slider1", b'{"value": 1' + b"0" * 400 + b"}") == 400
     assert put_raw(server, "/api/values/slider1", b"[" * 5000 + b"]" * 5000) == 400

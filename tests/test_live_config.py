@@ -25,7 +25,7 @@ import socketio
 from bridge.app import Bridge
 from bridge.config import load_config
 from bridge.model import Origin
-from tests.helpers import BridgeProcess, Client, free_port, wait_until, write_config
+from tests.helpers import BridgeProcess, Client, free_port, saved, wait_until, write_config
 from tests.osc_tools import OscDump, OscPeer, oscsend, udp_port_taken
 from tests.oscquery_tools import WsPeer, wait_listening
 
@@ -662,7 +662,7 @@ def test_a_range_narrowed_by_mistake_and_put_right_gives_the_fader_its_value_bac
     wait_until(lambda: [m for m in dump.messages() if m.startswith("/width")][-1] == "/width f 80.000000")
     assert proc.get_json("/api/values")["width"] == 80
     state = tmp_path / "state.json"
-    wait_until(lambda: json.loads(state.read_text())["values"]["width"] == 80, what="80 saved")
+    wait_until(lambda: saved(state).get("values", {}).get("width") == 80, what="80 saved")
     assert "config: width given back its 80" in proc.output()
 
 
