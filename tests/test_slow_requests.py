@@ -128,6 +128,35 @@ def test_a_tls_handshake_sent_a_byte_at_a_time_is_let_go(tmp_path: Path, bridge_
     assert "Traceback" not in proc.output()
 
 
+def test_a_body_at_a_slow_but_steady_rate_is_credited_as_it_comes(tmp_path: Path, bridge_factory: Start) -> None:
+    """4 KB every 0.1 s (40 KB/s, five times the 8 KB/s that buys time) for 2.5 s, with a timeout of 1 s: each
+    8 KB buys its second as it comes (the first version credited 64 KB pieces, and refused it at 1 s)."""
+    proc = bridge_factory(write_config(tmp_path), env=QUICK)
+    exported = proc.get_text("/api/scenes/export").encode()
+    body = exported + b" " * (100_000 - len(exported))
+    head = put_head(len(body), "/api/scenes/import", "POST").replace(b"HTTP/1.1", b"HTTP/1.0")
+    sent, answer = trickle(proc.port, head, body, piece=4_000)
+    assert sent == len(body) and answer.startswith(b"HTTP/1.1 200"), (sent, answer[:200])
+
+
+def test_an_unread_body_is_not_drained_past_a_limit_nor_invited_after_the_answer(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    proc = bridge_factory(write_config(tmp_path))
+    # 10 MB refused at once (413): the connection closes after 64 KB rather than reading all of it.
+    sent, answer = trickle(proc.port, put_head(10_000_000), b" " * 10_000_000, piece=65_536)
+    assert sent < 10_000_000 and answer.startswith(b"HTTP/1.1 413"), (sent, answer[:100])
+    # A client waiting for "100 Continue" before it sends its body: the 404 is the answer, and no 100 after it
+    # (which would invite the body; gevent's own discard is careful of that, the first TimedBody was not).
+    head = put_head(10, "/nothing-here", "POST").replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as sock:
+        sock.sendall(head)
+        got = b""
+        while data := sock.recv(65536):  # until the server closes
+            got += data
+    assert got.startswith(b"HTTP/1.1 404") and b"100 Continue" not in got, got
+
+
 @pytest.mark.parametrize("value", ["soon", "1e9", "0.001", "nan"])
 def test_a_request_timeout_that_is_no_number_of_seconds_is_said_and_15_used(
     tmp_path: Path, bridge_factory: Start, value: str

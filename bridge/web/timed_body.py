@@ -22,8 +22,11 @@ said = LogLimiter(log, interval=60.0)
 
 #: Bytes a second that buy a body more time (16 MB of scenes at 8 KB/s: about half an hour).
 MIN_RATE = 8192
-#: The most one read waits for at once, so that what comes extends the deadline as it comes.
-PIECE = 65536
+#: The most one read waits for at once: each piece that comes buys its second before the next is waited for.
+PIECE = MIN_RATE
+#: What is left of a body the application did not read (a 404, a 413) is read and dropped, to keep the
+#: connection for the next request, up to this much; past it the connection is closed instead.
+DRAIN_LIMIT = 65536
 
 
 def has_body(environ: dict[str, Any]) -> bool:
@@ -65,14 +68,22 @@ class TimedBody:
         return iter(self.readline, b"")
 
     def _discard(self) -> None:
-        """What the application left unread (a 404, a 413), read and dropped within the same time."""
+        """What the application left unread (a 404, a 413): up to DRAIN_LIMIT read and dropped within the same
+        time, to keep the connection; more, or a client still waiting for its ``100 Continue``, and the
+        connection closes instead (a 100 after the answer would invite the body just refused)."""
         if self._late:
             return
+        if getattr(self._stream, "socket", None) is not None:  # (gevent's Input: the 100 not sent yet)
+            self._handler.close_connection = True
+            return
+        drained = 0
         try:
-            while self.read(PIECE):
-                pass
+            while drained <= DRAIN_LIMIT and (piece := self.read(PIECE)):
+                drained += len(piece)
         except TimeoutError:
-            pass
+            return
+        if drained > DRAIN_LIMIT:
+            self._handler.close_connection = True
 
     def _timed(self, read: Callable[[Any], bytes], size: int | None) -> bytes:
         import gevent
