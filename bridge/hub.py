@@ -157,6 +157,7 @@ class Hub:
                 if cid in self._values:
                     if cid in self._displaced and not same_value(self._values[cid], value):
                         del self._displaced[cid]  # moved elsewhere (another process of a cluster)
+                        self.version += 1
                     self._values[cid] = value
 
     def with_values(self, use: Callable[[dict[str, Value]], None]) -> None:
@@ -182,10 +183,13 @@ class Hub:
             with self._lock:
                 if self.controls.get(control.id) is not control:
                     continue  # a reload replaced or removed it since the check: checked again
-                if self._displaced and (origin.kind in BY_HAND or not same_value(self._values[control.id], value)):
-                    # Moved: kept no more. To the value it has, only by hand (a desk or a motor fader
-                    # confirming what the reload sent it is no move).
-                    self._displaced.pop(control.id, None)
+                if self._displaced and control.id in self._displaced:
+                    held = self._values[control.id]
+                    # Moved: kept no more. To the value it has, only by hand or with another value asked for
+                    # (a desk or a motor fader confirming what the reload sent it is no move).
+                    if origin.kind in BY_HAND or not same_value(held, value) or not same_value(held, raw):
+                        del self._displaced[control.id]
+                        self.version += 1  # the state file's before_reload drops it too
                 if same_value(self._values[control.id], value):
                     return Applied(
                         control, self._values[control.id], changed=False, adjusted=not same_value(value, raw)

@@ -65,7 +65,10 @@ def load_state(
     for cid, raw in saved.items():
         control = controls.get(cid)
         if control is None:
-            if elsewhere is not None and plain(kept := earlier.get(cid, raw)):
+            kept = earlier.get(cid, raw)  # the value from before a reload, if it is of the saved one's kind
+            if not isinstance(kept, str) == isinstance(raw, str):
+                kept = raw
+            if elsewhere is not None and plain(kept):
                 elsewhere[cid] = kept
             continue
         if control.push or control.trigger:
@@ -120,7 +123,9 @@ def plain(value: object) -> bool:
     """A value a control could have: a finite number, a flag, a short text (not what a hand left in a file)."""
     if isinstance(value, str):
         return len(value) <= MAX_TEXT_LENGTH
-    return isinstance(value, bool | int) or isinstance(value, float) and math.isfinite(value)
+    if isinstance(value, int):  # (a bool too)
+        return abs(value) <= 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def saved_part(path: Path, key: str) -> dict[str, Any]:

@@ -234,6 +234,14 @@ def test_set_by_hand_to_the_value_a_reload_left_is_a_move_and_a_desk_confirming_
         hub.reshape([fader], lambda _: None)
         assert hub.values() == {"fader": 80 if kept else 10}, origin
 
+    # A desk that sends 50 to the range typed as 0-10 moved it, though it is clamped to the 10 it has.
+    hub = Hub([fader])
+    hub.set("fader", 80, WEB)
+    hub.reshape([typo], lambda _: None)
+    version = hub.version
+    assert not hub.set("fader", 50, Origin("osc", "desk")).changed
+    assert hub.displaced() == {} and hub.version > version  # (so that the state file forgets it too)
+
     hub = Hub([fader])
     hub.set("fader", 80, WEB)
     hub.reshape([typo], lambda _: None)

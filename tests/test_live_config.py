@@ -700,3 +700,31 @@ def test_a_value_a_range_typo_took_is_kept_through_restarts_until_the_range_take
     proc.stop()
     saved = json.loads(state.read_text())
     assert saved["values"]["width"] == 80 and "before_reload" not in saved
+
+
+def test_a_scene_recalled_with_a_fade_or_a_value_set_by_hand_to_what_a_reload_left_keeps_it_through_restarts(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, dump: OscDump
+) -> None:
+    """Width clamped from 80 to 50 by a narrowed range: a scene recalled with a fade that holds 50 is a move (a
+    fade with nothing to move set nothing), and so is 50 set again by hand, also after a restart (only the
+    memory forgot it, the state file did not)."""
+    proc, path, ports = start_show(tmp_path, bridge_factory, dump)
+    proc.put_values(width=80)
+    save(path, show(ports, "after"))  # width's max is 50 there
+    wait_until(lambda: proc.get_json("/api/values")["width"] == 50, what="width clamped")
+    assert proc.request_json("PUT", "/api/scenes/Same")[0] == 200
+    assert proc.request_json("POST", "/api/scenes/Same/recall", {"fade": 1.0})[0] == 200
+    save(path, show(ports, "before"))
+    wait_until(lambda: generation(proc) == 3, what="the widened range read")
+    assert proc.get_json("/api/values")["width"] == 50
+
+    proc.put_values(width=80)
+    save(path, show(ports, "after"))
+    wait_until(lambda: proc.get_json("/api/values")["width"] == 50, what="width clamped again")
+    proc.put_values(width=50)  # by hand, the value it has
+    proc.stop()
+    assert "before_reload" not in saved(tmp_path / "state.json")
+    proc = bridge_factory(path)
+    save(path, show(ports, "before"))
+    wait_until(lambda: generation(proc) == 2, what="the widened range read")
+    assert proc.get_json("/api/values")["width"] == 50

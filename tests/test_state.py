@@ -185,6 +185,17 @@ def test_what_a_hand_left_in_before_reload_never_costs_a_saved_value(
     assert load_state(state, controls, {}, displaced) == {"slider1": 42, "slider2": 7, "toggle1": 1, "txt1": "hello"}
     assert displaced == {"slider1": "junk", "txt1": 12345}  # plain values: given back if a control takes them
 
+    # Controls no longer in the config keep their saved values over junk of another kind, or a huge number.
+    state.write_text(
+        json.dumps(
+            {"version": 1, "values": {"gone": 5, "gone2": 7}, "before_reload": {"gone": "loud", "gone2": 10**400}}
+        ),
+        encoding="utf-8",
+    )
+    elsewhere: dict[str, object] = {}
+    load_state(state, controls, elsewhere, {})
+    assert elsewhere == {"gone": 5, "gone2": 7}
+
 
 @pytest.mark.unit
 def test_a_value_kept_from_before_a_reload_is_clamped_again_at_each_start_without_a_word_until_it_fits(

@@ -232,10 +232,9 @@ class Scenes:
                 new = _Fade(origin, time.monotonic(), seconds)
                 for cid, value in targets.items():
                     start = current[cid]
-                    if seconds > 0 and controls[cid].numeric and isinstance(start, int | float):
-                        if start != value:
-                            new.moves[cid] = (float(start), float(value))
-                    else:
+                    if seconds > 0 and controls[cid].numeric and isinstance(start, int | float) and start != value:
+                        new.moves[cid] = (float(start), float(value))
+                    else:  # (one already there is set all the same: a recall is a move, bridge.hub.BY_HAND)
                         instant[cid] = value
                 self._fade = new if new.moves else None
             for cid, value in instant.items():
