@@ -183,7 +183,7 @@ class Hub:
             with self._lock:
                 if self.controls.get(control.id) is not control:
                     continue  # a reload replaced or removed it since the check: checked again
-                if self._displaced and control.id in self._displaced:
+                if control.id in self._displaced:
                     held = self._values[control.id]
                     # Moved: kept no more. To the value it has, only by hand or with another value asked for
                     # (a desk or a motor fader confirming what the reload sent it is no move).
