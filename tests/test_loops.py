@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pytest
 from bridge.echoes import Echoes
 from tests.helpers import (
     CONTROLS_TOML,
+    DEADLINE,
     BridgeProcess,
     Client,
     free_port,
@@ -205,6 +208,38 @@ def test_a_peer_that_sends_everything_back_fires_a_go_once_and_keeps_the_last_mo
     page.send("marker", 1)
     wait_until(lambda: osc_health(server)["echoes"] == sent + 1, what="the marker back")
     assert osc_health(server)["targets"][0]["sent"] == sent + 1  # and nothing was fired again meanwhile
+
+
+def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A desk that mirrors what it is sent from a port of its own (as the relay above), back at once, while
+    the bridge is stopped (SIGSTOP, as a machine starved of CPU would hold it): read 0.3 s later, three times
+    the echo window, it is still the echo, since the kernel's arrival time counts, not the reading."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back,
+    ):
+        desk.bind(("127.0.0.1", 0))
+        back.bind(("127.0.0.1", 0))
+        desk.settimeout(DEADLINE)
+        osc_port = free_port(socket.SOCK_DGRAM)
+        config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW)
+        server = bridge_factory(config)
+        assert server.proc is not None
+        page = client_factory(server.url)
+        page.send("level", 0.25)
+        sent = b""
+        while b"/level" not in sent:
+            sent = desk.recv(65536)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            back.sendto(sent, ("127.0.0.1", osc_port))
+            time.sleep(0.3)  # the stall itself (the bridge reads nothing meanwhile), not a wait for anything
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+    wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
+    assert osc_health(server)["echoes"] == 1
 
 
 def test_oscquery_clients_bound_both_ways_fire_a_go_once_and_keep_the_last_move(

@@ -35,6 +35,7 @@ from bridge.looks import Looks
 from bridge.model import Change, Control
 from bridge.monitor import IDLE
 from bridge.net import unmapped
+from bridge.osc.arrival import Clock, stamp
 from bridge.osc.codec import encode
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
@@ -126,6 +127,7 @@ class OscAdapter:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         # Room for a burst (a desk recalling a cue, a fast fader) while a change is being fanned out.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        stamp(sock)  # each datagram's arrival, to know an echo by (bridge.osc.arrival)
         try:
             sock.bind((self.config.listen_host, self.config.listen_port))
         except OSError as err:
@@ -348,25 +350,26 @@ class OscAdapter:
             if not ready:
                 continue
             batch: list[tuple[bytes, Source]] = []
+            clock = Clock()  # (when each came: an echo is known by when it arrived, not when it was read)
             if sock in ready:
-                self._drain(sock, batch)
+                self._drain(sock, batch, clock)
             for ready_sock in ready:
                 target = replying.get(ready_sock)
                 if target is not None:
-                    self._drain_target(target, batch)
+                    self._drain_target(target, batch, clock)
             if not batch:
                 continue
             try:
-                self.inbound.handle(batch)
+                self.inbound.handle(batch, clock.arrivals)
             except Exception:  # the listener must survive anything a datagram does
                 self.inbound.dropped += len(batch)
                 log.exception("OSC datagrams crashed their handler; dropped")
 
-    def _drain(self, sock: socket.socket, batch: list[tuple[bytes, Source]]) -> None:
+    def _drain(self, sock: socket.socket, batch: list[tuple[bytes, Source]], clock: Clock) -> None:
         self._refused(sock)  # refusals wake the socket too, and stay until read (it would spin)
         while len(batch) < DRAIN_LIMIT:
             try:
-                data, sender = sock.recvfrom(_MAX_DATAGRAM)
+                data, sender = clock.receive(sock, _MAX_DATAGRAM)
             except BlockingIOError:
                 return
             except OSError as err:
@@ -385,14 +388,14 @@ class OscAdapter:
                 if target.address is not None and target.ip == host and target.config.port == port:
                     target.failed(err)
 
-    def _drain_target(self, target: UdpTarget, batch: list[tuple[bytes, Source]]) -> None:
+    def _drain_target(self, target: UdpTarget, batch: list[tuple[bytes, Source]], clock: Clock) -> None:
         sock = target.sock
         if sock is None:
             return
         source = Source(target.ident, target.ip or "", target.raw, target.config.prefix)
         while len(batch) < DRAIN_LIMIT:  # a burst of answers is one batch, as on the listening socket
             try:
-                data = sock.recv(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                data, _sender = clock.receive(sock, _MAX_DATAGRAM, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return  # nothing (more) there
             except OSError as err:

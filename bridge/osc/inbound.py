@@ -118,8 +118,9 @@ class Inbound:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow)
 
-    def handle(self, batch: list[tuple[bytes, Source]]) -> None:
-        """Check, unpack and apply packets in order; the latest value per control wins."""
+    def handle(self, batch: list[tuple[bytes, Source]], arrivals: list[float] | None = None) -> None:
+        """Check, unpack and apply packets in order; the latest value per control wins. ``arrivals``: when
+        each came (``time.monotonic()``), to know an echo by; else now."""
         self.received += len(batch)
         pending: Latest[Pending, Filed] = Latest()
         # Messages to a pattern wait until applied (or until a message to one address comes), and are
@@ -128,7 +129,9 @@ class Inbound:
         staged: list[Staged] = []
         reach: dict[str, tuple[Control, ...]] = {}  # per address (of a source with no prefix): what a pattern reaches
         now = time.monotonic()
-        for data, source in batch:
+        for number, (data, source) in enumerate(batch):
+            if arrivals is not None:
+                now = arrivals[number]
             peer = source.ident
             if not self.allowed(source.host):
                 if self.monitor.watching:
