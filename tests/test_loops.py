@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bridge.echoes import Echoes
+from bridge.osc.arrival import EXACT, Clock, stamp
 from tests.helpers import (
     CONTROLS_TOML,
     DEADLINE,
@@ -240,6 +241,27 @@ def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
             os.kill(server.proc.pid, signal.SIGCONT)
     wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
     assert osc_health(server)["echoes"] == 1
+
+
+def test_a_flood_is_stamped_for_its_first_datagrams_and_the_rest_take_the_last_stamp() -> None:
+    """What bridge.osc.arrival.Clock reads: kernel stamps, on the monotonic clock, none later than the reading;
+    past EXACT datagrams of one reading, a plain read (a flood costs no more than before) with the last stamp."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as inlet,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out,
+    ):
+        inlet.bind(("127.0.0.1", 0))
+        stamp(inlet)
+        before = time.monotonic()
+        for n in range(EXACT + 4):
+            out.sendto(b"/level\x00\x00,i\x00\x00" + n.to_bytes(4, "big"), inlet.getsockname())
+        inlet.settimeout(DEADLINE)
+        clock = Clock()
+        got = [clock.receive(inlet, 65536)[0][-1] for _ in range(EXACT + 4)]
+    assert got == list(range(EXACT + 4))
+    stamped, rest = clock.arrivals[:EXACT], clock.arrivals[EXACT:]
+    assert before - 1 < stamped[0] and stamped == sorted(stamped) and stamped[-1] <= clock.now
+    assert rest == [stamped[-1]] * 4
 
 
 def test_oscquery_clients_bound_both_ways_fire_a_go_once_and_keep_the_last_move(
