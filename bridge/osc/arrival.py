@@ -22,7 +22,8 @@ SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35) if sys.platfo
 _TIMESPEC = struct.Struct("@qq")
 _ROOM = socket.CMSG_SPACE(_TIMESPEC.size) if SO_TIMESTAMPNS is not None else 0
 #: Datagrams of one reading each read with their stamp (0.7 us more than a plain read here); the rest of a
-#: flood take the last stamp read, which is as early as they can have come or earlier: a lenient echo check.
+#: flood are read plainly and timed by the reading, as before: later than they came, never earlier (an earlier
+#: time would match a real move to an older sending of the same bytes, and drop it as its echo).
 EXACT = 16
 
 
@@ -37,27 +38,27 @@ def stamp(sock: socket.socket) -> None:
 
 
 class Clock:
-    """One batch's reading: each datagram's arrival in ``arrivals``, on ``time.monotonic()``'s clock."""
+    """One batch's reading: each datagram's arrival in ``arrivals``, on ``time.monotonic()``'s clock; None
+    for one not stamped, to be timed when the batch is handled (after its reading: never too early)."""
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
-        self._offset = time.time() - self.now  # the kernel stamps with the wall clock
-        self.arrivals: list[float] = []
+        self._offset = time.time() - time.monotonic()  # the kernel stamps with the wall clock
+        self.arrivals: list[float | None] = []
 
     def receive(self, sock: socket.socket, size: int, flags: int = 0) -> tuple[bytes, Any]:
         """One datagram from ``sock``: its bytes and its sender; when it arrived goes to ``arrivals``."""
         arrivals = self.arrivals
         if SO_TIMESTAMPNS is None or len(arrivals) >= EXACT:
             data, address = sock.recvfrom(size, flags)
-            arrivals.append(arrivals[-1] if arrivals else self.now)
+            arrivals.append(None)
             return data, address
         data, ancillary, _flags, address = sock.recvmsg(size, _ROOM, flags)
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
                 # (never later than this reading: the wall clock may have been stepped meanwhile)
-                self.arrivals.append(min(seconds + nanoseconds * 1e-9 - self._offset, self.now))
+                arrivals.append(min(seconds + nanoseconds * 1e-9 - self._offset, time.monotonic()))
                 return data, address
-        self.arrivals.append(self.now)  # not stamped yet: from the next datagram on (once per socket)
+        arrivals.append(None)  # not stamped yet: from the next datagram on (once per socket)
         stamp(sock)
         return data, address

@@ -118,9 +118,9 @@ class Inbound:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow)
 
-    def handle(self, batch: list[tuple[bytes, Source]], arrivals: list[float] | None = None) -> None:
+    def handle(self, batch: list[tuple[bytes, Source]], arrivals: list[float | None] | None = None) -> None:
         """Check, unpack and apply packets in order; the latest value per control wins. ``arrivals``: when
-        each came (``time.monotonic()``), to know an echo by; else now."""
+        each came (``time.monotonic()``), to know an echo by; else (or None) now."""
         self.received += len(batch)
         pending: Latest[Pending, Filed] = Latest()
         # Messages to a pattern wait until applied (or until a message to one address comes), and are
@@ -128,10 +128,10 @@ class Inbound:
         # one. A pattern repeated a thousand times is read once per control.
         staged: list[Staged] = []
         reach: dict[str, tuple[Control, ...]] = {}  # per address (of a source with no prefix): what a pattern reaches
-        now = time.monotonic()
+        read = now = time.monotonic()
         for number, (data, source) in enumerate(batch):
             if arrivals is not None:
-                now = arrivals[number]
+                now = arrivals[number] or read
             peer = source.ident
             if not self.allowed(source.host):
                 if self.monitor.watching:
