@@ -243,6 +243,33 @@ def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
     assert osc_health(server)["echoes"] == 1
 
 
+def test_the_first_echo_on_a_targets_own_socket_is_known_by_when_it_arrived(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    """A target the listening address cannot reach (an IPv6 listen, an IPv4 desk) has a socket of its own; it is
+    stamped when made, so the very first datagram on it, an echo read 0.3 s late, is known (a reviewer's case)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk:
+        desk.bind(("127.0.0.1", 0))
+        desk.settimeout(DEADLINE)
+        osc_port = free_port(socket.SOCK_DGRAM)
+        config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1], host="[::1]"), controls=SHOW)
+        server = bridge_factory(config)
+        assert server.proc is not None
+        server.put_values(level=0.5)
+        sent, sender = b"", ("", 0)
+        while b"/level" not in sent:
+            sent, sender = desk.recvfrom(65536)
+        assert sender[1] != osc_port  # from the target's own socket
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            desk.sendto(sent, sender)
+            time.sleep(0.3)  # the stall itself, three times the echo window
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+    wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
+    assert osc_health(server)["echoes"] == 1
+
+
 def test_a_desk_that_moves_back_to_what_it_was_sent_after_a_burst_is_not_taken_for_its_echo(
     tmp_path: Path, bridge_factory: Start
 ) -> None:

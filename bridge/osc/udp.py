@@ -22,11 +22,9 @@ own broadcast when the target's port is its own: datagrams from its own
 address and port are known (:class:`Own`) and dropped, or a GO would go
 round for ever.
 
-Where the listening address cannot reach the target (a loopback
-``listen``, a target on the LAN; an IPv4 ``listen``, an IPv6 target), the
-target gets a socket of its own, connected to it, on a port of its own, as
-before: its refusals and its answers come on that socket. Host names are
-resolved by the adapter's resolver thread, every second until they resolve.
+Where the listening address cannot reach the target (a loopback ``listen``, a target on the LAN; an IPv4
+``listen``, an IPv6 target), the target gets a socket of its own, connected to it, on a port of its own:
+its refusals and its answers come on that socket. Host names are resolved by the adapter's resolver thread.
 """
 
 from __future__ import annotations
@@ -46,6 +44,7 @@ from bridge.config import OscTarget
 from bridge.flow import Latest
 from bridge.logs import LogLimiter
 from bridge.net import unmapped
+from bridge.osc.arrival import stamp
 from bridge.osc.tcp import Event, event_key
 
 log = logging.getLogger(__name__)
@@ -388,6 +387,7 @@ class UdpTarget:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # room for a desk's burst
+                stamp(sock)  # its replies' arrival, to know an echo by, from the first
                 broadcast = connect(sock, sockaddr)
                 # Read with the listening socket, until empty: a blocking socket under gevent would wait
                 # for more instead of saying it is empty, and no OSC would come in again.
