@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, Playwright
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, Playwright, expect
 
 from tests.helpers import ROOT, unavailable
 
@@ -27,8 +27,10 @@ CHROMIUM_ARGS = [
 #: as on a phone that opens the bridge's LAN address (Chromium counts every 127.x address as secure).
 TEST_HOST = "stage-bridge.test"
 RESOLVE_TEST_HOST = f"--host-resolver-rules=MAP {TEST_HOST} 127.0.0.1"
-#: Every wait in the browser gives up after this long (milliseconds).
+#: Every wait in the browser gives up after this long (milliseconds): actions and expect() alike (expect's
+#: own default, 5 s, ran out once under two test workers and a reviewer's load on two cores).
 TIMEOUT_MS = 15_000
+expect.set_options(timeout=TIMEOUT_MS)
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
