@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -20,7 +21,7 @@ from typing import Any
 import mido
 import pytest
 import socketio
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, Route, expect
 
 from bridge.config import load_config, parse_config
 from bridge.errors import ConfigError
@@ -512,6 +513,29 @@ def test_a_fader_set_elsewhere_is_picked_up_not_jumped_to(
 
 
 # -- the page --------------------------------------------------------------------------------------
+def test_a_page_whose_midi_script_comes_late_still_shows_the_bindings(
+    jack: JackServer,
+    peer: MidiPeer,
+    tmp_path: Path,
+    bridge_factory: Start,
+    pages: Pages,
+) -> None:
+    """A phone on a slow link loads the page's scripts one after another, and the browser runs the socket
+    in between: the MIDI bindings the bridge sends at connect came before midi.js had put its handler on,
+    and no badge ever showed (seen under load in the test below). Here midi.js is held back 1 s."""
+    rig = Rig(jack, peer, tmp_path, bridge_factory, LEARN_TOML)
+
+    def slow_midi_script(context: BrowserContext) -> None:
+        def hold(route: Route) -> None:
+            time.sleep(1.0)  # the slow link itself: the browser goes on meanwhile
+            route.continue_()
+
+        context.route("**/js/midi.js*", hold)
+
+    page = pages.open(rig.server.url, prepare=slow_midi_script)
+    expect(page.locator('[data-control="fader2"] .midi-bind')).to_have_text("CC 20 ch 1")
+
+
 def test_the_page_learns_shows_the_binding_and_draws_the_ghost(
     jack: JackServer,
     peer: MidiPeer,

@@ -491,6 +491,7 @@
       return;
     }
     socket = window.io({
+      autoConnect: false, // once every script of the page has put its handlers on (below)
       reconnectionDelay: 250,
       reconnectionDelayMax: 2000,
       randomizationFactor: 0.3,
@@ -604,6 +605,14 @@
   wireJoin();
   root.dataset.stale = "false";
   connect();
+  // The page's other scripts (surface, scenes, MIDI, show, monitor, editor) put their handlers on this
+  // socket as they load, and the browser may run the socket between two of them: what the bridge sends
+  // at connect (the MIDI bindings, the scenes) then came before its handler and was lost (a phone on a
+  // slow link showed no MIDI badges). So it connects once they all have run.
+  if (socket) {
+    if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => socket.connect());
+    else socket.connect();
+  }
 
   /** For custom scripts: the live socket and the values last known to be the server's. */
   window.stageBridge = Object.freeze({
