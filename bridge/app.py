@@ -28,7 +28,7 @@ from bridge.midi.learn import bindings_path
 from bridge.model import Value
 from bridge.monitor import IDLE, Monitor, attach, switched_on, targets
 from bridge.reload import Reloader
-from bridge.restore import load_state, saved_part
+from bridge.restore import load_state
 from bridge.scenes import api as scenes_api
 from bridge.scenes.engine import Scenes
 from bridge.scenes.store import scene_file_for
@@ -308,11 +308,12 @@ class Bridge:
             sweep(scene_file_for(self.state.path))
             elsewhere: dict[str, Any] = {}
             displaced: dict[str, Value] = {}
-            restored = load_state(self.state.path, self.hub.controls, elsewhere, displaced)
+            looks: dict[str, Any] = {}
+            restored = load_state(self.state.path, self.hub.controls, elsewhere, displaced, looks)
             self.hub.restore(restored)
             self.hub.park(elsewhere)
             self.hub.displace(displaced)
-            self.looks.restore(saved_part(self.state.path, "looks"))
+            self.looks.restore(looks)
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True

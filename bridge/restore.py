@@ -9,7 +9,6 @@ as far as they go.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ def load_state(
     controls: dict[str, Control],
     elsewhere: dict[str, Any] | None = None,
     displaced: dict[str, Value] | None = None,
+    looks: dict[str, Any] | None = None,
 ) -> dict[str, Value]:
     """Read saved values; a corrupt file is moved aside and ``{}`` returned.
 
@@ -43,15 +43,19 @@ def load_state(
     config takes it again. A push pad or a trigger starts released: nobody
     holds it after a restart. Values of controls the config no longer has go
     to ``elsewhere`` when given (the hub keeps them for when the control comes
-    back).
+    back). The labels and colours a desk gave go to ``looks`` when given: the
+    file is read once.
     """
     if not os.path.lexists(path):
         log.info("no state file at %s yet; every control starts from its value in the config", path)
         return {}
-    saved = read_document(path, "values", "state file", "starting from defaults")
+    document: dict[str, Any] = {}
+    saved = read_document(path, "values", "state file", "starting from defaults", rest=document)
     if saved is None:
         return {}
-    earlier = {cid: value for cid, value in saved_part(path, BEFORE_RELOAD).items() if plain(value)}
+    if looks is not None:
+        looks.update(part(document, "looks"))
+    earlier = {cid: value for cid, value in part(document, BEFORE_RELOAD).items() if plain(value)}
     values: dict[str, Value] = {}
     absent = [cid for cid in saved if cid not in controls]
     if absent:  # one line, however many a show's edits left (a list of 150 at every start was noise)
@@ -128,12 +132,7 @@ def plain(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def saved_part(path: Path, key: str) -> dict[str, Any]:
-    """An object of the state file beside its values (``"looks"``, the labels and colours a desk gave; the values
-    from before a reload), ``{}`` when there is none."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError, RecursionError):
-        return {}  # load_state has said what is wrong with the file
-    part = data.get(key) if isinstance(data, dict) else None
-    return part if isinstance(part, dict) else {}
+def part(document: dict[str, Any], key: str) -> dict[str, Any]:
+    """An object of the state file beside its values, ``{}`` when there is none (or not an object)."""
+    found = document.get(key)
+    return found if isinstance(found, dict) else {}

@@ -48,8 +48,11 @@ RETRY_DELAY = 1.0
 FORMAT_VERSION = 1
 
 
-def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, Any] | None:
-    """The ``key`` object of the JSON file at ``path``, or None when there is none to use.
+def read_document(
+    path: Path, key: str, what: str, instead: str, rest: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The ``key`` object of the JSON file at ``path``, or None when there is none to use; the whole
+    document goes to ``rest`` when given (its other parts, read in the same go).
 
     A missing file is None, quietly. One that cannot be read (another
     user's, written under sudo; a folder) or is corrupt (not JSON, or no
@@ -86,6 +89,8 @@ def read_document(path: Path, key: str, what: str, instead: str) -> dict[str, An
         except OSError as err:
             kept = f"no copy kept ({err.strerror})"
         log.warning("%s %s is a newer Stage Bridge's (format %d): read as it can be; %s", what, path, written, kept)
+    if rest is not None:
+        rest.update(data)
     found: dict[str, Any] = data[key]
     return found
 

@@ -8,6 +8,7 @@ came back; and a toggle pressed on a page was turned straight back off by its ow
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -211,6 +212,27 @@ def test_a_peer_that_sends_everything_back_fires_a_go_once_and_keeps_the_last_mo
     assert osc_health(server)["targets"][0]["sent"] == sent + 1  # and nothing was fired again meanwhile
 
 
+@contextlib.contextmanager
+def stalled(server: BridgeProcess) -> Iterator[None]:
+    """The bridge stopped (SIGSTOP, as a machine starved of CPU would hold it) for what the block sends, then
+    0.3 s more, three times the echo window: it reads nothing meanwhile. The sleep is the stall itself."""
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+        time.sleep(0.3)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+def sent_to(desk: socket.socket, address: bytes) -> tuple[bytes, tuple[str, int]]:
+    """The first message to ``address`` the bridge sends the desk, and where it came from."""
+    data, sender = b"", ("", 0)
+    while address not in data:
+        data, sender = desk.recvfrom(65536)
+    return data, sender
+
+
 def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:
@@ -227,18 +249,11 @@ def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
         osc_port = free_port(socket.SOCK_DGRAM)
         config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW)
         server = bridge_factory(config)
-        assert server.proc is not None
         page = client_factory(server.url)
         page.send("level", 0.25)
-        sent = b""
-        while b"/level" not in sent:
-            sent = desk.recv(65536)
-        os.kill(server.proc.pid, signal.SIGSTOP)
-        try:
+        sent, _ = sent_to(desk, b"/level")
+        with stalled(server):
             back.sendto(sent, ("127.0.0.1", osc_port))
-            time.sleep(0.3)  # the stall itself (the bridge reads nothing meanwhile), not a wait for anything
-        finally:
-            os.kill(server.proc.pid, signal.SIGCONT)
     wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
     assert osc_health(server)["echoes"] == 1
 
@@ -254,18 +269,11 @@ def test_the_first_echo_on_a_targets_own_socket_is_known_by_when_it_arrived(
         osc_port = free_port(socket.SOCK_DGRAM)
         config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1], host="[::1]"), controls=SHOW)
         server = bridge_factory(config)
-        assert server.proc is not None
         server.put_values(level=0.5)
-        sent, sender = b"", ("", 0)
-        while b"/level" not in sent:
-            sent, sender = desk.recvfrom(65536)
+        sent, sender = sent_to(desk, b"/level")
         assert sender[1] != osc_port  # from the target's own socket
-        os.kill(server.proc.pid, signal.SIGSTOP)
-        try:
+        with stalled(server):
             desk.sendto(sent, sender)
-            time.sleep(0.3)  # the stall itself, three times the echo window
-        finally:
-            os.kill(server.proc.pid, signal.SIGCONT)
     wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
     assert osc_health(server)["echoes"] == 1
 
@@ -281,20 +289,14 @@ def test_a_desk_that_moves_back_to_what_it_was_sent_after_a_burst_is_not_taken_f
         desk.settimeout(DEADLINE)
         osc_port = free_port(socket.SOCK_DGRAM)
         server = bridge_factory(write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW))
-        assert server.proc is not None
         server.put_values(level=0.5)
-        sent = b""
-        while b"/level" not in sent:
-            sent = desk.recv(65536)
-        os.kill(server.proc.pid, signal.SIGSTOP)
-        try:
+        sent, _ = sent_to(desk, b"/level")
+        with stalled(server):
             for _ in range(EXACT - 1):
                 desk.sendto(b"/marker\x00,f\x00\x00\x00\x00\x00\x00", ("127.0.0.1", osc_port))
             desk.sendto(sent.replace(b"?\x00\x00\x00", b">\x99\x99\x9a"), ("127.0.0.1", osc_port))  # 0.3
             time.sleep(0.25)  # the desk's hand, later than the echo window (the bridge reads nothing meanwhile)
             desk.sendto(sent, ("127.0.0.1", osc_port))  # back to 0.5: a move, not an echo
-        finally:
-            os.kill(server.proc.pid, signal.SIGCONT)
     wait_until(lambda: osc_health(server)["received"] == EXACT + 1, what="the desk's datagrams read")
     assert osc_health(server)["echoes"] == 0 and server.get_json("/api/values")["level"] == 0.5
 
