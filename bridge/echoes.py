@@ -10,12 +10,17 @@ straight back off (a note-on flips a toggle), fires a GO again, which goes
 out again and comes back again, for ever, and drags a fader back to where
 it was a moment ago.
 
-So every message sent is remembered for :data:`WINDOW` seconds, under its
-peer (a host, the MIDI device) and its exact bytes. A message that comes in
-from that peer with the same bytes within the window is that message's
-echo: it is dropped, once per sending. The window is far longer than a
-cable's or a wired network's round trip (a few milliseconds) and shorter
-than a hand presses the same pad twice.
+So every message sent is remembered, under its peer (a host, the MIDI
+device) and its exact bytes. A message that comes in from that peer with
+the same bytes within :data:`WINDOW` seconds of a sending is that
+sending's echo: it is dropped, once per sending. The window is far longer
+than a cable's or a wired network's round trip (a few milliseconds) and
+shorter than a hand presses the same pad twice. It is counted to when the
+message arrived, which may be well before the bridge reads it (a bridge
+starved of CPU, busy with a reload): so a sending is kept for
+:data:`KEEP` seconds by the clock, not for the window alone, or a bridge
+that sent anything before reading an echo already waiting would have
+forgotten what it echoes.
 
 A peer is also sent back what came from it (a controller's LED; a change
 from a surface that sends from one port and listens on another, mirrored
@@ -39,8 +44,10 @@ from typing import TypeVar
 from bridge.model import Origin
 from bridge.net import host_of
 
-#: Seconds a message sent stays recognisable as coming back.
+#: Seconds after its sending a message arriving from the peer is its echo.
 WINDOW = 0.1
+#: Seconds a sending is kept, by the clock, for an echo that arrived in time and waits to be read.
+KEEP = 5.0
 #: Seconds a peer that echoed stays known as one that does.
 TRUST = 30.0
 #: A reflected message back this fast (seconds) is a loop's, not a hand's: twice in a second, the peer echoes.
@@ -55,13 +62,14 @@ T = TypeVar("T")
 
 
 class Echoes:
-    """Messages sent in the last :data:`WINDOW` seconds, each to be recognised once when it comes back."""
+    """Messages sent lately, each to be recognised once when it comes back within :data:`WINDOW` of it."""
 
-    def __init__(self, window: float = WINDOW, trust: float = TRUST, limit: int = LIMIT) -> None:
+    def __init__(self, window: float = WINDOW, trust: float = TRUST, limit: int = LIMIT, keep: float = KEEP) -> None:
         self.window = window
+        self.keep = max(keep, window)
         self.trust = trust
         self.limit = limit
-        #: (peer, message) -> its sendings still in the window, oldest first: (when, number, reflected).
+        #: (peer, message) -> its sendings still kept, oldest first: (when, number, reflected).
         self._sent: dict[Key, list[tuple[float, int, bool]]] = {}
         #: Every sending still remembered, oldest first: (when, number, key), to forget them in order.
         self._order: deque[tuple[float, int, Key]] = deque()
@@ -99,7 +107,8 @@ class Echoes:
                 self._drop_oldest()
 
     def back(self, peer: Hashable, message: Hashable, now: float) -> bool:
-        """True when ``message`` from ``peer`` at ``now`` is the echo of a sending still in the window."""
+        """True when ``message`` from ``peer``, arrived at ``now``, is the echo of a sending in the
+        :data:`WINDOW` before it (the oldest such sending; it is answered, echo or not)."""
         if not self._order:
             return False  # nothing sent lately: no lock taken
         with self._lock:
@@ -107,7 +116,10 @@ class Echoes:
             found = self._sent.get((peer, message))
             if not found:
                 return False
-            at, _number, reflected = found.pop(0)  # that sending is answered, echo or not
+            index = self._answered(found, now)
+            if index is None:
+                return False
+            at, _number, reflected = found.pop(index)
             if not found:
                 del self._sent[(peer, message)]
             if reflected and not self._echoes(peer, now, now - at):
@@ -127,6 +139,16 @@ class Echoes:
             (echoes if self.back(peer, key(item), now) else taken).append(item)
         return taken, echoes
 
+    def _answered(self, found: list[tuple[float, int, bool]], now: float) -> int | None:
+        """Where in ``found`` the oldest sending in the window before ``now`` is: one sent after
+        ``now`` (and so every later one) is not what arrived then; one too long before, a hand's."""
+        for index, sending in enumerate(found):
+            if sending[0] > now:
+                return None
+            if now - sending[0] <= self.window:
+                return index
+        return None
+
     def _echoes(self, peer: Hashable, now: float, delay: float) -> bool:
         """Whether ``peer`` is known to echo (a reflected message of its own came back after ``delay``)."""
         if now - self._echoers.get(peer, -self.trust) < self.trust:
@@ -138,15 +160,15 @@ class Echoes:
         return suspected is not None and now - suspected <= 1.0
 
     def _forget(self, now: float) -> None:
-        """Forget the sendings that left the window (the oldest first: each is the oldest of its key)."""
+        """Forget the sendings older than :data:`KEEP` (the oldest first: each is the oldest of its key)."""
         order = self._order
-        while order and now - order[0][0] > self.window:
+        while order and now - order[0][0] > self.keep:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
         _at, number, key = self._order.popleft()
         found = self._sent.get(key)
-        if found and found[0][1] == number:  # (else answered already)
+        if found and found[0][1] == number:  # (else answered already: a later one of the key is first)
             found.pop(0)
             if not found:
                 del self._sent[key]

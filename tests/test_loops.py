@@ -141,8 +141,30 @@ def test_sendings_are_forgotten_in_order_and_never_more_than_the_limit() -> None
         echoes.sent("h", i, now=1.0)
     assert len(echoes._order) == 100 and len(echoes._sent) == 100
     assert echoes.back("h", 999, now=1.01) and not echoes.back("h", 0, now=1.01)  # the oldest went first
-    echoes.sent("h", "later", now=1.5)  # the window moved on: the rest are forgotten
+    echoes.sent("h", "later", now=1.0 + echoes.keep + 0.01)  # kept long enough: the rest are forgotten
     assert len(echoes._order) == 1 and len(echoes._sent) == 1
+
+
+@pytest.mark.unit
+def test_a_sending_is_kept_for_an_echo_that_arrived_in_time_and_is_read_after_later_sendings() -> None:
+    """The window counts to when the echo arrived; a bridge that sent something else before reading it
+    (the datagrams ahead of it in a stalled bridge's buffer, mirrored out) had forgotten the sending."""
+    echoes = Echoes(window=0.1)
+    echoes.sent("desk", b"/level 0.25", now=1.0)
+    echoes.sent("desk", b"/marker 1", now=1.3, reflected=True)  # read first, and mirrored back
+    assert echoes.back("desk", b"/level 0.25", now=1.01)  # arrived 10 ms after its sending
+
+
+@pytest.mark.unit
+def test_an_echo_is_matched_only_to_a_sending_in_the_window_before_it_arrived() -> None:
+    echoes = Echoes(window=0.1)
+    echoes.sent("desk", b"/go", now=1.0)
+    echoes.sent("desk", b"/go", now=1.5)
+    assert not echoes.back("desk", b"/go", now=1.2)  # 0.2 s after one, before the other: a hand's
+    assert echoes.back("desk", b"/go", now=1.55)  # the second's echo
+    echoes.sent("desk", b"/stop", now=2.0)
+    assert not echoes.back("desk", b"/stop", now=1.99)  # arrived before it was sent: a hand's
+    assert echoes.back("desk", b"/stop", now=2.05)  # which left the sending for its own echo
 
 
 # -- OSC ---------------------------------------------------------------------------------
@@ -255,6 +277,35 @@ def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
         with stalled(server):
             back.sendto(sent, ("127.0.0.1", osc_port))
     wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
+    assert osc_health(server)["echoes"] == 1
+
+
+def test_an_echo_behind_a_move_in_a_stalled_bridges_buffer_is_still_known(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """The desk moves the marker and asks for a sync, then its echo of the level comes, all while the bridge
+    is stopped. Read 0.3 s later, the move is applied at the sync (it reports what came before it) and
+    mirrored back to the desk: a sending, which forgot the level's (kept for the window by the clock); the
+    echo, which arrived in time, was then taken for a move."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back,
+    ):
+        desk.bind(("127.0.0.1", 0))
+        back.bind(("127.0.0.1", 0))
+        desk.settimeout(DEADLINE)
+        osc_port = free_port(socket.SOCK_DGRAM)
+        config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW)
+        server = bridge_factory(config)
+        page = client_factory(server.url)
+        page.send("level", 0.25)
+        sent, _ = sent_to(desk, b"/level")
+        with stalled(server):
+            back.sendto(b"/marker\x00,f\x00\x00?\x80\x00\x00", ("127.0.0.1", osc_port))  # 1.0
+            back.sendto(b"/bridge/sync\x00\x00\x00\x00,\x00\x00\x00", ("127.0.0.1", osc_port))
+            back.sendto(sent, ("127.0.0.1", osc_port))
+        wait_until(lambda: osc_health(server)["received"] == 3, what="all read")
+        assert sent_to(desk, b"/marker")[0].endswith(b"?\x80\x00\x00")  # the move mirrored out first
     assert osc_health(server)["echoes"] == 1
 
 
