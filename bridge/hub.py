@@ -210,7 +210,9 @@ class Hub:
         self._dispatch()
         return Applied(control, 1, changed=True)
 
-    def reshape(self, controls: Iterable[Control], apply: Callable[[Reshaped], None]) -> Reshaped:
+    def reshape(
+        self, controls: Iterable[Control], apply: Callable[[Reshaped], None], carried: Mapping[str, str] | None = None
+    ) -> Reshaped:
         """Take a new set of controls, keeping every value that still fits; ``apply`` runs before any later change.
 
         A control whose id stays keeps its value (clamped or stepped into a
@@ -223,7 +225,9 @@ class Hub:
         by a typo and put right gives the fader its value back. ``apply`` (the
         adapters taking the new controls) runs under the dispatch lock, so
         no change reaches an adapter between the new controls and it; the
-        values that had to change then go to every adapter.
+        values that had to change then go to every adapter. ``carried``: new id -> old id, controls
+        renamed (the editor): each starts from the old one's value, and what was kept for it, and that
+        value goes to every adapter, at the new address; the old id parks nothing.
         """
         fresh = {c.id: c for c in controls}
         with self._dispatch_lock:
@@ -240,12 +244,18 @@ class Hub:
                 adjusted: dict[str, tuple[Value, Value]] = {}
                 recalled: dict[str, Value] = {}
                 displaced, self._displaced = self._displaced, {}
+                renames = {new: was for new, was in (carried or {}).items() if new in added and was in removed}
                 for cid, control in fresh.items():
-                    before = values[cid] if cid in old else self._parked.pop(cid, control.default)
-                    wanted = displaced.get(cid, before)
+                    source = renames.get(cid, cid)
+                    if source in old:
+                        before = values[source]
+                        self._parked.pop(cid, None)  # (renamed into a parked id: the rename's value wins)
+                    else:
+                        before = self._parked.pop(cid, control.default)
+                    wanted = displaced.get(source, before)
                     now = control.default
                     # The value before an earlier reload first; when this definition refuses it, the value now.
-                    for candidate in (wanted, before) if cid in displaced else (before,):
+                    for candidate in (wanted, before) if source in displaced else (before,):
                         try:
                             now = normalize(control, candidate)
                             break
@@ -256,16 +266,20 @@ class Hub:
                     new_values[cid] = now
                     if not same_value(now, wanted):
                         self._displaced[cid] = wanted
-                    if cid in old and not same_value(now, before):
+                    if source in old and not same_value(now, before):
                         adjusted[cid] = (before, now)
-                        if cid in displaced:
+                        if source in displaced:
                             recalled[cid] = wanted
                 for cid in removed:
-                    self._parked[cid] = displaced.get(cid, values[cid])
+                    if cid not in renames.values():
+                        self._parked[cid] = displaced.get(cid, values[cid])
                 self.controls, self._values = fresh, new_values
                 self.version += 1
                 for cid, (_before, now) in adjusted.items():
                     self._outbox.append(Change(fresh[cid], now, RELOAD))
+                for cid in renames:
+                    if cid not in adjusted and not fresh[cid].trigger:
+                        self._outbox.append(Change(fresh[cid], new_values[cid], RELOAD))  # told at its new address
             reshaped = Reshaped(added, removed, redefined, adjusted, recalled)
             apply(reshaped)
             self._drain()
@@ -280,15 +294,6 @@ class Hub:
         """Controls a reload had to change and nobody moved since: their values before it."""
         with self._lock:
             return dict(self._displaced)
-
-    def renamed(self, old: str, new: str) -> None:
-        """``old`` is ``new`` now (the editor's rename, its value carried): what was parked under the old name
-        goes, and a value kept from before a reload goes with the control."""
-        with self._lock:
-            earlier = self._parked.pop(old, None)
-            if earlier is not None and new in self.controls and not same_value(earlier, self._values[new]):
-                self._displaced[new] = earlier
-            self.version += 1  # the state file drops the old name
 
     def park(self, values: Mapping[str, Value]) -> None:
         """Keep values of controls the config does not have (from the state file) for when it does."""

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,8 +117,9 @@ class Reloader:
             self._seen = stamp
             self.reload("the file was saved")
 
-    def reload(self, why: str) -> Outcome:
-        """Read the config file again and apply it; what happened (the running config stays on an error)."""
+    def reload(self, why: str, carried: Mapping[str, str] | None = None) -> Outcome:
+        """Read the config file again and apply it; what happened (the running config stays on an error).
+        ``carried``: controls renamed, new id -> old id (see :meth:`Hub.reshape`)."""
         with self._lock:
             self._seen = self._stamp()
             if _empty(self.path):
@@ -139,7 +140,7 @@ class Reloader:
                     log.info("config: %s is good again, as it was", self.path)
                 return Outcome(self.generation, None, Reshaped((), (), (), {}))
             try:
-                reshaped, refused = apply(self.bridge, config, self.generation + 1)
+                reshaped, refused = apply(self.bridge, config, self.generation + 1, carried)
             except BridgeError as err:
                 return self._refused(str(err))
             self.generation += 1
@@ -189,7 +190,9 @@ def _empty(path: Path) -> bool:
         return False  # (the loader says why it cannot be read)
 
 
-def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, list[str]]:
+def apply(
+    bridge: Bridge, config: Config, generation: int, carried: Mapping[str, str] | None = None
+) -> tuple[Reshaped, list[str]]:
     """Put ``config`` in force in the running ``bridge``; what changed, and the tables that could not
     be (see :meth:`Bridge.replace_adapters`)."""
     old = bridge.config
@@ -220,7 +223,7 @@ def apply(bridge: Bridge, config: Config, generation: int) -> tuple[Reshaped, li
                 reshape(reshaped)
         bridge.web.relayout(bridge.render_surface, generation, reshaped)
 
-    reshaped = bridge.hub.reshape(config.controls, in_force)
+    reshaped = bridge.hub.reshape(config.controls, in_force, carried)
     refused = bridge.replace_adapters(old, config)
     for adapter in bridge.ported.values():
         follow = getattr(adapter, "follow", None)  # one kept as it was: what it says of the rest

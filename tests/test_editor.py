@@ -160,10 +160,15 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     request(proc, "PUT", "/api/values/vocal", {"value": 63})
     dump.wait_for("/vocal f 63.000000")
     status, got = request(proc, "GET", "/api/config")
-    status, answer = request(
-        proc, "PATCH", "/api/config/controls/vocal", {"id": "lead", "osc": "/lead"}, version=got["version"]
-    )
-    assert status == 200, answer
+    page = Page(proc.url)
+    try:
+        status, answer = request(
+            proc, "PATCH", "/api/config/controls/vocal", {"id": "lead", "osc": "/lead"}, version=got["version"]
+        )
+        assert status == 200, answer
+        assert page.wait_layout(answer["generation"])["values"]["lead"] == 63  # never shown at its default 0
+    finally:
+        page.sio.disconnect()
     values = proc.get_json("/api/values", key=KEY)
     assert values["lead"] == 63 and "vocal" not in values
     dump.wait_for("/lead f 63.000000")  # the desk hears it at the new address

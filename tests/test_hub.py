@@ -220,6 +220,28 @@ def test_a_value_a_reload_had_to_change_comes_back_when_a_later_reload_takes_it_
     assert reload(mode, fader) == {"fader": (10, 70)}
 
 
+def test_a_control_renamed_starts_from_the_old_ones_value_and_what_was_kept_for_it() -> None:
+    """The editor's rename: the new id has the old one's value as its controls come in (a page never sees its
+    default), it goes to the adapters at the new address, the old id parks nothing, and a value kept from
+    before a reload goes with it; a parked value of the new id gives way."""
+    fader = Control(id="fader", type="range", label="Fader", default=0, osc="/fader", max=100)
+    hub, seen = Hub([fader]), Recorder()
+    hub.add_adapter(seen)
+    hub.park({"lead": 5})
+    hub.set("fader", 80, WEB)
+    hub.reshape([replace(fader, max=10)], lambda _: None)  # a typo: clamped to 10, 80 kept
+    lead = replace(fader, id="lead", osc="/lead", max=10)
+    given: list[dict[str, object]] = []
+    reshaped = hub.reshape([lead], lambda _: given.append(hub.values()), carried={"lead": "fader"})
+    assert given == [{"lead": 10}] and reshaped.added == ("lead",) and reshaped.removed == ("fader",)
+    assert [(c.control.id, c.value) for c in seen.changes[-1:]] == [("lead", 10)]
+    assert hub.parked() == {} and hub.displaced() == {"lead": 80}
+    assert hub.reshape([replace(lead, max=100)], lambda _: None).adjusted == {"lead": (10, 80)}
+    # Not a rename (the new id is there already): nothing is carried; the old id, renamed before, is new.
+    hub.reshape([lead, fader], lambda _: None, carried={"lead": "fader"})
+    assert hub.values() == {"lead": 10, "fader": 0} and hub.displaced() == {"lead": 80}
+
+
 def test_set_by_hand_to_the_value_a_reload_left_is_a_move_and_a_desk_confirming_it_is_not() -> None:
     """An operator who sets the clamped 10 on purpose keeps 10 when the range is put right; a desk or a motor
     fader that only reports back the 10 the reload sent it does not take the 80 away; nor does a cluster's

@@ -256,6 +256,27 @@ def test_midi_born_changes_are_not_echoed_and_the_same_midi_value_is_not_resent(
     ]
 
 
+def test_a_control_renamed_in_the_editor_keeps_the_motor_fader_where_it_is(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer
+) -> None:
+    """The rename made a new control at its default and the reload sent that to the device (CC 1 to 64, its
+    default 25: a motor fader thrown there, a synth's level jumping) before the value was carried over to it
+    and sent again."""
+    server, _ = virtual_bridge
+    assert server.put_json("/api/values/slider1", {"value": 40})[0] == 200
+    peer.wait_for(cc(1, 1, 102))
+    peer.clear()
+    version = server.request_json("GET", "/api/config")[1]["version"]
+    status, answer = server.request_json(
+        "PATCH", "/api/config/controls/slider1", {"id": "lead"}, headers={"If-Match": version}
+    )
+    assert status == 200, answer
+    assert server.get_json("/api/values")["lead"] == 40
+    server.put_json("/api/values/slider2", {"value": 20})  # a marker: what the rename sent came before it
+    peer.wait_for(cc(1, 2, 51))
+    assert [m.value for m in peer.received() if m.type == "control_change" and m.control == 1] in ([], [102])
+
+
 def test_notes_on_toggles_and_buttons_light_the_controller(
     virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
 ) -> None:

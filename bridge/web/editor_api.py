@@ -23,8 +23,8 @@ from bridge.auth import Access, guard, request_role
 from bridge.config import edit as editing
 from bridge.config import parse_text
 from bridge.config.controls import COMMON_KEYS, FIELDS, TYPE_KEYS
-from bridge.errors import ConfigError, InvalidValue, UnknownControl
-from bridge.model import CONTROL_TYPES, Origin
+from bridge.errors import ConfigError, UnknownControl
+from bridge.model import CONTROL_TYPES
 from bridge.state import write_atomic
 from bridge.web.body import json_body
 
@@ -96,9 +96,11 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
         extra: dict[str, Any] | None = None,
         about: str | None = None,
         keys: Iterable[str] = (),
+        carried: dict[str, str] | None = None,
     ) -> Any:
         """Make one change to the file, if it is still the version the editor read; ``then`` runs
-        once it is in force; ``extra`` (filled in by ``make``, perhaps) goes into the answer."""
+        once it is in force; ``extra`` (filled in by ``make``, perhaps) goes into the answer;
+        ``carried``: a control renamed, new id -> old (its value goes with it)."""
         wanted = (request.headers.get("If-Match") or "").strip().strip('"')
         if not wanted:
             return jsonify(error="send If-Match: the version of the file this change was made on"), 428
@@ -133,7 +135,7 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             except OSError as err:
                 # A full disk, a read-only folder: the file stays as it was (the write is atomic).
                 return jsonify(error=f"cannot write {path()}: {err.strerror or err}; nothing changed"), 500
-            outcome = bridge.reloader.reload("edited on the page")
+            outcome = bridge.reloader.reload("edited on the page", carried)
             if then is not None and outcome.reshaped is not None:
                 then()
         return jsonify(
@@ -159,27 +161,24 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
             renamed = props.get("id")
             if not isinstance(renamed, str) or renamed == cid or cid not in bridge.hub.controls:
                 return change(lambda text: editing.set_properties(text, cid, props), about=cid, keys=props)
-            value = bridge.hub.values()[cid]
-            origin = Origin("http", request.remote_addr or "")
 
             def carry() -> None:
-                # A rename is the same control under a new name: it keeps its value, and the
-                # desk is told at the (new) address; else it restarted at its default mid-show.
-                control = bridge.hub.controls.get(renamed)
-                if control is None:
+                # A rename is the same control under a new name: the reload gave it its value (the
+                # pages never see it at its default, the desk is told at the new address); what was
+                # learned for it and the scenes that hold it go with it too.
+                if renamed not in bridge.hub.controls:
                     return
-                # What was learned for it and the scenes that hold it go with it too.
                 if bridge.midi is not None:
                     bridge.midi.bindings.rename(cid, renamed)
                 bridge.scenes.store.rename_control(cid, renamed)
-                if not control.trigger:
-                    try:
-                        bridge.hub.set(renamed, value, origin)
-                    except (InvalidValue, UnknownControl):
-                        pass  # its new definition refuses the old value: it starts at its default
-                bridge.hub.renamed(cid, renamed)
 
-            return change(lambda text: editing.set_properties(text, cid, props), then=carry, about=renamed, keys=props)
+            return change(
+                lambda text: editing.set_properties(text, cid, props),
+                then=carry,
+                about=renamed,
+                keys=props,
+                carried={renamed: cid},
+            )
 
         return guarded(lambda: _refuse_repeated(cid) or act())
 
