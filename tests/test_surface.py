@@ -332,6 +332,25 @@ def test_a_pad_held_by_a_browser_that_leaves_is_released_unless_another_holds_it
     assert proc.get_json("/api/values")["pad"] == 0
 
 
+def test_a_pad_two_browsers_hold_stays_down_until_both_let_go(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """The first to let go released it under the other's finger; it is told the pad is still down."""
+    proc = bridge_factory(write_config(tmp_path, controls=PADS))
+    first, second, watcher = client_factory(proc.url), client_factory(proc.url), client_factory(proc.url)
+    first.send("pad", 1)
+    watcher.wait_value("pad", 1)
+    second.send("pad", 1)
+    wait_until(lambda: proc.get_json("/healthz")["adapters"]["web"]["received"] == 2, what="the second press taken")
+    first.clear()
+    first.send("pad", 0)
+    first.wait_value("pad", 1)  # (the bridge's answer: still down)
+    assert proc.get_json("/api/values")["pad"] == 1 and watcher.of("update value")[-1]["data"] == 1
+    second.send("pad", 0)
+    watcher.wait_value("pad", 0)
+    first.wait_value("pad", 0)
+
+
 def test_a_browser_that_leaves_does_not_release_a_pad_released_and_pressed_again_elsewhere(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
 ) -> None:

@@ -62,6 +62,13 @@ page = "Lights"
 group = "Cues"
 
 [[controls]]
+id = "talk"
+type = "button"
+osc = "/talk"
+page = "Lights"
+group = "Cues"
+
+[[controls]]
 id = "list"
 type = "select"
 options = ["Main", "Sound", "Video"]
@@ -241,6 +248,31 @@ def test_a_vertical_fader_and_a_knob_follow_an_upright_drag(stage: BridgeProcess
 
 
 # -- buttons and selects -------------------------------------------------------------------
+
+
+def test_a_pad_held_on_two_phones_stays_down_until_the_last_finger_lifts(
+    stage: BridgeProcess, pages: Pages, dump: OscDump
+) -> None:
+    """Talkback held on two phones: the first finger that lifted cut it under the second (whose press of a
+    pad already down was never sent, so the bridge did not know it held it), and that page showed it on."""
+    first = open_page(pages, stage, viewport=PHONE, touch=True)
+    second = open_page(pages, stage, viewport=PHONE, touch=True)
+    received = lambda: stage.get_json("/healthz")["adapters"]["web"]["received"]  # noqa: E731
+    before, talks = received(), len([m for m in dump.messages() if m.startswith("/talk")])
+    one, two = Touch(first), Touch(second)
+    one.down(1, *centre(first, "#talk"))
+    wait_shows(second, "talk", 1)
+    two.down(1, *centre(second, "#talk"))
+    wait_until(lambda: received() == before + 2, what="the second phone's press taken")
+    one.up(1)
+    wait_until(lambda: received() == before + 3, what="the first finger's release taken")
+    wait_shows(first, "talk", 1)  # still down: the first phone shows it so
+    assert stored(stage, "talk") == 1
+    two.up(1)
+    wait_shows(first, "talk", 0)
+    assert stored(stage, "talk") == 0
+    wait_until(lambda: len([m for m in dump.messages() if m.startswith("/talk")]) == talks + 2, what="on, off")
+    assert [m for m in dump.messages() if m.startswith("/talk")][talks:] == ["/talk i 1", "/talk i 0"]
 
 
 def test_a_confirm_button_needs_a_second_tap_within_three_seconds_and_fires_once(

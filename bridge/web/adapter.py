@@ -43,6 +43,7 @@ from bridge.model import Change, Origin, Value
 from bridge.monitor import IDLE
 from bridge.views import View
 from bridge.web.fanout import Fanout
+from bridge.web.holds import Holds
 from bridge.web.intake import COMMANDS_PER_SECOND as PER_S
 from bridge.web.intake import Intake
 from bridge.web.wire import Wires
@@ -98,9 +99,7 @@ class WebAdapter:
         self._presses = itertools.count()
         #: Browsers that left, for the flush thread to forget (see _on_disconnect).
         self._gone: deque[str] = deque()
-        #: The push pads each browser holds down: released when it leaves (a phone whose Wi-Fi
-        #: dropped with a finger on a pad lifts it where the bridge cannot hear).
-        self._holding: dict[str, set[str]] = {}
+        self.holds = Holds()  # the push pads each browser holds down
         self._received = 0  # every ``value changed``, good or bad
         #: ``value changed`` events answered with ``rejected``.
         self.rejected = 0
@@ -148,8 +147,8 @@ class WebAdapter:
         """
         if self.monitor.watching:
             self.monitor.saw("web", "out", "pages", "update value", [change.value], change.control.id)
-        if change.control.push:
-            self._hold(change)
+        if change.control.push and not change.value:
+            self.holds.released(change.control.id)
         if self._turn is not None and not len(self._outbox) and self._turn.take():
             # Nothing filed before it (which it would overtake): out now.
             self.fanout.broadcast(change)
@@ -379,6 +378,11 @@ class WebAdapter:
             self.server.emit("throttled", {"limit": rate, "reason": f"over {rate} changes a second"}, to=sid)
 
     def _apply(self, sid: str, who: str, data: object) -> None:
+        pad = self.hub.controls.get(who)
+        if pad is not None and pad.push and data in (0, False) and self.holds.lift(sid, who):
+            # Another browser holds it still: it stays down, and this page shows so.
+            self.server.emit("update value", {"who": who, "data": self.hub.get(who)}, to=sid)
+            return
         try:
             applied = self.hub.set(who, data, Origin("web", sid))
         except (UnknownControl, InvalidValue) as err:
@@ -386,27 +390,15 @@ class WebAdapter:
             return
         control = applied.control
         if control.push and applied.value:
-            with self._roles_lock:  # held by this browser (even when another held it already)
-                self._holding.setdefault(sid, set()).add(control.id)
+            self.holds.press(sid, control.id)
         self.fanout.changed(sid, control.id, applied.adjusted)
         if applied.adjusted:
             # Clamped or stepped: the sender shows something else; correct it.
             self.server.emit("update value", {"who": applied.control.id, "data": applied.value}, to=sid)
 
-    def _hold(self, change: Change) -> None:
-        """A push pad released, from anywhere (a page, OSC, MIDI, a scene): nobody holds it now."""
-        if change.value:
-            return
-        with self._roles_lock:
-            for pads in self._holding.values():
-                pads.discard(change.control.id)
-
     def _let_go(self, sid: str) -> None:
         """A browser that left: the pads it still held down, and no other holds, are released."""
-        with self._roles_lock:
-            pads = self._holding.pop(sid, set())
-            held_elsewhere = set().union(*self._holding.values())
-        for cid in sorted(pads - held_elsewhere):
+        for cid in sorted(self.holds.leave(sid)):
             if cid in self.hub.controls and self.hub.get(cid):
                 log.warning("browser %s left holding %s down: released", sid, cid)
                 self.hub.set(cid, 0, Origin("web", sid))

@@ -304,7 +304,7 @@
         api.hold(rec, token);
         if (!first) return;
         paintPad(rec, true);
-        api.sendNow(rec, 1);
+        api.sendNow(rec, 1, true); // down already (another phone holds it): the bridge must know this one does too
       }
 
       function lift(token) {

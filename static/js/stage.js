@@ -81,9 +81,9 @@
 
   // ---- To the server -------------------------------------------------------
 
-  function sendNow(rec, value) {
+  function sendNow(rec, value, always) {
     if (!socket || !socket.connected) return false; // never queued: the snapshot on reconnect wins
-    if (!rec.trigger && same(value, rec.server)) return false;
+    if (!rec.trigger && !always && same(value, rec.server)) return false;
     socket.emit("value changed", { who: rec.id, data: value });
     rec.server = rec.trigger ? 0 : value; // a trigger stores nothing: every press is sent
     announce("bridge:send", rec.id, value);
