@@ -25,7 +25,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
-from bridge.osc.tcp import SEND_TIMEOUT
+from bridge.osc.tcp import FIRE_WITHIN, SEND_TIMEOUT
 from tests.console_tools import FakeX32, TcpConsole, build, slip
 from tests.helpers import DEADLINE, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend
@@ -217,6 +217,58 @@ def test_a_desk_under_a_prefix_is_asked_answers_and_is_synced_in_its_own_namespa
         dump.close()
 
 
+TEXTS = "".join(f'[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(100))
+
+
+def fill(proc: BridgeProcess, sender: Client, dump: OscDump, target: int) -> None:
+    """Send 100 KB of text at a time (100 controls of ``TEXTS``: the latest of each goes out) until the kernel's
+    buffers toward the desk that stopped reading (some MB) are full and its writer waits: a round taken in (the
+    UDP target ``dump`` heard its last value), and nothing sent to ``target`` since the round before."""
+    text = "x" * 1000
+    rounds = itertools.count()
+
+    def health() -> dict[str, Any]:
+        return dict(proc.get_json("/healthz")["adapters"]["osc"]["targets"][target])
+
+    def writer_waits() -> bool:
+        before = health()["sent"]
+        n = next(rounds)
+        for i in range(100):
+            sender.send(f"t{i}", f"{n} {text}")
+        sender.send("level", 1 + n % 98)  # (the level at start is 0; 100 comes last)
+        dump.wait_for(f"/eos/sub/1 f {1 + n % 98}.000000")
+        after = health()
+        return bool(after["sent"] == before and after["waiting"])
+
+    wait_until(writer_waits, timeout=3 * DEADLINE, what="the stuck desk's writer waiting")
+
+
+def test_a_go_that_waited_for_a_desk_that_stopped_reading_is_not_fired_when_it_reads_again(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    """A desk froze (it takes nothing) with the chip still showing it connected; a GO pressed then waited
+    for it, and fired when the desk came back (or, after a drop, on its new connection) seconds later."""
+    stuck = consoles("slip", reading=False)
+    dump = OscDump()
+    try:
+        osc = f'targets = ["127.0.0.1:{dump.port}", {{ address = "127.0.0.1:{stuck.port}", transport = "tcp" }}]\n'
+        proc = bridge_factory(bridge_config(tmp_path, osc, CONTROLS + BUTTONS + TEXTS, server="max_rate = 100000\n"))
+        sender = client_factory(proc.url)
+        stuck.wait_connected()
+        fill(proc, sender, dump, 1)
+        sender.send("go", 1)
+        wait_until(lambda: any(m.startswith("/eos/key/go_0") for m in dump.messages()), what="the GO out")
+        pressed = time.monotonic()
+        wait_until(lambda: time.monotonic() - pressed > FIRE_WITHIN, what="the GO older than a cue may be late")
+        stuck.reading = True  # the desk is back
+        sender.send("level", 99)
+        stuck.wait_for("/eos/sub/1", [99.0])
+        assert stuck.got("/eos/key/go_0") == []
+        assert "not sent (a cue fired late is worse than none)" in proc.output()
+    finally:
+        dump.close()
+
+
 def test_a_target_that_stops_reading_stalls_nobody_and_is_dropped(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
 ) -> None:
@@ -226,31 +278,14 @@ def test_a_target_that_stops_reading_stalls_nobody_and_is_dropped(
         keepalive = 'keepalive = { message = ["/ping"], every = 0.1 }'
         stuck_target = f'{{ address = "127.0.0.1:{stuck.port}", transport = "tcp", {keepalive} }}'
         osc = f'targets = ["127.0.0.1:{dump.port}", {stuck_target}]\n'
-        texts = "".join(f'[[controls]]\nid = "t{i}"\ntype = "text"\n' for i in range(100))
-        proc = bridge_factory(bridge_config(tmp_path, osc, CONTROLS + texts, server="max_rate = 100000\n"))
+        proc = bridge_factory(bridge_config(tmp_path, osc, CONTROLS + TEXTS, server="max_rate = 100000\n"))
         sender, watcher = client_factory(proc.url), client_factory(proc.url)
         stuck.wait_connected()
 
         def stuck_target_health() -> dict[str, Any]:
             return dict(proc.get_json("/healthz")["adapters"]["osc"]["targets"][1])
 
-        # 100 KB of text at a time (100 controls: the latest of each goes out) until the kernel's buffers
-        # toward the desk (some MB) are full and its writer waits: a round taken in (the UDP target heard
-        # its last value), and nothing sent since the round before.
-        text = "x" * 1000
-        rounds = itertools.count()
-
-        def writer_waits() -> bool:
-            before = stuck_target_health()["sent"]
-            n = next(rounds)
-            for i in range(100):
-                sender.send(f"t{i}", f"{n} {text}")
-            sender.send("level", 1 + n % 98)  # (the level at start is 0; 100 comes last)
-            dump.wait_for(f"/eos/sub/1 f {1 + n % 98}.000000")
-            after = stuck_target_health()
-            return bool(after["sent"] == before and after["waiting"])
-
-        wait_until(writer_waits, timeout=3 * DEADLINE, what="the stuck desk's writer waiting")
+        fill(proc, sender, dump, 1)
         sender.send("level", 100)  # a value the flood never sent
         watcher.wait_value("level", 100)
         dump.wait_for("/eos/sub/1 f 100.000000")

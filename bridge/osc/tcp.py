@@ -26,7 +26,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bridge.config import OscTarget
@@ -64,6 +65,10 @@ EVENTS_MAX = 64
 #: or release ("press": each counts), or a trigger's press ("fire": each counts, and it is
 #: never kept for a connection that is not there: a cue fired late is worse than none).
 Event = Literal["press", "fire"] | None
+#: A trigger's press (a GO) that waited longer than this (seconds) for its peer to take it (a desk
+#: that stopped reading, a connection that dropped meanwhile, a full link) is not sent: a cue fired
+#: late is worse than one not fired (as :attr:`bridge.hub.Held.FIRE_WITHIN`).
+FIRE_WITHIN = 0.5
 
 #: Packets that arrived on a stream, and the stream: (packets, stream).
 Receive = Callable[[list[bytes], "Stream"], None]
@@ -131,7 +136,7 @@ class Stream:
             if self.closed:
                 return
             try:
-                self.write(list(batch.values()))
+                self.write(in_time(batch, self.ident))
             except OSError:
                 self.close()
                 return
@@ -302,7 +307,7 @@ class TcpTarget:
                 batch = self.outbox.take(timeout=1.0)
                 if batch:
                     try:
-                        stream.write(list(batch.values()))
+                        stream.write(in_time(batch, self.config.label))
                     except OSError:
                         self.outbox.put_back(batch)  # not sent: kept, unless a newer value came
                         raise
@@ -337,8 +342,37 @@ class TcpTarget:
 _events = itertools.count()
 
 
+@dataclass(frozen=True)
+class Fire:
+    """The outbox key of a trigger's press; when it was pressed goes with it, no part of the key."""
+
+    key: object
+    number: int
+    at: float = field(compare=False)
+
+
 def event_key(outbox: Sized, key: object, event: Event) -> object:
     """The outbox key for a packet of control ``key``: one of its own for an event, while few wait."""
-    if event is not None and len(outbox) < EVENTS_MAX:
+    room = len(outbox) < EVENTS_MAX
+    if event == "fire":
+        return Fire(key, next(_events) if room else -1, time.monotonic())
+    if event is not None and room:
         return (key, next(_events))
     return key
+
+
+def in_time(batch: Mapping[object, bytes], peer: str) -> list[bytes]:
+    """The packets of ``batch`` to send now: a trigger's press that waited past :data:`FIRE_WITHIN` is dropped."""
+    now = time.monotonic()
+    late = [key for key in batch if isinstance(key, Fire) and now - key.at > FIRE_WITHIN]
+    if not late:
+        return list(batch.values())
+    waited = max(now - key.at for key in late)  # type: ignore[attr-defined]
+    said.warning(
+        ("late", peer),
+        "OSC to %s: %d trigger press(es) waited up to %.1f s for it; not sent (a cue fired late is worse than none)",
+        peer,
+        len(late),
+        waited,
+    )
+    return [packet for key, packet in batch.items() if key not in late]

@@ -45,7 +45,7 @@ from bridge.flow import Latest
 from bridge.logs import LogLimiter
 from bridge.net import unmapped
 from bridge.osc.arrival import stamp
-from bridge.osc.tcp import Event, event_key
+from bridge.osc.tcp import Event, event_key, in_time
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class UdpTarget:
                 if not waiting:
                     self._behind = False
                     return
-            for packet in waiting.values():
+            for packet in in_time(waiting, self.config.label):
                 self._when_room(packet)
 
     def _when_room(self, packet: bytes) -> None:
