@@ -190,6 +190,20 @@ def test_a_tcp_desk_gets_every_press_and_release_and_no_cue_fired_late(
     assert back.got("/eos/key/go_0") == []
 
 
+def test_a_tcp_desk_that_asks_for_a_sync_gets_every_value(
+    tmp_path: Path, bridge_factory: Start, consoles: Callable[..., TcpConsole]
+) -> None:
+    """The answer went to an outbox nobody emptied (the log said it was sent): a desk restarting asks once."""
+    desk = consoles("length")
+    osc = f'targets = [{{ address = "127.0.0.1:{desk.port}", transport = "tcp", framing = "length" }}]\n'
+    proc = bridge_factory(bridge_config(tmp_path, osc))
+    proc.put_values(level=42)
+    desk.wait_for("/eos/sub/1", [42.0])
+    desk.send("/bridge/sync")
+    wait_until(lambda: len(desk.got("/eos/sub/1")) == 2, what="the sync's answer at the desk")
+    assert desk.got("/eos/sub/1") == [[42.0], [42.0]]
+
+
 def test_a_desk_under_a_prefix_is_asked_answers_and_is_synced_in_its_own_namespace(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
 ) -> None:

@@ -288,6 +288,7 @@ class TcpTarget:
     def _serve(self, sock: socket.socket) -> str:
         """Keep the connection fed until it ends; why it ended."""
         stream = Stream(sock, self.ident, self.config.framing, self._receive, self.config.prefix)
+        stream.outbox = self.outbox  # what is sent to the stream (the answer to a sync) goes out with the values
         self.stream = stream
         self.connects += 1
         self.state = "connected"
