@@ -413,6 +413,27 @@ def test_a_sync_over_tcp_sends_every_control_of_a_shared_address(tmp_path: Path,
         assert proc.stop() == 0
 
 
+def test_a_tcp_client_silent_at_first_gets_slip_until_it_speaks_and_its_own_framing_after(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    """A surface nobody touched for a second was sent SLIP (OSC 1.1's default) for the rest of its connection,
+    though it then spoke OSC 1.0 (length-prefixed), which it cannot read (a reviewer's case)."""
+    tcp_port = free_port()
+    proc = bridge_factory(bridge_config(tmp_path, f'listen_tcp = "127.0.0.1:{tcp_port}"\n'))
+    with socket.create_connection(("127.0.0.1", tcp_port), timeout=DEADLINE) as client:
+        wait_until(lambda: proc.get_json("/healthz")["adapters"]["osc"]["tcp"]["clients"] == 1, what="connected")
+        proc.put_values(level=5)
+        assert client.recv(65536).startswith(b"\xc0")  # SLIP, once the second without a word passed
+        packet = build("/eos/sub/1", 7.0)
+        client.sendall(struct.pack(">i", len(packet)) + packet)
+        wait_until(lambda: proc.get_json("/api/values")["level"] == 7, what="its move taken")
+        proc.put_values(level=9)
+        data = b""
+        while build("/eos/sub/1", 9.0) not in data:
+            data += client.recv(65536)
+        assert data == struct.pack(">i", len(build("/eos/sub/1", 9.0))) + build("/eos/sub/1", 9.0)
+
+
 def test_tcp_clients_beyond_16_from_a_host_or_64_in_all_are_refused_and_said(
     tmp_path: Path, bridge_factory: Start
 ) -> None:

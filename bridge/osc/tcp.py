@@ -92,6 +92,7 @@ class Stream:
         except OSError:
             self.host = ""  # gone already: nothing will be read from it
         self.framing = framing
+        self._guessed = False  # SLIP sent before the client spoke: its own framing wins once it does
         self._deframer = Deframer(framing)
         self._receive = receive
         self.outbox: Outbox[object, bytes] = Outbox()
@@ -129,8 +130,8 @@ class Stream:
 
     def write_loop(self) -> None:
         """Send what waits in the outbox until the stream closes (its own thread)."""
-        if not self._framed.wait(FRAMING_WAIT):
-            self.framing = self.framing or "slip"
+        if not self._framed.wait(FRAMING_WAIT) and self.framing is None:
+            self.framing, self._guessed = "slip", True
         while not self.closed:
             batch = self.outbox.take()
             if self.closed:
@@ -157,8 +158,9 @@ class Stream:
                 if not data:
                     return
                 packets = self._deframer.feed(data)
-                if self.framing is None:
+                if self.framing is None or self._guessed:
                     self.framing = self._deframer.framing  # answer a client in its own framing
+                    self._guessed = False
                     self._framed.set()
                 good = []
                 try:
