@@ -657,6 +657,50 @@ def test_a_tcp_target_named_by_host_name_is_heard_under_osc_allow(
     assert proc.get_json("/healthz")["adapters"]["osc"]["refused"] == 0
 
 
+def test_a_tcp_desk_that_stops_answering_its_keepalive_is_dropped_and_one_that_answers_is_kept(
+    tmp_path: Path, bridge_factory: Start, consoles: Callable[..., TcpConsole]
+) -> None:
+    """A desk whose program froze (SIGSTOP, a hang) while its kernel still takes what is sent: shown connected
+    for good, every GO pressed meanwhile fired when it woke. An Eos answers /eos/ping; this one /ping."""
+    frozen = consoles("length")  # reads, answers nothing
+    alive = consoles("length", answers={"/ping": 1})
+    keepalive = 'keepalive = { message = ["/ping"], every = 0.2, answer_within = 1.0 }'
+    osc = (
+        "targets = ["
+        + ", ".join(
+            f'{{ address = "127.0.0.1:{desk.port}", transport = "tcp", framing = "length", {keepalive} }}'
+            for desk in (frozen, alive)
+        )
+        + "]\n"
+    )
+    proc = bridge_factory(bridge_config(tmp_path, osc))
+
+    def targets() -> list[dict[str, Any]]:
+        return list(proc.get_json("/healthz")["adapters"]["osc"]["targets"])
+
+    wait_until(lambda: targets()[0]["connects"] >= 2, what="the frozen desk dropped and connected again")
+    assert "answered nothing for 1 s; connection dropped" in proc.output()
+    assert len(alive.got("/ping")) >= 5 and targets()[1]["connects"] == 1  # answered: kept, all along
+    wait_until(lambda: targets()[0]["state"] == "down", what="the frozen desk shown down")
+    assert targets()[0]["error"] == "answered nothing for 1 s; connection dropped"
+    frozen.answers["/ping"] = 1  # it wakes
+    wait_until(lambda: targets()[0]["state"] == "connected" and targets()[0]["error"] is None, what="back")
+
+
+@pytest.mark.unit
+def test_answer_within_is_for_tcp_targets_and_longer_than_the_keepalive(tmp_path: Path) -> None:
+    for target, words in (
+        ('{ address = "127.0.0.1:9000", keepalive = { message = ["/ping"], every = 1, answer_within = 3 } }', "tcp"),
+        (
+            '{ address = "127.0.0.1:9000", transport = "tcp", '
+            'keepalive = { message = ["/ping"], every = 5, answer_within = 3 } }',
+            "more than every",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            load_config(write_config(tmp_path, extra=f"[osc]\ntargets = [{target}]\n"))
+
+
 def test_a_tcp_desk_that_drops_every_connection_at_once_is_tried_again_with_a_backoff(
     tmp_path: Path, bridge_factory: Start
 ) -> None:
@@ -668,7 +712,7 @@ def test_a_tcp_desk_that_drops_every_connection_at_once_is_tried_again_with_a_ba
         server.listen(8)
         server.settimeout(DEADLINE)
         osc = f'[[osc.targets]]\naddress = "127.0.0.1:{server.getsockname()[1]}"\ntransport = "tcp"\n'
-        bridge_factory(bridge_config(tmp_path, osc))
+        proc = bridge_factory(bridge_config(tmp_path, osc))
         while len(accepted) < 6:
             conn, _ = server.accept()
             accepted.append(time.monotonic())
@@ -676,3 +720,12 @@ def test_a_tcp_desk_that_drops_every_connection_at_once_is_tried_again_with_a_ba
     gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
     # Each wait at least the backoff before it, doubling from 0.1 s (a busy machine only adds to them).
     assert all(gap >= 0.09 * 2**n for n, gap in enumerate(gaps)), gaps
+    # Said once, not a "connected" and a "closed" line per try (about 6,000 lines an hour at 2 s), and
+    # asked whether the framing is the desk's (an Eos in OSC 1.0 mode closes on a SLIP packet).
+    wait_until(
+        lambda: "does it expect framing = 'length'?" in str(proc.get_json("/healthz")["adapters"]["osc"]["targets"]),
+        what="the framing asked about in /healthz",
+    )
+    output = proc.output()
+    assert output.count(" connected") == 1 and output.count("connection closed") == 1, output
+    assert output.count("does it expect framing = 'length'?") == 1, output

@@ -59,6 +59,7 @@ class OscTarget:
     on_connect: tuple[OscCall, ...] = ()  # sent when a TCP target connects (at start for UDP)
     keepalive: tuple[OscCall, ...] = ()  # sent every `every` seconds while the bridge runs
     every: float = 0.0
+    answer_within: float = 0.0  # TCP: a desk that sends nothing back for this long is taken for gone (0: never)
     query_on_connect: bool = False  # every control's address with no argument: the desk answers its values
 
     @property
@@ -259,10 +260,10 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         for i, item in enumerate(reader.get(raw, "on_connect", f"{where}.on_connect", list, []))
     )
     keepalive: tuple[OscCall, ...] = ()
-    every = 0.0
+    every = answer_within = 0.0
     if "keepalive" in raw:
         table = reader.get(raw, "keepalive", f"{where}.keepalive", dict, {})
-        reader.keys(table, f"{where}.keepalive", {"message", "every"})
+        reader.keys(table, f"{where}.keepalive", {"message", "every", "answer_within"})
         said = table.get("message")
         several = isinstance(said, list) and bool(said) and all(isinstance(m, list) for m in said)
         calls = said if several else [said]
@@ -270,6 +271,13 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         every = float(reader.get(table, "every", f"{where}.keepalive.every", (int, float), 0.0))
         if not MIN_KEEPALIVE <= every <= 3600:
             reader.fail(f"{where}.keepalive.every", f"expected {MIN_KEEPALIVE}-3600 seconds, got {every:g}")
+        if "answer_within" in table:
+            key = f"{where}.keepalive.answer_within"
+            answer_within = float(reader.get(table, "answer_within", key, (int, float), 0.0))
+            if transport != "tcp":
+                reader.fail(key, 'only for a target with transport = "tcp" (a UDP desk is heard from as it speaks)')
+            if not every < answer_within <= 3600:
+                reader.fail(key, f"expected more than every ({every:g}), at most 3600 seconds; got {answer_within:g}")
     return OscTarget(
         t_host,
         t_port,
@@ -280,6 +288,7 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         on_connect=on_connect,
         keepalive=keepalive,
         every=every,
+        answer_within=answer_within,
         query_on_connect=reader.get(raw, "query_on_connect", f"{where}.query_on_connect", bool, False),
     )
 

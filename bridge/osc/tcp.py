@@ -24,6 +24,7 @@ import errno
 import itertools
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sized
@@ -52,6 +53,10 @@ CONNECT_TIMEOUT = 2.0
 SILENCE = SEND_TIMEOUT
 #: Bytes read at once.
 READ_SIZE = 65536
+#: Why a connection ended when the desk closed it.
+CLOSED = "connection closed"
+#: Connections in a row a desk closes at once without a word before the log asks about the framing.
+MUTE_HINT = 3
 #: A client that has not spoken yet, whose framing is therefore unknown, is
 #: sent nothing for this long; then it gets SLIP, OSC 1.1's framing for streams.
 FRAMING_WAIT = 1.0
@@ -209,8 +214,18 @@ class TcpTarget:
         self.connects = 0
         self.sent = 0
         self.errors = 0
+        #: Why it is down (None while connected).
+        self.error: str | None = None
+        #: When the desk last sent anything (``time.monotonic()``; at connect, the connection's start).
+        self.heard = 0.0
         self._workers = Workers()
         self._logged_down = False
+        #: A drop was said and no connection has held since: a connection is said once it holds.
+        self._spell = False
+        #: Connections in a row the desk closed at once without a word (a framing it cannot read?).
+        self._mute = 0
+        self._spoke = False  # the desk sent something on this connection
+        self._hint = ""  # what the log asked about a desk that closes every connection at once
 
     @property
     def connected(self) -> bool:
@@ -264,6 +279,7 @@ class TcpTarget:
             "sent": self.sent,
             "errors": self.errors,
             "waiting": len(self.outbox),
+            "error": self.error,
         }
 
     def _run(self) -> None:
@@ -279,23 +295,43 @@ class TcpTarget:
             notice_silence(sock, SILENCE)
             began = time.monotonic()
             why = self._serve(sock)
+            short = time.monotonic() - began < RETRY_MAX
+            self._mute = self._mute + 1 if short and not self._spoke and why == CLOSED else 0
+            if self._mute == MUTE_HINT:
+                other = "length" if self.config.framing == "slip" else "slip"
+                self._hint = f"it closes each connection at once, without a word: does it expect framing = {other!r}?"
+                log.warning("OSC target %s: %s", self.config.label, self._hint)
+            elif not self._mute and not short:
+                self._hint = ""
             if not self._workers.stopping.is_set():
                 self._down(why)
-            if time.monotonic() - began < RETRY_MAX:  # a desk that takes the connection and drops it
+            if short:  # a desk that takes the connection and drops it
                 self._workers.wait(backoff)
                 backoff = min(RETRY_MAX, backoff * 2)
             else:  # one that stayed: connected again at once
                 backoff = RETRY_MIN
 
+    def _heard(self, packets: list[bytes], stream: Stream) -> None:
+        self.heard, self._spoke = time.monotonic(), True
+        self._receive(packets, stream)
+
+    def _held(self, began: float, now: float) -> bool:
+        """Whether the connection begun at ``began`` holds: the desk said something on it, or (when no
+        answer is asked of it) it stayed open for RETRY_MAX."""
+        return self._spoke or (not self.config.answer_within and now - began >= RETRY_MAX)
+
     def _serve(self, sock: socket.socket) -> str:
         """Keep the connection fed until it ends; why it ended."""
-        stream = Stream(sock, self.ident, self.config.framing, self._receive, self.config.prefix)
+        stream = Stream(sock, self.ident, self.config.framing, self._heard, self.config.prefix)
         stream.outbox = self.outbox  # what is sent to the stream (the answer to a sync) goes out with the values
         self.stream = stream
         self.connects += 1
-        self.state = "connected"
-        self._logged_down = False
-        log.info("OSC target %s connected", self.config.label)
+        self.state, self.error = "connected", None
+        began = self.heard = time.monotonic()
+        self._spoke = False
+        if not self._spell:
+            log.info("OSC target %s connected", self.config.label)
+        limit = self.config.answer_within
 
         def read() -> None:
             stream.read_loop()
@@ -303,11 +339,11 @@ class TcpTarget:
 
         reader = threading.Thread(target=read, name=f"osc-tcp-read-{self.config.label}", daemon=True)
         reader.start()
-        why = "connection closed"
+        why = CLOSED
         try:
             stream.write(self._hello(self))  # on_connect and queries first, then what waited
             while not stream.closed and not self._workers.stopping.is_set():
-                batch = self.outbox.take(timeout=1.0)
+                batch = self.outbox.take(timeout=0.25 if limit or self._spell else 1.0)
                 if batch:
                     try:
                         stream.write(in_time(batch, self.config.label))
@@ -315,6 +351,16 @@ class TcpTarget:
                         self.outbox.put_back(batch)  # not sent: kept, unless a newer value came
                         raise
                     self.sent += len(batch)
+                now = time.monotonic()
+                if self._spell and self._held(began, now):
+                    self._spell = self._logged_down = False
+                    log.info("OSC target %s connected", self.config.label)
+                if limit and now - self.heard > limit:
+                    # Frozen, with its kernel still taking what is sent (a desk's program hung, a process
+                    # stopped): what waits unsent is dropped with the connection (a reset), not sent later.
+                    why = f"answered nothing for {limit:g} s; connection dropped"
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    break
         except TimeoutError:
             self.errors += 1
             why = f"took nothing for {SEND_TIMEOUT:.0f} s; connection dropped"
@@ -331,15 +377,17 @@ class TcpTarget:
         return why
 
     def _down(self, why: str) -> None:
-        self.state = "down"
+        self.state, self.error = "down", why
         if not self._logged_down:
-            self._logged_down = True
+            self._logged_down = self._spell = True
             log.warning(
                 "OSC target %s: %s; retrying (at most every %.0f s), its latest values kept",
                 self.config.label,
                 why,
                 RETRY_MAX,
             )
+        if self._hint:
+            self.error = f"{why}; {self._hint}"
 
 
 _events = itertools.count()
