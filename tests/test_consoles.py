@@ -681,7 +681,8 @@ def test_a_tcp_desk_that_stops_answering_its_keepalive_is_dropped_and_one_that_a
     wait_until(lambda: targets()[0]["connects"] >= 2, what="the frozen desk dropped and connected again")
     assert "answered nothing for 1 s; connection dropped" in proc.output()
     assert len(alive.got("/ping")) >= 5 and targets()[1]["connects"] == 1  # answered: kept, all along
-    wait_until(lambda: targets()[0]["state"] == "down", what="the frozen desk shown down")
+    # Not shown connected again until it answers, however often its kernel takes the connection.
+    assert [targets()[0]["state"] for _ in range(20)].count("connected") == 0
     assert targets()[0]["error"] == "answered nothing for 1 s; connection dropped"
     frozen.answers["/ping"] = 1  # it wakes
     wait_until(lambda: targets()[0]["state"] == "connected" and targets()[0]["error"] is None, what="back")

@@ -252,11 +252,12 @@ class TcpTarget:
         """A value for a control: sent when connected, kept (the latest) while not.
 
         A button's ``event`` is sent each while connected; a trigger's
-        (``"fire"``) is dropped while not connected.
+        (``"fire"``) is dropped while not connected, or not yet shown to hold
+        after the desk was down (a frozen desk's kernel takes a connection).
         """
         if event is None:
             self.outbox.put(key, packet)
-        elif self.connected:
+        elif self.connected and (event == "press" or not self._spell):
             self.outbox.put(event_key(self.outbox, key, event), packet)
         elif event == "press":
             self.outbox.put(key, packet)  # the button's latest state goes out once the desk is back
@@ -326,10 +327,12 @@ class TcpTarget:
         stream.outbox = self.outbox  # what is sent to the stream (the answer to a sync) goes out with the values
         self.stream = stream
         self.connects += 1
-        self.state, self.error = "connected", None
         began = self.heard = time.monotonic()
         self._spoke = False
-        if not self._spell:
+        if self._spell:
+            self.state = "connecting"  # connected, not yet shown to hold: said (and a GO sent) once it does
+        else:
+            self.state, self.error = "connected", None
             log.info("OSC target %s connected", self.config.label)
         limit = self.config.answer_within
 
@@ -354,6 +357,7 @@ class TcpTarget:
                 now = time.monotonic()
                 if self._spell and self._held(began, now):
                     self._spell = self._logged_down = False
+                    self.state, self.error = "connected", None
                     log.info("OSC target %s connected", self.config.label)
                 if limit and now - self.heard > limit:
                     # Frozen, with its kernel still taking what is sent (a desk's program hung, a process
