@@ -252,12 +252,13 @@ class TcpTarget:
         """A value for a control: sent when connected, kept (the latest) while not.
 
         A button's ``event`` is sent each while connected; a trigger's
-        (``"fire"``) is dropped while not connected, or not yet shown to hold
-        after the desk was down (a frozen desk's kernel takes a connection).
+        (``"fire"``) is dropped while not connected, or, with ``answer_within``,
+        not yet answered after the desk was down (a frozen desk's kernel takes
+        a connection).
         """
         if event is None:
             self.outbox.put(key, packet)
-        elif self.connected and (event == "press" or not self._spell):
+        elif self.connected and (event == "press" or self.state == "connected"):
             self.outbox.put(event_key(self.outbox, key, event), packet)
         elif event == "press":
             self.outbox.put(key, packet)  # the button's latest state goes out once the desk is back
@@ -329,10 +330,11 @@ class TcpTarget:
         self.connects += 1
         began = self.heard = time.monotonic()
         self._spoke = False
-        if self._spell:
-            self.state = "connecting"  # connected, not yet shown to hold: said (and a GO sent) once it does
+        if self._spell and self.config.answer_within:
+            self.state = "connecting"  # a frozen desk's kernel takes connections: shown (and a GO sent) once it answers
         else:
             self.state, self.error = "connected", None
+        if not self._spell:  # (else said once it holds: a desk that closes every connection is said once)
             log.info("OSC target %s connected", self.config.label)
         limit = self.config.answer_within
 
