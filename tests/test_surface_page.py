@@ -100,6 +100,12 @@ type = "led"
 page = "Sound"
 
 [[controls]]
+id = "temp"
+type = "led"
+colors = [[5, "#ffaa00"], [10, "#ff0000"]]
+page = "Sound"
+
+[[controls]]
 id = "hidden"
 type = "range"
 min = 0
@@ -376,6 +382,29 @@ def test_tabs_switch_pages_and_a_hidden_page_shows_what_changed_meanwhile(
     page.reload()  # the tab is kept in the address
     expect(page.locator('#tabs [data-page="Sound"]')).to_have_attribute("aria-selected", "true")
     expect(page.locator('[data-control="hidden"] label')).to_have_text("Haze")  # rendered at first paint
+
+
+def test_an_led_with_colours_lights_only_past_a_threshold_and_a_plain_one_at_1(
+    stage: BridgeProcess, pages: Pages
+) -> None:
+    """An LED with colours at 1, below its first threshold, glowed the plain LEDs' green (a colour not in
+    its list: an amp temperature showing "OK" when nothing was said), at first paint and live."""
+    put(stage, temp=1, rec=1)
+
+    def glow(page: Page, cid: str) -> str:
+        return str(page.eval_on_selector(f"#{cid}", "el => getComputedStyle(el).backgroundColor"))
+
+    page = open_page(pages, stage, viewport=PHONE, touch=True)
+    page.locator('#tabs [data-page="Sound"]').click()
+    green = glow(page, "rec")
+    put(stage, rec=0)
+    wait_until(lambda: glow(page, "rec") != green, what="the plain LED off")
+    dark = glow(page, "rec")
+    assert glow(page, "temp") == dark  # at first paint
+    put(stage, temp=6)
+    wait_until(lambda: glow(page, "temp") == "rgb(255, 170, 0)", what="the first threshold's colour")
+    put(stage, temp=1)
+    wait_until(lambda: glow(page, "temp") == dark, what="unlit again, live")
 
 
 def test_the_viewer_can_move_nothing(stage: BridgeProcess, pages: Pages) -> None:
