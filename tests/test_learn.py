@@ -219,6 +219,24 @@ def test_a_waiting_fader_is_picked_up_by_crossing_or_within_one_step() -> None:
 
 
 @pytest.mark.unit
+def test_a_fader_on_a_curve_is_picked_up_within_one_midi_step_not_one_127th_of_its_range() -> None:
+    """A log EQ knob (20 Hz-20 kHz) at 150 Hz: one 127th of its range is 157 Hz, so CC 0 (20 Hz), 37 MIDI
+    steps away, picked it up and the filter jumped nearly three octaves (a reviewer's case)."""
+    fq = controls_of(
+        '[[controls]]\nid = "fq"\ntype = "knob"\nmin = 20\nmax = 20000\nstep = 0.1\nvalue = 1000\n'
+        'midi = { channel = 1, cc = 12, range = [0, 127], curve = "log" }\n'
+    )["fq"]
+    takeover = SoftTakeover()
+    takeover.configure({"fq": "pickup"})
+    assert takeover.hardware(fq, 20.0, 150.0) == (False, ("fq", 20.0))  # CC 0: far, on the wire
+    assert takeover.hardware(fq, 20.0, 150.0) == (False, None)
+    assert not takeover.hardware(fq, 130.0, 150.0)[0]  # below it still: about a MIDI step and a half away
+    assert takeover.hardware(fq, 155.0, 150.0)[0]  # within one MIDI step (one step is 7-8 Hz here)
+    assert takeover.moved_elsewhere("fq", 19000.0, fq) == ("fq", 155.0)
+    assert takeover.hardware(fq, 18500.0, 19000.0)[0]  # up there one step is some 1,000 Hz: near
+
+
+@pytest.mark.unit
 def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
     controls = controls_of(LEARN_TOML)
     learner = Learner(window=0.25)

@@ -6,8 +6,10 @@ changed from elsewhere (a browser, OSC, a scene, the HTTP API). With
 jumps by the distance between the two. With ``"pickup"``, its moves are
 ignored until the hardware reaches the current value: it crosses it between
 two successive messages, or comes within one step of it (the control's
-step, or one 7-bit MIDI step of the range when that is larger). From then
-on it is followed again, until the value is changed elsewhere once more.
+step, or one 7-bit MIDI step, counted on the wire: on a ``curve``, a
+"log" EQ knob's one step near 20 Hz is a few hertz, near 20 kHz some
+hundreds). From then on it is followed again, until the value is changed
+elsewhere once more.
 
 At start the hardware's position is unknown and the value was restored or
 defaulted, so a pickup fader starts out waiting to be picked up too.
@@ -27,6 +29,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridge.mapping import to_wire
+from bridge.midi.codec import top
 from bridge.model import Control, MidiBinding, Takeover
 
 #: Values closer than this share one number, whatever the float arithmetic did.
@@ -44,9 +48,17 @@ def mode(control: Control, binding: MidiBinding | None) -> Takeover:
     return "jump"
 
 
-def tolerance(control: Control) -> float:
-    """How near the current value the hardware must come to pick it up: one step."""
-    return max(control.step, (control.max - control.min) / _SEVEN_BIT_STEPS)
+def near(control: Control, a: float, b: float) -> bool:
+    """Whether ``a`` is near enough ``b`` for the hardware to pick it up: within one step of the control,
+    or of a 7-bit MIDI step of its binding, counted in MIDI numbers (through its ``range`` and ``curve``)."""
+    if abs(a - b) <= control.step + _EPSILON:
+        return True
+    binding = control.midi
+    scale = binding.scale if binding is not None else None
+    if binding is None or scale is None:
+        return abs(a - b) <= (control.max - control.min) / _SEVEN_BIT_STEPS + _EPSILON
+    apart = to_wire(scale, control.min, control.max, a) - to_wire(scale, control.min, control.max, b)
+    return abs(apart) <= top(binding) / _SEVEN_BIT_STEPS + _EPSILON
 
 
 @dataclass
@@ -124,7 +136,7 @@ class SoftTakeover:
             if fader is None:
                 return None
             if fader.hardware is not None and isinstance(value, int | float) and control is not None:
-                if abs(fader.hardware - value) <= tolerance(control) + _EPSILON:
+                if near(control, fader.hardware, value):
                     # Set to where the hardware stands: picked up already (it would have to come
                     # back from one side, however it moved from there).
                     fader.waiting = False
@@ -149,9 +161,8 @@ class SoftTakeover:
                 return True, None
             before, fader.hardware = fader.hardware, value
             if fader.waiting:
-                near = abs(value - current) <= tolerance(control) + _EPSILON
                 crossed = before is not None and (before - current) * (value - current) <= 0
-                if not (near or crossed):
+                if not (near(control, value, current) or crossed):
                     if fader.shown == value:
                         return False, None
                     fader.shown = value
