@@ -35,7 +35,7 @@ import functools
 import math
 import struct
 
-from bridge.model import Scale
+from bridge.model import Control, Scale
 
 #: Significant digits kept from a curve's arithmetic: far below any fader's resolution, above float noise.
 DIGITS = 12
@@ -132,3 +132,40 @@ def check_table(points: list[tuple[float, float]]) -> str | None:
     if not (rising or falling):
         return f"wire values must rise (or fall) from point to point, got {wires}"
     return None
+
+
+def travel(control: Control) -> dict[str, object] | None:
+    """How a fader's or knob's travel follows its wire, for the page: the curve of its OSC mapping (else its
+    MIDI one), so that it moves as the desk's own fader does (the X32's 0 dB three quarters up, a log EQ knob
+    even in octaves). None: straight over ``min``..``max``. A falling wire does not turn the travel over."""
+    chosen = None
+    for scale in (control.osc_scale, control.midi.scale if control.midi is not None else None):
+        if scale is not None and scale.curve != "linear":
+            chosen = scale
+            break
+    if chosen is None:
+        return None
+    if chosen.curve == "log":
+        return {"log": True}
+    if chosen.curve == "exp":
+        return {"exp": chosen.hi / chosen.lo}
+    first, last = chosen.points[0][1], chosen.points[-1][1]
+    return {"points": [[display, (wire - first) / (last - first)] for display, wire in chosen.points]}
+
+
+def travel_at(control: Control, value: object) -> float:
+    """Where ``value`` stands on ``control``'s travel, 0..1 (see :func:`travel`)."""
+    if not isinstance(value, int | float) or control.max <= control.min:
+        return 0.0
+    lo, hi = control.min, control.max
+    u = _clamp01((value - lo) / (hi - lo))
+    shape = travel(control)
+    if shape is None:
+        return u
+    if "log" in shape:
+        return _clamp01(math.log(max(value, lo) / lo) / math.log(hi / lo))
+    if "exp" in shape:
+        ratio = float(shape["exp"])  # type: ignore[arg-type]
+        return (ratio**u - 1) / (ratio - 1)
+    points = tuple((float(d), float(w)) for d, w in shape["points"])  # type: ignore[attr-defined]
+    return _clamp01(_along(points, float(value), 0, 1))

@@ -12,7 +12,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue
-from bridge.mapping import float32_as_written, from_wire, to_wire
+from bridge.mapping import float32_as_written, from_wire, to_wire, travel, travel_at
 from bridge.model import VALUE, Control, Option, Scale
 from bridge.osc.codec import ArgsMismatch, arguments, encode, value_from_args, values_for
 from bridge.osc.packets import address_table
@@ -178,3 +178,24 @@ def test_a_value_may_stand_in_the_address() -> None:
     level = fader(0, 100)
     level = Control("sub", "range", "", 0, "/eos/sub/{value}", 0, 100, osc_args=())
     assert values_for("/eos/sub/42", [], address_table([level])) == ([(level, 42)], [])
+
+
+@pytest.mark.unit
+def test_a_faders_travel_is_its_wires_curve_rising_whichever_way_the_wire_goes() -> None:
+    x32 = Scale(0.0, 1.0, "table", ((-90, 0.0), (-60, 0.0625), (-30, 0.25), (-10, 0.5), (10, 1.0)))
+    fader = Control(id="bus", type="range", label="Bus", default=0, osc="/b", min=-90, max=10, osc_scale=x32)
+    assert [travel_at(fader, v) for v in (-90, -30, 0, 10)] == [0.0, 0.25, 0.75, 1.0]
+    upside_down = Scale(1.0, 0.0, "table", ((0, 1.0), (50, 0.2), (100, 0.0)))
+    assert (
+        travel_at(Control(id="u", type="range", label="U", default=0, osc="/u", max=100, osc_scale=upside_down), 50)
+        == 0.8
+    )
+    eq = Control(
+        id="eq", type="knob", label="EQ", default=20, osc="/eq", min=20, max=20000, osc_scale=Scale(0, 1, "log")
+    )
+    assert travel(eq) == {"log": True} and math.isclose(travel_at(eq, math.sqrt(20 * 20000)), 0.5)
+    grow = Control(id="g", type="range", label="G", default=0, osc="/g", max=100, osc_scale=Scale(20, 20000, "exp"))
+    assert travel_at(grow, 0) == 0.0 and travel_at(grow, 100) == 1.0 and travel_at(grow, 50) < 0.05
+    # A linear range, or none: straight over min..max.
+    plain = Control(id="p", type="range", label="P", default=0, osc="/p", max=10, osc_scale=Scale(0.0, 1.0))
+    assert travel(plain) is None and travel_at(plain, 2.5) == 0.25

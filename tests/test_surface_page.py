@@ -62,6 +62,27 @@ page = "Lights"
 group = "Cues"
 
 [[controls]]
+id = "bus"
+type = "range"
+min = -90
+max = 10
+step = 0.5
+value = 0
+osc = { address = "/bus/01/mix/fader", curve = [[-90, 0.0], [-60, 0.0625], [-30, 0.25], [-10, 0.5], [10, 1.0]] }
+page = "Lights"
+group = "Faders"
+
+[[controls]]
+id = "freq"
+type = "knob"
+min = 20
+max = 20000
+value = 20
+osc = { address = "/eq/freq", curve = "log" }
+page = "Lights"
+group = "Strip"
+
+[[controls]]
 id = "talk"
 type = "button"
 osc = "/talk"
@@ -251,6 +272,29 @@ def test_a_vertical_fader_and_a_knob_follow_an_upright_drag(stage: BridgeProcess
     laptop.mouse.up()
     wait_until(lambda: stored(stage, "pan") == 0.5, what="the knob turned up by a quarter")
     wait_shows(phone, "pan", 0.5)
+
+
+def test_a_curved_fader_travels_as_its_wire_does(stage: BridgeProcess, pages: Pages, dump: OscDump) -> None:
+    """An X32-law fader drew 0 dB at 90 % of its travel (the desk: 75 %) and -90 to -30 dB took 60 % of it;
+    a log EQ knob's arrow key went 20 -> 219.8 Hz. Now the travel is the wire's: a drag of a quarter from
+    0 dB is -10 dB (0.5 on the wire), a key is a hundredth of the travel (20 -> 21.4 Hz)."""
+    put(stage, bus=0, freq=20)
+    phone = open_page(pages, stage, viewport=PHONE, touch=True)
+    html = phone.evaluate("fetch(location.href).then((answer) => answer.text())")
+    assert re.search(r'id="bus"[^>]*style="--p: 0\.7500"', html, re.S)  # at first paint
+    fader = phone.locator("#bus")
+    b = box(phone, '[data-control="bus"] .fader')
+    x, y = b["x"] + 15 + (b["width"] - 30) * 0.75, b["y"] + b["height"] / 2
+    Touch(phone).drag(1, (x, y), (x - (b["width"] - 30) * 0.25, y), steps=10)
+    wait_until(lambda: stored(stage, "bus") == -10, what="a quarter of the travel down from 0 dB: -10 dB")
+    dump.wait_for("/bus/01/mix/fader f 0.500000")
+    assert float(fader.evaluate("el => el.style.getPropertyValue('--p')")) == 0.5
+    put(stage, bus=0)
+    wait_until(lambda: float(fader.evaluate("el => el.style.getPropertyValue('--p')")) == 0.75, what="0 dB, live")
+    phone.locator("#freq").focus()
+    phone.keyboard.press("ArrowUp")
+    wait_until(lambda: stored(stage, "freq") != 20, what="the knob one key up")
+    assert 21.3 < float(str(stored(stage, "freq"))) < 21.5
 
 
 # -- buttons and selects -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from bridge.concurrency import runtime_counts
 from bridge.errors import InvalidValue
 from bridge.hub import Hub
 from bridge.looks import Looks
+from bridge.mapping import travel, travel_at
 from bridge.model import Control, Origin
 from bridge.monitor import IDLE
 from bridge.net import lan_address
@@ -41,6 +42,8 @@ def blueprint(
 
     bp.add_app_template_filter(ink, "ink")
     bp.add_app_template_filter(led_color, "led_color")
+    bp.add_app_template_filter(travel, "travel")
+    bp.add_app_template_filter(travel_at, "travel_at")
 
     @bp.get("/")
     def index() -> Any:

@@ -46,15 +46,50 @@
 
   // ---- Ranges and knobs ------------------------------------------------------
 
+  const clamp01 = (u) => Math.min(1, Math.max(0, u));
+
+  /** Piecewise-linear lookup of ``x`` in column ``a`` of ``points`` (rising in both), read in column ``b``. */
+  function along(points, x, a, b) {
+    if (x <= points[0][a]) return points[0][b];
+    for (let i = 1; i < points.length; i++) {
+      const [p, q] = [points[i - 1], points[i]];
+      if (x <= q[a]) return p[b] + ((q[b] - p[b]) * (x - p[a])) / (q[a] - p[a]);
+    }
+    return points[points.length - 1][b];
+  }
+
+  /**
+   * A fader's travel as its wire's curve has it (the bridge's ``data-travel``: a log or exp curve, or
+   * breakpoints [value, share of the travel]): at(v) is where v stands, 0-1; from(f) the value there.
+   * Without one, straight over min..max.
+   */
+  function travelOf(wrap, lo, hi) {
+    const shape = wrap.dataset.travel ? JSON.parse(wrap.dataset.travel) : null;
+    const span = hi > lo ? hi - lo : 1;
+    if (shape && shape.log) {
+      return { at: (v) => clamp01(Math.log(Math.max(v, lo) / lo) / Math.log(hi / lo)), from: (f) => lo * Math.pow(hi / lo, f) };
+    }
+    if (shape && shape.exp) {
+      const r = shape.exp;
+      return {
+        at: (v) => (Math.pow(r, clamp01((v - lo) / span)) - 1) / (r - 1),
+        from: (f) => lo + (span * Math.log(1 + f * (r - 1))) / Math.log(r),
+      };
+    }
+    if (shape && shape.points) {
+      const points = shape.points; // (shares rising from 0 to 1, whichever way the wire goes)
+      return { at: (v) => clamp01(along(points, v, 0, 1)), from: (f) => along(points, f, 1, 0) };
+    }
+    return { at: (v) => clamp01((v - lo) / span), from: (f) => lo + f * span };
+  }
+
   function paintFader(rec) {
     const el = rec.el;
     const value = el.valueAsNumber;
-    const lo = Number(el.min);
-    const hi = Number(el.max);
     const text = format(value, rec.decimals, null);
     rec.num.textContent = text;
     el.setAttribute("aria-valuetext", rec.unit ? text + " " + rec.unit : text);
-    const at = hi > lo ? String((value - lo) / (hi - lo)) : "0";
+    const at = String(rec.travel.at(value));
     el.style.setProperty("--p", at);
     if (rec.type === "knob") rec.wrap.style.setProperty("--p", at);
   }
@@ -79,6 +114,8 @@
     const resetTo = wrap.dataset.reset !== undefined ? JSON.parse(wrap.dataset.reset) : null;
     const lo = Number(el.min);
     const hi = Number(el.max);
+    const travel = travelOf(wrap, lo, hi);
+    rec.travel = travel;
     const pointers = new Map(); // pointerId -> {x, y}
     let driver = null; // the pointer that moves the value
     let anchor = null; // {pos, value, fine}: where the drag counts from
@@ -87,7 +124,7 @@
     let lastTap = { at: -1e9, x: 0, y: 0 };
 
     /** How far along the travel a point is, 0-1 (a knob: its drag distance). */
-    function along(event) {
+    function reach(event) {
       if (rec.type === "knob") return -event.clientY / KNOB_TRAVEL_PX + event.clientX / (4 * KNOB_TRAVEL_PX);
       const box = surface.getBoundingClientRect();
       if (upright) return (box.bottom - THUMB_PX / 2 - event.clientY) / Math.max(1, box.height - THUMB_PX);
@@ -99,18 +136,19 @@
     }
 
     function reanchor(event) {
-      anchor = { pos: along(event), value: el.valueAsNumber, fine: fine(event) };
+      anchor = { pos: reach(event), value: el.valueAsNumber, fine: fine(event) };
     }
 
     function follow(event) {
       if (anchor.fine !== fine(event)) reanchor(event); // switching speed never jumps
-      let value;
+      let at;
       if (relative || rec.type === "knob") {
         const scale = anchor.fine ? FINE : 1;
-        value = anchor.value + (along(event) - anchor.pos) * (hi - lo) * scale;
+        at = travel.at(anchor.value) + (reach(event) - anchor.pos) * scale;
       } else {
-        value = lo + Math.min(1, Math.max(0, along(event))) * (hi - lo);
+        at = reach(event);
       }
+      const value = travel.from(clamp01(at));
       if (setFader(rec, Math.min(hi, Math.max(lo, value)))) api.queue(rec, el.valueAsNumber);
     }
 
@@ -185,7 +223,21 @@
       if (!keys.has(event.key)) return;
       if (!event.repeat) api.startGesture(rec);
       api.hold(rec, "key");
+      if (wrap.dataset.travel) stepAlong(event);
     });
+
+    /** A key on a curved fader: a hundredth of the travel (a page: a tenth), at least one step, not of min..max. */
+    function stepAlong(event) {
+      event.preventDefault();
+      const up = ["ArrowRight", "ArrowUp", "PageUp", "End"].includes(event.key);
+      const now = el.valueAsNumber;
+      let value;
+      if (event.key === "Home" || event.key === "End") value = up ? hi : lo;
+      else value = travel.from(clamp01(travel.at(now) + (up ? 1 : -1) * (event.key.startsWith("Page") ? 0.1 : 0.01)));
+      const step = Number(el.step) || 0;
+      if (step && Math.abs(value - now) < step) value = now + (up ? step : -step);
+      if (setFader(rec, Math.min(hi, Math.max(lo, value)))) api.queue(rec, el.valueAsNumber);
+    }
     el.addEventListener("keyup", (event) => {
       if (keys.has(event.key)) api.release(rec, "key");
     });
@@ -544,6 +596,12 @@
       const state = rec.colors ? String(value) : value ? "on" : "off";
       rec.el.setAttribute("aria-label", rec.name.textContent + ": " + state);
     },
+  };
+
+  /** Where ``value`` stands on the travel of the fader or knob in ``wrap``, 0-1 (the MIDI ghost's mark). */
+  window.stageTravel = (wrap, value) => {
+    const input = wrap.querySelector('input[type="range"]');
+    return travelOf(wrap, Number(input.min), Number(input.max)).at(value);
   };
 
   window.stageKinds = Object.freeze({

@@ -91,9 +91,6 @@
         delete wrap.dataset.ghost;
         return;
       }
-      const input = document.getElementById(id);
-      const lo = Number(input.min);
-      const hi = Number(input.max);
       if (!mark) {
         mark = document.createElement("span");
         mark.className = "ghost";
@@ -101,7 +98,7 @@
         mark.title = "The hardware fader is here: move it to the value to pick it up";
         wrap.append(mark);
       }
-      const at = hi > lo ? Math.min(1, Math.max(0, (value - lo) / (hi - lo))) : 0;
+      const at = window.stageTravel(wrap, value);
       wrap.style.setProperty("--g", String(at));
       wrap.dataset.ghost = String(value);
     });
