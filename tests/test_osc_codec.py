@@ -158,6 +158,15 @@ def test_a_select_of_both_kinds_of_number_sends_floats_as_oscquery_advertises() 
     assert OscMessage(encode("/l", label, "Act 1")).params == ["Act 1"]
 
 
+def test_a_select_of_text_and_numbers_takes_a_number_sent_as_text_as_oscquery_describes_it() -> None:
+    """Options ["Main", "Sound", 3] are typed "s" over OSCQuery; a client that sent "3" as told was refused."""
+    mixed = Control("m", "select", "M", "Main", "/m", options=(Option("Main", "Main"), Option(3, "Video")))
+    assert value_from_args(mixed, ["3"]) == 3 and value_from_args(mixed, ["Main"]) == "Main"
+    assert value_from_args(mixed, [3]) == 3
+    numbers = Control("n", "select", "N", 1, "/n", options=(Option(1, "1"), Option(3, "3")))
+    assert value_from_args(numbers, ["3"]) == "3"  # typed "i": a text is no option (the hub refuses it)
+
+
 def test_an_address_no_control_takes_is_logged_once_however_long_the_show(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -119,6 +119,11 @@ def _raw(control: Control, payload: object) -> object:
     if control.type == "select":
         if payload == EMPTY:
             raise InvalidValue(control.id, [], "expected one of the options as the argument")
+        if isinstance(payload, str) and options_tag(control) == "s" and control.option_index(payload) is None:
+            # Text and numbers mixed: described as text (OSCQuery's one TYPE), so "3" is the option 3.
+            for option in control.options:
+                if not isinstance(option.value, str) and address_text(option.value) == payload:
+                    return option.value
         return payload
     if not isinstance(payload, str):
         raise InvalidValue(control.id, payload, "expected a string argument")
