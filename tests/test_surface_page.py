@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from bridge.web.pages import fixed
 from tests.browser import PHONE, Pages, Touch, centre, hooks, wait_shows
 from tests.helpers import BridgeProcess, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend
@@ -295,6 +296,15 @@ def test_a_curved_fader_travels_as_its_wire_does(stage: BridgeProcess, pages: Pa
     phone.keyboard.press("ArrowUp")
     wait_until(lambda: stored(stage, "freq") != 20, what="the knob one key up")
     assert 21.3 < float(str(stored(stage, "freq"))) < 21.5
+
+
+def test_the_first_paint_rounds_as_the_pages_script_does(stage: BridgeProcess, pages: Pages) -> None:
+    """A meter at -12.5 with no decimals showed -12 at first paint and -13 once the script ran (Python's
+    "%.0f" rounds a half to even, JavaScript's toFixed away from zero)."""
+    page = open_page(pages, stage)
+    cases = [(-12.5, 0), (12.5, 0), (0.5, 0), (-0.5, 0), (2.675, 2), (1.005, 2), (-0.001, 2), (-2.25, 1), (3, 1)]
+    script = "cases => cases.map(([v, p]) => { const t = v.toFixed(p); return Number(t) === 0 ? (0).toFixed(p) : t; })"
+    assert page.evaluate(script, cases) == [fixed(v, p) for v, p in cases]
 
 
 # -- buttons and selects -------------------------------------------------------------------

@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,6 +45,7 @@ def blueprint(
     bp.add_app_template_filter(led_color, "led_color")
     bp.add_app_template_filter(travel, "travel")
     bp.add_app_template_filter(travel_at, "travel_at")
+    bp.add_app_template_filter(fixed, "fixed")
 
     @bp.get("/")
     def index() -> Any:
@@ -240,6 +242,17 @@ def ink(color: str) -> str:
     channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
     return "#111111" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.179 else "#ffffff"
+
+
+def fixed(value: object, places: int) -> str:
+    """``value`` with ``places`` decimals as the page's script writes it (JavaScript's ``toFixed``: a half
+    away from zero, on the float's exact value; no "-0.00"), so the first paint and the live page agree:
+    Python's "%.0f" made -12.5 "-12", the script "-13"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    exact = Context(prec=1000).create_decimal(value)
+    text = str(exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=Context(prec=1000)))
+    return text.lstrip("-") if Decimal(text) == 0 else text
 
 
 def led_color(control: Control, value: object) -> str | None:
