@@ -658,7 +658,7 @@ def test_a_tcp_target_named_by_host_name_is_heard_under_osc_allow(
 
 
 def test_a_tcp_desk_that_stops_answering_its_keepalive_is_dropped_and_one_that_answers_is_kept(
-    tmp_path: Path, bridge_factory: Start, consoles: Callable[..., TcpConsole]
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
 ) -> None:
     """A desk whose program froze (SIGSTOP, a hang) while its kernel still takes what is sent: shown connected
     for good, every GO pressed meanwhile fired when it woke. An Eos answers /eos/ping; this one /ping."""
@@ -674,11 +674,15 @@ def test_a_tcp_desk_that_stops_answering_its_keepalive_is_dropped_and_one_that_a
         + "]\n"
     )
     proc = bridge_factory(bridge_config(tmp_path, osc))
+    page = client_factory(proc.url)
 
     def targets() -> list[dict[str, Any]]:
         return list(proc.get_json("/healthz")["adapters"]["osc"]["targets"])
 
     wait_until(lambda: targets()[0]["connects"] >= 2, what="the frozen desk dropped and connected again")
+    page.wait_event(
+        "osc status", lambda status: status["targets"][0]["error"] == "answered nothing for 1 s; connection dropped"
+    )
     assert "answered nothing for 1 s; connection dropped" in proc.output()
     assert len(alive.got("/ping")) >= 5 and targets()[1]["connects"] == 1  # answered: kept, all along
     # Not shown connected again until it answers, however often its kernel takes the connection.

@@ -444,4 +444,5 @@ class OscAdapter:
 
 
 def _status(target: Target) -> dict[str, Any]:
-    return {"address": target.config.label, "transport": target.config.transport, "state": target.state}
+    why = getattr(target, "error", None)  # (a TCP target's: why it is down)
+    return {"address": target.config.label, "transport": target.config.transport, "state": target.state, "error": why}

@@ -467,7 +467,7 @@
       const chip = document.createElement("span");
       chip.className = "midi-port";
       chip.dataset.state = target.state === "connected" || target.state === "ok" ? "connected" : "missing";
-      chip.title = "OSC target " + target.address;
+      chip.title = "OSC target " + target.address + (target.error ? ": " + target.error : "");
       const dir = document.createElement("span");
       dir.className = "dir";
       dir.textContent = "OSC";
