@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import rtmidi
 
 from bridge.config import MidiConfig
+from bridge.echoes import WINDOW
 from bridge.errors import AmbiguousPort
 from bridge.hub import Hub
 from bridge.midi.adapter import MidiAdapter
@@ -225,9 +227,9 @@ def test_midi_born_changes_are_not_echoed_and_the_same_midi_value_is_not_resent(
     client = client_factory(server.url)
     client.wait_event("snapshot")
 
-    peer.send(cc(1, 1, 102), cc(2, 7, 64), cc(2, 39, 0))
+    peer.send(cc(1, 1, 102), cc(2, 7, 64), cc(2, 39, 1))  # (8193: 8192 is the number fine's 0 goes out as)
     client.wait_value("slider1", 40)
-    client.wait_value("fine", -1.0 + 2.0 * 8192 / 16383)
+    client.wait_value("fine", -1.0 + 2.0 * 8193 / 16383)
     # A marker sent after them: had they been echoed, they would have come first.
     server.put_json("/api/values/slider2", {"value": 20})
     peer.wait_for(cc(1, 2, 51))
@@ -275,6 +277,26 @@ def test_a_control_renamed_in_the_editor_keeps_the_motor_fader_where_it_is(
     server.put_json("/api/values/slider2", {"value": 20})  # a marker: what the rename sent came before it
     peer.wait_for(cc(1, 2, 51))
     assert [m.value for m in peer.received() if m.type == "control_change" and m.control == 1] in ([], [102])
+
+
+def test_a_motor_fader_reporting_back_the_number_it_was_sent_changes_nothing(
+    virtual_bridge: tuple[BridgeProcess, dict[str, str]], peer: MidiPeer, client_factory: Connect
+) -> None:
+    """0.3 goes out as 14-bit 12287 + ...; a motor fader that reports that number back set 0.29997 (what the
+    number stands for): the pages and the desk saw the value creep, and a value kept from before a reload was
+    taken as moved. The same number as the value's is no news."""
+    server, _ = virtual_bridge
+    client = client_factory(server.url)
+    assert server.put_json("/api/values/fine", {"value": 0.3})[0] == 200
+    peer.wait_for(cc(2, 7, 83), cc(2, 39, 25))  # 0.3 of -1..1 is 10649 of 16383: MSB 83, LSB 25
+    client.clear()
+    heard = time.monotonic()
+    wait_until(lambda: time.monotonic() - heard > 2 * WINDOW, what="past the echo window (the motor's travel)")
+    peer.send(cc(2, 7, 83), cc(2, 39, 25))  # reported back, later than any echo
+    peer.send(cc(1, 2, 7))  # a marker behind it: slider2 to 7 * 50 / 127 = 2.76 -> 3
+    client.wait_value("slider2", 3)
+    assert server.get_json("/api/values")["fine"] == 0.3
+    assert [e for e in client.of("update value") if e["who"] == "fine"] == []
 
 
 def test_notes_on_toggles_and_buttons_light_the_controller(

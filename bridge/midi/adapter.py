@@ -50,7 +50,7 @@ from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import encode, has_midi_form, outgoing
+from bridge.midi.codec import encode, has_midi_form, outgoing, same_number
 from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
@@ -439,8 +439,8 @@ class MidiAdapter:
             if isinstance(value, int | float) and isinstance(current, int | float):
                 take, ghost = bindings.takeover.hardware(control, value, current)
                 bindings.push_ghost(ghost)
-                if not take:
-                    continue  # not picked up yet: the sound stays where it is
+                if not take or same_number(control, value, current):
+                    continue  # not picked up yet (the sound stays), or the number the value is (a report back)
             try:
                 self.hub.set(control.id, value, origin)
             except (UnknownControl, InvalidValue) as err:

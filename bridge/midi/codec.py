@@ -102,6 +102,13 @@ def to_midi(control: Control, value: Value, top_number: int) -> int:
     return min(max(number, 0), top_number)
 
 
+def same_number(control: Control, a: Value, b: Value) -> bool:
+    """Whether ``a`` and ``b`` are one MIDI number on ``control``'s binding: what came in is the number its
+    value goes out as (a motor fader reporting where it was sent), so taking it would only round the value."""
+    binding = control.midi
+    return binding is not None and to_midi(control, a, top(binding)) == to_midi(control, b, top(binding))
+
+
 def from_midi(control: Control, number: int, top_number: int) -> Value:
     """MIDI ``number`` (0..``top_number``) as the value ``control`` stores."""
     if control.switch:
