@@ -692,6 +692,25 @@ def test_a_tcp_desk_that_stops_answering_its_keepalive_is_dropped_and_one_that_a
     wait_until(lambda: targets()[0]["state"] == "connected" and targets()[0]["error"] is None, what="back")
 
 
+def test_a_tcp_desk_back_is_asked_at_once_and_takes_a_go_one_answer_later(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, consoles: Callable[..., TcpConsole]
+) -> None:
+    """With answer_within, a desk back after a drop was "connecting" (a GO not sent) until the keepalive's next
+    turn, up to `every` seconds (a reviewer's case): it is asked with the hello, and connected once it answers."""
+    desk = consoles("slip", answers={"/ping": 1})
+    keepalive = 'keepalive = { message = ["/ping"], every = 60, answer_within = 120 }'
+    osc = f'targets = [{{ address = "127.0.0.1:{desk.port}", transport = "tcp", {keepalive} }}]\n'
+    proc = bridge_factory(bridge_config(tmp_path, osc, CONTROLS + BUTTONS))
+    client = client_factory(proc.url)
+    desk.wait_for("/ping", [])  # asked with the hello, not 60 s later
+    desk.stop()
+    wait_until(lambda: target_state(proc) == "down", what="the desk down")
+    back = consoles("slip", port=desk.port, answers={"/ping": 1})
+    wait_until(lambda: target_state(proc) == "connected", what="the desk back, once it answered")
+    client.send("go", 1)
+    wait_until(lambda: len(back.got("/eos/key/go_0")) == 1, what="the GO at the desk")
+
+
 @pytest.mark.unit
 def test_answer_within_is_for_tcp_targets_and_longer_than_the_keepalive(tmp_path: Path) -> None:
     for target, words in (

@@ -253,9 +253,11 @@ class OscAdapter:
         return lambda packet: self.echoes.sent(target.peer or "", packet, time.monotonic())
 
     def _hello(self, target: Target) -> list[bytes]:
-        """What a target is sent first, whenever it connects: its on_connect messages, then the queries."""
+        """What a target is sent first, whenever it connects: its on_connect messages, the keepalive when its
+        answer is waited for (a desk back is shown connected, and sent GOs, one round trip later), the queries."""
         config = target.config
-        packets = [message(call, config.prefix) for call in config.on_connect]
+        calls = config.on_connect + (config.keepalive if config.answer_within else ())
+        packets = [message(call, config.prefix) for call in calls]
         if config.query_on_connect:
             # Not a control whose value waits to go out (a TCP desk that was down): its answer, the
             # desk's value from before, would undo the newer one, and the desk gets that one next.

@@ -27,7 +27,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,7 +126,7 @@ class Stream:
         if not self.closed:
             self.outbox.put(event_key(self.outbox, key, event), packet)
 
-    def write(self, packets: list[bytes]) -> None:
+    def write(self, packets: Iterable[bytes]) -> None:
         """Write ``packets`` now, whole and in order (on this thread); :class:`OSError` when the peer is gone."""
         framing = self.framing or "slip"
         with self._write_lock:
@@ -262,6 +262,10 @@ class TcpTarget:
             self.outbox.put(event_key(self.outbox, key, event), packet)
         elif event == "press":
             self.outbox.put(key, packet)  # the button's latest state goes out once the desk is back
+        else:
+            said.warning(
+                ("fire", self.ident), "OSC target %s is %s: a trigger press not sent", self.config.label, self.state
+            )
 
     def raw(self, packet: bytes) -> None:
         """A message that is not a value (a keepalive): sent if connected, else dropped.
@@ -418,18 +422,18 @@ def event_key(outbox: Sized, key: object, event: Event) -> object:
     return key
 
 
-def in_time(batch: Mapping[object, bytes], peer: str) -> list[bytes]:
-    """The packets of ``batch`` to send now: a trigger's press that waited past :data:`FIRE_WITHIN` is dropped."""
-    now = time.monotonic()
-    late = [key for key in batch if isinstance(key, Fire) and now - key.at > FIRE_WITHIN]
-    if not late:
-        return list(batch.values())
-    waited = max(now - key.at for key in late)  # type: ignore[attr-defined]
-    said.warning(
-        ("late", peer),
-        "OSC to %s: %d trigger press(es) waited up to %.1f s for it; not sent (a cue fired late is worse than none)",
-        peer,
-        len(late),
-        waited,
-    )
-    return [packet for key, packet in batch.items() if key not in late]
+def in_time(batch: Mapping[object, bytes], peer: str) -> Iterator[bytes]:
+    """The packets of ``batch``, each checked as it is reached (the writer waits for room between two): a
+    trigger's press that waited past :data:`FIRE_WITHIN` by then is dropped, and said."""
+    for key, packet in batch.items():
+        if isinstance(key, Fire):
+            waited = time.monotonic() - key.at
+            if waited > FIRE_WITHIN:
+                said.warning(
+                    ("late", peer),
+                    "OSC to %s: a trigger press waited %.1f s for it; not sent (a cue fired late is worse than none)",
+                    peer,
+                    waited,
+                )
+                continue
+        yield packet
