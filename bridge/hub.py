@@ -66,6 +66,8 @@ class Reshaped:
     adjusted: dict[str, tuple[Value, Value]]  # id -> (value before, value now)
     #: Of those, the ones taken from their value before an earlier reload changed them: id -> that value.
     recalled: dict[str, Value] = field(default_factory=dict)
+    #: Controls renamed (the editor): new id -> old id (the old one is in ``removed``, the new in ``added``).
+    renamed: dict[str, str] = field(default_factory=dict)
 
 
 #: Origins whose change of a control to the value it has counts as a move (people at a page, scripts, scenes).
@@ -280,7 +282,7 @@ class Hub:
                 for cid in renames:
                     if cid not in adjusted and not fresh[cid].trigger:
                         self._outbox.append(Change(fresh[cid], new_values[cid], RELOAD))  # told at its new address
-            reshaped = Reshaped(added, removed, redefined, adjusted, recalled)
+            reshaped = Reshaped(added, removed, redefined, adjusted, recalled, renames)
             apply(reshaped)
             self._drain()
         return reshaped

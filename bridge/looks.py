@@ -32,9 +32,17 @@ class Looks:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
 
-    def reshape(self, control_ids: Iterable[str]) -> None:
-        """The controls changed (a reload): looks are kept for the ids that stay (and for those that come back)."""
-        self._ids = set(control_ids)
+    def reshape(self, control_ids: Iterable[str], renamed: Mapping[str, str] | None = None) -> None:
+        """The controls changed (a reload): looks are kept for the ids that stay (and for those that come back);
+        a renamed control's (``renamed``: new id -> old) goes with it, over one its new id had before."""
+        with self._lock:
+            self._ids = set(control_ids)
+            for new, old in (renamed or {}).items():
+                look = self._looks.pop(old, None)
+                if look is None:
+                    self._looks.pop(new, None)
+                else:
+                    self._looks[new] = look
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener(control id, its whole look)`` after every change."""

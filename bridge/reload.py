@@ -215,7 +215,7 @@ def apply(
 
     def in_force(reshaped: Reshaped) -> None:
         # Under the hub's dispatch order: no change reaches an adapter between the new controls and this.
-        bridge.looks.reshape(bridge.hub.controls)
+        bridge.looks.reshape(bridge.hub.controls, reshaped.renamed)
         for adapter in bridge.hub.adapters:
             # Those whose table changed too: if their successor cannot start, they stay, on the new controls.
             reshape = getattr(adapter, "reshape", None)

@@ -178,6 +178,52 @@ def test_a_renamed_control_keeps_its_value_and_the_desk_is_told(
     assert proc.get_json("/api/values", key=KEY)["lead"] == 40
 
 
+def patched(proc: BridgeProcess, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One edit on the file's current version; its answer (it must be taken)."""
+    version = request(proc, "GET", "/api/config")[1]["version"]
+    status, answer = request(proc, method, path, body, version=version)
+    assert status == 200, answer
+    return dict(answer)
+
+
+def test_a_rename_onto_a_deleted_controls_id_takes_its_scenes_its_fade_and_the_desks_name_along(
+    edited: tuple[BridgeProcess, Path, int], dump: OscDump
+) -> None:
+    """Drums deleted, vocal renamed drums: a scene recalled the deleted drums' 90 onto the renamed vocal; a fade
+    running on it stopped part-way; the name the desk gave it went back to the config's (a reviewer's cases)."""
+    proc, _path, osc_port = edited
+
+    def put(**values: float) -> None:
+        for cid, value in values.items():
+            assert request(proc, "PUT", f"/api/values/{cid}", {"value": value})[0] == 200
+
+    def html() -> str:
+        with proc.open(urllib.request.Request(proc.url + "/", headers={"Authorization": f"Bearer {KEY}"})) as got:
+            return str(got.read().decode("utf-8"))
+
+    put(vocal=10, drums=90)
+    assert request(proc, "PUT", "/api/scenes/Verse")[0] == 200
+    patched(proc, "PATCH", "/api/config/controls/vocal", {"label_from": "/names/vocal"})
+    oscsend(osc_port, "/names/vocal", "s", "Lead Vox")
+    wait_until(lambda: "Lead Vox" in html(), what="the desk's name on the page")
+    patched(proc, "DELETE", "/api/config/controls/drums")
+    put(vocal=60)
+    status, _ = request(proc, "POST", "/api/scenes/Verse/recall", {"fade": 3})  # 60 -> 10 over 3 s
+    assert status == 200
+    wait_until(lambda: proc.get_json("/api/values", key=KEY)["vocal"] < 55, what="the fade under way")
+    page = Page(proc.url)
+    try:
+        answer = patched(proc, "PATCH", "/api/config/controls/vocal", {"id": "drums"})
+        assert ">Lead Vox<" in page.wait_layout(answer["generation"])["surface"]  # the desk's name goes with it
+    finally:
+        page.sio.disconnect()
+    wait_until(lambda: proc.get_json("/api/values", key=KEY)["drums"] == 10, what="the fade carried on to 10")
+    put(drums=33)
+    status, recalled = request(proc, "POST", "/api/scenes/Verse/recall")
+    assert status == 200 and "drums" in recalled["recalled"] and "vocal" not in recalled["skipped"]
+    assert proc.get_json("/api/values", key=KEY)["drums"] == 10  # the renamed vocal's level, not the old drums'
+
+
 def test_a_value_a_narrowed_range_took_goes_with_its_control_through_a_rename(
     edited: tuple[BridgeProcess, Path, int], dump: OscDump
 ) -> None:

@@ -263,10 +263,15 @@ class Scenes:
 
     def reshape(self, reshaped: Reshaped) -> None:
         """The controls changed (a reload): a running fade lets go of the controls that went, or are no
-        longer a range or knob; one given a new label, colour or range goes on (each step kept in range)."""
+        longer a range or knob; one given a new label, colour or range, or renamed, goes on (each step kept
+        in range)."""
         controls = self.hub.controls
         with self._fade_lock:
             if self._fade is not None:
+                for new, old in reshaped.renamed.items():  # the same control under a new name: it goes on
+                    for part in (self._fade.moves, self._fade.sent):
+                        if old in part:
+                            part[new] = part.pop(old)  # type: ignore[assignment]
                 for cid in (*reshaped.removed, *reshaped.redefined):
                     control = controls.get(cid)
                     if control is None or not control.fader:
@@ -274,8 +279,9 @@ class Scenes:
 
     # -- the fade engine -----------------------------------------------------------
     def send(self, change: Change) -> None:
-        """Take a control out of the running fade when it is changed from elsewhere."""
-        if self._fade is None:
+        """Take a control out of the running fade when it is changed from elsewhere (a reload's own change,
+        a range's clamp or a renamed control told at its new address, is no hand on it)."""
+        if self._fade is None or change.origin.kind == "config":
             return
         cid = change.control.id
         with self._fade_lock:

@@ -211,12 +211,15 @@ class SceneStore:
         return replaced
 
     def rename_control(self, old: str, new: str) -> int:
-        """A control renamed: in every scene that has ``old`` (and not ``new``), its value is ``new``'s; how many."""
+        """A control renamed: in every scene, ``old``'s value is ``new``'s; a value ``new`` had there was a
+        deleted control's of that name, and goes (recalled, it moved the renamed fader to another channel's
+        level); how many scenes changed."""
         with self._lock:
             moved = 0
             for name, scene in list(self._scenes.items()):
-                if old in scene.values and new not in scene.values:
-                    values = {(new if cid == old else cid): value for cid, value in scene.values.items()}
+                if old in scene.values or new in scene.values:
+                    values = {cid: value for cid, value in scene.values.items() if cid != new}
+                    values = {(new if cid == old else cid): value for cid, value in values.items()}
                     self._scenes[name] = Scene(name, values, scene.saved_at)
                     moved += 1
             if moved:
