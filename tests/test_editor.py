@@ -224,6 +224,21 @@ def test_a_rename_onto_a_deleted_controls_id_takes_its_scenes_its_fade_and_the_d
     assert proc.get_json("/api/values", key=KEY)["drums"] == 10  # the renamed vocal's level, not the old drums'
 
 
+def test_a_control_a_view_lists_is_renamed_and_removed_there_too(
+    edited: tuple[BridgeProcess, Path, int], dump: OscDump
+) -> None:
+    """A view listing vocal and drums refused both edits ("unknown control 'vocal'", about a control that
+    exists) and the file had to be mended in two places by hand (a reviewer's case)."""
+    proc, path, _osc_port = edited
+    with path.open("a", encoding="utf-8") as show_file:
+        show_file.write('\n[[views]]\nname = "band"\ncontrols = ["vocal", "drums"]   # the band\'s tablet\n')
+    assert request(proc, "POST", "/api/config/reload")[0] == 200
+    patched(proc, "PATCH", "/api/config/controls/vocal", {"id": "lead"})
+    patched(proc, "DELETE", "/api/config/controls/drums")
+    assert 'controls = ["lead"]   # the band\'s tablet' in path.read_text(encoding="utf-8")
+    assert [v.controls for v in load_config(path).views] == [("lead",)]
+
+
 def test_a_value_a_narrowed_range_took_goes_with_its_control_through_a_rename(
     edited: tuple[BridgeProcess, Path, int], dump: OscDump
 ) -> None:

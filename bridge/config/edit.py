@@ -216,7 +216,30 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
         except EditError as err:
             raise EditError(f"{key}: {err}", key) from err
     block = tomlkit.dumps(doc)
-    return "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
+    edited = "".join(lines[: slot.start]) + block + "".join(lines[slot.end :])
+    renamed = props.get("id")
+    return _in_views(edited, cid, renamed) if isinstance(renamed, str) and renamed != cid else edited
+
+
+def _in_views(text: str, cid: str, new: str | None) -> str:
+    """``text`` with ``cid`` renamed ``new`` (or, None, taken out) in the ``controls`` lists of ``[[views]]``:
+    else a view that lists it refuses the rename or the removal ("unknown control")."""
+    if "views" not in text:
+        return text
+    doc = tomlkit.parse(text)
+    views = doc.get("views")
+    changed = False
+    for view in views if isinstance(views, list) else []:
+        listed = view.get("controls") if isinstance(view, dict) else None
+        if not isinstance(listed, list):
+            continue
+        for index in reversed([i for i, got in enumerate(listed) if got == cid]):
+            if new is None:
+                del listed[index]
+            else:
+                listed[index] = new
+            changed = True
+    return tomlkit.dumps(doc) if changed else text
 
 
 def _trailing_comments(value: Any) -> list[Comment]:
@@ -299,7 +322,7 @@ def remove(text: str, cid: str) -> str:
     if slot.after == len(lines):  # the file's last lines: the blank lines that set it apart go too
         while start > 0 and not lines[start - 1].strip():
             start -= 1
-    return "".join(lines[:start] + lines[slot.after :])
+    return _in_views("".join(lines[:start] + lines[slot.after :]), cid, None)
 
 
 def reorder(text: str, ids: list[str]) -> str:
