@@ -715,6 +715,22 @@ def test_an_import_is_checked_whole_and_says_what_is_wrong(tmp_path: Path, body:
     assert scenes.names() == ["Kept"]  # nothing taken
 
 
+@pytest.mark.unit
+def test_an_export_of_scenes_mended_by_hand_is_taken_back_by_import(tmp_path: Path) -> None:
+    """A scenes file mended by hand ("toggle1": true, "txt1": null) loads and recalls; its export was refused
+    whole by import ("expected a number or a text, got True"): a backup that cannot be restored."""
+    hub = Hub(load_config(write_config(tmp_path)).controls)
+    (tmp_path / "scenes.json").write_text(
+        json.dumps({"scenes": {"Mended": {"values": {"toggle1": True, "txt1": None, "slider1": 7}}}})
+    )
+    mended = Scenes(hub, tmp_path / "scenes.json")
+    mended.store.load()
+    exported = mended.export()
+    assert exported["scenes"]["Mended"]["values"] == {"toggle1": 1, "slider1": 7}
+    elsewhere = Scenes(hub, tmp_path / "elsewhere.json")
+    assert elsewhere.import_scenes(exported)["imported"] == ["Mended"]
+
+
 def test_scenes_export_as_one_attachment_and_import_back(tmp_path: Path, bridge_factory: Start) -> None:
     config = write_config(tmp_path)
     config.write_text(

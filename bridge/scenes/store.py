@@ -107,6 +107,25 @@ def load_scenes(path: Path) -> tuple[dict[str, Scene], dict[str, Any]]:
     return scenes, left_out
 
 
+def portable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as an export writes them, so that import takes them back: a flag mended in by hand as the
+    number a recall makes of it (true is 1); what no recall takes (null, a list, NaN) left out."""
+    kept: dict[str, Any] = {}
+    for cid, value in values.items():
+        if isinstance(value, bool):
+            kept[cid] = int(value)
+        elif isinstance(value, str) or (isinstance(value, int | float) and _finite(value)):
+            kept[cid] = value
+    return kept
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
 def parse_export(body: object) -> dict[str, Scene]:
     """The scenes of an exported file (or of a scenes file as the bridge keeps it), checked whole.
 
@@ -134,11 +153,7 @@ def parse_export(body: object) -> dict[str, Scene]:
         for cid, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise SceneError(f"scene {name!r}: {cid}: expected a number or a text, got {shown(value)}")
-            try:
-                finite = isinstance(value, str) or math.isfinite(value)
-            except OverflowError:  # an int beyond any float
-                finite = False
-            if not finite:
+            if not (isinstance(value, str) or _finite(value)):
                 raise SceneError(f"scene {name!r}: {cid}: expected a finite number, got {shown(value)}")
         saved_at = scene.get("saved_at")
         stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else time.time()
@@ -197,7 +212,7 @@ class SceneStore:
     def export(self) -> dict[str, Any]:
         """Every scene as one document: what ``GET /api/scenes/export`` serves and import takes back."""
         with self._lock:
-            scenes = {n: {"saved_at": s.saved_at, "values": dict(s.values)} for n, s in self._scenes.items()}
+            scenes = {n: {"saved_at": s.saved_at, "values": portable(s.values)} for n, s in self._scenes.items()}
         return {"format": EXPORT_FORMAT, "version": FORMAT_VERSION, "exported_at": time.time(), "scenes": scenes}
 
     def merge(self, scenes: dict[str, Scene]) -> list[str]:
