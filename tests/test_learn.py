@@ -173,6 +173,7 @@ def test_pickup_is_the_default_for_faders_on_cc_and_pitch_bend_only() -> None:
     assert mode(fine, MidiBinding(1, "cc14", 7)) == "jump"  # the config says so
     unset = controls_of(TAKEOVER_TOML)["start"]
     assert mode(unset, MidiBinding(1, "pitchbend")) == "pickup"
+    assert mode(unset, MidiBinding(1, "nrpn", 1234)) == "pickup"  # a fader on an NRPN, as on a CC
     assert mode(unset, MidiBinding(1, "note", 5)) == "jump"
     assert mode(unset, None) == "jump"
 

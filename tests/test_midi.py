@@ -495,6 +495,19 @@ def test_output_budget_sends_the_latest_value_per_control_and_always_the_last(
     assert midi_health(server)["budget"] == 50
 
 
+def test_a_small_budget_still_sends_a_change_of_several_messages(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start
+) -> None:
+    """budget = 30 made a burst of 3 messages: an NRPN (4) never went, nor anything after it, for good, and
+    nothing said so (a reviewer's case). A burst holds one change's messages at least."""
+    nrpn = '\n[[controls]]\nid = "cut"\ntype = "range"\nmidi = { channel = 3, nrpn = 1234 }\ntakeover = "jump"\n'
+    controls = jumping(CONTROLS_TOML) + nrpn
+    server, _ = virtual_midi_bridge(jack, peer, tmp_path, bridge_factory, controls, "budget = 30\n")
+    assert server.put_json("/api/values/cut", {"value": 1})[0] == 200
+    assert server.put_json("/api/values/slider2", {"value": 50})[0] == 200
+    peer.wait_for(cc(3, 99, 1234 >> 7), cc(3, 98, 1234 & 0x7F), cc(3, 6, 127), cc(3, 38, 127), cc(1, 2, 127))
+
+
 # -- the surface's types on MIDI -----------------------------------------------------------
 SURFACE_MIDI = """
 [[controls]]

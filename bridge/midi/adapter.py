@@ -50,7 +50,7 @@ from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import encode, has_midi_form, outgoing, same_number
+from bridge.midi.codec import MOST_MESSAGES, encode, has_midi_form, outgoing, same_number
 from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
@@ -107,9 +107,9 @@ class MidiAdapter:
         self._out_lock = threading.Lock()
         self._outlet: Outlet | None = None
         self._last_sent: dict[str, int] = {}
-        # Output budget: a tenth of a second's worth in a burst; beyond it the
-        # changes wait, the latest per control, in order.
-        self._budget = TokenBucket(config.budget, max(1, config.budget // 10))
+        # Output budget: a tenth of a second's worth in a burst (at least one change's messages, or that change
+        # never went, nor anything after it); beyond it the changes wait, the latest per control, in order.
+        self._budget = TokenBucket(config.budget, max(MOST_MESSAGES, config.budget // 10))
         self._held_out: Latest[str, Held] = Latest()
         self._presses = itertools.count()  # a trigger's presses held back each have a key of their own
         self._out_waiting = threading.Event()

@@ -41,6 +41,8 @@ from bridge.validation import snap
 log = logging.getLogger(__name__)
 
 SEVEN_BIT_TOP = 127
+#: The most messages one change takes: an NRPN trigger's hit (the press's four, then the release's).
+MOST_MESSAGES = 8
 FOURTEEN_BIT_TOP = 16383
 #: mido's pitch is -8192..8191; the MIDI number on the wire is pitch + 8192.
 PITCH_OFFSET = 8192

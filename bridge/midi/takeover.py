@@ -18,7 +18,7 @@ While a fader waits, the value its position stands for is its *ghost*: the
 MIDI adapter pushes it to every page, which draws a marker there.
 
 The default is ``"pickup"`` for ranges bound to a Control Change (7- or
-14-bit) or pitch bend without ``feedback``: a motorized fader that is sent
+14-bit), an NRPN or pitch bend without ``feedback``: a motorized fader that is sent
 every change follows the value by itself, and a note is a pad, not a fader.
 Everything else jumps.
 """
@@ -35,6 +35,8 @@ from bridge.model import Control, MidiBinding, Takeover
 
 #: Values closer than this share one number, whatever the float arithmetic did.
 _EPSILON = 1e-9
+#: Bindings a hardware fader or knob sends on: pickup by default.
+FADER_KINDS = ("cc", "cc14", "nrpn", "pitchbend")
 #: A 7-bit MIDI step is this fraction of a range.
 _SEVEN_BIT_STEPS = 127
 
@@ -43,7 +45,7 @@ def mode(control: Control, binding: MidiBinding | None) -> Takeover:
     """How ``control`` meets values set elsewhere when bound to ``binding``."""
     if control.takeover is not None:
         return control.takeover
-    if control.fader and binding is not None and binding.kind in ("cc", "cc14", "pitchbend") and not binding.feedback:
+    if control.fader and binding is not None and binding.kind in FADER_KINDS and not binding.feedback:
         return "pickup"
     return "jump"
 
