@@ -28,9 +28,10 @@ to the port it listens on), and a surface that does not echo may well send
 the very same message again within the window: a fader thrown to 0, 0.02,
 0 again. So such a "reflected" sending is taken as echoed only from a peer
 known to echo: one that sent back something else the bridge sent it within
-the last :data:`TRUST` seconds, or whose own message came back, as it was
-reflected, twice in a second faster than any hand (:data:`FAST`): a loop
-that started there stops on its second turn.
+the last :data:`TRUST` seconds, or when it comes back faster than any hand
+(:data:`FAST`): a loop that started there stops on its first turn (a
+fixed-velocity pad's GO, its LED sent back through a patch, fired twice
+when that took two turns).
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ WINDOW = 0.1
 KEEP = 5.0
 #: Seconds a peer that echoed stays known as one that does.
 TRUST = 30.0
-#: A reflected message back this fast (seconds) is a loop's, not a hand's: twice in a second, the peer echoes.
-FAST = 0.005
+#: A reflected message back this fast (seconds) is a loop's, not a hand's.
+FAST = 0.01
 #: Sendings remembered at most (a flood of distinct values to many targets): the oldest go first.
 LIMIT = 50_000
 #: What the monitor says after a message taken for an echo, so that an operator sees why it did nothing.
@@ -76,8 +77,6 @@ class Echoes:
         self._numbers = itertools.count()
         #: Peers known to echo: when each last did.
         self._echoers: dict[Hashable, float] = {}
-        #: Peers whose own message came back fast, as reflected: when.
-        self._suspects: dict[Hashable, float] = {}
         self._lock = threading.Lock()
         #: Echoes known and dropped.
         self.recognised = 0
@@ -150,14 +149,9 @@ class Echoes:
         return None
 
     def _echoes(self, peer: Hashable, now: float, delay: float) -> bool:
-        """Whether ``peer`` is known to echo (a reflected message of its own came back after ``delay``)."""
-        if now - self._echoers.get(peer, -self.trust) < self.trust:
-            return True
-        if delay > FAST:
-            return False
-        suspected = self._suspects.get(peer)
-        self._suspects[peer] = now
-        return suspected is not None and now - suspected <= 1.0
+        """Whether a reflected message of ``peer``'s own, back after ``delay``, is its echo: the peer is known
+        to echo, or it came back faster than any hand."""
+        return now - self._echoers.get(peer, -self.trust) < self.trust or delay <= FAST
 
     def _forget(self, now: float) -> None:
         """Forget the sendings older than :data:`KEEP` (the oldest first: each is the oldest of its key)."""
