@@ -13,16 +13,19 @@ Exits 0 when all held; prints what failed otherwise.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from bridge.osc.fire import FIRE_WITHIN
 from tests.helpers import BridgeProcess, free_port, wait_until, write_config
 from tests.osc_tools import OscPeer
 
@@ -52,6 +55,8 @@ def main() -> int:
     a_go_held_on_a_slow_link_fires_once()
     tc("qdisc", "del", "dev", "lo", "root")
     a_go_that_joined_a_backlog_young_is_not_sent_late()
+    tc("qdisc", "del", "dev", "lo", "root")
+    a_go_held_by_a_stalled_link_is_not_sent_when_it_comes_back()
     print("ok")
     return 0
 
@@ -218,6 +223,55 @@ def a_go_that_joined_a_backlog_young_is_not_sent_late() -> None:
         slow.wait_for("/t/1", lambda a: a == ["marker"])
         assert slow.got("/go") == [], slow.got("/go")
         assert "a trigger press waited" in proc.output(), proc.output()
+    finally:
+        proc.stop()
+        for peer in (slow, desk, sender):
+            peer.close()
+
+
+def a_go_held_by_a_stalled_link_is_not_sent_when_it_comes_back() -> None:
+    """A Wi-Fi that stops for a while: the GO pressed meanwhile was checked as the writer reached it, fresh,
+    and then waited for room as long as the link stayed stalled: it went out seconds late when the link came
+    back (a reviewer's case). It is checked again at each try."""
+    slow, desk = OscPeer(), OscPeer()
+    sender = OscPeer("127.0.0.2")
+    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit")
+    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
+    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(slow.port), "0xffff", "flowid", "1:20"]
+    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
+    folder = Path(tempfile.mkdtemp())
+    listen = free_port(socket.SOCK_DGRAM)
+    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{slow.port}", "127.0.0.1:{desk.port}"]\n'
+    controls = SHOW + '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
+    proc = BridgeProcess(write_config(folder, extra=extra, controls=controls)).start()
+    try:
+        texts = itertools.count()
+
+        def queued() -> bool:
+            """A text more, until one is neither delivered nor waiting in the bridge: it is in the link's
+            queue of one, which is full now, and nothing waits in the bridge: the GO is the first refused."""
+            n = next(texts)
+            sender.send(listen, "/t/1", f"{n} " + "x" * 900)
+            desk.wait_for("/t/1", lambda a: a[0].startswith(f"{n} "))
+            sent = time.monotonic()
+            while time.monotonic() - sent < 0.3:  # on loopback a datagram the link takes is there in microseconds
+                if any(a[0].startswith(f"{n} ") for a in slow.got("/t/1")):
+                    return False
+                time.sleep(0.005)  # (polled: its absence is what is waited for)
+            assert not proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["waiting"]
+            return True
+
+        wait_until(queued, what="the stalled link's queue full")
+        sender.send(listen, "/go")
+        desk.wait_for("/go")
+        pressed = time.monotonic()
+        wait_until(lambda: time.monotonic() - pressed > 2 * FIRE_WITHIN, what="the GO older than a cue may be late")
+        tc("qdisc", "del", "dev", "lo", "root")  # the link comes back
+        sender.send(listen, "/t/1", "marker")
+        slow.wait_for("/t/1", lambda a: a == ["marker"])
+        assert slow.got("/go") == [], slow.got("/go")
     finally:
         proc.stop()
         for peer in (slow, desk, sender):

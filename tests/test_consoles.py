@@ -25,7 +25,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import load_config
 from bridge.errors import ConfigError
-from bridge.osc.tcp import FIRE_WITHIN, SEND_TIMEOUT
+from bridge.osc.fire import FIRE_WITHIN
+from bridge.osc.tcp import SEND_TIMEOUT
 from tests.console_tools import FakeX32, TcpConsole, build, slip
 from tests.helpers import DEADLINE, BridgeProcess, Client, free_port, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend

@@ -21,21 +21,21 @@ accepted by :class:`bridge.osc.listen_tcp.TcpListener`.
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
+import select
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from bridge.config import OscTarget
 from bridge.errors import MalformedPacket
 from bridge.flow import Outbox, Workers
 from bridge.logs import LogLimiter
 from bridge.net import notice_silence, unmapped
+from bridge.osc.fire import Event, event_key, in_time
 from bridge.osc.framing import Deframer, Framing, frame
 from bridge.osc.packets import check_packet
 
@@ -60,20 +60,6 @@ MUTE_HINT = 3
 #: A client that has not spoken yet, whose framing is therefore unknown, is
 #: sent nothing for this long; then it gets SLIP, OSC 1.1's framing for streams.
 FRAMING_WAIT = 1.0
-
-#: A button's presses and releases waiting for one peer are kept each, in order, up to
-#: this many things waiting; past them (a peer that stopped reading) a button is held to its
-#: latest state, like a fader.
-EVENTS_MAX = 64
-
-#: What a packet carries: a value (None; the latest per control is enough), a button's press
-#: or release ("press": each counts), or a trigger's press ("fire": each counts, and it is
-#: never kept for a connection that is not there: a cue fired late is worse than none).
-Event = Literal["press", "fire"] | None
-#: A trigger's press (a GO) that waited longer than this (seconds) for its peer to take it (a desk
-#: that stopped reading, a connection that dropped meanwhile, a full link) is not sent: a cue fired
-#: late is worse than one not fired (as :attr:`bridge.hub.Held.FIRE_WITHIN`).
-FIRE_WITHIN = 0.5
 
 #: Packets that arrived on a stream, and the stream: (packets, stream).
 Receive = Callable[[list[bytes], "Stream"], None]
@@ -133,6 +119,13 @@ class Stream:
             for packet in packets:
                 self.sock.sendall(frame(packet, framing))
 
+    def room(self, until: float) -> bool:
+        """Whether the socket takes more by ``until`` (a peer that stopped reading fills it)."""
+        try:
+            return bool(select.select([], [self.sock], [], max(0.0, until - time.monotonic()))[1])
+        except (OSError, ValueError):
+            return True  # closed meanwhile: the write says so
+
     def write_loop(self) -> None:
         """Send what waits in the outbox until the stream closes (its own thread)."""
         if not self._framed.wait(FRAMING_WAIT) and self.framing is None:
@@ -142,7 +135,7 @@ class Stream:
             if self.closed:
                 return
             try:
-                self.write(in_time(batch, self.ident))
+                self.write(in_time(batch, self.ident, self.room))
             except OSError:
                 self.close()
                 return
@@ -355,7 +348,7 @@ class TcpTarget:
                 batch = self.outbox.take(timeout=0.25 if limit or self._spell else 1.0)
                 if batch:
                     try:
-                        stream.write(in_time(batch, self.config.label))
+                        stream.write(in_time(batch, self.config.label, stream.room))
                     except OSError:
                         self.outbox.put_back(batch)  # not sent: kept, unless a newer value came
                         raise
@@ -398,42 +391,3 @@ class TcpTarget:
             )
         if self._hint:
             self.error = f"{why}; {self._hint}"
-
-
-_events = itertools.count()
-
-
-@dataclass(frozen=True)
-class Fire:
-    """The outbox key of a trigger's press; when it was pressed goes with it, no part of the key."""
-
-    key: object
-    number: int
-    at: float = field(compare=False)
-
-
-def event_key(outbox: Sized, key: object, event: Event) -> object:
-    """The outbox key for a packet of control ``key``: one of its own for an event, while few wait."""
-    room = len(outbox) < EVENTS_MAX
-    if event == "fire":
-        return Fire(key, next(_events) if room else -1, time.monotonic())
-    if event is not None and room:
-        return (key, next(_events))
-    return key
-
-
-def in_time(batch: Mapping[object, bytes], peer: str) -> Iterator[bytes]:
-    """The packets of ``batch``, each checked as it is reached (the writer waits for room between two): a
-    trigger's press that waited past :data:`FIRE_WITHIN` by then is dropped, and said."""
-    for key, packet in batch.items():
-        if isinstance(key, Fire):
-            waited = time.monotonic() - key.at
-            if waited > FIRE_WITHIN:
-                said.warning(
-                    ("late", peer),
-                    "OSC to %s: a trigger press waited %.1f s for it; not sent (a cue fired late is worse than none)",
-                    peer,
-                    waited,
-                )
-                continue
-        yield packet

@@ -45,7 +45,7 @@ from bridge.flow import Latest
 from bridge.logs import LogLimiter
 from bridge.net import unmapped
 from bridge.osc.arrival import stamp
-from bridge.osc.tcp import Event, event_key, in_time
+from bridge.osc.fire import Event, event_key, fire_deadline, said_late
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,6 @@ RECOVERY_QUIET = 5.0
 REFUSALS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
 #: The receive buffer of a target's own socket (the listening socket's size: answers come in bursts).
 RECEIVE_BUFFER = 4 * 1024 * 1024
-
-
 #: What a socket says when the link is slower than what is sent (its buffer, or the queue of the
 #: network interface, is full): room comes back as the link drains.
 BUSY = frozenset({errno.EAGAIN, errno.ENOBUFS})
@@ -185,8 +183,7 @@ class Own:
 
 
 #: <linux/in.h> and <linux/in6.h> (Python names neither).
-_IP_RECVERR = 11
-_IPV6_RECVERR = 25
+_IP_RECVERR, _IPV6_RECVERR = 11, 25
 
 
 class UdpTarget:
@@ -203,11 +200,9 @@ class UdpTarget:
         self.state = "resolving"  # resolving | ok | unresolved | unreachable
         self.broadcast = False  # its address is a broadcast one (every host on that network hears it)
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
-        self.sent = 0
-        self.errors = 0
+        self.sent = self.errors = 0
         self._warn = LogLimiter(log)  # datagrams lost, said once a while per reason
-        #: What waits for room while the link is full (see :meth:`put`; under :attr:`lock`), and
-        #: whether anything does.
+        #: What waits for room while the link is full (see :meth:`put`; under :attr:`lock`), and whether any does.
         self.backlog: Latest[object, bytes] = Latest()
         self._behind = False
         self.lock = threading.Lock()
@@ -223,9 +218,7 @@ class UdpTarget:
         """The ``host:port`` its datagrams come from: a change from there is not sent back."""
         return f"{self.ip}:{self.config.port}"
 
-    @property
-    def connected(self) -> bool:
-        return self.sock is not None or self.address is not None
+    connected = property(lambda self: self.sock is not None or self.address is not None)
 
     @property
     def peer(self) -> str | None:
@@ -293,18 +286,23 @@ class UdpTarget:
                 if not waiting:
                     self._behind = False
                     return
-            for packet in in_time(waiting, self.config.label):
-                self._when_room(packet)
+            for key, packet in waiting.items():
+                self._when_room(packet, key)
 
-    def _when_room(self, packet: bytes) -> None:
+    def _when_room(self, packet: bytes, key: object = None) -> None:
         """Send ``packet`` once there is room, however long the link stays full (nobody waits for it
-        but this target's writer, and the backlog keeps only the latest per control meanwhile)."""
+        but this target's writer, and the backlog keeps only the latest per control meanwhile); a trigger's
+        press only while it is in time (:func:`bridge.osc.fire.fire_deadline`)."""
+        until = fire_deadline(key)
         while True:
             sock = self.sock or self.shared
             if sock is None:
                 return  # closed meanwhile (a reload)
             try:
-                went = sent(sock, lambda: self._late(packet))
+                went = sent(sock, lambda: self._late(packet, until))
+            except TimeoutError:
+                said_late(self.config.label, key)
+                return
             except ValueError:
                 return  # its socket closed while it waited (a reload)
             except OSError as err:
@@ -318,7 +316,9 @@ class UdpTarget:
                     self._went()
             return
 
-    def _late(self, packet: bytes) -> bool:
+    def _late(self, packet: bytes, until: float | None = None) -> bool:
+        if until is not None and time.monotonic() > until:
+            raise TimeoutError  # a GO held on the full link past its time: not sent late
         if self.late is not None:
             self.late(packet)  # before the send, as every sending is (its echo may be read first)
         return self._now(packet)
