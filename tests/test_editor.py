@@ -224,6 +224,21 @@ def test_a_rename_onto_a_deleted_controls_id_takes_its_scenes_its_fade_and_the_d
     assert proc.get_json("/api/values", key=KEY)["drums"] == 10  # the renamed vocal's level, not the old drums'
 
 
+@pytest.mark.unit
+def test_a_view_follows_a_rename_on_its_own_lines_and_the_show_keeps_its_order() -> None:
+    """The first version wrote the whole file again through tomlkit, which groups arrays of tables written
+    apart: a rename moved the vocal fader, the view and a comment below the second [[repeat]] (a reviewer's
+    case). Only the view's line changes now."""
+    text = (
+        '[[repeat]]\nn = 2\n[[repeat.controls]]\nid = "ch{n}"\ntype = "range"\n\n'
+        '[[controls]]\nid = "vocal"\ntype = "range"\n\n'
+        '[[views]]\nname = "band"\ncontrols = [\n  "vocal",   # lead\n  "ch1",\n]\n\n'
+        '# --- Effects ---\n[[repeat]]\nn = 2\n[[repeat.controls]]\nid = "fx{n}"\ntype = "knob"\n'
+    )
+    renamed = editing.set_properties(text, "vocal", {"id": "lead"})
+    assert renamed == text.replace('id = "vocal"', 'id = "lead"').replace('"vocal",   # lead', '"lead",   # lead')
+
+
 def test_a_control_a_view_lists_is_renamed_and_removed_there_too(
     edited: tuple[BridgeProcess, Path, int], dump: OscDump
 ) -> None:
@@ -234,9 +249,13 @@ def test_a_control_a_view_lists_is_renamed_and_removed_there_too(
         show_file.write('\n[[views]]\nname = "band"\ncontrols = ["vocal", "drums"]   # the band\'s tablet\n')
     assert request(proc, "POST", "/api/config/reload")[0] == 200
     patched(proc, "PATCH", "/api/config/controls/vocal", {"id": "lead"})
-    patched(proc, "DELETE", "/api/config/controls/drums")
+    removal = patched(proc, "DELETE", "/api/config/controls/drums")
     assert 'controls = ["lead"]   # the band\'s tablet' in path.read_text(encoding="utf-8")
     assert [v.controls for v in load_config(path).views] == [("lead",)]
+    # The editor's undo puts it back in its view too (the drummer's tablet lost its fader for good).
+    assert removal["views"] == {"0": 1}
+    patched(proc, "POST", "/api/config/controls?after=lead", {"$block": removal["removed"], "$views": removal["views"]})
+    assert 'controls = ["lead", "drums"]   # the band\'s tablet' in path.read_text(encoding="utf-8")
 
 
 def test_a_value_a_narrowed_range_took_goes_with_its_control_through_a_rename(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ TOML_BLOCK = "$block"
 #: An OSC address typed without quotes, where TOML is expected.
 _BARE_ADDRESS = re.compile(r"^/[^\s\"'#{}\[\],=]*$")
 _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
+#: A table's header line (``[server]``, ``[[views]]``), and a view's.
+_HEADER = re.compile(r"^\[\[?\s*[A-Za-z0-9_.-]+\s*\]\]?\s*(#.*)?$")
+_VIEWS = re.compile(r"^\[\[\s*views\s*\]\]\s*(#.*)?$")
 
 
 class EditError(BridgeError):
@@ -224,22 +228,56 @@ def set_properties(text: str, cid: str, props: dict[str, Any]) -> str:
 def _in_views(text: str, cid: str, new: str | None) -> str:
     """``text`` with ``cid`` renamed ``new`` (or, None, taken out) in the ``controls`` lists of ``[[views]]``:
     else a view that lists it refuses the rename or the removal ("unknown control")."""
-    if "views" not in text:
-        return text
-    doc = tomlkit.parse(text)
-    views = doc.get("views")
-    changed = False
-    for view in views if isinstance(views, list) else []:
-        listed = view.get("controls") if isinstance(view, dict) else None
-        if not isinstance(listed, list):
-            continue
-        for index in reversed([i for i, got in enumerate(listed) if got == cid]):
+
+    def follow(_number: int, listed: list[Any]) -> bool:
+        places = [i for i, got in enumerate(listed) if got == cid]
+        for index in reversed(places):
             if new is None:
                 del listed[index]
             else:
                 listed[index] = new
-            changed = True
-    return tomlkit.dumps(doc) if changed else text
+        return bool(places)
+
+    return _views(text, follow)
+
+
+def view_places(text: str, cid: str) -> dict[str, int]:
+    """Where ``cid`` stands in each ``[[views]]`` list that names it: {the view's number: its place}, what
+    an undo of its removal gives :func:`add` to put it back there."""
+    places: dict[str, int] = {}
+
+    def find(number: int, listed: list[Any]) -> bool:
+        if cid in listed:
+            places[str(number)] = listed.index(cid)
+        return False
+
+    _views(text, find)
+    return places
+
+
+def _views(text: str, act: Callable[[int, list[Any]], bool]) -> str:
+    """``text`` with ``act(its number, its controls list)`` run on each ``[[views]]`` table's list, the tables
+    it changed (it says so) written again on their own lines; every other line stays as it is (a whole
+    document through tomlkit regroups arrays of tables written apart, and the show's controls changed order)."""
+    if "views" not in text:
+        return text
+    lines = _lines(text)
+    heads = [i for i, line in enumerate(lines) if _HEADER.match(line)] + [len(lines)]
+    out: list[str] = []
+    done = number = 0
+    for here, after in zip(heads, heads[1:], strict=False):
+        if not _VIEWS.match(lines[here]):
+            continue
+        number += 1
+        try:
+            doc = tomlkit.parse("".join(lines[here:after]))
+            listed = doc["views"][0].get("controls")  # type: ignore[index,union-attr]
+        except (tomlkit.exceptions.TOMLKitError, KeyError, IndexError, AttributeError):
+            continue  # not a table of its own on these lines: left as it is (the loader says what is wrong)
+        if isinstance(listed, list) and act(number - 1, listed):
+            out += [*lines[done:here], tomlkit.dumps(doc)]
+            done = after
+    return "".join([*out, *lines[done:]]) if done else text
 
 
 def _trailing_comments(value: Any) -> list[Comment]:
@@ -277,11 +315,14 @@ def removed(text: str, cid: str) -> str:
     return "".join(_lines(text)[slot.start : slot.end])
 
 
-def add(text: str, props: dict[str, Any], after: str | None = None) -> str:
+def add(text: str, props: dict[str, Any], after: str | None = None, views: dict[str, int] | None = None) -> str:
     """``text`` with a new ``[[controls]]`` table after control ``after`` (or after the last one).
 
     ``props`` are its keys, or ``{"$block": text}``: the table written as it is, comments and all.
+    ``views``: the places it had in ``[[views]]`` lists (:func:`view_places`), given back (an undo).
     """
+    if views:
+        return _back_in_views(add(text, props, after), str(block_id(props) or props.get("id")), views)
     if block_id(props) is not None:
         block = "".join(_lines(props[TOML_BLOCK]))
     else:
@@ -295,6 +336,17 @@ def add(text: str, props: dict[str, Any], after: str | None = None) -> str:
     else:
         return _first(text, lines, block)
     return "".join(lines[:at]) + "\n" + block + "".join(lines[at:])
+
+
+def _back_in_views(text: str, cid: str, views: dict[str, int]) -> str:
+    def insert(number: int, listed: list[Any]) -> bool:
+        place = views.get(str(number))
+        if not isinstance(place, int) or cid in listed:
+            return False
+        listed.insert(min(max(place, 0), len(listed)), cid)
+        return True
+
+    return _views(text, insert)
 
 
 def _first(text: str, lines: list[str], block: str) -> str:

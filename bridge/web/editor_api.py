@@ -31,6 +31,8 @@ from bridge.web.body import json_body
 if TYPE_CHECKING:
     from bridge.app import Bridge
 
+#: A key of an added table's body: the places a removal took it from in [[views]] lists, to put it back.
+VIEWS = "$views"
 #: The id a new control of each type gets, numbered: fader1, fader2...
 ID_BASES = {
     "range": "fader",
@@ -186,21 +188,28 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
     def add_control() -> Any:
         def act() -> Any:
             props = body()
+            views = props.pop(VIEWS, None)  # (the undo of a removal: its places in [[views]] lists, back)
+            if views is not None and not (
+                isinstance(views, dict) and all(isinstance(place, int) for place in views.values())
+            ):
+                raise editing.EditError(f"{VIEWS}: expected {{view number: place}}, as a removal answered")
             cid = editing.block_id(props)  # a table given whole (the undo of a removal)
             if cid is None:
                 if "id" not in props:
                     props = {"id": next_id(props.get("type")), **props}
                 cid = props["id"]
-            return change(lambda text: editing.add(text, props, request.args.get("after")), extra={"id": cid})
+            after = request.args.get("after")
+            return change(lambda text: editing.add(text, props, after, views), extra={"id": cid})
 
         return guarded(act)
 
     @bp.delete("/api/config/controls/<cid>")
     def delete_control(cid: str) -> Any:
-        taken: dict[str, str] = {}
+        taken: dict[str, Any] = {}
 
         def remove(text: str) -> str:
             taken["removed"] = editing.removed(text, cid)  # its text, comments and all: what an undo puts back
+            taken["views"] = editing.view_places(text, cid)  # and where [[views]] listed it
             return editing.remove(text, cid)
 
         return guarded(lambda: _refuse_repeated(cid) or change(remove, extra=taken))

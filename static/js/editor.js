@@ -181,6 +181,7 @@
         if (selected === id) selected = null;
         // Its text as it was, comments and all; else rebuilt from its keys.
         const back = result.answer.removed ? { $block: result.answer.removed } : table ? restored(table) : null;
+        if (back && result.answer.views && Object.keys(result.answer.views).length) back.$views = result.answer.views;
         if (record && back) {
           remember("removal of " + id, () =>
             add(back, at > 0 ? ids[at - 1] : null, false).then((added) =>
