@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -21,6 +22,7 @@ from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
 from bridge.scenes import Scenes
+from bridge.scenes.store import MAX_SCENES
 from tests.browser import Pages, hooks, wait_shows
 from tests.helpers import DEADLINE, BridgeProcess, free_port, wait_until, write_config
 from tests.osc_tools import OscPeer, oscsend
@@ -469,6 +471,20 @@ def fading_up(tmp_path: Path) -> Iterator[tuple[Hub, Scenes]]:
         scenes.stop()
 
 
+def test_a_fade_follows_a_renamed_fader_and_lets_go_of_one_renamed_into_a_meter(tmp_path: Path) -> None:
+    """A rename is the same control: its fade goes on under the new name; renamed and made a meter in the
+    same edit, the fade kept writing to the meter (a reviewer's case)."""
+    with fading_up(tmp_path) as (hub, scenes):
+        controls = {c.id: c for c in hub.controls.values()}
+        lead = dataclasses.replace(controls.pop("level"), id="lead")
+        hub.reshape([*controls.values(), lead], scenes.reshape, carried={"lead": "level"})
+        two_steps(hub)
+        assert scenes._fade is not None and "lead" in scenes._fade.moves
+        meter = dataclasses.replace(controls.pop("fine"), id="vu", type="meter")
+        hub.reshape([*controls.values(), lead, meter], scenes.reshape, carried={"vu": "fine"})
+        assert "vu" not in scenes._fade.moves
+
+
 def two_steps(hub: Hub) -> None:
     """Wait until the fade moved "fine" twice more."""
     for _ in range(2):
@@ -729,6 +745,22 @@ def test_an_export_of_scenes_mended_by_hand_is_taken_back_by_import(tmp_path: Pa
     assert exported["scenes"]["Mended"]["values"] == {"toggle1": 1, "slider1": 7}
     elsewhere = Scenes(hub, tmp_path / "elsewhere.json")
     assert elsewhere.import_scenes(exported)["imported"] == ["Mended"]
+
+
+@pytest.mark.unit
+def test_a_scenes_file_of_more_than_the_limit_keeps_the_rest_in_the_file_and_exports_what_imports(
+    tmp_path: Path,
+) -> None:
+    """501 scenes written by hand loaded, recalled and exported, and the export was refused by import."""
+    hub = Hub(load_config(write_config(tmp_path)).controls)
+    many = {f"S{n}": {"values": {"slider1": n % 50}} for n in range(MAX_SCENES + 1)}
+    (tmp_path / "scenes.json").write_text(json.dumps({"scenes": many}))
+    loaded = Scenes(hub, tmp_path / "scenes.json")
+    loaded.store.load()
+    assert len(loaded.names()) == MAX_SCENES
+    Scenes(hub, tmp_path / "elsewhere.json").import_scenes(loaded.export())
+    loaded.save("S0")  # a save keeps what was left out in the file
+    assert len(json.loads((tmp_path / "scenes.json").read_text())["scenes"]) == MAX_SCENES + 1
 
 
 def test_scenes_export_as_one_attachment_and_import_back(tmp_path: Path, bridge_factory: Start) -> None:

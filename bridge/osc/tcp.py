@@ -312,6 +312,9 @@ class TcpTarget:
 
     def _heard(self, packets: list[bytes], stream: Stream) -> None:
         self.heard, self._spoke = time.monotonic(), True
+        if self.state == "connecting":  # its answer: connected from now on (a GO pressed next is sent)
+            self.state, self.error = "connected", None
+            self.outbox.wake()  # (and the writer says so)
         self._receive(packets, stream)
 
     def _held(self, began: float, now: float) -> bool:

@@ -272,7 +272,7 @@ class Scenes:
                     for part in (self._fade.moves, self._fade.sent):
                         if old in part:
                             part[new] = part.pop(old)  # type: ignore[assignment]
-                for cid in (*reshaped.removed, *reshaped.redefined):
+                for cid in (*reshaped.removed, *reshaped.redefined, *reshaped.renamed):
                     control = controls.get(cid)
                     if control is None or not control.fader:
                         self._fade.moves.pop(cid, None)

@@ -101,9 +101,16 @@ def load_scenes(path: Path) -> tuple[dict[str, Scene], dict[str, Any]]:
             )
             left_out[name] = body
             continue
+        if len(scenes) >= MAX_SCENES:
+            left_out[name] = body  # (an export of more would be refused by an import: a backup not restored)
+            continue
         saved_at = body.get("saved_at")
         stamp = float(saved_at) if isinstance(saved_at, int | float) and not isinstance(saved_at, bool) else 0.0
         scenes[name] = Scene(name, dict(values), stamp)
+    if len(left_out) and len(scenes) >= MAX_SCENES:
+        log.warning(
+            "scenes file %s: more than %d scenes; the rest left out (kept in the file as it is)", path, MAX_SCENES
+        )
     return scenes, left_out
 
 
