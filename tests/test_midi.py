@@ -295,6 +295,12 @@ def test_a_motor_fader_reporting_back_the_number_it_was_sent_changes_nothing(
     peer.send(cc(2, 7, 83), cc(2, 39, 25))  # reported back, later than any echo
     peer.send(cc(1, 2, 7))  # a marker behind it: slider2 to 7 * 50 / 127 = 2.76 -> 3
     client.wait_value("slider2", 3)
+    peer.send(cc(2, 7, 83))  # and again, its LSB a read later (a DIN cable: a millisecond a message)
+    peer.send(cc(1, 2, 6))  # (a marker: 2.36 -> 2)
+    client.wait_value("slider2", 2)
+    peer.send(cc(2, 39, 25))
+    peer.send(cc(1, 2, 7))
+    client.wait_value("slider2", 3)
     assert server.get_json("/api/values")["fine"] == 0.3
     assert [e for e in client.of("update value") if e["who"] == "fine"] == []
 

@@ -278,7 +278,10 @@ class Decoder:
         14-bit CC: an MSB sets the value at once with its LSB taken as 0 (as
         the MIDI spec asks of a receiver), so a 7-bit-only fader still moves;
         an MSB directly followed by its LSB in ``messages`` sets the value
-        once, with no coarse step in between.
+        once, with no coarse step in between. A lone MSB that is the value's
+        own (a motor fader reporting where it was sent, its LSB in the next
+        read) changes nothing: taken with an LSB of 0 it dipped the value,
+        and the LSB then left it a hair off.
         """
         i = 0
         while i < len(messages):
@@ -306,6 +309,8 @@ class Decoder:
                 if i < len(messages) and _is_lsb_of(messages[i], binding):
                     lsb = messages[i].value
                     i += 1
+                elif message.value == to_midi(control, current(control), FOURTEEN_BIT_TOP) >> 7:
+                    continue  # a lone MSB within the value's own coarse step: no news (its LSB, if any, says)
                 yield control, from_midi(control, (message.value << 7) | lsb, FOURTEEN_BIT_TOP)
             elif listener.part == "lsb":
                 msb = self._msb.get(control.id)
