@@ -263,6 +263,22 @@ def test_the_learner_tells_cc_note_pitch_bend_and_14_bit_pairs_apart() -> None:
 
 
 @pytest.mark.unit
+def test_a_program_change_is_learned_only_by_a_control_that_can_carry_one() -> None:
+    """A select of words learned a program change: every later one was refused, and the binding was dropped at
+    the next start ("needs a select whose options are program numbers"; a reviewer's case)."""
+    controls = controls_of(
+        '[[controls]]\nid = "section"\ntype = "select"\noptions = ["Verse", "Chorus"]\n'
+        '[[controls]]\nid = "patch"\ntype = "select"\noptions = [0, 1, 2]\n'
+    )
+    learner = Learner(window=0.25)
+    program = mido.Message("program_change", channel=0, program=1)
+    learner.start(controls["section"])
+    assert learner.feed([program], 0.0)[0] is None  # (it waits for something it can take)
+    learner.start(controls["patch"])
+    assert learner.feed([program], 0.0)[0] == Learned("patch", MidiBinding(1, "program"))
+
+
+@pytest.mark.unit
 def test_learned_bindings_override_the_config_and_keep_entries_of_absent_controls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

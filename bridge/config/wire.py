@@ -248,16 +248,19 @@ def midi_binding(
     return MidiBinding(channel=channel, kind=final_kind, number=number, feedback=feedback, scale=scale)  # type: ignore[arg-type]
 
 
+def takes_program(ctype: str, span: tuple[float, float], options: tuple[object, ...]) -> bool:
+    """Whether a control can carry a program number 0-127 as it is: a select of them, or a range within."""
+    numbers = all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= 127 for o in options)
+    return (ctype == "select" and bool(options) and numbers) or (ctype == "range" and 0 <= span[0] and span[1] <= 127)
+
+
 def _program_fits(
     reader: Reader, raw: dict[str, Any], where: str, ctype: str, span: tuple[float, float], options: tuple[object, ...]
 ) -> None:
     """A program change carries a program number 0-127 as it is: a select of them, or a range within 0-127."""
     if "range" in raw or "curve" in raw:
         reader.fail(f"{where}.program", "a program number goes as it is: remove range and curve")
-    numbers = all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= 127 for o in options)
-    if ctype == "select" and options and numbers:
-        return
-    if ctype == "range" and 0 <= span[0] and span[1] <= 127:
+    if takes_program(ctype, span, options):
         return
     reader.fail(
         f"{where}.program",

@@ -33,6 +33,7 @@ from typing import Any
 import mido
 
 from bridge.config.controls import parse_midi_binding
+from bridge.config.wire import takes_program
 from bridge.errors import ConfigError
 from bridge.midi.codec import DATA_LSB, DATA_MSB, LSB_OFFSET, NRPN_CARRIERS, NRPN_LSB, NRPN_MSB, Slot, slots
 from bridge.model import Control, MidiBinding
@@ -240,6 +241,11 @@ class Learned:
     binding: MidiBinding
 
 
+def program_fits(control: Control) -> bool:
+    """Whether ``control`` can carry a program change, as the config would take it bound so."""
+    return takes_program(control.type, (control.min, control.max), tuple(o.value for o in control.options))
+
+
 class Learner:
     """Waits for the performer to move something, for one control at a time.
 
@@ -328,8 +334,9 @@ class Learner:
             return self._done(MidiBinding(channel, "note", message.note)), True
         if kind == "pitchwheel":
             return self._done(MidiBinding(channel, "pitchbend")), True
-        if kind == "program_change" and self._target is not None and self._target.type in ("select", "range"):
-            return self._done(MidiBinding(channel, "program")), True
+        target = self._target
+        if kind == "program_change" and target is not None and program_fits(target):
+            return self._done(MidiBinding(channel, "program")), True  # (else it could not carry it: not learned)
         return None, False
 
     def _nrpn_part(self, message: mido.Message, channel: int) -> tuple[Learned | None, bool] | None:
