@@ -616,6 +616,34 @@ def test_the_page_learns_shows_the_binding_and_draws_the_ghost(
     page.wait_for_function("document.getElementById('fader1').valueAsNumber === 94")
 
 
+def test_the_ghost_is_drawn_on_the_track_of_a_vertical_fader_and_on_a_knobs_dial(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    """A knob waiting to be picked up showed no ghost at all, and a vertical fader's was a sideways mark at the
+    foot of its tile, off its track (a reviewer's case): the ghost is the operator's only sign of the hardware."""
+    controls = LINK_TOML + (
+        '[[controls]]\nid = "upright"\ntype = "range"\norientation = "vertical"\nmax = 100\nstep = 1\n'
+        "midi = { channel = 1, cc = 71 }\n"
+        '[[controls]]\nid = "turn"\ntype = "knob"\nmax = 100\nstep = 1\nmidi = { channel = 1, cc = 72 }\n'
+    )
+    rig = Rig(jack, peer, tmp_path, bridge_factory, controls)
+    page = pages.open(rig.server.url)
+    for cid in ("upright", "turn"):
+        assert rig.server.put_json(f"/api/values/{cid}", {"value": 80})[0] == 200
+    peer.send(cc(1, 71, 10), cc(1, 72, 10))  # 7.9 of 100 each: far below 80
+    track = page.locator('[data-control="upright"] .fader')
+    dial = page.locator('[data-control="turn"] .dial')
+    expect(track.locator(".ghost")).to_have_count(1)
+    expect(dial.locator(".ghost")).to_have_count(1)
+    ghost, box = track.locator(".ghost").bounding_box(), track.bounding_box()
+    assert ghost is not None and box is not None
+    assert box["x"] <= ghost["x"] and ghost["x"] + ghost["width"] <= box["x"] + box["width"]  # on the track
+    assert ghost["y"] + ghost["height"] / 2 > box["y"] + box["height"] * 0.8  # near its foot: 8 of 100
+    assert abs(ghost["x"] + ghost["width"] / 2 - (box["x"] + box["width"] / 2)) < 2  # centred across it
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "ghosts-upright-and-knob.png"))
+
+
 # -- program change and NRPN ---------------------------------------------------------------
 PROGRAM_NRPN_TOML = (
     LINK_TOML

@@ -83,9 +83,11 @@
   function onGhost(message) {
     const ghosts = (message && message.ghosts) || {};
     wraps.forEach((wrap, id) => {
-      if (wrap.dataset.type !== "range") return;
+      if (wrap.dataset.type !== "range" && wrap.dataset.type !== "knob") return;
       const value = ghosts[id];
-      let mark = wrap.querySelector(":scope > .ghost");
+      const track = wrap.querySelector(".fader, .dial"); // drawn on the track itself, whatever the tile's size
+      if (!track) return;
+      let mark = track.querySelector(":scope > .ghost");
       if (typeof value !== "number") {
         if (mark) mark.remove();
         delete wrap.dataset.ghost;
@@ -96,10 +98,10 @@
         mark.className = "ghost";
         mark.setAttribute("aria-hidden", "true");
         mark.title = "The hardware fader is here: move it to the value to pick it up";
-        wrap.append(mark);
+        track.append(mark);
       }
       const at = window.stageTravel(wrap, value);
-      wrap.style.setProperty("--g", String(at));
+      track.style.setProperty("--g", String(at));
       wrap.dataset.ghost = String(value);
     });
   }
