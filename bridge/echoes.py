@@ -121,9 +121,14 @@ class Echoes:
             at, _number, reflected = found.pop(index)
             if not found:
                 del self._sent[(peer, message)]
-            if reflected and not self._echoes(peer, now, now - at):
+            trusted = now - self._echoers.get(peer, -self.trust) < self.trust
+            if reflected and not trusted and now - at > FAST:
                 return False  # the peer's own hand again, most likely: taken
-            self._echoers[peer] = now
+            if trusted or not reflected:
+                # Known to echo: it sent back something it did not send (a fast return of its own message is
+                # dropped, and proves nothing: a surface may send a value twice at once; trusted on that, it
+                # lost a hand's moves for 30 s).
+                self._echoers[peer] = now
             self.recognised += 1
             return True
 
@@ -147,11 +152,6 @@ class Echoes:
             if now - sending[0] <= self.window:
                 return index
         return None
-
-    def _echoes(self, peer: Hashable, now: float, delay: float) -> bool:
-        """Whether a reflected message of ``peer``'s own, back after ``delay``, is its echo: the peer is known
-        to echo, or it came back faster than any hand."""
-        return now - self._echoers.get(peer, -self.trust) < self.trust or delay <= FAST
 
     def _forget(self, now: float) -> None:
         """Forget the sendings older than :data:`KEEP` (the oldest first: each is the oldest of its key)."""

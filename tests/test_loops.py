@@ -131,6 +131,14 @@ def test_a_loop_started_by_a_peer_itself_stops_on_its_first_fast_turn() -> None:
     echoes = Echoes(window=0.1)
     echoes.sent("midi", (0x90, 61, 127), now=1.0, reflected=True)
     assert echoes.back("midi", (0x90, 61, 127), now=1.001)
+    # A fast return of its own message proves nothing of a peer: a surface that sent a value twice at once
+    # was trusted to echo for 30 s, and its hand's 0, 0.02, 0 lost the last 0 (a reviewer's case).
+    twice = Echoes(window=0.1)
+    twice.sent("surface", b"/f 0.5", now=1.0, reflected=True)
+    assert twice.back("surface", b"/f 0.5", now=1.002)  # the same value again at once: dropped, harmless
+    twice.sent("surface", b"/f 0", now=1.5, reflected=True)
+    twice.sent("surface", b"/f 0.02", now=1.53, reflected=True)
+    assert not twice.back("surface", b"/f 0", now=1.56)  # the hand's 0 again
     player = Echoes(window=0.1)  # (a device not known to echo)
     player.sent("midi", (0x90, 61, 127), now=2.0, reflected=True)
     assert not player.back("midi", (0x90, 61, 127), now=2.02)
