@@ -24,12 +24,13 @@ import socketio
 from playwright.sync_api import BrowserContext, Route, expect
 
 from bridge.config import load_config, parse_config
+from bridge.echoes import WINDOW
 from bridge.errors import ConfigError
 from bridge.midi.learn import BindingStore, Learned, Learner, bindings_path, effective, label, overlaps
 from bridge.midi.takeover import SoftTakeover, mode
 from bridge.model import MidiBinding
 from tests.browser import SCREENSHOTS, Pages
-from tests.helpers import BridgeProcess, Client, write_config
+from tests.helpers import BridgeProcess, Client, wait_until, write_config
 from tests.jack import JackServer, MidiPeer, unique_name
 from tests.test_midi import NO_SUCH_BACKEND, bend, cc, link_up, midi_table, note_off, note_on
 
@@ -642,6 +643,26 @@ def test_the_ghost_is_drawn_on_the_track_of_a_vertical_fader_and_on_a_knobs_dial
     assert abs(ghost["x"] + ghost["width"] / 2 - (box["x"] + box["width"] / 2)) < 2  # centred across it
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "ghosts-upright-and-knob.png"))
+
+
+def test_a_14_bit_pickup_fader_is_picked_up_by_a_lone_msb_at_its_values_coarse_step(
+    jack: JackServer, peer: MidiPeer, tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A 7-bit-only fader on a 14-bit binding (MSB alone) reaching the value's coarse step: its MSB was taken
+    for no news before the pickup saw it, and the fader waited on, picked up a step later with a jump."""
+    controls = LINK_TOML + '[[controls]]\nid = "hires"\ntype = "range"\nmidi = { channel = 2, cc = 7, hires = true }\n'
+    rig = Rig(jack, peer, tmp_path, bridge_factory, controls)
+    watcher = client_factory(rig.server.url)
+    assert rig.server.put_json("/api/values/hires", {"value": 0.52})[0] == 200  # coarse step 66 (0.52 * 16383 >> 7)
+    peer.wait_for(cc(2, 7, 66), cc(2, 39, 71))  # sent out: what comes back as it within 0.1 s is its echo
+    sent = time.monotonic()
+    wait_until(lambda: time.monotonic() - sent > 2 * WINDOW, what="past the echo window (a hand's time)")
+    for msb in range(60, 66):
+        peer.send(cc(2, 7, msb))
+    watcher.wait_event("midi ghost", lambda p: p["who"] == "hires" and p["data"] == 65 * 128 / 16383)
+    peer.send(cc(2, 7, 66))
+    watcher.wait_event("midi ghost", lambda p: p["who"] == "hires" and p["data"] is None)  # picked up there
+    assert rig.values()["hires"] == 0.52
 
 
 # -- program change and NRPN ---------------------------------------------------------------

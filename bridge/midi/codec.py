@@ -280,8 +280,8 @@ class Decoder:
         an MSB directly followed by its LSB in ``messages`` sets the value
         once, with no coarse step in between. A lone MSB that is the value's
         own (a motor fader reporting where it was sent, its LSB in the next
-        read) changes nothing: taken with an LSB of 0 it dipped the value,
-        and the LSB then left it a hair off.
+        read) stands for the value itself: taken with an LSB of 0 it dipped
+        the value, and the LSB then left it a hair off.
         """
         i = 0
         while i < len(messages):
@@ -310,7 +310,10 @@ class Decoder:
                     lsb = messages[i].value
                     i += 1
                 elif message.value == to_midi(control, current(control), FOURTEEN_BIT_TOP) >> 7:
-                    continue  # a lone MSB within the value's own coarse step: no news (its LSB, if any, says)
+                    # A lone MSB within the value's own coarse step: the hardware is at the value (a pickup
+                    # fader is picked up), and nothing changes (its LSB, if any, says).
+                    yield control, current(control)
+                    continue
                 yield control, from_midi(control, (message.value << 7) | lsb, FOURTEEN_BIT_TOP)
             elif listener.part == "lsb":
                 msb = self._msb.get(control.id)
