@@ -271,7 +271,7 @@ class SceneStore:
             return
         kept = {n: body for n, body in self._left_out.items() if n not in self._scenes}
         scenes = {n: {"saved_at": s.saved_at, "values": s.values} for n, s in self._scenes.items()}
-        body = {"version": FORMAT_VERSION, "scenes": {**kept, **scenes}}
+        body = {"version": FORMAT_VERSION, "scenes": {**scenes, **kept}}  # (those taken first: a start takes the same)
         # ("replace": a half character in an imported text must not make the file unwritable)
         payload = json.dumps(body, indent=1, ensure_ascii=False).encode("utf-8", "replace")
         self._file.write(payload)  # kept in memory meanwhile, and retried
