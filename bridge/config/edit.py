@@ -37,8 +37,8 @@ TOML_BLOCK = "$block"
 _BARE_ADDRESS = re.compile(r"^/[^\s\"'#{}\[\],=]*$")
 _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
 #: A table's header line (``[server]``, ``[[views]]``), and a view's.
-_HEADER = re.compile(r"^\[\[?\s*[A-Za-z0-9_.-]+\s*\]\]?\s*(#.*)?$")
-_VIEWS = re.compile(r"^\[\[\s*views\s*\]\]\s*(#.*)?$")
+_HEADER = re.compile(r"""^\s*\[\[?\s*[A-Za-z0-9_."'-][A-Za-z0-9_."' -]*\]\]?\s*(#.*)?$""")
+_VIEWS = re.compile(r"""^\s*\[\[\s*(views|"views"|'views')\s*\]\]\s*(#.*)?$""")
 
 
 class EditError(BridgeError):
@@ -229,7 +229,7 @@ def _in_views(text: str, cid: str, new: str | None) -> str:
     """``text`` with ``cid`` renamed ``new`` (or, None, taken out) in the ``controls`` lists of ``[[views]]``:
     else a view that lists it refuses the rename or the removal ("unknown control")."""
 
-    def follow(_number: int, listed: list[Any]) -> bool:
+    def follow(_name: object, listed: list[Any]) -> bool:
         places = [i for i, got in enumerate(listed) if got == cid]
         for index in reversed(places):
             if new is None:
@@ -238,46 +238,66 @@ def _in_views(text: str, cid: str, new: str | None) -> str:
                 listed[index] = new
         return bool(places)
 
-    return _views(text, follow)
+    return _views(text, follow, lambda data: any(cid in view.get("controls", ()) for view in _views_of(data)))
 
 
 def view_places(text: str, cid: str) -> dict[str, int]:
-    """Where ``cid`` stands in each ``[[views]]`` list that names it: {the view's number: its place}, what
-    an undo of its removal gives :func:`add` to put it back there."""
+    """Where ``cid`` stands in each ``[[views]]`` list that names it: {the view's name: its place}, what an
+    undo of its removal gives :func:`add` to put it back there (by name: views added meanwhile do not matter)."""
     places: dict[str, int] = {}
 
-    def find(number: int, listed: list[Any]) -> bool:
-        if cid in listed:
-            places[str(number)] = listed.index(cid)
+    def find(name: object, listed: list[Any]) -> bool:
+        if cid in listed and isinstance(name, str):
+            places[name] = listed.index(cid)
         return False
 
     _views(text, find)
     return places
 
 
-def _views(text: str, act: Callable[[int, list[Any]], bool]) -> str:
-    """``text`` with ``act(its number, its controls list)`` run on each ``[[views]]`` table's list, the tables
-    it changed (it says so) written again on their own lines; every other line stays as it is (a whole
-    document through tomlkit regroups arrays of tables written apart, and the show's controls changed order)."""
+def _views_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    views = data.get("views")
+    return [v for v in views if isinstance(v, dict)] if isinstance(views, list) else []
+
+
+def _views(
+    text: str, act: Callable[[object, list[Any]], bool], undone: Callable[[dict[str, Any]], bool] | None = None
+) -> str:
+    """``text`` with ``act(its name, its controls list)`` run on each view's list, the views it changed (it says
+    so) written again on their own lines: every other line stays as it is (a whole document through tomlkit
+    regroups arrays of tables written apart, and the show's controls changed order). Views written otherwise
+    (``views = [...]`` inline): when ``undone(the parsed result)`` says the change is not made yet, the whole
+    document is edited after all."""
     if "views" not in text:
         return text
     lines = _lines(text)
     heads = [i for i, line in enumerate(lines) if _HEADER.match(line)] + [len(lines)]
     out: list[str] = []
-    done = number = 0
+    done = 0
     for here, after in zip(heads, heads[1:], strict=False):
         if not _VIEWS.match(lines[here]):
             continue
-        number += 1
         try:
             doc = tomlkit.parse("".join(lines[here:after]))
-            listed = doc["views"][0].get("controls")  # type: ignore[index,union-attr]
+            view = doc["views"][0]  # type: ignore[index]
+            listed = view.get("controls")  # type: ignore[union-attr]
         except (tomlkit.exceptions.TOMLKitError, KeyError, IndexError, AttributeError):
             continue  # not a table of its own on these lines: left as it is (the loader says what is wrong)
-        if isinstance(listed, list) and act(number - 1, listed):
+        if isinstance(listed, list) and act(view.get("name"), listed):  # type: ignore[union-attr]
             out += [*lines[done:here], tomlkit.dumps(doc)]
             done = after
-    return "".join([*out, *lines[done:]]) if done else text
+    edited = "".join([*out, *lines[done:]]) if done else text
+    try:
+        if undone is None or not undone(tomllib.loads(edited)):
+            return edited
+        doc = tomlkit.parse(edited)
+    except (tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError):
+        return edited
+    changed = False
+    for view in _views_of(doc):  # type: ignore[arg-type]
+        listed = view.get("controls")
+        changed = (isinstance(listed, list) and act(view.get("name"), listed)) or changed
+    return tomlkit.dumps(doc) if changed else edited
 
 
 def _trailing_comments(value: Any) -> list[Comment]:
@@ -339,8 +359,8 @@ def add(text: str, props: dict[str, Any], after: str | None = None, views: dict[
 
 
 def _back_in_views(text: str, cid: str, views: dict[str, int]) -> str:
-    def insert(number: int, listed: list[Any]) -> bool:
-        place = views.get(str(number))
+    def insert(name: object, listed: list[Any]) -> bool:
+        place = views.get(name) if isinstance(name, str) else None
         if not isinstance(place, int) or cid in listed:
             return False
         listed.insert(min(max(place, 0), len(listed)), cid)
