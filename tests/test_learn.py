@@ -643,6 +643,15 @@ def test_the_ghost_is_drawn_on_the_track_of_a_vertical_fader_and_on_a_knobs_dial
     assert abs(ghost["x"] + ghost["width"] / 2 - (box["x"] + box["width"] / 2)) < 2  # centred across it
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "ghosts-upright-and-knob.png"))
+    # An edit of another control puts a new surface in place: the ghosts stay (they went, the faders waiting).
+    version = rig.server.request_json("GET", "/api/config")[1]["version"]
+    status, answer = rig.server.request_json(
+        "PATCH", "/api/config/controls/slider2", {"label": "Slide"}, headers={"If-Match": version}
+    )
+    assert status == 200, answer
+    expect(page.locator('[data-control="slider2"] label')).to_have_text("Slide")
+    expect(page.locator('[data-control="upright"] .fader .ghost')).to_have_count(1)
+    expect(page.locator('[data-control="turn"] .dial .ghost')).to_have_count(1)
 
 
 def test_a_14_bit_pickup_fader_is_picked_up_by_a_lone_msb_at_its_values_coarse_step(

@@ -80,8 +80,11 @@
 
   // ---- Soft-takeover ghosts ----------------------------------------------------
 
+  let lastGhosts = {}; // drawn again on a surface a reload put in place (its controls are new elements)
+
   function onGhost(message) {
     const ghosts = (message && message.ghosts) || {};
+    lastGhosts = ghosts;
     wraps.forEach((wrap, id) => {
       if (wrap.dataset.type !== "range" && wrap.dataset.type !== "knob") return;
       const value = ghosts[id];
@@ -202,6 +205,7 @@
   window.addEventListener("bridge:layout", () => {
     findWraps();
     wraps.forEach((wrap, id) => showBinding(id, bindings[id]));
+    onGhost({ ghosts: lastGhosts });
     if (root.dataset.learn === "on") setLearn(true);
   });
   socket.on("midi bindings", onBindings);
