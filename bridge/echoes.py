@@ -29,9 +29,10 @@ the very same message again within the window: a fader thrown to 0, 0.02,
 0 again. So such a "reflected" sending is taken as echoed only from a peer
 known to echo: one that sent back something else the bridge sent it within
 the last :data:`TRUST` seconds, or when it comes back faster than any hand
-(:data:`FAST`): a loop that started there stops on its first turn (a
-fixed-velocity pad's GO, its LED sent back through a patch, fired twice
-when that took two turns).
+(:data:`FAST`) with nothing else from the peer in between: a loop that
+started there stops on its first turn (a fixed-velocity pad's GO, its LED
+sent back through a patch, fired twice when that took two turns), and a
+fader thrown to 0, up a hair and back to 0 within a few ms keeps its 0.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ KEEP = 5.0
 TRUST = 30.0
 #: A reflected message back this fast (seconds) is a loop's, not a hand's.
 FAST = 0.01
+#: Peers whose last word is remembered at most.
+PEERS = 4096
 #: Sendings remembered at most (a flood of distinct values to many targets): the oldest go first.
 LIMIT = 50_000
 #: What the monitor says after a message taken for an echo, so that an operator sees why it did nothing.
@@ -77,6 +80,8 @@ class Echoes:
         self._numbers = itertools.count()
         #: Peers known to echo: when each last did.
         self._echoers: dict[Hashable, float] = {}
+        #: When each peer last said something that was no echo.
+        self._heard: dict[Hashable, float] = {}
         self._lock = threading.Lock()
         #: Echoes known and dropped.
         self.recognised = 0
@@ -113,17 +118,17 @@ class Echoes:
         with self._lock:
             self._forget(now)
             found = self._sent.get((peer, message))
-            if not found:
-                return False
-            index = self._answered(found, now)
-            if index is None:
-                return False
+            index = self._answered(found, now) if found else None
+            if found is None or index is None:
+                return self._taken(peer, now)
             at, _number, reflected = found.pop(index)
             if not found:
                 del self._sent[(peer, message)]
             trusted = now - self._echoers.get(peer, -self.trust) < self.trust
-            if reflected and not trusted and now - at > FAST:
-                return False  # the peer's own hand again, most likely: taken
+            # A return of its own message faster than a hand is a loop's, unless the peer said something
+            # else since it was sent: a fader thrown to 0, up a hair and back to 0 within a few ms is a hand.
+            if reflected and not trusted and (now - at > FAST or self._heard.get(peer, -1.0) > at):
+                return self._taken(peer, now)  # the peer's own hand again, most likely
             if trusted or not reflected:
                 # Known to echo: it sent back something it did not send (a fast return of its own message is
                 # dropped, and proves nothing: a surface may send a value twice at once; trusted on that, it
@@ -131,6 +136,13 @@ class Echoes:
                 self._echoers[peer] = now
             self.recognised += 1
             return True
+
+    def _taken(self, peer: Hashable, now: float) -> bool:
+        """``peer`` said something that is no echo at ``now``; False."""
+        if len(self._heard) > PEERS:
+            self._heard.clear()  # (a flood from many hosts: forgetting only makes fast returns count as hands)
+        self._heard[peer] = now
+        return False
 
     def split(
         self, peer: Hashable, items: list[T], key: Callable[[T], Hashable], now: float

@@ -139,6 +139,13 @@ def test_a_loop_started_by_a_peer_itself_stops_on_its_first_fast_turn() -> None:
     twice.sent("surface", b"/f 0", now=1.5, reflected=True)
     twice.sent("surface", b"/f 0.02", now=1.53, reflected=True)
     assert not twice.back("surface", b"/f 0", now=1.56)  # the hand's 0 again
+    # A fader thrown to 0, up a hair and back to 0 within a few ms (a pot's bounce, a quick flick): its
+    # 0.02 came in between, so the second 0 is its hand, not the first's echo (a reviewer's case).
+    flick = Echoes(window=0.1)
+    flick.sent("surface", b"/f 0", now=1.0, reflected=True)
+    assert not flick.back("surface", b"/f 0.02", now=1.002)  # (taken: nothing was sent as 0.02)
+    flick.sent("surface", b"/f 0.02", now=1.0025, reflected=True)
+    assert not flick.back("surface", b"/f 0", now=1.004)
     player = Echoes(window=0.1)  # (a device not known to echo)
     player.sent("midi", (0x90, 61, 127), now=2.0, reflected=True)
     assert not player.back("midi", (0x90, 61, 127), now=2.02)
