@@ -289,6 +289,7 @@ def test_a_motor_fader_reporting_back_the_number_it_was_sent_changes_nothing(
     client = client_factory(server.url)
     assert server.put_json("/api/values/fine", {"value": 0.3})[0] == 200
     peer.wait_for(cc(2, 7, 83), cc(2, 39, 25))  # 0.3 of -1..1 is 10649 of 16383: MSB 83, LSB 25
+    client.wait_value("fine", 0.3)  # (the page has it: nothing of it is on its way)
     client.clear()
     heard = time.monotonic()
     wait_until(lambda: time.monotonic() - heard > 2 * WINDOW, what="past the echo window (the motor's travel)")
