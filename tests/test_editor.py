@@ -245,17 +245,26 @@ def test_a_view_follows_a_rename_on_its_own_lines_and_the_show_keeps_its_order()
     "views",
     [
         'views = [{ name = "band", controls = ["vocal", "drums"] }]\n',  # inline, at the top
+        'views = [\n  { name = "band", controls = ["vocal", "drums"] },   # the band\n]\n',  # over lines
         '  [[views]]\n  name = "band"\n  controls = ["vocal", "drums"]\n',  # indented
         '[["views"]]\nname = "band"\ncontrols = ["vocal", "drums"]\n',  # quoted
     ],
 )
 def test_views_written_any_way_toml_allows_follow_a_rename_and_a_removal(views: str) -> None:
     """Only [[views]] at the start of a line followed (a reviewer's case: the others refused both edits)."""
-    tables = '[[controls]]\nid = "vocal"\ntype = "range"\n\n[[controls]]\nid = "drums"\ntype = "range"\n'
+    tables = (
+        '[[controls]]\nid = "vocal"\ntype = "range"\n\n# --- Effects ---\n[[repeat]]\nn = 2\n'
+        '[[repeat.controls]]\nid = "fx{n}"\ntype = "knob"\n\n[[controls]]\nid = "drums"\ntype = "range"\n'
+    )
     text = views + "\n" + tables if views.startswith("views =") else tables + "\n" + views
     renamed = editing.set_properties(text, "vocal", {"id": "lead"})
     assert tomllib.loads(renamed)["views"][0]["controls"] == ["lead", "drums"]
-    assert tomllib.loads(editing.remove(renamed, "drums"))["views"][0]["controls"] == ["lead"]
+    assert renamed.replace('"lead"', '"vocal"') == text  # nothing else moved (the first fallback reordered)
+    removed = editing.remove(renamed, "drums")
+    assert tomllib.loads(removed)["views"][0]["controls"] == ["lead"]
+    assert editing.view_places(renamed, "drums") == {"band": 1}  # and an undo puts it back
+    back = editing.add(removed, {"id": "drums", "type": "range"}, "lead", {"band": 1})
+    assert tomllib.loads(back)["views"][0]["controls"] == ["lead", "drums"]
 
 
 def test_a_control_a_view_lists_is_renamed_and_removed_there_too(

@@ -39,6 +39,7 @@ _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
 #: A table's header line (``[server]``, ``[[views]]``), and a view's.
 _HEADER = re.compile(r"""^\s*\[\[?\s*[A-Za-z0-9_."'-][A-Za-z0-9_."' -]*\]\]?\s*(#.*)?$""")
 _VIEWS = re.compile(r"""^\s*\[\[\s*(views|"views"|'views')\s*\]\]\s*(#.*)?$""")
+_INLINE_VIEWS = re.compile(r"""^\s*(views|"views"|'views')\s*=""")
 
 
 class EditError(BridgeError):
@@ -238,7 +239,7 @@ def _in_views(text: str, cid: str, new: str | None) -> str:
                 listed[index] = new
         return bool(places)
 
-    return _views(text, follow, lambda data: any(cid in view.get("controls", ()) for view in _views_of(data)))
+    return _views(text, follow)
 
 
 def view_places(text: str, cid: str) -> dict[str, int]:
@@ -255,49 +256,45 @@ def view_places(text: str, cid: str) -> dict[str, int]:
     return places
 
 
-def _views_of(data: dict[str, Any]) -> list[dict[str, Any]]:
-    views = data.get("views")
-    return [v for v in views if isinstance(v, dict)] if isinstance(views, list) else []
-
-
-def _views(
-    text: str, act: Callable[[object, list[Any]], bool], undone: Callable[[dict[str, Any]], bool] | None = None
-) -> str:
+def _views(text: str, act: Callable[[object, list[Any]], bool]) -> str:
     """``text`` with ``act(its name, its controls list)`` run on each view's list, the views it changed (it says
     so) written again on their own lines: every other line stays as it is (a whole document through tomlkit
-    regroups arrays of tables written apart, and the show's controls changed order). Views written otherwise
-    (``views = [...]`` inline): when ``undone(the parsed result)`` says the change is not made yet, the whole
-    document is edited after all."""
+    regroups arrays of tables written apart, and the show's controls changed order). ``[[views]]`` tables
+    and a ``views = [...]`` array (one line or several) alike."""
     if "views" not in text:
         return text
     lines = _lines(text)
     heads = [i for i, line in enumerate(lines) if _HEADER.match(line)] + [len(lines)]
+    spans = [(here, after) for here, after in zip(heads, heads[1:], strict=False) if _VIEWS.match(lines[here])]
+    inline = next((i for i in range(heads[0]) if _INLINE_VIEWS.match(lines[i])), None)
+    if inline is not None:
+        # The array's own lines: the fewest that read as a whole TOML document.
+        end = next((j for j in range(inline + 1, heads[0] + 1) if _reads("".join(lines[inline:j]))), None)
+        if end is not None:
+            spans.insert(0, (inline, end))
     out: list[str] = []
     done = 0
-    for here, after in zip(heads, heads[1:], strict=False):
-        if not _VIEWS.match(lines[here]):
-            continue
+    for here, after in spans:
         try:
             doc = tomlkit.parse("".join(lines[here:after]))
-            view = doc["views"][0]  # type: ignore[index]
-            listed = view.get("controls")  # type: ignore[union-attr]
-        except (tomlkit.exceptions.TOMLKitError, KeyError, IndexError, AttributeError):
-            continue  # not a table of its own on these lines: left as it is (the loader says what is wrong)
-        if isinstance(listed, list) and act(view.get("name"), listed):  # type: ignore[union-attr]
+            views = doc["views"]
+        except (tomlkit.exceptions.TOMLKitError, KeyError):
+            continue  # not a view of its own on these lines: left as it is (the loader says what is wrong)
+        changed = False
+        for view in views if isinstance(views, list) else []:
+            listed = view.get("controls") if isinstance(view, dict) else None
+            changed = (isinstance(listed, list) and act(view.get("name"), listed)) or changed
+        if changed:
             out += [*lines[done:here], tomlkit.dumps(doc)]
             done = after
-    edited = "".join([*out, *lines[done:]]) if done else text
+    return "".join([*out, *lines[done:]]) if done else text
+
+
+def _reads(fragment: str) -> bool:
     try:
-        if undone is None or not undone(tomllib.loads(edited)):
-            return edited
-        doc = tomlkit.parse(edited)
-    except (tomllib.TOMLDecodeError, tomlkit.exceptions.TOMLKitError):
-        return edited
-    changed = False
-    for view in _views_of(doc):  # type: ignore[arg-type]
-        listed = view.get("controls")
-        changed = (isinstance(listed, list) and act(view.get("name"), listed)) or changed
-    return tomlkit.dumps(doc) if changed else edited
+        return isinstance(tomllib.loads(fragment).get("views"), list)
+    except tomllib.TOMLDecodeError:
+        return False
 
 
 def _trailing_comments(value: Any) -> list[Comment]:
