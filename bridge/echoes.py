@@ -29,7 +29,7 @@ the very same message again within the window: a fader thrown to 0, 0.02,
 0 again. So such a "reflected" sending is taken as echoed only from a peer
 known to echo: one that sent back something else the bridge sent it within
 the last :data:`TRUST` seconds, or when it comes back faster than any hand
-(:data:`FAST`) with nothing else from the peer in between: a loop that
+(:data:`FAST`) with nothing else from the peer about the same thing in between: a loop that
 started there stops on its first turn (a fixed-velocity pad's GO, its LED
 sent back through a patch, fired twice when that took two turns), and a
 fader thrown to 0, up a hair and back to 0 within a few ms keeps its 0.
@@ -54,8 +54,8 @@ KEEP = 5.0
 TRUST = 30.0
 #: A reflected message back this fast (seconds) is a loop's, not a hand's.
 FAST = 0.01
-#: Peers whose last word is remembered at most.
-PEERS = 4096
+#: Peers' last words (per address, per MIDI number) remembered at most.
+PEERS = 16_384
 #: Sendings remembered at most (a flood of distinct values to many targets): the oldest go first.
 LIMIT = 50_000
 #: What the monitor says after a message taken for an echo, so that an operator sees why it did nothing.
@@ -80,8 +80,8 @@ class Echoes:
         self._numbers = itertools.count()
         #: Peers known to echo: when each last did.
         self._echoers: dict[Hashable, float] = {}
-        #: When each peer last said something that was no echo.
-        self._heard: dict[Hashable, float] = {}
+        #: When each peer last said something that was no echo, about each family (address, MIDI number).
+        self._heard: dict[tuple[Hashable, Hashable], float] = {}
         self._lock = threading.Lock()
         #: Echoes known and dropped.
         self.recognised = 0
@@ -110,9 +110,10 @@ class Echoes:
             while len(order) > self.limit:
                 self._drop_oldest()
 
-    def back(self, peer: Hashable, message: Hashable, now: float) -> bool:
+    def back(self, peer: Hashable, message: Hashable, now: float, family: Hashable = None) -> bool:
         """True when ``message`` from ``peer``, arrived at ``now``, is the echo of a sending in the
-        :data:`WINDOW` before it (the oldest such sending; it is answered, echo or not)."""
+        :data:`WINDOW` before it (the oldest such sending; it is answered, echo or not). ``family``: what
+        the message is about (its OSC address, its MIDI status and number), for :data:`FAST`."""
         if not self._order:
             return False  # nothing sent lately: no lock taken
         with self._lock:
@@ -120,15 +121,16 @@ class Echoes:
             found = self._sent.get((peer, message))
             index = self._answered(found, now) if found else None
             if found is None or index is None:
-                return self._taken(peer, now)
+                return self._taken((peer, family), now)
             at, _number, reflected = found.pop(index)
             if not found:
                 del self._sent[(peer, message)]
             trusted = now - self._echoers.get(peer, -self.trust) < self.trust
             # A return of its own message faster than a hand is a loop's, unless the peer said something
-            # else since it was sent: a fader thrown to 0, up a hair and back to 0 within a few ms is a hand.
-            if reflected and not trusted and (now - at > FAST or self._heard.get(peer, -1.0) > at):
-                return self._taken(peer, now)  # the peer's own hand again, most likely
+            # else about the same thing since it was sent: a fader thrown to 0, up a hair and back to 0
+            # within a few ms is a hand (a MIDI clock running beside it is not about that fader).
+            if reflected and not trusted and (now - at > FAST or self._heard.get((peer, family), -1.0) > at):
+                return self._taken((peer, family), now)  # the peer's own hand again, most likely
             if trusted or not reflected:
                 # Known to echo: it sent back something it did not send (a fast return of its own message is
                 # dropped, and proves nothing: a surface may send a value twice at once; trusted on that, it
@@ -137,22 +139,28 @@ class Echoes:
             self.recognised += 1
             return True
 
-    def _taken(self, peer: Hashable, now: float) -> bool:
-        """``peer`` said something that is no echo at ``now``; False."""
+    def _taken(self, about: tuple[Hashable, Hashable], now: float) -> bool:
+        """A peer said something about a family that is no echo, at ``now``; False."""
         if len(self._heard) > PEERS:
-            self._heard.clear()  # (a flood from many hosts: forgetting only makes fast returns count as hands)
-        self._heard[peer] = now
+            self._heard.clear()  # (a flood of addresses: forgetting only makes fast returns count as loops')
+        self._heard[about] = now
         return False
 
     def split(
-        self, peer: Hashable, items: list[T], key: Callable[[T], Hashable], now: float
+        self,
+        peer: Hashable,
+        items: list[T],
+        key: Callable[[T], Hashable],
+        now: float,
+        family: Callable[[T], Hashable] | None = None,
     ) -> tuple[list[T], list[T]]:
         """``items`` that came in from ``peer``, as (those taken, the echoes), each in order; ``key`` gives
-        an item's message as it was remembered."""
+        an item's message as it was remembered, ``family`` what it is about (see :meth:`back`)."""
         taken: list[T] = []
         echoes: list[T] = []
         for item in items:
-            (echoes if self.back(peer, key(item), now) else taken).append(item)
+            about = family(item) if family is not None else None
+            (echoes if self.back(peer, key(item), now, about) else taken).append(item)
         return taken, echoes
 
     def _answered(self, found: list[tuple[float, int, bool]], now: float) -> int | None:

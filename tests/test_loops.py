@@ -14,11 +14,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mido
 import pytest
 
 from bridge.echoes import FAST, Echoes
@@ -146,6 +148,11 @@ def test_a_loop_started_by_a_peer_itself_stops_on_its_first_fast_turn() -> None:
     assert not flick.back("surface", b"/f 0.02", now=1.002)  # (taken: nothing was sent as 0.02)
     flick.sent("surface", b"/f 0.02", now=1.0025, reflected=True)
     assert not flick.back("surface", b"/f 0", now=1.004)
+    # What is about something else in between (a keyboard's aftertouch) leaves a loop a loop.
+    clocked = Echoes(window=0.1)
+    clocked.sent("midi", (0x90, 62, 127), now=1.0, reflected=True)
+    assert not clocked.back("midi", (0xD0, 40), now=1.001, family=(0xD0,))
+    assert clocked.back("midi", (0x90, 62, 127), now=1.002, family=(0x90, 62))
     player = Echoes(window=0.1)  # (a device not known to echo)
     player.sent("midi", (0x90, 61, 127), now=2.0, reflected=True)
     assert not player.back("midi", (0x90, 61, 127), now=2.02)
@@ -459,9 +466,23 @@ def test_a_pad_of_fixed_velocity_fires_its_go_once_through_a_patch_back_and_keep
     server, before = patched_back(jack, peer, tmp_path, bridge_factory)
     page = client_factory(server.url)
     page.wait_event("snapshot")
-    peer.send(note_on(1, 62, 127), note_off(1, 62))  # the GO pad
-    peer.send(note_on(1, 60, 127), note_off(1, 60))  # the toggle's pad
-    wait_until(lambda: server.get_json("/api/values")["toggle1"] == 1, what="the toggle on")
+    running = threading.Event()
+
+    def clock() -> None:  # a keyboard's aftertouch beside the pads, every half millisecond: nothing of theirs
+        pressure = 0
+        while not running.wait(0.0005):
+            pressure = (pressure + 1) % 128
+            peer.send(mido.Message("aftertouch", value=pressure))
+
+    ticking = threading.Thread(target=clock)
+    ticking.start()
+    try:
+        peer.send(note_on(1, 62, 127), note_off(1, 62))  # the GO pad
+        peer.send(note_on(1, 60, 127), note_off(1, 60))  # the toggle's pad
+        wait_until(lambda: server.get_json("/api/values")["toggle1"] == 1, what="the toggle on")
+    finally:
+        running.set()
+        ticking.join()
     wait_until(lambda: midi_health(server)["sent"] > before and all_back(server, before), what="the LEDs back, known")
     assert [e["data"] for e in page.of("update value") if e["who"] == "go"] == [1]
     assert server.get_json("/api/values")["toggle1"] == 1

@@ -50,7 +50,7 @@ from bridge.flow import Latest, TokenBucket, Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.midi.bindings import Bindings
-from bridge.midi.codec import MOST_MESSAGES, encode, has_midi_form, outgoing, same_number
+from bridge.midi.codec import MOST_MESSAGES, about, encode, has_midi_form, outgoing, same_number
 from bridge.midi.jack import NoJackServer, server_name
 from bridge.midi.ports import Ports
 from bridge.midi.system import Inlet, Outlet
@@ -428,7 +428,7 @@ class MidiAdapter:
 
     def _apply(self, port_name: str, messages: list[mido.Message]) -> None:
         self.received += len(messages)
-        messages, echoes = self.echoes.split(ECHO_PEER, messages, lambda m: tuple(m.bytes()), time.monotonic())
+        messages, echoes = self.echoes.split(ECHO_PEER, messages, lambda m: tuple(m.bytes()), time.monotonic(), about)
         bindings = self.bindings
         if self.monitor.watching:
             bindings.tell(self.monitor, port_name, messages, echoes)

@@ -104,6 +104,13 @@ def to_midi(control: Control, value: Value, top_number: int) -> int:
     return min(max(number, 0), top_number)
 
 
+def about(message: mido.Message) -> tuple[int, ...]:
+    """What a message is about, for the echo memory: its status with its note or controller number (a
+    pitch bend, a program change: its status), so that a clock or another fader in between is not."""
+    data = message.bytes()
+    return tuple(data[:2]) if len(data) == 3 and message.type != "pitchwheel" else tuple(data[:1])
+
+
 def same_number(control: Control, a: Value, b: Value) -> bool:
     """Whether ``a`` and ``b`` are one MIDI number on ``control``'s binding: what came in is the number its
     value goes out as (a motor fader reporting where it was sent), so taking it would only round the value."""

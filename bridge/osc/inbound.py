@@ -151,7 +151,7 @@ class Inbound:
                 echo = source.own or (
                     address != SYNC_ADDRESS
                     and address not in self.commands
-                    and self.echoes.back(source.host, message.dgram, now)
+                    and self.echoes.back(source.host, message.dgram, now, address)
                 )
                 if self.monitor.watching:
                     if echo:  # said, so that an operator sees why it did nothing

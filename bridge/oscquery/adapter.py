@@ -116,7 +116,7 @@ class OscQueryAdapter:
         origin = Origin("oscquery", client.ident, client.host)
         now = time.monotonic()
         for message in found:
-            if self.echoes.back(client.host, message.dgram, now):
+            if self.echoes.back(client.host, message.dgram, now, message.address):
                 self.echoed += 1  # what it was sent a moment ago, straight back (a binding both ways)
                 continue
             address = message.address
