@@ -23,6 +23,7 @@ import socketio
 
 from bridge.config import edit as editing
 from bridge.config import load_config
+from bridge.config.edit import BOM
 from bridge.web.editor_api import field_of
 from tests.helpers import BridgeProcess, free_port, saved, wait_until
 from tests.osc_tools import OscDump, oscsend
@@ -248,6 +249,7 @@ def test_a_view_follows_a_rename_on_its_own_lines_and_the_show_keeps_its_order()
         'views = [\n  { name = "band", controls = ["vocal", "drums"] },   # the band\n]\n',  # over lines
         '  [[views]]\n  name = "band"\n  controls = ["vocal", "drums"]\n',  # indented
         '[["views"]]\nname = "band"\ncontrols = ["vocal", "drums"]\n',  # quoted
+        BOM + 'views = [{ name = "band", controls = ["vocal", "drums"] }]\n',  # first, after a BOM (Notepad)
     ],
 )
 def test_views_written_any_way_toml_allows_follow_a_rename_and_a_removal(views: str) -> None:
@@ -256,15 +258,15 @@ def test_views_written_any_way_toml_allows_follow_a_rename_and_a_removal(views: 
         '[[controls]]\nid = "vocal"\ntype = "range"\n\n# --- Effects ---\n[[repeat]]\nn = 2\n'
         '[[repeat.controls]]\nid = "fx{n}"\ntype = "knob"\n\n[[controls]]\nid = "drums"\ntype = "range"\n'
     )
-    text = views + "\n" + tables if views.startswith("views =") else tables + "\n" + views
+    text = views + "\n" + tables if views.lstrip(BOM).startswith("views =") else tables + "\n" + views
     renamed = editing.set_properties(text, "vocal", {"id": "lead"})
-    assert tomllib.loads(renamed)["views"][0]["controls"] == ["lead", "drums"]
+    assert tomllib.loads(renamed.lstrip(BOM))["views"][0]["controls"] == ["lead", "drums"]
     assert renamed.replace('"lead"', '"vocal"') == text  # nothing else moved (the first fallback reordered)
     removed = editing.remove(renamed, "drums")
-    assert tomllib.loads(removed)["views"][0]["controls"] == ["lead"]
+    assert tomllib.loads(removed.lstrip(BOM))["views"][0]["controls"] == ["lead"]
     assert editing.view_places(renamed, "drums") == {"band": 1}  # and an undo puts it back
     back = editing.add(removed, {"id": "drums", "type": "range"}, "lead", {"band": 1})
-    assert tomllib.loads(back)["views"][0]["controls"] == ["lead", "drums"]
+    assert tomllib.loads(back.lstrip(BOM))["views"][0]["controls"] == ["lead", "drums"]
 
 
 def test_a_control_a_view_lists_is_renamed_and_removed_there_too(

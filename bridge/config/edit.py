@@ -39,6 +39,7 @@ _INLINE_EMPTY = re.compile(r"^\s*controls\s*=\s*\[\s*\]\s*(#.*)?$")
 #: A table's header line (``[server]``, ``[[views]]``), and a view's.
 _HEADER = re.compile(r"""^\s*\[\[?\s*[A-Za-z0-9_."'-][A-Za-z0-9_."' -]*\]\]?\s*(#.*)?$""")
 _VIEWS = re.compile(r"""^\s*\[\[\s*(views|"views"|'views')\s*\]\]\s*(#.*)?$""")
+BOM = "\ufeff"
 _INLINE_VIEWS = re.compile(r"""^\s*(views|"views"|'views')\s*=""")
 
 
@@ -263,6 +264,8 @@ def _views(text: str, act: Callable[[object, list[Any]], bool]) -> str:
     and a ``views = [...]`` array (one line or several) alike."""
     if "views" not in text:
         return text
+    if text.startswith(BOM):  # (saved by Notepad as "UTF-8 with BOM": the loader reads past it, so here too)
+        return BOM + _views(text[len(BOM) :], act)
     lines = _lines(text)
     heads = [i for i, line in enumerate(lines) if _HEADER.match(line)] + [len(lines)]
     spans = [(here, after) for here, after in zip(heads, heads[1:], strict=False) if _VIEWS.match(lines[here])]
