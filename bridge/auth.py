@@ -52,12 +52,11 @@ def same_key(presented: str, expected: str) -> bool:
 
 
 def presented_key(req: Request) -> str | None:
-    """The key a request presents: ``?key=``, then the cookie, then ``Authorization: Bearer``."""
-    key = req.args.get("key") or req.cookies.get(COOKIE)
-    if key:
-        return key
+    """The key a request presents: ``?key=``, then ``Authorization: Bearer``, then the cookie (a key sent on
+    purpose wins over one a browser happens to carry: a script sharing a viewer page's session)."""
     scheme, _, token = req.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token else None
+    bearer = token.strip() if scheme.lower() == "bearer" and token else None
+    return req.args.get("key") or bearer or req.cookies.get(COOKIE) or None
 
 
 @dataclass

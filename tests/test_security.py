@@ -107,6 +107,9 @@ def test_key_in_url_becomes_an_httponly_samesite_cookie(tmp_path: Path, bridge_f
     assert status == 200 and 'id="slider1"' in resp.read().decode()
     status, _ = http(proc.url + "/api/values/slider1", "PUT", {"value": 9}, {"Authorization": f"Bearer {KEY}"})
     assert status == 200
+    # A script's Bearer key wins over a viewer page's cookie it happens to carry (it was a viewer: 403).
+    both = {"Authorization": f"Bearer {KEY}", "Cookie": f"{auth.COOKIE}={VIEWER}"}
+    assert http(proc.url + "/api/values/slider1", "PUT", {"value": 8}, both)[0] == 200
     sio = connect(proc.url, headers={"Cookie": f"{auth.COOKIE}={KEY}"})
     sio.disconnect()
     status, resp = http(proc.url + "/join", headers={"Cookie": f"{auth.COOKIE}={KEY}"})
