@@ -24,6 +24,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.config import DEFAULT_CONFIG, load_config
 from bridge.errors import ConfigError
+from bridge.hub import Hub
+from bridge.model import Origin
 from bridge.osc.codec import values_for
 from bridge.oscquery.namespace import Namespace, frame, json_value, type_string
 from tests.helpers import CONTROLS_TOML, BridgeProcess, Client, free_port, wait_until, write_config
@@ -651,6 +653,20 @@ def test_type_value_range_and_frame_say_the_same_in_the_wires_terms(tmp_path: Pa
     nil.add_arg(None, "N")
     found, problems = values_for("/bang", list(OscMessage(nil.build().dgram).params), space.table)
     assert [(c.id, v) for c, v in found] == [("bang", 1)] and not problems
+
+
+@pytest.mark.unit
+def test_a_wire_value_beyond_a_curves_range_is_clamped_and_said_to_be(tmp_path: Path) -> None:
+    """A client that sent 2.0 to an X32-law fader (RANGE 0-1) got +10 dB and was never corrected: the curve
+    clamped the wire before the hub saw it, so nothing counted as clamped (a reviewer's case)."""
+    path = tmp_path / "t.toml"
+    path.write_text(f'[osc]\nlisten = "127.0.0.1:0"\n{WIRE_TOML}', encoding="utf-8")
+    config = load_config(path)
+    hub, space = Hub(config.controls), Namespace(list(config.controls), "show")
+    for wire, stored, clamped in ((2.0, 10, True), (-1.0, -90, True), (0.75, 0, False)):
+        (control, raw), *_ = values_for("/ch/01/mix/fader", [wire], space.table)[0]
+        applied = hub.set(control.id, raw, Origin("oscquery", "client"))
+        assert (applied.value, applied.adjusted) == (stored, clamped), wire
 
 
 SHARED_TOML = """

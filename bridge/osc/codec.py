@@ -18,7 +18,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.errors import InvalidValue
 from bridge.mapping import float32_as_written, from_wire, to_wire
-from bridge.model import VALUE, Control, OscArg, Payload, Value, address_text
+from bridge.model import VALUE, Control, OscArg, Payload, Scale, Value, address_text
 from bridge.osc.packets import controls_at
 
 
@@ -112,7 +112,7 @@ def _raw(control: Control, payload: object) -> object:
         if isinstance(payload, bool) or not isinstance(payload, int | float):
             raise InvalidValue(control.id, payload, "expected an int or float argument")
         if control.osc_scale is not None:
-            return from_wire(control.osc_scale, control.min, control.max, float(payload))
+            return _shown(control, control.osc_scale, float(payload))
         return payload
     if control.type == "label":
         return "" if payload == EMPTY else payload
@@ -128,6 +128,17 @@ def _raw(control: Control, payload: object) -> object:
     if not isinstance(payload, str):
         raise InvalidValue(control.id, payload, "expected a string argument")
     return payload
+
+
+def _shown(control: Control, scale: Scale, wire: float) -> float:
+    """What ``wire`` shows on ``control``: beyond its range when the wire was beyond the curve's, so that the
+    hub clamps it and says so (an OSCQuery client that sent 2.0 to a 0-1 fader is sent the value it got)."""
+    shown = from_wire(scale, control.min, control.max, wire)
+    ends = [p[1] for p in scale.points] if scale.curve == "table" else [scale.lo, scale.hi]
+    if min(ends) <= wire <= max(ends):
+        return shown
+    span = control.max - control.min
+    return control.max + span if shown >= control.max else control.min - span
 
 
 def _field(control: Control, payload: object, path: str) -> object:
