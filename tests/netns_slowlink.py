@@ -45,6 +45,28 @@ def tc(*args: str) -> None:
     subprocess.run(["tc", *args], check=True)
 
 
+#: A trigger, a GO, at /go.
+GO = '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
+
+
+def slow_link(port: int, rate: str) -> None:
+    """Datagrams to ``port`` go through a link of ``rate`` with a queue of one; the rest at full speed."""
+    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
+    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", rate, "ceil", rate)
+    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
+    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(port), "0xffff", "flowid", "1:20"]
+    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
+
+
+def bridge_to(targets: tuple[OscPeer, OscPeer], controls: str) -> tuple[int, BridgeProcess]:
+    """A bridge with SHOW and ``controls``, its OSC aimed at ``targets``; its listening port, and it."""
+    listen = free_port(socket.SOCK_DGRAM)
+    aimed = ", ".join(f'"127.0.0.1:{peer.port}"' for peer in targets)
+    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = [{aimed}]\n'
+    return listen, BridgeProcess(write_config(Path(tempfile.mkdtemp()), extra=extra, controls=SHOW + controls)).start()
+
+
 def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     tc("qdisc", "add", "dev", "lo", "root", "tbf", "rate", "2mbit", "burst", "128k", "limit", "1000k")
@@ -106,12 +128,7 @@ def a_full_link_holds_up_nobody() -> None:
     other target, and the bridge, go on as if it were not there. Before, every change waited 1 s per
     full target, in the hub's dispatch: pages, MIDI and every other target with it."""
     stuck, desk = OscPeer(), OscPeer()
-    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit")
-    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
-    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(stuck.port), "0xffff", "flowid", "1:20"]
-    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
+    slow_link(stuck.port, "8bit")
     folder = Path(tempfile.mkdtemp())
     listen = free_port(socket.SOCK_DGRAM)
     extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{stuck.port}", "127.0.0.1:{desk.port}"]\n'
@@ -139,18 +156,8 @@ def a_go_held_on_a_slow_link_fires_once() -> None:
     at all (a cue fired late is worse than none); the other desk has it at once."""
     mirror, desk = OscPeer(), OscPeer()
     sender = OscPeer("127.0.0.2")  # another host than the desks' (a change goes back to its own host reflected)
-    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "200kbit", "ceil", "200kbit")
-    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")  # 40 ms of queue
-    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(mirror.port), "0xffff", "flowid", "1:20"]
-    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
-    folder = Path(tempfile.mkdtemp())
-    listen = free_port(socket.SOCK_DGRAM)
-    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{mirror.port}", "127.0.0.1:{desk.port}"]\n'
-    controls = SHOW + '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
-    controls += '\n[[controls]]\nid = "bump"\ntype = "button"\nosc = "/bump"\n'
-    proc = BridgeProcess(write_config(folder, extra=extra, controls=controls)).start()
+    slow_link(mirror.port, "200kbit")  # 40 ms of queue
+    listen, proc = bridge_to((mirror, desk), GO + '\n[[controls]]\nid = "bump"\ntype = "button"\nosc = "/bump"\n')
     stop = threading.Event()
 
     def echo() -> None:  # the mirror desk: everything it gets, straight back to the bridge
@@ -202,17 +209,8 @@ def a_go_that_joined_a_backlog_young_is_not_sent_late() -> None:
     case). It is checked as it is reached; the other desk has it at once."""
     slow, desk = OscPeer(), OscPeer()
     sender = OscPeer("127.0.0.2")
-    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "200kbit", "ceil", "200kbit")
-    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
-    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(slow.port), "0xffff", "flowid", "1:20"]
-    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
-    folder = Path(tempfile.mkdtemp())
-    listen = free_port(socket.SOCK_DGRAM)
-    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{slow.port}", "127.0.0.1:{desk.port}"]\n'
-    controls = SHOW + '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
-    proc = BridgeProcess(write_config(folder, extra=extra, controls=controls)).start()
+    slow_link(slow.port, "200kbit")
+    listen, proc = bridge_to((slow, desk), GO)
     try:
         sender.sock.sendto(bundle([(f"/t/{n}", f"{n:04}" + "x" * 996) for n in range(1, 6)]), ("127.0.0.1", listen))
         slow.wait_for("/t/1")  # the link full behind it: its writer is busy with the rest
@@ -235,17 +233,8 @@ def a_go_held_by_a_stalled_link_is_not_sent_when_it_comes_back() -> None:
     back (a reviewer's case). It is checked again at each try."""
     slow, desk = OscPeer(), OscPeer()
     sender = OscPeer("127.0.0.2")
-    tc("qdisc", "add", "dev", "lo", "root", "handle", "1:", "htb", "default", "10")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit")
-    tc("class", "add", "dev", "lo", "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit")
-    tc("qdisc", "add", "dev", "lo", "parent", "1:20", "handle", "20:", "pfifo", "limit", "1")
-    match = ["protocol", "ip", "u32", "match", "ip", "dport", str(slow.port), "0xffff", "flowid", "1:20"]
-    tc("filter", "add", "dev", "lo", "parent", "1:", *match)
-    folder = Path(tempfile.mkdtemp())
-    listen = free_port(socket.SOCK_DGRAM)
-    extra = f'[osc]\nlisten = "127.0.0.1:{listen}"\ntargets = ["127.0.0.1:{slow.port}", "127.0.0.1:{desk.port}"]\n'
-    controls = SHOW + '\n[[controls]]\nid = "go"\ntype = "button"\nmode = "trigger"\nosc = "/go"\n'
-    proc = BridgeProcess(write_config(folder, extra=extra, controls=controls)).start()
+    slow_link(slow.port, "8bit")
+    listen, proc = bridge_to((slow, desk), GO)
     try:
         texts = itertools.count()
 

@@ -279,12 +279,13 @@ def sent_to(desk: socket.socket, address: bytes) -> tuple[bytes, tuple[str, int]
     return data, sender
 
 
-def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
+@contextlib.contextmanager
+def mirrored(
     tmp_path: Path, bridge_factory: Start, client_factory: Connect
-) -> None:
-    """A desk that mirrors what it is sent from a port of its own (as the relay above), back at once, while
-    the bridge is stopped (SIGSTOP, as a machine starved of CPU would hold it): read 0.3 s later, three times
-    the echo window, it is still the echo, since the kernel's arrival time counts, not the reading."""
+) -> Iterator[tuple[BridgeProcess, socket.socket, socket.socket, int, bytes]]:
+    """A desk the bridge sends to, and a port of the desk's own that mirrors back to the bridge; the level set
+    to 0.25 on a page and sent to the desk: (the bridge, the desk, the mirror, the bridge's OSC port, that
+    message)."""
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back,
@@ -293,11 +294,19 @@ def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
         back.bind(("127.0.0.1", 0))
         desk.settimeout(DEADLINE)
         osc_port = free_port(socket.SOCK_DGRAM)
-        config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW)
-        server = bridge_factory(config)
-        page = client_factory(server.url)
-        page.send("level", 0.25)
+        server = bridge_factory(write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW))
+        client_factory(server.url).send("level", 0.25)
         sent, _ = sent_to(desk, b"/level")
+        yield server, desk, back, osc_port, sent
+
+
+def test_an_echo_read_late_by_a_stalled_bridge_is_known_by_when_it_arrived(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A desk that mirrors what it is sent from a port of its own (as the relay above), back at once, while
+    the bridge is stopped (SIGSTOP, as a machine starved of CPU would hold it): read 0.3 s later, three times
+    the echo window, it is still the echo, since the kernel's arrival time counts, not the reading."""
+    with mirrored(tmp_path, bridge_factory, client_factory) as (server, desk, back, osc_port, sent):
         with stalled(server):
             back.sendto(sent, ("127.0.0.1", osc_port))
     wait_until(lambda: osc_health(server)["received"] == 1, what="the echo read")
@@ -311,19 +320,7 @@ def test_an_echo_behind_a_move_in_a_stalled_bridges_buffer_is_still_known(
     is stopped. Read 0.3 s later, the move is applied at the sync (it reports what came before it) and
     mirrored back to the desk: a sending, which forgot the level's (kept for the window by the clock); the
     echo, which arrived in time, was then taken for a move."""
-    with (
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as desk,
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as back,
-    ):
-        desk.bind(("127.0.0.1", 0))
-        back.bind(("127.0.0.1", 0))
-        desk.settimeout(DEADLINE)
-        osc_port = free_port(socket.SOCK_DGRAM)
-        config = write_config(tmp_path, osc_table(osc_port, desk.getsockname()[1]), controls=SHOW)
-        server = bridge_factory(config)
-        page = client_factory(server.url)
-        page.send("level", 0.25)
-        sent, _ = sent_to(desk, b"/level")
+    with mirrored(tmp_path, bridge_factory, client_factory) as (server, desk, back, osc_port, sent):
         with stalled(server):
             back.sendto(b"/marker\x00,f\x00\x00?\x80\x00\x00", ("127.0.0.1", osc_port))  # 1.0
             back.sendto(b"/bridge/sync\x00\x00\x00\x00,\x00\x00\x00", ("127.0.0.1", osc_port))
