@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bridge.concurrency import run_blocking
 from bridge.config import Config, load_config
 from bridge.errors import BridgeError, ConfigError
 from bridge.flow import Workers
@@ -127,7 +128,9 @@ class Reloader:
                 # it would remove every control from every page and switch OSC and MIDI off.
                 return self._refused(f"{self.path}: is empty (still being written?); nothing applied")
             try:
-                config = load_config(self.path)
+                # Off the event loop (tens of milliseconds for a hundred controls): fades and the
+                # fan-out go on meanwhile.
+                config = run_blocking(load_config, self.path)
             except ConfigError as err:
                 return self._refused(str(err))
             if self.overrides:

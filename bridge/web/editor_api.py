@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from bridge.auth import Access, guard, request_role
+from bridge.concurrency import run_blocking
 from bridge.config import edit as editing
 from bridge.config import parse_text
 from bridge.config.controls import COMMON_KEYS, FIELDS, TYPE_KEYS
@@ -115,9 +116,16 @@ def register(app: Flask, access: Access, bridge: Bridge) -> None:
                 ), 409
             text = data.decode("utf-8")
             crlf = text.count("\r\n") * 2 > text.count("\n")  # saved on Windows: its line ends are kept
-            try:
+
+            def made() -> str:
                 fresh = make(text.replace("\r\n", "\n") if crlf else text)
                 parse_text(fresh, path())  # the loader's own check, before anything is written
+                return fresh
+
+            try:
+                # Off the event loop: for a show of a hundred controls the edit and its check take tens
+                # of milliseconds, which a fade under way would show as a jump.
+                fresh = run_blocking(made)
             except ConfigError as err:
                 return jsonify(error=str(err), field=field_of(err.key, about, keys)), 400
             except editing.NoSuchControl as err:
