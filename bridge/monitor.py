@@ -322,6 +322,7 @@ def targets(status: dict[str, Any]) -> list[dict[str, Any]]:
                      "detail": f"{osc['received']} in, {osc['dropped']} dropped"})  # fmt: skip
         for target in osc.get("targets", []):
             detail = f"{target.get('sent', 0)} sent" + (f", {target['errors']} errors" if target.get("errors") else "")
+            detail += f"; {target['error']}" if target.get("error") else ""  # (why it is down, or silent)
             rows.append({"transport": f"osc/{target['transport']}", "name": target["address"],
                          "state": target["state"], "detail": detail})  # fmt: skip
         tcp = osc.get("tcp")

@@ -7,7 +7,10 @@
 - :class:`FakeX32`: a mixer that behaves as the unofficial "X32/M32 OSC
   Remote Protocol" (P.-G. Maillot) says: a bare address is answered with its
   value, to the sender only; changes are sent to every client whose last
-  ``/xremote`` is under 10 s old, except the one that made the change.
+  ``/xremote`` is under 10 s old, except the one that made the change;
+  ``/status`` is answered ``/status ,sss`` (its state, address and name).
+  It can freeze: its program stops reading while its socket still takes
+  what is sent, and reads that when it wakes.
 """
 
 from __future__ import annotations
@@ -212,6 +215,10 @@ class FakeX32:
         self.clients: dict[tuple[str, int], float] = {}
         self.xremotes = 0
         self.queries: list[str] = []
+        #: Every message it read, in order.
+        self.heard: list[tuple[str, list[Any]]] = []
+        #: Set: its program stops reading (a hang); cleared, it reads what waited in its socket.
+        self.frozen = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -219,6 +226,9 @@ class FakeX32:
 
     def _serve(self) -> None:
         while not self._stop.is_set():
+            if self.frozen.is_set():
+                self._stop.wait(0.05)
+                continue
             try:
                 data, sender = self.sock.recvfrom(65535)
             except (TimeoutError, OSError):
@@ -226,6 +236,10 @@ class FakeX32:
             message = OscMessage(data)
             address, args = message.address, list(message.params)
             with self._lock:
+                self.heard.append((address, args))
+                if address == "/status":
+                    self.sock.sendto(build("/status", "active", "127.0.0.1", "X32-Stage"), sender)
+                    continue
                 if address == "/xremote":
                     self.clients[sender] = time.monotonic()
                     self.xremotes += 1
@@ -250,6 +264,10 @@ class FakeX32:
         with self._lock:
             self.values[address] = value
         self._report(address, value)
+
+    def got(self, address: str) -> list[list[Any]]:
+        with self._lock:
+            return [args for said, args in self.heard if said == address]
 
     def close(self) -> None:
         self._stop.set()

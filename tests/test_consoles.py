@@ -610,6 +610,88 @@ label_from = "/ch/01/config/name"
         desk.close()
 
 
+X32_SCENES = """
+[[controls]]
+id = "on1"
+type = "toggle"
+osc = "/ch/01/mix/on"
+[[controls]]
+id = "scene5"
+type = "button"
+mode = "trigger"
+osc = "/-action/goscene"
+on = 5
+"""
+
+
+def test_an_x32_that_freezes_is_shown_silent_gets_no_scene_go_and_is_greeted_when_it_answers_again(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """UDP never tells that a desk froze (its socket still takes what is sent) or went away: the chip said
+    nothing, and a scene GO pressed meanwhile fired whenever it woke. With answer_within, the X32's answer
+    to /status (Maillot's protocol: `/status ,sss` state, address, name) is what shows it is there."""
+    desk = FakeX32({"/ch/01/mix/on": 0})
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"], ["/xinfo"]]\n'
+        'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\n'
+    )
+    try:
+        proc = bridge_factory(bridge_config(tmp_path, osc, X32_SCENES))
+        client = client_factory(proc.url)
+        wait_until(lambda: target_state(proc) == "ok", what="the desk answered its first /status")
+        client.send("scene5", 1)
+        wait_until(lambda: desk.got("/-action/goscene") == [[5]], what="the scene GO at the desk")
+        desk.frozen.set()
+        client.wait_event(
+            "osc status",
+            lambda status: (
+                status["targets"][0]
+                == {
+                    "address": f"127.0.0.1:{desk.port}",
+                    "transport": "udp",
+                    "state": "silent",
+                    "error": "sent nothing back for 1 s",
+                }
+            ),
+        )
+        assert "sent nothing back for 1 s" in proc.output()
+        client.send("scene5", 1)  # pressed while the desk hangs
+        client.send("on1", 1)  # a value still goes: the latest is what the desk reads when it wakes
+        wait_until(lambda: "is silent: a trigger press not sent" in proc.output(), what="the GO said not sent")
+        desk.frozen.clear()  # it wakes, and reads what its socket kept
+        wait_until(lambda: target_state(proc) == "ok", what="the desk answering again")
+        wait_until(lambda: len(desk.got("/xinfo")) == 2, what="the desk greeted again (on_connect)")
+        assert desk.got("/-action/goscene") == [[5]]  # the GO pressed while it hung never fired
+        assert desk.values["/ch/01/mix/on"] == 1
+        client.send("scene5", 1)
+        wait_until(lambda: desk.got("/-action/goscene") == [[5], [5]], what="a GO once it answers")
+    finally:
+        desk.close()
+
+
+def test_two_desks_on_one_host_answer_each_for_itself(tmp_path: Path, bridge_factory: Start) -> None:
+    """Programs on one machine share its address: each target's answers are known by its port there, so a
+    desk that hangs is not kept "ok" by the one beside it that answers."""
+    desks = [FakeX32({}), FakeX32({})]
+    keepalive = 'keepalive = { message = [["/status"]], every = 0.3, answer_within = 1.0 }'
+    osc = "".join(f'[[osc.targets]]\naddress = "127.0.0.1:{d.port}"\n{keepalive}\n' for d in desks)
+    try:
+        proc = bridge_factory(bridge_config(tmp_path, osc, X32_SCENES))
+
+        def states() -> list[str]:
+            return [t["state"] for t in proc.get_json("/healthz")["adapters"]["osc"]["targets"]]
+
+        wait_until(lambda: states() == ["ok", "ok"], what="both desks answering")
+        desks[0].frozen.set()
+        wait_until(lambda: states()[0] == "silent", what="the hung desk silent")
+        count = len(desks[1].got("/status"))
+        wait_until(lambda: len(desks[1].got("/status")) >= count + 4, what="the other desk answering on")
+        assert states() == ["silent", "ok"]
+    finally:
+        for desk in desks:
+            desk.close()
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("osc", "key", "words"),
@@ -713,17 +795,14 @@ def test_a_tcp_desk_back_is_asked_at_once_and_takes_a_go_one_answer_later(
 
 
 @pytest.mark.unit
-def test_answer_within_is_for_tcp_targets_and_longer_than_the_keepalive(tmp_path: Path) -> None:
-    for target, words in (
-        ('{ address = "127.0.0.1:9000", keepalive = { message = ["/ping"], every = 1, answer_within = 3 } }', "tcp"),
-        (
-            '{ address = "127.0.0.1:9000", transport = "tcp", '
-            'keepalive = { message = ["/ping"], every = 5, answer_within = 3 } }',
-            "more than every",
-        ),
-    ):
-        with pytest.raises(ConfigError, match=words):
-            load_config(write_config(tmp_path, extra=f"[osc]\ntargets = [{target}]\n"))
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_answer_within_is_longer_than_the_keepalive(tmp_path: Path, transport: str) -> None:
+    keepalive = 'keepalive = { message = ["/ping"], every = 5, answer_within = %s }'
+    target = f'{{ address = "127.0.0.1:9000", transport = "{transport}", {keepalive} }}'
+    with pytest.raises(ConfigError, match="more than every"):
+        load_config(write_config(tmp_path, extra=f"[osc]\ntargets = [{target % 3}]\n"))
+    config = load_config(write_config(tmp_path, extra=f"[osc]\ntargets = [{target % 12}]\n"))
+    assert config.osc.targets[0].answer_within == 12.0
 
 
 def test_a_tcp_desk_that_drops_every_connection_at_once_is_tried_again_with_a_backoff(

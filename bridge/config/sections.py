@@ -59,7 +59,7 @@ class OscTarget:
     on_connect: tuple[OscCall, ...] = ()  # sent when a TCP target connects (at start for UDP)
     keepalive: tuple[OscCall, ...] = ()  # sent every `every` seconds while the bridge runs
     every: float = 0.0
-    answer_within: float = 0.0  # TCP: a desk that sends nothing back for this long is taken for gone (0: never)
+    answer_within: float = 0.0  # a desk that sends nothing back for this long is taken for gone (0: never)
     query_on_connect: bool = False  # every control's address with no argument: the desk answers its values
 
     @property
@@ -274,8 +274,6 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         if "answer_within" in table:
             key = f"{where}.keepalive.answer_within"
             answer_within = float(reader.get(table, "answer_within", key, (int, float), 0.0))
-            if transport != "tcp":
-                reader.fail(key, 'only for a target with transport = "tcp" (a UDP desk is heard from as it speaks)')
             if not every < answer_within <= 3600:
                 reader.fail(key, f"expected more than every ({every:g}), at most 3600 seconds; got {answer_within:g}")
     return OscTarget(

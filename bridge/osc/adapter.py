@@ -25,23 +25,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.config import OscConfig
-from bridge.config.sections import OscCall
 from bridge.echoes import Echoes, came_from
 from bridge.errors import BridgeError
 from bridge.flow import Workers
 from bridge.hub import Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.looks import Looks
-from bridge.model import Change, Control
+from bridge.model import Change
 from bridge.monitor import IDLE
 from bridge.net import unmapped
 from bridge.osc.arrival import Clock, stamp
 from bridge.osc.codec import encode
+from bridge.osc.hello import message, queries
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
 from bridge.osc.tcp import Event, Stream, TcpTarget
-from bridge.osc.udp import REFUSALS, Own, UdpTarget, refusals, report_errors, send_from, sent
+from bridge.osc.udp import UdpTarget
+from bridge.osc.udpsock import REFUSALS, Own, refusals, report_errors, send_from, sent
 
 log = logging.getLogger(__name__)
 
@@ -52,34 +53,6 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 DRAIN_LIMIT = 1024
 
 Target = UdpTarget | TcpTarget
-
-
-def message(call: OscCall, prefix: str = "") -> bytes:
-    """One message written in the config (on_connect, keepalive), as bytes."""
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
-    builder = OscMessageBuilder(address=prefix + call[0])
-    for arg in call[1]:
-        builder.add_arg(arg)
-    return bytes(builder.build().dgram)
-
-
-def queries(controls: Mapping[str, Control]) -> list[str]:
-    """The addresses a desk is asked for its values at: every control's that carries a value, and label_from's.
-
-    A trigger's address, or one whose message has no argument, is never
-    sent bare: to a console that is the cue itself (QLab's /go).
-    """
-    found: dict[str, None] = {}
-    for control in controls.values():
-        empty = control.on == () or control.off == ()
-        if not control.trigger and not empty and control.osc_args is None:
-            found[control.osc] = None
-    for control in controls.values():
-        for address in (control.label_from, control.color_from.address if control.color_from else None):
-            if address:
-                found[address] = None
-    return list(found)
 
 
 class OscAdapter:
@@ -109,6 +82,7 @@ class OscAdapter:
         ]
         self._udp = [t for t in self._targets if isinstance(t, UdpTarget)]
         self._prefixed = [t for t in self._udp if t.config.prefix]
+        self._asking = [t for t in self._udp if t.config.answer_within]  # (whether they answer is watched)
         self.listener: TcpListener | None = None
         if config.listen_tcp is not None:
             host, port = config.listen_tcp
@@ -289,6 +263,8 @@ class OscAdapter:
                         target.raw(packet)
                         if self.monitor.watching:
                             self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet)
+            for udp in self._asking:
+                udp.check_answers(now)
             self._publish()
             wait = min((when - time.monotonic() for when in due.values()), default=RESOLVE_INTERVAL)
             self._workers.wait(max(0.01, min(wait, RESOLVE_INTERVAL)))
@@ -381,7 +357,19 @@ class OscAdapter:
                 if not self._workers.stopping.is_set():
                     self.inbound.drop(("recv", err.errno), "OSC receive error: %s", err)
                 return
-            batch.append((data, self._udp_source((str(sender[0]), int(sender[1])))))
+            source = self._udp_source((str(sender[0]), int(sender[1])))
+            batch.append((data, source))
+            if self._asking and not source.own:
+                self._answered(source.host, int(sender[1]))
+
+    def _answered(self, host: str, port: int) -> None:
+        """A datagram from a UDP target that is asked to answer (``answer_within``): from its host, or,
+        where several share one host (programs on one machine), from its port. A desk back is greeted."""
+        now = time.monotonic()
+        at = [t for t in self._asking if t.ip == host]
+        for target in at if len(at) < 2 else [t for t in at if t.config.port == port]:
+            if target.answered(now):
+                self._greet(target)
 
     def _refused(self, sock: socket.socket) -> None:
         """The refusals in the listening socket's error queue, each told to the target it was sent to."""
@@ -405,6 +393,8 @@ class OscAdapter:
                     target.failed(err)  # the ICMP "unreachable" of an earlier send
                 return  # (or its socket closed under it: a reload, the end)
             batch.append((data, source))
+            if target.config.answer_within and target.answered(time.monotonic()):
+                self._greet(target)
 
     def _sync(self, args: list[object], source: Source) -> None:
         """``/bridge/sync``: every current value to the sender, or to ``"host:port"`` (UDP)."""

@@ -29,15 +29,11 @@ its refusals and its answers come on that socket. Host names are resolved by the
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import select
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from bridge.config import OscTarget
@@ -45,7 +41,8 @@ from bridge.flow import Latest
 from bridge.logs import LogLimiter
 from bridge.net import unmapped
 from bridge.osc.arrival import stamp
-from bridge.osc.fire import Event, event_key, fire_deadline, said_late
+from bridge.osc.fire import Event, event_key, fire_deadline, said, said_late
+from bridge.osc.udpsock import BUSY, REFUSALS, Own, connect, send_from, sent
 
 log = logging.getLogger(__name__)
 
@@ -53,137 +50,10 @@ log = logging.getLogger(__name__)
 #: none was refused. A UDP send succeeds whether anything listens or not: only the ICMP "port
 #: unreachable" that comes back tells, a moment later, so one send that went out proves nothing.
 RECOVERY_QUIET = 5.0
-#: What a socket says when a datagram it sent was refused (ICMP): port or host unreachable.
-REFUSALS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+#: The states of a target that is asked to answer (``keepalive.answer_within``) and has not: no GO goes to it.
+QUIET = ("waiting", "silent")
 #: The receive buffer of a target's own socket (the listening socket's size: answers come in bursts).
 RECEIVE_BUFFER = 4 * 1024 * 1024
-#: What a socket says when the link is slower than what is sent (its buffer, or the queue of the
-#: network interface, is full): room comes back as the link drains.
-BUSY = frozenset({errno.EAGAIN, errno.ENOBUFS})
-#: How long (seconds) a send waits for that room before the datagram is given up.
-ROOM_WAIT = 1.0
-
-
-def send_from(shared: socket.socket, packet: bytes, address: Any) -> None:
-    """Send ``packet`` to ``address`` from the listening socket ``shared``."""
-    try:
-        shared.sendto(packet, address)
-    except OSError as err:
-        if err.errno not in REFUSALS:
-            raise
-        # A refusal of an earlier datagram, to whichever target, is said by the socket's next call:
-        # this one. It is in the error queue too, where the reader finds whose it was. Sent again.
-        shared.sendto(packet, address)
-
-
-def sent(sock: socket.socket, send: Callable[[], object]) -> object:
-    """Run ``send`` on the non-blocking ``sock``, waiting up to :data:`ROOM_WAIT` while the link is
-    :data:`BUSY` (a burst on a slow Wi-Fi): the datagrams wait their turn as with a blocking socket,
-    instead of being lost and their target taken for gone. Raises what ``send`` raised otherwise."""
-    deadline = 0.0
-    while True:
-        try:
-            return send()
-        except OSError as err:
-            if err.errno not in BUSY:
-                raise
-            now = time.monotonic()
-            deadline = deadline or now + ROOM_WAIT
-            if now >= deadline:
-                raise
-            if err.errno == errno.EAGAIN:
-                select.select([], [sock], [], deadline - now)  # (gevent: the rest of the bridge runs)
-            else:
-                time.sleep(0.002)  # the interface's queue: no readiness to wait on
-
-
-def report_errors(sock: socket.socket) -> None:
-    """Have ICMP errors about what ``sock`` sends queued on it, with where it went (Linux's ``IP_RECVERR``)."""
-    if sys.platform != "linux":
-        return
-    try:
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
-            if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
-                sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)  # its IPv4 peers too
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-    except OSError as err:
-        log.debug("OSC: no ICMP errors on the listening socket (%s)", err)
-
-
-def refusals(sock: socket.socket) -> Iterator[tuple[str, int, OSError]]:
-    """What ``sock``'s error queue holds (see :func:`report_errors`): each refused datagram's
-    destination (host, port) and the error; read until it is empty."""
-    while True:
-        try:
-            _data, ancillary, _flags, address = sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
-        except OSError:
-            return  # (empty: BlockingIOError)
-        code = errno.ECONNREFUSED
-        for _level, _type, payload in ancillary:
-            if len(payload) >= 4:
-                code = int.from_bytes(payload[:4], sys.byteorder)  # sock_extended_err.ee_errno
-        yield unmapped(str(address[0])), int(address[1]), OSError(code, os.strerror(code))
-
-
-def connect(sock: socket.socket, sockaddr: Any) -> bool:
-    """Connect the UDP socket ``sock`` to ``sockaddr`` (which sends nothing); True when that is a
-    broadcast address, which the kernel refuses (EACCES) until the socket may broadcast."""
-    try:
-        sock.connect(sockaddr)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.connect(sockaddr)
-        return True
-    return False
-
-
-def is_local(host: str) -> bool:
-    """True when ``host`` is one of this machine's own addresses: the kernel routes to it locally,
-    from itself. (Connecting a UDP socket sends nothing. A bind would also succeed for any address
-    where ``ip_nonlocal_bind`` is on, as on many hosts that share a virtual address.)"""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect((host, 9))
-            return bool(unmapped(str(probe.getsockname()[0])) == host)
-        except OSError:
-            return False
-
-
-class Own:
-    """Tells the datagrams the listening socket ``sock`` sent itself: a broadcast to its own port
-    (or a target that is its own address) comes back from one of its host's addresses and its port.
-    No other program on this host can send from that port: nothing else may bind it (no
-    ``SO_REUSEADDR``). A peer elsewhere, or behind a NAT, comes from an address that is not ours."""
-
-    #: How long (seconds) an address is known as this host's own or not (addresses come and go).
-    KEEP = 10.0
-
-    def __init__(self, sock: socket.socket) -> None:
-        host, self.port = sock.getsockname()[:2]
-        self.host = unmapped(str(host))
-        self.anywhere = self.host in ("0.0.0.0", "::")  # noqa: S104 - names the wildcard, binds nothing
-        self._known: dict[str, tuple[bool, float]] = {}
-
-    def __call__(self, host: str, port: int) -> bool:
-        """True when a datagram from ``host``:``port`` (``host`` as :func:`unmapped` names it) is its own."""
-        if port != self.port:
-            return False
-        if not self.anywhere:
-            return host == self.host
-        now = time.monotonic()
-        known = self._known.get(host)
-        if known is None or now - known[1] > self.KEEP:
-            if len(self._known) > 256:
-                self._known.clear()
-            known = self._known[host] = (is_local(host), now)
-        return known[0]
-
-
-#: <linux/in.h> and <linux/in6.h> (Python names neither).
-_IP_RECVERR, _IPV6_RECVERR = 11, 25
 
 
 class UdpTarget:
@@ -197,7 +67,7 @@ class UdpTarget:
         self.shared: socket.socket | None = None
         self.address: Any = None
         self.ip: str | None = None
-        self.state = "resolving"  # resolving | ok | unresolved | unreachable
+        self.state = "resolving"  # resolving | ok | unresolved | unreachable | waiting | silent
         self.broadcast = False  # its address is a broadcast one (every host on that network hears it)
         self.probed = 0.0  # while unreachable: when the first datagram since the last refusal went out
         self.sent = self.errors = 0
@@ -212,6 +82,9 @@ class UdpTarget:
         self.own: Own | None = None
         #: Told of each datagram that left late, from the backlog: its echo comes back from then.
         self.late: Callable[[bytes], None] | None = None
+        #: With ``keepalive.answer_within``: when it last sent anything, and why it is taken for silent.
+        self.heard = 0.0
+        self.error: str | None = None
 
     @property
     def ident(self) -> str:
@@ -236,13 +109,19 @@ class UdpTarget:
             "from_port": self.local_port,
             "broadcast": self.broadcast,
             "waiting": len(self.backlog),
+            "error": self.error,
         }
 
     def put(self, key: object, packet: bytes, event: Event = None) -> None:
         """Send ``packet`` (a value or an ``event`` of control ``key``) now; a target not resolved yet
         gets nothing. While its link is full (a slow Wi-Fi) it waits in :attr:`backlog`, the latest
         per control and each press of a button, and a writer of the target's own sends it as room
-        comes: the fan-out, the pages and the other targets never wait for this one."""
+        comes: the fan-out, the pages and the other targets never wait for this one. A trigger's press
+        goes only to a target that answers, with ``answer_within`` (a frozen desk's socket takes it)."""
+        if event == "fire" and self.state in QUIET:
+            label, state = self.config.label, self.state
+            said.warning(("fire", self.ident), "OSC target %s is %s: a trigger press not sent", label, state)
+            return
         self._send(key if event is None else event_key(self.backlog, key, event), packet)
 
     def raw(self, packet: bytes) -> None:
@@ -345,6 +224,37 @@ class UdpTarget:
         log.info("OSC target %s reachable again", self.config.label)
         return True
 
+    def _answering(self) -> str:
+        """Its state once it has an address: ``waiting`` for its first answer when one is asked of it."""
+        if not self.config.answer_within:
+            return "ok"
+        self.heard, self.error = time.monotonic(), "no answer yet"
+        return "waiting"
+
+    def answered(self, now: float) -> bool:
+        """It sent something (with ``keepalive.answer_within``); True when it was silent until now (a desk
+        back from a freeze or a restart, to be greeted again: an X32 has forgotten its ``/xremote``)."""
+        self.heard = now
+        if self.state not in QUIET:
+            return False
+        back, self.state, self.error = self.state == "silent", "ok", None
+        log.info("OSC target %s answers%s", self.config.label, " again" if back else "")
+        return back
+
+    def check_answers(self, now: float) -> None:
+        """Looked at every second: with ``keepalive.answer_within``, a desk that sent nothing for that
+        long is silent (a desk switched off, unplugged or frozen: UDP alone never tells)."""
+        limit = self.config.answer_within
+        if not limit or self.state not in ("ok", "waiting") or now - self.heard <= limit:
+            return
+        self.state, self.error = "silent", f"sent nothing back for {limit:g} s"
+        log.warning(
+            "OSC target %s sent nothing back for %g s: shown silent, and a trigger press is not sent to it "
+            "until it answers; values still go",
+            self.config.label,
+            limit,
+        )
+
     def lost(self, err: OSError) -> None:
         """A datagram could not be sent, for another reason than a refusal or a full link: it is
         counted and said (once a while per reason); the target is not taken for gone."""
@@ -404,7 +314,7 @@ class UdpTarget:
             self.ip = str(sockaddr[0])
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
-            self.state = "ok"
+            self.state = self._answering()
             if not broadcast and self.own is not None and self.own(unmapped(self.ip), self.config.port):
                 log.warning(
                     "OSC target %s is this bridge's own OSC input: what goes there comes straight back "
