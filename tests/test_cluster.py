@@ -221,6 +221,34 @@ def test_the_new_types_are_shared_and_a_trigger_fires_everywhere_without_being_s
     assert (values["list"], values["cue_name"], values["go"]) == ("Video", "Act 3", 0)
 
 
+def test_a_go_pressed_after_a_cue_is_set_reaches_the_desk_of_another_process_after_it(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    """A phone on a process without the desk set a cue's text, then pressed GO: the press was announced before
+    the text was written, and the desk behind the other process fired first (8 rounds in 10, a reviewer's case)."""
+    need("oscdump")
+    dump = OscDump()
+    try:
+        hardware = f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\ntargets = ["127.0.0.1:{dump.port}"]\n'
+        _p1, p2 = start_processes(
+            bridge_factory,
+            [
+                member_config(tmp_path / "p1", redis_server.url, hardware, controls=SURFACE_TOML),
+                member_config(tmp_path / "p2", redis_server.url, controls=SURFACE_TOML),
+            ],
+        )
+        phone = clients(p2.url)
+        phone.wait_event("snapshot")
+        for n in range(6):
+            phone.send("txt1", f"cue {n}")
+            phone.send("go", 1)
+            wait_until(lambda n=n: dump.messages().count("/go i 1") == n + 1, what=f"GO {n + 1} at the desk")
+        heard = [m for m in dump.messages() if m.startswith(("/txt1", "/go"))]
+        assert heard == [line for n in range(6) for line in (f'/txt1 s "cue {n}"', "/go i 1")]
+    finally:
+        dump.close()
+
+
 def test_a_process_with_other_controls_refuses_to_join_until_the_others_are_gone(
     tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
 ) -> None:

@@ -44,7 +44,7 @@ from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
 from bridge.flow import Workers
-from bridge.hub import Hub, Reshaped
+from bridge.hub import Held, Hub, Reshaped
 from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
 from bridge.monitor import IDLE
@@ -62,6 +62,8 @@ RETRY_MIN = 0.1
 RETRY_MAX = REFUSED_RETRY
 #: How long start-up waits for Redis before it gives up.
 START_TIMEOUT = 5.0
+#: A trigger's press that could not be shared within this long is not shared at all (see :meth:`Hub.set`).
+FIRE_WITHIN = Held.FIRE_WITHIN
 
 
 def signature(controls: Any) -> str:
@@ -124,7 +126,8 @@ class ClusterAdapter:
         self._lock = threading.Lock()  # the trigger presses and the signature
         self._apply_lock = threading.Lock()
         self._ready = threading.Event()
-        self._fires: list[tuple[str, str]] = []  # trigger presses to announce, in order: (control, origin kind)
+        #: Trigger presses to announce, in order: (control, origin kind, when pressed).
+        self._fires: list[tuple[str, str, float]] = []
         self._workers = Workers()
         self._next_beat = 0.0
         self._warn = LogLimiter(log, interval=10.0)
@@ -207,7 +210,7 @@ class ClusterAdapter:
             return  # it came from the cluster: never written back
         if change.control.trigger:
             with self._lock:
-                self._fires.append((change.control_id, _safe(change.origin.kind)))
+                self._fires.append((change.control_id, _safe(change.origin.kind), time.monotonic()))
             self._ready.set()
             return
         self.versions.file(change.control_id, change.value, _safe(change.origin.kind))
@@ -219,9 +222,9 @@ class ClusterAdapter:
             self._ready.wait()
             self._ready.clear()
             stopping = self._workers.stopping.is_set()
-            self._announce_fires()
             batch = self.versions.take()
             if batch is None:
+                self._announce_fires()  # (not sent: Redis is away, and a press held for later is a cue fired late)
                 # Redis is away: hold the changes; the listener wakes us when it is back.
                 if stopping:
                     if self.versions.queued:
@@ -236,20 +239,33 @@ class ClusterAdapter:
                     self._ready.set()
                     continue
                 backoff = RETRY_MIN
+            # After the values changed before them: a GO pressed after a level or a cue's text was set
+            # reached the desk of another process before them (its announcement went first).
+            self._announce_fires()
             if stopping:
                 return
 
     def _announce_fires(self) -> None:
-        """Tell the other processes of trigger presses (lost while Redis is away: an old press is no cue)."""
+        """Tell the other processes of trigger presses: not once Redis is away, nor a press that waited past
+        :data:`FIRE_WITHIN` (the values written before it, retried): a cue fired late is worse than none."""
         with self._lock:
             fires, self._fires = self._fires, []
-        if not self.versions.joined:
-            return
-        for cid, kind in fires:
+        now = time.monotonic()
+        for n, (cid, kind, at) in enumerate(fires):
+            if not self.versions.joined or now - at > FIRE_WITHIN:
+                why = "Redis is away" if not self.versions.joined else f"it waited {now - at:.1f} s for Redis"
+                self._warn.warning(
+                    ("fire", why[:9]),
+                    "cluster: a trigger press of %s not shared: %s; only this process's pages and outputs had it",
+                    cid,
+                    why,
+                )
+                continue
             try:
                 self.store.fire(cid, kind)
             except StoreError as err:
                 self.status.lost(err)
+                self._warn.warning(("fire", "lost"), "cluster: %d trigger presses not shared: %s", len(fires) - n, err)
                 return
 
     def _write(self, batch: list[tuple[str, Pending]], stopping: bool, backoff: float) -> bool:
