@@ -432,7 +432,9 @@ def test_a_tcp_client_silent_at_first_gets_slip_until_it_speaks_and_its_own_fram
         data = b""
         while build("/eos/sub/1", 9.0) not in data:
             data += client.recv(65536)
-        assert data == struct.pack(">i", len(build("/eos/sub/1", 9.0))) + build("/eos/sub/1", 9.0)
+        # Length-framed, every message from its move on (its own 7 first: it crossed the 5 sent to it).
+        framed = [build("/eos/sub/1", value) for value in (7.0, 9.0)]
+        assert data == b"".join(struct.pack(">i", len(packet)) + packet for packet in framed)
 
 
 def test_tcp_clients_beyond_16_from_a_host_or_64_in_all_are_refused_and_said(
@@ -665,6 +667,45 @@ def test_an_x32_that_freezes_is_shown_silent_gets_no_scene_go_and_is_greeted_whe
         assert desk.values["/ch/01/mix/on"] == 1
         client.send("scene5", 1)
         wait_until(lambda: desk.got("/-action/goscene") == [[5], [5]], what="a GO once it answers")
+    finally:
+        desk.close()
+
+
+def test_a_phone_and_the_x32_moving_one_send_at_once_end_on_one_value(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A phone's value reached the desk after the desk's own move had gone out: the X32 took it and told
+    nobody (it reports a change to every client but the one that made it), while the bridge and every page
+    showed the desk's move: the two stayed apart for good (a reviewer's case, 7 crossings in 30). The crossing
+    is held open here by a desk that reads late."""
+    address = "/ch/01/mix/01/level"
+    desk = FakeX32({address: 0.5})
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"]]\n'
+        'keepalive = { message = ["/xremote"], every = 1.0 }\n'
+    )
+    controls = f'[[controls]]\nid = "send1"\ntype = "range"\nmax = 1\nstep = 0.001\nosc = "{address}"\n'
+    try:
+        proc = bridge_factory(bridge_config(tmp_path, osc, controls))
+        phone = client_factory(proc.url)
+        wait_until(lambda: desk.xremotes >= 1, what="the bridge subscribed")
+        for by_phone, by_hand in ((0.25, 0.75), (0.125, 0.875), (0.375, 0.5)):
+            desk.frozen.set()
+            phone.send("send1", by_phone)
+            wait_until(lambda v=by_phone: proc.get_json("/api/values")["send1"] == v, what="the phone's value")
+            desk.change(address, by_hand)  # the desk's own move, told before it read the phone's
+            phone.wait_value("send1", by_hand)
+            desk.frozen.clear()
+            wait_until(lambda v=by_phone: [v] in desk.got(address), what="the desk reading the phone's value")
+            # (and after it, the value every page shows)
+            wait_until(lambda v=by_hand: desk.got(address)[-1] == [v] == [desk.values[address]], what="the desk on it")
+        # Nothing goes back to the desk of what it sends when nothing crossed it.
+        before = len(desk.got(address))
+        desk.change(address, 0.625)
+        phone.wait_value("send1", 0.625)
+        phone.send("send1", 0.25)
+        wait_until(lambda: [0.25] in desk.got(address)[before:], what="the phone's next value")
+        assert desk.got(address)[before:] == [[0.25]], desk.got(address)
     finally:
         desk.close()
 

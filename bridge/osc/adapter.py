@@ -93,6 +93,8 @@ class OscAdapter:
         self._states: list[str] = []
         self._syncs = SyncGate()
         self._said = LogLimiter(log, interval=5.0)
+        #: Per control, the peer its last change came from (None: not OSC): see :meth:`send`.
+        self._last_from: dict[str, str | None] = {}
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -198,8 +200,13 @@ class OscAdapter:
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
         going: list[tuple[Target | Stream, bytes]] = []
+        # What a peer sends is not sent back to it, unless it crossed what was sent to it last: a phone and
+        # the desk moved one fader at once, the desk took the phone's value after its own and sends nobody
+        # what it is told (an X32), while every page showed the desk's: the two stayed apart for good.
+        last, self._last_from[control.id] = self._last_from.get(control.id, source), source
+        crossed = source is not None and last != source and event is None
         for target in self._targets:
-            if source is not None and source == target.ident:
+            if source is not None and source == target.ident and not crossed:
                 continue  # no echo to the peer that sent it
             form = (target.config.prefix, target.config.arg_type)
             packet = packets.get(form)
@@ -209,7 +216,7 @@ class OscAdapter:
         streams = self.listener.streams() if self.listener is not None else []
         if streams:
             packet = packets.get(("", "auto")) or encode(control.osc, control, change.value)
-            going += [(stream, packet) for stream in streams if stream.ident != source]
+            going += [(stream, packet) for stream in streams if stream.ident != source or crossed]
         # Remembered before it goes: an echo may be read before the send returns (bridge.echoes).
         back_to = came_from(change.origin)
         self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], time.monotonic())
