@@ -44,6 +44,7 @@ class Clock:
     def __init__(self) -> None:
         self._offset = time.time() - time.monotonic()  # the kernel stamps with the wall clock
         self.arrivals: list[float | None] = []
+        self._last = 0.0  # the latest arrival stamped
 
     def receive(self, sock: socket.socket, size: int, flags: int = 0) -> tuple[bytes, Any]:
         """One datagram from ``sock``: its bytes and its sender; when it arrived goes to ``arrivals``."""
@@ -56,8 +57,11 @@ class Clock:
         for level, kind, raw in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(raw)
-                # (never later than this reading: the wall clock may have been stepped meanwhile)
-                arrivals.append(min(seconds + nanoseconds * 1e-9 - self._offset, time.monotonic()))
+                # Never later than this reading, nor earlier than the one before it: the wall clock the kernel
+                # stamps with may be stepped meanwhile, either way (a virtual machine's, set by NTP).
+                at = min(seconds + nanoseconds * 1e-9 - self._offset, time.monotonic())
+                self._last = max(at, self._last)
+                arrivals.append(self._last)
                 return data, address
         arrivals.append(None)  # not stamped yet: from the next datagram on (once per socket)
         stamp(sock)
