@@ -710,6 +710,74 @@ def test_a_phone_and_the_x32_moving_one_send_at_once_end_on_one_value(
         desk.close()
 
 
+def strip(ch: int, mix: int = 1) -> str:
+    """A wedge mix's send and the channel's name and meter, at the X32's addresses."""
+    return (
+        f'[[controls]]\nid = "send{ch}"\ntype = "range"\nmax = 1\nstep = 0.001\nosc = "/ch/0{ch}/mix/{mix:02}/level"\n'
+        f'label_from = "/ch/0{ch}/config/name"\n[[controls]]\nid = "meter{ch}"\ntype = "meter"\nmax = 1\n'
+        f'osc = "/meters/ch/0{ch}"\nscene = false\n'
+    )
+
+
+def test_a_reload_asks_the_desk_at_the_addresses_it_added(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A strip added by a live edit showed its default, and one pointed at another mix kept the old mix's level:
+    the first nudge on a phone sent the new mix a jump of 20 dB (a reviewer's case). Asked like at start now."""
+    desk = FakeX32(
+        {"/ch/01/mix/01/level": 0.5, "/ch/02/mix/01/level": 0.5, "/ch/01/mix/02/level": 0.25}
+        | {"/ch/02/mix/02/level": 0.125, "/ch/03/mix/02/level": 0.875, "/ch/03/config/name": "Keys"}
+    )
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"]]\n'
+        'keepalive = { message = ["/xremote"], every = 1.0 }\nquery_on_connect = true\n'
+    )
+    try:
+        config = bridge_config(tmp_path, osc, strip(1) + strip(2))
+        proc = bridge_factory(config)
+        phone = client_factory(proc.url)
+        phone.wait_value("send2", 0.5)
+        assert not [query for query in desk.queries if query.startswith("/meters")]  # fed, not asked for
+        asked = len(desk.queries)
+        config.write_text(config.read_text(encoding="utf-8").replace("/mix/01/", "/mix/02/"), encoding="utf-8")
+        config.write_text(config.read_text(encoding="utf-8") + strip(3, mix=2), encoding="utf-8")
+        assert proc.request_json("POST", "/api/config/reload")[0] == 200
+        phone.wait_value("send1", 0.25)  # the new mix's levels, not the old one's
+        phone.wait_value("send2", 0.125)
+        phone.wait_value("send3", 0.875)  # the strip added
+        phone.wait_event("update look", lambda look: look == {"who": "send3", "label": "Keys"})
+        assert sorted(desk.queries[asked:]) == sorted(
+            ["/ch/01/mix/02/level", "/ch/02/mix/02/level", "/ch/03/mix/02/level", "/ch/03/config/name"]
+        )
+    finally:
+        desk.close()
+
+
+def test_what_changed_while_a_udp_desk_was_away_is_sent_when_it_is_back_not_asked_for(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A phone set two sends while the desk was off: when it came back, the queries brought its old levels
+    back, undoing the phone's without a word (a reviewer's case); a TCP desk already kept them."""
+    port = free_port(socket.SOCK_DGRAM)
+    osc = (
+        f'[[osc.targets]]\naddress = "127.0.0.1:{port}"\non_connect = [["/xremote"]]\n'
+        'keepalive = { message = ["/xremote"], every = 0.5 }\nquery_on_connect = true\n'
+    )
+    proc = bridge_factory(bridge_config(tmp_path, osc, strip(1) + strip(2)))
+    phone = client_factory(proc.url)
+    wait_until(lambda: target_state(proc) == "unreachable", what="no desk")
+    phone.send("send1", 0.75)
+    wait_until(lambda: proc.get_json("/api/values")["send1"] == 0.75, what="the phone's send taken (and lost)")
+    desk = FakeX32({"/ch/01/mix/01/level": 0.25, "/ch/02/mix/01/level": 0.5}, port=port)
+    try:
+        wait_until(lambda: desk.values["/ch/01/mix/01/level"] == 0.75, timeout=DEADLINE + 5, what="the phone's send")
+        phone.wait_value("send2", 0.5)  # asked: the desk's
+        assert "/ch/01/mix/01/level" not in desk.queries
+        assert proc.get_json("/api/values")["send1"] == 0.75
+    finally:
+        desk.close()
+
+
 def test_two_desks_on_one_host_answer_each_for_itself(tmp_path: Path, bridge_factory: Start) -> None:
     """Programs on one machine share its address: each target's answers are known by its port there, so a
     desk that hangs is not kept "ok" by the one beside it that answers."""

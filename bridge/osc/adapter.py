@@ -36,12 +36,12 @@ from bridge.monitor import IDLE
 from bridge.net import unmapped
 from bridge.osc.arrival import Clock, stamp
 from bridge.osc.codec import encode
-from bridge.osc.hello import message, queries
+from bridge.osc.hello import asking, greeting, message, queries
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
 from bridge.osc.tcp import Event, Stream, TcpTarget
-from bridge.osc.udp import UdpTarget
+from bridge.osc.udp import AWAY, UdpTarget, answering
 from bridge.osc.udpsock import REFUSALS, Own, refusals, report_errors, send_from, sent
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class OscAdapter:
         self._states: list[str] = []
         self._syncs = SyncGate()
         self._said = LogLimiter(log, interval=5.0)
+        self._asked = queries(hub.controls)  # the addresses the desks are asked at (see reshape)
         #: Per control, the peer its last change came from (None: not OSC): see :meth:`send`.
         self._last_from: dict[str, str | None] = {}
 
@@ -119,7 +120,7 @@ class OscAdapter:
         self._sock = sock
         self._own = Own(sock)
         for udp in self._udp:
-            udp.shared, udp.own, udp.late = sock, self._own, self._sent_late(udp)
+            udp.shared, udp.own, udp.late = sock, self._own, self.echoes
         if self.listener is not None:
             try:
                 self.listener.start()
@@ -180,8 +181,15 @@ class OscAdapter:
         return described
 
     def reshape(self, reshaped: Reshaped) -> None:
-        """The controls changed (a reload, with this same [osc] table): new addresses in and out from now on."""
+        """The controls changed (a reload, with this same [osc] table): new addresses in and out from now on, and
+        the desks asked at those the reload added (see :mod:`bridge.osc.hello`)."""
         self.inbound.retable()
+        asked, self._asked = self._asked, queries(self.hub.controls)
+        added = [address for address in self._asked if address not in asked]
+        for target in self._targets if added else ():
+            if target.connected:
+                for packet in self._hello(target, asking(target.config, self.hub.controls, target.newer(), added)):
+                    target.raw(packet)
 
     def handle_datagrams(self, batch: list[tuple[bytes, tuple[str, int]]]) -> None:
         """Apply datagrams as if they had come in on the listening socket from these senders."""
@@ -222,38 +230,34 @@ class OscAdapter:
         self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], time.monotonic())
         for way, packet in going:
             way.put(control.id, packet, event)
+            if type(way) is UdpTarget and way.state in AWAY:
+                way.missed.add(control.id)  # (sent again once it is back: see _greet)
             if self.monitor.watching:
                 if isinstance(way, Stream):
                     self.monitor.saw("osc/tcp", "out", way.ident, packet, None, control.id)
                 else:
                     self.monitor.saw(f"osc/{way.config.transport}", "out", way.config.label, packet, None, control.id)
 
-    def _sent_late(self, target: UdpTarget) -> Callable[[bytes], None]:
-        """What a target's backlog sent late is remembered again, from then (a GO held on a full
-        link and echoed by its desk fired twice: its echo came after the window)."""
-        return lambda packet: self.echoes.sent(target.peer or "", packet, time.monotonic())
-
-    def _hello(self, target: Target) -> list[bytes]:
-        """What a target is sent first, whenever it connects: its on_connect messages, the keepalive when its
-        answer is waited for (a desk back is shown connected, and sent GOs, one round trip later), the queries."""
-        config = target.config
-        calls = config.on_connect + (config.keepalive if config.answer_within else ())
-        packets = [message(call, config.prefix) for call in calls]
-        if config.query_on_connect:
-            # Not a control whose value waits to go out (a TCP desk that was down): its answer, the
-            # desk's value from before, would undo the newer one, and the desk gets that one next.
-            waiting = target.outbox.keys() if isinstance(target, TcpTarget) else []
-            newer = {self.hub.controls[key].osc for key in waiting if isinstance(key, str) and key in self.hub.controls}
-            asked = [address for address in queries(self.hub.controls) if address not in newer]
-            packets += [message((address, ()), config.prefix) for address in asked]
+    def _hello(self, target: Target, packets: list[bytes] | None = None) -> list[bytes]:
+        """What a target is sent first, whenever it connects (:func:`greeting`), or ``packets``; shown."""
+        if packets is None:
+            packets = greeting(target.config, self.hub.controls, target.newer())
         if self.monitor.watching:
             for packet in packets:
-                self.monitor.saw(f"osc/{config.transport}", "out", config.label, packet)
+                self.monitor.saw(f"osc/{target.config.transport}", "out", target.config.label, packet)
         return packets
 
     def _greet(self, target: UdpTarget) -> None:
+        """A UDP desk at start, or back: its greeting, then the values changed while it was away (not asked for)."""
         for packet in self._hello(target):
             target.raw(packet)
+        missed, target.missed = target.missed, set()
+        values = self.hub.values()
+        for cid in missed & values.keys():
+            control = self.hub.controls[cid]
+            if not control.trigger:  # (a GO made while it was away is not fired late)
+                config = target.config
+                target.put(cid, encode(config.prefix + control.osc, control, values[cid], config.arg_type))
 
     def _keepalive_loop(self) -> None:
         due = {id(t): time.monotonic() + t.config.every for t in self._targets if t.config.keepalive}
@@ -373,8 +377,7 @@ class OscAdapter:
         """A datagram from a UDP target that is asked to answer (``answer_within``): from its host, or,
         where several share one host (programs on one machine), from its port. A desk back is greeted."""
         now = time.monotonic()
-        at = [t for t in self._asking if t.ip == host]
-        for target in at if len(at) < 2 else [t for t in at if t.config.port == port]:
+        for target in answering(self._asking, host, port):
             if target.answered(now):
                 self._greet(target)
 
@@ -443,5 +446,5 @@ class OscAdapter:
 
 
 def _status(target: Target) -> dict[str, Any]:
-    why = getattr(target, "error", None)  # (a TCP target's: why it is down)
-    return {"address": target.config.label, "transport": target.config.transport, "state": target.state, "error": why}
+    config = target.config
+    return {"address": config.label, "transport": config.transport, "state": target.state, "error": target.error}

@@ -1,11 +1,20 @@
 """What a console is sent that is not a value: the messages written in its config (``on_connect``,
-``keepalive``), and with ``query_on_connect`` the addresses it is asked for its values at."""
+``keepalive``), and with ``query_on_connect`` the addresses it is asked for its values at.
+
+A desk is asked when it connects (TCP), at start and when it is back (UDP),
+and, after a reload, at the addresses the reload added (a strip added, or
+pointed at another mix): else those showed their default, or the old mix's
+level, and the first touch on a phone jumped the desk. A control whose newer
+value waits for the desk (changed while it was down) is not asked for: its
+answer, the desk's value from before, would undo the newer one, which the
+desk gets next.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from bridge.config.sections import OscCall
+from bridge.config.sections import OscCall, OscTarget
 from bridge.model import Control
 
 
@@ -28,10 +37,27 @@ def queries(controls: Mapping[str, Control]) -> list[str]:
     found: dict[str, None] = {}
     for control in controls.values():
         empty = control.on == () or control.off == ()
-        if not control.trigger and not empty and control.osc_args is None:
+        # (A meter is fed all the time, and a desk ignores the bare address: an X32's /meters/...)
+        if not control.trigger and not empty and control.osc_args is None and control.type != "meter":
             found[control.osc] = None
     for control in controls.values():
         for address in (control.label_from, control.color_from.address if control.color_from else None):
             if address:
                 found[address] = None
     return list(found)
+
+
+def asking(config: OscTarget, controls: Mapping[str, Control], newer: Iterable[str], at: Iterable[str]) -> list[bytes]:
+    """The queries for the addresses ``at`` (with ``query_on_connect``), but those of the controls ``newer``
+    (their value waits to go out to the desk)."""
+    if not config.query_on_connect:
+        return []
+    waiting = {controls[cid].osc for cid in newer if cid in controls}
+    return [message((address, ()), config.prefix) for address in at if address not in waiting]
+
+
+def greeting(config: OscTarget, controls: Mapping[str, Control], newer: Iterable[str]) -> list[bytes]:
+    """What a target is sent first, whenever it connects: its on_connect messages, the keepalive when its
+    answer is waited for (a desk back is shown connected, and sent GOs, one round trip later), the queries."""
+    calls = config.on_connect + (config.keepalive if config.answer_within else ())
+    return [message(call, config.prefix) for call in calls] + asking(config, controls, newer, queries(controls))

@@ -260,6 +260,10 @@ class TcpTarget:
                 ("fire", self.ident), "OSC target %s is %s: a trigger press not sent", self.config.label, self.state
             )
 
+    def newer(self) -> set[str]:
+        """The controls whose newer value waits to go out (changed while it was down): not asked for."""
+        return {key for key in self.outbox.keys() if isinstance(key, str)}
+
     def raw(self, packet: bytes) -> None:
         """A message that is not a value (a keepalive): sent if connected, else dropped.
 

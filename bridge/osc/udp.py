@@ -33,10 +33,10 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from bridge.config import OscTarget
+from bridge.echoes import Echoes
 from bridge.flow import Latest
 from bridge.logs import LogLimiter
 from bridge.net import unmapped
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 RECOVERY_QUIET = 5.0
 #: The states of a target that is asked to answer (``keepalive.answer_within``) and has not: no GO goes to it.
 QUIET = ("waiting", "silent")
+#: The states of a target that does not get what is sent (nowhere to send it yet, nothing listens, or it
+#: stopped answering): what changed meanwhile goes to it again when it is back.
+AWAY = ("resolving", "unresolved", "unreachable", "silent")
 #: The receive buffer of a target's own socket (the listening socket's size: answers come in bursts).
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
@@ -80,11 +83,14 @@ class UdpTarget:
         self.local_port: int | None = None
         #: Tells the listening socket's own address (:class:`Own`), once it listens.
         self.own: Own | None = None
-        #: Told of each datagram that left late, from the backlog: its echo comes back from then.
-        self.late: Callable[[bytes], None] | None = None
+        #: The echo memory, told of each datagram that left late, from the backlog: its echo comes back from
+        #: then (a GO held on a full link and echoed by its desk fired twice: its echo came after the window).
+        self.late: Echoes | None = None
         #: With ``keepalive.answer_within``: when it last sent anything, and why it is taken for silent.
         self.heard = 0.0
         self.error: str | None = None
+        #: The controls changed while it was away (see :data:`AWAY`): sent again, not asked for, when it is back.
+        self.missed: set[str] = set()
 
     @property
     def ident(self) -> str:
@@ -199,7 +205,8 @@ class UdpTarget:
         if until is not None and time.monotonic() > until:
             raise TimeoutError  # a GO held on the full link past its time: not sent late
         if self.late is not None:
-            self.late(packet)  # before the send, as every sending is (its echo may be read first)
+            # Before the send, as every sending is (its echo may be read first).
+            self.late.sent(self.peer or "", packet, time.monotonic())
         return self._now(packet)
 
     def _went(self) -> None:
@@ -223,6 +230,10 @@ class UdpTarget:
             self.probed = 0.0
         log.info("OSC target %s reachable again", self.config.label)
         return True
+
+    def newer(self) -> set[str]:
+        """The controls whose newer value it has not had (changed while it was away): not asked for."""
+        return self.missed
 
     def _answering(self) -> str:
         """Its state once it has an address: ``waiting`` for its first answer when one is asked of it."""
@@ -358,3 +369,10 @@ class UdpTarget:
                 self.sock.close()
                 self.sock = None
             self.address = None
+
+
+def answering(targets: list[UdpTarget], host: str, port: int) -> list[UdpTarget]:
+    """Those of ``targets`` a datagram from ``host``:``port`` answers for: those at that host, or, where several
+    share one host (programs on one machine), the one at that port."""
+    at = [t for t in targets if t.ip == host]
+    return at if len(at) < 2 else [t for t in at if t.config.port == port]
