@@ -135,6 +135,7 @@ max = 10
 step = 1
 page = "Sound"
 label_from = "/names/hidden"
+color_from = { address = "/colors/hidden", map = { "1" = "#e0413b", "0" = "" } }
 """
 
 
@@ -436,6 +437,28 @@ def test_tabs_switch_pages_and_a_hidden_page_shows_what_changed_meanwhile(
     page.reload()  # the tab is kept in the address
     expect(page.locator('#tabs [data-page="Sound"]')).to_have_attribute("aria-selected", "true")
     expect(page.locator('[data-control="hidden"] label')).to_have_text("Haze")  # rendered at first paint
+
+
+def test_a_desk_channel_with_no_name_or_colour_off_shows_the_controls_own(
+    stage: BridgeProcess, pages: Pages, osc_port: int
+) -> None:
+    """An X32 names a channel nobody named "" and sends colour 0 for OFF: the fader's label went blank and the
+    old colour stayed (a reviewer's case). Mapped to "", and empty, they give the control its own back."""
+    page = open_page(pages, stage, viewport=PHONE, touch=True)
+    page.locator('#tabs [data-page="Sound"]').click()
+    wrap, name = page.locator('[data-control="hidden"]'), page.locator('[data-control="hidden"] label')
+    oscsend(osc_port, "/names/hidden", "s", "Haze")
+    oscsend(osc_port, "/colors/hidden", "i", 1)
+    expect(name).to_have_text("Haze")
+    accent = "el => el.style.getPropertyValue('--accent')"
+    wait_until(lambda: wrap.evaluate(accent) == "#e0413b", what="the desk's red")
+    oscsend(osc_port, "/names/hidden", "s", "")
+    oscsend(osc_port, "/colors/hidden", "i", 0)
+    expect(name).to_have_text("hidden")  # its own label (its id, as the config gives no other)
+    wait_until(lambda: wrap.evaluate(accent) == "", what="the desk's colour gone")
+    page.reload()
+    expect(name).to_have_text("hidden")
+    assert wrap.evaluate(accent) == ""
 
 
 def test_an_led_with_colours_lights_only_past_a_threshold_and_a_plain_one_at_1(

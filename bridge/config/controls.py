@@ -183,8 +183,9 @@ def _color_from(reader: Reader, raw: dict[str, Any], where: str) -> ColorFrom:
     address = _address(reader, value.get("address"), f"{where}.color_from.address")
     mapping = reader.get(value, "map", f"{where}.color_from.map", dict, {})
     for key, color in mapping.items():
-        if not isinstance(color, str) or not is_color(color):
-            reader.fail(f"{where}.color_from.map.{key}", f'expected a colour "#rrggbb", got {color!r}')
+        # ("": no colour of the desk's, the control's own: an X32's OFF)
+        if not isinstance(color, str) or not (is_color(color) or color == ""):
+            reader.fail(f"{where}.color_from.map.{key}", f'expected a colour "#rrggbb" or "", got {color!r}')
     return ColorFrom(address, tuple((str(k), str(c).lower()) for k, c in mapping.items()))
 
 

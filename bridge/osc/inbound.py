@@ -290,13 +290,15 @@ class Inbound:
         arg = args[0]
         labelled = controls_at(address, self.label_from)
         for control in labelled:
-            self.looks.set(control.id, label=arg if isinstance(arg, str) else plain_text(arg))
+            label = arg if isinstance(arg, str) else plain_text(arg)
+            # (A desk's channel with no name, an X32's "": the control's own label, not a blank one.)
+            self.looks.set(control.id, label=label if label.strip() else control.label)
         coloured = controls_at(address, self.color_from)
         for control in coloured:
             assert control.color_from is not None  # noqa: S101 - the table holds only these
             color = control.color_from.color(arg)
             if color is not None:
-                self.looks.set(control.id, color=color)
+                self.looks.set(control.id, color=color or control.color)  # (mapped to "": the control's own)
         return bool(labelled or coloured)
 
     def _apply(self, pending: Latest[Pending, tuple[object, Origin, str]]) -> None:

@@ -117,6 +117,11 @@
       wrap.dataset.color = message.color;
       wrap.style.setProperty("--accent", message.color);
       wrap.style.setProperty("--on-accent", ink(message.color));
+    } else if (message.color === "") {
+      // The desk's colour switched off, on a control with none of its own: the theme's again.
+      delete wrap.dataset.color;
+      wrap.style.removeProperty("--accent");
+      wrap.style.removeProperty("--on-accent");
     }
     window.dispatchEvent(new CustomEvent("bridge:look", { detail: message }));
   }
