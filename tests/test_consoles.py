@@ -602,6 +602,8 @@ label_from = "/ch/01/config/name"
     proc = bridge_factory(bridge_config(tmp_path, osc, controls))
     client = client_factory(proc.url)
     wait_until(lambda: target_state(proc) == "unreachable", what="no desk yet")
+    said = proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["error"]
+    assert said == "Connection refused: nothing listens there"  # (the chip's title, and the monitor's)
     desk = FakeX32({"/ch/01/mix/on": 1, "/ch/01/config/name": "Vox"}, port=port)
     try:
         client.wait_value("on1", 1, timeout=DEADLINE + 5)  # answered to the query sent once it was back

@@ -226,7 +226,8 @@ class UdpTarget:
         with self.lock:
             if self.state != "unreachable" or not self.probed or now - self.probed < RECOVERY_QUIET:
                 return False
-            self.state = "ok"
+            self.error = None
+            self.state = self._answering()
             self.probed = 0.0
         log.info("OSC target %s reachable again", self.config.label)
         return True
@@ -279,7 +280,7 @@ class UdpTarget:
         self.errors += 1
         self.probed = 0.0  # the datagrams sent since were refused (this is their answer)
         if self.state != "unreachable":
-            self.state = "unreachable"
+            self.state, self.error = "unreachable", f"{err.strerror or err}: nothing listens there"
             log.warning(
                 "OSC target %s (%s) unreachable: %s; still sending, other targets unaffected",
                 self.config.label,
