@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask
 from flask_socketio import SocketIO
 
-from bridge.auth import Access, Origins, Role
+from bridge.auth import Access, Origins, Role, keys_file_for
 from bridge.concurrency import async_mode
 from bridge.config import Config, DiscoveryConfig
 from bridge.echoes import Echoes
@@ -91,7 +91,9 @@ class Bridge:
         _quiet_library_tracebacks()
         # A polling POST the library would leave unanswered is refused before it reads it.
         self.app.wsgi_app = polling.guard(self.app.wsgi_app, limit=server.max_payload)  # type: ignore[method-assign,assignment]
-        self.access = Access.from_config(server.key, server.viewer_key)
+        # The keys "auto" stands for are kept beside the state file (or the config), as the certificate is.
+        kept = keys_file_for(server.state_file or config.path.resolve())
+        self.access = Access.from_config(server.key, server.viewer_key, kept)
         self.hub = Hub(config.controls)
         self.looks = Looks(self.hub.controls)
         #: What went out over the network lately (OSC, OSCQuery), to know its echoes: one for both, as an

@@ -19,15 +19,20 @@ time with :func:`hmac.compare_digest`.
 from __future__ import annotations
 
 import hmac
+import json
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, redirect, render_template, request
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response as BaseResponse
+
+log = logging.getLogger(__name__)
 
 Role = Literal["control", "viewer"]
 COOKIE = "stage_bridge_key"
@@ -44,6 +49,44 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 def generate_key() -> str:
     """A fresh key that is easy to type from a printout: 12 URL-safe characters."""
     return secrets.token_urlsafe(9)
+
+
+def keys_file_for(anchor: Path) -> Path:
+    """Where the keys ``"auto"`` stands for are kept: beside the state file (or the config), named after it."""
+    return anchor.with_name(f"{anchor.stem}.keys.json")
+
+
+def kept_keys(path: Path | None, wanted: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+    """The keys ``wanted`` (the config's key and viewer key) stand for: an ``"auto"`` one is the key kept in
+    ``path``, made and kept there (readable by its owner only) the first time. A restart with new keys
+    locked every phone out until each operator was shown the QR code again. Without ``path``, made anew."""
+    if "auto" not in wanted:
+        return wanted
+    found: Any = {}
+    if path is not None:
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as err:
+            log.warning("the keys kept in %s cannot be read (%s); new ones made", path, err)
+    kept = {
+        name: key for name, key in (found.items() if isinstance(found, dict) else ()) if isinstance(key, str) and key
+    }
+    keys: list[str | None] = []
+    for name, want in zip(("key", "viewer_key"), wanted, strict=True):
+        if want == "auto" and name not in kept:
+            kept[name] = generate_key()
+            found = None  # (to be written)
+        keys.append(kept[name] if want == "auto" else want)
+    if found is None and path is not None:
+        from bridge.state import write_atomic
+
+        try:
+            write_atomic(path, json.dumps(kept, indent=1).encode("utf-8"))  # (a new file is made 0600)
+        except OSError as err:
+            log.warning("cannot keep the keys in %s (%s): new ones at the next start", path, err.strerror or err)
+    return keys[0], keys[1]
 
 
 def same_key(presented: str, expected: str) -> bool:
@@ -71,15 +114,14 @@ class Access:
     viewer_key: str | None = None
     #: The keys as the config writes them ("auto" included), to tell what a reload changed.
     wanted: tuple[str | None, str | None] = (None, None)
+    #: Where the keys "auto" stands for are kept (see :func:`kept_keys`).
+    kept: Path | None = None
 
     @classmethod
-    def from_config(cls, key: str | None, viewer_key: str | None) -> Access:
-        """Resolve ``"auto"`` into generated keys."""
-        return cls(
-            key=generate_key() if key == "auto" else key,
-            viewer_key=generate_key() if viewer_key == "auto" else viewer_key,
-            wanted=(key, viewer_key),
-        )
+    def from_config(cls, key: str | None, viewer_key: str | None, kept: Path | None = None) -> Access:
+        """Resolve ``"auto"`` into the kept keys (made the first time)."""
+        made, made_viewer = kept_keys(kept, (key, viewer_key))
+        return cls(key=made, viewer_key=made_viewer, wanted=(key, viewer_key), kept=kept)
 
     def follow(self, key: str | None, viewer_key: str | None) -> bool:
         """Take the keys of a reloaded config; an "auto" key that stays "auto" keeps its value.
@@ -88,7 +130,7 @@ class Access:
         """
         if (key, viewer_key) == self.wanted:
             return False
-        fresh = Access.from_config(key, viewer_key)
+        fresh = Access.from_config(key, viewer_key, self.kept)
         if key == "auto" and self.wanted[0] == "auto":
             fresh.key = self.key
         if viewer_key == "auto" and self.wanted[1] == "auto":
@@ -190,7 +232,7 @@ def guard(blueprint: Blueprint, access: Access) -> None:
 def set_cookie(response: BaseResponse, key: str) -> None:
     # Secure under HTTPS: the browser then never sends the key over plain HTTP.
     response.set_cookie(
-        COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Strict", path="/", secure=request.is_secure
+        COOKIE, key, max_age=30 * 24 * 3600, httponly=True, samesite="Lax", path="/", secure=request.is_secure
     )
 
 

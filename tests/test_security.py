@@ -102,7 +102,7 @@ def test_key_in_url_becomes_an_httponly_samesite_cookie(tmp_path: Path, bridge_f
     status, resp = http(proc.url + f"/?key={KEY}")
     assert status == 303 and resp.headers["Location"].endswith("/")
     cookie = resp.headers["Set-Cookie"]
-    assert f"{auth.COOKIE}={KEY}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert f"{auth.COOKIE}={KEY}" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     status, resp = http(proc.url + "/", headers={"Cookie": f"{auth.COOKIE}={KEY}"})
     assert status == 200 and 'id="slider1"' in resp.read().decode()
     status, _ = http(proc.url + "/api/values/slider1", "PUT", {"value": 9}, {"Authorization": f"Bearer {KEY}"})
@@ -191,6 +191,39 @@ def test_auto_key_is_printed_in_the_join_url(tmp_path: Path, bridge_factory: Sta
     line = next(line for line in proc.output().splitlines() if "(control)" in line)
     key = line.split("?key=")[1].split()[0]
     assert http(proc.url + f"/?key={key}")[0] == 303
+
+
+def test_auto_keys_are_kept_across_a_restart_beside_the_state_file(tmp_path: Path, bridge_factory: Start) -> None:
+    """New keys at every start locked every phone out after a restart mid-show, until each operator was shown
+    the QR code again (a reviewer's case). They are kept now, readable by their owner only."""
+    config = write_config(tmp_path)
+    config.write_text(
+        config.read_text()
+        .replace('state_file = "state.json"\n', 'state_file = "state.json"\nkey = "auto"\n')
+        .replace("[[controls]]", 'viewer_key = "auto"\n[[controls]]', 1)
+    )
+
+    def keys(proc: BridgeProcess) -> dict[str, str]:
+        found = {}
+        for line in proc.output().splitlines():
+            for role, said in (("control", "(control)"), ("viewer", "(view only)")):
+                if said in line:
+                    found[role] = line.split("?key=")[1].split()[0]
+        return found
+
+    first = bridge_factory(config)
+    before = keys(first)
+    assert set(before) == {"control", "viewer"}
+    assert first.stop() == 0
+    kept = tmp_path / "state.keys.json"
+    assert oct(kept.stat().st_mode & 0o777) == "0o600"
+    again = bridge_factory(config)
+    assert keys(again) == before
+    assert http(again.url + f"/?key={before['control']}")[0] == 303
+    assert again.stop() == 0
+    kept.unlink()  # (how to make new ones: a key shown to the wrong people)
+    fresh = keys(bridge_factory(config))
+    assert fresh["control"] != before["control"] and fresh["viewer"] != before["viewer"]
 
 
 def test_no_key_warns_once_that_anyone_can_control(server: BridgeProcess) -> None:

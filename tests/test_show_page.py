@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import mido
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import PHONE, SCREENSHOTS, TEST_HOST, Pages
+from tests.browser import PHONE, SCREENSHOTS, TEST_HOST, Pages, wait_synced
 from tests.helpers import BridgeProcess, Client, free_port, secure, wait_until, write_config
 from tests.jack import JackServer, MidiPeer, unique_name
 from tests.osc_tools import oscsend
@@ -224,6 +227,31 @@ def test_activity_lights_follow_osc_in_and_out(show: BridgeProcess, pages: Pages
     wait_until(lit, what="the OSC lights")
     expect(light_in).to_have_attribute("data-on", "false")  # and off again once nothing comes
     expect(light_out).to_have_attribute("data-on", "false")
+
+
+def test_a_join_link_opened_from_another_site_lets_the_phone_in(
+    tmp_path: Path, bridge_factory: Start, pages: Pages
+) -> None:
+    """A join link in a chat or a cue sheet (another site) landed on "Key needed", and a reload did not help:
+    the key's cookie was SameSite=Strict, and the redirect that follows it is part of a cross-site visit
+    (a reviewer's case)."""
+    proc = bridge_factory(write_config(tmp_path, extra='key = "stage-key-1"'))
+    sheet = tmp_path / "sheet"
+    sheet.mkdir()
+    (sheet / "index.html").write_text(f'<a id="join" href="{proc.url}/?key=stage-key-1">Join the show</a>')
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(sheet)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # Another site: a host name of its own (the bridge is 127.0.0.1).
+        page = pages.open(f"http://{TEST_HOST}:{server.server_address[1]}/", connected=False)
+        page.click("#join")
+        wait_synced(page)
+        assert page.locator("h1", has_text="Key needed").count() == 0
+        page.reload()
+        wait_synced(page)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_viewer_has_no_drawer_and_is_refused_the_monitor(

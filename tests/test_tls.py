@@ -99,7 +99,7 @@ def test_the_key_cookie_is_secure_under_https_only(tmp_path: Path, bridge_factor
     secure = bridge_factory(auto(tmp_path, 'key = "stage-key-1"'))
     assert "Secure" not in key_cookie(plain)
     cookie = key_cookie(secure)
-    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
 def test_certificate_files_named_in_the_config_are_served(
