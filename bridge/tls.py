@@ -66,7 +66,7 @@ def prepare(config: TlsConfig, names: list[str] | None = None) -> Served:
     (besides localhost and the loopback addresses).
     """
     if config.auto:
-        reason = _unusable(config.cert, config.key)
+        reason = _unusable(config.cert, config.key, _covered(names or []))
         if reason is not None:
             if config.cert.exists() or config.key.exists():
                 log.warning("TLS: the certificate kept at %s %s; making a new one", config.cert, reason)
@@ -154,8 +154,9 @@ def _covered(names: list[str]) -> list[str]:
     return list(found)
 
 
-def _unusable(cert: Path, key: Path) -> str | None:
-    """Why a kept certificate cannot be used again (missing, unreadable, not its key's, near its end), or None."""
+def _unusable(cert: Path, key: Path, names: list[str]) -> str | None:
+    """Why a kept certificate cannot be used again (missing, unreadable, not its key's, near its end, not
+    naming one of ``names``: the bridge's host or LAN address changed, at another venue), or None."""
     if not cert.is_file() or not key.is_file():
         return "is missing" if cert.exists() or key.exists() else "does not exist yet"
     from cryptography import x509
@@ -168,10 +169,28 @@ def _unusable(cert: Path, key: Path) -> str | None:
     if left < datetime.timedelta(days=RENEW_DAYS):
         return f"ends in {max(0, left.days)} days"
     try:
+        named = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "names no host"
+    found = {str(n).lower() for n in named.get_values_for_type(x509.DNSName)}
+    found |= {str(n) for n in named.get_values_for_type(x509.IPAddress)}
+    missing = [name for name in names if _canonical(name) not in found]
+    if missing:
+        # (A phone that trusted it fails on the new address anyway: "not valid for 192.168.2.20".)
+        return f"does not name {', '.join(missing)}"
+    try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
     except (OSError, ssl.SSLError):
         return "does not match its key"
     return None
+
+
+def _canonical(name: str) -> str:
+    """A host name in lower case, an address as :mod:`ipaddress` writes it (as a certificate's names are read)."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
 
 
 def _require(cert: Path, key: Path) -> None:

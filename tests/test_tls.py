@@ -11,6 +11,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import segno
 
 from bridge.tls import describe
@@ -125,3 +126,26 @@ def test_a_certificate_that_is_not_one_stops_start_up_with_one_line(tmp_path: Pa
     assert proc.proc is not None and proc.proc.wait(timeout=60) == 1
     errors = [line for line in proc.output().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot read the certificate {tmp_path / 'c.pem'}")
+
+
+def test_a_kept_certificate_that_does_not_name_the_bridges_address_is_made_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The certificate kept for "auto" was used again whatever the bridge's address had become (another venue's
+    LAN, a new [server] host): a phone that trusted it failed with "not valid for 192.168.77.5" (a reviewer's
+    case). It is made again, naming the new address, and the log says why."""
+    from cryptography import x509
+
+    from bridge.config.sections import TlsConfig
+    from bridge.tls import prepare
+
+    config = TlsConfig(tmp_path / "state.cert.pem", tmp_path / "state.key.pem", True)
+    first = prepare(config, ["127.0.0.1", "10.9.8.7"])
+    assert prepare(config, ["10.9.8.7"]).fingerprint == first.fingerprint  # kept: it names that one
+    moved = prepare(config, ["192.168.77.5"])
+    assert moved.fingerprint != first.fingerprint
+    assert "does not name 192.168.77.5; making a new one" in caplog.text
+    names = x509.load_pem_x509_certificate(config.cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "192.168.77.5" in {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
