@@ -158,13 +158,14 @@ class Bridge:
         adapters: list[Adapter] = [self.web]
         if self.config.cluster is not None:
             # First: it joins the cluster at start, so every other adapter starts on its values.
-            from bridge.cluster.adapter import ClusterAdapter, target_names
+            from bridge.cluster.adapter import ClusterAdapter
+            from bridge.cluster.status import target_names
 
             def targets() -> list[str]:  # the running config's (a reload may change them)
                 osc = self.config.osc
                 return target_names([(t.transport, t.host, t.port) for t in osc.targets]) if osc else []
 
-            adapters.insert(0, ClusterAdapter(self.hub, self.config.cluster, targets))
+            adapters.insert(0, ClusterAdapter(self.hub, self.config.cluster, targets, self.scenes))
         if self.state is not None:
             adapters.append(self.state)
         adapters.append(self.scenes)

@@ -333,7 +333,17 @@ class BridgeProcess:
 
 
 #: The events a test client keeps.
-RECORDED = ("update value", "snapshot", "rejected", "update look", "midi status", "osc status", "layout", "config")
+RECORDED = (
+    "update value",
+    "snapshot",
+    "rejected",
+    "update look",
+    "midi status",
+    "osc status",
+    "layout",
+    "config",
+    "scenes",
+)
 #: What the MIDI adapter pushes besides its status: bindings, learning, takeover ghosts.
 MIDI_PUSHES = ("midi bindings", "midi learning", "midi learned", "midi ghost")
 

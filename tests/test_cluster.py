@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import redis
 
-from bridge.cluster.adapter import ClusterAdapter, target_names
+from bridge.cluster.adapter import ClusterAdapter
+from bridge.cluster.status import target_names
 from bridge.config import ClusterConfig, load_config
 from bridge.errors import ConfigError
 from bridge.hub import Hub
@@ -179,6 +180,34 @@ def test_a_late_process_starts_from_the_current_values(
     assert (values["slider1"], values["txt1"]) == (12, "cue 7")
     snapshot = clients(late.url).wait_event("snapshot")["values"]
     assert (snapshot["slider1"], snapshot["txt1"]) == (12, "cue 7")
+
+
+def test_scenes_are_one_list_for_every_process_and_a_desk_recalls_one_saved_on_another(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, clients: Callable[..., Any]
+) -> None:
+    """Each process had scenes of its own: one saved from a phone on process 2 was unknown to the desk's
+    recall on process 1, and two phones' scene bars differed (a reviewer's case)."""
+    osc_port = free_port(socket.SOCK_DGRAM)
+    hardware = f'[osc]\nlisten = "127.0.0.1:{osc_port}"\ntargets = []\n'
+    p1, p2 = start_processes(
+        bridge_factory,
+        [member_config(tmp_path / "p1", redis_server.url, hardware), member_config(tmp_path / "p2", redis_server.url)],
+    )
+    watcher = clients(p1.url)
+    watcher.wait_event("snapshot")
+    p2.put_values(slider1=40)
+    assert p2.request_json("PUT", "/api/scenes/Bright")[0] == 200
+    watcher.wait_event("scenes", lambda summary: "Bright" in summary["names"])
+    assert set(p1.get_json("/api/scenes")["scenes"]) == {"Bright"}
+    p1.put_values(slider1=5)
+    oscsend(osc_port, "/bridge/scene/recall", "s", "Bright")  # the desk, on the other process
+    wait_until(lambda: p2.get_json("/api/values")["slider1"] == 40, what="the scene recalled everywhere")
+    late = bridge_factory(member_config(tmp_path / "p3", redis_server.url))  # (no state file: Redis has them)
+    assert set(late.get_json("/api/scenes")["scenes"]) == {"Bright"}
+    assert late.get_json("/api/scenes/Bright")["values"]["slider1"] == 40
+    assert p1.request_json("DELETE", "/api/scenes/Bright")[0] == 200
+    wait_until(lambda: p2.get_json("/api/scenes")["scenes"] == {}, what="the deletion everywhere")
+    wait_until(lambda: late.get_json("/api/scenes")["scenes"] == {}, what="the deletion on the late one")
 
 
 SURFACE_TOML = (

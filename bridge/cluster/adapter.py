@@ -35,11 +35,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
 
 from bridge.cluster.protocol import Pending, Versions
-from bridge.cluster.status import REFUSED_RETRY, Status
+from bridge.cluster.scenes import SharedScenes
+from bridge.cluster.status import REFUSED_RETRY, Status, redact
 from bridge.cluster.store import Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
@@ -49,6 +49,9 @@ from bridge.logs import LogLimiter
 from bridge.model import Change, Control, Origin, Value
 from bridge.monitor import IDLE
 from bridge.validation import normalize
+
+if TYPE_CHECKING:
+    from bridge.scenes.engine import Scenes
 
 log = logging.getLogger(__name__)
 
@@ -74,28 +77,6 @@ def signature(controls: Any) -> str:
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
-def target_names(targets: list[tuple[str, str, int]]) -> list[str]:
-    """OSC targets (transport, host, port) named so that processes on other machines can compare them:
-    as the config writes them, with this machine's name before a loopback one (each machine's
-    127.0.0.1 is its own). Nothing is resolved (it runs at every heartbeat, on the listener's thread):
-    a desk named by its address in one config and by a name in another is not matched."""
-    names = []
-    for transport, host, port in targets:
-        loopback = host.lower() == "localhost" or host.startswith("127.") or host.strip("[]") == "::1"
-        names.append(f"{transport} {socket.gethostname() + '/' if loopback else ''}{host}:{port}")
-    return names
-
-
-def redact(url: str) -> str:
-    """The Redis URL without its password, for logs and /healthz."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _safe(text: str) -> str:
     """Only characters that need no escaping inside a JSON string built by the write script."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
@@ -113,7 +94,13 @@ class ClusterAdapter:
     name = "cluster"
     monitor = IDLE  # the bridge's (bridge.monitor): one check per message while no drawer is open
 
-    def __init__(self, hub: Hub, config: ClusterConfig, targets: Callable[[], list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: ClusterConfig,
+        targets: Callable[[], list[str]] | None = None,
+        scenes: Scenes | None = None,
+    ) -> None:
         self.hub = hub
         self.config = config
         #: This process's OSC targets as every process can compare them (see :func:`target_names`).
@@ -133,6 +120,10 @@ class ClusterAdapter:
         self._warn = LogLimiter(log, interval=10.0)
         self.status = Status(self.url, config.name)
         self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
+        #: The show's scenes, shared (:mod:`bridge.cluster.scenes`); None without scenes (a bench's hub alone).
+        self.scenes = None if scenes is None else SharedScenes(scenes, self.store)
+        if self.scenes is not None:
+            self.scenes.wake = self._ready.set
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -242,6 +233,11 @@ class ClusterAdapter:
             # After the values changed before them: a GO pressed after a level or a cue's text was set
             # reached the desk of another process before them (its announcement went first).
             self._announce_fires()
+            try:
+                if self.scenes is not None:
+                    self.scenes.write()
+            except StoreError as err:
+                self.status.lost(err)  # (kept: written once Redis is back)
             if stopping:
                 return
 
@@ -341,6 +337,8 @@ class ClusterAdapter:
                 "start every process with the same [[controls]] ids, types, min, max and step"
             )
         fresh = self._read_hash(joined.stored)
+        if self.scenes is not None:
+            self.scenes.joined()
         queued = self.versions.replace(fresh)
         self.status.agree(joined.differ, self.signature)
         down_for = self.status.joined(initial)
@@ -389,6 +387,10 @@ class ClusterAdapter:
             message = json.loads(data)
             if message.get("fire") is True:
                 self._fired(message["control"], message["process"])
+                return
+            if "scenes" in message:
+                if self.scenes is not None:
+                    self.scenes.announced(message)
                 return
             cid, version, process = message["control"], int(message["version"]), message["process"]
         except (ValueError, KeyError, TypeError) as err:

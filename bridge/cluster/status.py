@@ -8,9 +8,11 @@ their controls and agreeing again) is logged once, not per retry.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +134,25 @@ class Status:
             )
         elif before and not differ:
             log.info("cluster %r: every process runs the same controls again", self.name)
+
+
+def target_names(targets: list[tuple[str, str, int]]) -> list[str]:
+    """OSC targets (transport, host, port) named so that processes on other machines can compare them:
+    as the config writes them, with this machine's name before a loopback one (each machine's
+    127.0.0.1 is its own). Nothing is resolved (it runs at every heartbeat, on the listener's thread):
+    a desk named by its address in one config and by a name in another is not matched."""
+    names = []
+    for transport, host, port in targets:
+        loopback = host.lower() == "localhost" or host.startswith("127.") or host.strip("[]") == "::1"
+        names.append(f"{transport} {socket.gethostname() + '/' if loopback else ''}{host}:{port}")
+    return names
+
+
+def redact(url: str) -> str:
+    """The Redis URL without its password, for logs and /healthz."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

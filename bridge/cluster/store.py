@@ -181,6 +181,7 @@ class RedisStore:
         self.signatures_key = f"{name}:signatures"
         self.members_key = f"{name}:members"
         self.targets_key = f"{name}:targets"
+        self.scenes_key = f"{name}:scenes"
         self.channel = f"{name}:changes"
         # No retries inside redis-py: the adapter's writer and listener retry, with backoff, themselves.
         self.client = redis.Redis.from_url(
@@ -208,6 +209,30 @@ class RedisStore:
         """Announce a trigger's press: no version, nothing stored (a trigger is an event, not a state)."""
         text = json.dumps({"control": cid, "fire": True, "process": self.process_id, "origin": kind})
         _translated(lambda: self.client.publish(self.channel, text))
+
+    def scenes(self, names: list[str] | None = None) -> dict[str, str | None]:
+        """The scenes Redis holds as JSON texts: every one, or those of ``names`` (None: not there)."""
+        if names is None:
+            return {
+                str(name): str(text) for name, text in _translated(lambda: self.client.hgetall(self.scenes_key)).items()
+            }
+        texts = _translated(lambda: self.client.hmget(self.scenes_key, names)) if names else []
+        return {name: None if text is None else str(text) for name, text in zip(names, texts, strict=True)}
+
+    def put_scenes(self, scenes: dict[str, str | None]) -> None:
+        """Store each scene (a JSON text) or delete it (None), then tell the others which, in one step."""
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for name, text in scenes.items():
+                if text is None:
+                    pipe.hdel(self.scenes_key, name)
+                else:
+                    pipe.hset(self.scenes_key, name, text)
+            pipe.publish(self.channel, json.dumps({"scenes": list(scenes), "process": self.process_id}))
+            pipe.execute()
+
+        _translated(run)
 
     def subscribe(self) -> None:
         """Subscribe to the channel and wait for Redis to confirm it."""

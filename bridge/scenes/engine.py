@@ -186,6 +186,13 @@ class Scenes:
         log.info("scene %r deleted", name)
         self._announce()
 
+    def take(self, changed: dict[str, Scene | None]) -> None:
+        """Scenes saved or deleted (None) on another process of the cluster: kept here too, every page told."""
+        if changed:
+            self.store.take(changed)
+            log.info("scenes from another process: %s", ", ".join(sorted(changed)))
+            self._announce()
+
     def summary(self) -> dict[str, Any]:
         """What every page shows: the scene names, the last recall and how many there were (a page says
         "Recalled" when that number moves, not at every change of the list)."""

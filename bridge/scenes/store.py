@@ -177,6 +177,9 @@ class SceneStore:
         self._left_out: dict[str, Any] = {}  # entries of the file no scene could be made of, kept as they are
         self._lock = threading.Lock()
         self._file = None if path is None else SavedFile(path, "scenes", on_change=on_change)
+        #: Told the names of the scenes changed here (saved, deleted, imported, renamed in), not those
+        #: taken from elsewhere (:meth:`take`): a cluster shares them with its other processes.
+        self.on_local: Callable[[list[str]], None] | None = None
 
     def load(self) -> None:
         """Read the saved scenes (a corrupt file is moved aside)."""
@@ -214,6 +217,7 @@ class SceneStore:
                 raise SceneError(f"at most {MAX_SCENES} scenes; delete one first")
             self._scenes[name] = scene
             self._write()
+        self._told([name])
         return scene
 
     def export(self) -> dict[str, Any]:
@@ -230,6 +234,7 @@ class SceneStore:
                 raise SceneError(f"at most {MAX_SCENES} scenes: this file would make more; delete some first")
             self._scenes.update(scenes)
             self._write()
+        self._told(list(scenes))
         return replaced
 
     def rename_control(self, old: str, new: str) -> int:
@@ -237,16 +242,17 @@ class SceneStore:
         deleted control's of that name, and goes (recalled, it moved the renamed fader to another channel's
         level); how many scenes changed."""
         with self._lock:
-            moved = 0
+            moved = []
             for name, scene in list(self._scenes.items()):
                 if old in scene.values or new in scene.values:
                     values = {cid: value for cid, value in scene.values.items() if cid != new}
                     values = {(new if cid == old else cid): value for cid, value in values.items()}
                     self._scenes[name] = Scene(name, values, scene.saved_at)
-                    moved += 1
+                    moved.append(name)
             if moved:
                 self._write()
-        return moved
+        self._told(moved)
+        return len(moved)
 
     def delete(self, name: str) -> None:
         with self._lock:
@@ -254,6 +260,22 @@ class SceneStore:
                 raise UnknownScene(name)
             del self._scenes[name]
             self._write()
+        self._told([name])
+
+    def take(self, changed: dict[str, Scene | None]) -> None:
+        """Scenes changed elsewhere (another process of a cluster): each set, or deleted (None), and kept in
+        the file; not told to :attr:`on_local`."""
+        with self._lock:
+            for name, scene in changed.items():
+                if scene is None:
+                    self._scenes.pop(name, None)
+                else:
+                    self._scenes[name] = scene
+            self._write()
+
+    def _told(self, names: list[str]) -> None:
+        if names and self.on_local is not None:
+            self.on_local(names)
 
     @property
     def error(self) -> str | None:
