@@ -210,6 +210,20 @@ def test_scenes_are_one_list_for_every_process_and_a_desk_recalls_one_saved_on_a
     wait_until(lambda: late.get_json("/api/scenes")["scenes"] == {}, what="the deletion on the late one")
 
 
+def test_the_scenes_of_a_first_process_with_a_scenes_file_fill_an_empty_redis(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    folder = tmp_path / "p1"
+    folder.mkdir()
+    saved = {"version": 1, "scenes": {"Old": {"saved_at": 1.0, "values": {"slider1": 7}}}}
+    (folder / "state.scenes.json").write_text(json.dumps(saved), encoding="utf-8")
+    config = write_config(folder, extra=f'[cluster]\nredis = "{redis_server.url}"\n')  # (a state file)
+    first = bridge_factory(config)
+    assert set(first.get_json("/api/scenes")["scenes"]) == {"Old"}
+    second = bridge_factory(member_config(tmp_path / "p2", redis_server.url))
+    wait_until(lambda: set(second.get_json("/api/scenes")["scenes"]) == {"Old"}, what="the file's scene shared")
+
+
 SURFACE_TOML = (
     CONTROLS_TOML
     + """

@@ -64,6 +64,7 @@ class SharedScenes:
 
     def joined(self) -> None:
         """At each join: take Redis's scenes (but those changed here meanwhile); fill an empty Redis."""
+        self.scenes.store.load()  # (at start, before the scenes' own start: the file's, then Redis's)
         stored = self.store.scenes()
         with self._lock:
             pending = set(self._pending)

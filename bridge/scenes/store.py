@@ -180,9 +180,13 @@ class SceneStore:
         #: Told the names of the scenes changed here (saved, deleted, imported, renamed in), not those
         #: taken from elsewhere (:meth:`take`): a cluster shares them with its other processes.
         self.on_local: Callable[[list[str]], None] | None = None
+        self._loaded = False
 
     def load(self) -> None:
-        """Read the saved scenes (a corrupt file is moved aside)."""
+        """Read the saved scenes (a corrupt file is moved aside); once (a cluster's join reads them first)."""
+        if self._loaded:
+            return
+        self._loaded = True
         if self.path is None:
             log.info("no state file: scenes are kept in memory only and lost at exit")
             return
