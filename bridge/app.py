@@ -322,6 +322,14 @@ class Bridge:
         self._started = True
         for adapter in self.hub.adapters:
             adapter.start()
+        behind: list[str] = next((getattr(a, "behind", []) for a in self.hub.adapters if a.name == "cluster"), [])
+        outs = [a for a in self.hub.adapters if a.name in ("osc", "midi")]
+        if behind and outs:
+            # Changed by the other processes while this one was away: its desk and controllers had none
+            # of it, and kept old levels while every phone showed new ones.
+            for cid in behind:
+                self.hub.send_test(cid, outs)
+            log.info("cluster: %d values changed while this process was away sent to its OSC and MIDI", len(behind))
         self.monitor.start()
         self.reloader.start()
 

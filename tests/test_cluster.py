@@ -224,6 +224,38 @@ def test_the_scenes_of_a_first_process_with_a_scenes_file_fill_an_empty_redis(
     wait_until(lambda: set(second.get_json("/api/scenes")["scenes"]) == {"Old"}, what="the file's scene shared")
 
 
+def test_a_process_back_after_a_crash_brings_its_desk_up_to_date(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """The process with the desk was down while phones on another changed values: back, it started on them, but
+    its desk got none, and kept old levels while every phone showed new ones (a reviewer's case)."""
+    need("oscdump")
+    dump = OscDump()
+    try:
+        hardware = f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\ntargets = ["127.0.0.1:{dump.port}"]\n'
+        desk_side, other = start_processes(
+            bridge_factory,
+            [
+                member_config(tmp_path / "p1", redis_server.url, hardware),
+                member_config(tmp_path / "p2", redis_server.url),
+            ],
+        )
+        other.put_values(slider1=12)
+        dump.wait_for("/slider1 f 12.000000")
+        desk_side.kill()
+        other.put_values(slider1=44, txt1="cue 9")
+        desk_side.start()
+        dump.wait_for("/slider1 f 44.000000")
+        dump.wait_for('/txt1 s "cue 9"')
+        assert "2 values changed while this process was away" in desk_side.output()
+        # Its killed self, listed until its beats expire, is no other process sharing its desk.
+        wait_until(lambda: cluster_status(desk_side)["members"] == 2, what="the killed process's beats expired")
+        wait_until(lambda: cluster_status(desk_side)["shared_targets"] == [], what="a beat after that")
+        assert "is also a target of process" not in desk_side.output()
+    finally:
+        dump.close()
+
+
 SURFACE_TOML = (
     CONTROLS_TOML
     + """

@@ -37,18 +37,17 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bridge.cluster.protocol import Pending, Versions
+from bridge.cluster.protocol import Pending, Versions, checked
 from bridge.cluster.scenes import SharedScenes
 from bridge.cluster.status import REFUSED_RETRY, Status, redact
-from bridge.cluster.store import Joined, RedisStore, StoreError
+from bridge.cluster.store import MEMBER_TTL_MS, Joined, RedisStore, StoreError
 from bridge.config import ClusterConfig
 from bridge.errors import BridgeError, ClusterRefused, InvalidValue, UnknownControl
 from bridge.flow import Workers
-from bridge.hub import Held, Hub, Reshaped
+from bridge.hub import Held, Hub, Reshaped, same_value
 from bridge.logs import LogLimiter
-from bridge.model import Change, Control, Origin, Value
+from bridge.model import Change, Origin, Value
 from bridge.monitor import IDLE
-from bridge.validation import normalize
 
 if TYPE_CHECKING:
     from bridge.scenes.engine import Scenes
@@ -120,6 +119,8 @@ class ClusterAdapter:
         self._warn = LogLimiter(log, interval=10.0)
         self.status = Status(self.url, config.name)
         self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
+        self.behind: list[str] = []  # controls whose value the first join changed (see Bridge.start)
+        self._listed_after = 0.0  # when the processes listed are all alive (see _beat)
         #: The show's scenes, shared (:mod:`bridge.cluster.scenes`); None without scenes (a bench's hub alone).
         self.scenes = None if scenes is None else SharedScenes(scenes, self.store)
         if self.scenes is not None:
@@ -190,7 +191,7 @@ class ClusterAdapter:
         self.status.agree(differ, mine)
         for cid, (text, version) in stored.items():
             control = self.hub.controls.get(cid)
-            value = None if control is None else self._checked(control, text)
+            value = None if control is None else checked(control, text)
             if value is not None and self.versions.announced(cid, version, value):
                 self._settle(cid)
 
@@ -353,6 +354,9 @@ class ClusterAdapter:
                 "cluster: Redis had lost %d acknowledged values; written back from this process", joined.restored
             )
         if initial:
+            self._listed_after = time.monotonic() + MEMBER_TTL_MS / 1000
+            before = self.hub.values()
+            self.behind = [cid for cid, (_version, value) in fresh.items() if not same_value(before[cid], value)]
             self.hub.restore({cid: value for cid, (_version, value) in fresh.items()})
             log.info("cluster %r: joined at %s as %s", self.config.name, self.url, self.process_id)
         else:
@@ -370,17 +374,10 @@ class ClusterAdapter:
         for cid, control in self.hub.controls.items():
             if cid not in stored:
                 continue
-            value = self._checked(control, stored[cid])
+            value = checked(control, stored[cid])
             if value is not None:
                 fresh[cid] = (int(stored.get(f"{cid}:version", 0)), value)
         return fresh
-
-    def _checked(self, control: Control, text: str) -> Value | None:
-        try:
-            return normalize(control, json.loads(text))
-        except (ValueError, InvalidValue) as err:
-            log.warning("cluster: %s holds %r in Redis, which does not fit it (%s); ignored", control.id, text, err)
-            return None
 
     def _announced(self, data: str) -> None:
         try:
@@ -401,7 +398,7 @@ class ClusterAdapter:
         control = self.hub.controls.get(cid)
         if control is None:
             return  # a control another process has and this one does not (a reload not made everywhere)
-        value = self._checked(control, json.dumps(message.get("value")))
+        value = checked(control, json.dumps(message.get("value")))
         if value is None:
             return
         self.status.count("received")
@@ -441,6 +438,8 @@ class ClusterAdapter:
         self.status.agree(differ, self.signature, members)
         mine = self.targets()
         theirs = self.store.targets(mine) if mine or members > 1 else {}
+        if time.monotonic() < self._listed_after:
+            theirs = {}  # (a process killed just before this one started is listed until its beats expire)
         shared: dict[str, list[str]] = {}
         for process, listed in theirs.items():
             for target in set(mine) & set(listed):

@@ -21,12 +21,16 @@ without Redis.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bridge.errors import InvalidValue
 from bridge.flow import Latest
-from bridge.model import Value
+from bridge.model import Control, Value
+from bridge.validation import normalize
 
 #: A local change waiting to be written: (value, origin kind).
 Pending = tuple[Value, str]
@@ -153,3 +157,14 @@ class Versions:
     def inflight(self) -> int:
         with self._lock:
             return sum(k.inflight for k in self._known.values())
+
+
+def checked(control: Control, text: str) -> Value | None:
+    """The value a JSON text in Redis holds for ``control``, or None (said) when it does not fit it."""
+    try:
+        return normalize(control, json.loads(text))
+    except (ValueError, InvalidValue) as err:
+        logging.getLogger("bridge.cluster.adapter").warning(
+            "cluster: %s holds %r in Redis, which does not fit it (%s); ignored", control.id, text, err
+        )
+        return None
