@@ -67,6 +67,12 @@ def check(path: str) -> int:
         return EXIT_CONFIG
     tables = [name for name in ("osc", "midi", "oscquery", "cluster") if getattr(config, name) is not None]
     server = config.server
+    if server.tls is not None and not server.tls.auto:
+        try:  # (files of one's own: a start reads them, so does the check; "auto" makes its own)
+            prepare_tls(server.tls).context()
+        except BridgeError as err:
+            print(f"error: {err}", file=sys.stderr)  # noqa: T201
+            return EXIT_CONFIG
     tables += ["tls"] if server.tls is not None else []
     print(  # noqa: T201
         f"{path}: ok, {len(config.controls)} controls" + (f"; {', '.join(tables)}" if tables else ""), flush=True

@@ -17,6 +17,7 @@ from flask_socketio import SocketIO
 from bridge.auth import Access, Origins, Role, keys_file_for
 from bridge.concurrency import async_mode
 from bridge.config import Config, DiscoveryConfig
+from bridge.config.sections import home_of
 from bridge.echoes import Echoes
 from bridge.errors import BridgeError
 from bridge.hub import Adapter, Held, Hub
@@ -92,7 +93,7 @@ class Bridge:
         # A polling POST the library would leave unanswered is refused before it reads it.
         self.app.wsgi_app = polling.guard(self.app.wsgi_app, limit=server.max_payload)  # type: ignore[method-assign,assignment]
         # The keys "auto" stands for are kept beside the state file (or the config), as the certificate is.
-        kept = keys_file_for(server.state_file or config.path.resolve())
+        kept = keys_file_for(server.state_file or home_of(config.path) / config.path.name)
         self.access = Access.from_config(server.key, server.viewer_key, kept)
         self.hub = Hub(config.controls)
         self.looks = Looks(self.hub.controls)

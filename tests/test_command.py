@@ -127,6 +127,33 @@ def test_check_refuses_a_broken_config_with_the_line_start_up_prints(tmp_path: P
     assert (started.returncode, started.stderr.splitlines()) == (2, [line])
 
 
+def test_check_refuses_certificate_files_a_start_cannot_use(tmp_path: Path) -> None:
+    """Garbage in the PEM files passed the check ("ok ... tls") and the start failed (a reviewer's case)."""
+    (tmp_path / "show.pem").write_text("not a certificate\n")
+    (tmp_path / "show.key").write_text("not a key\n")
+    config = server_table(tmp_path, 'tls = { cert = "show.pem", key = "show.key" }')
+    checked = command("--check", str(config))
+    assert checked.returncode == 2 and checked.stdout == ""
+    assert checked.stderr.startswith(f"error: cannot read the certificate {tmp_path / 'show.pem'}")
+
+
+def test_the_shipped_config_of_an_installed_package_keeps_its_files_in_the_users_state_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stage-bridge` with no --config wrote its state file, and its keys, inside site-packages: lost at the next
+    upgrade, refused in a system install (a reviewer's case)."""
+    from bridge.config import parse_text
+    from bridge.config.sections import SHIPPED
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    text = (ROOT / "config" / "default.toml").read_text(encoding="utf-8")
+    config = parse_text(text, SHIPPED / "default.toml")
+    assert config.server.state_file == tmp_path / "state" / "stage-bridge" / "state.json"
+    assert (tmp_path / "state" / "stage-bridge").is_dir()
+    own = parse_text(text, tmp_path / "show" / "show.toml")  # any other config: beside itself, as before
+    assert own.server.state_file == tmp_path / "show" / "state.json"
+
+
 def test_check_of_a_missing_file_is_exit_2(tmp_path: Path) -> None:
     result = command("--check", str(tmp_path / "none.toml"))
     assert (result.returncode, result.stderr) == (2, f"error: {tmp_path / 'none.toml'}: file not found\n")

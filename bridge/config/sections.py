@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -125,13 +126,29 @@ _SERVER_KEYS = {
 }
 
 
+#: The configs shipped inside an installed package (``stage-bridge`` with no ``--config`` serves one).
+SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
+
+
+def home_of(path: Path) -> Path:
+    """The folder a config's relative files (state, scenes, keys, certificate) go in: the config's own, but
+    for one shipped inside an installed package, whose folder may be read-only and is replaced at every
+    upgrade: the user's state folder (``$XDG_STATE_HOME/stage-bridge``, ``~/.local/state/stage-bridge``)."""
+    folder = path.resolve().parent
+    if folder != SHIPPED and SHIPPED not in folder.parents:
+        return folder
+    home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "stage-bridge"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
 def server(reader: Reader, table: dict[str, Any], path: Path) -> ServerConfig:
     reader.keys(table, "server", _SERVER_KEYS)
     host = reader.host(reader.get(table, "host", "server.host", str, ServerConfig.host), "server.host")
     # (0 would be "any free port": no one could open the page at an address known beforehand)
     port = reader.port(reader.get(table, "port", "server.port", int, ServerConfig.port), "server.port", lowest=1)
     state = reader.get(table, "state_file", "server.state_file", str, "state.json")
-    state_file = None if state == "" else (path.parent / state).resolve()
+    state_file = None if state == "" else (home_of(path) / state).resolve()
     keys: dict[str, str | None] = {}
     for name in ("key", "viewer_key"):
         key = reader.get(table, name, f"server.{name}", str, None)
@@ -174,7 +191,7 @@ def _tls(reader: Reader, raw: object, path: Path, state_file: Path | None) -> Tl
     """``"auto"`` (a self-signed certificate kept beside the state file) or ``{cert, key}`` files."""
     if raw == "auto":
         # Beside the state file, named after it; without one, beside the config file.
-        anchor = state_file if state_file is not None else path.resolve()
+        anchor = state_file if state_file is not None else home_of(path) / path.name
         return TlsConfig(anchor.with_name(f"{anchor.stem}.cert.pem"), anchor.with_name(f"{anchor.stem}.key.pem"), True)
     if not isinstance(raw, dict):
         reader.fail("server.tls", f'expected "auto" or a table {{ cert = "cert.pem", key = "key.pem" }}, got {raw!r}')
