@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from bridge.config import Config, load_config
 from bridge.hub import Hub
+from bridge.net import lan_address
 from bridge.tls import describe, make_certificate
 from tests.browser import TEST_HOST, Pages, is_loopback, launch
 from tests.helpers import BridgeProcess, Client, unavailable, write_config
@@ -104,7 +105,8 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     and the test browsers accept it, and only it, by its public key."""
     folder = tmp_path_factory.mktemp("certificate")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    make_certificate(cert, key, [TEST_HOST])
+    # Named as the bridge's own would be (its LAN address too), or the bridge makes one of its own instead.
+    make_certificate(cert, key, [TEST_HOST, *(lan for lan in [lan_address()] if lan)])
     return cert, key
 
 
