@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from tests.browser import Pages, fader_point, shown, wait_shows
+from tests.browser import PHONE, Pages, fader_point, shown, wait_shows
 from tests.helpers import BridgeProcess, Client, wait_until
 from tests.test_live_config import save
 
@@ -173,13 +173,17 @@ def test_a_page_let_go_by_a_new_key_comes_back_when_its_key_is_put_back(
     path = tmp_path / "bridge.toml"
     path.write_text(keyed, encoding="utf-8")
     proc = bridge_factory(path)
-    page = pages.open(proc.url + "/?key=stage-key-1")
+    page = pages.open(proc.url + "/?key=stage-key-1", viewport=PHONE, touch=True)
     root = page.locator("html")
     expect(root).to_have_attribute("data-role", "control")
 
     save(path, keyed.replace('"stage-key-1"', '"stage-key-2"'))
     expect(root).to_have_attribute("data-connection", "offline")
     expect(page.locator("#connection-text")).to_contain_text("Refused")
+    # On a phone the long message wraps: it ran off the screen, the page scrolled sideways (a reviewer's case).
+    assert page.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
+    text = page.locator("#connection-text").bounding_box()
+    assert text is not None and text["x"] + text["width"] <= PHONE["width"]
 
     save(
         path,

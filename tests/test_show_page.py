@@ -203,6 +203,16 @@ def test_on_a_phone_the_drawer_shows_whole_rows_and_nothing_scrolls_sideways(
     for cell in ("m-time", "m-what", "m-args", "m-control"):  # every part of a row in sight, side to side
         found = row.locator(f".{cell}").bounding_box()
         assert found is not None and box["x"] <= found["x"] and found["x"] + found["width"] <= box["x"] + box["width"]
+    # A long argument leaves the row's parts their room: the peer beside the time, the control readable (they
+    # were squeezed to a letter a line, a reviewer's case).
+    oscsend(osc_port, "/txt1", "s", "1/14 Act one opening, the long cue text a desk sends with its label " * 3)
+    wait_row(page, lambda r: r["cells"][4] == "/txt1", "the long text's message")
+    row = page.locator("#monitor-log tbody tr", has_text="/txt1").first
+    time_box, peer, control = (row.locator(f".{cell}").bounding_box() for cell in ("m-time", "m-peer", "m-control"))
+    assert time_box is not None and peer is not None and control is not None
+    assert abs(peer["y"] - time_box["y"]) < 1 and peer["height"] <= time_box["height"] * 1.5  # one line, beside it
+    assert control["height"] <= time_box["height"] * 1.5  # "txt1" on one line
+    assert scroll.evaluate("(box) => box.scrollWidth <= box.clientWidth")
     # The filter and Close share the first row of tools.
     search, close = page.locator("#monitor-filter").bounding_box(), page.locator("#monitor-close").bounding_box()
     assert search is not None and close is not None and abs(search["y"] - close["y"]) < 1
@@ -310,6 +320,24 @@ def test_keep_awake_holds_a_wake_lock_on_https_and_takes_it_again(
     assert page.evaluate("window.stageBridgeShow.wakeLockRequests()") == 0
     page.locator("#awake-toggle").click()
     page.wait_for_function("document.documentElement.dataset.awake === 'held'")
+
+
+def test_keep_awake_on_https_without_the_wake_lock_api_does_not_ask_for_https(
+    tmp_path: Path, bridge_factory: Start, pages: Pages, certificate: tuple[Path, Path]
+) -> None:
+    """A browser on HTTPS without the Wake Lock API (iOS Safari before 16.4; here Chromium with the API taken
+    away before the page runs) was told the page is not on HTTPS, and to serve it with TLS (a reviewer's case)."""
+    proc = bridge_factory(secure(write_config(tmp_path), certificate))
+    page = pages.open(
+        f"https://{TEST_HOST}:{proc.port}/",
+        viewport=PHONE,
+        touch=True,
+        prepare=lambda context: context.add_init_script("delete Navigator.prototype.wakeLock;"),
+    )
+    assert page.evaluate("window.isSecureContext && !('wakeLock' in navigator)") is True
+    page.wait_for_function("document.documentElement.dataset.awake === 'fallback'")
+    expect(page.locator("#awake-note")).to_contain_text("no Wake Lock")
+    expect(page.locator("#awake-note")).not_to_contain_text("HTTPS")
 
 
 def test_keep_awake_on_plain_http_plays_a_silent_video_and_says_why(show: BridgeProcess, pages: Pages) -> None:

@@ -58,7 +58,9 @@
       awakeButton.title = {
         held: "The screen stays on (wake lock held). Tap to let it sleep.",
         released: "The screen may sleep: the wake lock was let go; it is taken again when the page is shown.",
-        fallback: "Keeping the screen on with a silent video (this page is not on HTTPS). Tap to stop.",
+        fallback: window.isSecureContext
+          ? "Keeping the screen on with a silent video (this browser has no Wake Lock). Tap to stop."
+          : "Keeping the screen on with a silent video (this page is not on HTTPS). Tap to stop.",
         refused: "The browser refused to keep the screen on.",
         off: "The screen may sleep. Tap to keep it on.",
       }[state];
@@ -193,8 +195,14 @@
   }
 
   function noteFor(playing) {
-    const why = "This page is not on HTTPS, so the browser cannot be asked to keep the screen on. ";
-    const how = "To be sure: serve the bridge with [server] tls = \"auto\", or set the phone's auto-lock to never.";
+    // On HTTPS a browser without the Wake Lock API (iOS Safari before 16.4) was told to use HTTPS.
+    const secure = window.isSecureContext;
+    const why = secure
+      ? "This browser cannot be asked to keep the screen on (it has no Wake Lock). "
+      : "This page is not on HTTPS, so the browser cannot be asked to keep the screen on. ";
+    const how = secure
+      ? "To be sure: update the browser, or set the phone's auto-lock to never."
+      : "To be sure: serve the bridge with [server] tls = \"auto\", or set the phone's auto-lock to never.";
     return why + (playing ? "A silent video plays to keep it awake on most phones. " : "") + how;
   }
 
