@@ -528,6 +528,40 @@ def test_on_a_narrow_phone_nothing_scrolls_sideways_and_the_page_shown_has_its_t
         assert strip[0] <= tab[0] and tab[1] <= strip[1] + 0.5, (tab, strip)
 
 
+def test_at_200_percent_text_a_long_option_a_long_page_name_and_a_desk_chip_stay_on_the_phone(
+    tmp_path: Path, bridge_factory: Callable[..., BridgeProcess], pages: Pages
+) -> None:
+    """At 200 % text a select's segment with one long word ran 170 px off a 390 px phone, where nothing could
+    scroll to it; a long page name was cut at the screen's edge; the desk chip's "OSC" broke in two (a
+    reviewer's cases)."""
+    controls = (
+        '[[controls]]\nid = "scene"\ntype = "select"\npage = "Lights and effects for the second half"\n'
+        'options = ["Preshowannouncementloop", "Interval"]\n[[controls]]\nid = "level"\ntype = "range"\npage = "Sound"\n'
+    )
+    down = f'[osc]\nlisten = "127.0.0.1:0"\ntargets = [{{ address = "127.0.0.1:{free_port()}", transport = "tcp" }}]\n'
+    proc = bridge_factory(write_config(tmp_path, extra=down, controls=controls))
+    page = pages.open(proc.url, viewport=PHONE, touch=True)
+    page.evaluate("document.documentElement.style.fontSize = '200%'")
+    expect(page.locator("#osc-status .midi-port")).to_contain_text("down")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+    def right_of(selector: str) -> float:
+        return float(page.evaluate(f"document.querySelector('{selector}').getBoundingClientRect().right"))
+
+    rights = page.evaluate(
+        "Array.from(document.querySelectorAll('[data-control=scene] [role=radio]'),"
+        " (b) => b.getBoundingClientRect().right)"
+    )
+    assert len(rights) == 2 and max(rights) <= PHONE["width"], rights
+    tab = page.locator("#tabs [role='tab']").first
+    assert tab.evaluate("el => getComputedStyle(el).textOverflow") == "ellipsis"
+    assert right_of("#tabs [role=tab]") <= PHONE["width"]
+    chip = page.locator("#osc-status .midi-port .dir")
+    assert chip.evaluate("el => el.getClientRects().length === 1 && el.scrollHeight <= el.clientHeight + 1")
+    line = float(chip.evaluate("el => parseFloat(getComputedStyle(el).lineHeight) || el.clientHeight"))
+    assert float(chip.evaluate("el => el.getBoundingClientRect().height")) <= line * 1.5  # "OSC" on one line
+
+
 def test_a_phone_on_its_side_shows_an_upright_fader_whole_and_large_text_never_scrolls_sideways(
     stage: BridgeProcess, pages: Pages
 ) -> None:
