@@ -536,7 +536,8 @@ def test_at_200_percent_text_a_long_option_a_long_page_name_and_a_desk_chip_stay
     reviewer's cases)."""
     controls = (
         '[[controls]]\nid = "scene"\ntype = "select"\npage = "Lights and effects for the second half"\n'
-        'options = ["Preshowannouncementloop", "Interval"]\n[[controls]]\nid = "level"\ntype = "range"\npage = "Sound"\n'
+        'options = ["Preshowannouncementloop", "Interval"]\n'
+        '[[controls]]\nid = "level"\ntype = "range"\npage = "Sound"\n'
     )
     down = f'[osc]\nlisten = "127.0.0.1:0"\ntargets = [{{ address = "127.0.0.1:{free_port()}", transport = "tcp" }}]\n'
     proc = bridge_factory(write_config(tmp_path, extra=down, controls=controls))
