@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -256,6 +257,96 @@ def test_a_peer_that_sends_everything_back_fires_a_go_once_and_keeps_the_last_mo
     page.send("marker", 1)
     wait_until(lambda: osc_health(server)["echoes"] == sent + 1, what="the marker back")
     assert osc_health(server)["targets"][0]["sent"] == sent + 1  # and nothing was fired again meanwhile
+
+
+class LateDaw:
+    """A DAW on a UDP port that sends every /level it is sent back to the bridge ``delay`` seconds later, as it
+    is or rounded to ``digits`` (its own fader's resolution), from that port."""
+
+    def __init__(self, delay: float, digits: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.delay, self.digits = delay, digits
+        self.bridge = 0
+        self.received: list[float] = []
+        self.echoed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._due: queue.Queue[tuple[float, float]] = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._echoer = threading.Thread(target=self._echo, daemon=True)
+        self._echoer.start()
+
+    def _serve(self) -> None:
+        from pythonosc.osc_message import OscMessage
+
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            message = OscMessage(data)
+            if message.address != "/level":
+                with self._lock:
+                    self.received.append(-1.0)  # (the marker)
+                continue
+            value = float(message.params[0])
+            with self._lock:
+                self.received.append(value)
+            echo = value if self.digits is None else round(value, self.digits)
+            self._due.put((time.monotonic() + self.delay, echo))
+
+    def _echo(self) -> None:
+        """The echoes in the order their messages came, each at its time."""
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        while not self._stop.is_set():
+            try:
+                due, value = self._due.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._stop.wait(max(0.0, due - time.monotonic()))  # (the DAW's own latency)
+            builder = OscMessageBuilder(address="/level")
+            builder.add_arg(value)
+            self.sock.sendto(builder.build().dgram, ("127.0.0.1", self.bridge))
+            with self._lock:
+                self.echoed += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._echoer.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("digits", [None, 1])
+def test_a_daw_that_echoes_late_or_rounded_is_not_sent_its_old_values_back(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect, digits: int | None
+) -> None:
+    """A DAW echoing what it is sent 150 ms late (past the echo window), or rounded to its fader's 0.1: each echo
+    of an earlier step was taken for a crossing and sent back to it, and a fade ended short of where the
+    operator let go (0.66 for 0.8; a reviewer's case of the first crossing rule)."""
+    daw = LateDaw(0.15, digits)
+    try:
+        osc_port = free_port(socket.SOCK_DGRAM)
+        daw.bridge = osc_port
+        server = bridge_factory(write_config(tmp_path, osc_table(osc_port, daw.port), controls=SHOW))
+        page = client_factory(server.url)
+        moves = [round(0.3 + i / 50, 2) for i in range(26)]  # 0.3 to 0.8
+        for value in moves:
+            page.send("level", value)
+        wait_until(lambda: daw.echoed == len(moves), what="every step echoed")
+        wait_until(lambda: osc_health(server)["received"] >= len(moves), what="every echo read")
+        page.send("marker", 1)  # (after it, the DAW has had all the bridge sent it)
+        wait_until(lambda: -1.0 in daw.received, what="the marker at the DAW")
+        assert daw.received[: len(moves)] == [pytest.approx(v, abs=1e-6) for v in moves]
+        assert daw.received[len(moves) :] == [-1.0]  # nothing it sent was sent back to it
+        assert server.get_json("/api/values")["level"] == pytest.approx(0.8, abs=0.05 if digits else 1e-6)
+    finally:
+        daw.close()
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from bridge.monitor import IDLE
 from bridge.net import unmapped
 from bridge.osc.arrival import Clock, stamp
 from bridge.osc.codec import encode
+from bridge.osc.crossed import Crossed
 from bridge.osc.hello import asking, greeting, message, queries
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
@@ -94,8 +95,7 @@ class OscAdapter:
         self._syncs = SyncGate()
         self._said = LogLimiter(log, interval=5.0)
         self._asked = queries(hub.controls)  # the addresses the desks are asked at (see reshape)
-        #: Per control, the peer its last change came from (None: not OSC): see :meth:`send`.
-        self._last_from: dict[str, str | None] = {}
+        self.crossed = Crossed()  # (a change from a peer that goes back to it once)
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -208,11 +208,8 @@ class OscAdapter:
         # Encoded once per prefix and argument type: most targets share them.
         packets: dict[tuple[str, str], bytes] = {}
         going: list[tuple[Target | Stream, bytes]] = []
-        # What a peer sends is not sent back to it, unless it crossed what was sent to it last: a phone and
-        # the desk moved one fader at once, the desk took the phone's value after its own and sends nobody
-        # what it is told (an X32), while every page showed the desk's: the two stayed apart for good.
-        last, self._last_from[control.id] = self._last_from.get(control.id, source), source
-        crossed = source is not None and last != source and event is None
+        # What a peer sends is not sent back to it, unless it crossed what was sent to it (bridge.osc.crossed).
+        crossed = self.crossed.check(control, change.value, source, time.monotonic()) and event is None
         for target in self._targets:
             if source is not None and source == target.ident and not crossed:
                 continue  # no echo to the peer that sent it
