@@ -219,6 +219,9 @@ class FakeX32:
         self.heard: list[tuple[str, list[Any]]] = []
         #: Set: its program stops reading (a hang); cleared, it reads what waited in its socket.
         self.frozen = threading.Event()
+        #: Set: what comes is lost and nothing answered (switched off, or booting, on an address that does not
+        #: refuse: no ICMP); cleared, it is back.
+        self.deaf = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -232,6 +235,8 @@ class FakeX32:
             try:
                 data, sender = self.sock.recvfrom(65535)
             except (TimeoutError, OSError):
+                continue
+            if self.deaf.is_set():
                 continue
             message = OscMessage(data)
             address, args = message.address, list(message.params)

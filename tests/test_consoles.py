@@ -780,6 +780,112 @@ def test_what_changed_while_a_udp_desk_was_away_is_sent_when_it_is_back_not_aske
         desk.close()
 
 
+ASKED = 'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\nquery_on_connect = true\n'
+
+
+def test_a_desk_gone_without_a_word_gets_what_changed_since_its_last_answer_when_it_is_back(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """An X32 switched off (nothing refuses: no ICMP) while shown "ok": a phone's change made before it was
+    found silent went nowhere, and when the desk came back the queries brought its old level back, undoing
+    the phone's everywhere (a reviewer's case)."""
+    address = "/ch/01/mix/01/level"
+    desk = FakeX32({address: 0.25, "/ch/02/mix/01/level": 0.5})
+    osc = f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"]]\n{ASKED}'
+    try:
+        proc = bridge_factory(bridge_config(tmp_path, osc, strip(1) + strip(2)))
+        phone = client_factory(proc.url)
+        wait_until(lambda: target_state(proc) == "ok", what="the desk answering")
+        phone.wait_value("send1", 0.25)
+        desk.deaf.set()  # off
+        phone.send("send1", 0.75)  # before anyone can know
+        wait_until(lambda: target_state(proc) == "silent", what="the desk found silent")
+        asked = len(desk.queries)
+        desk.deaf.clear()  # back
+        wait_until(lambda: desk.values[address] == 0.75, what="the phone's change at the desk")
+        wait_until(lambda: "/ch/02/mix/01/level" in desk.queries[asked:], what="the rest asked again")
+        assert address not in desk.queries[asked:]
+        assert proc.get_json("/api/values")["send1"] == 0.75
+    finally:
+        desk.close()
+
+
+def test_a_desk_that_comes_up_after_the_bridge_is_greeted_at_its_first_answer(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """A desk still booting at start (its port taken, nothing answered) answered later, while "waiting": it was
+    never greeted (no /xremote, no queries), and a change made meanwhile never reached it (a reviewer's case)."""
+    desk = FakeX32({"/ch/01/mix/01/level": 0.25, "/ch/02/mix/01/level": 0.5, "/ch/02/config/name": "Keys"})
+    desk.deaf.set()  # booting
+    osc = f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"], ["/xinfo"]]\n{ASKED}'
+    try:
+        proc = bridge_factory(bridge_config(tmp_path, osc, strip(1) + strip(2)))
+        phone = client_factory(proc.url)
+        assert target_state(proc) == "waiting"
+        phone.send("send1", 0.75)
+        wait_until(lambda: proc.get_json("/api/values")["send1"] == 0.75, what="the phone's change taken")
+        wait_until(lambda: target_state(proc) == "silent", what="no answer for 1 s")
+        desk.deaf.clear()  # up
+        wait_until(lambda: desk.got("/xinfo") == [[]], what="the desk greeted at its first answer")
+        phone.wait_event("update look", lambda look: look == {"who": "send2", "label": "Keys"})
+        wait_until(lambda: desk.values["/ch/01/mix/01/level"] == 0.75, what="the change made meanwhile")
+        assert "/ch/01/mix/01/level" not in desk.queries
+    finally:
+        desk.close()
+
+
+def test_another_target_on_the_same_machine_does_not_keep_a_hung_desk_answering(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    """A hung X32 and a DAW target on one machine (here 127.0.0.1): the DAW's meters counted as the desk's
+    answers, the desk stayed "ok" and GOs went into its socket (a reviewer's case)."""
+    desk = FakeX32({})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daw:
+        daw.bind(("127.0.0.1", 0))
+        osc_port = free_port(socket.SOCK_DGRAM)
+        osc = (
+            f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\n'
+            'keepalive = { message = [["/status"]], every = 0.3, answer_within = 1.0 }\n'
+            f'[[osc.targets]]\naddress = "127.0.0.1:{daw.getsockname()[1]}"\n'
+        )
+        config = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{osc_port}"\n{osc}', controls=X32_SCENES)
+        stop = threading.Event()
+
+        def meters() -> None:  # the DAW's meters, all along
+            while not stop.wait(0.05):
+                daw.sendto(build("/meters/1", 0.5), ("127.0.0.1", osc_port))
+
+        feeder = threading.Thread(target=meters, daemon=True)
+        feeder.start()
+        try:
+            proc = bridge_factory(config)
+            wait_until(lambda: target_state(proc) == "ok", what="the desk answering")
+            desk.frozen.set()
+            wait_until(lambda: target_state(proc) == "silent", what="the hung desk silent, the DAW speaking on")
+        finally:
+            stop.set()
+            feeder.join(timeout=5)
+            desk.close()
+
+
+def test_answer_within_does_not_apply_to_a_broadcast_target(tmp_path: Path, bridge_factory: Start) -> None:
+    """Every host answers a broadcast from its own address: a broadcast target was "silent" for good and no GO
+    went to it (a reviewer's case)."""
+    port = free_port(socket.SOCK_DGRAM)
+    osc = (
+        f'[[osc.targets]]\naddress = "127.255.255.255:{port}"\n'
+        'keepalive = { message = [["/status"]], every = 0.3, answer_within = 1.0 }\n'
+    )
+    proc = bridge_factory(bridge_config(tmp_path, osc, X32_SCENES))
+    wait_until(lambda: "answer_within does not apply" in proc.output(), what="said at start")
+    sent = proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["sent"]
+    wait_until(
+        lambda: proc.get_json("/healthz")["adapters"]["osc"]["targets"][0]["sent"] >= sent + 4,
+        what="a second and more of keepalives",
+    )
+    assert target_state(proc) == "ok"
+
+
 def test_two_desks_on_one_host_answer_each_for_itself(tmp_path: Path, bridge_factory: Start) -> None:
     """Programs on one machine share its address: each target's answers are known by its port there, so a
     desk that hangs is not kept "ok" by the one beside it that answers."""

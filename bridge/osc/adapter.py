@@ -42,7 +42,7 @@ from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
 from bridge.osc.tcp import Event, Stream, TcpTarget
-from bridge.osc.udp import AWAY, UdpTarget, answering
+from bridge.osc.udp import UdpTarget, answering
 from bridge.osc.udpsock import REFUSALS, Own, refusals, report_errors, send_from, sent
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,8 @@ class OscAdapter:
         packets: dict[tuple[str, str], bytes] = {}
         going: list[tuple[Target | Stream, bytes]] = []
         # What a peer sends is not sent back to it, unless it crossed what was sent to it (bridge.osc.crossed).
-        crossed = self.crossed.check(control, change.value, source, time.monotonic()) and event is None
+        now = time.monotonic()
+        crossed = self.crossed.check(control, change.value, source, now) and event is None
         for target in self._targets:
             if source is not None and source == target.ident and not crossed:
                 continue  # no echo to the peer that sent it
@@ -224,11 +225,11 @@ class OscAdapter:
             going += [(stream, packet) for stream in streams if stream.ident != source or crossed]
         # Remembered before it goes: an echo may be read before the send returns (bridge.echoes).
         back_to = came_from(change.origin)
-        self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], time.monotonic())
+        self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], now)
         for way, packet in going:
             way.put(control.id, packet, event)
-            if type(way) is UdpTarget and way.state in AWAY:
-                way.missed.add(control.id)  # (sent again once it is back: see _greet)
+            if type(way) is UdpTarget:
+                way.owed(control.id, now)  # (sent again once it is back, if it may have missed it: see _greet)
             if self.monitor.watching:
                 if isinstance(way, Stream):
                     self.monitor.saw("osc/tcp", "out", way.ident, packet, None, control.id)
@@ -248,7 +249,7 @@ class OscAdapter:
         """A UDP desk at start, or back: its greeting, then the values changed while it was away (not asked for)."""
         for packet in self._hello(target):
             target.raw(packet)
-        missed, target.missed = target.missed, set()
+        missed, target.missed = target.missed, {}
         values = self.hub.values()
         for cid in missed & values.keys():
             control = self.hub.controls[cid]
@@ -374,7 +375,7 @@ class OscAdapter:
         """A datagram from a UDP target that is asked to answer (``answer_within``): from its host, or,
         where several share one host (programs on one machine), from its port. A desk back is greeted."""
         now = time.monotonic()
-        for target in answering(self._asking, host, port):
+        for target in answering(self._udp, self._asking, host, port):
             if target.answered(now):
                 self._greet(target)
 

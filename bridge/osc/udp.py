@@ -55,6 +55,10 @@ QUIET = ("waiting", "silent")
 #: The states of a target that does not get what is sent (nowhere to send it yet, nothing listens, or it
 #: stopped answering): what changed meanwhile goes to it again when it is back.
 AWAY = ("resolving", "unresolved", "unreachable", "silent")
+#: With ``answer_within``, a change sent this long (seconds) before one of its answers reached it: forgotten.
+REACHED = 0.5
+#: A first answer this long (seconds) after the greeting is a desk that came up meanwhile: it is greeted again.
+LATE_ANSWER = 1.0
 #: The receive buffer of a target's own socket (the listening socket's size: answers come in bursts).
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
@@ -89,8 +93,10 @@ class UdpTarget:
         #: With ``keepalive.answer_within``: when it last sent anything, and why it is taken for silent.
         self.heard = 0.0
         self.error: str | None = None
-        #: The controls changed while it was away (see :data:`AWAY`): sent again, not asked for, when it is back.
-        self.missed: set[str] = set()
+        #: The controls changed while it was away (see :data:`AWAY`), or, when it is asked to answer, since its
+        #: last answers (it may have died unseen meanwhile), and when: sent again, not asked for, when it is back.
+        self.missed: dict[str, float] = {}
+        self._forgot = 0.0  # when what reached it was last forgotten from missed
 
     @property
     def ident(self) -> str:
@@ -233,23 +239,39 @@ class UdpTarget:
         return True
 
     def newer(self) -> set[str]:
-        """The controls whose newer value it has not had (changed while it was away): not asked for."""
-        return self.missed
+        """The controls whose newer value it may not have had (changed while it was away): not asked for."""
+        return set(self.missed)
+
+    def owed(self, cid: str, now: float) -> None:
+        """A change of ``cid`` went to it: kept in :attr:`missed` while it may not get it."""
+        if self.state in AWAY or (self.asks and self.state != "resolving"):
+            self.missed[cid] = now
+
+    @property
+    def asks(self) -> bool:
+        """Whether its answers are watched (``answer_within``; not at a broadcast address, where each host
+        answers from its own)."""
+        return bool(self.config.answer_within) and not self.broadcast
 
     def _answering(self) -> str:
         """Its state once it has an address: ``waiting`` for its first answer when one is asked of it."""
-        if not self.config.answer_within:
+        if not self.asks:
             return "ok"
         self.heard, self.error = time.monotonic(), "no answer yet"
         return "waiting"
 
     def answered(self, now: float) -> bool:
-        """It sent something (with ``keepalive.answer_within``); True when it was silent until now (a desk
-        back from a freeze or a restart, to be greeted again: an X32 has forgotten its ``/xremote``)."""
-        self.heard = now
+        """It sent something (with ``keepalive.answer_within``); True when it is to be greeted again: it was
+        silent until now (back from a freeze or a restart: an X32 has forgotten its ``/xremote``), or its first
+        answer came late (it came up after its greeting, which went nowhere)."""
+        since, self.heard = self.heard, now
         if self.state not in QUIET:
+            if self.missed and now - self._forgot > 0.25:  # (answering all along: what went to it reached it)
+                self.missed = {cid: at for cid, at in self.missed.items() if at > now - REACHED}
+                self._forgot = now
             return False
-        back, self.state, self.error = self.state == "silent", "ok", None
+        back = self.state == "silent" or now - since > LATE_ANSWER
+        self.state, self.error = "ok", None
         log.info("OSC target %s answers%s", self.config.label, " again" if back else "")
         return back
 
@@ -257,7 +279,7 @@ class UdpTarget:
         """Looked at every second: with ``keepalive.answer_within``, a desk that sent nothing for that
         long is silent (a desk switched off, unplugged or frozen: UDP alone never tells)."""
         limit = self.config.answer_within
-        if not limit or self.state not in ("ok", "waiting") or now - self.heard <= limit:
+        if not self.asks or self.state not in ("ok", "waiting") or now - self.heard <= limit:
             return
         self.state, self.error = "silent", f"sent nothing back for {limit:g} s"
         log.warning(
@@ -326,6 +348,9 @@ class UdpTarget:
             self.ip = str(sockaddr[0])
             if self.state == "unresolved":
                 log.info("OSC target %s resolved to %s", self.config.label, self.ip)
+            if broadcast and self.config.answer_within and not self.broadcast:
+                log.warning("OSC target %s is a broadcast address: answer_within does not apply", self.config.label)
+            self.broadcast = broadcast
             self.state = self._answering()
             if not broadcast and self.own is not None and self.own(unmapped(self.ip), self.config.port):
                 log.warning(
@@ -333,9 +358,8 @@ class UdpTarget:
                     "and is dropped; remove it from [osc] targets",
                     self.config.label,
                 )
-            if broadcast and not self.broadcast:
+            if broadcast:
                 log.info("OSC target %s is a broadcast address: every host on its network hears it", self.config.label)
-            self.broadcast = broadcast
         return True
 
     def _through_listener(self, family: int, sockaddr: Any) -> tuple[Any, bool]:
@@ -372,8 +396,22 @@ class UdpTarget:
             self.address = None
 
 
-def answering(targets: list[UdpTarget], host: str, port: int) -> list[UdpTarget]:
-    """Those of ``targets`` a datagram from ``host``:``port`` answers for: those at that host, or, where several
-    share one host (programs on one machine), the one at that port."""
-    at = [t for t in targets if t.ip == host]
-    return at if len(at) < 2 else [t for t in at if t.config.port == port]
+def answering(targets: list[UdpTarget], asking: list[UdpTarget], host: str, port: int) -> list[UdpTarget]:
+    """Those of ``asking`` (among all the UDP ``targets``) a datagram from ``host``:``port`` answers for: the
+    one at that host, or, where several targets share one host (programs on one machine), the one at that port
+    (another target's datagrams kept a hung desk on the same machine "ok")."""
+    if len([t for t in targets if t.ip == host]) < 2:
+        return [t for t in asking if t.ip == host]
+    found = [t for t in asking if t.ip == host and t.config.port == port]
+    if not found and any(t.ip == host for t in asking):
+        _hint.warning(
+            (host, port),
+            "OSC from %s:%d counts as no target's answer: several targets share that host, and an answer counts "
+            "from the target's own port there (answer_within)",
+            host,
+            port,
+        )
+    return found
+
+
+_hint = LogLimiter(log, interval=600.0)
