@@ -780,7 +780,10 @@ def test_what_changed_while_a_udp_desk_was_away_is_sent_when_it_is_back_not_aske
         desk.close()
 
 
-ASKED = 'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\nquery_on_connect = true\n'
+ASKED = (
+    'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\n'
+    "query_on_connect = true\n"
+)
 
 
 def test_a_desk_gone_without_a_word_gets_what_changed_since_its_last_answer_when_it_is_back(
