@@ -781,8 +781,7 @@ def test_what_changed_while_a_udp_desk_was_away_is_sent_when_it_is_back_not_aske
 
 
 ASKED = (
-    'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\n'
-    "query_on_connect = true\n"
+    'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\nquery_on_connect = true\n'
 )
 
 
