@@ -54,7 +54,9 @@ class Looks:
             return False
         with self._lock:
             look = dict(self._looks.get(cid, {}))
-            if label is not None:
+            if label == "":
+                look.pop("label", None)  # (the control's own again: a desk's channel nobody named)
+            elif label is not None:
                 look["label"] = label[:MAX_LABEL]
             if color is not None:
                 look["color"] = color.lower()

@@ -751,6 +751,13 @@ def test_a_reload_asks_the_desk_at_the_addresses_it_added(
         assert sorted(desk.queries[asked:]) == sorted(
             ["/ch/01/mix/02/level", "/ch/02/mix/02/level", "/ch/03/mix/02/level", "/ch/03/config/name"]
         )
+        # Two strips swap their channels: both addresses were asked before, by the other strip.
+        text = config.read_text(encoding="utf-8")
+        swapped = text.replace("/ch/01/mix/02/", "/ch/XX/mix/02/").replace("/ch/02/mix/02/", "/ch/01/mix/02/")
+        config.write_text(swapped.replace("/ch/XX/mix/02/", "/ch/02/mix/02/"), encoding="utf-8")
+        assert proc.request_json("POST", "/api/config/reload")[0] == 200
+        phone.wait_value("send1", 0.125)  # channel 2's level on mix 2, where send1 now points
+        phone.wait_value("send2", 0.25)
     finally:
         desk.close()
 
@@ -783,6 +790,30 @@ def test_what_changed_while_a_udp_desk_was_away_is_sent_when_it_is_back_not_aske
 ASKED = (
     'keepalive = { message = [["/xremote"], ["/status"]], every = 0.3, answer_within = 1.0 }\nquery_on_connect = true\n'
 )
+
+
+def test_a_name_the_desk_empties_gives_the_control_its_own_label_as_the_config_has_it_then(
+    tmp_path: Path, bridge_factory: Start, client_factory: Connect
+) -> None:
+    """An X32 channel renamed to "" showed the control's label, but that label was kept as the desk's: a later
+    edit of the config's label did not show, across restarts too (a reviewer's case)."""
+    desk = FakeX32({"/ch/01/config/name": "Vox"})
+    osc = f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\non_connect = [["/xremote"]]\nquery_on_connect = true\n'
+    try:
+        config = bridge_config(tmp_path, osc, strip(1))
+        proc = bridge_factory(config)
+        phone = client_factory(proc.url)
+        phone.wait_event("update look", lambda look: look == {"who": "send1", "label": "Vox"})
+        wait_until(lambda: desk.xremotes >= 1, what="subscribed")
+        desk.change("/ch/01/config/name", "")
+        phone.wait_event("update look", lambda look: look == {"who": "send1", "label": "send1"})
+        config.write_text(
+            config.read_text(encoding="utf-8").replace('id = "send1"\n', 'id = "send1"\nlabel = "Wedge 1"\n')
+        )
+        assert proc.request_json("POST", "/api/config/reload")[0] == 200
+        assert ">Wedge 1<" in proc.get_text("/")
+    finally:
+        desk.close()
 
 
 def test_a_desk_gone_without_a_word_gets_what_changed_since_its_last_answer_when_it_is_back(

@@ -37,7 +37,7 @@ from bridge.net import unmapped
 from bridge.osc.arrival import Clock, stamp
 from bridge.osc.codec import encode
 from bridge.osc.crossed import Crossed
-from bridge.osc.hello import asking, greeting, message, queries
+from bridge.osc.hello import asked_at, asking, greeting, message
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
@@ -91,10 +91,10 @@ class OscAdapter:
         self._sock: socket.socket | None = None
         self._own: Own | None = None  # tells the listening socket's own datagrams
         self._workers = Workers()
-        self._states: list[str] = []
+        self._states: list[tuple[str, str | None]] = []
         self._syncs = SyncGate()
         self._said = LogLimiter(log, interval=5.0)
-        self._asked = queries(hub.controls)  # the addresses the desks are asked at (see reshape)
+        self._asked = asked_at(hub.controls)  # where the desks are asked, by control (see reshape)
         self.crossed = Crossed()  # (a change from a peer that goes back to it once)
 
     # -- life cycle ------------------------------------------------------------
@@ -184,8 +184,9 @@ class OscAdapter:
         """The controls changed (a reload, with this same [osc] table): new addresses in and out from now on, and
         the desks asked at those the reload added (see :mod:`bridge.osc.hello`)."""
         self.inbound.retable()
-        asked, self._asked = self._asked, queries(self.hub.controls)
-        added = [address for address in self._asked if address not in asked]
+        asked, self._asked = self._asked, asked_at(self.hub.controls)
+        before = set(asked)
+        added = list(dict.fromkeys(address for cid, address in self._asked if (cid, address) not in before))
         for target in self._targets if added else ():
             if target.connected:
                 for packet in self._hello(target, asking(target.config, self.hub.controls, target.newer(), added)):
@@ -280,7 +281,7 @@ class OscAdapter:
 
     def _publish(self) -> None:
         """Tell the pages when a target's state changed (connected, down...)."""
-        states = [t.state for t in self._targets]
+        states = [(t.state, t.error) for t in self._targets]
         if states == self._states or self.push is None:
             return
         self._states = states

@@ -34,17 +34,23 @@ def queries(controls: Mapping[str, Control]) -> list[str]:
     A trigger's address, or one whose message has no argument, is never
     sent bare: to a console that is the cue itself (QLab's /go).
     """
-    found: dict[str, None] = {}
+    return list(dict.fromkeys(address for _cid, address in asked_at(controls)))
+
+
+def asked_at(controls: Mapping[str, Control]) -> list[tuple[str, str]]:
+    """What :func:`queries` asks, per control: (id, address), values first, then names and colours. A reload
+    asks at those it added, by control: two strips that swapped their mixes are asked again."""
+    found: list[tuple[str, str]] = []
     for control in controls.values():
         empty = control.on == () or control.off == ()
         # (A meter is fed all the time, and a desk ignores the bare address: an X32's /meters/...)
         if not control.trigger and not empty and control.osc_args is None and control.type != "meter":
-            found[control.osc] = None
+            found.append((control.id, control.osc))
     for control in controls.values():
         for address in (control.label_from, control.color_from.address if control.color_from else None):
             if address:
-                found[address] = None
-    return list(found)
+                found.append((control.id, address))
+    return found
 
 
 def asking(config: OscTarget, controls: Mapping[str, Control], newer: Iterable[str], at: Iterable[str]) -> list[bytes]:

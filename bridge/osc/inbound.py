@@ -292,7 +292,7 @@ class Inbound:
         for control in labelled:
             label = arg if isinstance(arg, str) else plain_text(arg)
             # (A desk's channel with no name, an X32's "": the control's own label, not a blank one.)
-            self.looks.set(control.id, label=label if label.strip() else control.label)
+            self.looks.set(control.id, label=label if label.strip() else "")
         coloured = controls_at(address, self.color_from)
         for control in coloured:
             assert control.color_from is not None  # noqa: S101 - the table holds only these

@@ -29,6 +29,7 @@ its refusals and its answers come on that socket. Host names are resolved by the
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -302,7 +303,8 @@ class UdpTarget:
         self.errors += 1
         self.probed = 0.0  # the datagrams sent since were refused (this is their answer)
         if self.state != "unreachable":
-            self.state, self.error = "unreachable", f"{err.strerror or err}: nothing listens there"
+            nothing = ": nothing listens there" if err.errno == errno.ECONNREFUSED else ""
+            self.state, self.error = "unreachable", f"{err.strerror or err}{nothing}"
             log.warning(
                 "OSC target %s (%s) unreachable: %s; still sending, other targets unaffected",
                 self.config.label,
@@ -317,7 +319,7 @@ class UdpTarget:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except OSError as err:
             if self.state != "unresolved":
-                self.state = "unresolved"
+                self.state, self.error = "unresolved", f"cannot resolve {host!r}: {err}"
                 log.warning(
                     "OSC target %s: cannot resolve %r (%s); retrying every second", self.config.label, host, err
                 )

@@ -115,7 +115,9 @@ class WebAdapter:
         self.looks = looks
         if looks is not None:
             # A name or colour from the desk: to every page at once (a late joiner gets them on connect).
-            looks.listen(lambda cid, look: self.server.emit("update look", {"who": cid, **look}))
+            # (With the control's own label where the desk gives none: its name emptied, the page shows that.)
+            own = lambda cid: getattr(hub.controls.get(cid), "label", cid)  # noqa: E731
+            looks.listen(lambda cid, look: self.server.emit("update look", {"who": cid, "label": own(cid), **look}))
 
     def start(self) -> None:
         """Start the fan-out thread and the one that sends held-back values to clients that caught up."""
