@@ -100,10 +100,8 @@ class ClusterAdapter:
         targets: Callable[[], list[str]] | None = None,
         scenes: Scenes | None = None,
     ) -> None:
-        self.hub = hub
-        self.config = config
-        #: This process's OSC targets as every process can compare them (see :func:`target_names`).
-        self.targets = targets or list
+        self.hub, self.config = hub, config
+        self.targets = targets or list  # this process's OSC targets, named to be compared (target_names)
         self.url = redact(config.redis)
         self.process_id = _safe(f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}")
         self.signature = signature(hub.controls.values())
@@ -112,10 +110,9 @@ class ClusterAdapter:
         self._lock = threading.Lock()  # the trigger presses and the signature
         self._apply_lock = threading.Lock()
         self._ready = threading.Event()
-        #: Trigger presses to announce, in order: (control, origin kind, when pressed).
-        self._fires: list[tuple[str, str, float]] = []
-        self._workers = Workers()
-        self._next_beat = 0.0
+        #: Trigger presses to announce, in order: (control, origin kind, when pressed, changes filed before it).
+        self._fires: list[tuple[str, str, float, int]] = []
+        self._workers, self._next_beat = Workers(), 0.0
         self._warn = LogLimiter(log, interval=10.0)
         self.status = Status(self.url, config.name)
         self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
@@ -202,7 +199,9 @@ class ClusterAdapter:
             return  # it came from the cluster: never written back
         if change.control.trigger:
             with self._lock:
-                self._fires.append((change.control_id, _safe(change.origin.kind), time.monotonic()))
+                self._fires.append(
+                    (change.control_id, _safe(change.origin.kind), time.monotonic(), self.versions.filed)
+                )
             self._ready.set()
             return
         self.versions.file(change.control_id, change.value, _safe(change.origin.kind))
@@ -216,7 +215,7 @@ class ClusterAdapter:
             stopping = self._workers.stopping.is_set()
             batch = self.versions.take()
             if batch is None:
-                self._announce_fires()  # (not sent: Redis is away, and a press held for later is a cue fired late)
+                self._announce_fires(None)  # (not sent: Redis is away, and one held for later is a cue fired late)
                 # Redis is away: hold the changes; the listener wakes us when it is back.
                 if stopping:
                     if self.versions.queued:
@@ -233,7 +232,7 @@ class ClusterAdapter:
                 backoff = RETRY_MIN
             # After the values changed before them: a GO pressed after a level or a cue's text was set
             # reached the desk of another process before them (its announcement went first).
-            self._announce_fires()
+            self._announce_fires(self.versions.taken)
             try:
                 if self.scenes is not None:
                     self.scenes.write()
@@ -242,13 +241,16 @@ class ClusterAdapter:
             if stopping:
                 return
 
-    def _announce_fires(self) -> None:
-        """Tell the other processes of trigger presses: not once Redis is away, nor a press that waited past
-        :data:`FIRE_WITHIN` (the values written before it, retried): a cue fired late is worse than none."""
+    def _announce_fires(self, written: int | None) -> None:
+        """Tell the others of the presses filed after no more than ``written`` changes (None: all); not while
+        Redis is away, nor a press that waited past :data:`FIRE_WITHIN`: a cue fired late is worse than none."""
         with self._lock:
-            fires, self._fires = self._fires, []
+            fires = [f for f in self._fires if written is None or f[3] <= written]
+            self._fires = [f for f in self._fires if written is not None and f[3] > written]
+            if self._fires:  # (the writer takes the changes filed before them first, then comes back)
+                self._ready.set()
         now = time.monotonic()
-        for n, (cid, kind, at) in enumerate(fires):
+        for n, (cid, kind, at, _filed) in enumerate(fires):
             if not self.versions.joined or now - at > FIRE_WITHIN:
                 why = "Redis is away" if not self.versions.joined else f"it waited {now - at:.1f} s for Redis"
                 self._warn.warning(

@@ -54,12 +54,16 @@ class Versions:
         self._lock = threading.Lock()
         #: False while Redis is away: local changes are held, announcements not applied.
         self.joined = False
+        #: Local changes filed so far, and how many of them the last :meth:`take` took (a trigger's press is
+        #: shared once the changes filed before it are written: see the adapter's writer).
+        self.filed = self.taken = 0
 
     # -- local changes -----------------------------------------------------------
     def file(self, cid: str, value: Value, kind: str) -> None:
         """A local change to write; a newer one for the same control replaces it."""
         with self._lock:
             self._queued.put(cid, (value, kind))
+            self.filed += 1
 
     def take(self) -> list[tuple[str, Pending]] | None:
         """The changes to write now, each counted in flight; None while not joined."""
@@ -67,6 +71,7 @@ class Versions:
             if not self.joined:
                 return None
             batch = list(self._queued.take().items())
+            self.taken = self.filed
             for cid, _pending in batch:
                 self._known[cid].inflight += 1
             return batch
