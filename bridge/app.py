@@ -321,16 +321,24 @@ class Bridge:
             if restored:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True
+        # A cluster's values, which the others may have changed while this process was away: its desk and
+        # controllers had none of it, and kept old levels while every phone showed new ones. Without a state
+        # file this process cannot tell which: all of them. OSC desks get them after their greeting, not asked
+        # for (a desk's old answer undid them); MIDI outputs once all is started.
+        behind: list[str] = []
         for adapter in self.hub.adapters:
+            owe = getattr(adapter, "owe", None)
+            if behind and owe is not None:
+                owe(behind)
             adapter.start()
-        behind: list[str] = next((getattr(a, "behind", []) for a in self.hub.adapters if a.name == "cluster"), [])
-        outs = [a for a in self.hub.adapters if a.name in ("osc", "midi")]
-        if behind and outs:
-            # Changed by the other processes while this one was away: its desk and controllers had none
-            # of it, and kept old levels while every phone showed new ones.
-            for cid in behind:
-                self.hub.send_test(cid, outs)
-            log.info("cluster: %d values changed while this process was away sent to its OSC and MIDI", len(behind))
+            if adapter.name == "cluster":
+                behind = getattr(adapter, "joined" if self.state is None else "behind", [])
+        midi = [a for a in self.hub.adapters if a.name == "midi"]
+        for cid in behind if midi else []:
+            if cid in self.hub.controls:
+                self.hub.send_test(cid, midi)
+        if behind and (midi or any(a.name == "osc" for a in self.hub.adapters)):
+            log.info("cluster: %d values the others may have changed sent to this process's OSC and MIDI", len(behind))
         self.monitor.start()
         self.reloader.start()
 

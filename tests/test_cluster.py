@@ -31,6 +31,7 @@ from bridge.errors import ConfigError
 from bridge.hub import Hub
 from bridge.model import Origin
 from cluster.services import Nginx, RedisServer, executable
+from tests.console_tools import FakeX32
 from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, unavailable, wait_until, write_config
 from tests.osc_tools import OscDump, oscsend
 from tests.views import ViewClient
@@ -242,14 +243,16 @@ def test_a_process_back_after_a_crash_brings_its_desk_up_to_date(
                 member_config(tmp_path / "p2", redis_server.url),
             ],
         )
-        other.put_values(slider1=12)
+        other.put_values(slider1=12, slider2=30)
         dump.wait_for("/slider1 f 12.000000")
+        dump.wait_for("/slider2 f 30.000000")
         desk_side.kill()
-        other.put_values(slider1=44, txt1="cue 9")
+        other.put_values(slider1=44, txt1="cue 9", slider2=0)  # (slider2 back to its default)
         desk_side.start()
         dump.wait_for("/slider1 f 44.000000")
         dump.wait_for('/txt1 s "cue 9"')
-        assert "2 values changed while this process was away" in desk_side.output()
+        dump.wait_for("/slider2 f 0.000000")  # no state file: it cannot tell what its desk had, so all of them
+        assert "values the others may have changed sent to this process's OSC" in desk_side.output()
         # Its killed self, listed until its beats expire, is no other process sharing its desk.
         wait_until(lambda: cluster_status(desk_side)["members"] == 2, what="the killed process's beats expired")
         wait_until(lambda: cluster_status(desk_side)["shared_targets"] == [], what="a beat after that")
@@ -296,6 +299,36 @@ def test_the_new_types_are_shared_and_a_trigger_fires_everywhere_without_being_s
     late = bridge_factory(member_config(tmp_path / "p3", redis_server.url, controls=SURFACE_TOML))
     values = late.get_json("/api/values")
     assert (values["list"], values["cue_name"], values["go"]) == ("Video", "Act 3", 0)
+
+
+def test_a_desk_that_answers_queries_gets_what_changed_while_its_process_was_away_not_asked(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """An X32 (it answers a bare address with its value) behind a process that was down while phones on another
+    set a level: the greeting at the restart asked for it, the desk's old answer won, and the phones' change
+    was undone on every process (a reviewer's case)."""
+    desk = FakeX32({"/slider1": 12.0, "/slider2": 3.0})
+    try:
+        hardware = (
+            f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n'
+            f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\nquery_on_connect = true\n'
+        )
+        desk_side, other = start_processes(
+            bridge_factory,
+            [
+                member_config(tmp_path / "p1", redis_server.url, hardware),
+                member_config(tmp_path / "p2", redis_server.url),
+            ],
+        )
+        wait_until(lambda: other.get_json("/api/values")["slider1"] == 12, what="the desk's level, asked at start")
+        desk_side.kill()
+        other.put_values(slider1=44)
+        desk_side.start()
+        wait_until(lambda: desk.values["/slider1"] == 44.0, what="the phones' level at the desk")
+        assert other.get_json("/api/values")["slider1"] == 44 and desk_side.get_json("/api/values")["slider1"] == 44
+        assert desk.queries.count("/slider1") == 1  # asked at the first start only
+    finally:
+        desk.close()
 
 
 class SlowLink:

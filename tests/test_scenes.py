@@ -821,3 +821,21 @@ def test_a_hand_that_holds_a_fader_on_a_step_of_the_fade_takes_it_out(tmp_path: 
         hub.set("level", held, Origin("web", "performer"))  # the finger, where the fader was
         two_steps(hub)
         assert hub.get("level") == held and scenes.describe()["fading"] == "Up"
+
+
+@pytest.mark.unit
+def test_renaming_a_control_twice_keeps_its_value_in_the_scenes(tmp_path: Path) -> None:
+    """The same rename made on a second process of a cluster (each edits its own copy of the show), after the
+    scenes were shared renamed by the first: the value under the new id was taken for a deleted control's of
+    that name, and went from every scene on every process (a reviewer's case)."""
+    from bridge.scenes.store import SceneStore
+
+    store = SceneStore(tmp_path / "state.scenes.json")
+    store.save("Bright", {"slider1": 40, "drums": 90})
+    assert store.rename_control("slider1", "level") == 1
+    assert store.get("Bright").values == {"level": 40, "drums": 90}
+    assert store.rename_control("slider1", "level") == 0  # (the second process's own rename)
+    assert store.get("Bright").values == {"level": 40, "drums": 90}
+    store.save("Verse", {"vocal": 10, "drums": 90})  # drums: a control deleted since
+    assert store.rename_control("vocal", "drums") == 2  # (the deleted drums' 90 goes from both)
+    assert store.get("Verse").values == {"drums": 10} and store.get("Bright").values == {"level": 40}

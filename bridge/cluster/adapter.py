@@ -116,8 +116,8 @@ class ClusterAdapter:
         self._warn = LogLimiter(log, interval=10.0)
         self.status = Status(self.url, config.name)
         self._reshaped: list[str] | None = None  # controls a reload added, to read from Redis
-        self.behind: list[str] = []  # controls whose value the first join changed (see Bridge.start)
-        self._listed_after = 0.0  # when the processes listed are all alive (see _beat)
+        self.behind: list[str] = []  # controls whose value the first join changed, and all changed since seeded
+        self.joined, self._listed_after = self.behind, 0.0  # (and when the processes listed are all alive: _beat)
         #: The show's scenes, shared (:mod:`bridge.cluster.scenes`); None without scenes (a bench's hub alone).
         self.scenes = None if scenes is None else SharedScenes(scenes, self.store)
         if self.scenes is not None:
@@ -357,7 +357,7 @@ class ClusterAdapter:
             )
         if initial:
             self._listed_after = time.monotonic() + MEMBER_TTL_MS / 1000
-            before = self.hub.values()
+            before, self.joined = self.hub.values(), [cid for cid, (version, _) in fresh.items() if version > 0]
             self.behind = [cid for cid, (_version, value) in fresh.items() if not same_value(before[cid], value)]
             self.hub.restore({cid: value for cid, (_version, value) in fresh.items()})
             log.info("cluster %r: joined at %s as %s", self.config.name, self.url, self.process_id)

@@ -34,16 +34,16 @@ from bridge.looks import Looks
 from bridge.model import Change
 from bridge.monitor import IDLE
 from bridge.net import unmapped
-from bridge.osc.arrival import Clock, stamp
+from bridge.osc.arrival import Clock
 from bridge.osc.codec import encode
 from bridge.osc.crossed import Crossed
-from bridge.osc.hello import asked_at, asking, greeting, message
+from bridge.osc.hello import asked_at, asking, greeting, message, owed
 from bridge.osc.inbound import SYNC_ADDRESS, Command, Inbound, Source
 from bridge.osc.listen_tcp import TcpListener
 from bridge.osc.sync import PER_SECOND, BadSync, SyncGate, destination, route
 from bridge.osc.tcp import Event, Stream, TcpTarget
 from bridge.osc.udp import UdpTarget, answering
-from bridge.osc.udpsock import REFUSALS, Own, refusals, report_errors, send_from, sent
+from bridge.osc.udpsock import REFUSALS, Own, listening, refusals, send_from, sent
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +100,7 @@ class OscAdapter:
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
         """Bind the listening sockets, say hello to the targets and start the threads."""
-        family = socket.AF_INET6 if ":" in self.config.listen_host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        # Room for a burst (a desk recalling a cue, a fast fader) while a change is being fanned out.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        stamp(sock)  # each datagram's arrival, to know an echo by (bridge.osc.arrival)
-        try:
-            sock.bind((self.config.listen_host, self.config.listen_port))
-        except OSError as err:
-            sock.close()
-            raise BridgeError(
-                f"cannot listen for OSC on {self.config.listen_host}:{self.config.listen_port}: "
-                f"{err.strerror} (change [osc] listen)"
-            ) from err
-        sock.setblocking(False)
-        # What goes to the targets goes from here (bridge.osc.udp): the kernel says which of them
-        # refused a datagram (ICMP port unreachable) in this socket's error queue.
-        report_errors(sock)
-        self._sock = sock
+        sock = self._sock = listening(self.config.listen_host, self.config.listen_port, RECEIVE_BUFFER)
         self._own = Own(sock)
         for udp in self._udp:
             udp.shared, udp.own, udp.late = sock, self._own, self.echoes
@@ -179,6 +162,11 @@ class OscAdapter:
         if self.listener is not None:
             described["tcp"] = self.listener.describe()
         return described
+
+    def owe(self, cids: list[str]) -> None:
+        """Before start: values the desks may not have (a cluster's, changed while this process was away), sent
+        to each after its greeting at start, not asked for (:func:`bridge.osc.hello.owed`)."""
+        owed(self._targets, self.hub.controls, self.hub.values(), cids)
 
     def reshape(self, reshaped: Reshaped) -> None:
         """The controls changed (a reload, with this same [osc] table): new addresses in and out from now on, and

@@ -12,10 +12,15 @@ desk gets next.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bridge.config.sections import OscCall, OscTarget
-from bridge.model import Control
+from bridge.model import Control, Value
+
+if TYPE_CHECKING:
+    from bridge.osc.tcp import TcpTarget
+    from bridge.osc.udp import UdpTarget
 
 
 def message(call: OscCall, prefix: str = "") -> bytes:
@@ -67,3 +72,26 @@ def greeting(config: OscTarget, controls: Mapping[str, Control], newer: Iterable
     answer is waited for (a desk back is shown connected, and sent GOs, one round trip later), the queries."""
     calls = config.on_connect + (config.keepalive if config.answer_within else ())
     return [message(call, config.prefix) for call in calls] + asking(config, controls, newer, queries(controls))
+
+
+def owed(
+    targets: Sequence[UdpTarget | TcpTarget],
+    controls: Mapping[str, Control],
+    values: Mapping[str, Value],
+    cids: Iterable[str],
+) -> None:
+    """Give ``targets`` the values of ``cids`` to send after their greeting, not asked for: a UDP target's
+    :attr:`~bridge.osc.udp.UdpTarget.missed`, a TCP target's outbox (a trigger's press is never replayed)."""
+    from bridge.osc.codec import encode
+    from bridge.osc.udp import UdpTarget
+
+    for cid in cids:
+        control = controls.get(cid)
+        if control is None or control.trigger or cid not in values:
+            continue
+        for target in targets:
+            if isinstance(target, UdpTarget):
+                target.missed[cid] = 0.0
+            else:
+                config = target.config
+                target.put(cid, encode(config.prefix + control.osc, control, values[cid], config.arg_type))

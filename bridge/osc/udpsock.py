@@ -148,3 +148,23 @@ class Own:
 
 #: <linux/in.h> and <linux/in6.h> (Python names neither).
 _IP_RECVERR, _IPV6_RECVERR = 11, 25
+
+
+def listening(host: str, port: int, buffer: int) -> socket.socket:
+    """The OSC input's socket, bound, with room for a burst (a desk recalling a cue, a fast fader) while a
+    change is fanned out, each datagram's arrival stamped (to know an echo by: bridge.osc.arrival), and the
+    refusals of what it sends to the targets reported (:func:`report_errors`)."""
+    from bridge.errors import BridgeError
+    from bridge.osc.arrival import stamp
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+    stamp(sock)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise BridgeError(f"cannot listen for OSC on {host}:{port}: {err.strerror} (change [osc] listen)") from err
+    sock.setblocking(False)
+    report_errors(sock)
+    return sock

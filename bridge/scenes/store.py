@@ -247,6 +247,10 @@ class SceneStore:
         level); how many scenes changed."""
         with self._lock:
             moved = []
+            if not any(old in scene.values for scene in self._scenes.values()):
+                # Renamed already: the same rename made on another process of a cluster (each edits its own
+                # copy of the show), whose scenes came renamed. Their values under the new id stay.
+                return 0
             for name, scene in list(self._scenes.items()):
                 if old in scene.values or new in scene.values:
                     values = {cid: value for cid, value in scene.values.items() if cid != new}
