@@ -213,6 +213,45 @@ def test_scenes_are_one_list_for_every_process_and_a_desk_recalls_one_saved_on_a
     wait_until(lambda: late.get_json("/api/scenes")["scenes"] == {}, what="the deletion on the late one")
 
 
+def test_two_processes_saving_one_scene_at_once_end_on_the_same_and_deleting_the_last_sticks(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """Two saves of one scene at the same moment left the processes on different versions for good (5 rounds
+    in 60); deleting every scene while a process with a scenes file was down brought them back when it
+    started, taken for a Redis never filled (both a reviewer's cases)."""
+    p1, p2 = start_processes(
+        bridge_factory,
+        [member_config(tmp_path / "p1", redis_server.url), member_config(tmp_path / "p2", redis_server.url)],
+    )
+
+    def saved_at(proc: BridgeProcess) -> float:
+        return float(proc.get_json("/api/scenes")["scenes"]["X"]["saved_at"])
+
+    def in_redis() -> float:
+        stored = redis.Redis.from_url(redis_server.url, decode_responses=True).hget("stage-bridge:scenes", "X")
+        return float(json.loads(str(stored))["saved_at"])
+
+    for n in range(12):
+        p1.put_values(slider1=n)
+        both = [threading.Thread(target=p.request_json, args=("PUT", "/api/scenes/X")) for p in (p1, p2)]
+        for thread in both:
+            thread.start()
+        for thread in both:
+            thread.join()
+        wait_until(lambda: saved_at(p1) == saved_at(p2) == in_redis(), what=f"round {n}: one X everywhere")
+    # A third process with a scenes file of its own, stopped; every scene deleted meanwhile.
+    folder = tmp_path / "p3"
+    folder.mkdir()
+    (folder / "state.scenes.json").write_text(json.dumps({"version": 1, "scenes": {"Old": {"values": {}}}}))
+    third = bridge_factory(write_config(folder, extra=f'[cluster]\nredis = "{redis_server.url}"\n'))
+    wait_until(lambda: set(p1.get_json("/api/scenes")["scenes"]) == {"X"}, what="Redis's, not the file's")
+    assert third.stop() == 0
+    assert p1.request_json("DELETE", "/api/scenes/X")[0] == 200
+    wait_until(lambda: p2.get_json("/api/scenes")["scenes"] == {}, what="no scene left")
+    third.start()
+    assert third.get_json("/api/scenes")["scenes"] == {} and p1.get_json("/api/scenes")["scenes"] == {}
+
+
 def test_the_scenes_of_a_first_process_with_a_scenes_file_fill_an_empty_redis(
     tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
 ) -> None:

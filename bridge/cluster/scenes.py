@@ -4,13 +4,14 @@ Without it each process had its own: a scene saved from a phone served by
 one process was unknown to the desk's ``/bridge/scene/recall`` on another,
 and the scene bars of two phones differed. Redis holds every scene (the
 hash ``<name>:scenes``, one JSON text per scene, as the scenes file writes
-it); a process that saves, deletes, imports or renames writes what changed
-and announces the names on the changes channel; the others read those and
-take them. At each join Redis's scenes are the show's (a process's own are
-kept only while Redis has none: they fill it), but for those changed here
-while Redis was away, which are written when it is back. A recall and its
-fade run where they are asked: their values reach every process as any
-change does.
+it). A process that saves, deletes, imports or renames writes what changed
+and announces it, texts and all, in one step; every process takes what is
+announced in Redis's order, its own included, so two processes saving one
+scene at once end on the same. At each join Redis's scenes are the show's
+(a process's own fill a Redis no process filled yet; one whose scenes were
+all deleted stays empty), but for those changed here while Redis was away,
+which are written when it is back. A recall and its fade run where they are
+asked: their values reach every process as any change does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bridge.cluster.store import RedisStore, StoreError
@@ -63,28 +64,30 @@ class SharedScenes:
             raise
 
     def joined(self) -> None:
-        """At each join: take Redis's scenes (but those changed here meanwhile); fill an empty Redis."""
+        """At each join: take Redis's scenes (but those changed here meanwhile); fill a Redis never filled."""
         self.scenes.store.load()  # (at start, before the scenes' own start: the file's, then Redis's)
-        stored = self.store.scenes()
-        with self._lock:
-            pending = set(self._pending)
-        if not stored:
+        filled, stored = self.store.scenes()
+        if not filled:
             self._changed(self.scenes.names())
             return
+        with self._lock:
+            pending = set(self._pending)
         changed: dict[str, Scene | None] = {name: None for name in self.scenes.names() if name not in stored}
-        changed.update(self._parsed({n: t for n, t in stored.items() if n not in pending}))
+        changed.update(self._parsed(stored))
         self.scenes.take({name: scene for name, scene in changed.items() if name not in pending})
 
     def announced(self, message: dict[str, Any]) -> None:
-        """Another process changed these scenes: read and take them."""
-        if message.get("process") == self.store.process_id:
+        """Scenes written by a process, this one included, in Redis's order: taken (but those changed here
+        since, whose newer version goes out next)."""
+        texts = message.get("scenes")
+        if not isinstance(texts, dict):
             return
-        names = [str(name) for name in message.get("scenes", [])]
-        texts = self.store.scenes(names)
         with self._lock:
-            pending = set(self._pending)  # (a newer change of this process's goes out next)
-        found = self._parsed({n: t for n, t in texts.items() if t is not None and n not in pending})
-        self.scenes.take({**{n: None for n, t in texts.items() if t is None and n not in pending}, **found})
+            pending = set(self._pending)
+        texts = {str(name): text for name, text in texts.items() if name not in pending}
+        gone: dict[str, Scene | None] = {name: None for name, text in texts.items() if text is None}
+        gone.update(self._parsed({n: t for n, t in texts.items() if t is not None}))
+        self.scenes.take(gone, quiet=True)
 
     def _text(self, name: str) -> str | None:
         try:
@@ -93,11 +96,11 @@ class SharedScenes:
             return None  # deleted
         return json.dumps({"saved_at": scene.saved_at, "values": scene.values}, ensure_ascii=False)
 
-    def _parsed(self, texts: dict[str, str | None]) -> dict[str, Scene | None]:
+    def _parsed(self, texts: Mapping[str, object]) -> dict[str, Scene | None]:
         found: dict[str, Scene | None] = {}
         for name, text in texts.items():
             try:
-                found.update(parse_export({"scenes": {name: json.loads(text or "null")}}))
+                found.update(parse_export({"scenes": {name: json.loads(str(text))}}))
             except (ValueError, SceneError) as err:
                 log.warning("cluster: scene %r in Redis is not one this bridge reads (%s); left out", name, err)
         return found

@@ -40,6 +40,8 @@ T = TypeVar("T")
 
 #: A process that has not beaten for this long no longer counts as running.
 MEMBER_TTL_MS = 5000
+#: The field of the scenes hash that says a process filled it: no scene has an empty name.
+FILLED = ""
 #: How long a SUBSCRIBE may take to be confirmed.
 SUBSCRIBE_TIMEOUT = 5.0
 
@@ -210,26 +212,26 @@ class RedisStore:
         text = json.dumps({"control": cid, "fire": True, "process": self.process_id, "origin": kind})
         _translated(lambda: self.client.publish(self.channel, text))
 
-    def scenes(self, names: list[str] | None = None) -> dict[str, str | None]:
-        """The scenes Redis holds as JSON texts: every one, or those of ``names`` (None: not there)."""
-        if names is None:
-            return {
-                str(name): str(text) for name, text in _translated(lambda: self.client.hgetall(self.scenes_key)).items()
-            }
-        texts = _translated(lambda: self.client.hmget(self.scenes_key, names)) if names else []
-        return {name: None if text is None else str(text) for name, text in zip(names, texts, strict=True)}
+    def scenes(self) -> tuple[bool, dict[str, str]]:
+        """Whether any process filled Redis with its scenes yet, and the scenes it holds as JSON texts."""
+        every = _translated(lambda: self.client.hgetall(self.scenes_key))
+        found = {str(name): str(text) for name, text in every.items()}
+        return found.pop(FILLED, None) is not None, found
 
     def put_scenes(self, scenes: dict[str, str | None]) -> None:
-        """Store each scene (a JSON text) or delete it (None), then tell the others which, in one step."""
+        """Store each scene (a JSON text) or delete it (None) and announce them, texts and all, in one step: every
+        process takes the scenes announced in Redis's order, so two saving at once end on the same one."""
+        message = json.dumps({"scenes": scenes, "process": self.process_id})
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self.scenes_key, FILLED, "1")  # (all deleted is not "never filled")
             for name, text in scenes.items():
                 if text is None:
                     pipe.hdel(self.scenes_key, name)
                 else:
                     pipe.hset(self.scenes_key, name, text)
-            pipe.publish(self.channel, json.dumps({"scenes": list(scenes), "process": self.process_id}))
+            pipe.publish(self.channel, message)
             pipe.execute()
 
         _translated(run)

@@ -186,8 +186,11 @@ class Scenes:
         log.info("scene %r deleted", name)
         self._announce()
 
-    def take(self, changed: dict[str, Scene | None]) -> None:
-        """Scenes saved or deleted (None) on another process of the cluster: kept here too, every page told."""
+    def take(self, changed: dict[str, Scene | None], quiet: bool = False) -> None:
+        """Scenes saved or deleted (None) on another process of the cluster: kept here too, every page told
+        (``quiet``: the log is not, of those the same as here already)."""
+        known = {name: self.store.find(name) for name in changed}
+        changed = {name: scene for name, scene in changed.items() if not quiet or scene != known[name]}
         if changed:
             self.store.take(changed)
             log.info("scenes from another process: %s", ", ".join(sorted(changed)))

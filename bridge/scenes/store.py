@@ -205,6 +205,10 @@ class SceneStore:
         with self._lock:
             return list(self._scenes.values())
 
+    def find(self, name: str) -> Scene | None:
+        with self._lock:
+            return self._scenes.get(name)
+
     def get(self, name: str) -> Scene:
         with self._lock:
             scene = self._scenes.get(name)
