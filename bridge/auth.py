@@ -83,7 +83,8 @@ def kept_keys(path: Path | None, wanted: tuple[str | None, str | None]) -> tuple
         from bridge.state import write_atomic
 
         try:
-            write_atomic(path, json.dumps(kept, indent=1).encode("utf-8"))  # (a new file is made 0600)
+            write_atomic(path, json.dumps(kept, indent=1).encode("utf-8"))
+            path.chmod(0o600)  # (one written by hand keeps its mode through write_atomic)
         except OSError as err:
             log.warning("cannot keep the keys in %s (%s): new ones at the next start", path, err.strerror or err)
     return keys[0], keys[1]

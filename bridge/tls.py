@@ -117,7 +117,7 @@ def make_certificate(cert: Path, key: Path, names: list[str]) -> None:
     alternatives: list[x509.GeneralName] = []
     for name in _covered(names):
         try:
-            alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
+            alternatives.append(x509.IPAddress(ipaddress.ip_address(name.split("%")[0])))
         except ValueError:
             alternatives.append(x509.DNSName(name))
     certificate = (
@@ -188,7 +188,7 @@ def _unusable(cert: Path, key: Path, names: list[str]) -> str | None:
 def _canonical(name: str) -> str:
     """A host name in lower case, an address as :mod:`ipaddress` writes it (as a certificate's names are read)."""
     try:
-        return str(ipaddress.ip_address(name))
+        return str(ipaddress.ip_address(name.split("%")[0]))  # (a certificate names no IPv6 zone: fe80::1%eth0)
     except ValueError:
         return name.lower()
 

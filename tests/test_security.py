@@ -221,6 +221,12 @@ def test_auto_keys_are_kept_across_a_restart_beside_the_state_file(tmp_path: Pat
     assert keys(again) == before
     assert http(again.url + f"/?key={before['control']}")[0] == 303
     assert again.stop() == 0
+    kept.write_text("{not json")  # a hand edit gone wrong, under umask 022
+    kept.chmod(0o644)
+    third = bridge_factory(config)
+    mended = keys(third)
+    assert mended["control"] != before["control"] and oct(kept.stat().st_mode & 0o777) == "0o600"
+    assert third.stop() == 0
     kept.unlink()  # (how to make new ones: a key shown to the wrong people)
     fresh = keys(bridge_factory(config))
     assert fresh["control"] != before["control"] and fresh["viewer"] != before["viewer"]

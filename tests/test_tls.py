@@ -149,3 +149,5 @@ def test_a_kept_certificate_that_does_not_name_the_bridges_address_is_made_again
         x509.SubjectAlternativeName
     )
     assert "192.168.77.5" in {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
+    scoped = prepare(config, ["fe80::1%lo"])  # (a link-local host with its zone: made once, then kept)
+    assert prepare(config, ["fe80::1%lo"]).fingerprint == scoped.fingerprint
