@@ -207,9 +207,17 @@ def test_on_a_phone_the_drawer_shows_whole_rows_and_nothing_scrolls_sideways(
     # were squeezed to a letter a line, a reviewer's case).
     oscsend(osc_port, "/txt1", "s", "1/14 Act one opening, the long cue text a desk sends with its label " * 3)
     wait_row(page, lambda r: r["cells"][4] == "/txt1", "the long text's message")
-    row = page.locator("#monitor-log tbody tr", has_text="/txt1").first
-    time_box, peer, control = (row.locator(f".{cell}").bounding_box() for cell in ("m-time", "m-peer", "m-control"))
-    assert time_box is not None and peer is not None and control is not None
+    # (Measured in one go: rows keep coming in above it while other tests' messages arrive.)
+    time_box, peer, control = page.evaluate(
+        """() => {
+            const rows = [...document.querySelectorAll('#monitor-log tbody tr')];
+            const row = rows.find((r) => r.textContent.includes('/txt1'));
+            return ['m-time', 'm-peer', 'm-control'].map((cell) => {
+                const box = row.querySelector('.' + cell).getBoundingClientRect();
+                return {y: box.y, height: box.height};
+            });
+        }"""
+    )
     assert abs(peer["y"] - time_box["y"]) < 1 and peer["height"] <= time_box["height"] * 1.5  # one line, beside it
     assert control["height"] <= time_box["height"] * 1.5  # "txt1" on one line
     assert scroll.evaluate("(box) => box.scrollWidth <= box.clientWidth")
