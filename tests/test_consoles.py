@@ -923,6 +923,75 @@ def test_another_target_on_the_same_machine_does_not_keep_a_hung_desk_answering(
             desk.close()
 
 
+def test_an_eos_over_udp_answering_from_its_tx_port_beside_another_target_is_told_by_its_answer(
+    tmp_path: Path, bridge_factory: Start
+) -> None:
+    """Eos over UDP sends from a TX port of its own ("Eos Family Show Control User Guide", OSC): on a machine
+    with another target (QLab beside Eos Nomad) it was "silent" for good, answering every /eos/ping, and no GO
+    went to it; and any program on a machine made a hung desk there look alive (both a reviewer's cases). With
+    keepalive.answer, only /eos/out/ping counts, from any port of its host."""
+    stop, hung = threading.Event(), threading.Event()
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as qlab,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as chatter,
+    ):
+        for sock in (rx, tx, qlab, chatter):
+            sock.bind(("127.0.0.1", 0))
+        rx.settimeout(0.2)
+        osc_port = free_port(socket.SOCK_DGRAM)
+
+        def eos() -> None:  # answers each ping from its TX port, unless hung
+            from pythonosc.osc_message import OscMessage
+
+            while not stop.is_set():
+                try:
+                    data = rx.recv(65536)
+                except (TimeoutError, OSError):
+                    continue
+                if not hung.is_set() and OscMessage(data).address == "/eos/ping":
+                    tx.sendto(build("/eos/out/ping"), ("127.0.0.1", osc_port))
+
+        def chat() -> None:  # another program on that machine, sending all along
+            while not stop.wait(0.05):
+                chatter.sendto(build("/fader", 0.5), ("127.0.0.1", osc_port))
+
+        keepalive = (
+            'keepalive = { message = ["/eos/ping"], every = 0.3, answer_within = 1.0, answer = "/eos/out/ping" }'
+        )
+        osc = (
+            f'[[osc.targets]]\naddress = "127.0.0.1:{rx.getsockname()[1]}"\n{keepalive}\n'
+            f'[[osc.targets]]\naddress = "127.0.0.1:{qlab.getsockname()[1]}"\n'
+        )
+        config = write_config(tmp_path, extra=f'[osc]\nlisten = "127.0.0.1:{osc_port}"\n{osc}', controls=CONTROLS)
+        workers = [threading.Thread(target=work, daemon=True) for work in (eos, chat)]
+        for worker in workers:
+            worker.start()
+        try:
+            proc = bridge_factory(config)
+            wait_until(lambda: target_state(proc) == "ok", what="Eos answering from its TX port")
+            hung.set()
+            wait_until(lambda: target_state(proc) == "silent", what="Eos hung, another program chatting on")
+            hung.clear()
+            wait_until(lambda: target_state(proc) == "ok", what="Eos back")
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(timeout=5)
+
+
+@pytest.mark.unit
+def test_keepalive_answer_is_an_address_with_answer_within(tmp_path: Path) -> None:
+    for table, words in (
+        ('{ message = ["/eos/ping"], every = 1, answer = "/eos/out/ping" }', "with answer_within"),
+        ('{ message = ["/eos/ping"], every = 1, answer_within = 3, answer = "eos/out/ping" }', "an OSC address"),
+    ):
+        target = f'{{ address = "127.0.0.1:9000", keepalive = {table} }}'
+        with pytest.raises(ConfigError, match=words):
+            load_config(write_config(tmp_path, extra=f"[osc]\ntargets = [{target}]\n"))
+
+
 def test_answer_within_does_not_apply_to_a_broadcast_target(tmp_path: Path, bridge_factory: Start) -> None:
     """Every host answers a broadcast from its own address: a broadcast target was "silent" for good and no GO
     went to it (a reviewer's case)."""

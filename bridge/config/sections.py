@@ -61,6 +61,7 @@ class OscTarget:
     keepalive: tuple[OscCall, ...] = ()  # sent every `every` seconds while the bridge runs
     every: float = 0.0
     answer_within: float = 0.0  # a desk that sends nothing back for this long is taken for gone (0: never)
+    answer: str = ""  # UDP: only messages at this address (or under it) count as the desk's answer
     query_on_connect: bool = False  # every control's address with no argument: the desk answers its values
 
     @property
@@ -278,9 +279,10 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
     )
     keepalive: tuple[OscCall, ...] = ()
     every = answer_within = 0.0
+    answer = ""
     if "keepalive" in raw:
         table = reader.get(raw, "keepalive", f"{where}.keepalive", dict, {})
-        reader.keys(table, f"{where}.keepalive", {"message", "every", "answer_within"})
+        reader.keys(table, f"{where}.keepalive", {"message", "every", "answer_within", "answer"})
         said = table.get("message")
         several = isinstance(said, list) and bool(said) and all(isinstance(m, list) for m in said)
         calls = said if several else [said]
@@ -293,6 +295,11 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
             answer_within = float(reader.get(table, "answer_within", key, (int, float), 0.0))
             if not every < answer_within <= 3600:
                 reader.fail(key, f"expected more than every ({every:g}), at most 3600 seconds; got {answer_within:g}")
+        if "answer" in table:
+            key = f"{where}.keepalive.answer"
+            answer = str(reader.get(table, "answer", key, str, ""))
+            if not answer_within or not answer.startswith("/"):
+                reader.fail(key, 'expected an OSC address ("/eos/out/ping"), with answer_within')
     return OscTarget(
         t_host,
         t_port,
@@ -304,6 +311,7 @@ def _target(reader: Reader, raw: object, where: str) -> OscTarget:
         keepalive=keepalive,
         every=every,
         answer_within=answer_within,
+        answer=answer.rstrip("/"),
         query_on_connect=reader.get(raw, "query_on_connect", f"{where}.query_on_connect", bool, False),
     )
 

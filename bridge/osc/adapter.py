@@ -358,13 +358,13 @@ class OscAdapter:
             source = self._udp_source((str(sender[0]), int(sender[1])))
             batch.append((data, source))
             if self._asking and not source.own:
-                self._answered(source.host, int(sender[1]))
+                self._answered(source.host, int(sender[1]), data)
 
-    def _answered(self, host: str, port: int) -> None:
-        """A datagram from a UDP target that is asked to answer (``answer_within``): from its host, or,
-        where several share one host (programs on one machine), from its port. A desk back is greeted."""
+    def _answered(self, host: str, port: int, data: bytes) -> None:
+        """A datagram that may be a UDP target's answer (``answer_within``: see :func:`answering`); a desk
+        back is greeted."""
         now = time.monotonic()
-        for target in answering(self._udp, self._asking, host, port):
+        for target in answering(self._udp, self._asking, host, port, data):
             if target.answered(now):
                 self._greet(target)
 
@@ -390,7 +390,7 @@ class OscAdapter:
                     target.failed(err)  # the ICMP "unreachable" of an earlier send
                 return  # (or its socket closed under it: a reload, the end)
             batch.append((data, source))
-            if target.config.answer_within and target.answered(time.monotonic()):
+            if target.config.answer_within and target.answers(data) and target.answered(time.monotonic()):
                 self._greet(target)
 
     def _sync(self, args: list[object], source: Source) -> None:

@@ -254,6 +254,10 @@ class UdpTarget:
         answers from its own)."""
         return bool(self.config.answer_within) and not self.broadcast
 
+    def answers(self, data: bytes) -> bool:
+        """Whether ``data``, come from it, is an answer (with ``keepalive.answer``, a message at that address)."""
+        return not self.config.answer or _at(data, self.config.answer)
+
     def _answering(self) -> str:
         """Its state once it has an address: ``waiting`` for its first answer when one is asked of it."""
         if not self.asks:
@@ -398,22 +402,35 @@ class UdpTarget:
             self.address = None
 
 
-def answering(targets: list[UdpTarget], asking: list[UdpTarget], host: str, port: int) -> list[UdpTarget]:
-    """Those of ``asking`` (among all the UDP ``targets``) a datagram from ``host``:``port`` answers for: the
-    one at that host, or, where several targets share one host (programs on one machine), the one at that port
-    (another target's datagrams kept a hung desk on the same machine "ok")."""
+def answering(targets: list[UdpTarget], asking: list[UdpTarget], host: str, port: int, data: bytes) -> list[UdpTarget]:
+    """Those of ``asking`` (among all the UDP ``targets``) a datagram ``data`` from ``host``:``port`` answers
+    for. A target with ``keepalive.answer`` (an Eos's ``/eos/out/ping``) counts that message alone, from any
+    port of its host (an Eos answers from a TX port of its own). Others count what comes from their host, or,
+    where several targets share one host (programs on one machine), from their port (another target's
+    datagrams kept a hung desk on the same machine "ok")."""
+    found = [t for t in asking if t.config.answer and t.ip == host and t.answers(data)]
+    plain = [t for t in asking if not t.config.answer and t.ip == host]
+    if not plain:
+        return found
     if len([t for t in targets if t.ip == host]) < 2:
-        return [t for t in asking if t.ip == host]
-    found = [t for t in asking if t.ip == host and t.config.port == port]
-    if not found and any(t.ip == host for t in asking):
+        return found + plain
+    by_port = [t for t in plain if t.config.port == port]
+    if not by_port:
         _hint.warning(
             (host, port),
             "OSC from %s:%d counts as no target's answer: several targets share that host, and an answer counts "
-            "from the target's own port there (answer_within)",
+            "from the target's own port there (or set keepalive.answer to the address it answers at)",
             host,
             port,
         )
-    return found
+    return found + by_port
+
+
+def _at(data: bytes, answer: str) -> bool:
+    """Whether the OSC message ``data`` is at ``answer`` or under it (a bundle is not an answer)."""
+    end = data.find(b"\0")
+    address = data[: end if end >= 0 else len(data)].decode("utf-8", "replace")
+    return address == answer or address.startswith(answer + "/")
 
 
 _hint = LogLimiter(log, interval=600.0)
