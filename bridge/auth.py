@@ -66,6 +66,8 @@ def kept_keys(path: Path | None, wanted: tuple[str | None, str | None]) -> tuple
     if path is not None:
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # (written by hand under umask 022: the keys are its owner's alone)
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as err:
@@ -83,8 +85,9 @@ def kept_keys(path: Path | None, wanted: tuple[str | None, str | None]) -> tuple
         from bridge.state import write_atomic
 
         try:
+            if path.exists():
+                path.chmod(0o600)  # (first: the new file takes the old one's mode, and one written by hand may be 0644)
             write_atomic(path, json.dumps(kept, indent=1).encode("utf-8"))
-            path.chmod(0o600)  # (one written by hand keeps its mode through write_atomic)
         except OSError as err:
             log.warning("cannot keep the keys in %s (%s): new ones at the next start", path, err.strerror or err)
     return keys[0], keys[1]

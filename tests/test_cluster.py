@@ -32,7 +32,17 @@ from bridge.hub import Hub
 from bridge.model import Origin
 from cluster.services import Nginx, RedisServer, executable
 from tests.console_tools import FakeX32
-from tests.helpers import CONTROLS_TOML, ROOT, BridgeProcess, Client, free_port, unavailable, wait_until, write_config
+from tests.helpers import (
+    CONTROLS_TOML,
+    DEADLINE,
+    ROOT,
+    BridgeProcess,
+    Client,
+    free_port,
+    unavailable,
+    wait_until,
+    write_config,
+)
 from tests.osc_tools import OscDump, oscsend
 from tests.views import ViewClient
 
@@ -366,6 +376,62 @@ def test_a_desk_that_answers_queries_gets_what_changed_while_its_process_was_awa
         wait_until(lambda: desk.values["/slider1"] == 44.0, what="the phones' level at the desk")
         assert other.get_json("/api/values")["slider1"] == 44 and desk_side.get_json("/api/values")["slider1"] == 44
         assert desk.queries.count("/slider1") == 1  # asked at the first start only
+    finally:
+        desk.close()
+
+
+def test_a_first_start_does_not_push_another_processs_defaults_over_a_desk(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """A phones-only process started first and filled Redis with its defaults; the desk's process, with a state
+    file, then sent those defaults to the desk as if changed while it was away, and every page took them over
+    the desk's levels (a reviewer's case). Only values some process changed are owed; the desk is asked."""
+    desk = FakeX32({"/slider1": 10.0})
+    try:
+        other = bridge_factory(member_config(tmp_path / "p2", redis_server.url))  # (slider1's default: 25)
+        folder = tmp_path / "p1"
+        folder.mkdir()
+        (folder / "state.json").write_text(json.dumps({"version": 1, "values": {"slider1": 10}}), encoding="utf-8")
+        hardware = (
+            f'[cluster]\nredis = "{redis_server.url}"\n[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n'
+            f'[[osc.targets]]\naddress = "127.0.0.1:{desk.port}"\nquery_on_connect = true\n'
+        )
+        bridge_factory(write_config(folder, extra=hardware))
+        wait_until(lambda: other.get_json("/api/values")["slider1"] == 10, what="the desk's level, asked")
+        assert desk.values["/slider1"] == 10.0 and "/slider1" in desk.queries
+    finally:
+        desk.close()
+
+
+def test_a_desk_that_comes_up_after_its_restarted_process_still_gets_what_it_was_owed(
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+) -> None:
+    """The desk and its process went down together; a phone set a level meanwhile; the process came back
+    first, sent the desk what it owed it into a closed port, and forgot it: the desk, up 3 s later, was asked,
+    answered its old level and undid the phone's everywhere (a reviewer's case)."""
+    port = free_port(socket.SOCK_DGRAM)
+    desk = FakeX32({"/slider1": 12.0}, port=port)
+    hardware = (
+        f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n[[osc.targets]]\naddress = "127.0.0.1:{port}"\n'
+        'keepalive = { message = ["/xremote"], every = 0.5 }\nquery_on_connect = true\n'
+    )
+    desk_side, other = start_processes(
+        bridge_factory,
+        [member_config(tmp_path / "p1", redis_server.url, hardware), member_config(tmp_path / "p2", redis_server.url)],
+    )
+    wait_until(lambda: other.get_json("/api/values")["slider1"] == 12, what="the desk's level, asked at start")
+    desk_side.kill()
+    desk.close()
+    other.put_values(slider1=44)
+    desk_side.start()
+    wait_until(
+        lambda: desk_side.get_json("/healthz")["adapters"]["osc"]["targets"][0]["state"] == "unreachable",
+        what="no desk yet",
+    )
+    desk = FakeX32({"/slider1": 12.0}, port=port)  # up, still at its old level
+    try:
+        wait_until(lambda: desk.values["/slider1"] == 44.0, timeout=DEADLINE + 5, what="the phone's level")
+        assert "/slider1" not in desk.queries and other.get_json("/api/values")["slider1"] == 44
     finally:
         desk.close()
 

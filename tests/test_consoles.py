@@ -829,6 +829,8 @@ def test_a_name_the_desk_empties_gives_the_control_its_own_label_as_the_config_h
         wait_until(lambda: desk.xremotes >= 1, what="subscribed")
         desk.change("/ch/01/config/name", "")
         phone.wait_event("update look", lambda look: look == {"who": "send1", "label": "send1"})
+        late = client_factory(proc.url)  # (a phone back from a Wi-Fi drop, its page not reloaded)
+        late.wait_event("update look", lambda look: look == {"who": "send1", "label": "send1"})
         config.write_text(
             config.read_text(encoding="utf-8").replace('id = "send1"\n', 'id = "send1"\nlabel = "Wedge 1"\n')
         )

@@ -217,7 +217,9 @@ def test_auto_keys_are_kept_across_a_restart_beside_the_state_file(tmp_path: Pat
     assert first.stop() == 0
     kept = tmp_path / "state.keys.json"
     assert oct(kept.stat().st_mode & 0o777) == "0o600"
+    kept.chmod(0o644)  # (copied by hand, under umask 022)
     again = bridge_factory(config)
+    assert oct(kept.stat().st_mode & 0o777) == "0o600"
     assert keys(again) == before
     assert http(again.url + f"/?key={before['control']}")[0] == 303
     assert again.stop() == 0

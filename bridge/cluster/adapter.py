@@ -358,7 +358,7 @@ class ClusterAdapter:
         if initial:
             self._listed_after = time.monotonic() + MEMBER_TTL_MS / 1000
             before, self.joined = self.hub.values(), [cid for cid, (version, _) in fresh.items() if version > 0]
-            self.behind = [cid for cid, (_version, value) in fresh.items() if not same_value(before[cid], value)]
+            self.behind = [cid for cid, (v, value) in fresh.items() if v > 0 and not same_value(before[cid], value)]
             self.hub.restore({cid: value for cid, (_version, value) in fresh.items()})
             log.info("cluster %r: joined at %s as %s", self.config.name, self.url, self.process_id)
         else:

@@ -238,7 +238,7 @@ class OscAdapter:
         """A UDP desk at start, or back: its greeting, then the values changed while it was away (not asked for)."""
         for packet in self._hello(target):
             target.raw(packet)
-        missed, target.missed = target.missed, {}
+        missed, target.greeted = target.missed, time.monotonic()  # (kept until it is known to have them)
         values = self.hub.values()
         for cid in missed & values.keys():
             control = self.hub.controls[cid]
@@ -281,6 +281,8 @@ class OscAdapter:
                 if not target.connected:
                     if target.resolve():
                         self._greet(target)
+                elif target.reached(time.monotonic()):
+                    target.missed.clear()  # (its greeting and what it missed went, and nothing refused them)
                 elif target.recovered(time.monotonic()):  # (the pages are told by _publish)
                     # A desk that came up (or back) after the bridge: what it needs to hear first
                     # (an X32's /xremote, the queries for its values), as at start.

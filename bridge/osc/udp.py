@@ -98,6 +98,7 @@ class UdpTarget:
         #: last answers (it may have died unseen meanwhile), and when: sent again, not asked for, when it is back.
         self.missed: dict[str, float] = {}
         self._forgot = 0.0  # when what reached it was last forgotten from missed
+        self.greeted = 0.0  # when it was last greeted (and sent what it missed)
 
     @property
     def ident(self) -> str:
@@ -253,6 +254,11 @@ class UdpTarget:
         """Whether its answers are watched (``answer_within``; not at a broadcast address, where each host
         answers from its own)."""
         return bool(self.config.answer_within) and not self.broadcast
+
+    def reached(self, now: float) -> bool:
+        """Whether what it missed has surely reached it since its greeting (a target not asked to answer: it took
+        datagrams for :data:`RECOVERY_QUIET` seconds, none refused; one asked to: see :meth:`answered`)."""
+        return bool(self.missed) and not self.asks and self.state == "ok" and now - self.greeted > RECOVERY_QUIET
 
     def answers(self, data: bytes) -> bool:
         """Whether ``data``, come from it, is an answer (with ``keepalive.answer``, a message at that address)."""

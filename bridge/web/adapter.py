@@ -114,10 +114,12 @@ class WebAdapter:
         self.intake = Intake(max_rate)
         self.looks = looks
         if looks is not None:
-            # A name or colour from the desk: to every page at once (a late joiner gets them on connect).
-            # (With the control's own label where the desk gives none: its name emptied, the page shows that.)
-            own = lambda cid: getattr(hub.controls.get(cid), "label", cid)  # noqa: E731
-            looks.listen(lambda cid, look: self.server.emit("update look", {"who": cid, "label": own(cid), **look}))
+            # A name or colour from the desk: to every page at once (a late joiner gets them on connect), with
+            # the control's own label where the desk gives none (its name emptied: the page shows that).
+            looks.listen(lambda cid, look: self.server.emit("update look", self._look(cid, look)))
+
+    def _look(self, cid: str, look: dict[str, str]) -> dict[str, str]:
+        return {"who": cid, "label": str(getattr(self.hub.controls.get(cid), "label", cid)), **look}
 
     def start(self) -> None:
         """Start the fan-out thread and the one that sends held-back values to clients that caught up."""
@@ -319,8 +321,8 @@ class WebAdapter:
 
         self.hub.with_values(welcome)
         if self.looks is not None:
-            for cid, look in self.looks.all().items():
-                self.server.emit("update look", {"who": cid, **look}, to=sid)
+            for cid, look in self.looks.all().items():  # (with its own label where the desk gives none)
+                self.server.emit("update look", self._look(cid, look), to=sid)
         with self._pushed_lock:
             pushed = list(self._pushed.items())
         for event, payload in pushed:
