@@ -66,12 +66,15 @@ def kept_keys(path: Path | None, wanted: tuple[str | None, str | None]) -> tuple
     if path is not None:
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)  # (written by hand under umask 022: the keys are its owner's alone)
         except FileNotFoundError:
             pass
         except (OSError, ValueError) as err:
             log.warning("the keys kept in %s cannot be read (%s); new ones made", path, err)
+        try:
+            if path.exists() and path.stat().st_mode & 0o077:
+                path.chmod(0o600)  # (written by hand under umask 022: the keys are its owner's alone)
+        except OSError as err:
+            log.warning("the keys kept in %s cannot be made readable by their owner only: %s", path, err)
     kept = {
         name: key for name, key in (found.items() if isinstance(found, dict) else ()) if isinstance(key, str) and key
     }

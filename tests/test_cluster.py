@@ -403,17 +403,20 @@ def test_a_first_start_does_not_push_another_processs_defaults_over_a_desk(
         desk.close()
 
 
+@pytest.mark.parametrize("asked", [False, True])
 def test_a_desk_that_comes_up_after_its_restarted_process_still_gets_what_it_was_owed(
-    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start
+    tmp_path: Path, redis_server: RedisServer, bridge_factory: Start, asked: bool
 ) -> None:
     """The desk and its process went down together; a phone set a level meanwhile; the process came back
     first, sent the desk what it owed it into a closed port, and forgot it: the desk, up 3 s later, was asked,
-    answered its old level and undid the phone's everywhere (a reviewer's case)."""
+    answered its old level and undid the phone's everywhere (a reviewer's case). Asked to answer (an X32 as
+    the docs set it up), its answers while "unreachable" forgot what it was owed, too."""
     port = free_port(socket.SOCK_DGRAM)
     desk = FakeX32({"/slider1": 12.0}, port=port)
+    answer = ", answer_within = 2.0" if asked else ""
     hardware = (
         f'[osc]\nlisten = "127.0.0.1:{free_port(socket.SOCK_DGRAM)}"\n[[osc.targets]]\naddress = "127.0.0.1:{port}"\n'
-        'keepalive = { message = ["/xremote"], every = 0.5 }\nquery_on_connect = true\n'
+        f'keepalive = {{ message = [["/xremote"], ["/status"]], every = 0.5{answer} }}\nquery_on_connect = true\n'
     )
     desk_side, other = start_processes(
         bridge_factory,

@@ -644,3 +644,28 @@ def test_no_other_program_can_take_the_osc_port_while_the_bridge_listens(tmp_pat
         other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         with pytest.raises(OSError):
             other.bind(("127.0.0.1", osc_port))
+
+
+@pytest.mark.unit
+def test_a_crossing_is_told_from_a_late_echo_and_its_window_from_the_echoes_in_it() -> None:
+    """bridge.osc.crossed, step by step. A DAW's own move crossing a phone's drag goes back to it once; the
+    echoes of the phone's steps that follow in the quarter second after went back too, and the DAW, taking
+    them, ended on a stale step or apart (a reviewer's case of 7f175a8). A desk's own reports in that quarter
+    second, far from anything sent to it, still go back."""
+    from bridge.model import Control
+    from bridge.osc.crossed import Crossed
+
+    level = Control(id="level", type="range", label="Level", default=0.0, osc="/level")
+    crossed = Crossed()
+    moves = [round(0.3 + i / 50, 2) for i in range(26)]
+    for n, value in enumerate(moves):  # a phone's drag, 2 ms a step
+        assert crossed.check(level, value, None, n * 0.002) is False
+    assert crossed.check(level, 0.55, "daw", 0.1) is True  # the DAW's own move: a crossing, sent back
+    assert crossed.check(level, 0.7, "daw", 0.15) is False  # its late echo of a phone's step, in the window
+    assert crossed.check(level, 0.55, "daw", 0.2) is False  # its echo of what was sent back to it
+    desk = Crossed()
+    for n, value in enumerate((0.2, 0.25)):
+        desk.check(level, value, None, n * 0.01)
+    assert desk.check(level, 0.9, "x32", 0.1) is True
+    assert desk.check(level, 0.93, "x32", 0.2) is True  # (on its way before it had 0.9 back)
+    assert desk.check(level, 0.96, "x32", 0.5) is False  # past the window: its own

@@ -217,7 +217,7 @@ class OscAdapter:
         self.echoes.sent_all([(peer := way.peer, packet, peer == back_to) for way, packet in going], now)
         for way, packet in going:
             way.put(control.id, packet, event)
-            if type(way) is UdpTarget:
+            if type(way) is UdpTarget and (way.state != "ok" or way.config.answer_within):
                 way.owed(control.id, now)  # (sent again once it is back, if it may have missed it: see _greet)
             if self.monitor.watching:
                 if isinstance(way, Stream):

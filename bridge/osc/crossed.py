@@ -7,8 +7,7 @@ while every page showed the desk's. The two stayed apart for good. So a
 change from a peer goes back to it when the last change of that control came
 from elsewhere, and its value is none the bridge sent it lately from
 elsewhere: a DAW that echoes what it is sent late, or rounded, is no
-crossing (sent back, its old value dragged a fade back, round after round); a
-peer over TCP (a tablet, a console) echoes nothing, and any crossing goes back to it.
+crossing (sent back, its old value dragged a fade back, round after round).
 The peer's own values do not count (a desk's drag ends near its own last
 report). What else the peer reports for :data:`AFTER` seconds after a
 crossing was on its way before it had the value sent back: it goes back too,
@@ -51,14 +50,13 @@ class Crossed:
         crossed = False
         if source is not None:
             peer, until = self._crossing.get(cid, ("", 0.0))
-            if peer == source and now <= until:
+            after = peer == source and now <= until  # (its reports on their way when it was sent one back)
+            if (after or last != source) and not _among(control, value, source, sent, now - RECENT):
                 crossed = True
-            elif last != source and (
-                source.startswith("tcp:") or not _among(control, value, source, sent, now - RECENT)
-            ):
-                crossed = True
-                self._crossing[cid] = (source, now + AFTER)
-        sent.append((now, value, source))
+                if not after:
+                    self._crossing[cid] = (source, now + AFTER)
+        # A value sent back to its peer counts as sent to it (its echo is no crossing); else as the source's own.
+        sent.append((now, value, None if crossed else source))
         return crossed
 
 

@@ -276,13 +276,16 @@ class UdpTarget:
         silent until now (back from a freeze or a restart: an X32 has forgotten its ``/xremote``), or its first
         answer came late (it came up after its greeting, which went nowhere)."""
         since, self.heard = self.heard, now
-        if self.state not in QUIET:
+        if self.state == "ok":
             if self.missed and now - self._forgot > 0.25:  # (answering all along: what went to it reached it)
                 self.missed = {cid: at for cid, at in self.missed.items() if at > now - REACHED}
                 self._forgot = now
             return False
-        back = self.state == "silent" or now - since > LATE_ANSWER
-        self.state, self.error = "ok", None
+        if self.state not in (*QUIET, "unreachable"):
+            return False
+        # (An answer from an unreachable desk is the desk back: greeted now, not 5 s of quiet later.)
+        back = self.state in ("silent", "unreachable") or now - since > LATE_ANSWER
+        self.state, self.error, self.probed = "ok", None, 0.0
         log.info("OSC target %s answers%s", self.config.label, " again" if back else "")
         return back
 
