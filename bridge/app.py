@@ -322,9 +322,10 @@ class Bridge:
                 log.info("restored %d values from %s", len(restored), self.state.path)
         self._started = True
         # A cluster's values, which the others may have changed while this process was away: its desk and
-        # controllers had none of it, and kept old levels while every phone showed new ones. Without a state
-        # file this process cannot tell which: all of them. OSC desks get them after their greeting, not asked
-        # for (a desk's old answer undid them); MIDI outputs once all is started.
+        # controllers had none of it, and kept old levels while every phone showed new ones. With a state file,
+        # those changed that differ from it; without one it cannot tell: every value some process changed since
+        # Redis was filled. OSC desks get them after their greeting, not asked for (a desk's old answer undid
+        # them); MIDI outputs once all is started.
         behind: list[str] = []
         for adapter in self.hub.adapters:
             owe = getattr(adapter, "owe", None)
