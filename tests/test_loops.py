@@ -651,7 +651,7 @@ def test_a_crossing_is_told_from_a_late_echo_and_its_window_from_the_echoes_in_i
     """bridge.osc.crossed, step by step. A DAW's own move crossing a phone's drag goes back to it once; the
     echoes of the phone's steps that follow in the quarter second after went back too, and the DAW, taking
     them, ended on a stale step or apart (a reviewer's case of 7f175a8). A desk's own reports in that quarter
-    second, far from anything sent to it, still go back."""
+    second, far from anything the phone sent, still go back."""
     from bridge.model import Control
     from bridge.osc.crossed import Crossed
 
@@ -662,7 +662,10 @@ def test_a_crossing_is_told_from_a_late_echo_and_its_window_from_the_echoes_in_i
         assert crossed.check(level, value, None, n * 0.002) is False
     assert crossed.check(level, 0.55, "daw", 0.1) is True  # the DAW's own move: a crossing, sent back
     assert crossed.check(level, 0.7, "daw", 0.15) is False  # its late echo of a phone's step, in the window
-    assert crossed.check(level, 0.55, "daw", 0.2) is False  # its echo of what was sent back to it
+    assert crossed.check(level, 0.55, "daw", 0.2) is False  # its exact echo of what was sent back to it
+    # Its hand's next report, a hair from what was sent back to it (which it took over that report): back too
+    # (it ended a step off when what was sent back counted as sent to it within rounding, a reviewer's case).
+    assert crossed.check(level, 0.553, "daw", 0.21) is True
     desk = Crossed()
     for n, value in enumerate((0.2, 0.25)):
         desk.check(level, value, None, n * 0.01)

@@ -28,6 +28,8 @@ AFTER = 0.25
 KEPT = 128
 #: A peer's value this close to one sent to it, as a share of the control's range, is that one, rounded.
 ROUNDING = 0.005
+#: Where a value sent out came from: an OSC peer, None for any other, or ("back", peer) when it was sent back.
+Origin = str | tuple[str, str] | None
 
 
 class Crossed:
@@ -36,7 +38,7 @@ class Crossed:
 
     def __init__(self) -> None:
         self._from: dict[str, str | None] = {}
-        self._sent: dict[str, deque[tuple[float, Value, str | None]]] = {}
+        self._sent: dict[str, deque[tuple[float, Value, Origin]]] = {}
         self._crossing: dict[str, tuple[str, float]] = {}
 
     def check(self, control: Control, value: Value, source: str | None, now: float) -> bool:
@@ -55,19 +57,23 @@ class Crossed:
                 crossed = True
                 if not after:
                     self._crossing[cid] = (source, now + AFTER)
-        # A value sent back to its peer counts as sent to it (its echo is no crossing); else as the source's own.
-        sent.append((now, value, None if crossed else source))
+        # A value sent back to its peer: its exact echo is no crossing, but its next report a step from it is
+        # still its hand's (it took the value sent back over that report, and ended a step off).
+        sent.append((now, value, ("back", source) if crossed and source is not None else source))
         return crossed
 
 
-def _among(
-    control: Control, value: Value, peer: str, sent: deque[tuple[float, Value, str | None]], since: float
-) -> bool:
-    """Whether ``value`` is one sent to ``peer`` (from elsewhere) since ``since`` (numbers: within rounding)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        near = max(control.step or 0.0, ROUNDING * abs(control.max - control.min))
-        return any(
-            at >= since and origin != peer and isinstance(v, int | float) and abs(v - value) <= near
-            for at, v, origin in sent
-        )
-    return any(at >= since and origin != peer and v == value for at, v, origin in sent)
+def _among(control: Control, value: Value, peer: str, sent: deque[tuple[float, Value, Origin]], since: float) -> bool:
+    """Whether ``value`` is one sent to ``peer`` since ``since``: from elsewhere, within rounding (numbers); sent
+    back to it, exactly; its own values do not count."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    near = max(control.step or 0.0, ROUNDING * abs(control.max - control.min)) if number else 0.0
+    for at, sent_value, origin in sent:
+        if at < since or origin == peer:
+            continue
+        if origin == ("back", peer) or not number or not isinstance(sent_value, int | float):
+            if sent_value == value:
+                return True
+        elif abs(sent_value - value) <= near:  # type: ignore[operator]
+            return True
+    return False

@@ -281,11 +281,10 @@ class UdpTarget:
                 self.missed = {cid: at for cid, at in self.missed.items() if at > now - REACHED}
                 self._forgot = now
             return False
-        if self.state not in (*QUIET, "unreachable"):
-            return False
-        # (An answer from an unreachable desk is the desk back: greeted now, not 5 s of quiet later.)
-        back = self.state in ("silent", "unreachable") or now - since > LATE_ANSWER
-        self.state, self.error, self.probed = "ok", None, 0.0
+        if self.state not in QUIET:
+            return False  # (unreachable: back once nothing is refused for a while, see recovered; what it missed kept)
+        back = self.state == "silent" or now - since > LATE_ANSWER
+        self.state, self.error = "ok", None
         log.info("OSC target %s answers%s", self.config.label, " again" if back else "")
         return back
 
