@@ -88,6 +88,34 @@ def run_blocking(function: Callable[..., T], *args: object) -> T:
     return function(*args)
 
 
+def within(timeout: float, function: Callable[..., object], *args: object) -> bool:
+    """Run ``function(*args)`` on an OS thread of its own; True when it returned within ``timeout`` seconds.
+    Else it is left to finish (or not) on its own: for a library call that may wait for good on a lock of its
+    own (libjack's client close), which must not hold up the bridge's stop, nor a test."""
+    if patched():
+        from gevent import monkey
+
+        start, lock = (
+            monkey.get_original("_thread", "start_new_thread"),
+            monkey.get_original("_thread", "allocate_lock"),
+        )
+    else:
+        import _thread
+
+        start, lock = _thread.start_new_thread, _thread.allocate_lock
+    done = lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            function(*args)
+        finally:
+            done.release()
+
+    start(run, ())
+    return bool(done.acquire(True, timeout))
+
+
 def _outcome(function: Callable[..., Any], args: tuple[object, ...]) -> tuple[bool, Any]:
     """``(True, result)`` or ``(False, exception)`` of ``function(*args)``."""
     try:
