@@ -335,9 +335,8 @@ class Bridge:
             if adapter.name == "cluster":
                 behind = getattr(adapter, "joined" if self.state is None else "behind", [])
         midi = [a for a in self.hub.adapters if a.name == "midi"]
-        for cid in behind if midi else []:
-            if cid in self.hub.controls:
-                self.hub.send_test(cid, midi)
+        for cid in behind if midi else []:  # (the controls of this config: the join read no others)
+            self.hub.send_test(cid, midi)
         if behind and (midi or any(a.name == "osc" for a in self.hub.adapters)):
             log.info("cluster: %d values the others may have changed sent to this process's OSC and MIDI", len(behind))
         self.monitor.start()
